@@ -1,0 +1,1 @@
+//! Holds no code: this crate only carries the black-box contract tests of shop-shipping in `tests/`

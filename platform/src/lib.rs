@@ -1,0 +1,332 @@
+//! The Slipway platform contract: how every service is configured, logs, answers health checks and serves
+//!
+//! Every service binary reads its whole configuration from the environment, once, at startup:
+//!
+//! | variable | meaning | default |
+//! | --- | --- | --- |
+//! | `LISTEN_ADDR` | socket address to listen on | `0.0.0.0:8080` |
+//! | `<ROLE>_URL` | base URL of the dependency with that role: the role upper-cased, `-` replaced by `_` (role `catalog` reads `CATALOG_URL`) | none, required |
+//! | `LOG_LEVEL` | `error`, `warn`, `info` or `debug` | `info` |
+//! | `SLIPWAY_ENV` | the environment the service runs in (`local`, `ci`, `production`, ...) | `local` |
+//!
+//! A value that does not parse, or a missing dependency URL, is a startup error naming the variable.
+//!
+//! [`Platform::serve`] then adds what every service has in common:
+//!
+//! - `GET /health` answers `200` with `{"status":"ok","service":..,"environment":..}`
+//!   (the service's own router must not define `/health`);
+//! - one JSON line per request on stdout, at `info`:
+//!   `{"level":"info","service":"shop-orders","env":"ci","method":"POST","path":"/orders","status":201,"ms":3}`;
+//!   the service's own errors are logged through [`Logger`] at `error` or `warn`, and lines less
+//!   important than `LOG_LEVEL` are dropped;
+//! - one startup line (`"message":"listening on <addr>"`), written whatever the level;
+//! - graceful shutdown on `SIGTERM` and `SIGINT`: in-flight requests finish, then the process exits.
+
+mod log;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use tokio::signal::unix::{SignalKind, signal};
+
+pub use log::{Level, Logger};
+
+/// The listen address used when `LISTEN_ADDR` is unset
+pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
+
+/// A service's configuration as read from the environment, and the way it serves
+#[derive(Debug)]
+pub struct Platform {
+    service: &'static str,
+    environment: String,
+    listen_addr: SocketAddr,
+    logger: Logger,
+    vars: HashMap<String, String>,
+}
+
+/// Why a service could not start or keep serving
+#[derive(Debug)]
+pub enum PlatformError {
+    /// A variable is unset or set to a value that does not parse; the message names both
+    Config { var: String, problem: String },
+    /// The listen address could not be bound, or the server failed
+    Io { context: String, source: io::Error },
+}
+
+impl PlatformError {
+    fn invalid(var: &str, value: &str, expected: &str) -> PlatformError {
+        let problem = format!("is {value:?}, expected {expected}");
+        PlatformError::Config {
+            var: var.to_owned(),
+            problem,
+        }
+    }
+}
+
+impl fmt::Display for PlatformError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlatformError::Config { var, problem } => write!(f, "{var} {problem}"),
+            PlatformError::Io { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+/// The `Io` message already ends with its source, so no source is reported apart from it
+impl std::error::Error for PlatformError {}
+
+/// The variable holding the base URL of the dependency with `role`: `order-history` → `ORDER_HISTORY_URL`
+pub fn dependency_var(role: &str) -> String {
+    format!("{}_URL", role.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// An error and all its sources on one line, `outer: inner: root`, for logging
+pub fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+impl Platform {
+    /// Reads the contract from the process environment; `service` is `<application>-<role>`
+    pub fn from_env(service: &'static str) -> Result<Platform, PlatformError> {
+        let vars = std::env::vars_os()
+            .map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into()))
+            .collect();
+        Platform::from_vars(service, vars)
+    }
+
+    /// Reads the contract from `vars`, a snapshot of the environment
+    pub fn from_vars(
+        service: &'static str,
+        vars: HashMap<String, String>,
+    ) -> Result<Platform, PlatformError> {
+        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let listen = get("LISTEN_ADDR").unwrap_or(DEFAULT_LISTEN_ADDR);
+        let listen_addr = listen.parse().map_err(|_| {
+            PlatformError::invalid(
+                "LISTEN_ADDR",
+                listen,
+                "a socket address such as 0.0.0.0:8080",
+            )
+        })?;
+        let level = match get("LOG_LEVEL") {
+            None => Level::Info,
+            Some(value) => Level::parse(value).ok_or_else(|| {
+                PlatformError::invalid("LOG_LEVEL", value, "one of error, warn, info, debug")
+            })?,
+        };
+        let environment = get("SLIPWAY_ENV").unwrap_or("local").to_owned();
+        let logger = Logger::new(service, &environment, level);
+        Ok(Platform {
+            service,
+            environment,
+            listen_addr,
+            logger,
+            vars,
+        })
+    }
+
+    /// The base URL of the dependency with `role`, from `<ROLE>_URL`, without a trailing `/`
+    pub fn dependency_url(&self, role: &str) -> Result<String, PlatformError> {
+        let var = dependency_var(role);
+        let value = self.vars.get(&var).map(|v| v.trim()).unwrap_or_default();
+        if value.is_empty() {
+            let problem = format!("is not set: the base URL of the {role} service is required");
+            return Err(PlatformError::Config { var, problem });
+        }
+        let url = value.trim_end_matches('/');
+        match url.split_once("://") {
+            Some(("http" | "https", host)) if !host.is_empty() => Ok(url.to_owned()),
+            _ => Err(PlatformError::invalid(
+                &var,
+                value,
+                "a base URL such as http://host:port",
+            )),
+        }
+    }
+
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+
+    pub fn environment(&self) -> &str {
+        &self.environment
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen_addr
+    }
+
+    /// A logger for the service's own code (cheap to clone into handler state)
+    pub fn logger(&self) -> Logger {
+        self.logger.clone()
+    }
+
+    pub fn log(&self, level: Level, message: &str) {
+        self.logger.log(level, message);
+    }
+
+    /// Serves `router` plus `GET /health` on `LISTEN_ADDR` until `SIGTERM` or `SIGINT`
+    pub async fn serve(self, router: Router) -> Result<(), PlatformError> {
+        let health = serde_json::json!({
+            "status": "ok",
+            "service": self.service,
+            "environment": self.environment,
+        });
+        let app = router
+            .route(
+                "/health",
+                get(move || {
+                    let body = health.clone();
+                    async move { axum::Json(body) }
+                }),
+            )
+            .layer(middleware::from_fn_with_state(
+                self.logger.clone(),
+                log_request,
+            ));
+        let io_error = |context: String| move |source| PlatformError::Io { context, source };
+        let mut sigterm =
+            signal(SignalKind::terminate()).map_err(io_error("cannot watch SIGTERM".into()))?;
+        let mut sigint =
+            signal(SignalKind::interrupt()).map_err(io_error("cannot watch SIGINT".into()))?;
+        let listener = tokio::net::TcpListener::bind(self.listen_addr)
+            .await
+            .map_err(io_error(format!("cannot listen on {}", self.listen_addr)))?;
+        let addr = listener.local_addr().unwrap_or(self.listen_addr);
+        self.logger.always(&format!("listening on {addr}"));
+        let logger = self.logger.clone();
+        let shutdown = async move {
+            let name = tokio::select! {
+                _ = sigterm.recv() => "SIGTERM",
+                _ = sigint.recv() => "SIGINT",
+            };
+            logger.info(&format!("{name} received, shutting down"));
+        };
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(io_error("server failed".into()))?;
+        self.logger.info("stopped");
+        Ok(())
+    }
+}
+
+async fn log_request(State(logger): State<Logger>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    logger.request(method.as_str(), &path, response.status().as_u16(), ms);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn describe_joins_the_source_chain() {
+        #[derive(Debug)]
+        struct Outer(io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("request failed")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let err = Outer(io::Error::other("refused"));
+        assert_eq!(describe(&err), "request failed: refused");
+    }
+
+    #[test]
+    fn role_to_variable_name() {
+        assert_eq!(dependency_var("catalog"), "CATALOG_URL");
+        assert_eq!(dependency_var("order-history"), "ORDER_HISTORY_URL");
+    }
+
+    #[test]
+    fn defaults_when_unset() {
+        let p = Platform::from_vars("shop-catalog", vars(&[])).unwrap();
+        assert_eq!(p.listen_addr(), DEFAULT_LISTEN_ADDR.parse().unwrap());
+        assert_eq!(p.logger().level(), Level::Info);
+        assert_eq!(p.environment(), "local");
+        assert_eq!(p.service(), "shop-catalog");
+    }
+
+    #[test]
+    fn reads_set_values() {
+        let env = [
+            ("LISTEN_ADDR", "127.0.0.1:9000"),
+            ("LOG_LEVEL", "warn"),
+            ("SLIPWAY_ENV", "ci"),
+        ];
+        let p = Platform::from_vars("shop-orders", vars(&env)).unwrap();
+        assert_eq!(p.listen_addr(), "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(p.logger().level(), Level::Warn);
+        assert_eq!(p.environment(), "ci");
+    }
+
+    #[test]
+    fn bad_log_level_names_variable_and_value() {
+        let err = Platform::from_vars("shop-orders", vars(&[("LOG_LEVEL", "loud")])).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("LOG_LEVEL") && text.contains("loud"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn bad_listen_addr_names_variable_and_value() {
+        let err =
+            Platform::from_vars("shop-orders", vars(&[("LISTEN_ADDR", "localhost")])).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("LISTEN_ADDR") && text.contains("localhost"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn dependency_url_is_trimmed_or_a_clear_error() {
+        let env = [
+            ("CATALOG_URL", "http://catalog:8080/"),
+            ("ORDER_HISTORY_URL", "catalog:8080"),
+            ("ORDERS_URL", " "),
+        ];
+        let p = Platform::from_vars("shop-orders", vars(&env)).unwrap();
+        assert_eq!(p.dependency_url("catalog").unwrap(), "http://catalog:8080");
+        let missing = p.dependency_url("shipping").unwrap_err().to_string();
+        assert!(missing.contains("SHIPPING_URL"), "{missing}");
+        let empty = p.dependency_url("orders").unwrap_err().to_string();
+        assert!(empty.contains("ORDERS_URL"), "{empty}");
+        let invalid = p.dependency_url("order-history").unwrap_err().to_string();
+        assert!(invalid.contains("ORDER_HISTORY_URL"), "{invalid}");
+    }
+}

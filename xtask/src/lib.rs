@@ -1,0 +1,25 @@
+//! Slipway's release engine: every command's logic, one module per stage of the pipeline
+//! (workspace → plan → build → image → store → runtime → integration), unit-tested here.
+
+pub mod build;
+pub mod cache;
+pub mod ci;
+pub mod determinism;
+pub mod digest;
+pub mod environments;
+pub mod error;
+pub mod flags;
+pub mod image;
+pub mod integration;
+pub mod project;
+pub mod report;
+pub mod runtime;
+pub mod scaffold;
+pub mod secrets;
+pub mod selftest;
+pub mod shell;
+pub mod source;
+pub mod store;
+pub mod workspace;
+
+pub use error::{Error, Result};

@@ -1,0 +1,79 @@
+//! The one way to run a subprocess: `xshell` commands rooted at the workspace, with their
+//! standard output sent to standard error so `--json` owns standard output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub use xshell::cmd;
+
+/// A shell rooted at the workspace root.
+#[derive(Debug)]
+pub struct Shell {
+    sh: xshell::Shell,
+    root: PathBuf,
+}
+
+/// A subprocess that could not run or did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("cannot run `{command}`: {source}")]
+    Spawn { command: String, source: std::io::Error },
+    #[error("`{command}` failed ({status})")]
+    Failed { command: String, status: std::process::ExitStatus },
+    #[error("`{command}` printed output that is not UTF-8")]
+    NotUtf8 { command: String },
+}
+
+impl CommandError {
+    pub fn help(&self) -> Option<String> {
+        match self {
+            CommandError::Spawn { command, source } if source.kind() == std::io::ErrorKind::NotFound => {
+                let program = command.split_whitespace().next().unwrap_or(command);
+                Some(format!("`{program}` is not installed or not on PATH"))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Shell {
+    /// A shell whose commands run in `root`.
+    pub fn new(root: &Path) -> Result<Shell, CommandError> {
+        let sh = xshell::Shell::new().map_err(|e| CommandError::Spawn {
+            command: "shell".to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        sh.change_dir(root);
+        Ok(Shell { sh, root: root.to_owned() })
+    }
+
+    /// The xshell to build commands with: `cmd!(shell.sh(), "cargo fmt")`.
+    pub fn sh(&self) -> &xshell::Shell {
+        &self.sh
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Runs `cmd` to completion, its output on our standard error.
+    pub fn run(&self, cmd: xshell::Cmd<'_>) -> Result<(), CommandError> {
+        let command = cmd.to_string();
+        let mut process: Command = cmd.into();
+        process.stdout(std::io::stderr()).stdin(Stdio::null());
+        let status = process.status().map_err(|source| CommandError::Spawn { command: command.clone(), source })?;
+        if status.success() { Ok(()) } else { Err(CommandError::Failed { command, status }) }
+    }
+
+    /// Runs `cmd` and returns its standard output; its standard error passes through.
+    pub fn read(&self, cmd: xshell::Cmd<'_>) -> Result<String, CommandError> {
+        let command = cmd.to_string();
+        let mut process: Command = cmd.into();
+        process.stdin(Stdio::null()).stderr(Stdio::inherit());
+        let output = process.output().map_err(|source| CommandError::Spawn { command: command.clone(), source })?;
+        if !output.status.success() {
+            return Err(CommandError::Failed { command, status: output.status });
+        }
+        String::from_utf8(output.stdout).map_err(|_| CommandError::NotUtf8 { command })
+    }
+}

@@ -1,0 +1,83 @@
+//! What the source is: the HEAD commit, its time (the build's `SOURCE_DATE_EPOCH`),
+//! whether the work tree is dirty, and which files git tracks.
+
+use std::path::PathBuf;
+
+use crate::determinism::SourceDateEpoch;
+use crate::shell::{CommandError, Shell, cmd};
+
+/// The source a build is made from.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Source {
+    /// The full HEAD commit id.
+    pub commit: String,
+    /// The HEAD commit time.
+    pub epoch: SourceDateEpoch,
+    /// Whether tracked files differ from HEAD or untracked, unignored files exist.
+    pub dirty: bool,
+}
+
+/// Why the source cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("git: {0}")]
+    Git(#[from] CommandError),
+    #[error("git: HEAD has no commit yet")]
+    NoCommit,
+    #[error("git: unexpected answer `{0}`")]
+    Unexpected(String),
+}
+
+impl Source {
+    /// Reads the source facts of the repository the shell is rooted in.
+    pub fn inspect(shell: &Shell) -> Result<Source, SourceError> {
+        let sh = shell.sh();
+        let head = shell
+            .read(cmd!(sh, "git log -1 --format=%H%x20%ct").quiet())
+            .map_err(|_| SourceError::NoCommit)?;
+        let (commit, time) = head.trim().split_once(' ').ok_or_else(|| SourceError::Unexpected(head.clone()))?;
+        let epoch = time.parse().map_err(|_| SourceError::Unexpected(head.clone()))?;
+        let status = shell.read(cmd!(sh, "git status --porcelain --untracked-files=normal").quiet())?;
+        Ok(Source { commit: commit.to_owned(), epoch: SourceDateEpoch(epoch), dirty: !status.trim().is_empty() })
+    }
+
+    /// The first 12 hex digits of the commit.
+    pub fn short_commit(&self) -> &str {
+        &self.commit[..self.commit.len().min(12)]
+    }
+
+    /// The build version of a package version: `<semver>-<commit12>`, `-dirty` when the
+    /// work tree is. It is a valid OCI tag.
+    pub fn build_version(&self, semver: &str) -> String {
+        let dirty = if self.dirty { "-dirty" } else { "" };
+        format!("{semver}-{}{dirty}", self.short_commit()).replace('+', "_")
+    }
+}
+
+/// Files git tracks, plus untracked files it does not ignore, relative to the root.
+pub fn listed_files(shell: &Shell) -> Result<Vec<PathBuf>, SourceError> {
+    let sh = shell.sh();
+    let out = shell.read(cmd!(sh, "git ls-files -z --cached --others --exclude-standard").quiet())?;
+    let mut files: Vec<PathBuf> = out.split('\0').filter(|p| !p.is_empty()).map(PathBuf::from).collect();
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_versions_are_tags() {
+        let mut source = Source {
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            epoch: SourceDateEpoch(0),
+            dirty: false,
+        };
+        assert_eq!(source.build_version("0.1.0"), "0.1.0-0123456789ab");
+        source.dirty = true;
+        assert_eq!(source.build_version("1.2.3+meta"), "1.2.3_meta-0123456789ab-dirty");
+        assert!(source.build_version("1.2.3+meta").parse::<crate::store::Tag>().is_ok());
+    }
+}
