@@ -22,7 +22,6 @@
           prometheus    # promtool, for alert rules
           python3
         ];
-        SOURCE_DATE_EPOCH = "0";
       };
     };
 }

@@ -64,10 +64,7 @@ pub enum PlatformError {
 impl PlatformError {
     fn invalid(var: &str, value: &str, expected: &str) -> PlatformError {
         let problem = format!("is {value:?}, expected {expected}");
-        PlatformError::Config {
-            var: var.to_owned(),
-            problem,
-        }
+        PlatformError::Config { var: var.to_owned(), problem }
     }
 }
 
@@ -116,11 +113,7 @@ impl Platform {
         let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
         let listen = get("LISTEN_ADDR").unwrap_or(DEFAULT_LISTEN_ADDR);
         let listen_addr = listen.parse().map_err(|_| {
-            PlatformError::invalid(
-                "LISTEN_ADDR",
-                listen,
-                "a socket address such as 0.0.0.0:8080",
-            )
+            PlatformError::invalid("LISTEN_ADDR", listen, "a socket address such as 0.0.0.0:8080")
         })?;
         let level = match get("LOG_LEVEL") {
             None => Level::Info,
@@ -130,13 +123,7 @@ impl Platform {
         };
         let environment = get("SLIPWAY_ENV").unwrap_or("local").to_owned();
         let logger = Logger::new(service, &environment, level);
-        Ok(Platform {
-            service,
-            environment,
-            listen_addr,
-            logger,
-            vars,
-        })
+        Ok(Platform { service, environment, listen_addr, logger, vars })
     }
 
     /// The base URL of the dependency with `role`, from `<ROLE>_URL`, without a trailing `/`
@@ -150,11 +137,7 @@ impl Platform {
         let url = value.trim_end_matches('/');
         match url.split_once("://") {
             Some(("http" | "https", host)) if !host.is_empty() => Ok(url.to_owned()),
-            _ => Err(PlatformError::invalid(
-                &var,
-                value,
-                "a base URL such as http://host:port",
-            )),
+            _ => Err(PlatformError::invalid(&var, value, "a base URL such as http://host:port")),
         }
     }
 
@@ -194,10 +177,7 @@ impl Platform {
                     async move { axum::Json(body) }
                 }),
             )
-            .layer(middleware::from_fn_with_state(
-                self.logger.clone(),
-                log_request,
-            ));
+            .layer(middleware::from_fn_with_state(self.logger.clone(), log_request));
         let io_error = |context: String| move |source| PlatformError::Io { context, source };
         let mut sigterm =
             signal(SignalKind::terminate()).map_err(io_error("cannot watch SIGTERM".into()))?;
@@ -240,10 +220,7 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -281,11 +258,7 @@ mod tests {
 
     #[test]
     fn reads_set_values() {
-        let env = [
-            ("LISTEN_ADDR", "127.0.0.1:9000"),
-            ("LOG_LEVEL", "warn"),
-            ("SLIPWAY_ENV", "ci"),
-        ];
+        let env = [("LISTEN_ADDR", "127.0.0.1:9000"), ("LOG_LEVEL", "warn"), ("SLIPWAY_ENV", "ci")];
         let p = Platform::from_vars("shop-orders", vars(&env)).unwrap();
         assert_eq!(p.listen_addr(), "127.0.0.1:9000".parse().unwrap());
         assert_eq!(p.logger().level(), Level::Warn);
@@ -296,10 +269,7 @@ mod tests {
     fn bad_log_level_names_variable_and_value() {
         let err = Platform::from_vars("shop-orders", vars(&[("LOG_LEVEL", "loud")])).unwrap_err();
         let text = err.to_string();
-        assert!(
-            text.contains("LOG_LEVEL") && text.contains("loud"),
-            "{text}"
-        );
+        assert!(text.contains("LOG_LEVEL") && text.contains("loud"), "{text}");
     }
 
     #[test]
@@ -307,10 +277,7 @@ mod tests {
         let err =
             Platform::from_vars("shop-orders", vars(&[("LISTEN_ADDR", "localhost")])).unwrap_err();
         let text = err.to_string();
-        assert!(
-            text.contains("LISTEN_ADDR") && text.contains("localhost"),
-            "{text}"
-        );
+        assert!(text.contains("LISTEN_ADDR") && text.contains("localhost"), "{text}");
     }
 
     #[test]

@@ -18,8 +18,7 @@ impl Level {
     /// Parses a `LOG_LEVEL` value (`error`, `warn`, `info`, `debug`, any case)
     pub fn parse(value: &str) -> Option<Level> {
         let all = [Level::Error, Level::Warn, Level::Info, Level::Debug];
-        all.into_iter()
-            .find(|l| l.as_str().eq_ignore_ascii_case(value.trim()))
+        all.into_iter().find(|l| l.as_str().eq_ignore_ascii_case(value.trim()))
     }
 
     /// The name written in the `level` field of a line
@@ -61,11 +60,7 @@ struct Request<'a> {
 
 impl Logger {
     pub fn new(service: &'static str, env: &str, level: Level) -> Logger {
-        Logger {
-            service,
-            env: Arc::from(env),
-            level,
-        }
+        Logger { service, env: Arc::from(env), level }
     }
 
     /// The configured level: lines less important than it are dropped
@@ -100,12 +95,7 @@ impl Logger {
     /// Logs one served request at `info`
     pub fn request(&self, method: &str, path: &str, status: u16, ms: u64) {
         if self.enabled(Level::Info) {
-            let fields = Request {
-                method,
-                path,
-                status,
-                ms,
-            };
+            let fields = Request { method, path, status, ms };
             self.write(&self.format(Level::Info, fields));
         }
     }
@@ -116,12 +106,7 @@ impl Logger {
     }
 
     fn format<T: Serialize>(&self, level: Level, fields: T) -> String {
-        let line = Line {
-            level: level.as_str(),
-            service: self.service,
-            env: &self.env,
-            fields,
-        };
+        let line = Line { level: level.as_str(), service: self.service, env: &self.env, fields };
         // Serializing plain strings and numbers cannot fail; keep a valid line if it ever does
         serde_json::to_string(&line).unwrap_or_else(|e| {
             serde_json::json!({"level": "error", "message": format!("unloggable line: {e}")})
@@ -154,12 +139,7 @@ mod tests {
     #[test]
     fn request_line_is_json_in_contract_order() {
         let logger = Logger::new("shop-orders", "ci", Level::Info);
-        let fields = Request {
-            method: "POST",
-            path: "/orders",
-            status: 201,
-            ms: 3,
-        };
+        let fields = Request { method: "POST", path: "/orders", status: 201, ms: 3 };
         let line = logger.format(Level::Info, fields);
         assert_eq!(
             line,
@@ -170,12 +150,7 @@ mod tests {
     #[test]
     fn message_line_escapes_text() {
         let logger = Logger::new("shop-catalog", "local", Level::Info);
-        let line = logger.format(
-            Level::Error,
-            Message {
-                message: "bad \"x\"\n",
-            },
-        );
+        let line = logger.format(Level::Error, Message { message: "bad \"x\"\n" });
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["level"], "error");
         assert_eq!(value["message"], "bad \"x\"\n");

@@ -48,7 +48,11 @@ fn remap_flags(root: &Path) -> Vec<String> {
 }
 
 /// Builds every service binary and every suite's test executables in one cargo run.
-pub fn executables(shell: &Shell, workspace: &Workspace, source: &Source) -> Result<Executables, CommandError> {
+pub fn executables(
+    shell: &Shell,
+    workspace: &Workspace,
+    source: &Source,
+) -> Result<Executables, CommandError> {
     let mut args = vec![
         "build".to_owned(),
         "--release".to_owned(),
@@ -59,7 +63,12 @@ pub fn executables(shell: &Shell, workspace: &Workspace, source: &Source) -> Res
         "--test".to_owned(),
         "*".to_owned(),
     ];
-    for package in workspace.services.iter().map(|s| &s.package).chain(workspace.suites.iter().map(|s| &s.package)) {
+    for package in workspace
+        .services
+        .iter()
+        .map(|s| &s.package)
+        .chain(workspace.suites.iter().map(|s| &s.package))
+    {
         args.push("--package".to_owned());
         args.push(package.clone());
     }
@@ -87,7 +96,8 @@ pub fn executables(shell: &Shell, workspace: &Workspace, source: &Source) -> Res
                 if let Some(suite) = workspace.suites.iter().find(|s| s.manifest == manifest) {
                     built.suites.entry(suite.package.clone()).or_default().push(path);
                 }
-            } else if let Some(service) = workspace.services.iter().find(|s| s.manifest == manifest) {
+            } else if let Some(service) = workspace.services.iter().find(|s| s.manifest == manifest)
+            {
                 if artifact.target.name == service.binary {
                     built.services.insert(service.package.clone(), path);
                 }

@@ -57,7 +57,11 @@ impl Plan {
     }
 
     fn print(&self, store: &str) {
-        eprintln!("plan for {} ({})", self.version, if self.source.dirty { "dirty work tree" } else { "clean" });
+        eprintln!(
+            "plan for {} ({})",
+            self.version,
+            if self.source.dirty { "dirty work tree" } else { "clean" }
+        );
         eprintln!("  store: {store}");
         eprintln!("  SOURCE_DATE_EPOCH: {} ({})", self.source.epoch.0, self.source.epoch.rfc3339());
         for planned in &self.services {
@@ -81,8 +85,11 @@ impl Plan {
 }
 
 fn reference_of(service: &Service, source: &Source) -> Result<ImageRef> {
-    let repository: Repository =
-        service.id.to_string().parse().map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
+    let repository: Repository = service
+        .id
+        .to_string()
+        .parse()
+        .map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
     let tag: Tag = source
         .build_version(&service.version)
         .parse()
@@ -131,8 +138,16 @@ pub struct StepTiming {
     pub seconds: f64,
 }
 
-const CI_STEPS: [&str; 8] =
-    ["format", "clippy", "metadata", "secrets", "unit tests", "static builds", "images", "integration tests"];
+const CI_STEPS: [&str; 8] = [
+    "format",
+    "clippy",
+    "metadata",
+    "secrets",
+    "unit tests",
+    "static builds",
+    "images",
+    "integration tests",
+];
 
 impl flags::Ci {
     pub fn run(self, project: &Project) -> Result<()> {
@@ -144,15 +159,24 @@ impl flags::Ci {
         let mut steps = Steps::new(CI_STEPS.len());
         let sh = project.shell.sh();
         let step = |name: &'static str| move |e: Error| e.in_step(name);
-        steps.run("format", |_| project.shell.run(cmd!(sh, "cargo fmt --all -- --check")).map_err(Error::from)).map_err(step("format"))?;
+        steps
+            .run("format", |_| {
+                project.shell.run(cmd!(sh, "cargo fmt --all -- --check")).map_err(Error::from)
+            })
+            .map_err(step("format"))?;
         steps
             .run("clippy", |_| {
-                project.shell.run(cmd!(sh, "cargo clippy --workspace --all-targets --quiet -- -D warnings")).map_err(Error::from)
+                project
+                    .shell
+                    .run(cmd!(sh, "cargo clippy --workspace --all-targets --quiet -- -D warnings"))
+                    .map_err(Error::from)
             })
             .map_err(step("clippy"))?;
         let plan = steps.run("metadata", |_| Plan::gather(project)).map_err(step("metadata"))?;
         steps.run("secrets", |_| scan_secrets(project)).map_err(step("secrets"))?;
-        steps.run("unit tests", |_| unit_tests(project, &plan.workspace)).map_err(step("unit tests"))?;
+        steps
+            .run("unit tests", |_| unit_tests(project, &plan.workspace))
+            .map_err(step("unit tests"))?;
         let summary = build_and_test(project, &plan, &mut steps, true)?;
         finish(&summary, self.json)
     }
@@ -161,7 +185,8 @@ impl flags::Ci {
 impl flags::Images {
     pub fn run(self, project: &Project) -> Result<()> {
         let mut steps = Steps::new(3);
-        let plan = steps.run("metadata", |_| Plan::gather(project)).map_err(|e| e.in_step("metadata"))?;
+        let plan =
+            steps.run("metadata", |_| Plan::gather(project)).map_err(|e| e.in_step("metadata"))?;
         let summary = build_and_test(project, &plan, &mut steps, false)?;
         finish(&summary, self.json)
     }
@@ -169,7 +194,8 @@ impl flags::Images {
 
 fn finish(summary: &Summary, json: bool) -> Result<()> {
     if json {
-        let text = serde_json::to_string_pretty(summary).map_err(|e| Error::Usage(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(summary).map_err(|e| Error::Usage(e.to_string()))?;
         println!("{text}");
     } else {
         for service in &summary.services {
@@ -203,7 +229,12 @@ fn unit_tests(project: &Project, workspace: &Workspace) -> Result<()> {
 }
 
 /// The image and integration steps shared by `ci` (with tests) and `images` (without).
-fn build_and_test(project: &Project, plan: &Plan, steps: &mut Steps, integration: bool) -> Result<Summary> {
+fn build_and_test(
+    project: &Project,
+    plan: &Plan,
+    steps: &mut Steps,
+    integration: bool,
+) -> Result<Summary> {
     let executables = steps
         .run("static builds", |_| {
             build::ensure_target(&project.shell)?;
@@ -218,7 +249,9 @@ fn build_and_test(project: &Project, plan: &Plan, steps: &mut Steps, integration
     let mut reused = false;
     if integration {
         (results, reused) = steps
-            .run("integration tests", |steps| integration_tests(project, plan, &images, &executables, &cache, steps))
+            .run("integration tests", |steps| {
+                integration_tests(project, plan, &images, &executables, &cache, steps)
+            })
             .map_err(|e| e.in_step("integration tests"))?;
     }
     let store = project.store().location();
@@ -238,7 +271,10 @@ fn build_and_test(project: &Project, plan: &Plan, steps: &mut Steps, integration
                 image: ImageSummary {
                     reference: planned.reference.clone(),
                     digest,
-                    layout: PathBuf::from(&store).join(planned.reference.repository.as_str()).display().to_string(),
+                    layout: PathBuf::from(&store)
+                        .join(planned.reference.repository.as_str())
+                        .display()
+                        .to_string(),
                     reused: image_reused,
                 },
             }
@@ -309,11 +345,14 @@ fn build_images(
     let mut out = Vec::new();
     for planned in &plan.services {
         let service = &planned.service;
-        let path = executables.services.get(&service.package).ok_or_else(|| Error::MissingExecutable {
-            what: "binary",
-            package: service.package.clone(),
+        let path = executables.services.get(&service.package).ok_or_else(|| {
+            Error::MissingExecutable { what: "binary", package: service.package.clone() }
         })?;
-        let binary = std::fs::read(path).map_err(|source| Error::Io { action: "read", path: path.clone(), source })?;
+        let binary = std::fs::read(path).map_err(|source| Error::Io {
+            action: "read",
+            path: path.clone(),
+            source,
+        })?;
         let binary_digest = Digest::of(&binary);
         let labels = labels(plan, planned);
         let key = Cache::key(&ImageInputs {
@@ -380,21 +419,37 @@ fn integration_tests(
     let mut runs = Vec::new();
     let mut suite_digests = Vec::new();
     for suite in &plan.workspace.suites {
-        let paths = executables.suites.get(&suite.package).ok_or_else(|| Error::MissingExecutable {
-            what: "test executable",
-            package: suite.package.clone(),
+        let paths = executables.suites.get(&suite.package).ok_or_else(|| {
+            Error::MissingExecutable { what: "test executable", package: suite.package.clone() }
         })?;
         for path in paths {
-            let file = std::fs::File::open(path).map_err(|source| Error::Io { action: "read", path: path.clone(), source })?;
-            let digest = Digest::of_reader(file).map_err(|source| Error::Io { action: "read", path: path.clone(), source })?;
+            let file = std::fs::File::open(path).map_err(|source| Error::Io {
+                action: "read",
+                path: path.clone(),
+                source,
+            })?;
+            let digest = Digest::of_reader(file).map_err(|source| Error::Io {
+                action: "read",
+                path: path.clone(),
+                source,
+            })?;
             suite_digests.push((suite.package.clone(), digest));
-            runs.push(SuiteRun { suite: suite.package.clone(), service: suite.service.clone(), executable: path.clone() });
+            runs.push(SuiteRun {
+                suite: suite.package.clone(),
+                service: suite.service.clone(),
+                executable: path.clone(),
+            });
         }
     }
     let key = Cache::key(&IntegrationInputs {
         format: "slipway-integration-v1",
         environment: environment.as_str(),
-        images: plan.services.iter().zip(images).map(|(p, (d, _))| (p.service.id.to_string(), d)).collect(),
+        images: plan
+            .services
+            .iter()
+            .zip(images)
+            .map(|(p, (d, _))| (p.service.id.to_string(), d))
+            .collect(),
         suites: suite_digests,
     });
     if let Some(results) = cache.get::<Vec<SuiteResult>>("integration", &key) {
@@ -426,9 +481,15 @@ fn integration_tests(
     let mut failed = Vec::new();
     for result in &results {
         if result.passed {
-            steps.note(&format!("{} ({}): passed ({}) in {:.1}s", result.suite, result.service, result.summary, result.seconds));
+            steps.note(&format!(
+                "{} ({}): passed ({}) in {:.1}s",
+                result.suite, result.service, result.summary, result.seconds
+            ));
         } else {
-            steps.note(&format!("{} ({}): FAILED ({})", result.suite, result.service, result.summary));
+            steps.note(&format!(
+                "{} ({}): FAILED ({})",
+                result.suite, result.service, result.summary
+            ));
             eprintln!("{}", std::fs::read_to_string(&result.output).unwrap_or_default());
             failed.push(result.suite.clone());
         }

@@ -51,11 +51,17 @@ impl Environments {
         }
         let mut chain: Vec<Name> = Vec::new();
         match document.get("environment") {
-            None => errors.push(failure("environment", "missing: declare at least one `[[environment]]` with a `name`")),
+            None => errors.push(failure(
+                "environment",
+                "missing: declare at least one `[[environment]]` with a `name`",
+            )),
             Some(Item::ArrayOfTables(tables)) => {
                 for (i, table) in tables.iter().enumerate() {
                     for (key, _) in table.iter().filter(|(k, _)| *k != "name") {
-                        errors.push(failure(&format!("environment[{i}].{key}"), "unknown key: expected only `name`"));
+                        errors.push(failure(
+                            &format!("environment[{i}].{key}"),
+                            "unknown key: expected only `name`",
+                        ));
                     }
                     let key = format!("environment[{i}].name");
                     match table.get("name").and_then(Item::as_str) {
@@ -69,7 +75,9 @@ impl Environments {
                                 format!("`{text}` is not a valid name: expected ^[a-z][a-z0-9-]*$"),
                             )),
                         },
-                        None => errors.push(failure(&key, "missing: expected a string like \"dev\"")),
+                        None => {
+                            errors.push(failure(&key, "missing: expected a string like \"dev\""))
+                        }
                     }
                 }
             }
@@ -105,7 +113,10 @@ mod tests {
 
     #[test]
     fn chain_keeps_declared_order() {
-        let envs = Environments::parse("[[environment]]\nname = \"qa\"\n[[environment]]\nname = \"live\"\n").unwrap();
+        let envs = Environments::parse(
+            "[[environment]]\nname = \"qa\"\n[[environment]]\nname = \"live\"\n",
+        )
+        .unwrap();
         let names: Vec<&str> = envs.names().map(Name::as_str).collect();
         assert_eq!(names, ["qa", "live"]);
     }
@@ -113,9 +124,15 @@ mod tests {
     #[test]
     fn bad_declarations_name_the_key() {
         check("[[environment]]\nname = \"Prod\"\n", &[("environment[0].name", "not a valid name")]);
-        check("[[environment]]\nnmae = \"prod\"\n", &[("environment[0].nmae", "unknown key"), ("environment[0].name", "missing")]);
+        check(
+            "[[environment]]\nnmae = \"prod\"\n",
+            &[("environment[0].nmae", "unknown key"), ("environment[0].name", "missing")],
+        );
         check("chain = []\n", &[("chain", "unknown key"), ("environment", "missing")]);
-        check("[[environment]]\nname = \"dev\"\n[[environment]]\nname = \"dev\"\n", &[("environment[1].name", "twice")]);
+        check(
+            "[[environment]]\nname = \"dev\"\n[[environment]]\nname = \"dev\"\n",
+            &[("environment[1].name", "twice")],
+        );
         check("[[environment", &[("", "not valid TOML")]);
     }
 }

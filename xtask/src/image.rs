@@ -6,8 +6,8 @@ use std::io::{Read, Write};
 
 use flate2::{Compression, GzBuilder};
 use oci_spec::image::{
-    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration,
-    ImageConfigurationBuilder, ImageManifest, ImageManifestBuilder, MediaType, Os, RootFsBuilder,
+    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
+    ImageManifest, ImageManifestBuilder, MediaType, Os, RootFsBuilder,
 };
 
 use crate::determinism::tar::{self, Content, TarBuilder, TarError};
@@ -121,10 +121,7 @@ fn configuration(spec: &ImageSpec, diff_id: &Digest) -> ImageConfiguration {
     let config = ConfigBuilder::default()
         .user(format!("{USER_ID}:{USER_ID}"))
         .entrypoint(vec![format!("/{BIN_DIR}/{}", spec.binary_name)])
-        .env(vec![
-            format!("PATH=/{BIN_DIR}"),
-            format!("LISTEN_ADDR=0.0.0.0:{DEFAULT_PORT}"),
-        ])
+        .env(vec![format!("PATH=/{BIN_DIR}"), format!("LISTEN_ADDR=0.0.0.0:{DEFAULT_PORT}")])
         .exposed_ports(vec![format!("{DEFAULT_PORT}/tcp")])
         .working_dir("/")
         .labels(labels)
@@ -174,9 +171,11 @@ pub fn entrypoint(
     let manifest = store.get_manifest(repository, digest)?;
     let manifest: ImageManifest =
         serde_json::from_slice(&manifest.bytes).map_err(|e| invalid(format!("manifest: {e}")))?;
-    let config_digest = Digest::from_oci(manifest.config().digest()).map_err(|e| invalid(e.to_string()))?;
-    let config: ImageConfiguration = serde_json::from_slice(&store.get_blob(repository, &config_digest)?)
-        .map_err(|e| invalid(format!("config: {e}")))?;
+    let config_digest =
+        Digest::from_oci(manifest.config().digest()).map_err(|e| invalid(e.to_string()))?;
+    let config: ImageConfiguration =
+        serde_json::from_slice(&store.get_blob(repository, &config_digest)?)
+            .map_err(|e| invalid(format!("config: {e}")))?;
     let path = config
         .config()
         .as_ref()

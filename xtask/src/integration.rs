@@ -37,7 +37,11 @@ pub fn run_all(runs: &[SuiteRun], environment: &Environment, out_dir: &Path) -> 
         let handles: Vec<_> = runs
             .iter()
             .enumerate()
-            .map(|(i, run)| scope.spawn(move || run_one(run, environment, &out_dir.join(format!("{}-{i}.out", run.suite)))))
+            .map(|(i, run)| {
+                scope.spawn(move || {
+                    run_one(run, environment, &out_dir.join(format!("{}-{i}.out", run.suite)))
+                })
+            })
             .collect();
         handles
             .into_iter()
@@ -80,7 +84,10 @@ fn run_one(run: &SuiteRun, environment: &Environment, output: &Path) -> SuiteRes
         .stdout(file.0)
         .stderr(file.1);
     runtime::die_with_parent(&mut command);
-    let status = match command.spawn().and_then(|mut child| wait_with_timeout(&mut child, Duration::from_secs(300))) {
+    let status = match command
+        .spawn()
+        .and_then(|mut child| wait_with_timeout(&mut child, Duration::from_secs(300)))
+    {
         Ok(status) => status,
         Err(e) => return result(false, format!("cannot run {}: {e}", run.executable.display())),
     };
@@ -94,7 +101,10 @@ fn run_one(run: &SuiteRun, environment: &Environment, output: &Path) -> SuiteRes
     result(status.success(), summary)
 }
 
-fn wait_with_timeout(child: &mut std::process::Child, limit: Duration) -> std::io::Result<std::process::ExitStatus> {
+fn wait_with_timeout(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> std::io::Result<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait()? {

@@ -43,9 +43,11 @@ impl Project {
 }
 
 fn find_root(start: &Path) -> Result<PathBuf> {
-    let start = start
-        .canonicalize()
-        .map_err(|source| Error::Io { action: "resolve", path: start.to_owned(), source })?;
+    let start = start.canonicalize().map_err(|source| Error::Io {
+        action: "resolve",
+        path: start.to_owned(),
+        source,
+    })?;
     for dir in start.ancestors() {
         let manifest = dir.join("Cargo.toml");
         if let Ok(text) = std::fs::read_to_string(&manifest) {

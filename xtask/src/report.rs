@@ -21,7 +21,11 @@ impl Steps {
     }
 
     /// Runs one step, naming it before and reporting how it ended after.
-    pub fn run<T, E>(&mut self, name: &str, step: impl FnOnce(&Steps) -> Result<T, E>) -> Result<T, E> {
+    pub fn run<T, E>(
+        &mut self,
+        name: &str,
+        step: impl FnOnce(&Steps) -> Result<T, E>,
+    ) -> Result<T, E> {
         self.done += 1;
         eprintln!("==> [{}/{}] {name}", self.done, self.total);
         let start = Instant::now();

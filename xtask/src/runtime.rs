@@ -52,7 +52,9 @@ pub enum RuntimeError {
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error("runtime: {service} exited before it was healthy ({status}); its log ends:\n{log}")]
     Exited { service: ServiceId, status: String, log: String },
-    #[error("runtime: {service} did not answer GET {url} with 200 within {seconds}s; its log ends:\n{log}")]
+    #[error(
+        "runtime: {service} did not answer GET {url} with 200 within {seconds}s; its log ends:\n{log}"
+    )]
     Unhealthy { service: ServiceId, url: String, seconds: u64, log: String },
 }
 
@@ -82,7 +84,10 @@ impl Environment {
         fs::create_dir_all(run_dir).map_err(io("create", run_dir))?;
         let mut ports = BTreeMap::new();
         for launch in launches {
-            ports.insert(launch.id.clone(), free_port().map_err(io("find a free port for", run_dir))?);
+            ports.insert(
+                launch.id.clone(),
+                free_port().map_err(io("find a free port for", run_dir))?,
+            );
         }
         let mut environment = Environment { name, running: Vec::new() };
         for launch in launches {
@@ -103,7 +108,8 @@ impl Environment {
                 .stdout(log_file)
                 .stderr(log_err);
             for role in &launch.depends_on {
-                let dependency = ServiceId { application: launch.id.application.clone(), role: role.clone() };
+                let dependency =
+                    ServiceId { application: launch.id.application.clone(), role: role.clone() };
                 if let Some(port) = ports.get(&dependency) {
                     command.env(role.url_variable(), format!("http://localhost:{port}"));
                 }
@@ -126,11 +132,13 @@ impl Environment {
 
 impl Running {
     fn wait_healthy(&mut self, health: &str) -> Result<(), RuntimeError> {
-        let addr: SocketAddr = self.url.trim_start_matches("http://").parse().map_err(|_| RuntimeError::Unhealthy {
-            service: self.id.clone(),
-            url: self.url.clone(),
-            seconds: 0,
-            log: String::new(),
+        let addr: SocketAddr = self.url.trim_start_matches("http://").parse().map_err(|_| {
+            RuntimeError::Unhealthy {
+                service: self.id.clone(),
+                url: self.url.clone(),
+                seconds: 0,
+                log: String::new(),
+            }
         })?;
         let deadline = Instant::now() + HEALTH_TIMEOUT;
         loop {
@@ -167,7 +175,11 @@ impl Drop for Environment {
 }
 
 /// Writes the image's entrypoint to `<run_dir>/bin/<image>/`, once per image digest.
-fn extract_entrypoint(store: &dyn Store, launch: &Launch, run_dir: &Path) -> Result<PathBuf, RuntimeError> {
+fn extract_entrypoint(
+    store: &dyn Store,
+    launch: &Launch,
+    run_dir: &Path,
+) -> Result<PathBuf, RuntimeError> {
     let entry = image::entrypoint(store, &launch.repository, &launch.image)?;
     let name = Path::new(&entry.path).file_name().map(|n| n.to_owned()).unwrap_or_default();
     let dir = run_dir.join("bin").join(launch.image.short());

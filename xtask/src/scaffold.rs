@@ -14,9 +14,15 @@ use crate::workspace::{self, Name, ServiceId};
 const TEMPLATES: [(&str, &str); 5] = [
     ("services/{{package}}/Cargo.toml", include_str!("../templates/service/Cargo.toml.tmpl")),
     ("services/{{package}}/src/main.rs", include_str!("../templates/service/main.rs.tmpl")),
-    ("integration-tests/{{package}}/Cargo.toml", include_str!("../templates/tests/Cargo.toml.tmpl")),
+    (
+        "integration-tests/{{package}}/Cargo.toml",
+        include_str!("../templates/tests/Cargo.toml.tmpl"),
+    ),
     ("integration-tests/{{package}}/src/lib.rs", include_str!("../templates/tests/lib.rs.tmpl")),
-    ("integration-tests/{{package}}/tests/contract.rs", include_str!("../templates/tests/contract.rs.tmpl")),
+    (
+        "integration-tests/{{package}}/tests/contract.rs",
+        include_str!("../templates/tests/contract.rs.tmpl"),
+    ),
 ];
 
 impl flags::NewService {
@@ -28,7 +34,10 @@ impl flags::NewService {
                 ))
             })
         };
-        let id = ServiceId { application: name("application", &self.application)?, role: name("role", &self.role)? };
+        let id = ServiceId {
+            application: name("application", &self.application)?,
+            role: name("role", &self.role)?,
+        };
         let current = workspace::load(&project.shell)?;
         if let Some(existing) = current.service(&id) {
             return Err(Error::Usage(format!(
@@ -37,18 +46,25 @@ impl flags::NewService {
             )));
         }
         let package = id.to_string();
-        let files: Vec<(String, String)> = TEMPLATES
-            .iter()
-            .map(|(path, text)| (fill(path, &id), fill(text, &id)))
-            .collect();
+        let files: Vec<(String, String)> =
+            TEMPLATES.iter().map(|(path, text)| (fill(path, &id), fill(text, &id))).collect();
         for dir in [format!("services/{package}"), format!("integration-tests/{package}")] {
             if project.root.join(&dir).exists() {
-                return Err(Error::Usage(format!("`{dir}` already exists: move it away or pick another role")));
+                return Err(Error::Usage(format!(
+                    "`{dir}` already exists: move it away or pick another role"
+                )));
             }
         }
         let manifest = project.root.join("Cargo.toml");
-        let text = fs::read_to_string(&manifest).map_err(|source| Error::Io { action: "read", path: manifest.clone(), source })?;
-        let edited = add_members(&text, &[&format!("services/{package}"), &format!("integration-tests/{package}")])?;
+        let text = fs::read_to_string(&manifest).map_err(|source| Error::Io {
+            action: "read",
+            path: manifest.clone(),
+            source,
+        })?;
+        let edited = add_members(
+            &text,
+            &[&format!("services/{package}"), &format!("integration-tests/{package}")],
+        )?;
         for (path, text) in &files {
             write(&project.root.join(path), text)?;
         }
@@ -59,7 +75,9 @@ impl flags::NewService {
             eprintln!("the new service does not validate; its files stay for you to fix");
             return Err(e);
         }
-        eprintln!("created services/{package} and integration-tests/{package}, added to Cargo.toml");
+        eprintln!(
+            "created services/{package} and integration-tests/{package}, added to Cargo.toml"
+        );
         eprintln!("next: `cargo xtask ci` builds, tests and images it");
         Ok(())
     }
@@ -85,7 +103,8 @@ fn write(path: &Path, text: &str) -> Result<()> {
 /// Appends `members` to `[workspace] members`, laid out like the entries already there.
 fn add_members(manifest: &str, members: &[&str]) -> Result<String> {
     let bad = |why: &str| Error::Usage(format!("Cargo.toml: `workspace.members`: {why}"));
-    let mut document: DocumentMut = manifest.parse().map_err(|e| bad(&format!("not valid TOML: {e}")))?;
+    let mut document: DocumentMut =
+        manifest.parse().map_err(|e| bad(&format!("not valid TOML: {e}")))?;
     let array: &mut Array = document
         .get_mut("workspace")
         .and_then(|w| w.get_mut("members"))
@@ -121,12 +140,19 @@ mod tests {
             after,
             "# the workspace\n[workspace]\nmembers = [\n    \"xtask\", # the engine\n    \"services/a\",\n    \"services/b\",\n    \"integration-tests/b\",\n]\n\n[workspace.package]\nversion = \"0.1.0\"\n"
         );
-        assert_eq!(add_members(&after, &["services/b"]).unwrap(), after, "adding twice changes nothing");
+        assert_eq!(
+            add_members(&after, &["services/b"]).unwrap(),
+            after,
+            "adding twice changes nothing"
+        );
     }
 
     #[test]
     fn templates_are_filled_completely() {
-        let id = ServiceId { application: Name::parse("shop").unwrap(), role: Name::parse("gift-cards").unwrap() };
+        let id = ServiceId {
+            application: Name::parse("shop").unwrap(),
+            role: Name::parse("gift-cards").unwrap(),
+        };
         for (path, text) in TEMPLATES {
             let filled = fill(text, &id);
             assert!(!filled.contains("{{"), "{path} left a placeholder");

@@ -27,13 +27,55 @@ fn token(b: u8) -> bool {
 }
 
 const RULES: &[Rule] = &[
-    Rule { id: "aws-access-key-id", what: "AWS access key id", prefixes: &["AKIA", "ASIA"], charset: upper_alnum, min_len: 16 },
-    Rule { id: "github-token", what: "GitHub token", prefixes: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"], charset: alnum, min_len: 36 },
-    Rule { id: "github-pat", what: "GitHub fine-grained token", prefixes: &["github_pat_"], charset: token, min_len: 40 },
-    Rule { id: "gitlab-token", what: "GitLab token", prefixes: &["glpat-"], charset: token, min_len: 20 },
-    Rule { id: "slack-token", what: "Slack token", prefixes: &["xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-"], charset: token, min_len: 20 },
-    Rule { id: "google-api-key", what: "Google API key", prefixes: &["AIza"], charset: token, min_len: 35 },
-    Rule { id: "stripe-live-key", what: "Stripe live secret key", prefixes: &["sk_live_", "rk_live_"], charset: alnum, min_len: 24 },
+    Rule {
+        id: "aws-access-key-id",
+        what: "AWS access key id",
+        prefixes: &["AKIA", "ASIA"],
+        charset: upper_alnum,
+        min_len: 16,
+    },
+    Rule {
+        id: "github-token",
+        what: "GitHub token",
+        prefixes: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"],
+        charset: alnum,
+        min_len: 36,
+    },
+    Rule {
+        id: "github-pat",
+        what: "GitHub fine-grained token",
+        prefixes: &["github_pat_"],
+        charset: token,
+        min_len: 40,
+    },
+    Rule {
+        id: "gitlab-token",
+        what: "GitLab token",
+        prefixes: &["glpat-"],
+        charset: token,
+        min_len: 20,
+    },
+    Rule {
+        id: "slack-token",
+        what: "Slack token",
+        prefixes: &["xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-"],
+        charset: token,
+        min_len: 20,
+    },
+    Rule {
+        id: "google-api-key",
+        what: "Google API key",
+        prefixes: &["AIza"],
+        charset: token,
+        min_len: 35,
+    },
+    Rule {
+        id: "stripe-live-key",
+        what: "Stripe live secret key",
+        prefixes: &["sk_live_", "rk_live_"],
+        charset: alnum,
+        min_len: 24,
+    },
 ];
 
 /// The PEM armour of a private key, split so this file does not match itself.
@@ -75,7 +117,9 @@ pub fn scan_text(file: &Path, text: &str) -> Vec<Finding> {
     let mut findings = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let found = |rule, what| Finding { file: file.to_owned(), line: index + 1, rule, what };
-        if line.contains(PEM_BEGIN) && (line.contains(PEM_PRIVATE) || line.contains(PEM_PRIVATE_BLOCK)) {
+        if line.contains(PEM_BEGIN)
+            && (line.contains(PEM_PRIVATE) || line.contains(PEM_PRIVATE_BLOCK))
+        {
             findings.push(found("private-key", "private key"));
         }
         for rule in RULES {
@@ -128,7 +172,9 @@ impl AllowList {
     }
 
     fn allows(&self, finding: &Finding) -> bool {
-        self.0.iter().any(|(path, rule)| path == &finding.file && rule.as_deref().is_none_or(|r| r == finding.rule))
+        self.0.iter().any(|(path, rule)| {
+            path == &finding.file && rule.as_deref().is_none_or(|r| r == finding.rule)
+        })
     }
 }
 
@@ -182,13 +228,17 @@ mod tests {
     #[test]
     fn allow_list_by_file_and_rule() {
         let root = tempfile::tempdir().unwrap();
-        std::fs::write(root.path().join("a.txt"), format!("{}{}", "AKIA", "Q3EXAMPLE7KEY7ZX")).unwrap();
+        std::fs::write(root.path().join("a.txt"), format!("{}{}", "AKIA", "Q3EXAMPLE7KEY7ZX"))
+            .unwrap();
         std::fs::write(root.path().join("b.bin"), b"\0AKIAQ3EXAMPLE7KEY7ZX").unwrap();
         let files = [PathBuf::from("a.txt"), PathBuf::from("b.bin")];
         let err = scan(root.path(), &files, &AllowList::default()).unwrap_err();
         assert_eq!(err.0.len(), 1);
         assert_eq!(err.0[0].to_string(), "a.txt:1: AWS access key id (aws-access-key-id)");
-        assert!(scan(root.path(), &files, &AllowList::parse("a.txt:aws-access-key-id # example")).is_ok());
+        assert!(
+            scan(root.path(), &files, &AllowList::parse("a.txt:aws-access-key-id # example"))
+                .is_ok()
+        );
         assert!(scan(root.path(), &files, &AllowList::parse("a.txt")).is_ok());
         assert!(scan(root.path(), &files, &AllowList::parse("a.txt:private-key")).is_err());
     }

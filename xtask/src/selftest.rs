@@ -39,9 +39,11 @@ pub fn install_line(packages: &[&str]) -> String {
 impl flags::Test {
     pub fn run(self, project: &Project) -> Result<()> {
         let sh = project.shell.sh();
-        let missing: Vec<&str> = TOOLS.iter().filter(|(tool, _)| !on_path(tool)).map(|(_, package)| *package).collect();
+        let missing: Vec<&str> =
+            TOOLS.iter().filter(|(tool, _)| !on_path(tool)).map(|(_, package)| *package).collect();
         if !missing.is_empty() {
-            let root = project.shell.read(cmd!(sh, "id -u").quiet()).is_ok_and(|uid| uid.trim() == "0");
+            let root =
+                project.shell.read(cmd!(sh, "id -u").quiet()).is_ok_and(|uid| uid.trim() == "0");
             if !root {
                 return Err(Error::MissingTools(
                     missing.iter().map(|p| p.to_string()).collect(),
@@ -49,9 +51,12 @@ impl flags::Test {
                 ));
             }
             eprintln!("==> installing {} ({})", missing.join(" "), install_line(&missing));
-            project.shell.run(cmd!(sh, "apt-get update -qq").env("DEBIAN_FRONTEND", "noninteractive"))?;
+            project
+                .shell
+                .run(cmd!(sh, "apt-get update -qq").env("DEBIAN_FRONTEND", "noninteractive"))?;
             project.shell.run(
-                cmd!(sh, "apt-get install -y -qq --no-install-recommends {missing...}").env("DEBIAN_FRONTEND", "noninteractive"),
+                cmd!(sh, "apt-get install -y -qq --no-install-recommends {missing...}")
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
             )?;
         }
         build::ensure_target(&project.shell)?;

@@ -27,7 +27,9 @@ pub enum CommandError {
 impl CommandError {
     pub fn help(&self) -> Option<String> {
         match self {
-            CommandError::Spawn { command, source } if source.kind() == std::io::ErrorKind::NotFound => {
+            CommandError::Spawn { command, source }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 let program = command.split_whitespace().next().unwrap_or(command);
                 Some(format!("`{program}` is not installed or not on PATH"))
             }
@@ -61,7 +63,9 @@ impl Shell {
         let command = cmd.to_string();
         let mut process: Command = cmd.into();
         process.stdout(std::io::stderr()).stdin(Stdio::null());
-        let status = process.status().map_err(|source| CommandError::Spawn { command: command.clone(), source })?;
+        let status = process
+            .status()
+            .map_err(|source| CommandError::Spawn { command: command.clone(), source })?;
         if status.success() { Ok(()) } else { Err(CommandError::Failed { command, status }) }
     }
 
@@ -70,7 +74,9 @@ impl Shell {
         let command = cmd.to_string();
         let mut process: Command = cmd.into();
         process.stdin(Stdio::null()).stderr(Stdio::inherit());
-        let output = process.output().map_err(|source| CommandError::Spawn { command: command.clone(), source })?;
+        let output = process
+            .output()
+            .map_err(|source| CommandError::Spawn { command: command.clone(), source })?;
         if !output.status.success() {
             return Err(CommandError::Failed { command, status: output.status });
         }

@@ -35,10 +35,16 @@ impl Source {
         let head = shell
             .read(cmd!(sh, "git log -1 --format=%H%x20%ct").quiet())
             .map_err(|_| SourceError::NoCommit)?;
-        let (commit, time) = head.trim().split_once(' ').ok_or_else(|| SourceError::Unexpected(head.clone()))?;
+        let (commit, time) =
+            head.trim().split_once(' ').ok_or_else(|| SourceError::Unexpected(head.clone()))?;
         let epoch = time.parse().map_err(|_| SourceError::Unexpected(head.clone()))?;
-        let status = shell.read(cmd!(sh, "git status --porcelain --untracked-files=normal").quiet())?;
-        Ok(Source { commit: commit.to_owned(), epoch: SourceDateEpoch(epoch), dirty: !status.trim().is_empty() })
+        let status =
+            shell.read(cmd!(sh, "git status --porcelain --untracked-files=normal").quiet())?;
+        Ok(Source {
+            commit: commit.to_owned(),
+            epoch: SourceDateEpoch(epoch),
+            dirty: !status.trim().is_empty(),
+        })
     }
 
     /// The first 12 hex digits of the commit.
@@ -57,8 +63,10 @@ impl Source {
 /// Files git tracks, plus untracked files it does not ignore, relative to the root.
 pub fn listed_files(shell: &Shell) -> Result<Vec<PathBuf>, SourceError> {
     let sh = shell.sh();
-    let out = shell.read(cmd!(sh, "git ls-files -z --cached --others --exclude-standard").quiet())?;
-    let mut files: Vec<PathBuf> = out.split('\0').filter(|p| !p.is_empty()).map(PathBuf::from).collect();
+    let out =
+        shell.read(cmd!(sh, "git ls-files -z --cached --others --exclude-standard").quiet())?;
+    let mut files: Vec<PathBuf> =
+        out.split('\0').filter(|p| !p.is_empty()).map(PathBuf::from).collect();
     files.sort();
     files.dedup();
     Ok(files)

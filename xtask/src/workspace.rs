@@ -160,7 +160,12 @@ impl Package {
             version: package.version.to_string(),
             manifest: manifest.strip_prefix(root).unwrap_or(manifest).to_owned(),
             metadata: package.metadata.clone(),
-            binaries: package.targets.iter().filter(|t| t.is_bin()).map(|t| t.name.clone()).collect(),
+            binaries: package
+                .targets
+                .iter()
+                .filter(|t| t.is_bin())
+                .map(|t| t.name.clone())
+                .collect(),
         }
     }
 
@@ -258,7 +263,9 @@ fn read_service(package: &Package, errors: &mut Vec<MetadataError>) -> Option<Se
     let application = name("application", errors);
     let role = name("role", errors);
     let health = match table.get("health") {
-        Some(Value::String(path)) if path.starts_with('/') && !path.contains(char::is_whitespace) => {
+        Some(Value::String(path))
+            if path.starts_with('/') && !path.contains(char::is_whitespace) =>
+        {
             Some(path.clone())
         }
         Some(other) => {
@@ -287,7 +294,9 @@ fn read_service(package: &Package, errors: &mut Vec<MetadataError>) -> Option<Se
                     None => errors.push(error(
                         file,
                         format!("{SERVICE_TABLE}.depends-on[{i}]"),
-                        format!("expected the role of a service of the same application, found {item}"),
+                        format!(
+                            "expected the role of a service of the same application, found {item}"
+                        ),
                     )),
                 }
             }
@@ -351,7 +360,11 @@ fn check_unique_roles(services: &[Service], errors: &mut Vec<MetadataError>) {
     }
 }
 
-fn check_dns_labels(services: &[Service], environments: &Environments, errors: &mut Vec<MetadataError>) {
+fn check_dns_labels(
+    services: &[Service],
+    environments: &Environments,
+    errors: &mut Vec<MetadataError>,
+) {
     for service in services {
         for environment in environments.names() {
             let label = service.id.in_environment(environment);
@@ -375,7 +388,8 @@ fn check_dependencies(services: &[Service], errors: &mut Vec<MetadataError>) {
     let mut known = true;
     for service in services {
         for (i, role) in service.depends_on.iter().enumerate() {
-            let target = ServiceId { application: service.id.application.clone(), role: role.clone() };
+            let target =
+                ServiceId { application: service.id.application.clone(), role: role.clone() };
             if !ids.contains(&target) {
                 known = false;
                 errors.push(error(
@@ -403,7 +417,10 @@ fn check_dependencies(services: &[Service], errors: &mut Vec<MetadataError>) {
             errors.push(error(
                 &cycle[0].manifest,
                 format!("{SERVICE_TABLE}.depends-on"),
-                format!("dependency cycle: {}: break it so services can start in order", names.join(" → ")),
+                format!(
+                    "dependency cycle: {}: break it so services can start in order",
+                    names.join(" → ")
+                ),
             ));
         }
     }
@@ -418,7 +435,10 @@ fn roles_of(services: &[Service], application: &Name) -> String {
     roles.join(", ")
 }
 
-fn dependencies<'a>(services: &'a [Service], service: &'a Service) -> impl Iterator<Item = &'a Service> {
+fn dependencies<'a>(
+    services: &'a [Service],
+    service: &'a Service,
+) -> impl Iterator<Item = &'a Service> {
     service.depends_on.iter().filter_map(move |role| {
         services.iter().find(|s| s.id.application == service.id.application && &s.id.role == role)
     })
@@ -459,9 +479,7 @@ fn dependency_order(mut services: Vec<Service>) -> Vec<Service> {
     services.sort_by(|a, b| a.id.cmp(&b.id));
     let mut ordered: Vec<Service> = Vec::with_capacity(services.len());
     while !services.is_empty() {
-        let ready = services.iter().position(|s| {
-            dependencies(&services, s).next().is_none()
-        });
+        let ready = services.iter().position(|s| dependencies(&services, s).next().is_none());
         // Validation rejected cycles, so some service is always ready.
         let index = ready.unwrap_or(0);
         let service = services.remove(index);
@@ -470,7 +488,11 @@ fn dependency_order(mut services: Vec<Service>) -> Vec<Service> {
     ordered
 }
 
-fn read_suite(package: &Package, services: &[Service], errors: &mut Vec<MetadataError>) -> Option<Suite> {
+fn read_suite(
+    package: &Package,
+    services: &[Service],
+    errors: &mut Vec<MetadataError>,
+) -> Option<Suite> {
     let file = package.manifest.as_path();
     let table = package.metadata.get("integration-tests")?;
     let Some(table) = table.as_object() else {
@@ -478,11 +500,19 @@ fn read_suite(package: &Package, services: &[Service], errors: &mut Vec<Metadata
         return None;
     };
     for key in table.keys().filter(|k| k.as_str() != "service") {
-        errors.push(error(file, format!("{SUITE_TABLE}.{key}"), "unknown key: expected only `service`"));
+        errors.push(error(
+            file,
+            format!("{SUITE_TABLE}.{key}"),
+            "unknown key: expected only `service`",
+        ));
     }
     let key = format!("{SUITE_TABLE}.service");
     let Some(wanted) = table.get("service").and_then(Value::as_str) else {
-        errors.push(error(file, key, "missing: expected the `<application>-<role>` of the service these tests cover"));
+        errors.push(error(
+            file,
+            key,
+            "missing: expected the `<application>-<role>` of the service these tests cover",
+        ));
         return None;
     };
     match services.iter().find(|s| s.id.to_string() == wanted) {
@@ -509,12 +539,16 @@ pub fn load(shell: &Shell) -> Result<Workspace, Error> {
     let root = shell.root();
     let sh = shell.sh();
     let json = shell.read(cmd!(sh, "cargo metadata --format-version 1 --no-deps").quiet())?;
-    let metadata = cargo_metadata::MetadataCommand::parse(json).map_err(|e| Error::CargoMetadata(e.to_string()))?;
+    let metadata = cargo_metadata::MetadataCommand::parse(json)
+        .map_err(|e| Error::CargoMetadata(e.to_string()))?;
     let packages: Vec<Package> =
         metadata.workspace_packages().into_iter().map(|p| Package::from_cargo(root, p)).collect();
     let manifest = root.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest)
-        .map_err(|source| Error::Io { action: "read", path: manifest.clone(), source })?;
+    let text = std::fs::read_to_string(&manifest).map_err(|source| Error::Io {
+        action: "read",
+        path: manifest.clone(),
+        source,
+    })?;
     let document: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
         Error::CargoMetadata(format!("{}: {e}", manifest.display()))
     })?;
@@ -565,7 +599,12 @@ mod tests {
 
     #[test]
     fn valid_sample_is_ordered_by_dependencies() {
-        let ws = run(&[shop("shipping", &["orders"]), shop("orders", &["catalog"]), shop("catalog", &[])]).unwrap();
+        let ws = run(&[
+            shop("shipping", &["orders"]),
+            shop("orders", &["catalog"]),
+            shop("catalog", &[]),
+        ])
+        .unwrap();
         let order: Vec<String> = ws.services.iter().map(|s| s.id.to_string()).collect();
         assert_eq!(order, ["shop-catalog", "shop-orders", "shop-shipping"]);
         assert_eq!(ws.services[1].depends_on[0].url_variable(), "CATALOG_URL");
@@ -580,8 +619,16 @@ mod tests {
         check(
             &[bad],
             &[
-                ("services/shop-x/Cargo.toml", "package.metadata.service.application", "`Shop` is not a valid name"),
-                ("services/shop-x/Cargo.toml", "package.metadata.service.role", "`9lives` is not a valid name"),
+                (
+                    "services/shop-x/Cargo.toml",
+                    "package.metadata.service.application",
+                    "`Shop` is not a valid name",
+                ),
+                (
+                    "services/shop-x/Cargo.toml",
+                    "package.metadata.service.role",
+                    "`9lives` is not a valid name",
+                ),
             ],
         );
     }
@@ -604,28 +651,44 @@ mod tests {
 
     #[test]
     fn unknown_and_missing_keys_are_refused() {
-        let table = json!({"application": "shop", "role": "catalog", "helth": "/health", "depends-on": []});
+        let table =
+            json!({"application": "shop", "role": "catalog", "helth": "/health", "depends-on": []});
         check(
             &[service("shop-catalog", table)],
             &[
-                ("services/shop-catalog/Cargo.toml", "package.metadata.service.helth", "unknown key"),
+                (
+                    "services/shop-catalog/Cargo.toml",
+                    "package.metadata.service.helth",
+                    "unknown key",
+                ),
                 ("services/shop-catalog/Cargo.toml", "package.metadata.service.health", "missing"),
             ],
         );
         let mut bare = shop("catalog", &[]);
         bare.metadata = json!({});
-        check(&[bare], &[("services/shop-catalog/Cargo.toml", "package.metadata.service", "missing")]);
+        check(
+            &[bare],
+            &[("services/shop-catalog/Cargo.toml", "package.metadata.service", "missing")],
+        );
     }
 
     #[test]
     fn unknown_dependencies_and_cycles_are_refused() {
         check(
             &[shop("orders", &["catalogue"])],
-            &[("services/shop-orders/Cargo.toml", "package.metadata.service.depends-on[0]", "no service `shop-catalogue`")],
+            &[(
+                "services/shop-orders/Cargo.toml",
+                "package.metadata.service.depends-on[0]",
+                "no service `shop-catalogue`",
+            )],
         );
         check(
             &[shop("a", &["b"]), shop("b", &["c"]), shop("c", &["a"])],
-            &[("services/shop-a/Cargo.toml", "package.metadata.service.depends-on", "shop-a → shop-b → shop-c → shop-a")],
+            &[(
+                "services/shop-a/Cargo.toml",
+                "package.metadata.service.depends-on",
+                "shop-a → shop-b → shop-c → shop-a",
+            )],
         );
         check(
             &[shop("a", &["a"])],
@@ -638,7 +701,11 @@ mod tests {
         let long = "r".repeat(63 - "staging-shop-".len() + 1);
         check(
             &[shop(&long, &[])],
-            &[(&format!("services/shop-{long}/Cargo.toml"), "package.metadata.service.role", "must fit a DNS label")],
+            &[(
+                &format!("services/shop-{long}/Cargo.toml"),
+                "package.metadata.service.role",
+                "must fit a DNS label",
+            )],
         );
     }
 
@@ -648,8 +715,16 @@ mod tests {
         check(
             &[service("shop-catalog", table)],
             &[
-                ("services/shop-catalog/Cargo.toml", "package.metadata.service.health", "starting with `/`"),
-                ("services/shop-catalog/Cargo.toml", "package.metadata.service.depends-on", "expected a list"),
+                (
+                    "services/shop-catalog/Cargo.toml",
+                    "package.metadata.service.health",
+                    "starting with `/`",
+                ),
+                (
+                    "services/shop-catalog/Cargo.toml",
+                    "package.metadata.service.depends-on",
+                    "expected a list",
+                ),
             ],
         );
     }

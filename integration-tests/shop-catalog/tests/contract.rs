@@ -10,9 +10,7 @@ fn url(path: &str) -> String {
 fn products() -> Vec<Value> {
     let (status, body) = get_json(&url("/products"));
     assert_eq!(status, 200, "GET /products: {body}");
-    body.as_array()
-        .unwrap_or_else(|| panic!("GET /products is not a list: {body}"))
-        .clone()
+    body.as_array().unwrap_or_else(|| panic!("GET /products is not a list: {body}")).clone()
 }
 
 #[test]
@@ -29,22 +27,10 @@ fn lists_products_with_prices_and_weights() {
     let products = products();
     assert!(products.len() >= 4, "{products:?}");
     for product in &products {
-        assert!(
-            product["sku"].as_str().is_some_and(|s| !s.is_empty()),
-            "{product}"
-        );
-        assert!(
-            product["name"].as_str().is_some_and(|s| !s.is_empty()),
-            "{product}"
-        );
-        assert!(
-            product["price_cents"].as_u64().is_some_and(|p| p > 0),
-            "{product}"
-        );
-        assert!(
-            product["weight_grams"].as_u64().is_some_and(|w| w > 0),
-            "{product}"
-        );
+        assert!(product["sku"].as_str().is_some_and(|s| !s.is_empty()), "{product}");
+        assert!(product["name"].as_str().is_some_and(|s| !s.is_empty()), "{product}");
+        assert!(product["price_cents"].as_u64().is_some_and(|p| p > 0), "{product}");
+        assert!(product["weight_grams"].as_u64().is_some_and(|w| w > 0), "{product}");
     }
 }
 

@@ -58,11 +58,7 @@ fn each_order_gets_its_own_id() {
     let (sku, price, _) = a_product();
     let (first_status, first) = order(&sku, 1, price);
     let (second_status, second) = order(&sku, 1, price);
-    assert_eq!(
-        (first_status, second_status),
-        (201, 201),
-        "{first} {second}"
-    );
+    assert_eq!((first_status, second_status), (201, 201), "{first} {second}");
     assert_ne!(first["id"], second["id"]);
 }
 

@@ -26,36 +26,11 @@ struct Product {
 }
 
 const PRODUCTS: &[Product] = &[
-    Product {
-        sku: "KETTLE-1",
-        name: "Stovetop kettle",
-        price_cents: 3499,
-        weight_grams: 1200,
-    },
-    Product {
-        sku: "MUG-2",
-        name: "Enamel mug",
-        price_cents: 899,
-        weight_grams: 310,
-    },
-    Product {
-        sku: "LAMP-3",
-        name: "Camping lamp",
-        price_cents: 2450,
-        weight_grams: 540,
-    },
-    Product {
-        sku: "ROPE-4",
-        name: "Climbing rope, 30 m",
-        price_cents: 12900,
-        weight_grams: 2100,
-    },
-    Product {
-        sku: "SOCKS-5",
-        name: "Wool socks",
-        price_cents: 1299,
-        weight_grams: 95,
-    },
+    Product { sku: "KETTLE-1", name: "Stovetop kettle", price_cents: 3499, weight_grams: 1200 },
+    Product { sku: "MUG-2", name: "Enamel mug", price_cents: 899, weight_grams: 310 },
+    Product { sku: "LAMP-3", name: "Camping lamp", price_cents: 2450, weight_grams: 540 },
+    Product { sku: "ROPE-4", name: "Climbing rope, 30 m", price_cents: 12900, weight_grams: 2100 },
+    Product { sku: "SOCKS-5", name: "Wool socks", price_cents: 1299, weight_grams: 95 },
 ];
 
 fn find(sku: &str) -> Option<&'static Product> {
@@ -78,9 +53,7 @@ async fn get_product(Path(sku): Path<String>) -> Response {
 }
 
 fn router() -> Router {
-    Router::new()
-        .route("/products", get(list_products))
-        .route("/products/{sku}", get(get_product))
+    Router::new().route("/products", get(list_products)).route("/products/{sku}", get(get_product))
 }
 
 async fn run() -> Result<(), PlatformError> {
@@ -107,11 +80,7 @@ mod tests {
     fn skus_are_unique_and_path_safe() {
         assert!(PRODUCTS.len() >= 4);
         for (i, p) in PRODUCTS.iter().enumerate() {
-            assert!(
-                PRODUCTS[i + 1..].iter().all(|q| q.sku != p.sku),
-                "{}",
-                p.sku
-            );
+            assert!(PRODUCTS[i + 1..].iter().all(|q| q.sku != p.sku), "{}", p.sku);
             assert!(p.sku.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
             assert!(p.price_cents > 0 && p.weight_grams > 0);
         }

@@ -59,17 +59,11 @@ struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            body: json!({ "error": message.into() }),
-        }
+        ApiError { status, body: json!({ "error": message.into() }) }
     }
 
     fn unknown_product(sku: &str) -> ApiError {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("unknown product {sku}"),
-        )
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("unknown product {sku}"))
     }
 }
 
@@ -83,18 +77,12 @@ impl IntoResponse for ApiError {
 fn validate(request: &OrderRequest) -> Result<(), ApiError> {
     let sku_ok = !request.sku.is_empty()
         && request.sku.len() <= 64
-        && request
-            .sku
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && request.sku.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !sku_ok {
         return Err(ApiError::unknown_product(&request.sku));
     }
     if request.quantity == 0 {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "quantity must be at least 1",
-        ));
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "quantity must be at least 1"));
     }
     Ok(())
 }
@@ -108,15 +96,9 @@ fn price(product: &Product, request: &OrderRequest) -> Result<(u64, u64), ApiErr
         });
     }
     let quantity = u64::from(request.quantity);
-    match (
-        product.price_cents.checked_mul(quantity),
-        product.weight_grams.checked_mul(quantity),
-    ) {
+    match (product.price_cents.checked_mul(quantity), product.weight_grams.checked_mul(quantity)) {
         (Some(total), Some(weight)) => Ok((total, weight)),
-        _ => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "quantity too large",
-        )),
+        _ => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "quantity too large")),
     }
 }
 
@@ -131,12 +113,8 @@ impl AppState {
     /// Looks a product up in the catalog: `Ok(None)` when the catalog does not know it
     async fn product(&self, sku: &str) -> Result<Option<Product>, String> {
         let url = format!("{}/products/{sku}", self.catalog_url);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| format!("GET {url}: {}", describe(&e)))?;
+        let response =
+            self.http.get(&url).send().await.map_err(|e| format!("GET {url}: {}", describe(&e)))?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => response
@@ -174,13 +152,8 @@ async fn create_order(
         Ok(Some(product)) => product,
         Ok(None) => return Err(ApiError::unknown_product(&request.sku)),
         Err(message) => {
-            state
-                .logger
-                .error(&format!("catalog unavailable: {message}"));
-            return Err(ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "catalog unavailable",
-            ));
+            state.logger.error(&format!("catalog unavailable: {message}"));
+            return Err(ApiError::new(StatusCode::BAD_GATEWAY, "catalog unavailable"));
         }
     };
     let (total_cents, weight_grams) = price(&product, &request)?;
@@ -195,19 +168,14 @@ async fn get_order(
     let orders = state.orders.lock().unwrap_or_else(PoisonError::into_inner);
     match orders.iter().find(|o| o.id == id) {
         Some(order) => Ok(Json(order.clone())),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("unknown order {id}"),
-        )),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("unknown order {id}"))),
     }
 }
 
 async fn run() -> Result<(), Box<dyn Error>> {
     let platform = Platform::from_env(SERVICE)?;
     let state = AppState {
-        http: reqwest::Client::builder()
-            .timeout(CATALOG_TIMEOUT)
-            .build()?,
+        http: reqwest::Client::builder().timeout(CATALOG_TIMEOUT).build()?,
         catalog_url: platform.dependency_url("catalog")?,
         logger: platform.logger(),
         orders: Mutex::new(Vec::new()),
@@ -236,17 +204,10 @@ mod tests {
     use super::*;
 
     fn request(sku: &str, quantity: u32, price_cents: u64) -> OrderRequest {
-        OrderRequest {
-            sku: sku.to_owned(),
-            quantity,
-            price_cents,
-        }
+        OrderRequest { sku: sku.to_owned(), quantity, price_cents }
     }
 
-    const MUG: Product = Product {
-        price_cents: 899,
-        weight_grams: 310,
-    };
+    const MUG: Product = Product { price_cents: 899, weight_grams: 310 };
 
     #[test]
     fn validation_rejects_zero_quantity_and_unsafe_skus() {
@@ -268,18 +229,12 @@ mod tests {
     fn stale_price_is_a_conflict_carrying_the_current_price() {
         let err = price(&MUG, &request("MUG-2", 1, 799)).unwrap_err();
         assert_eq!(err.status, StatusCode::CONFLICT);
-        assert_eq!(
-            err.body,
-            json!({"error": "price changed", "price_cents": 899})
-        );
+        assert_eq!(err.body, json!({"error": "price changed", "price_cents": 899}));
     }
 
     #[test]
     fn overflow_is_rejected_not_wrapped() {
-        let huge = Product {
-            price_cents: u64::MAX / 2,
-            weight_grams: 1,
-        };
+        let huge = Product { price_cents: u64::MAX / 2, weight_grams: 1 };
         let err = price(&huge, &request("X", 3, u64::MAX / 2)).unwrap_err();
         assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
     }

@@ -67,12 +67,8 @@ impl AppState {
     /// Fetches an order: `Ok(None)` when the orders service does not know it
     async fn order(&self, id: &str) -> Result<Option<Order>, String> {
         let url = format!("{}/orders/{id}", self.orders_url);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| format!("GET {url}: {}", describe(&e)))?;
+        let response =
+            self.http.get(&url).send().await.map_err(|e| format!("GET {url}: {}", describe(&e)))?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => response
@@ -102,9 +98,7 @@ async fn quote(State(state): State<Arc<AppState>>, Path(order_id): Path<String>)
         .into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("unknown order {order_id}")),
         Err(message) => {
-            state
-                .logger
-                .error(&format!("orders unavailable: {message}"));
+            state.logger.error(&format!("orders unavailable: {message}"));
             error(StatusCode::BAD_GATEWAY, "orders unavailable".to_owned())
         }
     }
@@ -117,9 +111,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         orders_url: platform.dependency_url("orders")?,
         logger: platform.logger(),
     };
-    let router = Router::new()
-        .route("/quotes/{order_id}", get(quote))
-        .with_state(Arc::new(state));
+    let router = Router::new().route("/quotes/{order_id}", get(quote)).with_state(Arc::new(state));
     platform.serve(router).await?;
     Ok(())
 }
@@ -151,10 +143,7 @@ mod tests {
     fn free_strictly_above_ten_thousand_cents() {
         assert_eq!(shipping_cost(10_001, 2100), 0);
         assert_eq!(shipping_cost(u64::MAX, u64::MAX), 0);
-        assert_eq!(
-            shipping_cost(0, u64::MAX),
-            BASE_CENTS + u64::MAX.div_ceil(10)
-        );
+        assert_eq!(shipping_cost(0, u64::MAX), BASE_CENTS + u64::MAX.div_ceil(10));
     }
 
     #[test]

@@ -7,9 +7,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use oci_spec::image::{
-    ANNOTATION_REF_NAME, Descriptor, ImageIndex, ImageIndexBuilder, MediaType,
-};
+use oci_spec::image::{ANNOTATION_REF_NAME, Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
 
 use super::{Repository, Store, StoreError, StoredManifest, Tag};
 use crate::determinism::canonical_json;
@@ -162,7 +160,10 @@ impl Store for LayoutStore {
     fn resolve(&self, repository: &Repository, tag: &Tag) -> Result<Option<Digest>, StoreError> {
         let dir = self.layout_dir(repository);
         let index = self.read_index(&dir)?;
-        let found = index.manifests().iter().find(|d| ref_name(d).map(String::as_str) == Some(tag.as_str()));
+        let found = index
+            .manifests()
+            .iter()
+            .find(|d| ref_name(d).map(String::as_str) == Some(tag.as_str()));
         match found {
             Some(d) => Ok(Some(Digest::from_oci(d.digest())?)),
             None => Ok(None),

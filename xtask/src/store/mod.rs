@@ -150,7 +150,9 @@ pub struct StoredManifest {
 pub enum StoreError {
     #[error("store: cannot access `{path}`: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("store: `{path}` holds content with digest {actual}, not {expected}: the store is corrupt")]
+    #[error(
+        "store: `{path}` holds content with digest {actual}, not {expected}: the store is corrupt"
+    )]
     Corrupt { path: PathBuf, expected: Digest, actual: Digest },
     #[error("store: {repository} has no {what}")]
     NotFound { repository: Repository, what: String },
