@@ -97,10 +97,9 @@ pub fn executables(
                     built.suites.entry(suite.package.clone()).or_default().push(path);
                 }
             } else if let Some(service) = workspace.services.iter().find(|s| s.manifest == manifest)
+                && artifact.target.name == service.binary
             {
-                if artifact.target.name == service.binary {
-                    built.services.insert(service.package.clone(), path);
-                }
+                built.services.insert(service.package.clone(), path);
             }
         }
     }

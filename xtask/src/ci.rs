@@ -363,15 +363,15 @@ fn build_images(
             labels: &labels,
         });
         let repository = &planned.reference.repository;
-        if let Some(cached) = cache.get::<CachedImage>("images", &key) {
-            if let Ok(manifest) = store.get_manifest(repository, &cached.manifest) {
-                if planned.stored.as_ref() != Some(&cached.manifest) {
-                    store.put_manifest(repository, &manifest, Some(&planned.reference.tag))?;
-                }
-                steps.note(&format!("reused {} {}", planned.reference, cached.manifest.short()));
-                out.push((cached.manifest, true));
-                continue;
+        if let Some(cached) = cache.get::<CachedImage>("images", &key)
+            && let Ok(manifest) = store.get_manifest(repository, &cached.manifest)
+        {
+            if planned.stored.as_ref() != Some(&cached.manifest) {
+                store.put_manifest(repository, &manifest, Some(&planned.reference.tag))?;
             }
+            steps.note(&format!("reused {} {}", planned.reference, cached.manifest.short()));
+            out.push((cached.manifest, true));
+            continue;
         }
         steps.progress(&format!("assembling {}", planned.reference));
         let spec = ImageSpec {

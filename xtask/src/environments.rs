@@ -104,7 +104,7 @@ mod tests {
         let got: Vec<(&str, bool)> = errors
             .iter()
             .zip(expected)
-            .map(|(e, (key, part))| (e.key.as_str(), e.message.contains(part)))
+            .map(|(e, (_key, part))| (e.key.as_str(), e.message.contains(part)))
             .collect();
         let want: Vec<(&str, bool)> = expected.iter().map(|(key, _)| (*key, true)).collect();
         assert_eq!(got, want, "{errors:#?}");

@@ -192,10 +192,10 @@ pub fn entrypoint(
             .read_to_end(&mut archive)
             .map_err(|e| invalid(format!("layer {layer_digest}: {e}")))?;
         for entry in tar::read_entries(&archive)? {
-            if entry.path == wanted {
-                if let Content::File(bytes) = entry.content {
-                    return Ok(Entrypoint { path, bytes });
-                }
+            if entry.path == wanted
+                && let Content::File(bytes) = entry.content
+            {
+                return Ok(Entrypoint { path, bytes });
             }
         }
     }

@@ -95,7 +95,7 @@ fn run_one(run: &SuiteRun, environment: &Environment, output: &Path) -> SuiteRes
     let summary = text
         .lines()
         .filter_map(|line| line.strip_prefix("test result: "))
-        .last()
+        .next_back()
         .map(|s| s.trim_start_matches("ok. ").trim_start_matches("FAILED. ").to_owned())
         .unwrap_or_else(|| format!("no test summary ({status})"));
     result(status.success(), summary)

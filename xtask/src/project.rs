@@ -50,10 +50,10 @@ fn find_root(start: &Path) -> Result<PathBuf> {
     })?;
     for dir in start.ancestors() {
         let manifest = dir.join("Cargo.toml");
-        if let Ok(text) = std::fs::read_to_string(&manifest) {
-            if text.lines().any(|line| line.trim() == "[workspace]") {
-                return Ok(dir.to_owned());
-            }
+        if let Ok(text) = std::fs::read_to_string(&manifest)
+            && text.lines().any(|line| line.trim() == "[workspace]")
+        {
+            return Ok(dir.to_owned());
         }
     }
     Err(Error::NoWorkspace(start))

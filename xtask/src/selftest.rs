@@ -1,7 +1,7 @@
 //! `cargo xtask test`: Slipway's own test suite, with the Debian tools it needs installed
 //! first when running as root, or the exact install line when not.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use crate::build;
 use crate::error::{Error, Result};
@@ -26,7 +26,7 @@ pub fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn is_executable(path: &PathBuf) -> bool {
+fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

@@ -411,18 +411,16 @@ fn check_dependencies(services: &[Service], errors: &mut Vec<MetadataError>) {
             }
         }
     }
-    if known {
-        if let Some(cycle) = find_cycle(services) {
-            let names: Vec<String> = cycle.iter().map(|s| s.id.to_string()).collect();
-            errors.push(error(
-                &cycle[0].manifest,
-                format!("{SERVICE_TABLE}.depends-on"),
-                format!(
-                    "dependency cycle: {}: break it so services can start in order",
-                    names.join(" → ")
-                ),
-            ));
-        }
+    if known && let Some(cycle) = find_cycle(services) {
+        let names: Vec<String> = cycle.iter().map(|s| s.id.to_string()).collect();
+        errors.push(error(
+            &cycle[0].manifest,
+            format!("{SERVICE_TABLE}.depends-on"),
+            format!(
+                "dependency cycle: {}: break it so services can start in order",
+                names.join(" → ")
+            ),
+        ));
     }
 }
 

@@ -226,13 +226,13 @@ pub fn read_entries(archive: &[u8]) -> Result<Vec<Entry>, TarError> {
 pub fn unpack(archive: &[u8], target: &Path) -> Result<Vec<Entry>, TarError> {
     let entries = read_entries(archive)?;
     for entry in &entries {
-        if let Content::Symlink(link) = &entry.content {
-            if !link_stays_inside(&entry.path, link) {
-                return Err(TarError::Escapes {
-                    path: entry.path.clone(),
-                    why: "symbolic link points outside",
-                });
-            }
+        if let Content::Symlink(link) = &entry.content
+            && !link_stays_inside(&entry.path, link)
+        {
+            return Err(TarError::Escapes {
+                path: entry.path.clone(),
+                why: "symbolic link points outside",
+            });
         }
     }
     for entry in &entries {
