@@ -324,7 +324,7 @@ mod tests {
 
     #[test]
     fn long_paths_use_the_ustar_prefix() {
-        let long = format!("{}/{}", "d".repeat(120), "f".repeat(90));
+        let long = format!("{}/{}/{}", "d".repeat(60), "e".repeat(60), "f".repeat(90));
         let bytes = sample(0, &[long.as_str()]);
         let last = read_entries(&bytes).unwrap().pop().unwrap();
         assert_eq!(last.path, long);
