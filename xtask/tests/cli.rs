@@ -1,0 +1,146 @@
+//! The command line as a user meets it: the command list, the plan, and broken service
+//! metadata refused with the file and key named, no panic and nothing written.
+
+mod common;
+
+use common::{copy_workspace, edit, xtask};
+use predicates::prelude::*;
+
+#[test]
+fn no_arguments_lists_the_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let assert = xtask(dir.path(), &dir.path().join("store")).assert().failure();
+    let output = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    for command in ["ci", "images", "new-service", "test"] {
+        assert!(output.contains(command), "`{command}` missing from:\n{output}");
+    }
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_workspace(dir.path());
+    let store = dir.path().join("store");
+    xtask(dir.path(), &store)
+        .args(["ci", "--dry-run"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("shop-catalog:0.1.0-"))
+        .stderr(predicate::str::contains("shop-orders"))
+        .stderr(predicate::str::contains("depends on [catalog]"))
+        .stderr(predicate::str::contains("to build"));
+    assert!(!store.exists());
+}
+
+/// Breaks a copy of the workspace with `edit_file(path, from, to)`, then checks that the
+/// plan is refused naming `file` and `key`, with no panic and no store.
+fn check_refused(file: &str, from: &str, to: &str, key: &str, message: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_workspace(dir.path());
+    edit(&dir.path().join(file), from, to);
+    let store = dir.path().join("store");
+    let assert = xtask(dir.path(), &store).args(["ci", "--dry-run"]).assert().failure();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains(&format!("{file}: `{key}`")), "file and key not named:\n{stderr}");
+    assert!(stderr.contains(message), "`{message}` missing:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!store.exists(), "nothing may be written to the store");
+}
+
+const ORDERS: &str = "services/shop-orders/Cargo.toml";
+
+#[test]
+fn duplicate_role_is_refused() {
+    check_refused(
+        ORDERS,
+        "role = \"orders\"",
+        "role = \"catalog\"",
+        "package.metadata.service.role",
+        "already declared by services/shop-catalog/Cargo.toml",
+    );
+}
+
+#[test]
+fn bad_name_is_refused() {
+    check_refused(
+        ORDERS,
+        "application = \"shop\"",
+        "application = \"Shop_2\"",
+        "package.metadata.service.application",
+        "`Shop_2` is not a valid name",
+    );
+}
+
+#[test]
+fn unknown_dependency_is_refused() {
+    check_refused(
+        ORDERS,
+        "depends-on = [\"catalog\"]",
+        "depends-on = [\"inventory\"]",
+        "package.metadata.service.depends-on[0]",
+        "no service `shop-inventory`",
+    );
+}
+
+#[test]
+fn dependency_cycle_is_refused() {
+    check_refused(
+        "services/shop-catalog/Cargo.toml",
+        "depends-on = []",
+        "depends-on = [\"shipping\"]",
+        "package.metadata.service.depends-on",
+        "dependency cycle: shop-catalog → shop-shipping → shop-orders → shop-catalog",
+    );
+}
+
+#[test]
+fn missing_key_is_refused() {
+    check_refused(
+        ORDERS,
+        "health = \"/health\"\n",
+        "",
+        "package.metadata.service.health",
+        "missing",
+    );
+}
+
+#[test]
+fn unknown_key_is_refused() {
+    check_refused(
+        ORDERS,
+        "health = \"/health\"\n",
+        "health = \"/health\"\nport = 8080\n",
+        "package.metadata.service.port",
+        "unknown key",
+    );
+}
+
+#[test]
+fn unknown_environment_key_is_refused() {
+    check_refused(
+        "infra/environments.toml",
+        "name = \"staging\"",
+        "name = \"staging\"\nreplicas = 2",
+        "environment[1].replicas",
+        "unknown key",
+    );
+}
+
+#[test]
+fn new_service_refuses_a_taken_role_and_bad_names() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_workspace(dir.path());
+    let store = dir.path().join("store");
+    xtask(dir.path(), &store)
+        .args(["new-service", "shop", "orders"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("`shop-orders` already exists"));
+    xtask(dir.path(), &store)
+        .args(["new-service", "shop", "Gift_Cards"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("`Gift_Cards` is not a valid role"));
+    let status = common::run_in(dir.path(), "git", &["status", "--porcelain"]);
+    assert_eq!(status, "", "a refused new-service writes nothing");
+}
