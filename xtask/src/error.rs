@@ -64,6 +64,11 @@ impl Error {
             )),
             Error::NoWorkspace(_) => Some("run Slipway inside the repository".to_owned()),
             Error::Suites(_) => Some("each failing suite's output is printed above".to_owned()),
+            Error::Step { step: "format", .. } => Some("run `cargo fmt --all` and commit the result".to_owned()),
+            Error::Step { step: "clippy", .. } => Some(
+                "fix the warnings above; `cargo clippy --workspace --all-targets -- -D warnings` shows them again".to_owned(),
+            ),
+            Error::Step { step: "unit tests", .. } => Some("the failing tests are named above".to_owned()),
             Error::Step { source, .. } => source.help(),
             Error::MissingTools(_, install) => Some(install.clone()),
             _ => None,

@@ -1,6 +1,9 @@
 //! The command line as a user meets it: the command list, the plan, and broken service
 //! metadata refused with the file and key named, no panic and nothing written.
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{copy_workspace, edit, xtask};

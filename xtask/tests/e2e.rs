@@ -3,6 +3,9 @@
 //! reuse on a no-op re-run, and the refusals a user can cause (secrets, broken metadata,
 //! failing and interrupted tests) with no process left behind.
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -70,10 +73,10 @@ fn digests(summary: &Value) -> Vec<(String, String)> {
 fn processes_under(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(exe) = std::fs::read_link(entry.path().join("exe")) {
-            if exe.starts_with(dir) {
-                found.push(format!("{} {}", entry.file_name().to_string_lossy(), exe.display()));
-            }
+        if let Ok(exe) = std::fs::read_link(entry.path().join("exe"))
+            && exe.starts_with(dir)
+        {
+            found.push(format!("{} {}", entry.file_name().to_string_lossy(), exe.display()));
         }
     }
     found

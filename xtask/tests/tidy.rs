@@ -2,6 +2,9 @@
 //! or leftover debug prints, the README's commands exist, the CI script runs the test
 //! command, and the Nix flake parses.
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};
