@@ -9,6 +9,7 @@ use toml_edit::{Array, DocumentMut, Value};
 use crate::error::{Error, Result};
 use crate::flags;
 use crate::project::Project;
+use crate::shell::cmd;
 use crate::workspace::{self, Name, ServiceId};
 
 const TEMPLATES: [(&str, &str); 5] = [
