@@ -76,6 +76,10 @@ impl flags::NewService {
             eprintln!("the new service does not validate; its files stay for you to fix");
             return Err(e);
         }
+        // Lay the new code out the way this workspace's rustfmt.toml says.
+        let sh = project.shell.sh();
+        let tests = format!("{package}-tests");
+        project.shell.run(cmd!(sh, "cargo fmt --package {package} --package {tests}"))?;
         eprintln!(
             "created services/{package} and integration-tests/{package}, added to Cargo.toml"
         );
