@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::flags;
 use crate::project::Project;
 use crate::shell::cmd;
+use crate::workspace;
 
 /// Every external program the test suite runs, with the Debian package that provides it.
 pub const TOOLS: &[(&str, &str)] = &[
@@ -60,8 +61,16 @@ impl flags::Test {
             )?;
         }
         build::ensure_target(&project.shell)?;
+        // The integration suites run against live services, inside `ci` and the
+        // end-to-end tests; on their own they would only find no `<ROLE>_URL`.
+        let workspace = workspace::load(&project.shell)?;
+        let excluded: Vec<String> = workspace
+            .suites
+            .iter()
+            .flat_map(|s| ["--exclude".to_owned(), s.package.clone()])
+            .collect();
         let args = self.args;
-        project.shell.run(cmd!(sh, "cargo test --workspace {args...}"))?;
+        project.shell.run(cmd!(sh, "cargo test --workspace {excluded...} {args...}"))?;
         Ok(())
     }
 }

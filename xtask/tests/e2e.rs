@@ -130,7 +130,14 @@ fn ci_builds_real_images_and_a_no_op_rerun_reuses_everything() {
             "umoci",
             &["unpack", "--image", &format!("{layout}:{tag}"), bundle.to_str().unwrap()],
         );
-        assert!(bundle.join("rootfs/usr/local/bin").join(repository).is_file());
+        let binary = std::fs::read(bundle.join("rootfs/usr/local/bin").join(repository)).unwrap();
+        for host_path in [dir.path().to_path_buf(), target_dir("e2e-a"), home_dir()] {
+            let needle = host_path.to_string_lossy().into_owned();
+            assert!(
+                !contains(&binary, needle.as_bytes()),
+                "{repository} holds the host path {needle}"
+            );
+        }
     }
     let integration = summary["integration"].as_array().unwrap();
     assert_eq!(integration.len(), 3, "{integration:?}");
@@ -147,6 +154,14 @@ fn ci_builds_real_images_and_a_no_op_rerun_reuses_everything() {
     );
     assert_eq!(again["integration_reused"], true);
     assert!(processes_under(dir.path()).is_empty(), "{:?}", processes_under(dir.path()));
+}
+
+fn home_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Starts an unpacked image with runc on the host network and asks its health endpoint.
