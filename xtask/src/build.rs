@@ -20,8 +20,8 @@ pub const TARGET: &str = "x86_64-unknown-linux-musl";
 pub struct Executables {
     /// Service package → its binary.
     pub services: BTreeMap<String, PathBuf>,
-    /// Suite package → its test executables.
-    pub suites: BTreeMap<String, Vec<PathBuf>>,
+    /// Suite package → its test executables, by target name.
+    pub suites: BTreeMap<String, Vec<(String, PathBuf)>>,
 }
 
 /// Adds the musl target with rustup when it is missing, so a fresh machine needs no step.
@@ -94,7 +94,8 @@ pub fn executables(
             let path = executable.into_std_path_buf();
             if artifact.target.kind.contains(&TargetKind::Test) {
                 if let Some(suite) = workspace.suites.iter().find(|s| s.manifest == manifest) {
-                    built.suites.entry(suite.package.clone()).or_default().push(path);
+                    let name = artifact.target.name.clone();
+                    built.suites.entry(suite.package.clone()).or_default().push((name, path));
                 }
             } else if let Some(service) = workspace.services.iter().find(|s| s.manifest == manifest)
                 && artifact.target.name == service.binary

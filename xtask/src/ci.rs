@@ -3,24 +3,30 @@
 //! them, reusing every result whose inputs did not change.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::artifact;
 use crate::build::{self, Executables};
 use crate::cache::Cache;
+use crate::determinism::canonical_json;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::flags;
-use crate::image::{self, ImageSpec};
+use crate::image::{self, ImageError, ImageSpec};
 use crate::integration::{self, SuiteResult, SuiteRun};
+use crate::lockfile;
+use crate::manifest::{self, ManifestSummary};
 use crate::project::Project;
 use crate::report::Steps;
 use crate::runtime::{Environment, Launch};
+use crate::sbom;
 use crate::secrets::{self, AllowList};
 use crate::shell::cmd;
 use crate::source::{self, Source};
-use crate::store::{ImageRef, Repository, Tag};
+use crate::store::{ImageRef, Repository, StoredManifest, Tag};
+use crate::testpack;
 use crate::workspace::{self, Name, Service, Workspace};
 
 /// What a build will do, computed before anything runs.
@@ -109,6 +115,8 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub integration: Vec<SuiteResult>,
     pub integration_reused: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<ManifestSummary>,
     pub steps: Vec<StepTiming>,
 }
 
@@ -121,6 +129,20 @@ pub struct ServiceSummary {
     pub health: String,
     pub depends_on: Vec<Name>,
     pub image: ImageSummary,
+    /// The stored test packs, one per suite.
+    pub tests: Vec<TestsSummary>,
+    pub sbom: DigestSummary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TestsSummary {
+    pub suite: String,
+    pub digest: Digest,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DigestSummary {
+    pub digest: Digest,
 }
 
 #[derive(Debug, Serialize)]
@@ -138,7 +160,7 @@ pub struct StepTiming {
     pub seconds: f64,
 }
 
-const CI_STEPS: [&str; 8] = [
+const CI_STEPS: [&str; 10] = [
     "format",
     "clippy",
     "metadata",
@@ -146,7 +168,9 @@ const CI_STEPS: [&str; 8] = [
     "unit tests",
     "static builds",
     "images",
+    "test packs and SBOMs",
     "integration tests",
+    "build manifest",
 ];
 
 impl flags::Ci {
@@ -184,7 +208,7 @@ impl flags::Ci {
 
 impl flags::Images {
     pub fn run(self, project: &Project) -> Result<()> {
-        let mut steps = Steps::new(3);
+        let mut steps = Steps::new(4);
         let plan =
             steps.run("metadata", |_| Plan::gather(project)).map_err(|e| e.in_step("metadata"))?;
         let summary = build_and_test(project, &plan, &mut steps, false)?;
@@ -228,13 +252,24 @@ fn unit_tests(project: &Project, workspace: &Workspace) -> Result<()> {
     Ok(())
 }
 
-/// The image and integration steps shared by `ci` (with tests) and `images` (without).
+/// What one service's build put in the store.
+#[derive(Debug, Clone)]
+pub struct BuiltService {
+    pub image: StoredManifest,
+    pub image_reused: bool,
+    /// (suite package, test pack digest)
+    pub testpacks: Vec<(String, Digest)>,
+    pub sbom: Digest,
+}
+
+/// The steps shared by `ci` (all of them) and `images` (builds and artifacts only).
 fn build_and_test(
     project: &Project,
     plan: &Plan,
     steps: &mut Steps,
-    integration: bool,
+    full: bool,
 ) -> Result<Summary> {
+    let started = now();
     let executables = steps
         .run("static builds", |_| {
             build::ensure_target(&project.shell)?;
@@ -245,21 +280,34 @@ fn build_and_test(
     let images = steps
         .run("images", |steps| build_images(project, plan, &executables, &cache, steps))
         .map_err(|e| e.in_step("images"))?;
+    let built = steps
+        .run("test packs and SBOMs", |steps| {
+            build_artifacts(project, plan, images, &executables, &cache, steps)
+        })
+        .map_err(|e| e.in_step("test packs and SBOMs"))?;
     let mut results = Vec::new();
     let mut reused = false;
-    if integration {
+    let mut signed = None;
+    if full {
         (results, reused) = steps
             .run("integration tests", |steps| {
-                integration_tests(project, plan, &images, &executables, &cache, steps)
+                integration_tests(project, plan, &built, &cache, steps)
             })
             .map_err(|e| e.in_step("integration tests"))?;
+        signed = Some(
+            steps
+                .run("build manifest", |steps| {
+                    manifest::write(project, plan, &built, &cache, started, steps)
+                })
+                .map_err(|e| e.in_step("build manifest"))?,
+        );
     }
     let store = project.store().location();
     let services = plan
         .services
         .iter()
-        .zip(images)
-        .map(|(planned, (digest, image_reused))| {
+        .zip(built)
+        .map(|(planned, built)| {
             let service = &planned.service;
             ServiceSummary {
                 name: service.id.to_string(),
@@ -270,13 +318,22 @@ fn build_and_test(
                 depends_on: service.depends_on.clone(),
                 image: ImageSummary {
                     reference: planned.reference.clone(),
-                    digest,
+                    digest: built.image.digest.clone(),
                     layout: PathBuf::from(&store)
                         .join(planned.reference.repository.as_str())
                         .display()
                         .to_string(),
-                    reused: image_reused,
+                    reused: built.image_reused,
                 },
+                tests: built
+                    .testpacks
+                    .iter()
+                    .map(|(suite, digest)| TestsSummary {
+                        suite: suite.clone(),
+                        digest: digest.clone(),
+                    })
+                    .collect(),
+                sbom: DigestSummary { digest: built.sbom },
             }
         })
         .collect();
@@ -289,12 +346,21 @@ fn build_and_test(
         services,
         integration: results,
         integration_reused: reused,
+        manifest: signed,
         steps: steps
             .timings()
             .iter()
             .map(|(name, took)| StepTiming { name: name.clone(), seconds: took.as_secs_f64() })
             .collect(),
     })
+}
+
+/// Seconds since the epoch, from the wall clock: only for run details, never in an artifact.
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// What an image is made of, as the cache keys it.
@@ -308,7 +374,7 @@ struct ImageInputs<'a> {
 }
 
 #[derive(Serialize, Deserialize)]
-struct CachedImage {
+struct Cached {
     manifest: Digest,
 }
 
@@ -333,6 +399,26 @@ fn labels(plan: &Plan, planned: &PlannedService) -> BTreeMap<String, String> {
     labels
 }
 
+/// A manifest the cache says was already stored for `key`, if the store still has it.
+fn cached_manifest(
+    project: &Project,
+    cache: &Cache,
+    kind: &str,
+    key: &Digest,
+    repository: &Repository,
+) -> Option<StoredManifest> {
+    let cached = cache.get::<Cached>(kind, key)?;
+    project.store().get_manifest(repository, &cached.manifest).ok()
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        action: "read",
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// Assembles each service's image into the store, or reuses it when its inputs are unchanged.
 fn build_images(
     project: &Project,
@@ -340,7 +426,7 @@ fn build_images(
     executables: &Executables,
     cache: &Cache,
     steps: &Steps,
-) -> Result<Vec<(Digest, bool)>> {
+) -> Result<Vec<(StoredManifest, bool)>> {
     let store = project.store();
     let mut out = Vec::new();
     for planned in &plan.services {
@@ -348,29 +434,22 @@ fn build_images(
         let path = executables.services.get(&service.package).ok_or_else(|| {
             Error::MissingExecutable { what: "binary", package: service.package.clone() }
         })?;
-        let binary = std::fs::read(path).map_err(|source| Error::Io {
-            action: "read",
-            path: path.clone(),
-            source,
-        })?;
-        let binary_digest = Digest::of(&binary);
+        let binary = read_file(path)?;
         let labels = labels(plan, planned);
         let key = Cache::key(&ImageInputs {
             format: "slipway-image-v1",
             reference: &planned.reference,
-            binary: &binary_digest,
+            binary: &Digest::of(&binary),
             epoch: plan.source.epoch.0,
             labels: &labels,
         });
         let repository = &planned.reference.repository;
-        if let Some(cached) = cache.get::<CachedImage>("images", &key)
-            && let Ok(manifest) = store.get_manifest(repository, &cached.manifest)
-        {
-            if planned.stored.as_ref() != Some(&cached.manifest) {
+        if let Some(manifest) = cached_manifest(project, cache, "images", &key, repository) {
+            if planned.stored.as_ref() != Some(&manifest.digest) {
                 store.put_manifest(repository, &manifest, Some(&planned.reference.tag))?;
             }
-            steps.note(&format!("reused {} {}", planned.reference, cached.manifest.short()));
-            out.push((cached.manifest, true));
+            steps.note(&format!("reused {} {}", planned.reference, manifest.digest.short()));
+            out.push((manifest, true));
             continue;
         }
         steps.progress(&format!("assembling {}", planned.reference));
@@ -384,16 +463,136 @@ fn build_images(
         };
         let image = image::assemble(&spec)?;
         image::publish(store, &spec, &image)?;
-        cache.put("images", &key, &CachedImage { manifest: image.manifest.digest.clone() })?;
+        cache.put("images", &key, &Cached { manifest: image.manifest.digest.clone() })?;
         steps.note(&format!(
             "built {} {} ({} KiB layer)",
             planned.reference,
             image.manifest.digest.short(),
             image.layer.len() / 1024
         ));
-        out.push((image.manifest.digest, false));
+        out.push((image.manifest, false));
     }
     Ok(out)
+}
+
+/// What a test pack or SBOM is made of, as the cache keys it.
+#[derive(Serialize)]
+struct ArtifactInputs<'a> {
+    format: &'static str,
+    image: &'a Digest,
+    parts: Vec<(String, Digest)>,
+    epoch: u64,
+}
+
+/// Stores, beside each image, a test pack per suite of the service and an SBOM.
+fn build_artifacts(
+    project: &Project,
+    plan: &Plan,
+    images: Vec<(StoredManifest, bool)>,
+    executables: &Executables,
+    cache: &Cache,
+    steps: &Steps,
+) -> Result<Vec<BuiltService>> {
+    let store = project.store();
+    let epoch = plan.source.epoch;
+    let locked = lockfile::read(&project.root)?;
+    let lock_digest = Digest::of(&read_file(&project.root.join("Cargo.lock"))?);
+    let mut metadata = None;
+    let mut built = Vec::new();
+    for (planned, (image, image_reused)) in plan.services.iter().zip(images) {
+        let service = &planned.service;
+        let repository = &planned.reference.repository;
+        let mut testpacks = Vec::new();
+        for suite in plan.workspace.suites_of(&service.id) {
+            let mut parts = Vec::new();
+            let mut files = Vec::new();
+            for (name, path) in executables.suites.get(&suite.package).into_iter().flatten() {
+                let bytes = read_file(path)?;
+                parts.push((name.clone(), Digest::of(&bytes)));
+                files.push((name.clone(), bytes));
+            }
+            let needs = plan.workspace.closure(&service.id);
+            let mut environment: Vec<String> =
+                needs.iter().map(|s| s.id.role.url_variable()).collect();
+            environment.push("SLIPWAY_ENV".to_owned());
+            let descriptor = testpack::Descriptor::new(
+                &suite.package,
+                &service.id.to_string(),
+                planned.reference.tag.as_str(),
+                needs.iter().map(|s| s.id.to_string()).collect(),
+                environment,
+            );
+            parts.push(("descriptor".to_owned(), Digest::of(&canonical_json(&descriptor))));
+            let key = Cache::key(&ArtifactInputs {
+                format: "slipway-testpack-v1",
+                image: &image.digest,
+                parts,
+                epoch: epoch.0,
+            });
+            let digest = match cached_manifest(project, cache, "testpacks", &key, repository) {
+                Some(manifest) => {
+                    steps.note(&format!(
+                        "reused test pack {} {}",
+                        suite.package,
+                        manifest.digest.short()
+                    ));
+                    manifest.digest
+                }
+                None => {
+                    steps.progress(&format!("packing {}", suite.package));
+                    let pack = testpack::assemble(descriptor, &files, epoch, &image)
+                        .map_err(ImageError::Tar)?;
+                    artifact::publish(store, repository, &pack, Some(&image.digest), None)?;
+                    cache.put(
+                        "testpacks",
+                        &key,
+                        &Cached { manifest: pack.manifest.digest.clone() },
+                    )?;
+                    steps.note(&format!(
+                        "packed {} {}",
+                        suite.package,
+                        pack.manifest.digest.short()
+                    ));
+                    pack.manifest.digest
+                }
+            };
+            testpacks.push((suite.package.clone(), digest));
+        }
+        let key = Cache::key(&ArtifactInputs {
+            format: "slipway-sbom-v1",
+            image: &image.digest,
+            parts: vec![
+                ("Cargo.lock".to_owned(), lock_digest.clone()),
+                (service.package.clone(), Digest::of(service.package.as_bytes())),
+            ],
+            epoch: epoch.0,
+        });
+        let sbom = match cached_manifest(project, cache, "sboms", &key, repository) {
+            Some(manifest) => manifest.digest,
+            None => {
+                if metadata.is_none() {
+                    metadata = Some(workspace::full_metadata(&project.shell, build::TARGET)?);
+                }
+                let Some(metadata) = &metadata else { unreachable!("just filled") };
+                let id = metadata
+                    .workspace_packages()
+                    .into_iter()
+                    .find(|p| p.name.as_str() == service.package)
+                    .map(|p| p.id.clone())
+                    .ok_or_else(|| {
+                        Error::CargoMetadata(format!("no package `{}`", service.package))
+                    })?;
+                let bom = sbom::document(metadata, &id, &locked, epoch);
+                let artifact = sbom::assemble(&bom, &image, epoch);
+                artifact::publish(store, repository, &artifact, Some(&image.digest), None)?;
+                cache.put("sboms", &key, &Cached { manifest: artifact.manifest.digest.clone() })?;
+                artifact.manifest.digest
+            }
+        };
+        steps.note(&format!("SBOM of {} {}", service.id, sbom.short()));
+        built.push(BuiltService { image, image_reused, testpacks, sbom });
+    }
+    Ok(built)
 }
 
 /// What decides the integration result, as the cache keys it.
@@ -402,55 +601,29 @@ struct IntegrationInputs<'a> {
     format: &'static str,
     environment: &'a str,
     images: Vec<(String, &'a Digest)>,
-    suites: Vec<(String, Digest)>,
+    testpacks: Vec<&'a Digest>,
 }
 
-/// Starts every service from its stored image and runs every suite against them, or
-/// reuses the result when images and test executables are unchanged.
+/// Starts every service from its stored image and runs every stored test pack against
+/// them, or reuses the result when images and test packs are unchanged.
 fn integration_tests(
     project: &Project,
     plan: &Plan,
-    images: &[(Digest, bool)],
-    executables: &Executables,
+    built: &[BuiltService],
     cache: &Cache,
     steps: &Steps,
 ) -> Result<(Vec<SuiteResult>, bool)> {
     let environment = Name::parse("ci").unwrap_or_else(|| unreachable!("`ci` is a valid name"));
-    let mut runs = Vec::new();
-    let mut suite_digests = Vec::new();
-    for suite in &plan.workspace.suites {
-        let paths = executables.suites.get(&suite.package).ok_or_else(|| {
-            Error::MissingExecutable { what: "test executable", package: suite.package.clone() }
-        })?;
-        for path in paths {
-            let file = std::fs::File::open(path).map_err(|source| Error::Io {
-                action: "read",
-                path: path.clone(),
-                source,
-            })?;
-            let digest = Digest::of_reader(file).map_err(|source| Error::Io {
-                action: "read",
-                path: path.clone(),
-                source,
-            })?;
-            suite_digests.push((suite.package.clone(), digest));
-            runs.push(SuiteRun {
-                suite: suite.package.clone(),
-                service: suite.service.clone(),
-                executable: path.clone(),
-            });
-        }
-    }
     let key = Cache::key(&IntegrationInputs {
-        format: "slipway-integration-v1",
+        format: "slipway-integration-v2",
         environment: environment.as_str(),
         images: plan
             .services
             .iter()
-            .zip(images)
-            .map(|(p, (d, _))| (p.service.id.to_string(), d))
+            .zip(built)
+            .map(|(p, b)| (p.service.id.to_string(), &b.image.digest))
             .collect(),
-        suites: suite_digests,
+        testpacks: built.iter().flat_map(|b| b.testpacks.iter().map(|(_, d)| d)).collect(),
     });
     if let Some(results) = cache.get::<Vec<SuiteResult>>("integration", &key) {
         for result in &results {
@@ -458,25 +631,46 @@ fn integration_tests(
         }
         return Ok((results, true));
     }
+    let mut runs = Vec::new();
+    for (planned, built) in plan.services.iter().zip(built) {
+        for (_, digest) in &built.testpacks {
+            let dir = project.state("run").join("testpacks").join(digest.hex());
+            let pack =
+                testpack::unpack(project.store(), &planned.reference.repository, digest, &dir)?;
+            for executable in &pack.descriptor.executables {
+                runs.push(SuiteRun {
+                    suite: pack.descriptor.suite.clone(),
+                    service: planned.service.id.clone(),
+                    executable: dir.join(&executable.path),
+                });
+            }
+        }
+    }
     let launches: Vec<Launch> = plan
         .services
         .iter()
-        .zip(images)
-        .map(|(planned, (digest, _))| Launch {
+        .zip(built)
+        .map(|(planned, built)| Launch {
             id: planned.service.id.clone(),
             repository: planned.reference.repository.clone(),
-            image: digest.clone(),
+            image: built.image.digest.clone(),
             health: planned.service.health.clone(),
             depends_on: planned.service.depends_on.clone(),
         })
         .collect();
     let run_dir = project.state("run").join(format!("ci-{}", std::process::id()));
+    let results_dir = project.state("results").join(&plan.version);
+    std::fs::create_dir_all(&results_dir).map_err(|source| Error::Io {
+        action: "create",
+        path: results_dir.clone(),
+        source,
+    })?;
     steps.progress(&format!("starting {} services from their images", launches.len()));
     let running = Environment::start(project.store(), &launches, environment, &run_dir)?;
     for (variable, url) in running.urls() {
         steps.note(&format!("{variable}={url}"));
     }
-    let results = integration::run_all(&runs, &running, &run_dir);
+    let results = integration::run_all(&runs, &running, &results_dir);
     drop(running);
     let mut failed = Vec::new();
     for result in &results {
@@ -494,6 +688,7 @@ fn integration_tests(
             failed.push(result.suite.clone());
         }
     }
+    eprintln!("    JUnit XML in {}", results_dir.display());
     if !failed.is_empty() {
         eprintln!("    service logs are in {}", run_dir.display());
         return Err(Error::Suites(failed));

@@ -27,6 +27,10 @@ pub enum Error {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Secrets(#[from] Findings),
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    #[error(transparent)]
+    Testpack(#[from] crate::testpack::TestpackError),
     #[error("cannot {action} `{path}`: {source}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error("no Cargo.toml with a [workspace] table in `{0}` or above it")]
@@ -54,6 +58,7 @@ impl Error {
                     .to_owned(),
             ),
             Error::Command(e) => e.help(),
+            Error::Key(e) => e.help(),
             Error::Store(e) => e.help(),
             Error::Source(SourceError::NoCommit) => {
                 Some("commit first: builds are named and dated by the HEAD commit".to_owned())

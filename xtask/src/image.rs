@@ -2,16 +2,15 @@
 //! deterministic gzip layer, a config with labels and a non-root user, a manifest).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
+use std::io::Read;
 
-use flate2::{Compression, GzBuilder};
 use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
     ImageManifest, ImageManifestBuilder, MediaType, Os, RootFsBuilder,
 };
 
 use crate::determinism::tar::{self, Content, TarBuilder, TarError};
-use crate::determinism::{SourceDateEpoch, canonical_json};
+use crate::determinism::{SourceDateEpoch, canonical_json, gzip};
 use crate::digest::Digest;
 use crate::store::{Repository, Store, StoreError, StoredManifest, Tag};
 
@@ -102,17 +101,6 @@ fn root_filesystem(spec: &ImageSpec) -> Result<Vec<u8>, TarError> {
     tar.dir("tmp", 0o1777)?;
     tar.file(&format!("{BIN_DIR}/{}", spec.binary_name), 0o755, spec.binary.clone())?;
     tar.to_bytes()
-}
-
-/// Gzip with a fixed header (no name, mtime 0, OS "unknown") and a fixed level.
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(Vec::with_capacity(bytes.len() / 2), Compression::new(6));
-    // Writing into a Vec cannot fail.
-    let _ = encoder.write_all(bytes);
-    encoder.finish().unwrap_or_default()
 }
 
 fn configuration(spec: &ImageSpec, diff_id: &Digest) -> ImageConfiguration {

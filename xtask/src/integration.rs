@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::junit;
 use crate::runtime::{self, Environment};
 use crate::workspace::ServiceId;
 
@@ -26,6 +27,8 @@ pub struct SuiteResult {
     /// libtest's own summary, e.g. `5 passed; 0 failed; 0 ignored`.
     pub summary: String,
     pub seconds: f64,
+    /// The JUnit XML of the run.
+    pub junit: PathBuf,
     #[serde(skip, default)]
     pub output: PathBuf,
 }
@@ -53,6 +56,7 @@ pub fn run_all(runs: &[SuiteRun], environment: &Environment, out_dir: &Path) -> 
                     passed: false,
                     summary: "the runner thread panicked".to_owned(),
                     seconds: 0.0,
+                    junit: PathBuf::new(),
                     output: PathBuf::new(),
                 })
             })
@@ -60,15 +64,33 @@ pub fn run_all(runs: &[SuiteRun], environment: &Environment, out_dir: &Path) -> 
     })
 }
 
-fn run_one(run: &SuiteRun, environment: &Environment, output: &Path) -> SuiteResult {
+/// Runs one executable; its output goes to `<base>.out`, its JUnit XML to `<base>.xml`.
+fn run_one(run: &SuiteRun, environment: &Environment, base: &Path) -> SuiteResult {
     let start = Instant::now();
-    let result = |passed, summary: String| SuiteResult {
-        suite: run.suite.clone(),
-        service: run.service.to_string(),
-        passed,
-        summary,
-        seconds: start.elapsed().as_secs_f64(),
-        output: output.to_owned(),
+    let output = base.with_extension("out");
+    let junit = base.with_extension("xml");
+    let output = output.as_path();
+    let result = |passed: bool, summary: String| {
+        let seconds = start.elapsed().as_secs_f64();
+        let text = std::fs::read_to_string(output).unwrap_or_default();
+        let mut cases = junit::parse(&text);
+        if !passed && cases.iter().all(|c| !matches!(c.outcome, junit::Outcome::Failed { .. })) {
+            // The executable failed without naming a failed test: report that as one.
+            cases.push(junit::Case {
+                name: "run".to_owned(),
+                outcome: junit::Outcome::Failed { output: summary.clone() },
+            });
+        }
+        let _ = std::fs::write(&junit, junit::xml(&run.suite, &cases, seconds));
+        SuiteResult {
+            suite: run.suite.clone(),
+            service: run.service.to_string(),
+            passed,
+            summary,
+            seconds,
+            junit: junit.clone(),
+            output: output.to_owned(),
+        }
     };
     let file = match File::create(output).and_then(|f| Ok((f.try_clone()?, f))) {
         Ok(files) => files,

@@ -15,6 +15,8 @@ pub struct Source {
     pub epoch: SourceDateEpoch,
     /// Whether tracked files differ from HEAD or untracked, unignored files exist.
     pub dirty: bool,
+    /// The branch HEAD is on, e.g. `refs/heads/main`; none when detached.
+    pub git_ref: Option<String>,
 }
 
 /// Why the source cannot be read.
@@ -40,10 +42,13 @@ impl Source {
         let epoch = time.parse().map_err(|_| SourceError::Unexpected(head.clone()))?;
         let status =
             shell.read(cmd!(sh, "git status --porcelain --untracked-files=normal").quiet())?;
+        let git_ref = shell.read(cmd!(sh, "git symbolic-ref -q HEAD").quiet()).ok();
+        let git_ref = git_ref.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
         Ok(Source {
             commit: commit.to_owned(),
             epoch: SourceDateEpoch(epoch),
             dirty: !status.trim().is_empty(),
+            git_ref,
         })
     }
 
@@ -82,6 +87,7 @@ mod tests {
             commit: "0123456789abcdef0123456789abcdef01234567".into(),
             epoch: SourceDateEpoch(0),
             dirty: false,
+            git_ref: None,
         };
         assert_eq!(source.build_version("0.1.0"), "0.1.0-0123456789ab");
         source.dirty = true;

@@ -104,6 +104,21 @@ impl Workspace {
         self.services.iter().find(|s| &s.id == id)
     }
 
+    /// `service` and every service it calls, transitively, in dependency order.
+    pub fn closure(&self, service: &ServiceId) -> Vec<&Service> {
+        let mut wanted: BTreeSet<&ServiceId> = BTreeSet::new();
+        let mut stack = vec![service];
+        while let Some(id) = stack.pop() {
+            if !wanted.insert(id) {
+                continue;
+            }
+            if let Some(found) = self.services.iter().find(|s| &s.id == id) {
+                stack.extend(dependencies(&self.services, found).map(|s| &s.id));
+            }
+        }
+        self.services.iter().filter(|s| wanted.contains(&s.id)).collect()
+    }
+
     /// The suites that test `service`.
     pub fn suites_of<'a>(&'a self, service: &'a ServiceId) -> impl Iterator<Item = &'a Suite> {
         self.suites.iter().filter(move |s| &s.service == service)
@@ -531,6 +546,14 @@ fn read_suite(
     }
 }
 
+/// The whole resolved dependency graph, as built for `target`.
+pub fn full_metadata(shell: &Shell, target: &str) -> Result<cargo_metadata::Metadata, Error> {
+    let sh = shell.sh();
+    let json = shell
+        .read(cmd!(sh, "cargo metadata --format-version 1 --filter-platform {target}").quiet())?;
+    cargo_metadata::MetadataCommand::parse(json).map_err(|e| Error::CargoMetadata(e.to_string()))
+}
+
 /// Reads and validates the workspace at the project root: `cargo metadata`, the
 /// `[workspace.package]` table, `infra/environments.toml`.
 pub fn load(shell: &Shell) -> Result<Workspace, Error> {
@@ -606,6 +629,10 @@ mod tests {
         let order: Vec<String> = ws.services.iter().map(|s| s.id.to_string()).collect();
         assert_eq!(order, ["shop-catalog", "shop-orders", "shop-shipping"]);
         assert_eq!(ws.services[1].depends_on[0].url_variable(), "CATALOG_URL");
+        let closure: Vec<String> =
+            ws.closure(&ws.services[2].id).iter().map(|s| s.id.to_string()).collect();
+        assert_eq!(closure, ["shop-catalog", "shop-orders", "shop-shipping"]);
+        assert_eq!(ws.closure(&ws.services[0].id).len(), 1);
     }
 
     #[test]

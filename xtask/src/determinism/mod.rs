@@ -4,6 +4,9 @@
 pub mod tar;
 
 use std::fmt::Write as _;
+use std::io::Write as _;
+
+use flate2::{Compression, GzBuilder};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -41,6 +44,18 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day)
+}
+
+/// Gzip with a fixed header (no name, mtime 0, OS "unknown") and a fixed level, so the
+/// same bytes always compress to the same bytes.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(Vec::with_capacity(bytes.len() / 2), Compression::new(6));
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(bytes);
+    encoder.finish().unwrap_or_default()
 }
 
 /// Serializes `value` as canonical JSON: object keys sorted by their UTF-8 bytes, no
