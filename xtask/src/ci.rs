@@ -269,7 +269,7 @@ fn build_and_test(
     steps: &mut Steps,
     full: bool,
 ) -> Result<Summary> {
-    let started = now();
+    let started = manifest::now_seconds();
     let executables = steps
         .run("static builds", |_| {
             build::ensure_target(&project.shell)?;
@@ -353,14 +353,6 @@ fn build_and_test(
             .map(|(name, took)| StepTiming { name: name.clone(), seconds: took.as_secs_f64() })
             .collect(),
     })
-}
-
-/// Seconds since the epoch, from the wall clock: only for run details, never in an artifact.
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// What an image is made of, as the cache keys it.
@@ -640,7 +632,7 @@ fn integration_tests(
             for executable in &pack.descriptor.executables {
                 runs.push(SuiteRun {
                     suite: pack.descriptor.suite.clone(),
-                    service: planned.service.id.clone(),
+                    service: planned.service.id.to_string(),
                     executable: dir.join(&executable.path),
                 });
             }
@@ -670,7 +662,7 @@ fn integration_tests(
     for (variable, url) in running.urls() {
         steps.note(&format!("{variable}={url}"));
     }
-    let results = integration::run_all(&runs, &running, &results_dir);
+    let results = integration::run_all(&runs, &integration::Target::of(&running), &results_dir);
     drop(running);
     let mut failed = Vec::new();
     for result in &results {

@@ -41,6 +41,8 @@ pub enum Error {
     MissingExecutable { what: &'static str, package: String },
     #[error("integration tests failed: {}", .0.join(", "))]
     Suites(Vec<String>),
+    #[error("verification failed: {}", .0.join(", "))]
+    Verification(Vec<String>),
     #[error("{0}")]
     Usage(String),
     #[error("step `{step}` failed: {source}")]

@@ -22,6 +22,12 @@ pub enum Command {
     Ci(Ci),
     /// Build the static binaries and images only, into the store
     Images(Images),
+    /// Check a signed build manifest and every artifact it names, offline
+    Verify(Verify),
+    /// Run stored test packs against running services; needs only the store
+    RunTests(RunTests),
+    /// Make a signing key pair: the private key outside the repository, the public key in infra/keys/
+    Keygen(Keygen),
     /// Scaffold a service and its integration tests, and add both to the workspace
     NewService(NewService),
     /// Run Slipway's own test suite, installing the Debian tools it needs when root
@@ -43,6 +49,48 @@ pub struct Images {
     /// Print a machine-readable summary on standard output
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Verify {
+    /// A manifest file, or the `sha256:` digest of one in the store [default: .slipway/builds/latest.dsse.json]
+    pub manifest: Option<String>,
+    /// Print the checks as JSON on standard output
+    #[arg(long)]
+    pub json: bool,
+    /// Also check out the recorded commit in a temporary work tree, rebuild, compare every digest
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Trust only infra/keys/, not the local development key
+    #[arg(long)]
+    pub no_local_keys: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunTests {
+    /// `<repository>@sha256:<hex>` (one test pack) or `<repository>:<tag>` (every test pack of that image)
+    pub pack: String,
+    /// A variable the tests read, e.g. `--env CATALOG_URL=http://127.0.0.1:8080` (repeat it)
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// The value of SLIPWAY_ENV the tests see
+    #[arg(long, default_value = "local")]
+    pub environment: String,
+    /// Where to write each suite's output and JUnit XML [default: .]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Keygen {
+    /// The key's name: the public key goes to infra/keys/<name>.pub
+    pub name: String,
+    /// Where to write the private key, outside the repository [default: ~/.config/slipway/keys/<name>.key]
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<std::path::PathBuf>,
+    /// Encrypt the private key in cosign's format, with the password in SLIPWAY_KEY_PASSWORD
+    #[arg(long)]
+    pub encrypt: bool,
 }
 
 #[derive(Debug, clap::Args)]

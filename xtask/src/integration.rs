@@ -1,6 +1,7 @@
 //! Runs integration-test executables against a running environment: each suite sees only
 //! the services' base URLs, in parallel, with its output kept for the report.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -8,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use crate::junit;
 use crate::runtime::{self, Environment};
-use crate::workspace::ServiceId;
 
 /// One test executable of one suite.
 #[derive(Clone, Debug)]
 pub struct SuiteRun {
     pub suite: String,
-    pub service: ServiceId,
+    /// `<application>-<role>` of the service the suite tests.
+    pub service: String,
     pub executable: PathBuf,
 }
 
@@ -33,16 +34,30 @@ pub struct SuiteResult {
     pub output: PathBuf,
 }
 
-/// Runs every suite against `environment` in parallel; never fails as a whole, each
-/// result says how its suite did.
-pub fn run_all(runs: &[SuiteRun], environment: &Environment, out_dir: &Path) -> Vec<SuiteResult> {
+/// Where the suites find the services: `<ROLE>_URL` → base URL, and `SLIPWAY_ENV`.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub environment: String,
+    pub urls: BTreeMap<String, String>,
+}
+
+impl Target {
+    /// The services of a running environment.
+    pub fn of(environment: &Environment) -> Target {
+        Target { environment: environment.name().to_string(), urls: environment.urls() }
+    }
+}
+
+/// Runs every suite against `target` in parallel; never fails as a whole, each result says
+/// how its suite did.
+pub fn run_all(runs: &[SuiteRun], target: &Target, out_dir: &Path) -> Vec<SuiteResult> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = runs
             .iter()
             .enumerate()
             .map(|(i, run)| {
                 scope.spawn(move || {
-                    run_one(run, environment, &out_dir.join(format!("{}-{i}.out", run.suite)))
+                    run_one(run, target, &out_dir.join(format!("{}-{i}", run.suite)))
                 })
             })
             .collect();
@@ -52,7 +67,7 @@ pub fn run_all(runs: &[SuiteRun], environment: &Environment, out_dir: &Path) -> 
             .map(|(handle, run)| {
                 handle.join().unwrap_or_else(|_| SuiteResult {
                     suite: run.suite.clone(),
-                    service: run.service.to_string(),
+                    service: run.service.clone(),
                     passed: false,
                     summary: "the runner thread panicked".to_owned(),
                     seconds: 0.0,
@@ -65,7 +80,7 @@ pub fn run_all(runs: &[SuiteRun], environment: &Environment, out_dir: &Path) -> 
 }
 
 /// Runs one executable; its output goes to `<base>.out`, its JUnit XML to `<base>.xml`.
-fn run_one(run: &SuiteRun, environment: &Environment, base: &Path) -> SuiteResult {
+fn run_one(run: &SuiteRun, target: &Target, base: &Path) -> SuiteResult {
     let start = Instant::now();
     let output = base.with_extension("out");
     let junit = base.with_extension("xml");
@@ -84,7 +99,7 @@ fn run_one(run: &SuiteRun, environment: &Environment, base: &Path) -> SuiteResul
         let _ = std::fs::write(&junit, junit::xml(&run.suite, &cases, seconds));
         SuiteResult {
             suite: run.suite.clone(),
-            service: run.service.to_string(),
+            service: run.service.clone(),
             passed,
             summary,
             seconds,
@@ -100,8 +115,8 @@ fn run_one(run: &SuiteRun, environment: &Environment, base: &Path) -> SuiteResul
     command
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("SLIPWAY_ENV", environment.name().as_str())
-        .envs(environment.urls())
+        .env("SLIPWAY_ENV", &target.environment)
+        .envs(&target.urls)
         .stdin(Stdio::null())
         .stdout(file.0)
         .stderr(file.1);
@@ -138,4 +153,111 @@ fn wait_with_timeout(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+impl crate::flags::RunTests {
+    /// Runs stored test packs against services at the given URLs; needs only the store.
+    pub fn run(self, store: &dyn crate::store::Store) -> crate::error::Result<()> {
+        use crate::error::Error;
+        use crate::store::{ImageRef, Repository};
+        let usage = |why: String| Error::Usage(why);
+        let (repository, packs) = match self.pack.split_once('@') {
+            Some((repository, digest)) => {
+                let repository: Repository = repository
+                    .parse()
+                    .map_err(|e: crate::store::NameError| usage(e.to_string()))?;
+                let digest =
+                    digest.parse().map_err(|e: crate::digest::DigestError| usage(e.to_string()))?;
+                (repository, vec![digest])
+            }
+            None => {
+                let image: ImageRef =
+                    self.pack.parse().map_err(|e: crate::store::NameError| usage(e.to_string()))?;
+                let digest = store.resolve(&image.repository, &image.tag)?.ok_or_else(|| {
+                    crate::store::StoreError::NotFound {
+                        repository: image.repository.clone(),
+                        what: format!("tag {}", image.tag),
+                    }
+                })?;
+                let packs = crate::testpack::find(store, &image.repository, &digest)?;
+                (image.repository, packs)
+            }
+        };
+        if packs.is_empty() {
+            return Err(usage(format!("{} has no test pack in {}", self.pack, store.location())));
+        }
+        let mut urls = BTreeMap::new();
+        for pair in &self.env {
+            let (key, value) = pair.split_once('=').ok_or_else(|| {
+                usage(format!(
+                    "`--env {pair}`: expected NAME=VALUE, e.g. CATALOG_URL=http://127.0.0.1:8080"
+                ))
+            })?;
+            urls.insert(key.to_owned(), value.to_owned());
+        }
+        let target = Target { environment: self.environment.clone(), urls };
+        let work = tempfile_dir()?;
+        let mut runs = Vec::new();
+        for digest in &packs {
+            let dir = work.join(digest.hex());
+            let pack = crate::testpack::unpack(store, &repository, digest, &dir)?;
+            let missing: Vec<&String> = pack
+                .descriptor
+                .environment
+                .iter()
+                .filter(|v| *v != "SLIPWAY_ENV" && !target.urls.contains_key(*v))
+                .collect();
+            if !missing.is_empty() {
+                let _ = std::fs::remove_dir_all(&work);
+                let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+                return Err(usage(format!(
+                    "test pack {} needs {}: pass each as --env NAME=URL",
+                    digest.short(),
+                    names.join(", ")
+                )));
+            }
+            for executable in &pack.descriptor.executables {
+                runs.push(SuiteRun {
+                    suite: pack.descriptor.suite.clone(),
+                    service: pack.descriptor.service.clone(),
+                    executable: dir.join(&executable.path),
+                });
+            }
+        }
+        let out = self.out.clone().unwrap_or_else(|| PathBuf::from("."));
+        std::fs::create_dir_all(&out).map_err(|source| Error::Io {
+            action: "create",
+            path: out.clone(),
+            source,
+        })?;
+        let results = run_all(&runs, &target, &out);
+        let _ = std::fs::remove_dir_all(&work);
+        let mut failed = Vec::new();
+        for result in &results {
+            eprintln!(
+                "{} {} ({}): {} — JUnit XML: {}",
+                if result.passed { "ok  " } else { "FAIL" },
+                result.suite,
+                result.service,
+                result.summary,
+                result.junit.display()
+            );
+            if !result.passed {
+                eprintln!("{}", std::fs::read_to_string(&result.output).unwrap_or_default());
+                failed.push(result.suite.clone());
+            }
+        }
+        if failed.is_empty() { Ok(()) } else { Err(Error::Suites(failed)) }
+    }
+}
+
+/// A fresh private directory for unpacked test packs.
+fn tempfile_dir() -> crate::error::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("slipway-testpacks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| crate::error::Error::Io {
+        action: "create",
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(dir)
 }

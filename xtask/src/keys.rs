@@ -115,14 +115,20 @@ impl SigningKey {
     /// Reads a private key file: PKCS#8 PEM, or cosign's encrypted format with the password
     /// from `SLIPWAY_KEY_PASSWORD` or `COSIGN_PASSWORD`.
     pub fn load(path: &Path, local: bool) -> Result<SigningKey, KeyError> {
+        let password =
+            std::env::var(PASSWORD_VAR).or_else(|_| std::env::var("COSIGN_PASSWORD")).ok();
+        SigningKey::open(path, password.as_deref(), local)
+    }
+
+    /// Reads a private key file, decrypting it with `password` when it is encrypted.
+    pub fn open(path: &Path, password: Option<&str>, local: bool) -> Result<SigningKey, KeyError> {
         let bytes = std::fs::read(path)
             .map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
         let invalid = |why: String| KeyError::Invalid { path: path.to_owned(), why };
         let text = String::from_utf8_lossy(&bytes);
         let pair = if text.contains("ENCRYPTED") {
-            let password = std::env::var(PASSWORD_VAR)
-                .or_else(|_| std::env::var("COSIGN_PASSWORD"))
-                .map_err(|_| KeyError::NoPassword { path: path.to_owned() })?;
+            let password =
+                password.ok_or_else(|| KeyError::NoPassword { path: path.to_owned() })?;
             SigStoreKeyPair::from_encrypted_pem(&bytes, password.as_bytes())
                 .map_err(|e| invalid(e.to_string()))?
         } else {
@@ -229,6 +235,72 @@ pub fn trusted(root: &Path, state_dir: &Path, local: bool) -> Result<Vec<PublicK
         keys.push(PublicKey::from_pem(&pem, &local_pub.display().to_string(), true)?);
     }
     Ok(keys)
+}
+
+impl crate::flags::Keygen {
+    pub fn run(self, project: &crate::project::Project) -> crate::error::Result<()> {
+        let name = crate::workspace::Name::parse(&self.name).ok_or_else(|| {
+            crate::error::Error::Usage(format!(
+                "`{}` is not a valid key name: expected ^[a-z][a-z0-9-]*$",
+                self.name
+            ))
+        })?;
+        let out = match self.out {
+            Some(path) if path.is_absolute() => path,
+            Some(path) => std::env::current_dir().map(|cwd| cwd.join(&path)).unwrap_or(path),
+            None => default_key_dir().join(format!("{name}.key")),
+        };
+        let inside = out
+            .parent()
+            .and_then(|p| p.canonicalize().ok())
+            .or_else(|| out.parent().map(Path::to_path_buf))
+            .is_some_and(|dir| dir.starts_with(&project.root));
+        if inside {
+            return Err(KeyError::InsideRepository { path: out }.into());
+        }
+        let public_path = project.root.join(TRUSTED_DIR).join(format!("{name}.pub"));
+        if public_path.exists() {
+            return Err(KeyError::Exists { path: public_path }.into());
+        }
+        let password = if self.encrypt {
+            Some(
+                std::env::var(PASSWORD_VAR)
+                    .map_err(|_| KeyError::NoPassword { path: out.clone() })?,
+            )
+        } else {
+            None
+        };
+        let (private, public) = generate(password.as_deref())?;
+        write_private(&out, &private)?;
+        if let Some(parent) = public_path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|source| KeyError::Write { path: parent.to_owned(), source })?;
+        }
+        std::fs::write(&public_path, &public)
+            .map_err(|source| KeyError::Write { path: public_path.clone(), source })?;
+        let key = PublicKey::from_pem(&public, &public_path.display().to_string(), false)?;
+        eprintln!(
+            "private key: {} (mode 0600{})",
+            out.display(),
+            if self.encrypt { ", encrypted" } else { "" }
+        );
+        eprintln!("public key:  {} (keyid {})", public_path.display(), key.keyid);
+        eprintln!("sign with it: export {SIGNING_KEY_VAR}={}", out.display());
+        eprintln!(
+            "commit {} so verifiers trust it",
+            public_path.strip_prefix(&project.root).unwrap_or(&public_path).display()
+        );
+        Ok(())
+    }
+}
+
+/// `$XDG_CONFIG_HOME/slipway/keys`, or `~/.config/slipway/keys`.
+fn default_key_dir() -> PathBuf {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("slipway/keys")
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub mod shell;
 pub mod source;
 pub mod store;
 pub mod testpack;
+pub mod verify;
 pub mod workspace;
 
 pub use error::{Error, Result};

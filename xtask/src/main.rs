@@ -8,6 +8,11 @@ use xtask::project::Project;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::RunTests(run) = cli.command {
+        // Running a stored test pack needs the store and nothing else: no repository.
+        let store = cli.store.unwrap_or_else(|| ".slipway/store".into());
+        return report(run.run(&xtask::store::LayoutStore::new(store)));
+    }
     let result = std::env::current_dir()
         .map_err(|source| xtask::Error::Io { action: "read", path: ".".into(), source })
         .and_then(|cwd| Project::discover(&cwd, cli.store))
@@ -15,8 +20,15 @@ fn main() -> ExitCode {
             Command::Ci(ci) => ci.run(&project),
             Command::Images(images) => images.run(&project),
             Command::NewService(new) => new.run(&project),
+            Command::Verify(verify) => verify.run(&project),
+            Command::Keygen(keygen) => keygen.run(&project),
             Command::Test(test) => test.run(&project),
+            Command::RunTests(_) => unreachable!("handled above"),
         });
+    report(result)
+}
+
+fn report(result: xtask::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

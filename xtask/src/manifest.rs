@@ -204,7 +204,8 @@ fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     crate::store::write_atomically(path, bytes).map_err(Error::from)
 }
 
-fn now_seconds() -> u64 {
+/// Seconds since the epoch, from the wall clock: only for run details, never in an artifact.
+pub fn now_seconds() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

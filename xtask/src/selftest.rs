@@ -18,6 +18,14 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("oci-image-tool", "oci-image-tool"),
     ("runc", "runc"),
     ("nix-instantiate", "nix-bin"),
+    ("openssl", "openssl"),
+    ("jq", "jq"),
+];
+
+/// Python modules the independent checks import, with the pip requirement providing each.
+pub const PYTHON_MODULES: &[(&str, &str)] = &[
+    ("securesystemslib.dsse", "securesystemslib[crypto]"),
+    ("cyclonedx.validation.json", "cyclonedx-python-lib[json-validation]"),
 ];
 
 /// Whether `program` is on PATH.
@@ -59,6 +67,21 @@ impl flags::Test {
                 cmd!(sh, "apt-get install -y -qq --no-install-recommends {missing...}")
                     .env("DEBIAN_FRONTEND", "noninteractive"),
             )?;
+        }
+        let missing: Vec<&str> = PYTHON_MODULES
+            .iter()
+            .filter(|(module, _)| {
+                let code = format!("import {module}");
+                project.shell.read(cmd!(sh, "python3 -c {code}").quiet()).is_err()
+            })
+            .map(|(_, requirement)| *requirement)
+            .collect();
+        if !missing.is_empty() {
+            eprintln!("==> installing {} (pip install)", missing.join(" "));
+            project.shell.run(cmd!(
+                sh,
+                "python3 -m pip install --quiet --disable-pip-version-check {missing...}"
+            ))?;
         }
         build::ensure_target(&project.shell)?;
         // The integration suites run against live services, inside `ci` and the

@@ -123,6 +123,10 @@ impl Store for LayoutStore {
                 actual: written,
             });
         }
+        // An untagged manifest is a blob: what needs it reaches it through a tagged index
+        // (the referrers index of its subject), so index.json lists tags only and every
+        // tool that resolves a tag finds exactly one entry.
+        let Some(tag) = tag else { return Ok(()) };
         let dir = self.ensure_layout(repository)?;
         let _lock = lock(&dir.join(".index.lock"))?;
         let mut index = self.read_index(&dir)?;
@@ -134,19 +138,13 @@ impl Store for LayoutStore {
         if let Some(artifact_type) = &manifest.artifact_type {
             descriptor.set_artifact_type(Some(MediaType::from(artifact_type.as_str())));
         }
-        if let Some(tag) = tag {
-            let annotations = HashMap::from([(ANNOTATION_REF_NAME.to_owned(), tag.to_string())]);
-            descriptor.set_annotations(Some(annotations));
-        }
+        let annotations = HashMap::from([(ANNOTATION_REF_NAME.to_owned(), tag.to_string())]);
+        descriptor.set_annotations(Some(annotations));
+        // The tag moves: drop whatever it named before.
         let mut entries: Vec<Descriptor> = index
             .manifests()
             .iter()
-            .filter(|d| match tag {
-                // The tag moves: drop whatever it named before.
-                Some(tag) => ref_name(d).map(String::as_str) != Some(tag.as_str()),
-                // An untagged manifest is listed once.
-                None => ref_name(d).is_some() || d.digest() != descriptor.digest(),
-            })
+            .filter(|d| ref_name(d).is_some_and(|name| name != tag.as_str()))
             .cloned()
             .collect();
         entries.push(descriptor);
@@ -292,7 +290,7 @@ mod tests {
     }
 
     #[test]
-    fn tags_move_and_untagged_manifests_are_listed_once() {
+    fn tags_move_and_untagged_manifests_are_stored_unlisted() {
         let dir = tempfile::tempdir().unwrap();
         let store = LayoutStore::new(dir.path());
         let tag: Tag = "v1".parse().unwrap();
@@ -304,7 +302,7 @@ mod tests {
         store.put_manifest(&repo(), &a, None).unwrap();
         store.put_manifest(&repo(), &a, None).unwrap();
         let index = store.read_index(&store.layout_dir(&repo())).unwrap();
-        assert_eq!(index.manifests().len(), 2);
+        assert_eq!(index.manifests().len(), 1);
         let back = store.get_manifest(&repo(), &a.digest).unwrap();
         assert_eq!(back.bytes, a.bytes);
     }
