@@ -100,7 +100,16 @@ impl flags::Verify {
                 .map_err(|source| Error::Io { action: "read", path, source })
         };
         match &self.manifest {
-            None => read(project.root.join(manifest::LATEST)),
+            None => {
+                let latest = project.root.join(manifest::LATEST);
+                if !latest.exists() {
+                    return Err(Error::Usage(format!(
+                        "no build manifest at {}: run `cargo xtask ci` first, or name a manifest file or a `sha256:` digest",
+                        manifest::LATEST
+                    )));
+                }
+                read(latest)
+            }
             Some(text) if text.starts_with("sha256:") => {
                 let digest: Digest = text
                     .parse()

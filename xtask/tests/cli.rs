@@ -147,3 +147,29 @@ fn new_service_refuses_a_taken_role_and_bad_names() {
     let status = common::run_in(dir.path(), "git", &["status", "--porcelain"]);
     assert_eq!(status, "", "a refused new-service writes nothing");
 }
+
+#[test]
+fn verify_without_a_build_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_workspace(dir.path());
+    xtask(dir.path(), &dir.path().join("store"))
+        .arg("verify")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("run `cargo xtask ci` first"));
+    xtask(dir.path(), &dir.path().join("store"))
+        .args(["verify", "sha256:nothex"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("is not a sha256 digest"));
+}
+
+#[test]
+fn run_tests_names_a_missing_pack() {
+    let dir = tempfile::tempdir().unwrap();
+    xtask(dir.path(), &dir.path().join("store"))
+        .args(["run-tests", "shop-orders:0.1.0-abc", "--store", "store"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("shop-orders has no tag 0.1.0-abc"));
+}
