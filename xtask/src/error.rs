@@ -56,7 +56,7 @@ impl Error {
     pub fn help(&self) -> Option<String> {
         match self {
             Error::Metadata(_) => Some(
-                "fix the keys above; services declare [package.metadata.service] with application, role, health and depends-on (see README.md)"
+                "fix the keys above: services declare [package.metadata.service] (application, role, health, depends-on); environments live in infra/environments.toml (see README.md)"
                     .to_owned(),
             ),
             Error::Command(e) => e.help(),

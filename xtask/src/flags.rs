@@ -26,6 +26,8 @@ pub enum Command {
     Verify(Verify),
     /// Run stored test packs against running services; needs only the store
     RunTests(RunTests),
+    /// Show the promotion chain and every service's resolved configuration per environment
+    Environments(Environments),
     /// Make a signing key pair: the private key outside the repository, the public key in infra/keys/
     Keygen(Keygen),
     /// Scaffold a service and its integration tests, and add both to the workspace
@@ -91,6 +93,16 @@ pub struct Keygen {
     /// Encrypt the private key in cosign's format, with the password in SLIPWAY_KEY_PASSWORD
     #[arg(long)]
     pub encrypt: bool,
+    /// Add the key to these environments' trusted keys in infra/environments.toml
+    #[arg(long, value_name = "ENV", num_args = 1..)]
+    pub trust: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Environments {
+    /// Print the resolved configuration as JSON on standard output
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -270,6 +270,19 @@ impl crate::flags::Keygen {
         } else {
             None
         };
+        // Check the environments before writing anything, so a typo loses nothing.
+        let environments_file = project.root.join(crate::environments::FILE);
+        let edited = if self.trust.is_empty() {
+            None
+        } else {
+            let text = std::fs::read_to_string(&environments_file).map_err(|source| {
+                crate::error::Error::Io { action: "read", path: environments_file.clone(), source }
+            })?;
+            Some(
+                crate::environments::add_trust(&text, &name, &self.trust)
+                    .map_err(crate::error::Error::Usage)?,
+            )
+        };
         let (private, public) = generate(password.as_deref())?;
         write_private(&out, &private)?;
         if let Some(parent) = public_path.parent() {
@@ -279,6 +292,10 @@ impl crate::flags::Keygen {
         std::fs::write(&public_path, &public)
             .map_err(|source| KeyError::Write { path: public_path.clone(), source })?;
         let key = PublicKey::from_pem(&public, &public_path.display().to_string(), false)?;
+        if let Some(edited) = edited {
+            crate::store::write_atomically(&environments_file, edited.as_bytes())?;
+            eprintln!("trusted by:  {} ({})", self.trust.join(", "), crate::environments::FILE);
+        }
         eprintln!(
             "private key: {} (mode 0600{})",
             out.display(),

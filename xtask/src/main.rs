@@ -22,6 +22,7 @@ fn main() -> ExitCode {
             Command::NewService(new) => new.run(&project),
             Command::Verify(verify) => verify.run(&project),
             Command::Keygen(keygen) => keygen.run(&project),
+            Command::Environments(environments) => environments.run(&project),
             Command::Test(test) => test.run(&project),
             Command::RunTests(_) => unreachable!("handled above"),
         });

@@ -145,7 +145,7 @@ pub struct MetadataErrors(pub Vec<MetadataError>);
 
 impl fmt::Display for MetadataErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid service metadata ({} problem", self.0.len())?;
+        write!(f, "invalid declarations ({} problem", self.0.len())?;
         f.write_str(if self.0.len() == 1 { ")" } else { "s)" })?;
         for error in &self.0 {
             write!(f, "\n  {error}")?;
@@ -214,6 +214,8 @@ pub fn validate(
     check_unique_roles(&services, &mut errors);
     check_dns_labels(&services, &environments, &mut errors);
     check_dependencies(&services, &mut errors);
+    let names: Vec<String> = services.iter().map(|s| s.id.to_string()).collect();
+    errors.extend(environments.check(&names));
     let mut suites = Vec::new();
     for package in packages.iter().filter(|p| p.is_under("integration-tests")) {
         if let Some(suite) = read_suite(package, &services, &mut errors) {

@@ -123,10 +123,85 @@ fn unknown_environment_key_is_refused() {
     check_refused(
         "infra/environments.toml",
         "name = \"staging\"",
-        "name = \"staging\"\nreplicas = 2",
-        "environment[1].replicas",
+        "name = \"staging\"\nreplica-count = 2",
+        "environment[1].replica-count",
         "unknown key",
     );
+}
+
+#[test]
+fn impossible_replicas_are_refused() {
+    check_refused(
+        "infra/environments.toml",
+        "replicas = { min = 3, max = 10 }",
+        "replicas = { min = 3, max = 2 }",
+        "environment[2].services.shop-orders.replicas.max",
+        "max (2) is less than min (3)",
+    );
+}
+
+#[test]
+fn parameters_for_an_unknown_service_are_refused() {
+    check_refused(
+        "infra/environments.toml",
+        "[environment.services.shop-orders]",
+        "[environment.services.shop-ordres]",
+        "environment[2].services.shop-ordres",
+        "no service `shop-ordres`",
+    );
+}
+
+#[test]
+fn environments_prints_the_resolved_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_workspace(dir.path());
+    let output = xtask(dir.path(), &dir.path().join("store"))
+        .args(["environments", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let environments: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let prod = &environments[2];
+    assert_eq!(prod["name"], "prod");
+    assert_eq!(prod["previous"], "staging");
+    assert_eq!(prod["accept_local_keys"], false);
+    assert_eq!(prod["services"]["shop-orders"]["replicas"]["min"], 3);
+    assert_eq!(prod["services"]["shop-catalog"]["resources"]["memory"], "128Mi");
+    assert_eq!(environments[0]["accept_local_keys"], true);
+}
+
+#[test]
+fn keygen_trusts_the_key_in_the_named_environments_only_if_they_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_workspace(dir.path());
+    let keys = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let out = keys.path().join("qa.key");
+    xtask(dir.path(), &store)
+        .args(["keygen", "qa", "--out", out.to_str().unwrap(), "--trust", "qa-env"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("no environment `qa-env`"));
+    assert!(!out.exists() && !dir.path().join("infra/keys/qa.pub").exists(), "nothing written");
+    xtask(dir.path(), &store)
+        .args([
+            "keygen",
+            "release",
+            "--out",
+            keys.path().join("release.key").to_str().unwrap(),
+            "--trust",
+            "staging",
+            "prod",
+        ])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(dir.path().join("infra/environments.toml")).unwrap();
+    assert_eq!(text.matches("trust = [\"release\"]").count(), 2, "{text}");
+    assert!(text.starts_with("# The environments, in promotion order"), "comments are kept");
+    let output = xtask(dir.path(), &store).args(["environments", "--json"]).output().unwrap();
+    let environments: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(environments[2]["trust"][0], "release");
+    assert_eq!(environments[0]["trust"].as_array().unwrap().len(), 0);
 }
 
 #[test]
