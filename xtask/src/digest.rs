@@ -58,6 +58,13 @@ impl Digest {
         &self.hex[..12]
     }
 
+    /// The first 128 bits shaped as a UUID of `version` (RFC 9562 layout, variant 10), for
+    /// identifiers that must look like UUIDs yet derive from content.
+    pub fn as_uuid(&self, version: char) -> String {
+        let h = &self.hex;
+        format!("{}-{}-{version}{}-8{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    }
+
     /// The same digest as the `oci-spec` type.
     pub fn to_oci(&self) -> oci_spec::image::Digest {
         // Our digest is always a valid sha256 digest, which oci-spec accepts.
@@ -114,6 +121,13 @@ mod tests {
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert_eq!(Digest::of_reader(&b""[..]).unwrap(), Digest::of(b""));
+    }
+
+    #[test]
+    fn uuids_from_digests_have_version_and_variant() {
+        let uuid = Digest::of(b"").as_uuid('5');
+        assert_eq!(uuid, "e3b0c442-98fc-5c14-8afb-f4c8996fb924");
+        assert_eq!(uuid.len(), 36);
     }
 
     #[test]

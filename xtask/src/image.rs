@@ -2,7 +2,6 @@
 //! deterministic gzip layer, a config with labels and a non-root user, a manifest).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 
 use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
@@ -10,7 +9,7 @@ use oci_spec::image::{
 };
 
 use crate::determinism::tar::{self, Content, TarBuilder, TarError};
-use crate::determinism::{SourceDateEpoch, canonical_json, gzip};
+use crate::determinism::{SourceDateEpoch, canonical_json, gunzip, gzip};
 use crate::digest::Digest;
 use crate::store::{Repository, Store, StoreError, StoredManifest, Tag};
 
@@ -175,10 +174,8 @@ pub fn entrypoint(
     for layer in manifest.layers().iter().rev() {
         let layer_digest = Digest::from_oci(layer.digest()).map_err(|e| invalid(e.to_string()))?;
         let compressed = store.get_blob(repository, &layer_digest)?;
-        let mut archive = Vec::new();
-        flate2::read::GzDecoder::new(compressed.as_slice())
-            .read_to_end(&mut archive)
-            .map_err(|e| invalid(format!("layer {layer_digest}: {e}")))?;
+        let archive =
+            gunzip(&compressed).map_err(|e| invalid(format!("layer {layer_digest}: {e}")))?;
         for entry in tar::read_entries(&archive)? {
             if entry.path == wanted
                 && let Content::File(bytes) = entry.content

@@ -221,8 +221,7 @@ fn invocation_id(plan: &Plan, started: u64) -> String {
     let digest = Digest::of(
         format!("{}:{started}:{nanos}:{}", plan.source.commit, std::process::id()).as_bytes(),
     );
-    let h = digest.hex();
-    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    digest.as_uuid('4')
 }
 
 /// Reads a stored build manifest's envelope by the digest of its artifact manifest, or

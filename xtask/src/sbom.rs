@@ -110,15 +110,7 @@ pub fn document(
     });
     // The serial number is derived from the content, so the same build gives the same SBOM.
     let digest = Digest::of(&canonical_json(&bom));
-    let hex = digest.hex();
-    bom["serialNumber"] = json!(format!(
-        "urn:uuid:{}-{}-5{}-8{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[13..16],
-        &hex[17..20],
-        &hex[20..32]
-    ));
+    bom["serialNumber"] = json!(format!("urn:uuid:{}", digest.as_uuid('5')));
     bom
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifact::{self, Artifact, Layer};
 use crate::determinism::tar::{self, TarBuilder, TarError};
-use crate::determinism::{SourceDateEpoch, canonical_json, gzip};
+use crate::determinism::{SourceDateEpoch, canonical_json, gunzip, gzip};
 use crate::digest::Digest;
 use crate::store::{Repository, Store, StoreError, StoredManifest};
 
@@ -157,9 +157,7 @@ pub fn unpack(
     let [layer] = layers.as_slice() else {
         return Err(invalid(format!("expected one layer, found {}", layers.len())));
     };
-    let mut archive = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(layer.as_slice()), &mut archive)
-        .map_err(|e| invalid(format!("layer is not gzip: {e}")))?;
+    let archive = gunzip(layer).map_err(|e| invalid(format!("layer is not gzip: {e}")))?;
     std::fs::create_dir_all(dir)
         .map_err(|source| TestpackError::Io { path: dir.to_owned(), source })?;
     tar::unpack(&archive, dir).map_err(|e| TestpackError::Tar(e, digest.clone()))?;

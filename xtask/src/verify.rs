@@ -2,13 +2,13 @@
 //! artifact it names, offline, with nothing but the store and the trusted public keys —
 //! and with `--rebuild`, that the recorded commit rebuilds to the same digests.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{ImageConfiguration, ImageManifest};
 use serde::Serialize;
 
 use crate::artifact;
+use crate::determinism::gunzip;
 use crate::digest::Digest;
 use crate::dsse;
 use crate::error::{Error, Result};
@@ -305,9 +305,7 @@ fn check_image(
     for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
         let layer_digest = Digest::from_oci(layer.digest()).map_err(|e| e.to_string())?;
         let blob = store.get_blob(repository, &layer_digest).map_err(|e| format!("layer: {e}"))?;
-        let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(blob.as_slice())
-            .read_to_end(&mut tar)
+        let tar = gunzip(&blob)
             .map_err(|e| format!("layer {} is not gzip: {e}", layer_digest.short()))?;
         if &Digest::of(&tar).to_string() != diff_id {
             return Err(format!(

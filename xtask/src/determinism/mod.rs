@@ -58,6 +58,13 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap_or_default()
 }
 
+/// Decompresses a gzip stream, e.g. a layer.
+pub fn gunzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out)?;
+    Ok(out)
+}
+
 /// Serializes `value` as canonical JSON: object keys sorted by their UTF-8 bytes, no
 /// insignificant white space. Hash maps inside `value` cannot change the bytes.
 pub fn canonical_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
