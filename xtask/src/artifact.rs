@@ -113,8 +113,20 @@ pub fn publish(
     Ok(())
 }
 
-/// Adds `referrer` to the fallback referrers index of `subject` (tag `sha256-<hex>`).
-fn add_referrer(
+/// Adds `referrer` to the fallback referrers index of `subject` (tag `sha256-<hex>`),
+/// holding the repository's referrers lock across the read-modify-write; idempotent.
+pub fn add_referrer(
+    store: &dyn Store,
+    repository: &Repository,
+    subject: &Digest,
+    referrer: &StoredManifest,
+) -> Result<(), StoreError> {
+    store.exclusively(repository, "referrers", &mut || {
+        write_referrer(store, repository, subject, referrer)
+    })
+}
+
+fn write_referrer(
     store: &dyn Store,
     repository: &Repository,
     subject: &Digest,
@@ -162,6 +174,15 @@ pub fn referrers(
     Ok(index.manifests().clone())
 }
 
+/// Whether every blob a stored manifest names (its config and layers) is in the store.
+pub fn complete(store: &dyn Store, repository: &Repository, manifest: &StoredManifest) -> bool {
+    let Ok(parsed) = serde_json::from_slice::<ImageManifest>(&manifest.bytes) else { return false };
+    std::iter::once(parsed.config()).chain(parsed.layers()).all(|d| {
+        Digest::from_oci(d.digest())
+            .is_ok_and(|digest| store.has_blob(repository, &digest).unwrap_or(false))
+    })
+}
+
 /// Reads back an artifact's manifest and its layers (every blob re-checked).
 pub fn read(
     store: &dyn Store,
@@ -169,9 +190,12 @@ pub fn read(
     digest: &Digest,
 ) -> Result<(ImageManifest, Vec<Vec<u8>>), StoreError> {
     let stored = store.get_manifest(repository, digest)?;
-    let manifest: ImageManifest = serde_json::from_slice(&stored.bytes).map_err(|e| {
-        StoreError::BadIndex { path: format!("{repository}@{digest}").into(), why: e.to_string() }
-    })?;
+    let manifest: ImageManifest =
+        serde_json::from_slice(&stored.bytes).map_err(|e| StoreError::BadManifest {
+            repository: repository.clone(),
+            digest: digest.clone(),
+            why: e.to_string(),
+        })?;
     let mut layers = Vec::new();
     for layer in manifest.layers() {
         layers.push(store.get_blob(repository, &Digest::from_oci(layer.digest())?)?);
@@ -226,5 +250,35 @@ mod tests {
             manifest.artifact_type().as_ref().unwrap().to_string(),
             "application/vnd.example.a"
         );
+    }
+
+    #[test]
+    fn concurrent_attachments_lose_no_referrer_and_completeness_sees_missing_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::new(dir.path());
+        let repository: Repository = "shop-orders".parse().unwrap();
+        let subject = subject();
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let (store, repository, subject) = (&store, &repository, &subject);
+                s.spawn(move || {
+                    let artifact = assemble(
+                        "application/vnd.example",
+                        Some(subject),
+                        vec![layer(&i.to_string())],
+                        &[],
+                    );
+                    publish(store, repository, &artifact, Some(&subject.digest), None).unwrap();
+                });
+            }
+        });
+        assert_eq!(referrers(&store, &repository, &subject.digest).unwrap().len(), 8);
+
+        let artifact = assemble("application/vnd.example", Some(&subject), vec![layer("x")], &[]);
+        publish(&store, &repository, &artifact, None, None).unwrap();
+        assert!(complete(&store, &repository, &artifact.manifest));
+        let blob = dir.path().join("shop-orders/blobs/sha256").join(Digest::of(b"x").hex());
+        std::fs::remove_file(blob).unwrap();
+        assert!(!complete(&store, &repository, &artifact.manifest));
     }
 }

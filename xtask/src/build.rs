@@ -104,6 +104,11 @@ pub fn executables(
             }
         }
     }
+    // Cargo reports artifacts as they finish, which varies run to run: sort, so a test
+    // pack's contents never depend on build timing.
+    for executables in built.suites.values_mut() {
+        executables.sort();
+    }
     let status = child.wait().map_err(spawn)?;
     if !status.success() {
         return Err(CommandError::Failed { command, status });

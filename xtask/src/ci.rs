@@ -391,7 +391,8 @@ fn labels(plan: &Plan, planned: &PlannedService) -> BTreeMap<String, String> {
     labels
 }
 
-/// A manifest the cache says was already stored for `key`, if the store still has it.
+/// A manifest the cache says was already stored for `key`, if the store still has it and
+/// every blob it names; otherwise the artifact is built (and its blobs written) again.
 fn cached_manifest(
     project: &Project,
     cache: &Cache,
@@ -400,7 +401,8 @@ fn cached_manifest(
     repository: &Repository,
 ) -> Option<StoredManifest> {
     let cached = cache.get::<Cached>(kind, key)?;
-    project.store().get_manifest(repository, &cached.manifest).ok()
+    let manifest = project.store().get_manifest(repository, &cached.manifest).ok()?;
+    artifact::complete(project.store(), repository, &manifest).then_some(manifest)
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>> {
@@ -523,6 +525,8 @@ fn build_artifacts(
             });
             let digest = match cached_manifest(project, cache, "testpacks", &key, repository) {
                 Some(manifest) => {
+                    // Idempotent: heals a referrers index that lost the entry.
+                    artifact::add_referrer(store, repository, &image.digest, &manifest)?;
                     steps.note(&format!(
                         "reused test pack {} {}",
                         suite.package,
@@ -560,7 +564,10 @@ fn build_artifacts(
             epoch: epoch.0,
         });
         let sbom = match cached_manifest(project, cache, "sboms", &key, repository) {
-            Some(manifest) => manifest.digest,
+            Some(manifest) => {
+                artifact::add_referrer(store, repository, &image.digest, &manifest)?;
+                manifest.digest
+            }
             None => {
                 if metadata.is_none() {
                     metadata = Some(workspace::full_metadata(&project.shell, build::TARGET)?);

@@ -461,13 +461,13 @@ pub fn parse_duration(text: &str) -> Option<u64> {
     if text == "0" {
         return Some(0);
     }
-    let (number, unit) = text.split_at(text.len().checked_sub(1)?);
-    let number: u64 = number.parse().ok()?;
+    let unit = text.chars().last()?;
+    let number: u64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
     let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
         _ => return None,
     };
     number.checked_mul(scale)

@@ -196,10 +196,14 @@ impl crate::flags::RunTests {
             urls.insert(key.to_owned(), value.to_owned());
         }
         let target = Target { environment: self.environment.clone(), urls };
-        let work = tempfile_dir()?;
+        // A fresh private directory (0700, unpredictable name) that is removed on every path.
+        let work = tempfile::Builder::new()
+            .prefix("slipway-testpacks-")
+            .tempdir()
+            .map_err(|source| Error::Io { action: "create", path: std::env::temp_dir(), source })?;
         let mut runs = Vec::new();
         for digest in &packs {
-            let dir = work.join(digest.hex());
+            let dir = work.path().join(digest.hex());
             let pack = crate::testpack::unpack(store, &repository, digest, &dir)?;
             let missing: Vec<&String> = pack
                 .descriptor
@@ -208,7 +212,6 @@ impl crate::flags::RunTests {
                 .filter(|v| *v != "SLIPWAY_ENV" && !target.urls.contains_key(*v))
                 .collect();
             if !missing.is_empty() {
-                let _ = std::fs::remove_dir_all(&work);
                 let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
                 return Err(usage(format!(
                     "test pack {} needs {}: pass each as --env NAME=URL",
@@ -231,7 +234,7 @@ impl crate::flags::RunTests {
             source,
         })?;
         let results = run_all(&runs, &target, &out);
-        let _ = std::fs::remove_dir_all(&work);
+        drop(work);
         let mut failed = Vec::new();
         for result in &results {
             eprintln!(
@@ -249,15 +252,4 @@ impl crate::flags::RunTests {
         }
         if failed.is_empty() { Ok(()) } else { Err(Error::Suites(failed)) }
     }
-}
-
-/// A fresh private directory for unpacked test packs.
-fn tempfile_dir() -> crate::error::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("slipway-testpacks-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| crate::error::Error::Io {
-        action: "create",
-        path: dir.clone(),
-        source,
-    })?;
-    Ok(dir)
 }

@@ -82,13 +82,17 @@ impl Environment {
             move |source| RuntimeError::Io { action, path, source }
         };
         fs::create_dir_all(run_dir).map_err(io("create", run_dir))?;
+        // Hold every listener until all ports are chosen, so no two services get one port.
         let mut ports = BTreeMap::new();
+        let mut held = Vec::new();
         for launch in launches {
-            ports.insert(
-                launch.id.clone(),
-                free_port().map_err(io("find a free port for", run_dir))?,
-            );
+            let listener =
+                TcpListener::bind("127.0.0.1:0").map_err(io("find a free port for", run_dir))?;
+            let port = listener.local_addr().map_err(io("find a free port for", run_dir))?.port();
+            held.push(listener);
+            ports.insert(launch.id.clone(), port);
         }
+        drop(held);
         let mut environment = Environment { name, running: Vec::new() };
         for launch in launches {
             let binary = extract_entrypoint(store, launch, run_dir)?;
@@ -195,11 +199,6 @@ fn extract_entrypoint(
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(io("chmod", &tmp))?;
     fs::rename(&tmp, &path).map_err(io("write", &path))?;
     Ok(path)
-}
-
-/// Asks the kernel for a free loopback port.
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// `GET path` over HTTP/1.0; the status code.

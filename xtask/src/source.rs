@@ -34,9 +34,13 @@ impl Source {
     /// Reads the source facts of the repository the shell is rooted in.
     pub fn inspect(shell: &Shell) -> Result<Source, SourceError> {
         let sh = shell.sh();
-        let head = shell
-            .read(cmd!(sh, "git log -1 --format=%H%x20%ct").quiet())
-            .map_err(|_| SourceError::NoCommit)?;
+        // Only an existing repository without a commit is "no commit"; git missing, not a
+        // repository, or git refusing the directory keep their own error.
+        if shell.read(cmd!(sh, "git rev-parse --verify --quiet HEAD").quiet()).is_err() {
+            shell.read(cmd!(sh, "git rev-parse --is-inside-work-tree").quiet())?;
+            return Err(SourceError::NoCommit);
+        }
+        let head = shell.read(cmd!(sh, "git log -1 --format=%H%x20%ct").quiet())?;
         let (commit, time) =
             head.trim().split_once(' ').ok_or_else(|| SourceError::Unexpected(head.clone()))?;
         let epoch = time.parse().map_err(|_| SourceError::Unexpected(head.clone()))?;

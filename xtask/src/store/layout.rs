@@ -80,7 +80,11 @@ impl Store for LayoutStore {
         let digest = Digest::of(bytes);
         self.ensure_layout(repository)?;
         let path = self.blob_path(repository, &digest);
-        if !path.exists() {
+        // An existing blob is kept only if it still hashes to its name: a corrupt one is
+        // replaced, so re-running the build repairs the store.
+        let intact =
+            fs::File::open(&path).and_then(Digest::of_reader).is_ok_and(|found| found == digest);
+        if !intact {
             write_atomically(&path, bytes)?;
         }
         Ok(digest)
@@ -168,21 +172,40 @@ impl Store for LayoutStore {
         }
     }
 
+    fn exclusively(
+        &self,
+        repository: &Repository,
+        name: &str,
+        work: &mut dyn FnMut() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let _lock = lock(&self.lock_path(repository, name)?)?;
+        work()
+    }
+
     fn get_manifest(
         &self,
         repository: &Repository,
         digest: &Digest,
     ) -> Result<StoredManifest, StoreError> {
         let bytes = self.get_blob(repository, digest)?;
-        let path = self.blob_path(repository, digest);
-        let head: ManifestHead = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::BadIndex { path, why: e.to_string() })?;
+        let head: ManifestHead =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::BadManifest {
+                repository: repository.clone(),
+                digest: digest.clone(),
+                why: e.to_string(),
+            })?;
         Ok(StoredManifest {
             digest: digest.clone(),
             media_type: head.media_type.unwrap_or_else(|| MediaType::ImageManifest.to_string()),
             artifact_type: head.artifact_type,
             bytes,
         })
+    }
+}
+
+impl LayoutStore {
+    fn lock_path(&self, repository: &Repository, name: &str) -> Result<PathBuf, StoreError> {
+        Ok(self.ensure_layout(repository)?.join(format!(".{name}.lock")))
     }
 }
 
@@ -260,6 +283,9 @@ mod tests {
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         let missing = Digest::of(b"missing");
         assert!(matches!(store.get_blob(&repo(), &missing), Err(StoreError::NotFound { .. })));
+        // Writing the same content again repairs the corrupt blob.
+        store.put_blob(&repo(), b"hello").unwrap();
+        assert_eq!(store.get_blob(&repo(), &digest).unwrap(), b"hello");
     }
 
     #[test]

@@ -158,6 +158,8 @@ pub enum StoreError {
     NotFound { repository: Repository, what: String },
     #[error("store: `{path}` is not a valid OCI index: {why}")]
     BadIndex { path: PathBuf, why: String },
+    #[error("store: {repository}@{digest} is not a valid OCI manifest: {why}")]
+    BadManifest { repository: Repository, digest: Digest, why: String },
     #[error("store: {0}")]
     Digest(#[from] DigestError),
 }
@@ -170,6 +172,10 @@ impl StoreError {
                 path.display()
             )),
             StoreError::NotFound { .. } => Some("run `cargo xtask ci` to build it".to_owned()),
+            StoreError::BadManifest { repository, digest, .. } => Some(format!(
+                "delete `{repository}/blobs/sha256/{}` in the store and re-run `cargo xtask ci`",
+                digest.hex()
+            )),
             _ => None,
         }
     }
@@ -207,6 +213,15 @@ pub trait Store {
         repository: &Repository,
         digest: &Digest,
     ) -> Result<StoredManifest, StoreError>;
+
+    /// Runs `work` holding `repository`'s exclusive lock named `name`, so a
+    /// read-modify-write of a tag (e.g. a referrers index) loses no concurrent update.
+    fn exclusively(
+        &self,
+        repository: &Repository,
+        name: &str,
+        work: &mut dyn FnMut() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]
