@@ -15,6 +15,7 @@ pub mod image;
 pub mod integration;
 pub mod junit;
 pub mod keys;
+pub mod ledger;
 pub mod lockfile;
 pub mod manifest;
 pub mod project;

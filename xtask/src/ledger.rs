@@ -1,0 +1,345 @@
+//! The ledger: what each environment runs, as `manifests/<env>/state.json` plus the signed
+//! entry that put it there, one git commit per change written with gix. The branch update
+//! is a compare-and-swap, so of two racing writers exactly one wins and the other is told.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::shell::{Shell, cmd};
+
+/// Where the ledger lives, relative to the workspace root.
+pub const DIR: &str = "manifests";
+const STATE: &str = "state.json";
+const ENTRY: &str = "entry.dsse.json";
+
+/// What an environment runs now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub environment: String,
+    /// The build manifest the services came from (artifact digest in `slipway-builds`).
+    pub build: Digest,
+    pub version: String,
+    pub commit: String,
+    pub services: BTreeMap<String, ServiceState>,
+    /// Seconds since the epoch.
+    pub promoted_at: u64,
+    pub promoted_by: String,
+}
+
+/// One service as an environment runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceState {
+    pub reference: String,
+    pub image: Digest,
+    pub testpacks: Vec<Digest>,
+    pub sbom: Digest,
+    /// The digest of the service's resolved configuration in this environment.
+    pub config: Digest,
+}
+
+/// One change of an environment, as git records it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub commit: String,
+    pub state: State,
+}
+
+/// Why the ledger cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger: cannot open the git repository at `{path}`: {why}")]
+    Open { path: PathBuf, why: String },
+    #[error("ledger: git: {0}")]
+    Git(String),
+    #[error("ledger: `{path}` in commit {commit} is not a valid state: {why}")]
+    BadState { path: String, commit: String, why: String },
+    #[error(
+        "ledger: another change landed on the branch first (expected {expected}); nothing was recorded"
+    )]
+    Raced { expected: String },
+    #[error("ledger: cannot write `{path}`: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl LedgerError {
+    pub fn help(&self) -> Option<String> {
+        match self {
+            LedgerError::Raced { .. } => {
+                Some("run the command again: it starts from the new state".to_owned())
+            }
+            _ => None,
+        }
+    }
+}
+
+fn git(e: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Git(e.to_string())
+}
+
+/// The ledger of the repository at `root`.
+#[derive(Debug)]
+pub struct Ledger {
+    root: PathBuf,
+}
+
+impl Ledger {
+    pub fn new(root: &Path) -> Ledger {
+        Ledger { root: root.to_owned() }
+    }
+
+    fn open(&self) -> Result<gix::Repository, LedgerError> {
+        gix::open(&self.root)
+            .map_err(|e| LedgerError::Open { path: self.root.clone(), why: e.to_string() })
+    }
+
+    fn path(environment: &str, file: &str) -> String {
+        format!("{DIR}/{environment}/{file}")
+    }
+
+    /// The state committed at HEAD for `environment`, if it was ever promoted.
+    pub fn current(&self, environment: &str) -> Result<Option<Change>, LedgerError> {
+        let repo = self.open()?;
+        let head = repo.head_commit().map_err(git)?;
+        read_state(&head, environment)
+    }
+
+    /// Every state `environment` has had, newest first, from the branch's history.
+    pub fn history(&self, environment: &str) -> Result<Vec<Change>, LedgerError> {
+        let repo = self.open()?;
+        let head = repo.head_id().map_err(git)?;
+        let mut changes: Vec<Change> = Vec::new();
+        let walk = repo.rev_walk([head.detach()]).first_parent_only().all().map_err(git)?;
+        for info in walk {
+            let info = info.map_err(git)?;
+            let commit = info.object().map_err(git)?;
+            let Some(change) = read_state(&commit, environment)? else { break };
+            // A commit whose state equals the next older one did not change this environment.
+            match changes.last_mut() {
+                Some(newer) if newer.state == change.state => newer.commit = change.commit,
+                _ => changes.push(change),
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Commits `state` and its signed `entry` for `environment` on top of HEAD, with
+    /// `message`. The branch moves only if HEAD is still the commit this started from.
+    pub fn record(
+        &self,
+        shell: &Shell,
+        state: &State,
+        entry: &[u8],
+        message: &str,
+    ) -> Result<String, LedgerError> {
+        let repo = self.open()?;
+        let head = repo.head_commit().map_err(git)?;
+        let state_bytes = serde_json::to_vec_pretty(state).map_err(git)?;
+        let mut editor = repo.edit_tree(head.tree_id().map_err(git)?).map_err(git)?;
+        for (file, bytes) in [(STATE, state_bytes.as_slice()), (ENTRY, entry)] {
+            let blob = repo.write_blob(bytes).map_err(git)?;
+            editor
+                .upsert(
+                    Self::path(&state.environment, file),
+                    gix::object::tree::EntryKind::Blob,
+                    blob,
+                )
+                .map_err(git)?;
+        }
+        let tree = editor.write().map_err(git)?;
+        let signature = identity(&repo);
+        let time = gix::date::Time::now_local_or_utc();
+        let mut buf = gix::date::parse::TimeBuf::default();
+        let actor = gix::actor::SignatureRef {
+            name: signature.0.as_str().into(),
+            email: signature.1.as_str().into(),
+            time: time.to_str(&mut buf),
+        };
+        let commit = match repo.commit_as(actor, actor, "HEAD", message, tree, [head.id]) {
+            Ok(commit) => commit,
+            Err(e) => {
+                // The branch moved under us (or its lock is held by the writer that moved
+                // it): that is a lost race, not a failure of git.
+                let fresh = self.open()?;
+                let now = fresh.head_id().map_err(git)?.detach();
+                return Err(if now != head.id || e.to_string().contains("lock") {
+                    LedgerError::Raced { expected: head.id.to_string() }
+                } else {
+                    git(e)
+                });
+            }
+        };
+        self.sync_work_tree(shell, &state.environment);
+        Ok(commit.to_string())
+    }
+}
+
+impl Ledger {
+    /// Brings `manifests/<environment>/` in the index and work tree to what HEAD holds,
+    /// touching nothing else the user has changed. The commit is already recorded, so this
+    /// only retries while another git process holds the index lock, then warns.
+    fn sync_work_tree(&self, shell: &Shell, environment: &str) {
+        let dir = format!("{DIR}/{environment}");
+        let sh = shell.sh();
+        for attempt in 0..40 {
+            if shell.read(cmd!(sh, "git checkout --quiet HEAD -- {dir}").quiet()).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25 * (attempt % 8 + 1)));
+        }
+        eprintln!(
+            "warning: the ledger entry is committed, but `{dir}` in the work tree could not be updated: run `git checkout HEAD -- {dir}`"
+        );
+    }
+}
+
+/// The committer: git's configured user, else `slipway`.
+fn identity(repo: &gix::Repository) -> (String, String) {
+    let config = repo.config_snapshot();
+    let name =
+        config.string("user.name").map(|n| n.to_string()).unwrap_or_else(|| "slipway".to_owned());
+    let email = config
+        .string("user.email")
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| "slipway@localhost".to_owned());
+    (name, email)
+}
+
+fn read_state(commit: &gix::Commit<'_>, environment: &str) -> Result<Option<Change>, LedgerError> {
+    let path = Ledger::path(environment, STATE);
+    let tree = commit.tree().map_err(git)?;
+    let Some(entry) = tree.lookup_entry_by_path(&path).map_err(git)? else { return Ok(None) };
+    let blob = entry.object().map_err(git)?;
+    let state: State = serde_json::from_slice(&blob.data).map_err(|e| LedgerError::BadState {
+        path: path.clone(),
+        commit: commit.id.to_string(),
+        why: e.to_string(),
+    })?;
+    Ok(Some(Change { commit: commit.id.to_string(), state }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repository() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let status = std::process::Command::new("git")
+                .args(args)
+                .current_dir(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success(), "git {args:?}");
+        };
+        git(&["init", "-q", "-b", "main"]);
+        git(&["config", "user.name", "Release Bot"]);
+        git(&["config", "user.email", "bot@slipway.invalid"]);
+        std::fs::write(dir.path().join("README.md"), "x\n").unwrap();
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "init"]);
+        dir
+    }
+
+    fn state(environment: &str, version: &str) -> State {
+        State {
+            environment: environment.to_owned(),
+            build: Digest::of(version.as_bytes()),
+            version: version.to_owned(),
+            commit: "0".repeat(40),
+            services: BTreeMap::new(),
+            promoted_at: 1,
+            promoted_by: "tests".to_owned(),
+        }
+    }
+
+    #[test]
+    fn records_read_back_with_history_and_a_clean_work_tree() {
+        let dir = repository();
+        let shell = Shell::new(dir.path()).unwrap();
+        let ledger = Ledger::new(dir.path());
+        assert!(ledger.current("prod").unwrap().is_none());
+        let first = ledger.record(&shell, &state("prod", "1"), b"{}", "promote prod: 1").unwrap();
+        ledger.record(&shell, &state("dev", "2"), b"{}", "promote dev: 2").unwrap();
+        let second = ledger.record(&shell, &state("prod", "2"), b"{}", "promote prod: 2").unwrap();
+        let current = ledger.current("prod").unwrap().unwrap();
+        assert_eq!(
+            (current.state.version.as_str(), current.commit.as_str()),
+            ("2", second.as_str())
+        );
+        let history: Vec<(String, String)> = ledger
+            .history("prod")
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.state.version, c.commit))
+            .collect();
+        assert_eq!(history, [("2".to_owned(), second), ("1".to_owned(), first)]);
+        let status = std::process::Command::new("git")
+            .args(["status", "--porcelain"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&status.stdout),
+            "",
+            "the work tree matches the new commit"
+        );
+        let log = std::process::Command::new("git")
+            .args(["log", "--format=%an %s", "--", "manifests/prod"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&log.stdout),
+            "Release Bot promote prod: 2\nRelease Bot promote prod: 1\n"
+        );
+    }
+
+    #[test]
+    fn racing_writers_leave_a_linear_history_with_no_lost_entry() {
+        let dir = repository();
+        let ledger = Ledger::new(dir.path());
+        let won: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6)
+                .map(|i| {
+                    let (ledger, root) = (&ledger, dir.path());
+                    s.spawn(move || {
+                        let shell = Shell::new(root).unwrap();
+                        // Each writer retries on a lost race, as promote does.
+                        for _ in 0..50 {
+                            match ledger.record(
+                                &shell,
+                                &state("prod", &i.to_string()),
+                                b"{}",
+                                &format!("promote prod: {i}"),
+                            ) {
+                                Ok(_) => return i.to_string(),
+                                Err(LedgerError::Raced { .. }) => {
+                                    std::thread::sleep(std::time::Duration::from_millis(5))
+                                }
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                        panic!("writer {i} never won");
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut recorded: Vec<String> =
+            ledger.history("prod").unwrap().into_iter().map(|c| c.state.version).collect();
+        assert_eq!(recorded.len(), 6, "{recorded:?}");
+        recorded.sort();
+        let mut won = won;
+        won.sort();
+        assert_eq!(recorded, won);
+        let parents = std::process::Command::new("git")
+            .args(["rev-list", "--min-parents=2", "HEAD"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(parents.stdout.is_empty(), "no merge commits: the history is linear");
+    }
+}
