@@ -655,6 +655,7 @@ fn integration_tests(
             image: built.image.digest.clone(),
             health: planned.service.health.clone(),
             depends_on: planned.service.depends_on.clone(),
+            log_level: "info".to_owned(),
         })
         .collect();
     let run_dir = project.state("run").join(format!("ci-{}", std::process::id()));

@@ -59,10 +59,15 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 
 /// Signs `payload` into an envelope.
 pub fn sign(payload: &[u8], key: &SigningKey) -> Result<Envelope, KeyError> {
-    let signature = key.sign(&pae(PAYLOAD_TYPE, payload))?;
+    sign_as(PAYLOAD_TYPE, payload, key)
+}
+
+/// Signs `payload` of `payload_type` into an envelope.
+pub fn sign_as(payload_type: &str, payload: &[u8], key: &SigningKey) -> Result<Envelope, KeyError> {
+    let signature = key.sign(&pae(payload_type, payload))?;
     Ok(Envelope {
         payload: STANDARD.encode(payload),
-        payload_type: PAYLOAD_TYPE.to_owned(),
+        payload_type: payload_type.to_owned(),
         signatures: vec![EnvelopeSignature {
             keyid: key.public.keyid.clone(),
             sig: STANDARD.encode(signature),

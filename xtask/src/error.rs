@@ -41,6 +41,10 @@ pub enum Error {
     MissingExecutable { what: &'static str, package: String },
     #[error("integration tests failed: {}", .0.join(", "))]
     Suites(Vec<String>),
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
+    #[error("refused: {}", .0.join(", "))]
+    Refused(Vec<String>),
     #[error("verification failed: {}", .0.join(", "))]
     Verification(Vec<String>),
     #[error("{0}")]
@@ -61,6 +65,8 @@ impl Error {
             ),
             Error::Command(e) => e.help(),
             Error::Key(e) => e.help(),
+            Error::Ledger(e) => e.help(),
+            Error::Refused(_) => Some("nothing was recorded in the ledger; each failure is shown above".to_owned()),
             Error::Store(e) => e.help(),
             Error::Source(SourceError::NoCommit) => {
                 Some("commit first: builds are named and dated by the HEAD commit".to_owned())

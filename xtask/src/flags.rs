@@ -26,6 +26,12 @@ pub enum Command {
     Verify(Verify),
     /// Run stored test packs against running services; needs only the store
     RunTests(RunTests),
+    /// Move a signed build into an environment, after its gates and a replay of every stored suite
+    Promote(Promote),
+    /// Put an environment back to an earlier state from its ledger, verified, with no rebuild
+    Rollback(Rollback),
+    /// What each environment runs now, from the ledger
+    Status(Status),
     /// Show the promotion chain and every service's resolved configuration per environment
     Environments(Environments),
     /// Make a signing key pair: the private key outside the repository, the public key in infra/keys/
@@ -118,4 +124,32 @@ pub struct Test {
     /// Arguments passed on to `cargo test`, e.g. a test name filter
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Promote {
+    /// The environment to promote into, e.g. `staging`
+    pub environment: String,
+    /// The build to promote (`sha256:` digest in slipway-builds) [default: what the previous environment runs; for the first, the newest ci build]
+    #[arg(long, value_name = "DIGEST")]
+    pub build: Option<String>,
+    /// Promote only these services of the build (`<application>-<role>`)
+    #[arg(long, value_name = "SERVICE", num_args = 1..)]
+    pub only: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Rollback {
+    /// The environment to roll back
+    pub environment: String,
+    /// The ledger commit of the earlier state [default: the state before the current one]
+    #[arg(long, value_name = "COMMIT")]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Status {
+    /// Print the ledger's current state of every environment as JSON
+    #[arg(long)]
+    pub json: bool,
 }

@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod lockfile;
 pub mod manifest;
 pub mod project;
+pub mod promote;
 pub mod provenance;
 pub mod report;
 pub mod runtime;

@@ -23,6 +23,9 @@ fn main() -> ExitCode {
             Command::Verify(verify) => verify.run(&project),
             Command::Keygen(keygen) => keygen.run(&project),
             Command::Environments(environments) => environments.run(&project),
+            Command::Promote(promote) => promote.run(&project),
+            Command::Rollback(rollback) => rollback.run(&project),
+            Command::Status(status) => status.run(&project),
             Command::Test(test) => test.run(&project),
             Command::RunTests(_) => unreachable!("handled above"),
         });

@@ -26,6 +26,8 @@ pub struct Launch {
     pub image: Digest,
     pub health: String,
     pub depends_on: Vec<Name>,
+    /// The environment's `LOG_LEVEL` for this service.
+    pub log_level: String,
 }
 
 /// A running set of services. Dropping it stops them all.
@@ -106,7 +108,7 @@ impl Environment {
                 .env("PATH", "/usr/local/bin:/usr/bin:/bin")
                 .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
                 .env("SLIPWAY_ENV", environment.name.as_str())
-                .env("LOG_LEVEL", "info")
+                .env("LOG_LEVEL", &launch.log_level)
                 .current_dir(run_dir)
                 .stdin(Stdio::null())
                 .stdout(log_file)

@@ -646,6 +646,7 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
                 .iter()
                 .map(|d| xtask::workspace::Name::parse(d.as_str().unwrap()).unwrap())
                 .collect(),
+            log_level: "info".to_owned(),
         })
         .collect();
     let alone_store = xtask::store::LayoutStore::new(alone.path().join("store"));
@@ -731,4 +732,171 @@ fn a_source_that_does_not_reproduce_fails_verify_rebuild() {
         "{stderr}"
     );
     assert!(!stderr.contains("shop-orders image"), "only the stamped service differs:\n{stderr}");
+}
+
+/// `xtask <args>` in `dir` signed with `key`: (success, standard error).
+fn run_signed(dir: &Path, store: &Path, key: &Path, args: &[&str]) -> (bool, String) {
+    let output = xtask(dir, store)
+        .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
+        .env("SLIPWAY_SIGNING_KEY", key)
+        .args(args)
+        .timeout(Duration::from_secs(1500))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("thread 'main' panicked"), "{stderr}");
+    (output.status.success(), stderr)
+}
+
+fn status(dir: &Path, store: &Path) -> Value {
+    let output = xtask(dir, store).args(["status", "--json"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn ledger_log(dir: &Path, environment: &str) -> Vec<String> {
+    run_in(dir, "git", &["log", "--format=%s", "--", &format!("manifests/{environment}")])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
+    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    copy_workspace(dir.path());
+    let out = tempfile::tempdir().unwrap();
+    let store = out.path().join("store");
+    let key = out.path().join("release.key");
+    xtask(dir.path(), &store)
+        .args([
+            "keygen",
+            "release",
+            "--out",
+            key.to_str().unwrap(),
+            "--trust",
+            "dev",
+            "staging",
+            "prod",
+        ])
+        .assert()
+        .success();
+    let environments = dir.path().join("infra/environments.toml");
+    edit(&environments, "bake-time = \"10m\"", "bake-time = \"0s\"");
+    edit(&environments, "bake-time = \"1h\"", "bake-time = \"0s\"");
+    run_in(dir.path(), "git", &["config", "user.name", "Release Bot"]);
+    run_in(dir.path(), "git", &["config", "user.email", "bot@slipway.invalid"]);
+    commit_all(dir.path(), "trust the release key");
+    let version = |summary: &Value, env: usize| {
+        summary[env]["state"]["version"].as_str().unwrap_or("").to_owned()
+    };
+
+    // Build once, promote the same digests through the chain.
+    assert!(run_signed(dir.path(), &store, &key, &["ci"]).0);
+    for environment in ["dev", "staging", "prod"] {
+        let (ok, stderr) = run_signed(dir.path(), &store, &key, &["promote", environment]);
+        assert!(ok, "promote {environment}:\n{stderr}");
+        assert!(
+            stderr.contains("ok   signature") && stderr.contains("[promoted shop-orders:"),
+            "{stderr}"
+        );
+    }
+    let first = status(dir.path(), &store);
+    for env in 0..3 {
+        for service in ["shop-catalog", "shop-orders", "shop-shipping"] {
+            for field in ["image", "testpacks", "sbom"] {
+                let here = &first[env]["state"]["services"][service][field];
+                let dev = &first[0]["state"]["services"][service][field];
+                assert_eq!(here, dev, "the same digests everywhere: {service} {field}");
+            }
+        }
+        assert_eq!(first[env]["state"]["promoted_by"], "Release Bot <bot@slipway.invalid>");
+    }
+    let v1 = version(&first, 2);
+    assert!(run_signed(dir.path(), &store, &key, &["promote", "prod"]).1.contains("already runs"));
+    assert_eq!(
+        run_in(dir.path(), "git", &["status", "--porcelain"]),
+        "",
+        "the ledger leaves the work tree clean"
+    );
+
+    // A second build through the chain, then prod rolled back to the first.
+    edit(&dir.path().join("README.md"), "# Slipway", "# Slipway (second build)");
+    commit_all(dir.path(), "a second build");
+    assert!(run_signed(dir.path(), &store, &key, &["ci"]).0);
+    for environment in ["dev", "staging", "prod"] {
+        let (ok, stderr) = run_signed(dir.path(), &store, &key, &["promote", environment]);
+        assert!(ok, "{stderr}");
+        assert!(
+            stderr.contains("[previous shop-catalog:"),
+            "the replaced versions' suites run too:\n{stderr}"
+        );
+    }
+    let v2 = version(&status(dir.path(), &store), 2);
+    assert_ne!(v1, v2);
+    let (ok, stderr) = run_signed(dir.path(), &store, &key, &["rollback", "prod"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(version(&status(dir.path(), &store), 2), v1);
+    let story = ledger_log(dir.path(), "prod");
+    assert_eq!(story.len(), 3, "{story:?}");
+    assert!(story[0].starts_with(&format!("rollback prod: to {v1}")), "{story:?}");
+    assert!(
+        story[1].starts_with(&format!("promote prod: {v2}"))
+            && story[2].starts_with(&format!("promote prod: {v1}"))
+    );
+    let message = run_in(dir.path(), "git", &["log", "-1", "--format=%B", "--", "manifests/prod"]);
+    assert!(
+        message.contains("Slipway-Build: sha256:") && message.contains("Promoted-By: Release Bot"),
+        "{message}"
+    );
+
+    // Gates: prod will not take a build that has not baked in staging long enough.
+    edit(
+        &environments,
+        "name = \"prod\"\naccept-local-keys = false\ntrust = [\"release\"]\nbake-time = \"0s\"",
+        "name = \"prod\"\naccept-local-keys = false\ntrust = [\"release\"]\nbake-time = \"1h\"",
+    );
+    commit_all(dir.path(), "prod bakes for an hour");
+    let (ok, stderr) = run_signed(dir.path(), &store, &key, &["promote", "prod"]);
+    assert!(
+        !ok && stderr.contains("FAIL bake time") && stderr.contains("prod needs 3600s"),
+        "{stderr}"
+    );
+
+    // A dirty build is refused at its gate.
+    std::fs::write(dir.path().join("notes.txt"), "uncommitted\n").unwrap();
+    assert!(run_signed(dir.path(), &store, &key, &["ci"]).0);
+    let (ok, stderr) = run_signed(dir.path(), &store, &key, &["promote", "dev"]);
+    assert!(!ok && stderr.contains("FAIL not dirty"), "{stderr}");
+    std::fs::remove_file(dir.path().join("notes.txt")).unwrap();
+
+    // A change that breaks what the running catalog's own stored tests promised: fewer
+    // products. Its new tests and every sibling suite pass; the previous suite does not.
+    let catalog = dir.path().join("services/shop-catalog/src/main.rs");
+    let text = std::fs::read_to_string(&catalog).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            !(l.contains("\"LAMP-3\"") || l.contains("\"ROPE-4\"") || l.contains("\"SOCKS-5\""))
+        })
+        .collect();
+    std::fs::write(&catalog, kept.join("\n") + "\n").unwrap();
+    edit(&catalog, "assert!(PRODUCTS.len() >= 4);", "assert!(PRODUCTS.len() >= 2);");
+    edit(
+        &dir.path().join("integration-tests/shop-catalog/tests/contract.rs"),
+        "products.len() >= 4",
+        "products.len() >= 2",
+    );
+    commit_all(dir.path(), "a smaller range");
+    let (ok, stderr) = run_signed(dir.path(), &store, &key, &["ci"]);
+    assert!(ok, "ci does not replay recorded versions yet, so this build passes it:\n{stderr}");
+    let before = ledger_log(dir.path(), "dev");
+    let (ok, stderr) = run_signed(dir.path(), &store, &key, &["promote", "dev"]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains(&format!("refused: shop-catalog-tests [previous shop-catalog:{v2}")),
+        "{stderr}"
+    );
+    assert_eq!(ledger_log(dir.path(), "dev"), before, "a refused promotion records nothing");
 }
