@@ -57,7 +57,7 @@ fn keys_of(project: &Project, environment: &Declared) -> Result<Vec<PublicKey>> 
     Ok(all
         .into_iter()
         .filter(|k| {
-            k.local || environment.trust.iter().any(|t| k.origin.ends_with(&format!("{}.pub", t)))
+            k.local || environment.trust.iter().any(|t| k.origin.ends_with(&format!("/{t}.pub")))
         })
         .collect())
 }
