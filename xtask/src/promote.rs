@@ -100,16 +100,8 @@ fn now() -> u64 {
 /// Prints the checks and fails naming every one that did not pass.
 fn settle(title: &str, report: &Report) -> Result<()> {
     eprintln!("{title}");
-    for check in &report.checks {
-        eprintln!(
-            "{} {:<28} {}",
-            if check.ok { "ok  " } else { "FAIL" },
-            check.check,
-            check.detail
-        );
-    }
-    let failed: Vec<String> =
-        report.checks.iter().filter(|c| !c.ok).map(|c| c.check.clone()).collect();
+    report.print();
+    let failed = report.failures();
     if failed.is_empty() { Ok(()) } else { Err(Error::Refused(failed)) }
 }
 

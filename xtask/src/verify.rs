@@ -50,7 +50,20 @@ impl Report {
         ok
     }
 
-    fn failures(&self) -> Vec<String> {
+    /// One line per check on standard error: `ok  ` or `FAIL`, its name, its detail.
+    pub fn print(&self) {
+        for check in &self.checks {
+            eprintln!(
+                "{} {:<28} {}",
+                if check.ok { "ok  " } else { "FAIL" },
+                check.check,
+                check.detail
+            );
+        }
+    }
+
+    /// The names of the checks that failed.
+    pub fn failures(&self) -> Vec<String> {
         self.checks.iter().filter(|c| !c.ok).map(|c| c.check.clone()).collect()
     }
 }
@@ -75,14 +88,7 @@ impl flags::Verify {
             );
         } else {
             eprintln!("verifying {}", report.manifest);
-            for check in &report.checks {
-                eprintln!(
-                    "{} {:<28} {}",
-                    if check.ok { "ok  " } else { "FAIL" },
-                    check.check,
-                    check.detail
-                );
-            }
+            report.print();
         }
         if report.ok {
             eprintln!("verified: {} checks passed", report.checks.len());
