@@ -84,12 +84,11 @@ pub fn assemble(
     let bytes = canonical_json(&manifest);
     Artifact {
         layers,
-        manifest: StoredManifest {
-            digest: Digest::of(&bytes),
-            media_type: MediaType::ImageManifest.to_string(),
-            artifact_type: Some(artifact_type.to_owned()),
+        manifest: StoredManifest::new(
+            MediaType::ImageManifest.to_string(),
+            Some(artifact_type.to_owned()),
             bytes,
-        },
+        ),
     }
 }
 
@@ -147,12 +146,7 @@ fn write_referrer(
         .build()
         .unwrap_or_else(|e| unreachable!("a referrers index has its fields: {e}"));
     let bytes = canonical_json(&index);
-    let manifest = StoredManifest {
-        digest: Digest::of(&bytes),
-        media_type: MediaType::ImageIndex.to_string(),
-        artifact_type: None,
-        bytes,
-    };
+    let manifest = StoredManifest::new(MediaType::ImageIndex.to_string(), None, bytes);
     store.put_manifest(repository, &manifest, Some(&tag))
 }
 

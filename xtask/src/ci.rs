@@ -15,7 +15,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::flags;
 use crate::image::{self, ImageError, ImageSpec};
-use crate::integration::{self, SuiteResult, SuiteRun};
+use crate::integration::{self, SuiteResult};
 use crate::lockfile;
 use crate::manifest::{self, ManifestSummary};
 use crate::project::Project;
@@ -636,13 +636,7 @@ fn integration_tests(
             let dir = project.state("run").join("testpacks").join(digest.hex());
             let pack =
                 testpack::unpack(project.store(), &planned.reference.repository, digest, &dir)?;
-            for executable in &pack.descriptor.executables {
-                runs.push(SuiteRun {
-                    suite: pack.descriptor.suite.clone(),
-                    service: planned.service.id.to_string(),
-                    executable: dir.join(&executable.path),
-                });
-            }
+            runs.extend(integration::runs_of(&pack, &pack.descriptor.suite));
         }
     }
     let launches: Vec<Launch> = plan

@@ -66,12 +66,7 @@ pub fn assemble(spec: &ImageSpec) -> Result<Image, ImageError> {
         .build()
         .unwrap_or_else(|e| unreachable!("the manifest has every required field: {e}"));
     let bytes = canonical_json(&manifest);
-    let manifest = StoredManifest {
-        digest: Digest::of(&bytes),
-        media_type: MediaType::ImageManifest.to_string(),
-        artifact_type: None,
-        bytes,
-    };
+    let manifest = StoredManifest::new(MediaType::ImageManifest.to_string(), None, bytes);
     Ok(Image { config, layer, manifest })
 }
 

@@ -34,6 +34,34 @@ pub struct SuiteResult {
     pub output: PathBuf,
 }
 
+/// The runs of every executable of an unpacked test pack, named `suite` in the results.
+pub fn runs_of(pack: &crate::testpack::Unpacked, suite: &str) -> Vec<SuiteRun> {
+    pack.descriptor
+        .executables
+        .iter()
+        .map(|executable| SuiteRun {
+            suite: suite.to_owned(),
+            service: pack.descriptor.service.clone(),
+            executable: pack.dir.join(&executable.path),
+        })
+        .collect()
+}
+
+/// Prints one line per result, and a failing suite's whole output; returns the names of
+/// the suites that failed.
+pub fn report(results: &[SuiteResult]) -> Vec<String> {
+    let mut failed = Vec::new();
+    for result in results {
+        let verdict = if result.passed { "ok  " } else { "FAIL" };
+        eprintln!("{verdict} {} ({}): {}", result.suite, result.service, result.summary);
+        if !result.passed {
+            eprintln!("{}", std::fs::read_to_string(&result.output).unwrap_or_default());
+            failed.push(result.suite.clone());
+        }
+    }
+    failed
+}
+
 /// Where the suites find the services: `<ROLE>_URL` → base URL, and `SLIPWAY_ENV`.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -219,13 +247,7 @@ impl crate::flags::RunTests {
                     names.join(", ")
                 )));
             }
-            for executable in &pack.descriptor.executables {
-                runs.push(SuiteRun {
-                    suite: pack.descriptor.suite.clone(),
-                    service: pack.descriptor.service.clone(),
-                    executable: dir.join(&executable.path),
-                });
-            }
+            runs.extend(runs_of(&pack, &pack.descriptor.suite));
         }
         let out = self.out.clone().unwrap_or_else(|| PathBuf::from("."));
         std::fs::create_dir_all(&out).map_err(|source| Error::Io {
@@ -235,21 +257,8 @@ impl crate::flags::RunTests {
         })?;
         let results = run_all(&runs, &target, &out);
         drop(work);
-        let mut failed = Vec::new();
-        for result in &results {
-            eprintln!(
-                "{} {} ({}): {} — JUnit XML: {}",
-                if result.passed { "ok  " } else { "FAIL" },
-                result.suite,
-                result.service,
-                result.summary,
-                result.junit.display()
-            );
-            if !result.passed {
-                eprintln!("{}", std::fs::read_to_string(&result.output).unwrap_or_default());
-                failed.push(result.suite.clone());
-            }
-        }
+        let failed = report(&results);
+        eprintln!("JUnit XML in {}", out.display());
         if failed.is_empty() { Ok(()) } else { Err(Error::Suites(failed)) }
     }
 }

@@ -195,15 +195,25 @@ impl Ledger {
     }
 }
 
-/// The committer: git's configured user, else `slipway`.
+impl Ledger {
+    /// Who changes the ledger, as `Name <email>`: the same identity its commits carry.
+    pub fn promoter(&self) -> String {
+        let (name, email) =
+            self.open().map(|repo| identity(&repo)).unwrap_or_else(|_| fallback_identity());
+        format!("{name} <{email}>")
+    }
+}
+
+fn fallback_identity() -> (String, String) {
+    (std::env::var("USER").unwrap_or_else(|_| "slipway".to_owned()), "slipway@localhost".to_owned())
+}
+
+/// The committer: git's configured user, else the login name (or `slipway`).
 fn identity(repo: &gix::Repository) -> (String, String) {
     let config = repo.config_snapshot();
-    let name =
-        config.string("user.name").map(|n| n.to_string()).unwrap_or_else(|| "slipway".to_owned());
-    let email = config
-        .string("user.email")
-        .map(|e| e.to_string())
-        .unwrap_or_else(|| "slipway@localhost".to_owned());
+    let (fallback_name, fallback_email) = fallback_identity();
+    let name = config.string("user.name").map(|n| n.to_string()).unwrap_or(fallback_name);
+    let email = config.string("user.email").map(|e| e.to_string()).unwrap_or(fallback_email);
     (name, email)
 }
 

@@ -12,14 +12,13 @@ use crate::dsse;
 use crate::environments::Environment as Declared;
 use crate::error::{Error, Result};
 use crate::flags;
-use crate::integration::{self, SuiteResult, SuiteRun, Target};
+use crate::integration::{self, SuiteResult, Target};
 use crate::keys::{self, PublicKey};
 use crate::ledger::{Ledger, LedgerError, ServiceState, State};
 use crate::manifest;
 use crate::project::Project;
 use crate::provenance::{self, Statement};
 use crate::runtime::{Environment, Launch};
-use crate::shell::cmd;
 use crate::store::{Repository, Tag};
 use crate::testpack;
 use crate::verify::{self, Report};
@@ -81,22 +80,6 @@ fn latest_build(project: &Project) -> Result<Digest> {
     })
 }
 
-fn who(project: &Project) -> String {
-    let sh = project.shell.sh();
-    let name = project.shell.read(cmd!(sh, "git config user.name").quiet()).unwrap_or_default();
-    let email = project.shell.read(cmd!(sh, "git config user.email").quiet()).unwrap_or_default();
-    let name = name.trim();
-    if name.is_empty() {
-        std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned())
-    } else {
-        format!("{name} <{}>", email.trim())
-    }
-}
-
-fn now() -> u64 {
-    manifest::now_seconds()
-}
-
 /// Prints the checks and fails naming every one that did not pass.
 fn settle(title: &str, report: &Report) -> Result<()> {
     eprintln!("{title}");
@@ -135,7 +118,7 @@ fn gates(
     if let Some(previous) = workspace.environments.previous(target.name.as_str()) {
         let bake = match ledger.current(previous.name.as_str())? {
             Some(change) if &change.state.build == build => {
-                let baked = now().saturating_sub(change.state.promoted_at);
+                let baked = manifest::now_seconds().saturating_sub(change.state.promoted_at);
                 if baked >= target.bake_time_seconds {
                     Ok(format!(
                         "ran {baked}s in {} (needs {}s)",
@@ -321,8 +304,8 @@ impl flags::Promote {
             version: statement.predicate.build_definition.internal_parameters.version.clone(),
             commit: statement.source().commit.clone(),
             services: composed,
-            promoted_at: now(),
-            promoted_by: who(project),
+            promoted_at: manifest::now_seconds(),
+            promoted_by: ledger.promoter(),
         };
         let names: Vec<&str> = promoted.iter().map(|s| s.name.as_str()).collect();
         let message = format!("promote {}: {} ({})", target.name, state.version, names.join(", "));
@@ -382,17 +365,18 @@ fn replay_suites(
             .map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
         let dir = project.state("run").join("testpacks").join(suite.testpack.hex());
         let pack = testpack::unpack(project.store(), &repository, &suite.testpack, &dir)?;
-        for executable in &pack.descriptor.executables {
-            runs.push(SuiteRun {
-                suite: format!("{} [{} {}]", pack.descriptor.suite, suite.why, suite.version),
-                service: suite.service.clone(),
-                executable: dir.join(&executable.path),
-            });
-        }
+        runs.extend(integration::runs_of(
+            &pack,
+            &format!("{} [{} {}]", pack.descriptor.suite, suite.why, suite.version),
+        ));
     }
     let run_dir =
         project.state("run").join(format!("promote-{}-{}", target.name, std::process::id()));
-    let results_dir = project.state("results").join(format!("promote-{}-{}", target.name, now()));
+    let results_dir = project.state("results").join(format!(
+        "promote-{}-{}",
+        target.name,
+        manifest::now_seconds()
+    ));
     std::fs::create_dir_all(&results_dir).map_err(|source| Error::Io {
         action: "create",
         path: results_dir.clone(),
@@ -402,20 +386,7 @@ fn replay_suites(
     let running = Environment::start(project.store(), &launches, target.name.clone(), &run_dir)?;
     let results = integration::run_all(&runs, &Target::of(&running), &results_dir);
     drop(running);
-    let mut failed = Vec::new();
-    for result in &results {
-        eprintln!(
-            "{} {} ({}): {}",
-            if result.passed { "ok  " } else { "FAIL" },
-            result.suite,
-            result.service,
-            result.summary
-        );
-        if !result.passed {
-            eprintln!("{}", std::fs::read_to_string(&result.output).unwrap_or_default());
-            failed.push(result.suite.clone());
-        }
-    }
+    let failed = integration::report(&results);
     eprintln!("JUnit XML in {}", results_dir.display());
     let _ = std::fs::remove_dir_all(&run_dir);
     if failed.is_empty() { Ok(results) } else { Err(Error::Refused(failed)) }
@@ -490,8 +461,11 @@ impl flags::Rollback {
             ),
             &report,
         )?;
-        let state =
-            State { promoted_at: now(), promoted_by: who(project), ..earlier.state.clone() };
+        let state = State {
+            promoted_at: manifest::now_seconds(),
+            promoted_by: ledger.promoter(),
+            ..earlier.state.clone()
+        };
         let message = format!(
             "rollback {}: to {} (from {}, state of {})",
             target.name,

@@ -145,6 +145,22 @@ pub struct StoredManifest {
     pub bytes: Vec<u8>,
 }
 
+impl StoredManifest {
+    /// A manifest of `media_type` with its digest computed from `bytes`.
+    pub fn new(
+        media_type: impl Into<String>,
+        artifact_type: Option<String>,
+        bytes: Vec<u8>,
+    ) -> StoredManifest {
+        StoredManifest {
+            digest: Digest::of(&bytes),
+            media_type: media_type.into(),
+            artifact_type,
+            bytes,
+        }
+    }
+}
+
 /// What can go wrong in a store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
