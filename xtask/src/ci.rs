@@ -2,7 +2,7 @@
 //! static binaries, assemble images into the store and run the integration tests against
 //! them, reusing every result whose inputs did not change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::flags;
 use crate::image::{self, ImageError, ImageSpec};
 use crate::integration::{self, SuiteResult};
+use crate::ledger::Ledger;
 use crate::lockfile;
 use crate::manifest::{self, ManifestSummary};
 use crate::project::Project;
@@ -601,6 +602,70 @@ struct IntegrationInputs<'a> {
     environment: &'a str,
     images: Vec<(String, &'a Digest)>,
     testpacks: Vec<&'a Digest>,
+    /// The stored suites of the versions the environments run.
+    recorded: Vec<&'a Digest>,
+}
+
+/// A stored suite of a version that some environment runs, replayed against the new build
+/// so a change that breaks what it promised fails here, before anyone promotes it.
+#[derive(Debug)]
+struct Recorded {
+    environments: Vec<String>,
+    service: String,
+    reference: String,
+    testpack: Digest,
+}
+
+/// Every stored suite of the versions the ledger records at HEAD, once each, except the
+/// new build's own. A suite missing from the store is named and skipped: it cannot run.
+fn recorded_suites(
+    project: &Project,
+    plan: &Plan,
+    built: &[BuiltService],
+) -> Result<Vec<Recorded>> {
+    let ledger = Ledger::new(&project.root);
+    let own: BTreeSet<&Digest> =
+        built.iter().flat_map(|b| b.testpacks.iter().map(|(_, d)| d)).collect();
+    let mut recorded: BTreeMap<Digest, Recorded> = BTreeMap::new();
+    for environment in plan.workspace.environments.chain() {
+        let Some(change) = ledger.current(environment.name.as_str())? else { continue };
+        for (service, state) in &change.state.services {
+            if !plan.services.iter().any(|p| p.service.id.to_string() == *service) {
+                continue;
+            }
+            for pack in state.testpacks.iter().filter(|p| !own.contains(p)) {
+                recorded
+                    .entry(pack.clone())
+                    .or_insert_with(|| Recorded {
+                        environments: Vec::new(),
+                        service: service.clone(),
+                        reference: state.reference.clone(),
+                        testpack: pack.clone(),
+                    })
+                    .environments
+                    .push(environment.name.to_string());
+            }
+        }
+    }
+    let mut present = Vec::new();
+    for suite in recorded.into_values() {
+        let repository: Repository = suite
+            .service
+            .parse()
+            .map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
+        if project.store().has_blob(&repository, &suite.testpack)? {
+            present.push(suite);
+        } else {
+            eprintln!(
+                "    warning: the suite {} of {} ({}) is not in the store {}: not replayed",
+                suite.testpack.short(),
+                suite.reference,
+                suite.environments.join(", "),
+                project.store().location()
+            );
+        }
+    }
+    Ok(present)
 }
 
 /// Starts every service from its stored image and runs every stored test pack against
@@ -613,8 +678,9 @@ fn integration_tests(
     steps: &Steps,
 ) -> Result<(Vec<SuiteResult>, bool)> {
     let environment = Name::parse("ci").unwrap_or_else(|| unreachable!("`ci` is a valid name"));
+    let recorded = recorded_suites(project, plan, built)?;
     let key = Cache::key(&IntegrationInputs {
-        format: "slipway-integration-v2",
+        format: "slipway-integration-v3",
         environment: environment.as_str(),
         images: plan
             .services
@@ -623,6 +689,7 @@ fn integration_tests(
             .map(|(p, b)| (p.service.id.to_string(), &b.image.digest))
             .collect(),
         testpacks: built.iter().flat_map(|b| b.testpacks.iter().map(|(_, d)| d)).collect(),
+        recorded: recorded.iter().map(|r| &r.testpack).collect(),
     });
     if let Some(results) = cache.get::<Vec<SuiteResult>>("integration", &key) {
         for result in &results {
@@ -630,14 +697,41 @@ fn integration_tests(
         }
         return Ok((results, true));
     }
+    let run_dir = project.state("run").join(format!("ci-{}", std::process::id()));
+    let unpack = |repository: &Repository, digest: &Digest| {
+        testpack::unpack(
+            project.store(),
+            repository,
+            digest,
+            &run_dir.join("testpacks").join(digest.hex()),
+        )
+    };
     let mut runs = Vec::new();
     for (planned, built) in plan.services.iter().zip(built) {
         for (_, digest) in &built.testpacks {
-            let dir = project.state("run").join("testpacks").join(digest.hex());
-            let pack =
-                testpack::unpack(project.store(), &planned.reference.repository, digest, &dir)?;
+            let pack = unpack(&planned.reference.repository, digest)?;
             runs.extend(integration::runs_of(&pack, &pack.descriptor.suite));
         }
+    }
+    for suite in &recorded {
+        let repository: Repository = suite
+            .service
+            .parse()
+            .map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
+        let pack = unpack(&repository, &suite.testpack)?;
+        let label = format!(
+            "{} [recorded in {}: {}]",
+            pack.descriptor.suite,
+            suite.environments.join(", "),
+            suite.reference
+        );
+        runs.extend(integration::runs_of(&pack, &label));
+    }
+    if !recorded.is_empty() {
+        steps.note(&format!(
+            "replaying {} stored suite(s) of the versions the environments run",
+            recorded.len()
+        ));
     }
     let launches: Vec<Launch> = plan
         .services
@@ -652,7 +746,6 @@ fn integration_tests(
             log_level: "info".to_owned(),
         })
         .collect();
-    let run_dir = project.state("run").join(format!("ci-{}", std::process::id()));
     let results_dir = project.state("results").join(&plan.version);
     std::fs::create_dir_all(&results_dir).map_err(|source| Error::Io {
         action: "create",
@@ -685,6 +778,11 @@ fn integration_tests(
     eprintln!("    JUnit XML in {}", results_dir.display());
     if !failed.is_empty() {
         eprintln!("    service logs are in {}", run_dir.display());
+        if failed.iter().any(|f| f.contains("[recorded in ")) {
+            eprintln!(
+                "    a [recorded in …] suite is the stored contract of a version an environment runs: this build breaks it, and `promote` would refuse it"
+            );
+        }
         return Err(Error::Suites(failed));
     }
     cache.put("integration", &key, &results)?;

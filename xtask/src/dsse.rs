@@ -32,8 +32,8 @@ pub struct EnvelopeSignature {
 pub enum DsseError {
     #[error("the envelope is not valid JSON (truncated or not an envelope): {0}")]
     NotJson(String),
-    #[error("the envelope's payloadType is `{0}`, expected `{PAYLOAD_TYPE}`")]
-    PayloadType(String),
+    #[error("the envelope's payloadType is `{found}`, expected `{expected}`")]
+    PayloadType { found: String, expected: String },
     #[error("the envelope's payload is not valid base64")]
     PayloadEncoding,
     #[error("the envelope has no signature")]
@@ -80,14 +80,26 @@ pub fn parse(bytes: &[u8]) -> Result<Envelope, DsseError> {
     serde_json::from_slice(bytes).map_err(|e| DsseError::NotJson(e.to_string()))
 }
 
-/// Verifies `envelope` against `trusted`: some signature must be by a trusted key and
-/// verify over the PAE. Returns the payload and the key that signed it.
+/// Verifies an in-toto `envelope` against `trusted`: some signature must be by a trusted
+/// key and verify over the PAE. Returns the payload and the key that signed it.
 pub fn verify<'k>(
     envelope: &Envelope,
     trusted: &'k [PublicKey],
 ) -> Result<(Vec<u8>, &'k PublicKey), DsseError> {
-    if envelope.payload_type != PAYLOAD_TYPE {
-        return Err(DsseError::PayloadType(envelope.payload_type.clone()));
+    verify_as(PAYLOAD_TYPE, envelope, trusted)
+}
+
+/// Verifies `envelope`, whose payload must be of `payload_type`, against `trusted`.
+pub fn verify_as<'k>(
+    payload_type: &str,
+    envelope: &Envelope,
+    trusted: &'k [PublicKey],
+) -> Result<(Vec<u8>, &'k PublicKey), DsseError> {
+    if envelope.payload_type != payload_type {
+        return Err(DsseError::PayloadType {
+            found: envelope.payload_type.clone(),
+            expected: payload_type.to_owned(),
+        });
     }
     let payload = STANDARD.decode(&envelope.payload).map_err(|_| DsseError::PayloadEncoding)?;
     let message = pae(&envelope.payload_type, &payload);
@@ -168,7 +180,7 @@ mod tests {
 
         let mut kind = envelope.clone();
         kind.payload_type = "text/plain".into();
-        assert!(matches!(verify(&kind, &trusted), Err(DsseError::PayloadType(_))));
+        assert!(matches!(verify(&kind, &trusted), Err(DsseError::PayloadType { .. })));
 
         assert!(matches!(parse(&json[..json.len() / 2]), Err(DsseError::NotJson(_))));
         assert!(matches!(parse(b"not json"), Err(DsseError::NotJson(_))));

@@ -30,6 +30,8 @@ pub enum Command {
     Promote(Promote),
     /// Put an environment back to an earlier state from its ledger, verified, with no rebuild
     Rollback(Rollback),
+    /// Stop a build from being promoted or rolled back to, by anyone, until released
+    Quarantine(Quarantine),
     /// What each environment runs now, from the ledger
     Status(Status),
     /// Show the promotion chain and every service's resolved configuration per environment
@@ -72,6 +74,10 @@ pub struct Verify {
     /// Trust only infra/keys/, not the local development key
     #[arg(long)]
     pub no_local_keys: bool,
+    /// Verify what this environment runs now, end to end: its ledger entry, every build it
+    /// came from, every artifact, the replay's test-result attestation
+    #[arg(long, value_name = "ENV", conflicts_with_all = ["manifest", "rebuild"])]
+    pub env: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -130,12 +136,30 @@ pub struct Test {
 pub struct Promote {
     /// The environment to promote into, e.g. `staging`
     pub environment: String,
-    /// The build to promote (`sha256:` digest in slipway-builds) [default: what the previous environment runs; for the first, the newest ci build]
+    /// The build to promote: a `sha256:` digest in slipway-builds, or its version [default: what the previous environment runs; for the first, the newest ci build]
     #[arg(long, value_name = "DIGEST")]
     pub build: Option<String>,
     /// Promote only these services of the build (`<application>-<role>`)
     #[arg(long, value_name = "SERVICE", num_args = 1..)]
     pub only: Vec<String>,
+    /// Accept a known, intended break: `<service>@<version>:<test>` (repeat it); needs --reason
+    #[arg(long, value_name = "SERVICE@VERSION:TEST", requires = "reason")]
+    pub waive: Vec<String>,
+    /// Why the waived tests may fail; recorded, signed, in the ledger entry
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Quarantine {
+    /// The build: a `sha256:` digest in slipway-builds, or its version (`<semver>-<commit12>`)
+    pub build: String,
+    /// Why (required): recorded in the ledger
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// Release the build from quarantine instead
+    #[arg(long)]
+    pub release: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -28,6 +28,11 @@ pub struct SuiteResult {
     /// libtest's own summary, e.g. `5 passed; 0 failed; 0 ignored`.
     pub summary: String,
     pub seconds: f64,
+    /// The tests that passed and failed, by libtest's names.
+    #[serde(default)]
+    pub passed_tests: Vec<String>,
+    #[serde(default)]
+    pub failed_tests: Vec<String>,
     /// The JUnit XML of the run.
     pub junit: PathBuf,
     #[serde(skip, default)]
@@ -47,16 +52,32 @@ pub fn runs_of(pack: &crate::testpack::Unpacked, suite: &str) -> Vec<SuiteRun> {
         .collect()
 }
 
-/// Prints one line per result, and a failing suite's whole output; returns the names of
-/// the suites that failed.
-pub fn report(results: &[SuiteResult]) -> Vec<String> {
+/// Prints one line per result, and a failing suite's whole output; returns each suite that
+/// failed, with its failed tests. A failure whose every failed test is in `waived`
+/// (`<suite>: <test>`) is printed as waived and not returned.
+pub fn report(results: &[SuiteResult], waived: &[String]) -> Vec<String> {
     let mut failed = Vec::new();
     for result in results {
-        let verdict = if result.passed { "ok  " } else { "FAIL" };
+        let accepted = !result.passed
+            && !result.failed_tests.is_empty()
+            && result
+                .failed_tests
+                .iter()
+                .all(|t| waived.contains(&format!("{}: {t}", result.suite)));
+        let verdict = match (result.passed, accepted) {
+            (true, _) => "ok    ",
+            (false, true) => "WAIVED",
+            (false, false) => "FAIL  ",
+        };
         eprintln!("{verdict} {} ({}): {}", result.suite, result.service, result.summary);
-        if !result.passed {
+        if !result.passed && !accepted {
             eprintln!("{}", std::fs::read_to_string(&result.output).unwrap_or_default());
-            failed.push(result.suite.clone());
+            let tests = if result.failed_tests.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", result.failed_tests.join(", "))
+            };
+            failed.push(format!("{} ({}){tests}", result.suite, result.service));
         }
     }
     failed
@@ -99,6 +120,8 @@ pub fn run_all(runs: &[SuiteRun], target: &Target, out_dir: &Path) -> Vec<SuiteR
                     passed: false,
                     summary: "the runner thread panicked".to_owned(),
                     seconds: 0.0,
+                    passed_tests: Vec::new(),
+                    failed_tests: vec!["run".to_owned()],
                     junit: PathBuf::new(),
                     output: PathBuf::new(),
                 })
@@ -125,12 +148,25 @@ fn run_one(run: &SuiteRun, target: &Target, base: &Path) -> SuiteResult {
             });
         }
         let _ = std::fs::write(&junit, junit::xml(&run.suite, &cases, seconds));
+        let named = |passed: bool| {
+            cases
+                .iter()
+                .filter(|c| match c.outcome {
+                    junit::Outcome::Passed => passed,
+                    junit::Outcome::Failed { .. } => !passed,
+                    junit::Outcome::Ignored => false,
+                })
+                .map(|c| c.name.clone())
+                .collect()
+        };
         SuiteResult {
             suite: run.suite.clone(),
             service: run.service.clone(),
             passed,
             summary,
             seconds,
+            passed_tests: named(true),
+            failed_tests: named(false),
             junit: junit.clone(),
             output: output.to_owned(),
         }
@@ -257,7 +293,7 @@ impl crate::flags::RunTests {
         })?;
         let results = run_all(&runs, &target, &out);
         drop(work);
-        let failed = report(&results);
+        let failed = report(&results, &[]);
         eprintln!("JUnit XML in {}", out.display());
         if failed.is_empty() { Ok(()) } else { Err(Error::Suites(failed)) }
     }

@@ -14,6 +14,8 @@ use crate::shell::{Shell, cmd};
 pub const DIR: &str = "manifests";
 const STATE: &str = "state.json";
 const ENTRY: &str = "entry.dsse.json";
+/// The quarantined builds, beside the environments' directories.
+const QUARANTINE: &str = "quarantine.json";
 
 /// What an environment runs now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,12 +34,24 @@ pub struct State {
 /// One service as an environment runs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceState {
+    /// The build manifest this service came from (an environment can mix builds: `--only`).
+    pub build: Digest,
     pub reference: String,
     pub image: Digest,
     pub testpacks: Vec<Digest>,
     pub sbom: Digest,
     /// The digest of the service's resolved configuration in this environment.
     pub config: Digest,
+}
+
+/// Why a build may not be promoted, and who said so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantine {
+    pub version: String,
+    pub reason: String,
+    pub by: String,
+    /// Seconds since the epoch.
+    pub at: u64,
 }
 
 /// One change of an environment, as git records it.
@@ -79,15 +93,33 @@ fn git(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Git(e.to_string())
 }
 
-/// The ledger of the repository at `root`.
+/// The ledger of the repository at `root`, read at HEAD — or, pinned, at the commit HEAD
+/// was when it was pinned: every read sees that one commit, and a write lands only if HEAD
+/// is still that commit. A decision made on what a pinned ledger read can never be
+/// recorded on top of a state it did not see.
 #[derive(Debug)]
 pub struct Ledger {
     root: PathBuf,
+    pinned: Option<gix::ObjectId>,
 }
 
 impl Ledger {
     pub fn new(root: &Path) -> Ledger {
-        Ledger { root: root.to_owned() }
+        Ledger { root: root.to_owned(), pinned: None }
+    }
+
+    /// This ledger, pinned at the current HEAD.
+    pub fn pin(&self) -> Result<Ledger, LedgerError> {
+        let head = self.open()?.head_id().map_err(git)?.detach();
+        Ok(Ledger { root: self.root.clone(), pinned: Some(head) })
+    }
+
+    /// The commit reads start from: the pinned one, else HEAD.
+    fn base<'r>(&self, repo: &'r gix::Repository) -> Result<gix::Commit<'r>, LedgerError> {
+        match self.pinned {
+            Some(id) => repo.find_commit(id).map_err(git),
+            None => repo.head_commit().map_err(git),
+        }
     }
 
     fn open(&self) -> Result<gix::Repository, LedgerError> {
@@ -102,16 +134,27 @@ impl Ledger {
     /// The state committed at HEAD for `environment`, if it was ever promoted.
     pub fn current(&self, environment: &str) -> Result<Option<Change>, LedgerError> {
         let repo = self.open()?;
-        let head = repo.head_commit().map_err(git)?;
+        let head = self.base(&repo)?;
         read_state(&head, environment)
+    }
+
+    /// The signed entry that put `environment` in its state at HEAD, as committed.
+    pub fn entry(&self, environment: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        let repo = self.open()?;
+        let tree = self.base(&repo)?.tree().map_err(git)?;
+        let Some(entry) = tree.lookup_entry_by_path(Self::path(environment, ENTRY)).map_err(git)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(entry.object().map_err(git)?.data.clone()))
     }
 
     /// Every state `environment` has had, newest first, from the branch's history.
     pub fn history(&self, environment: &str) -> Result<Vec<Change>, LedgerError> {
         let repo = self.open()?;
-        let head = repo.head_id().map_err(git)?;
+        let head = self.base(&repo)?.id;
         let mut changes: Vec<Change> = Vec::new();
-        let walk = repo.rev_walk([head.detach()]).first_parent_only().all().map_err(git)?;
+        let walk = repo.rev_walk([head]).first_parent_only().all().map_err(git)?;
         for info in walk {
             let info = info.map_err(git)?;
             let commit = info.object().map_err(git)?;
@@ -125,8 +168,8 @@ impl Ledger {
         Ok(changes)
     }
 
-    /// Commits `state` and its signed `entry` for `environment` on top of HEAD, with
-    /// `message`. The branch moves only if HEAD is still the commit this started from.
+    /// Commits `state` and its signed `entry` for `environment` on top of the base, with
+    /// `message`. The branch moves only if HEAD is still the base.
     pub fn record(
         &self,
         shell: &Shell,
@@ -134,19 +177,60 @@ impl Ledger {
         entry: &[u8],
         message: &str,
     ) -> Result<String, LedgerError> {
-        let repo = self.open()?;
-        let head = repo.head_commit().map_err(git)?;
         let state_bytes = serde_json::to_vec_pretty(state).map_err(git)?;
+        let files = [
+            (Self::path(&state.environment, STATE), state_bytes.as_slice()),
+            (Self::path(&state.environment, ENTRY), entry),
+        ];
+        self.commit(shell, &files, message)
+    }
+
+    /// The builds quarantined at HEAD, by build digest.
+    pub fn quarantined(&self) -> Result<BTreeMap<Digest, Quarantine>, LedgerError> {
+        let repo = self.open()?;
+        let head = self.base(&repo)?;
+        let tree = head.tree().map_err(git)?;
+        let path = format!("{DIR}/{QUARANTINE}");
+        let Some(entry) = tree.lookup_entry_by_path(&path).map_err(git)? else {
+            return Ok(BTreeMap::new());
+        };
+        let blob = entry.object().map_err(git)?;
+        serde_json::from_slice(&blob.data).map_err(|e| LedgerError::BadState {
+            path,
+            commit: head.id.to_string(),
+            why: e.to_string(),
+        })
+    }
+
+    /// Commits the new quarantine list, with `message`, as a compare-and-swap like `record`.
+    pub fn write_quarantine(
+        &self,
+        shell: &Shell,
+        quarantined: &BTreeMap<Digest, Quarantine>,
+        message: &str,
+    ) -> Result<String, LedgerError> {
+        let bytes = serde_json::to_vec_pretty(quarantined).map_err(git)?;
+        self.commit(shell, &[(format!("{DIR}/{QUARANTINE}"), bytes.as_slice())], message)
+    }
+
+    /// Writes `files` into a commit on top of the base (the pinned commit, else HEAD). The
+    /// branch moves only if HEAD is still the base; otherwise nothing changes and the race
+    /// is reported.
+    fn commit(
+        &self,
+        shell: &Shell,
+        files: &[(String, &[u8])],
+        message: &str,
+    ) -> Result<String, LedgerError> {
+        let repo = self.open()?;
+        let head = self.base(&repo)?;
+        if repo.head_id().map_err(git)?.detach() != head.id {
+            return Err(LedgerError::Raced { expected: head.id.to_string() });
+        }
         let mut editor = repo.edit_tree(head.tree_id().map_err(git)?).map_err(git)?;
-        for (file, bytes) in [(STATE, state_bytes.as_slice()), (ENTRY, entry)] {
+        for (path, bytes) in files {
             let blob = repo.write_blob(bytes).map_err(git)?;
-            editor
-                .upsert(
-                    Self::path(&state.environment, file),
-                    gix::object::tree::EntryKind::Blob,
-                    blob,
-                )
-                .map_err(git)?;
+            editor.upsert(path, gix::object::tree::EntryKind::Blob, blob).map_err(git)?;
         }
         let tree = editor.write().map_err(git)?;
         let signature = identity(&repo);
@@ -171,26 +255,55 @@ impl Ledger {
                 });
             }
         };
-        self.sync_work_tree(shell, &state.environment);
+        self.sync_work_tree(shell);
         Ok(commit.to_string())
     }
 }
 
 impl Ledger {
-    /// Brings `manifests/<environment>/` in the index and work tree to what HEAD holds,
-    /// touching nothing else the user has changed. The commit is already recorded, so this
-    /// only retries while another git process holds the index lock, then warns.
-    fn sync_work_tree(&self, shell: &Shell, environment: &str) {
-        let dir = format!("{DIR}/{environment}");
+    /// The ledger's own files at HEAD: every environment's state and entry, and the
+    /// quarantine list. Nothing else under `manifests/` (a README, say) is the ledger's.
+    fn files(&self) -> Result<Vec<String>, LedgerError> {
+        let repo = self.open()?;
+        let tree = repo.head_commit().map_err(git)?.tree().map_err(git)?;
+        let mut files = Vec::new();
+        let Some(dir) = tree.lookup_entry_by_path(DIR).map_err(git)? else { return Ok(files) };
+        let dir = dir.object().map_err(git)?.into_tree();
+        for entry in dir.iter() {
+            let entry = entry.map_err(git)?;
+            let name = entry.filename().to_string();
+            if entry.mode().is_tree() {
+                files.extend([STATE, ENTRY].map(|file| Self::path(&name, file)));
+            } else if name == QUARANTINE {
+                files.push(format!("{DIR}/{QUARANTINE}"));
+            }
+        }
+        let tree = repo.head_commit().map_err(git)?.tree().map_err(git)?;
+        files.retain(|path| tree.lookup_entry_by_path(path).ok().flatten().is_some());
+        Ok(files)
+    }
+
+    /// Brings the ledger's files in the index and work tree to what HEAD holds, touching
+    /// nothing else. Run after every commit, and before every ledger command: a writer
+    /// killed between its commit and this sync leaves a stale work tree that this repairs.
+    /// The commit is recorded either way, so this only retries while another git process
+    /// holds the index lock, then warns.
+    pub fn sync_work_tree(&self, shell: &Shell) {
+        let Ok(files) = self.files() else { return };
+        if files.is_empty() {
+            return;
+        }
         let sh = shell.sh();
         for attempt in 0..40 {
-            if shell.read(cmd!(sh, "git checkout --quiet HEAD -- {dir}").quiet()).is_ok() {
+            let paths = &files;
+            if shell.read(cmd!(sh, "git checkout --quiet HEAD -- {paths...}").quiet()).is_ok() {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(25 * (attempt % 8 + 1)));
         }
         eprintln!(
-            "warning: the ledger entry is committed, but `{dir}` in the work tree could not be updated: run `git checkout HEAD -- {dir}`"
+            "warning: the ledger is committed, but its files in the work tree could not be updated: run `git checkout HEAD -- {}`",
+            files.join(" ")
         );
     }
 }
@@ -305,6 +418,59 @@ mod tests {
             String::from_utf8_lossy(&log.stdout),
             "Release Bot promote prod: 2\nRelease Bot promote prod: 1\n"
         );
+    }
+
+    #[test]
+    fn quarantine_reads_back_and_a_stale_work_tree_is_repaired_without_touching_other_files() {
+        let dir = repository();
+        let shell = Shell::new(dir.path()).unwrap();
+        let ledger = Ledger::new(dir.path());
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        ledger.record(&shell, &state("prod", "1"), b"{}", "promote prod: 1").unwrap();
+        let quarantine = Quarantine {
+            version: "1".to_owned(),
+            reason: "leaks".to_owned(),
+            by: "tests".to_owned(),
+            at: 2,
+        };
+        let build = Digest::of(b"1");
+        ledger
+            .write_quarantine(&shell, &[(build.clone(), quarantine.clone())].into(), "quarantine 1")
+            .unwrap();
+        assert_eq!(ledger.quarantined().unwrap().get(&build), Some(&quarantine));
+        ledger.record(&shell, &state("prod", "2"), b"{}", "promote prod: 2").unwrap();
+        // A writer killed after its commit, before the sync: the work tree is one behind.
+        git(&["checkout", "HEAD~1", "--", "manifests/prod"]);
+        std::fs::write(dir.path().join("README.md"), "the user's edit\n").unwrap();
+        ledger.sync_work_tree(&shell);
+        assert_eq!(
+            git(&["status", "--porcelain"]),
+            " M README.md\n",
+            "only the user's edit is left"
+        );
+    }
+
+    #[test]
+    fn a_change_decided_on_an_older_commit_is_never_recorded() {
+        let dir = repository();
+        let shell = Shell::new(dir.path()).unwrap();
+        let ledger = Ledger::new(dir.path());
+        let pinned = ledger.pin().unwrap();
+        ledger.record(&shell, &state("prod", "1"), b"{}", "promote prod: 1").unwrap();
+        assert!(pinned.current("prod").unwrap().is_none(), "a pinned ledger reads its commit");
+        let stale = pinned.record(&shell, &state("prod", "2"), b"{}", "promote prod: 2");
+        assert!(matches!(stale, Err(LedgerError::Raced { .. })), "{stale:?}");
+        let versions: Vec<String> =
+            ledger.history("prod").unwrap().into_iter().map(|c| c.state.version).collect();
+        assert_eq!(versions, ["1"]);
     }
 
     #[test]

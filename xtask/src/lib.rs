@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod project;
 pub mod promote;
 pub mod provenance;
+pub mod quarantine;
 pub mod report;
 pub mod runtime;
 pub mod sbom;
@@ -29,8 +30,10 @@ pub mod secrets;
 pub mod selftest;
 pub mod shell;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod testpack;
+pub mod testresult;
 pub mod verify;
 pub mod workspace;
 

@@ -236,3 +236,12 @@ pub fn stored_envelope(
         what: format!("envelope in {digest}"),
     })
 }
+
+/// The statement inside an envelope, read without checking its signature: only for naming
+/// (a version to print); every decision verifies first.
+pub fn unverified_statement(bytes: &[u8]) -> std::result::Result<Statement, String> {
+    let envelope = dsse::parse(bytes).map_err(|e| e.to_string())?;
+    let payload =
+        dsse::base64_decode(&envelope.payload).map_err(|_| "bad payload encoding".to_owned())?;
+    serde_json::from_slice(&payload).map_err(|e| e.to_string())
+}

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::determinism::canonical_json;
 use crate::digest::Digest;
@@ -18,6 +18,7 @@ use crate::ledger::{Ledger, LedgerError, ServiceState, State};
 use crate::manifest;
 use crate::project::Project;
 use crate::provenance::{self, Statement};
+use crate::quarantine;
 use crate::runtime::{Environment, Launch};
 use crate::store::{Repository, Tag};
 use crate::testpack;
@@ -27,18 +28,60 @@ use crate::workspace::{self, Name, ServiceId, Workspace};
 /// The payload type of a signed ledger entry.
 pub const ENTRY_TYPE: &str = "application/vnd.slipway.ledger-entry.v1+json";
 /// How often a promotion that lost a race to another one starts over.
-const ATTEMPTS: usize = 3;
+const ATTEMPTS: usize = 5;
 
-/// What a ledger entry signs: the new state, and the gates and replay that admitted it.
-#[derive(Debug, Serialize)]
-struct Entry<'a> {
-    state: &'a State,
-    action: &'a str,
-    gates: &'a [verify::Check],
-    replay: &'a [SuiteResult],
+/// What a ledger entry signs: the new state, and the gates, replay and waivers that
+/// admitted it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Entry {
+    pub state: State,
+    pub action: String,
+    pub gates: Vec<verify::Check>,
+    pub replay: Vec<SuiteResult>,
+    /// The replay's signed test-result attestation in `slipway-builds` (none for a rollback).
+    #[serde(default)]
+    pub results: Option<Digest>,
+    #[serde(default)]
+    pub waivers: Vec<Waiver>,
 }
 
-fn environment<'a>(workspace: &'a Workspace, name: &str) -> Result<&'a Declared> {
+/// A known, intended break accepted at promotion: `<service>@<version>:<test>` and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiver {
+    pub service: String,
+    pub version: String,
+    pub test: String,
+    pub reason: String,
+}
+
+impl Waiver {
+    fn parse(text: &str, reason: &str) -> Result<Waiver> {
+        let parsed = text.split_once('@').and_then(|(service, rest)| {
+            let (version, test) = rest.split_once(':')?;
+            [service, version, test].iter().all(|p| !p.is_empty()).then(|| Waiver {
+                service: service.to_owned(),
+                version: version.to_owned(),
+                test: test.to_owned(),
+                reason: reason.to_owned(),
+            })
+        });
+        parsed.ok_or_else(|| {
+            Error::Usage(format!(
+                "--waive {text}: expected <service>@<version>:<test>, e.g. shop-catalog@0.1.0-0123456789ab:lists_products"
+            ))
+        })
+    }
+
+    /// Whether this waiver covers `test` (libtest's full name, or its last `::` segment
+    /// onwards) of a suite of `service` at `version`.
+    fn covers(&self, replayed: &Replayed, test: &str) -> bool {
+        self.service == replayed.service
+            && self.version == replayed.tag()
+            && (test == self.test || test.ends_with(&format!("::{}", self.test)))
+    }
+}
+
+pub fn environment<'a>(workspace: &'a Workspace, name: &str) -> Result<&'a Declared> {
     workspace.environments.get(name).ok_or_else(|| {
         let known: Vec<&str> = workspace.environments.names().map(Name::as_str).collect();
         Error::Usage(format!(
@@ -51,7 +94,7 @@ fn environment<'a>(workspace: &'a Workspace, name: &str) -> Result<&'a Declared>
 
 /// The public keys `environment` accepts: its `trust` list, plus the local development key
 /// when it accepts local keys.
-fn keys_of(project: &Project, environment: &Declared) -> Result<Vec<PublicKey>> {
+pub fn keys_of(project: &Project, environment: &Declared) -> Result<Vec<PublicKey>> {
     let all = keys::trusted(&project.root, &project.state("keys"), environment.accept_local_keys)?;
     Ok(all
         .into_iter()
@@ -66,11 +109,7 @@ fn latest_build(project: &Project) -> Result<Digest> {
     let path = project.root.join(manifest::LATEST);
     let bytes = std::fs::read(&path)
         .map_err(|_| Error::Usage("no build yet: run `cargo xtask ci` first".to_owned()))?;
-    let envelope =
-        dsse::parse(&bytes).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
-    let payload = dsse::base64_decode(&envelope.payload)
-        .map_err(|_| Error::Usage(format!("{}: bad payload", path.display())))?;
-    let statement: Statement = serde_json::from_slice(&payload)
+    let statement = manifest::unverified_statement(&bytes)
         .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
     let version = &statement.predicate.build_definition.internal_parameters.version;
     let tag: Tag =
@@ -88,7 +127,8 @@ fn settle(title: &str, report: &Report) -> Result<()> {
     if failed.is_empty() { Ok(()) } else { Err(Error::Refused(failed)) }
 }
 
-/// The gates a build passes before it may enter `environment`.
+/// The gates a build passes before it may enter `environment`, in order: signature,
+/// store, bake time, quarantine, clean source.
 fn gates(
     project: &Project,
     workspace: &Workspace,
@@ -102,19 +142,6 @@ fn gates(
     let statement = verify::check_envelope(report, &envelope, &trusted);
     let Some(statement) = statement else { return Ok(None) };
     verify::check_artifacts(report, project.store(), &statement);
-    let dirty = statement.source().dirty;
-    report_gate(
-        report,
-        "not dirty",
-        if dirty {
-            Err("built from a dirty work tree: never promotable".to_owned())
-        } else {
-            Ok(format!(
-                "commit {}",
-                &statement.source().commit[..12.min(statement.source().commit.len())]
-            ))
-        },
-    );
     if let Some(previous) = workspace.environments.previous(target.name.as_str()) {
         let bake = match ledger.current(previous.name.as_str())? {
             Some(change) if &change.state.build == build => {
@@ -135,17 +162,28 @@ fn gates(
                 Err(format!("this build does not run in {}: promote it there first", previous.name))
             }
         };
-        report_gate(report, "bake time", bake);
+        report.record("bake time", bake);
     }
+    let quarantined = ledger.quarantined()?;
+    report.record("not quarantined",
+        match quarantined.get(build) {
+            Some(q) => Err(format!(
+                "quarantined by {}: {} (release with `cargo xtask quarantine {build} --release --reason …`)",
+                q.by, q.reason
+            )),
+            None => Ok("no quarantine".to_owned()),
+        },
+    );
+    let source = statement.source();
+    report.record(
+        "not dirty",
+        if source.dirty {
+            Err("built from a dirty work tree: never promotable".to_owned())
+        } else {
+            Ok(format!("commit {}", &source.commit[..12.min(source.commit.len())]))
+        },
+    );
     Ok(Some(statement))
-}
-
-fn report_gate(report: &mut Report, name: &str, result: std::result::Result<String, String>) {
-    report.checks.push(verify::Check {
-        check: name.to_owned(),
-        ok: result.is_ok(),
-        detail: result.unwrap_or_else(|e| e),
-    });
 }
 
 /// One suite to replay, with where it came from.
@@ -153,8 +191,24 @@ fn report_gate(report: &mut Report, name: &str, result: std::result::Result<Stri
 struct Replayed {
     why: &'static str,
     service: String,
+    /// The image reference, `<application>-<role>:<version>`.
     version: String,
     testpack: Digest,
+}
+
+impl Replayed {
+    /// The version alone, as `--waive` names it.
+    fn tag(&self) -> &str {
+        self.version.split_once(':').map_or(self.version.as_str(), |(_, tag)| tag)
+    }
+}
+
+/// What a replay admitted: every result, the failures waivers accepted (`<suite>: <test>`),
+/// and the waivers that did.
+struct Replay {
+    results: Vec<SuiteResult>,
+    waived: Vec<String>,
+    waivers: Vec<Waiver>,
 }
 
 impl flags::Promote {
@@ -162,10 +216,15 @@ impl flags::Promote {
         let workspace = workspace::load(&project.shell)?;
         let target = environment(&workspace, &self.environment)?;
         let ledger = Ledger::new(&project.root);
+        ledger.sync_work_tree(&project.shell);
+        let reason = self.reason.as_deref().map(str::trim).unwrap_or_default();
+        if !self.waive.is_empty() && reason.is_empty() {
+            return Err(Error::Usage("--waive needs a --reason that says why".to_owned()));
+        }
+        let waivers: Vec<Waiver> =
+            self.waive.iter().map(|w| Waiver::parse(w, reason)).collect::<Result<_>>()?;
         let build = match &self.build {
-            Some(text) => {
-                text.parse().map_err(|e: crate::digest::DigestError| Error::Usage(e.to_string()))?
-            }
+            Some(text) => quarantine::resolve(project, text)?.0,
             None => match workspace.environments.previous(target.name.as_str()) {
                 Some(previous) => ledger
                     .current(previous.name.as_str())?
@@ -179,15 +238,23 @@ impl flags::Promote {
                 None => latest_build(project)?,
             },
         };
-        let mut report =
-            Report { manifest: format!("{}@{build}", provenance::REPOSITORY), ..Report::default() };
-        let statement = gates(project, &workspace, target, &build, &ledger, &mut report)?;
-        settle(&format!("gates for {} → {}", build.short(), target.name), &report)?;
-        let Some(statement) = statement else {
-            unreachable!("a statement exists once the gates passed")
-        };
         for attempt in 1..=ATTEMPTS {
-            match self.attempt(project, &workspace, target, &ledger, &build, &statement, &report) {
+            // Every attempt reads one commit of the ledger and may only record on top of
+            // it; the gates run again each time: a quarantine may have landed meanwhile.
+            let ledger = ledger.pin()?;
+            let mut report = Report {
+                manifest: format!("{}@{build}", provenance::REPOSITORY),
+                ..Report::default()
+            };
+            let statement = gates(project, &workspace, target, &build, &ledger, &mut report)?;
+            settle(&format!("gates for {} → {}", build.short(), target.name), &report)?;
+            let Some(statement) = statement else {
+                unreachable!("a statement exists once the gates passed")
+            };
+            let outcome = self.attempt(
+                project, &workspace, target, &ledger, &build, &statement, &report, &waivers,
+            );
+            match outcome {
                 Err(Error::Ledger(LedgerError::Raced { .. })) if attempt < ATTEMPTS => {
                     eprintln!(
                         "another change reached {} first: replaying against the new state",
@@ -210,38 +277,8 @@ impl flags::Promote {
         build: &Digest,
         statement: &Statement,
         gates: &Report,
+        waivers: &[Waiver],
     ) -> Result<()> {
-        let current = ledger.current(target.name.as_str())?;
-        if let Some(change) = &current {
-            let unchanged = statement
-                .services()
-                .iter()
-                .filter(|s| self.only.is_empty() || self.only.contains(&s.name))
-                .all(|s| {
-                    change
-                        .state
-                        .services
-                        .get(&s.name)
-                        .is_some_and(|running| running.image == s.image.digest)
-                });
-            if change.state.build == *build && unchanged {
-                eprintln!(
-                    "{} already runs build {} ({}): nothing to do",
-                    target.name,
-                    build.short(),
-                    change.state.version
-                );
-                return Ok(());
-            }
-        }
-        let mut composed: BTreeMap<String, ServiceState> =
-            current.as_ref().map(|c| c.state.services.clone()).unwrap_or_default();
-        let mut replay = Vec::new();
-        let promoted: Vec<&provenance::ServiceEntry> = statement
-            .services()
-            .iter()
-            .filter(|s| self.only.is_empty() || self.only.contains(&s.name))
-            .collect();
         for name in &self.only {
             if !statement.services().iter().any(|s| &s.name == name) {
                 return Err(Error::Usage(format!(
@@ -250,6 +287,31 @@ impl flags::Promote {
                 )));
             }
         }
+        let promoted: Vec<&provenance::ServiceEntry> = statement
+            .services()
+            .iter()
+            .filter(|s| self.only.is_empty() || self.only.contains(&s.name))
+            .collect();
+        let current = ledger.current(target.name.as_str())?;
+        if let Some(change) = &current {
+            let unchanged = promoted.iter().all(|s| {
+                change.state.services.get(&s.name).is_some_and(|running| {
+                    running.image == s.image.digest && running.build == *build
+                })
+            });
+            if unchanged {
+                eprintln!(
+                    "{} already runs build {} ({}): nothing to do",
+                    target.name,
+                    build.short(),
+                    statement.predicate.build_definition.internal_parameters.version
+                );
+                return Ok(());
+            }
+        }
+        let mut composed: BTreeMap<String, ServiceState> =
+            current.as_ref().map(|c| c.state.services.clone()).unwrap_or_default();
+        let mut replay = Vec::new();
         for service in &promoted {
             let config = canonical_json(&workspace.environments.resolve(target, &service.name));
             if let Some(old) = composed.get(&service.name)
@@ -275,6 +337,7 @@ impl flags::Promote {
             composed.insert(
                 service.name.clone(),
                 ServiceState {
+                    build: build.clone(),
                     reference: service.image.name.clone(),
                     image: service.image.digest.clone(),
                     testpacks: service.testpacks.iter().map(|p| p.digest.clone()).collect(),
@@ -297,7 +360,43 @@ impl flags::Promote {
         }
         let mut seen = BTreeSet::new();
         replay.retain(|r| seen.insert(r.testpack.clone()));
-        let results = replay_suites(project, workspace, target, &composed, &replay)?;
+        for waiver in waivers {
+            if !replay.iter().any(|r| r.service == waiver.service && r.tag() == waiver.version) {
+                let replayed: BTreeSet<String> =
+                    replay.iter().map(|r| format!("{}@{}", r.service, r.tag())).collect();
+                return Err(Error::Usage(format!(
+                    "--waive {}@{}:{}: no suite of that service and version runs in this replay; it runs {}",
+                    waiver.service,
+                    waiver.version,
+                    waiver.test,
+                    replayed.into_iter().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        let outcome = replay_suites(project, workspace, target, &composed, &replay, waivers)?;
+        let key = keys::signing_key(&project.state("keys"))?;
+        let subjects =
+            composed.values().map(|s| crate::testresult::subject(&s.reference, &s.image)).collect();
+        let configuration = replay
+            .iter()
+            .map(|r| provenance::ResourceDescriptor {
+                uri: format!("{}/testpack [{} {}]", r.version, r.why, r.service),
+                digest: [("sha256".to_owned(), r.testpack.hex().to_owned())].into(),
+            })
+            .collect();
+        let attestation = crate::testresult::statement(
+            subjects,
+            configuration,
+            &outcome.results,
+            &outcome.waived,
+        );
+        let results = crate::testresult::store(project.store(), build, &attestation, &key)?;
+        eprintln!(
+            "test-result attestation {} ({}) stored about build {}",
+            results.short(),
+            attestation.predicate.result,
+            build.short()
+        );
         let state = State {
             environment: target.name.to_string(),
             build: build.clone(),
@@ -309,34 +408,38 @@ impl flags::Promote {
         };
         let names: Vec<&str> = promoted.iter().map(|s| s.name.as_str()).collect();
         let message = format!("promote {}: {} ({})", target.name, state.version, names.join(", "));
-        record(project, ledger, &state, "promote", &gates.checks, &results, &message)
+        let entry = Entry {
+            state,
+            action: "promote".to_owned(),
+            gates: gates.checks.clone(),
+            replay: outcome.results,
+            results: Some(results),
+            waivers: outcome.waivers,
+        };
+        record(project, ledger, &entry, &message)
     }
 }
 
 /// Starts `composed` as `target` would run it and replays `suites` against it, in parallel.
+/// A failed suite passes only when a waiver covers every test that failed in it.
 fn replay_suites(
     project: &Project,
     workspace: &Workspace,
     target: &Declared,
     composed: &BTreeMap<String, ServiceState>,
     suites: &[Replayed],
-) -> Result<Vec<SuiteResult>> {
+    waivers: &[Waiver],
+) -> Result<Replay> {
     let mut launches = Vec::new();
     for (name, state) in composed {
-        let declared = workspace.services.iter().find(|s| &s.id.to_string() == name);
-        let (application, role) = match declared {
-            Some(service) => (service.id.application.clone(), service.id.role.clone()),
-            None => {
-                return Err(Error::Usage(format!(
-                    "`{name}` runs in {} but is no longer declared in this workspace",
-                    target.name
-                )));
-            }
+        let Some(service) = workspace.services.iter().find(|s| &s.id.to_string() == name) else {
+            return Err(Error::Usage(format!(
+                "`{name}` runs in {} but is no longer declared in this workspace",
+                target.name
+            )));
         };
-        let id = ServiceId { application, role };
         let repository: Repository =
             name.parse().map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
-        let Some(service) = declared else { unreachable!("checked above") };
         for dependency in &service.depends_on {
             let needed = format!("{}-{dependency}", service.id.application);
             if !composed.contains_key(&needed) {
@@ -347,7 +450,10 @@ fn replay_suites(
             }
         }
         launches.push(Launch {
-            id,
+            id: ServiceId {
+                application: service.id.application.clone(),
+                role: service.id.role.clone(),
+            },
             repository,
             image: state.image.clone(),
             health: service.health.clone(),
@@ -357,61 +463,89 @@ fn replay_suites(
     }
     // Start dependencies first, as the workspace orders them.
     launches.sort_by_key(|l| workspace.services.iter().position(|s| s.id == l.id));
+    let stamp = format!("{}-{}-{}", target.name, manifest::now_seconds(), std::process::id());
+    let run_dir = project.state("run").join(format!("promote-{stamp}"));
     let mut runs = Vec::new();
+    let mut origin = BTreeMap::new();
     for suite in suites {
         let repository: Repository = suite
             .service
             .parse()
             .map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
-        let dir = project.state("run").join("testpacks").join(suite.testpack.hex());
+        let dir = run_dir.join("testpacks").join(suite.testpack.hex());
         let pack = testpack::unpack(project.store(), &repository, &suite.testpack, &dir)?;
-        runs.extend(integration::runs_of(
-            &pack,
-            &format!("{} [{} {}]", pack.descriptor.suite, suite.why, suite.version),
-        ));
+        let label = format!("{} [{} {}]", pack.descriptor.suite, suite.why, suite.version);
+        origin.insert(label.clone(), suite);
+        runs.extend(integration::runs_of(&pack, &label));
     }
-    let run_dir =
-        project.state("run").join(format!("promote-{}-{}", target.name, std::process::id()));
-    let results_dir = project.state("results").join(format!(
-        "promote-{}-{}",
-        target.name,
-        manifest::now_seconds()
-    ));
+    let results_dir = project.state("results").join(format!("promote-{stamp}"));
     std::fs::create_dir_all(&results_dir).map_err(|source| Error::Io {
         action: "create",
         path: results_dir.clone(),
         source,
     })?;
     eprintln!("replay in {}: {} services, {} suites", target.name, launches.len(), runs.len());
+    for (name, state) in composed {
+        eprintln!("  {name:<22} {}", state.reference);
+    }
     let running = Environment::start(project.store(), &launches, target.name.clone(), &run_dir)?;
     let results = integration::run_all(&runs, &Target::of(&running), &results_dir);
     drop(running);
-    let failed = integration::report(&results);
+    let mut waived = Vec::new();
+    let mut used = Vec::new();
+    for result in results.iter().filter(|r| !r.passed) {
+        let Some(replayed) = origin.get(&result.suite) else { continue };
+        let covering: Vec<Option<&Waiver>> = result
+            .failed_tests
+            .iter()
+            .map(|test| waivers.iter().find(|w| w.covers(replayed, test)))
+            .collect();
+        if !covering.is_empty() && covering.iter().all(Option::is_some) {
+            for (test, waiver) in result.failed_tests.iter().zip(covering.into_iter().flatten()) {
+                waived.push(format!("{}: {test}", result.suite));
+                if !used.contains(waiver) {
+                    used.push(waiver.clone());
+                }
+            }
+        }
+    }
+    let failed = integration::report(&results, &waived);
     eprintln!("JUnit XML in {}", results_dir.display());
     let _ = std::fs::remove_dir_all(&run_dir);
-    if failed.is_empty() { Ok(results) } else { Err(Error::Refused(failed)) }
+    for waiver in waivers.iter().filter(|w| !used.contains(w)) {
+        eprintln!(
+            "note: --waive {}@{}:{} was not needed: that test did not fail",
+            waiver.service, waiver.version, waiver.test
+        );
+    }
+    if failed.is_empty() {
+        Ok(Replay { results, waived, waivers: used })
+    } else {
+        Err(Error::Refused(failed))
+    }
 }
 
 /// Signs the entry and commits it to the ledger.
-fn record(
-    project: &Project,
-    ledger: &Ledger,
-    state: &State,
-    action: &str,
-    gates: &[verify::Check],
-    replay: &[SuiteResult],
-    message: &str,
-) -> Result<()> {
+fn record(project: &Project, ledger: &Ledger, entry: &Entry, message: &str) -> Result<()> {
     let key = keys::signing_key(&project.state("keys"))?;
-    let entry = Entry { state, action, gates, replay };
-    let envelope = dsse::sign_as(ENTRY_TYPE, &canonical_json(&entry), &key)?;
+    let envelope = dsse::sign_as(ENTRY_TYPE, &canonical_json(entry), &key)?;
     let bytes = serde_json::to_vec_pretty(&envelope).map_err(|e| Error::Usage(e.to_string()))?;
-    let results = Digest::of(&canonical_json(&replay));
-    let message = format!(
-        "{message}\n\nSlipway-Build: {}\nPromoted-By: {}\nReplay-Results: {results}\nSigned-By: {}\n",
+    let state = &entry.state;
+    let mut trailers = format!(
+        "Slipway-Build: {}\nPromoted-By: {}\nSigned-By: {}\n",
         state.build, state.promoted_by, key.public.keyid
     );
-    let commit = ledger.record(&project.shell, state, &bytes, &message)?;
+    if let Some(results) = &entry.results {
+        trailers.push_str(&format!("Replay-Results: {results}\n"));
+    }
+    for waiver in &entry.waivers {
+        trailers.push_str(&format!(
+            "Waived: {}@{}:{} ({})\n",
+            waiver.service, waiver.version, waiver.test, waiver.reason
+        ));
+    }
+    let commit =
+        ledger.record(&project.shell, state, &bytes, &format!("{message}\n\n{trailers}"))?;
     eprintln!("recorded {} in the ledger: {}", state.environment, &commit[..12]);
     Ok(())
 }
@@ -421,7 +555,11 @@ impl flags::Rollback {
         let workspace = workspace::load(&project.shell)?;
         let target = environment(&workspace, &self.environment)?;
         let ledger = Ledger::new(&project.root);
+        ledger.sync_work_tree(&project.shell);
+        // Decided on one commit of the ledger, recorded only on top of it.
+        let ledger = ledger.pin()?;
         let history = ledger.history(target.name.as_str())?;
+        let quarantined = ledger.quarantined()?;
         let Some(current) = history.first() else {
             return Err(Error::Usage(format!(
                 "{} runs nothing: there is nothing to roll back",
@@ -429,30 +567,55 @@ impl flags::Rollback {
             )));
         };
         let earlier = match &self.to {
-            Some(commit) => history
-                .iter()
-                .skip(1)
-                .find(|c| c.commit.starts_with(commit.as_str()))
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "`{commit}` is not an earlier state of {} (see `git log -- manifests/{}`)",
-                        target.name, target.name
-                    ))
-                })?,
-            None => history.get(1).ok_or_else(|| {
-                Error::Usage(format!("{} has no earlier state to roll back to", target.name))
-            })?,
+            Some(commit) => {
+                let earlier = history
+                    .iter()
+                    .skip(1)
+                    .find(|c| c.commit.starts_with(commit.as_str()))
+                    .ok_or_else(|| {
+                        Error::Usage(format!(
+                            "`{commit}` is not an earlier state of {} (see `git log -- manifests/{}`)",
+                            target.name, target.name
+                        ))
+                    })?;
+                if let Some((build, q)) = quarantine::blocking(&quarantined, &earlier.state) {
+                    return Err(Error::Usage(format!(
+                        "the state of {} runs build {} ({}), quarantined by {}: {}",
+                        &earlier.commit[..12],
+                        build.short(),
+                        q.version,
+                        q.by,
+                        q.reason
+                    )));
+                }
+                earlier
+            }
+            None => {
+                let mut candidates = history.iter().skip(1);
+                candidates
+                    .find(|c| {
+                        c.state.services != current.state.services
+                            && quarantine::blocking(&quarantined, &c.state).is_none()
+                    })
+                    .ok_or_else(|| {
+                        Error::Usage(format!(
+                            "{} has no earlier state to roll back to that is not quarantined",
+                            target.name
+                        ))
+                    })?
+            }
         };
-        // The emergency path: the earlier build's signature and artifacts, no replay.
+        // The emergency path: each build's signature and artifacts, no replay.
         let mut report = Report {
             manifest: format!("{}@{}", provenance::REPOSITORY, earlier.state.build),
             ..Report::default()
         };
-        let envelope = manifest::stored_envelope(project.store(), &earlier.state.build)?;
-        if let Some(statement) =
-            verify::check_envelope(&mut report, &envelope, &keys_of(project, target)?)
-        {
-            verify::check_artifacts(&mut report, project.store(), &statement);
+        let trusted = keys_of(project, target)?;
+        for build in builds_of(&earlier.state) {
+            let envelope = manifest::stored_envelope(project.store(), &build)?;
+            if let Some(statement) = verify::check_envelope(&mut report, &envelope, &trusted) {
+                verify::check_artifacts(&mut report, project.store(), &statement);
+            }
         }
         settle(
             &format!(
@@ -473,60 +636,25 @@ impl flags::Rollback {
             current.state.version,
             &earlier.commit[..12]
         );
-        record(project, &ledger, &state, "rollback", &report.checks, &[], &message)
+        let entry = Entry {
+            state,
+            action: "rollback".to_owned(),
+            gates: report.checks,
+            replay: Vec::new(),
+            results: None,
+            waivers: Vec::new(),
+        };
+        record(project, &ledger, &entry, &message)
     }
 }
 
-impl flags::Status {
-    pub fn run(self, project: &Project) -> Result<()> {
-        let workspace = workspace::load(&project.shell)?;
-        let ledger = Ledger::new(&project.root);
-        let mut out = Vec::new();
-        for environment in workspace.environments.chain() {
-            let change = ledger.current(environment.name.as_str())?;
-            out.push(serde_json::json!({
-                "environment": environment.name,
-                "commit": change.as_ref().map(|c| c.commit.clone()),
-                "state": change.as_ref().map(|c| &c.state),
-            }));
+/// Every build a state's services came from, the state's own first.
+pub fn builds_of(state: &State) -> Vec<Digest> {
+    let mut builds = vec![state.build.clone()];
+    for service in state.services.values() {
+        if !builds.contains(&service.build) {
+            builds.push(service.build.clone());
         }
-        if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&out).map_err(|e| Error::Usage(e.to_string()))?
-            );
-            return Ok(());
-        }
-        let mut services: BTreeSet<String> =
-            workspace.services.iter().map(|s| s.id.to_string()).collect();
-        for row in &out {
-            if let Some(map) = row["state"]["services"].as_object() {
-                services.extend(map.keys().cloned());
-            }
-        }
-        for environment in workspace.environments.chain() {
-            match ledger.current(environment.name.as_str())? {
-                None => eprintln!("{}: nothing promoted", environment.name),
-                Some(change) => {
-                    eprintln!(
-                        "{}: {} (build {}), promoted {} by {}",
-                        environment.name,
-                        change.state.version,
-                        change.state.build.short(),
-                        crate::determinism::SourceDateEpoch(change.state.promoted_at).rfc3339(),
-                        change.state.promoted_by
-                    );
-                    for name in &services {
-                        match change.state.services.get(name) {
-                            Some(s) => {
-                                eprintln!("  {:<22} {:<36} {}", name, s.reference, s.image.short())
-                            }
-                            None => eprintln!("  {name:<22} —"),
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
     }
+    builds
 }

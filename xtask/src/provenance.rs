@@ -16,14 +16,15 @@ pub const REPOSITORY: &str = "slipway-builds";
 pub const ARTIFACT_TYPE: &str = "application/vnd.slipway.build-manifest.v1";
 pub const ENVELOPE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
 
+/// An in-toto Statement v1 with predicate `P`: by default the build's SLSA provenance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Statement {
+pub struct Statement<P = Provenance> {
     #[serde(rename = "_type")]
     pub statement_type: String,
     pub subject: Vec<Subject>,
     #[serde(rename = "predicateType")]
     pub predicate_type: String,
-    pub predicate: Provenance,
+    pub predicate: P,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,7 +23,7 @@ use crate::store::{Repository, Store};
 use crate::testpack;
 
 /// One check and its verdict.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Check {
     pub check: String,
     pub ok: bool,
@@ -39,7 +39,8 @@ pub struct Report {
 }
 
 impl Report {
-    fn record(
+    /// Adds a check: its detail on success, the reason on failure; returns whether it passed.
+    pub fn record(
         &mut self,
         check: impl Into<String>,
         result: std::result::Result<String, String>,
@@ -70,16 +71,12 @@ impl Report {
 
 impl flags::Verify {
     pub fn run(self, project: &Project) -> Result<()> {
-        let (label, bytes) = self.envelope(project)?;
-        let trusted = keys::trusted(&project.root, &project.state("keys"), !self.no_local_keys)?;
-        let mut report = Report { manifest: label, ..Report::default() };
-        let statement = check_envelope(&mut report, &bytes, &trusted);
-        if let Some(statement) = &statement {
-            check_artifacts(&mut report, project.store(), statement);
-            if self.rebuild {
-                check_rebuild(&mut report, project, statement);
+        let mut report = match &self.env {
+            Some(environment) => {
+                crate::status::verify_environment(project, environment, self.no_local_keys)?
             }
-        }
+            None => self.check_build(project)?,
+        };
         report.ok = report.checks.iter().all(|c| c.ok);
         if self.json {
             println!(
@@ -96,6 +93,21 @@ impl flags::Verify {
         } else {
             Err(Error::Verification(report.failures()))
         }
+    }
+
+    /// The build manifest named on the command line, and with `--rebuild` its rebuild.
+    fn check_build(&self, project: &Project) -> Result<Report> {
+        let (label, bytes) = self.envelope(project)?;
+        let trusted = keys::trusted(&project.root, &project.state("keys"), !self.no_local_keys)?;
+        let mut report = Report { manifest: label, ..Report::default() };
+        let statement = check_envelope(&mut report, &bytes, &trusted);
+        if let Some(statement) = &statement {
+            check_artifacts(&mut report, project.store(), statement);
+            if self.rebuild {
+                check_rebuild(&mut report, project, statement);
+            }
+        }
+        Ok(report)
     }
 
     /// The envelope to check: a file, a digest in the store, or the newest build's.

@@ -248,3 +248,55 @@ fn run_tests_names_a_missing_pack() {
         .failure()
         .stderr(predicate::str::contains("shop-orders has no tag 0.1.0-abc"));
 }
+
+#[test]
+fn ledger_commands_refuse_bad_input_and_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_workspace(dir.path());
+    let store = dir.path().join(".slipway/store");
+    let refused = |args: &[&str], message: &str| {
+        let assert = xtask(dir.path(), &store).args(args).assert().failure();
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        assert!(stderr.contains(message), "{args:?}: `{message}` missing:\n{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    };
+    let head = || common::run_in(dir.path(), "git", &["rev-parse", "HEAD"]);
+    let before = head();
+    refused(&["quarantine", "../v1", "--reason", "x"], "neither a `sha256:` digest nor");
+    refused(&["quarantine", "0.1.0-0123456789ab", "--reason", "x"], "no build 0.1.0-0123456789ab");
+    let build = format!("sha256:{}", "ab".repeat(32));
+    refused(&["quarantine", &build, "--reason", "  "], "--reason is empty");
+    refused(&["quarantine", &build, "--release", "--reason", "x"], "is not quarantined");
+    refused(
+        &["promote", "dev", "--waive", "shop-catalog:lists", "--reason", "x"],
+        "expected <service>@<version>:<test>",
+    );
+    refused(&["promote", "dev", "--waive", "shop-catalog@1:lists"], "--reason");
+    refused(&["promote", "qa"], "no environment `qa`");
+    refused(&["verify", "--env", "dev"], "dev runs nothing yet");
+    refused(&["rollback", "prod"], "prod runs nothing");
+    assert_eq!(head(), before, "a refused command records nothing");
+
+    // A build not in this store can still be quarantined, and released; both are commits.
+    xtask(dir.path(), &store)
+        .args(["quarantine", &build, "--reason", "leaks memory"])
+        .assert()
+        .success();
+    let output = xtask(dir.path(), &store).args(["status", "--json"]).output().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status["quarantined"][&build]["reason"], "leaks memory", "{status}");
+    xtask(dir.path(), &store)
+        .args(["quarantine", &build, "--release", "--reason", "fixed upstream"])
+        .assert()
+        .success();
+    let log = common::run_in(dir.path(), "git", &["log", "--format=%s", "-2"]);
+    assert_eq!(
+        log,
+        format!(
+            "release build {} from quarantine: fixed upstream\nquarantine build {}: leaks memory\n",
+            &build[7..19],
+            &build[7..19]
+        )
+    );
+    assert_eq!(common::run_in(dir.path(), "git", &["status", "--porcelain"]), "");
+}

@@ -751,7 +751,8 @@ fn run_signed(dir: &Path, store: &Path, key: &Path, args: &[&str]) -> (bool, Str
 fn status(dir: &Path, store: &Path) -> Value {
     let output = xtask(dir, store).args(["status", "--json"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap()
+    let status: Value = serde_json::from_slice(&output.stdout).unwrap();
+    status["environments"].clone()
 }
 
 fn ledger_log(dir: &Path, environment: &str) -> Vec<String> {
@@ -872,31 +873,233 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
     std::fs::remove_file(dir.path().join("notes.txt")).unwrap();
 
     // A change that breaks what the running catalog's own stored tests promised: fewer
-    // products. Its new tests and every sibling suite pass; the previous suite does not.
-    let catalog = dir.path().join("services/shop-catalog/src/main.rs");
-    let text = std::fs::read_to_string(&catalog).unwrap();
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| {
-            !(l.contains("\"LAMP-3\"") || l.contains("\"ROPE-4\"") || l.contains("\"SOCKS-5\""))
-        })
-        .collect();
-    std::fs::write(&catalog, kept.join("\n") + "\n").unwrap();
-    edit(&catalog, "assert!(PRODUCTS.len() >= 4);", "assert!(PRODUCTS.len() >= 2);");
-    edit(
-        &dir.path().join("integration-tests/shop-catalog/tests/contract.rs"),
-        "products.len() >= 4",
-        "products.len() >= 2",
-    );
+    // products. Its own new tests pass, but `ci` replays the stored suites of every version
+    // the environments run, and names the one that broke.
+    let smaller_range = |dir: &Path| {
+        let catalog = dir.join("services/shop-catalog/src/main.rs");
+        let text = std::fs::read_to_string(&catalog).unwrap();
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                !(l.contains("\"LAMP-3\"") || l.contains("\"ROPE-4\"") || l.contains("\"SOCKS-5\""))
+            })
+            .collect();
+        std::fs::write(&catalog, kept.join("\n") + "\n").unwrap();
+        edit(&catalog, "assert!(PRODUCTS.len() >= 4);", "assert!(PRODUCTS.len() >= 2);");
+        edit(
+            &dir.join("integration-tests/shop-catalog/tests/contract.rs"),
+            "products.len() >= 4",
+            "products.len() >= 2",
+        );
+    };
+    let first_commit = run_in(dir.path(), "git", &["rev-list", "--max-parents=0", "HEAD"]);
+    smaller_range(dir.path());
     commit_all(dir.path(), "a smaller range");
     let (ok, stderr) = run_signed(dir.path(), &store, &key, &["ci"]);
-    assert!(ok, "ci does not replay recorded versions yet, so this build passes it:\n{stderr}");
+    assert!(!ok, "ci replays the suites the environments run:\n{stderr}");
+    assert!(
+        stderr
+            .contains(&format!("shop-catalog-tests [recorded in dev, staging: shop-catalog:{v2}]"))
+            && stderr.contains("lists_products_with_prices_and_weights"),
+        "{stderr}"
+    );
+
+    // The same change built on a branch that predates every promotion passes its ci (no
+    // environment ran anything then)…
+    run_in(dir.path(), "git", &["checkout", "-q", "-b", "stale", first_commit.trim()]);
+    smaller_range(dir.path());
+    commit_all(dir.path(), "a smaller range, on a stale branch");
+    assert!(run_signed(dir.path(), &store, &key, &["ci"]).0);
+    let latest = std::fs::read(dir.path().join(".slipway/builds/latest.dsse.json")).unwrap();
+    let latest = xtask::manifest::unverified_statement(&latest).unwrap();
+    let stale_version = latest.predicate.build_definition.internal_parameters.version;
+    run_in(dir.path(), "git", &["checkout", "-q", "main"]);
+    // …and `promote` refuses it: the previous catalog suite fails, nothing is recorded.
     let before = ledger_log(dir.path(), "dev");
-    let (ok, stderr) = run_signed(dir.path(), &store, &key, &["promote", "dev"]);
+    let (ok, stderr) =
+        run_signed(dir.path(), &store, &key, &["promote", "dev", "--build", &stale_version]);
     assert!(!ok, "{stderr}");
     assert!(
-        stderr.contains(&format!("refused: shop-catalog-tests [previous shop-catalog:{v2}")),
+        stderr.contains(&format!("refused: shop-catalog-tests [previous shop-catalog:{v2}]"))
+            && stderr.contains("lists_products_with_prices_and_weights"),
         "{stderr}"
     );
     assert_eq!(ledger_log(dir.path(), "dev"), before, "a refused promotion records nothing");
+
+    // An intended break is waived; the waiver is signed into the entry and its commit.
+    let waiver = format!("shop-catalog@{v2}:lists_products_with_prices_and_weights");
+    let (ok, stderr) = run_signed(
+        dir.path(),
+        &store,
+        &key,
+        &[
+            "promote",
+            "dev",
+            "--build",
+            &stale_version,
+            "--waive",
+            &waiver,
+            "--reason",
+            "the range shrinks on purpose",
+        ],
+    );
+    assert!(ok && stderr.contains("WAIVED"), "{stderr}");
+    let message = run_in(dir.path(), "git", &["log", "-1", "--format=%B"]);
+    assert!(
+        message.contains(&format!("Waived: {waiver} (the range shrinks on purpose)")),
+        "{message}"
+    );
+    let entry: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("manifests/dev/entry.dsse.json")).unwrap(),
+    )
+    .unwrap();
+    let entry = xtask::dsse::base64_decode(entry["payload"].as_str().unwrap()).unwrap();
+    let entry: Value = serde_json::from_slice(&entry).unwrap();
+    assert_eq!(entry["waivers"][0]["reason"], "the range shrinks on purpose");
+    let stale_state =
+        run_in(dir.path(), "git", &["log", "-1", "--format=%H", "--", "manifests/dev"]);
+
+    // `verify --env` checks what dev runs end to end, the replay's attestation included…
+    let (ok, stderr) = run_signed(dir.path(), &store, &key, &["verify", "--env", "dev"]);
+    assert!(ok && stderr.contains("ok   replay") && stderr.contains("WARNED"), "{stderr}");
+    // …and refuses a state.json edited by hand.
+    let state = dir.path().join("manifests/dev/state.json");
+    edit(&state, "\"promoted_by\": \"Release Bot", "\"promoted_by\": \"Mallory");
+    commit_all(dir.path(), "an edited ledger");
+    let (ok, stderr) = run_signed(dir.path(), &store, &key, &["verify", "--env", "dev"]);
+    assert!(!ok && stderr.contains("FAIL ledger state"), "{stderr}");
+    run_in(dir.path(), "git", &["revert", "--no-edit", "HEAD"]);
+
+    // Quarantine: the build goes nowhere further, and no rollback returns to it.
+    let (ok, stderr) = run_signed(
+        dir.path(),
+        &store,
+        &key,
+        &["quarantine", &stale_version, "--reason", "drops products"],
+    );
+    assert!(ok && stderr.contains("dev runs this build now"), "{stderr}");
+    let (ok, stderr) = run_signed(dir.path(), &store, &key, &["promote", "staging"]);
+    assert!(!ok && stderr.contains("FAIL not quarantined"), "{stderr}");
+    let (ok, stderr) = run_signed(dir.path(), &store, &key, &["rollback", "dev"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(version(&status(dir.path(), &store), 0), v2);
+    let (ok, stderr) = run_signed(
+        dir.path(),
+        &store,
+        &key,
+        &["rollback", "dev", "--to", &stale_state.trim()[..12]],
+    );
+    assert!(!ok && stderr.contains("quarantined by"), "{stderr}");
+    let output = xtask(dir.path(), &store).arg("status").output().unwrap();
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains("DIFFERS") && table.contains("shop-catalog"), "{table}");
+    assert_eq!(run_in(dir.path(), "git", &["status", "--porcelain"]), "");
+}
+
+/// `xtask <args>` in `dir`, signed with the local development key (dev accepts it):
+/// (success, standard error).
+fn run_local(dir: &Path, store: &Path, args: &[&str]) -> (bool, String) {
+    let output = xtask(dir, store)
+        .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
+        .args(args)
+        .timeout(Duration::from_secs(1500))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (output.status.success(), stderr)
+}
+
+/// A `promote` process started in the background.
+fn spawn_promote(dir: &Path, store: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(assert_cmd::cargo::cargo_bin("xtask"))
+        .arg("promote")
+        .args(args)
+        .current_dir(dir)
+        .env("SLIPWAY_STORE", store)
+        .env_remove("CI")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn newest_version(dir: &Path) -> String {
+    let latest = std::fs::read(dir.join(".slipway/builds/latest.dsse.json")).unwrap();
+    let statement = xtask::manifest::unverified_statement(&latest).unwrap();
+    statement.predicate.build_definition.internal_parameters.version
+}
+
+#[test]
+fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
+    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    copy_workspace(dir.path());
+    let out = tempfile::tempdir().unwrap();
+    let store = out.path().join("store");
+    run_in(dir.path(), "git", &["config", "user.name", "Release Bot"]);
+    run_in(dir.path(), "git", &["config", "user.email", "bot@slipway.invalid"]);
+    assert!(run_local(dir.path(), &store, &["ci"]).0);
+    let v1 = newest_version(dir.path());
+    assert!(run_local(dir.path(), &store, &["promote", "dev"]).0);
+    edit(&dir.path().join("README.md"), "# Slipway", "# Slipway (second build)");
+    commit_all(dir.path(), "a second build");
+    assert!(run_local(dir.path(), &store, &["ci"]).0);
+    let v2 = newest_version(dir.path());
+
+    // Three promotions of dev at once, each moving a different service to v2: each
+    // replays, the losers of the race replay again on the new state, none is lost.
+    let services = ["shop-catalog", "shop-orders", "shop-shipping"];
+    let racers: Vec<_> =
+        services.iter().map(|s| spawn_promote(dir.path(), &store, &["dev", "--only", s])).collect();
+    for racer in racers {
+        let output = racer.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+    }
+    let story = ledger_log(dir.path(), "dev");
+    assert_eq!(story.len(), 4, "one entry per promotion, none lost: {story:?}");
+    let merges = run_in(dir.path(), "git", &["rev-list", "--min-parents=2", "HEAD"]);
+    assert_eq!(merges, "", "the ledger is linear");
+    let dev = &status(dir.path(), &store)[0]["state"]["services"];
+    for service in services {
+        assert_eq!(dev[service]["reference"], format!("{service}:{v2}"), "{dev}");
+    }
+    assert!(run_local(dir.path(), &store, &["verify", "--env", "dev"]).0);
+
+    // SIGKILL at growing moments of a promotion back to v1: each time the ledger holds
+    // either no new entry or a whole, verifiable one, with no lock and no process left.
+    let git_dir = dir.path().join(".git");
+    let mut landed = false;
+    for delay in [100, 300, 600, 1000, 1500, 2200, 3000, 4000, 5500, 7500] {
+        let before = run_in(dir.path(), "git", &["rev-parse", "HEAD"]);
+        let mut promote = spawn_promote(dir.path(), &store, &["dev", "--build", &v1]);
+        std::thread::sleep(Duration::from_millis(delay));
+        let finished = promote.try_wait().unwrap().is_some();
+        promote.kill().unwrap();
+        let _ = promote.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !processes_under(dir.path()).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(processes_under(dir.path()).is_empty(), "{:?}", processes_under(dir.path()));
+        for lock in ["index.lock", "HEAD.lock", "refs/heads/main.lock"] {
+            assert!(!git_dir.join(lock).exists(), "killed after {delay} ms: {lock} left behind");
+        }
+        let after = run_in(dir.path(), "git", &["rev-parse", "HEAD"]);
+        if after != before {
+            let (ok, stderr) = run_local(dir.path(), &store, &["verify", "--env", "dev"]);
+            assert!(ok, "killed after {delay} ms, the entry is not whole:\n{stderr}");
+            landed = true;
+        }
+        if finished || landed {
+            break;
+        }
+    }
+    let (ok, stderr) = run_local(dir.path(), &store, &["promote", "dev", "--build", &v1]);
+    assert!(ok, "{stderr}");
+    assert!(landed || stderr.contains("recorded dev"), "{stderr}");
+    assert_eq!(status(dir.path(), &store)[0]["state"]["version"], v1.as_str());
+    assert_eq!(run_in(dir.path(), "git", &["status", "--porcelain"]), "", "the work tree is clean");
+    assert!(run_local(dir.path(), &store, &["verify", "--env", "dev"]).0);
 }
