@@ -12,6 +12,7 @@ use crate::build::{self, Executables};
 use crate::cache::Cache;
 use crate::determinism::canonical_json;
 use crate::digest::Digest;
+use crate::dsse;
 use crate::error::{Error, Result};
 use crate::flags;
 use crate::image::{self, ImageError, ImageSpec};
@@ -20,6 +21,7 @@ use crate::ledger::Ledger;
 use crate::lockfile;
 use crate::manifest::{self, ManifestSummary};
 use crate::project::Project;
+use crate::promote;
 use crate::report::Steps;
 use crate::runtime::{Environment, Launch};
 use crate::sbom;
@@ -28,6 +30,7 @@ use crate::shell::cmd;
 use crate::source::{self, Source};
 use crate::store::{ImageRef, Repository, StoredManifest, Tag};
 use crate::testpack;
+use crate::waiver::{self, Waiver};
 use crate::workspace::{self, Name, Service, Workspace};
 
 /// What a build will do, computed before anything runs.
@@ -38,6 +41,8 @@ pub struct Plan {
     /// `<workspace version>-<commit>`.
     pub version: String,
     pub services: Vec<PlannedService>,
+    /// `ci --waive`: intended breaks of recorded suites, signed into the build manifest.
+    pub waivers: Vec<Waiver>,
 }
 
 #[derive(Debug)]
@@ -60,7 +65,7 @@ impl Plan {
             services.push(PlannedService { service: service.clone(), reference, stored });
         }
         let version = source.build_version(&workspace.version);
-        Ok(Plan { workspace, source, version, services })
+        Ok(Plan { workspace, source, version, services, waivers: Vec::new() })
     }
 
     fn print(&self, store: &str) {
@@ -197,7 +202,10 @@ impl flags::Ci {
                     .map_err(Error::from)
             })
             .map_err(step("clippy"))?;
-        let plan = steps.run("metadata", |_| Plan::gather(project)).map_err(step("metadata"))?;
+        let waivers = Waiver::parse_all(&self.waive, self.reason.as_deref())?;
+        let mut plan =
+            steps.run("metadata", |_| Plan::gather(project)).map_err(step("metadata"))?;
+        plan.waivers = waivers;
         steps.run("secrets", |_| scan_secrets(project)).map_err(step("secrets"))?;
         steps
             .run("unit tests", |_| unit_tests(project, &plan.workspace))
@@ -604,6 +612,39 @@ struct IntegrationInputs<'a> {
     testpacks: Vec<&'a Digest>,
     /// The stored suites of the versions the environments run.
     recorded: Vec<&'a Digest>,
+    waivers: Vec<String>,
+}
+
+/// The waivers the environments' signed ledger entries hold: a break accepted there is
+/// accepted here too, so an environment still running the old version does not block
+/// every later build. An entry whose signature this environment does not trust counts
+/// for nothing (with a warning).
+fn recorded_waivers(project: &Project, plan: &Plan, ledger: &Ledger) -> Result<Vec<Waiver>> {
+    let mut waivers = Vec::new();
+    for environment in plan.workspace.environments.chain() {
+        let Some(bytes) = ledger.entry(environment.name.as_str())? else { continue };
+        let trusted = promote::keys_of(project, environment)?;
+        let entry = dsse::parse(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|e| {
+                dsse::verify_as(promote::ENTRY_TYPE, &e, &trusted).map_err(|e| e.to_string())
+            })
+            .and_then(|(payload, _)| {
+                serde_json::from_slice::<serde_json::Value>(&payload).map_err(|e| e.to_string())
+            });
+        match entry {
+            Ok(entry) => {
+                let recorded: Vec<Waiver> =
+                    serde_json::from_value(entry["waivers"].clone()).unwrap_or_default();
+                waivers.extend(recorded);
+            }
+            Err(why) => eprintln!(
+                "    warning: the ledger entry of {} does not verify ({why}): its waivers are ignored",
+                environment.name
+            ),
+        }
+    }
+    Ok(waivers)
 }
 
 /// A stored suite of a version that some environment runs, replayed against the new build
@@ -622,8 +663,8 @@ fn recorded_suites(
     project: &Project,
     plan: &Plan,
     built: &[BuiltService],
+    ledger: &Ledger,
 ) -> Result<Vec<Recorded>> {
-    let ledger = Ledger::new(&project.root);
     let own: BTreeSet<&Digest> =
         built.iter().flat_map(|b| b.testpacks.iter().map(|(_, d)| d)).collect();
     let mut recorded: BTreeMap<Digest, Recorded> = BTreeMap::new();
@@ -678,7 +719,10 @@ fn integration_tests(
     steps: &Steps,
 ) -> Result<(Vec<SuiteResult>, bool)> {
     let environment = Name::parse("ci").unwrap_or_else(|| unreachable!("`ci` is a valid name"));
-    let recorded = recorded_suites(project, plan, built)?;
+    let ledger = Ledger::new(&project.root).pin()?;
+    let recorded = recorded_suites(project, plan, built, &ledger)?;
+    let mut waivers = plan.waivers.clone();
+    waivers.extend(recorded_waivers(project, plan, &ledger)?);
     let key = Cache::key(&IntegrationInputs {
         format: "slipway-integration-v3",
         environment: environment.as_str(),
@@ -690,6 +734,7 @@ fn integration_tests(
             .collect(),
         testpacks: built.iter().flat_map(|b| b.testpacks.iter().map(|(_, d)| d)).collect(),
         recorded: recorded.iter().map(|r| &r.testpack).collect(),
+        waivers: waivers.iter().map(Waiver::name).collect(),
     });
     if let Some(results) = cache.get::<Vec<SuiteResult>>("integration", &key) {
         for result in &results {
@@ -713,6 +758,7 @@ fn integration_tests(
             runs.extend(integration::runs_of(&pack, &pack.descriptor.suite));
         }
     }
+    let mut origins = BTreeMap::new();
     for suite in &recorded {
         let repository: Repository = suite
             .service
@@ -725,6 +771,8 @@ fn integration_tests(
             suite.environments.join(", "),
             suite.reference
         );
+        let version = suite.reference.split_once(':').map_or("", |(_, tag)| tag);
+        origins.insert(label.clone(), (suite.service.as_str(), version));
         runs.extend(integration::runs_of(&pack, &label));
     }
     if !recorded.is_empty() {
@@ -759,6 +807,16 @@ fn integration_tests(
     }
     let results = integration::run_all(&runs, &integration::Target::of(&running), &results_dir);
     drop(running);
+    // Only a recorded suite can be waived: the new build's own suites must pass.
+    let accepted = waiver::apply(
+        &results,
+        |result| {
+            origins
+                .get(&result.suite)
+                .map(|&(service, version)| waiver::Origin { service, version })
+        },
+        &waivers,
+    );
     let mut failed = Vec::new();
     for result in &results {
         if result.passed {
@@ -766,21 +824,35 @@ fn integration_tests(
                 "{} ({}): passed ({}) in {:.1}s",
                 result.suite, result.service, result.summary, result.seconds
             ));
+        } else if result
+            .failed_tests
+            .iter()
+            .all(|t| accepted.tests.contains(&format!("{}: {t}", result.suite)))
+        {
+            steps.note(&format!(
+                "{} ({}): WAIVED ({}: {})",
+                result.suite,
+                result.service,
+                result.summary,
+                result.failed_tests.join(", ")
+            ));
         } else {
             steps.note(&format!(
                 "{} ({}): FAILED ({})",
                 result.suite, result.service, result.summary
             ));
             eprintln!("{}", std::fs::read_to_string(&result.output).unwrap_or_default());
-            failed.push(result.suite.clone());
+            let tests = result.failed_tests.join(", ");
+            failed.push(format!("{}: {tests}", result.suite));
         }
     }
     eprintln!("    JUnit XML in {}", results_dir.display());
+    waiver::note_unused(&plan.waivers, &accepted);
     if !failed.is_empty() {
         eprintln!("    service logs are in {}", run_dir.display());
         if failed.iter().any(|f| f.contains("[recorded in ")) {
             eprintln!(
-                "    a [recorded in …] suite is the stored contract of a version an environment runs: this build breaks it, and `promote` would refuse it"
+                "    a [recorded in …] suite is the stored contract of a version an environment runs: this build breaks it, and `promote` would refuse it. If the break is intended, run `cargo xtask ci --waive <service>@<version>:<test> --reason \"…\"` (the waiver is signed into the build manifest) and promote with the same --waive"
             );
         }
         return Err(Error::Suites(failed));

@@ -52,6 +52,13 @@ pub struct Ci {
     /// Validate the metadata and print the plan, without building anything
     #[arg(long)]
     pub dry_run: bool,
+    /// Accept an intended break of a recorded suite: `<service>@<version>:<test>` (repeat
+    /// it); needs --reason; signed into the build manifest
+    #[arg(long, value_name = "SERVICE@VERSION:TEST", requires = "reason")]
+    pub waive: Vec<String>,
+    /// Why the waived tests may fail
+    #[arg(long, value_name = "TEXT", requires = "waive")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -137,7 +144,7 @@ pub struct Promote {
     /// The environment to promote into, e.g. `staging`
     pub environment: String,
     /// The build to promote: a `sha256:` digest in slipway-builds, or its version [default: what the previous environment runs; for the first, the newest ci build]
-    #[arg(long, value_name = "DIGEST")]
+    #[arg(long, value_name = "BUILD")]
     pub build: Option<String>,
     /// Promote only these services of the build (`<application>-<role>`)
     #[arg(long, value_name = "SERVICE", num_args = 1..)]
@@ -146,7 +153,7 @@ pub struct Promote {
     #[arg(long, value_name = "SERVICE@VERSION:TEST", requires = "reason")]
     pub waive: Vec<String>,
     /// Why the waived tests may fail; recorded, signed, in the ledger entry
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", requires = "waive")]
     pub reason: Option<String>,
 }
 

@@ -105,9 +105,7 @@ pub fn run_all(runs: &[SuiteRun], target: &Target, out_dir: &Path) -> Vec<SuiteR
             .iter()
             .enumerate()
             .map(|(i, run)| {
-                scope.spawn(move || {
-                    run_one(run, target, &out_dir.join(format!("{}-{i}", run.suite)))
-                })
+                scope.spawn(move || run_one(run, target, out_dir, &file_name(i, &run.suite)))
             })
             .collect();
         handles
@@ -130,18 +128,36 @@ pub fn run_all(runs: &[SuiteRun], target: &Target, out_dir: &Path) -> Vec<SuiteR
     })
 }
 
-/// Runs one executable; its output goes to `<base>.out`, its JUnit XML to `<base>.xml`.
-fn run_one(run: &SuiteRun, target: &Target, base: &Path) -> SuiteResult {
+/// A file name for the `index`th run of `suite`: labels hold versions (dots, colons,
+/// brackets), which must not end up as a path's extension or separators.
+fn file_name(index: usize, suite: &str) -> String {
+    let safe: String = suite
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    format!("{index:02}-{safe}")
+}
+
+/// Runs one executable; its output goes to `<dir>/<name>.out`, its JUnit XML to
+/// `<dir>/<name>.xml`.
+fn run_one(run: &SuiteRun, target: &Target, dir: &Path, name: &str) -> SuiteResult {
     let start = Instant::now();
-    let output = base.with_extension("out");
-    let junit = base.with_extension("xml");
+    let output = dir.join(format!("{name}.out"));
+    let junit = dir.join(format!("{name}.xml"));
     let output = output.as_path();
     let result = |passed: bool, summary: String| {
         let seconds = start.elapsed().as_secs_f64();
         let text = std::fs::read_to_string(output).unwrap_or_default();
         let mut cases = junit::parse(&text);
-        if !passed && cases.iter().all(|c| !matches!(c.outcome, junit::Outcome::Failed { .. })) {
-            // The executable failed without naming a failed test: report that as one.
+        let named_failures =
+            cases.iter().filter(|c| matches!(c.outcome, junit::Outcome::Failed { .. })).count();
+        let reported = summary
+            .split(';')
+            .find_map(|part| part.trim().strip_suffix(" failed")?.parse::<usize>().ok());
+        if !passed && (named_failures == 0 || reported != Some(named_failures)) {
+            // The executable failed without naming every failure (it crashed, hung or
+            // was killed before libtest's summary): that is a failure of its own, which
+            // no waiver of a single test covers.
             cases.push(junit::Case {
                 name: "run".to_owned(),
                 outcome: junit::Outcome::Failed { output: summary.clone() },
@@ -296,5 +312,47 @@ impl crate::flags::RunTests {
         let failed = report(&results, &[]);
         eprintln!("JUnit XML in {}", out.display());
         if failed.is_empty() { Ok(()) } else { Err(Error::Suites(failed)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn run_script(dir: &Path, name: &str, body: &str) -> SuiteResult {
+        let script = dir.join(format!("{name}.sh"));
+        std::fs::write(&script, format!("#!/bin/sh\n{body}")).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let run = SuiteRun {
+            suite: "shop-tests [previous shop:0.1.0-abc]".to_owned(),
+            service: "shop-catalog".to_owned(),
+            executable: script,
+        };
+        let target = Target { environment: "test".to_owned(), urls: BTreeMap::new() };
+        run_one(&run, &target, dir, &file_name(0, &format!("{name} [v 1.2]")))
+    }
+
+    #[test]
+    fn a_suite_that_ends_before_naming_every_failure_fails_as_a_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let complete = run_script(
+            dir.path(),
+            "complete",
+            "echo 'test a ... FAILED'\necho 'test b ... ok'\necho 'test result: FAILED. 1 passed; 1 failed; 0 ignored'\nexit 101\n",
+        );
+        assert_eq!(
+            (complete.failed_tests, complete.passed_tests),
+            (vec!["a".to_owned()], vec!["b".to_owned()])
+        );
+        let crashed = run_script(dir.path(), "crashed", "echo 'test a ... FAILED'\nexit 101\n");
+        assert_eq!(crashed.failed_tests, ["a", "run"]);
+        let files: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".sh"))
+            .collect();
+        assert!(files.contains(&"00-complete__v_1_2_.out".to_owned()), "{files:?}");
+        assert_eq!(files.len(), 4, "an .out and an .xml per run, none shared: {files:?}");
     }
 }

@@ -330,15 +330,35 @@ fn identity(repo: &gix::Repository) -> (String, String) {
     (name, email)
 }
 
+/// Reads a state, also as the first ledger format wrote it: services without their own
+/// `build` came from the state's build.
+pub fn parse_state(bytes: &[u8]) -> Result<State, String> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    upgrade_state(&mut value);
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
+/// Fills in what the first ledger format left out, in a state's JSON.
+pub fn upgrade_state(value: &mut serde_json::Value) {
+    let build = value.get("build").cloned();
+    if let (Some(build), Some(services)) =
+        (build, value.get_mut("services").and_then(|s| s.as_object_mut()))
+    {
+        for service in services.values_mut().filter_map(|s| s.as_object_mut()) {
+            service.entry("build").or_insert_with(|| build.clone());
+        }
+    }
+}
+
 fn read_state(commit: &gix::Commit<'_>, environment: &str) -> Result<Option<Change>, LedgerError> {
     let path = Ledger::path(environment, STATE);
     let tree = commit.tree().map_err(git)?;
     let Some(entry) = tree.lookup_entry_by_path(&path).map_err(git)? else { return Ok(None) };
     let blob = entry.object().map_err(git)?;
-    let state: State = serde_json::from_slice(&blob.data).map_err(|e| LedgerError::BadState {
+    let state = parse_state(&blob.data).map_err(|why| LedgerError::BadState {
         path: path.clone(),
         commit: commit.id.to_string(),
-        why: e.to_string(),
+        why,
     })?;
     Ok(Some(Change { commit: commit.id.to_string(), state }))
 }
@@ -471,6 +491,17 @@ mod tests {
         let versions: Vec<String> =
             ledger.history("prod").unwrap().into_iter().map(|c| c.state.version).collect();
         assert_eq!(versions, ["1"]);
+    }
+
+    #[test]
+    fn a_state_of_the_first_format_reads_with_each_service_from_the_state_build() {
+        let build = Digest::of(b"1");
+        let mut first = serde_json::to_value(state("prod", "1")).unwrap();
+        first["services"] = serde_json::json!({"shop-catalog": {
+            "reference": "shop-catalog:1", "image": build, "testpacks": [], "sbom": build, "config": build
+        }});
+        let read = parse_state(first.to_string().as_bytes()).unwrap();
+        assert_eq!(read.services["shop-catalog"].build, read.build);
     }
 
     #[test]

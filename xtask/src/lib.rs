@@ -35,6 +35,7 @@ pub mod store;
 pub mod testpack;
 pub mod testresult;
 pub mod verify;
+pub mod waiver;
 pub mod workspace;
 
 pub use error::{Error, Result};

@@ -102,6 +102,7 @@ fn statement(
             target: build::TARGET.to_owned(),
             version: plan.version.clone(),
             services,
+            waivers: plan.waivers.clone(),
         },
         resolved,
         run,

@@ -23,6 +23,7 @@ use crate::runtime::{Environment, Launch};
 use crate::store::{Repository, Tag};
 use crate::testpack;
 use crate::verify::{self, Report};
+use crate::waiver::{self, Origin, Waiver};
 use crate::workspace::{self, Name, ServiceId, Workspace};
 
 /// The payload type of a signed ledger entry.
@@ -43,42 +44,6 @@ pub struct Entry {
     pub results: Option<Digest>,
     #[serde(default)]
     pub waivers: Vec<Waiver>,
-}
-
-/// A known, intended break accepted at promotion: `<service>@<version>:<test>` and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Waiver {
-    pub service: String,
-    pub version: String,
-    pub test: String,
-    pub reason: String,
-}
-
-impl Waiver {
-    fn parse(text: &str, reason: &str) -> Result<Waiver> {
-        let parsed = text.split_once('@').and_then(|(service, rest)| {
-            let (version, test) = rest.split_once(':')?;
-            [service, version, test].iter().all(|p| !p.is_empty()).then(|| Waiver {
-                service: service.to_owned(),
-                version: version.to_owned(),
-                test: test.to_owned(),
-                reason: reason.to_owned(),
-            })
-        });
-        parsed.ok_or_else(|| {
-            Error::Usage(format!(
-                "--waive {text}: expected <service>@<version>:<test>, e.g. shop-catalog@0.1.0-0123456789ab:lists_products"
-            ))
-        })
-    }
-
-    /// Whether this waiver covers `test` (libtest's full name, or its last `::` segment
-    /// onwards) of a suite of `service` at `version`.
-    fn covers(&self, replayed: &Replayed, test: &str) -> bool {
-        self.service == replayed.service
-            && self.version == replayed.tag()
-            && (test == self.test || test.ends_with(&format!("::{}", self.test)))
-    }
 }
 
 pub fn environment<'a>(workspace: &'a Workspace, name: &str) -> Result<&'a Declared> {
@@ -134,6 +99,7 @@ fn gates(
     workspace: &Workspace,
     target: &Declared,
     build: &Digest,
+    only: &[String],
     ledger: &Ledger,
     report: &mut Report,
 ) -> Result<Option<Statement>> {
@@ -143,37 +109,61 @@ fn gates(
     let Some(statement) = statement else { return Ok(None) };
     verify::check_artifacts(report, project.store(), &statement);
     if let Some(previous) = workspace.environments.previous(target.name.as_str()) {
-        let bake = match ledger.current(previous.name.as_str())? {
-            Some(change) if &change.state.build == build => {
-                let baked = manifest::now_seconds().saturating_sub(change.state.promoted_at);
-                if baked >= target.bake_time_seconds {
-                    Ok(format!(
-                        "ran {baked}s in {} (needs {}s)",
-                        previous.name, target.bake_time_seconds
-                    ))
-                } else {
-                    Err(format!(
-                        "ran only {baked}s in {}; {} needs {}s",
-                        previous.name, target.name, target.bake_time_seconds
-                    ))
+        // Per service: an environment can mix builds (`--only`), so each promoted service
+        // must have run from this very build in the previous environment, without a break,
+        // for the bake time.
+        let history = ledger.history(previous.name.as_str())?;
+        let now = manifest::now_seconds();
+        let mut missing = Vec::new();
+        let mut least: Option<(u64, &str)> = None;
+        for service in statement.services() {
+            if !only.is_empty() && !only.contains(&service.name) {
+                continue;
+            }
+            let since = history
+                .iter()
+                .take_while(|c| {
+                    c.state.services.get(&service.name).is_some_and(|s| &s.build == build)
+                })
+                .last()
+                .map(|c| c.state.promoted_at);
+            match since {
+                None => missing.push(service.name.as_str()),
+                Some(at) => {
+                    let baked = now.saturating_sub(at);
+                    if least.is_none_or(|(shortest, _)| baked < shortest) {
+                        least = Some((baked, service.name.as_str()));
+                    }
                 }
             }
-            _ => {
-                Err(format!("this build does not run in {}: promote it there first", previous.name))
+        }
+        let needed = target.bake_time_seconds;
+        let bake = match least {
+            _ if !missing.is_empty() => Err(format!(
+                "{} of this build not running in {}: promote it there first, or pick services with --only",
+                missing.join(", "),
+                previous.name
+            )),
+            Some((baked, name)) if baked < needed => Err(format!(
+                "{name} ran only {baked}s in {}; {} needs {needed}s",
+                previous.name, target.name
+            )),
+            Some((baked, _)) => {
+                Ok(format!("ran {baked}s or more in {} (needs {needed}s)", previous.name))
             }
+            None => Err("no service to promote".to_owned()),
         };
         report.record("bake time", bake);
     }
     let quarantined = ledger.quarantined()?;
-    report.record("not quarantined",
-        match quarantined.get(build) {
-            Some(q) => Err(format!(
-                "quarantined by {}: {} (release with `cargo xtask quarantine {build} --release --reason …`)",
-                q.by, q.reason
-            )),
-            None => Ok("no quarantine".to_owned()),
-        },
-    );
+    let quarantine = match quarantined.get(build) {
+        Some(q) => Err(format!(
+            "quarantined by {}: {} (release with `cargo xtask quarantine {build} --release --reason …`)",
+            q.by, q.reason
+        )),
+        None => Ok("no quarantine".to_owned()),
+    };
+    report.record("not quarantined", quarantine);
     let source = statement.source();
     report.record(
         "not dirty",
@@ -217,12 +207,7 @@ impl flags::Promote {
         let target = environment(&workspace, &self.environment)?;
         let ledger = Ledger::new(&project.root);
         ledger.sync_work_tree(&project.shell);
-        let reason = self.reason.as_deref().map(str::trim).unwrap_or_default();
-        if !self.waive.is_empty() && reason.is_empty() {
-            return Err(Error::Usage("--waive needs a --reason that says why".to_owned()));
-        }
-        let waivers: Vec<Waiver> =
-            self.waive.iter().map(|w| Waiver::parse(w, reason)).collect::<Result<_>>()?;
+        let waivers = Waiver::parse_all(&self.waive, self.reason.as_deref())?;
         let build = match &self.build {
             Some(text) => quarantine::resolve(project, text)?.0,
             None => match workspace.environments.previous(target.name.as_str()) {
@@ -246,7 +231,8 @@ impl flags::Promote {
                 manifest: format!("{}@{build}", provenance::REPOSITORY),
                 ..Report::default()
             };
-            let statement = gates(project, &workspace, target, &build, &ledger, &mut report)?;
+            let statement =
+                gates(project, &workspace, target, &build, &self.only, &ledger, &mut report)?;
             settle(&format!("gates for {} → {}", build.short(), target.name), &report)?;
             let Some(statement) = statement else {
                 unreachable!("a statement exists once the gates passed")
@@ -365,10 +351,8 @@ impl flags::Promote {
                 let replayed: BTreeSet<String> =
                     replay.iter().map(|r| format!("{}@{}", r.service, r.tag())).collect();
                 return Err(Error::Usage(format!(
-                    "--waive {}@{}:{}: no suite of that service and version runs in this replay; it runs {}",
-                    waiver.service,
-                    waiver.version,
-                    waiver.test,
+                    "--waive {}: no suite of that service and version runs in this replay; it runs {}",
+                    waiver.name(),
                     replayed.into_iter().collect::<Vec<_>>().join(", ")
                 )));
             }
@@ -491,35 +475,21 @@ fn replay_suites(
     let running = Environment::start(project.store(), &launches, target.name.clone(), &run_dir)?;
     let results = integration::run_all(&runs, &Target::of(&running), &results_dir);
     drop(running);
-    let mut waived = Vec::new();
-    let mut used = Vec::new();
-    for result in results.iter().filter(|r| !r.passed) {
-        let Some(replayed) = origin.get(&result.suite) else { continue };
-        let covering: Vec<Option<&Waiver>> = result
-            .failed_tests
-            .iter()
-            .map(|test| waivers.iter().find(|w| w.covers(replayed, test)))
-            .collect();
-        if !covering.is_empty() && covering.iter().all(Option::is_some) {
-            for (test, waiver) in result.failed_tests.iter().zip(covering.into_iter().flatten()) {
-                waived.push(format!("{}: {test}", result.suite));
-                if !used.contains(waiver) {
-                    used.push(waiver.clone());
-                }
-            }
-        }
-    }
-    let failed = integration::report(&results, &waived);
+    let accepted = waiver::apply(
+        &results,
+        |result| {
+            origin
+                .get(&result.suite)
+                .map(|r: &&Replayed| Origin { service: &r.service, version: r.tag() })
+        },
+        waivers,
+    );
+    let failed = integration::report(&results, &accepted.tests);
     eprintln!("JUnit XML in {}", results_dir.display());
     let _ = std::fs::remove_dir_all(&run_dir);
-    for waiver in waivers.iter().filter(|w| !used.contains(w)) {
-        eprintln!(
-            "note: --waive {}@{}:{} was not needed: that test did not fail",
-            waiver.service, waiver.version, waiver.test
-        );
-    }
+    waiver::note_unused(waivers, &accepted);
     if failed.is_empty() {
-        Ok(Replay { results, waived, waivers: used })
+        Ok(Replay { results, waived: accepted.tests, waivers: accepted.waivers })
     } else {
         Err(Error::Refused(failed))
     }
@@ -531,18 +501,14 @@ fn record(project: &Project, ledger: &Ledger, entry: &Entry, message: &str) -> R
     let envelope = dsse::sign_as(ENTRY_TYPE, &canonical_json(entry), &key)?;
     let bytes = serde_json::to_vec_pretty(&envelope).map_err(|e| Error::Usage(e.to_string()))?;
     let state = &entry.state;
-    let mut trailers = format!(
-        "Slipway-Build: {}\nPromoted-By: {}\nSigned-By: {}\n",
-        state.build, state.promoted_by, key.public.keyid
-    );
+    let mut trailers =
+        format!("Slipway-Build: {}\nPromoted-By: {}\n", state.build, state.promoted_by);
     if let Some(results) = &entry.results {
         trailers.push_str(&format!("Replay-Results: {results}\n"));
     }
+    trailers.push_str(&format!("Signed-By: {}\n", key.public.keyid));
     for waiver in &entry.waivers {
-        trailers.push_str(&format!(
-            "Waived: {}@{}:{} ({})\n",
-            waiver.service, waiver.version, waiver.test, waiver.reason
-        ));
+        trailers.push_str(&format!("Waived: {} ({})\n", waiver.name(), waiver.reason));
     }
     let commit =
         ledger.record(&project.shell, state, &bytes, &format!("{message}\n\n{trailers}"))?;
@@ -554,6 +520,14 @@ impl flags::Rollback {
     pub fn run(self, project: &Project) -> Result<()> {
         let workspace = workspace::load(&project.shell)?;
         let target = environment(&workspace, &self.environment)?;
+        if let Some(commit) = &self.to
+            && (commit.len() < 7 || !commit.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Err(Error::Usage(format!(
+                "--to {commit}: expected a commit id of at least 7 hex digits (see `git log -- manifests/{}`)",
+                target.name
+            )));
+        }
         let ledger = Ledger::new(&project.root);
         ledger.sync_work_tree(&project.shell);
         // Decided on one commit of the ledger, recorded only on top of it.
@@ -568,16 +542,19 @@ impl flags::Rollback {
         };
         let earlier = match &self.to {
             Some(commit) => {
-                let earlier = history
+                let matching: Vec<&crate::ledger::Change> = history
                     .iter()
                     .skip(1)
-                    .find(|c| c.commit.starts_with(commit.as_str()))
-                    .ok_or_else(|| {
-                        Error::Usage(format!(
-                            "`{commit}` is not an earlier state of {} (see `git log -- manifests/{}`)",
-                            target.name, target.name
-                        ))
-                    })?;
+                    .filter(|c| c.commit.starts_with(commit.as_str()))
+                    .collect();
+                let [earlier] = *matching.as_slice() else {
+                    return Err(Error::Usage(format!(
+                        "--to {commit}: {} earlier states of {} match (see `git log -- manifests/{}`)",
+                        matching.len(),
+                        target.name,
+                        target.name
+                    )));
+                };
                 if let Some((build, q)) = quarantine::blocking(&quarantined, &earlier.state) {
                     return Err(Error::Usage(format!(
                         "the state of {} runs build {} ({}), quarantined by {}: {}",

@@ -76,6 +76,9 @@ pub struct InternalParameters {
     /// The build version, `<semver>-<commit12>[-dirty]`.
     pub version: String,
     pub services: Vec<ServiceEntry>,
+    /// `ci --waive`: breaks of recorded suites this build was knowingly built with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waivers: Vec<crate::waiver::Waiver>,
 }
 
 /// One service of the build and the digests of its artifacts.

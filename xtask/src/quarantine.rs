@@ -20,12 +20,15 @@ pub fn resolve(project: &Project, text: &str) -> Result<(Digest, String)> {
     if text.starts_with("sha256:") {
         let digest: Digest =
             text.parse().map_err(|e: crate::digest::DigestError| Error::Usage(e.to_string()))?;
-        // Naming only: a build not in this store can still be quarantined.
-        let version = manifest::stored_envelope(store, &digest)
-            .ok()
-            .and_then(|bytes| manifest::unverified_statement(&bytes).ok())
+        let bytes = manifest::stored_envelope(store, &digest).map_err(|_| {
+            Error::Usage(format!(
+                "{digest} is not a build manifest in {}: a build is named by its digest in slipway-builds (`cargo xtask status --json`: .environments[].state.build) or by its version",
+                store.location()
+            ))
+        })?;
+        let version = manifest::unverified_statement(&bytes)
             .map(|s| s.predicate.build_definition.internal_parameters.version)
-            .unwrap_or_else(|| format!("build {}", digest.short()));
+            .unwrap_or_else(|_| format!("build {}", digest.short()));
         return Ok((digest, version));
     }
     let tag: Tag = text.parse().map_err(|_| {
@@ -55,12 +58,20 @@ pub fn blocking<'q>(
 
 impl flags::Quarantine {
     pub fn run(self, project: &Project) -> Result<()> {
-        let reason = self.reason.trim();
+        // One line: the reason goes into a commit message.
+        let reason = self.reason.split_whitespace().collect::<Vec<_>>().join(" ");
         if reason.is_empty() {
             return Err(Error::Usage("--reason is empty: say why, it goes in the ledger".into()));
         }
-        let (build, version) = resolve(project, &self.build)?;
         let ledger = Ledger::new(&project.root);
+        let (build, version) = match self.build.parse::<Digest>() {
+            // Releasing needs no store: the quarantine list names the build.
+            Ok(digest) if self.release => {
+                let version = ledger.quarantined()?.get(&digest).map(|q| q.version.clone());
+                (digest.clone(), version.unwrap_or_else(|| format!("build {}", digest.short())))
+            }
+            _ => resolve(project, &self.build)?,
+        };
         ledger.sync_work_tree(&project.shell);
         for attempt in 1..=ATTEMPTS {
             let pinned = ledger.pin()?;
@@ -80,7 +91,7 @@ impl flags::Quarantine {
                 }
                 let entry = Quarantine {
                     version: version.clone(),
-                    reason: reason.to_owned(),
+                    reason: reason.clone(),
                     by: ledger.promoter(),
                     at: manifest::now_seconds(),
                 };

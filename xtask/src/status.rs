@@ -38,7 +38,8 @@ struct Across {
 impl flags::Status {
     pub fn run(self, project: &Project) -> Result<()> {
         let workspace = workspace::load(&project.shell)?;
-        let ledger = Ledger::new(&project.root);
+        // One commit of the ledger for the whole table.
+        let ledger = Ledger::new(&project.root).pin()?;
         let quarantined = ledger.quarantined()?;
         let mut changes: Vec<(&str, Option<Change>)> = Vec::new();
         for environment in workspace.environments.chain() {
@@ -145,7 +146,8 @@ impl flags::Status {
 pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) -> Result<Report> {
     let workspace = workspace::load(&project.shell)?;
     let target = promote::environment(&workspace, name)?;
-    let ledger = Ledger::new(&project.root);
+    // State, entry and quarantine list all from one commit of the ledger.
+    let ledger = Ledger::new(&project.root).pin()?;
     let Some(change) = ledger.current(target.name.as_str())? else {
         return Err(Error::Usage(format!("{} runs nothing yet: nothing to verify", target.name)));
     };
@@ -238,7 +240,13 @@ fn check_entry(
             return Ok(None);
         }
     };
-    let entry: Entry = match serde_json::from_slice(&payload) {
+    let parsed = serde_json::from_slice::<serde_json::Value>(&payload).and_then(|mut value| {
+        if let Some(state) = value.get_mut("state") {
+            crate::ledger::upgrade_state(state);
+        }
+        serde_json::from_value::<Entry>(value)
+    });
+    let entry: Entry = match parsed {
         Ok(entry) => entry,
         Err(e) => {
             report.record("ledger entry", Err(format!("not a ledger entry: {e}")));

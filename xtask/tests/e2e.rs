@@ -892,7 +892,6 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
             "products.len() >= 2",
         );
     };
-    let first_commit = run_in(dir.path(), "git", &["rev-list", "--max-parents=0", "HEAD"]);
     smaller_range(dir.path());
     commit_all(dir.path(), "a smaller range");
     let (ok, stderr) = run_signed(dir.path(), &store, &key, &["ci"]);
@@ -900,24 +899,33 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
     assert!(
         stderr
             .contains(&format!("shop-catalog-tests [recorded in dev, staging: shop-catalog:{v2}]"))
-            && stderr.contains("lists_products_with_prices_and_weights"),
+            && stderr.contains("lists_products_with_prices_and_weights")
+            && stderr.contains("cargo xtask ci --waive"),
         "{stderr}"
     );
 
-    // The same change built on a branch that predates every promotion passes its ci (no
-    // environment ran anything then)…
-    run_in(dir.path(), "git", &["checkout", "-q", "-b", "stale", first_commit.trim()]);
-    smaller_range(dir.path());
-    commit_all(dir.path(), "a smaller range, on a stale branch");
-    assert!(run_signed(dir.path(), &store, &key, &["ci"]).0);
+    // The break is intended: `ci --waive` builds it, the waivers signed into the manifest
+    // (prod still runs v1, whose suite promised the same).
+    let test = "lists_products_with_prices_and_weights";
+    let waiver = format!("shop-catalog@{v2}:{test}");
+    let for_prod = format!("shop-catalog@{v1}:{test}");
+    let reason = "the range shrinks on purpose";
+    let (ok, stderr) = run_signed(
+        dir.path(),
+        &store,
+        &key,
+        &["ci", "--waive", &waiver, "--waive", &for_prod, "--reason", reason],
+    );
+    assert!(ok && stderr.contains("WAIVED"), "{stderr}");
     let latest = std::fs::read(dir.path().join(".slipway/builds/latest.dsse.json")).unwrap();
     let latest = xtask::manifest::unverified_statement(&latest).unwrap();
-    let stale_version = latest.predicate.build_definition.internal_parameters.version;
-    run_in(dir.path(), "git", &["checkout", "-q", "main"]);
-    // …and `promote` refuses it: the previous catalog suite fails, nothing is recorded.
+    let small_version = latest.predicate.build_definition.internal_parameters.version.clone();
+    assert_eq!(latest.predicate.build_definition.internal_parameters.waivers[0].reason, reason);
+    // Promotion is its own decision: without a waiver the previous catalog suite refuses
+    // it, and nothing is recorded.
     let before = ledger_log(dir.path(), "dev");
     let (ok, stderr) =
-        run_signed(dir.path(), &store, &key, &["promote", "dev", "--build", &stale_version]);
+        run_signed(dir.path(), &store, &key, &["promote", "dev", "--build", &small_version]);
     assert!(!ok, "{stderr}");
     assert!(
         stderr.contains(&format!("refused: shop-catalog-tests [previous shop-catalog:{v2}]"))
@@ -927,7 +935,6 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
     assert_eq!(ledger_log(dir.path(), "dev"), before, "a refused promotion records nothing");
 
     // An intended break is waived; the waiver is signed into the entry and its commit.
-    let waiver = format!("shop-catalog@{v2}:lists_products_with_prices_and_weights");
     let (ok, stderr) = run_signed(
         dir.path(),
         &store,
@@ -936,7 +943,7 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
             "promote",
             "dev",
             "--build",
-            &stale_version,
+            &small_version,
             "--waive",
             &waiver,
             "--reason",
@@ -975,7 +982,7 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
         dir.path(),
         &store,
         &key,
-        &["quarantine", &stale_version, "--reason", "drops products"],
+        &["quarantine", &small_version, "--reason", "drops products"],
     );
     assert!(ok && stderr.contains("dev runs this build now"), "{stderr}");
     let (ok, stderr) = run_signed(dir.path(), &store, &key, &["promote", "staging"]);
@@ -992,7 +999,18 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
     assert!(!ok && stderr.contains("quarantined by"), "{stderr}");
     let output = xtask(dir.path(), &store).arg("status").output().unwrap();
     let table = String::from_utf8_lossy(&output.stdout);
-    assert!(table.contains("DIFFERS") && table.contains("shop-catalog"), "{table}");
+    assert!(table.contains("DIFFERS") && table.contains("quarantined (!)"), "{table}");
+    let (ok, stderr) = run_signed(
+        dir.path(),
+        &store,
+        &key,
+        &["quarantine", &small_version, "--release", "--reason", "kept for the record"],
+    );
+    assert!(ok, "{stderr}");
+    let output = xtask(dir.path(), &store).args(["status", "--json"]).output().unwrap();
+    let all: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(all["quarantined"], serde_json::json!({}), "{all}");
+    assert_eq!(all["services"]["shop-catalog"]["same"], false, "{all}");
     assert_eq!(run_in(dir.path(), "git", &["status", "--porcelain"]), "");
 }
 
