@@ -135,7 +135,7 @@ fn file_name(index: usize, suite: &str) -> String {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
         .collect();
-    format!("{index:02}-{safe}")
+    format!("{safe}-{index}")
 }
 
 /// Runs one executable; its output goes to `<dir>/<name>.out`, its JUnit XML to
@@ -352,7 +352,7 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| !n.ends_with(".sh"))
             .collect();
-        assert!(files.contains(&"00-complete__v_1_2_.out".to_owned()), "{files:?}");
+        assert!(files.contains(&"complete__v_1_2_-0.out".to_owned()), "{files:?}");
         assert_eq!(files.len(), 4, "an .out and an .xml per run, none shared: {files:?}");
     }
 }

@@ -486,11 +486,12 @@ fn replay_suites(
     );
     let failed = integration::report(&results, &accepted.tests);
     eprintln!("JUnit XML in {}", results_dir.display());
-    let _ = std::fs::remove_dir_all(&run_dir);
     waiver::note_unused(waivers, &accepted);
     if failed.is_empty() {
+        let _ = std::fs::remove_dir_all(&run_dir);
         Ok(Replay { results, waived: accepted.tests, waivers: accepted.waivers })
     } else {
+        eprintln!("service logs are in {}", run_dir.display());
         Err(Error::Refused(failed))
     }
 }
