@@ -18,15 +18,17 @@ git config user.name bench
 git config user.email bench@slipway.invalid
 
 cargo xtask ci >/dev/null 2>&1 || { echo "cargo xtask ci failed in $dir" >&2; exit 1; }
+# Outside the clone: an untracked file there would make the next build dirty.
+out=$(mktemp -d)
 
 measure() {
     local label=$1
     shift
-    /usr/bin/time -f "%e s %M KB" -o "$dir/.time" cargo xtask "$@" >/dev/null 2>"$dir/.log" || {
-        cat "$dir/.log" >&2
+    /usr/bin/time -f "%e s %M KB" -o "$out/time" cargo xtask "$@" >/dev/null 2>"$out/log" || {
+        cat "$out/log" >&2
         exit 1
     }
-    printf '| %-40s | %s |\n' "$label" "$(cat "$dir/.time")"
+    printf '| %-40s | %s |\n' "$label" "$(cat "$out/time")"
 }
 
 printf '| %-40s | %s |\n' "command" "wall time, peak RSS"
@@ -37,7 +39,7 @@ measure "status" status
 measure "verify --env prod" verify --env prod
 echo "second build" >> README.md
 git commit --quiet -am "bench: a second build"
-cargo xtask ci >/dev/null 2>&1
+cargo xtask ci >/dev/null 2>&1 || { echo "the second cargo xtask ci failed in $dir" >&2; exit 1; }
 measure "promote dev (replaces v1: +previous suites)" promote dev
 measure "rollback dev" rollback dev
 measure "quarantine" quarantine "$(cargo xtask status --json | jq -r '.environments[1].state.build')" --reason bench
