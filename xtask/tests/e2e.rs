@@ -1057,6 +1057,13 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
     let store = out.path().join("store");
     run_in(dir.path(), "git", &["config", "user.name", "Release Bot"]);
     run_in(dir.path(), "git", &["config", "user.email", "bot@slipway.invalid"]);
+    // Staging takes the local key here, so its gates get past the signature to bake time.
+    edit(
+        &dir.path().join("infra/environments.toml"),
+        "name = \"staging\"\naccept-local-keys = false",
+        "name = \"staging\"\naccept-local-keys = true",
+    );
+    commit_all(dir.path(), "staging accepts local keys");
     assert!(run_local(dir.path(), &store, &["ci"]).0);
     let v1 = newest_version(dir.path());
     assert!(run_local(dir.path(), &store, &["promote", "dev"]).0);
@@ -1084,6 +1091,25 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
         assert_eq!(dev[service]["reference"], format!("{service}:{v2}"), "{dev}");
     }
     assert!(run_local(dir.path(), &store, &["verify", "--env", "dev"]).0);
+
+    // Environments can mix builds, so the bake gate is per service: staging (10 minutes)
+    // refuses v2 while dev runs shipping from v1 again, and refuses the rest for bake time.
+    assert!(
+        run_local(
+            dir.path(),
+            &store,
+            &["promote", "dev", "--build", &v1, "--only", "shop-shipping"]
+        )
+        .0
+    );
+    let (ok, stderr) = run_local(dir.path(), &store, &["promote", "staging", "--build", &v2]);
+    assert!(!ok && stderr.contains("shop-shipping of this build not running in dev"), "{stderr}");
+    let (ok, stderr) = run_local(
+        dir.path(),
+        &store,
+        &["promote", "staging", "--build", &v2, "--only", "shop-catalog"],
+    );
+    assert!(!ok && stderr.contains("shop-catalog ran only"), "{stderr}");
 
     // SIGKILL at growing moments of a promotion back to v1: each time the ledger holds
     // either no new entry or a whole, verifiable one, with no lock and no process left.
