@@ -12,7 +12,6 @@ use crate::build::{self, Executables};
 use crate::cache::Cache;
 use crate::determinism::canonical_json;
 use crate::digest::Digest;
-use crate::dsse;
 use crate::error::{Error, Result};
 use crate::flags;
 use crate::image::{self, ImageError, ImageSpec};
@@ -624,20 +623,8 @@ fn recorded_waivers(project: &Project, plan: &Plan, ledger: &Ledger) -> Result<V
     for environment in plan.workspace.environments.chain() {
         let Some(bytes) = ledger.entry(environment.name.as_str())? else { continue };
         let trusted = promote::keys_of(project, environment)?;
-        let entry = dsse::parse(&bytes)
-            .map_err(|e| e.to_string())
-            .and_then(|e| {
-                dsse::verify_as(promote::ENTRY_TYPE, &e, &trusted).map_err(|e| e.to_string())
-            })
-            .and_then(|(payload, _)| {
-                serde_json::from_slice::<serde_json::Value>(&payload).map_err(|e| e.to_string())
-            });
-        match entry {
-            Ok(entry) => {
-                let recorded: Vec<Waiver> =
-                    serde_json::from_value(entry["waivers"].clone()).unwrap_or_default();
-                waivers.extend(recorded);
-            }
+        match promote::read_entry(&bytes, &trusted) {
+            Ok((entry, _)) => waivers.extend(entry.waivers),
             Err(why) => eprintln!(
                 "    warning: the ledger entry of {} does not verify ({why}): its waivers are ignored",
                 environment.name
@@ -771,7 +758,7 @@ fn integration_tests(
             suite.environments.join(", "),
             suite.reference
         );
-        let version = suite.reference.split_once(':').map_or("", |(_, tag)| tag);
+        let version = crate::store::tag_of(&suite.reference);
         origins.insert(label.clone(), (suite.service.as_str(), version));
         runs.extend(integration::runs_of(&pack, &label));
     }
@@ -824,11 +811,7 @@ fn integration_tests(
                 "{} ({}): passed ({}) in {:.1}s",
                 result.suite, result.service, result.summary, result.seconds
             ));
-        } else if result
-            .failed_tests
-            .iter()
-            .all(|t| accepted.tests.contains(&format!("{}: {t}", result.suite)))
-        {
+        } else if integration::is_waived(result, &accepted.tests) {
             steps.note(&format!(
                 "{} ({}): WAIVED ({}: {})",
                 result.suite,

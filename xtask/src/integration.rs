@@ -52,18 +52,21 @@ pub fn runs_of(pack: &crate::testpack::Unpacked, suite: &str) -> Vec<SuiteRun> {
         .collect()
 }
 
+/// Whether `result` failed and every test that failed in it is in `waived`
+/// (`<suite>: <test>`).
+pub fn is_waived(result: &SuiteResult, waived: &[String]) -> bool {
+    !result.passed
+        && !result.failed_tests.is_empty()
+        && result.failed_tests.iter().all(|t| waived.contains(&format!("{}: {t}", result.suite)))
+}
+
 /// Prints one line per result, and a failing suite's whole output; returns each suite that
 /// failed, with its failed tests. A failure whose every failed test is in `waived`
 /// (`<suite>: <test>`) is printed as waived and not returned.
 pub fn report(results: &[SuiteResult], waived: &[String]) -> Vec<String> {
     let mut failed = Vec::new();
     for result in results {
-        let accepted = !result.passed
-            && !result.failed_tests.is_empty()
-            && result
-                .failed_tests
-                .iter()
-                .all(|t| waived.contains(&format!("{}: {t}", result.suite)));
+        let accepted = is_waived(result, waived);
         let verdict = match (result.passed, accepted) {
             (true, _) => "ok    ",
             (false, true) => "WAIVED",

@@ -278,7 +278,6 @@ impl Ledger {
                 files.push(format!("{DIR}/{QUARANTINE}"));
             }
         }
-        let tree = repo.head_commit().map_err(git)?.tree().map_err(git)?;
         files.retain(|path| tree.lookup_entry_by_path(path).ok().flatten().is_some());
         Ok(files)
     }
@@ -367,22 +366,21 @@ fn read_state(commit: &gix::Commit<'_>, environment: &str) -> Result<Option<Chan
 mod tests {
     use super::*;
 
+    /// Runs git in `dir`, failing the test when git fails; returns its standard output.
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     fn repository() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        let git = |args: &[&str]| {
-            let status = std::process::Command::new("git")
-                .args(args)
-                .current_dir(dir.path())
-                .status()
-                .unwrap();
-            assert!(status.success(), "git {args:?}");
-        };
-        git(&["init", "-q", "-b", "main"]);
-        git(&["config", "user.name", "Release Bot"]);
-        git(&["config", "user.email", "bot@slipway.invalid"]);
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        git(dir.path(), &["config", "user.name", "Release Bot"]);
+        git(dir.path(), &["config", "user.email", "bot@slipway.invalid"]);
         std::fs::write(dir.path().join("README.md"), "x\n").unwrap();
-        git(&["add", "-A"]);
-        git(&["commit", "-q", "-m", "init"]);
+        git(dir.path(), &["add", "-A"]);
+        git(dir.path(), &["commit", "-q", "-m", "init"]);
         dir
     }
 
@@ -419,23 +417,13 @@ mod tests {
             .map(|c| (c.state.version, c.commit))
             .collect();
         assert_eq!(history, [("2".to_owned(), second), ("1".to_owned(), first)]);
-        let status = std::process::Command::new("git")
-            .args(["status", "--porcelain"])
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
         assert_eq!(
-            String::from_utf8_lossy(&status.stdout),
+            git(dir.path(), &["status", "--porcelain"]),
             "",
             "the work tree matches the new commit"
         );
-        let log = std::process::Command::new("git")
-            .args(["log", "--format=%an %s", "--", "manifests/prod"])
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
         assert_eq!(
-            String::from_utf8_lossy(&log.stdout),
+            git(dir.path(), &["log", "--format=%an %s", "--", "manifests/prod"]),
             "Release Bot promote prod: 2\nRelease Bot promote prod: 1\n"
         );
     }
@@ -445,15 +433,6 @@ mod tests {
         let dir = repository();
         let shell = Shell::new(dir.path()).unwrap();
         let ledger = Ledger::new(dir.path());
-        let git = |args: &[&str]| {
-            let out = std::process::Command::new("git")
-                .args(args)
-                .current_dir(dir.path())
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "git {args:?}");
-            String::from_utf8(out.stdout).unwrap()
-        };
         ledger.record(&shell, &state("prod", "1"), b"{}", "promote prod: 1").unwrap();
         let quarantine = Quarantine {
             version: "1".to_owned(),
@@ -468,11 +447,11 @@ mod tests {
         assert_eq!(ledger.quarantined().unwrap().get(&build), Some(&quarantine));
         ledger.record(&shell, &state("prod", "2"), b"{}", "promote prod: 2").unwrap();
         // A writer killed after its commit, before the sync: the work tree is one behind.
-        git(&["checkout", "HEAD~1", "--", "manifests/prod"]);
+        git(dir.path(), &["checkout", "HEAD~1", "--", "manifests/prod"]);
         std::fs::write(dir.path().join("README.md"), "the user's edit\n").unwrap();
         ledger.sync_work_tree(&shell);
         assert_eq!(
-            git(&["status", "--porcelain"]),
+            git(dir.path(), &["status", "--porcelain"]),
             " M README.md\n",
             "only the user's edit is left"
         );
@@ -542,11 +521,7 @@ mod tests {
         let mut won = won;
         won.sort();
         assert_eq!(recorded, won);
-        let parents = std::process::Command::new("git")
-            .args(["rev-list", "--min-parents=2", "HEAD"])
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(parents.stdout.is_empty(), "no merge commits: the history is linear");
+        let merges = git(dir.path(), &["rev-list", "--min-parents=2", "HEAD"]);
+        assert!(merges.is_empty(), "no merge commits: the history is linear");
     }
 }

@@ -1,6 +1,6 @@
-//! `cargo xtask promote`, `rollback` and `status`: move an already-signed build into an
-//! environment only through its gates and a replay of every stored suite that will run
-//! beside it, and record each change in the git ledger.
+//! `cargo xtask promote` and `rollback`: move an already-signed build into an environment
+//! only through its gates and a replay of every stored suite that will run beside it, and
+//! record each change, signed, in the git ledger.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,7 +13,7 @@ use crate::environments::Environment as Declared;
 use crate::error::{Error, Result};
 use crate::flags;
 use crate::integration::{self, SuiteResult, Target};
-use crate::keys::{self, PublicKey};
+use crate::keys::{self, PublicKey, SigningKey};
 use crate::ledger::{Ledger, LedgerError, ServiceState, State};
 use crate::manifest;
 use crate::project::Project;
@@ -44,6 +44,26 @@ pub struct Entry {
     pub results: Option<Digest>,
     #[serde(default)]
     pub waivers: Vec<Waiver>,
+}
+
+/// A signed ledger entry verified against `trusted` and read (a state of the first ledger
+/// format upgraded); with the origin of the key that signed it.
+pub fn read_entry(
+    bytes: &[u8],
+    trusted: &[PublicKey],
+) -> std::result::Result<(Entry, String), String> {
+    let envelope = dsse::parse(bytes).map_err(|e| e.to_string())?;
+    let (payload, key) =
+        dsse::verify_as(ENTRY_TYPE, &envelope, trusted).map_err(|e| e.to_string())?;
+    let entry = serde_json::from_slice::<serde_json::Value>(&payload)
+        .and_then(|mut value| {
+            if let Some(state) = value.get_mut("state") {
+                crate::ledger::upgrade_state(state);
+            }
+            serde_json::from_value::<Entry>(value)
+        })
+        .map_err(|e| format!("not a ledger entry: {e}"))?;
+    Ok((entry, key.origin.clone()))
 }
 
 pub fn environment<'a>(workspace: &'a Workspace, name: &str) -> Result<&'a Declared> {
@@ -189,7 +209,7 @@ struct Replayed {
 impl Replayed {
     /// The version alone, as `--waive` names it.
     fn tag(&self) -> &str {
-        self.version.split_once(':').map_or(self.version.as_str(), |(_, tag)| tag)
+        crate::store::tag_of(&self.version)
     }
 }
 
@@ -208,6 +228,8 @@ impl flags::Promote {
         let ledger = Ledger::new(&project.root);
         ledger.sync_work_tree(&project.shell);
         let waivers = Waiver::parse_all(&self.waive, self.reason.as_deref())?;
+        // Loaded once: an encrypted key costs a deliberately slow key derivation.
+        let key = keys::signing_key(&project.state("keys"))?;
         let build = match &self.build {
             Some(text) => quarantine::resolve(project, text)?.0,
             None => match workspace.environments.previous(target.name.as_str()) {
@@ -238,7 +260,7 @@ impl flags::Promote {
                 unreachable!("a statement exists once the gates passed")
             };
             let outcome = self.attempt(
-                project, &workspace, target, &ledger, &build, &statement, &report, &waivers,
+                project, &workspace, target, &ledger, &build, &statement, &report, &waivers, &key,
             );
             match outcome {
                 Err(Error::Ledger(LedgerError::Raced { .. })) if attempt < ATTEMPTS => {
@@ -264,6 +286,7 @@ impl flags::Promote {
         statement: &Statement,
         gates: &Report,
         waivers: &[Waiver],
+        key: &SigningKey,
     ) -> Result<()> {
         for name in &self.only {
             if !statement.services().iter().any(|s| &s.name == name) {
@@ -358,7 +381,6 @@ impl flags::Promote {
             }
         }
         let outcome = replay_suites(project, workspace, target, &composed, &replay, waivers)?;
-        let key = keys::signing_key(&project.state("keys"))?;
         let subjects =
             composed.values().map(|s| crate::testresult::subject(&s.reference, &s.image)).collect();
         let configuration = replay
@@ -374,7 +396,7 @@ impl flags::Promote {
             &outcome.results,
             &outcome.waived,
         );
-        let results = crate::testresult::store(project.store(), build, &attestation, &key)?;
+        let results = crate::testresult::store(project.store(), build, &attestation, key)?;
         eprintln!(
             "test-result attestation {} ({}) stored about build {}",
             results.short(),
@@ -400,7 +422,7 @@ impl flags::Promote {
             results: Some(results),
             waivers: outcome.waivers,
         };
-        record(project, ledger, &entry, &message)
+        record(project, ledger, &entry, &message, key)
     }
 }
 
@@ -496,10 +518,15 @@ fn replay_suites(
     }
 }
 
-/// Signs the entry and commits it to the ledger.
-fn record(project: &Project, ledger: &Ledger, entry: &Entry, message: &str) -> Result<()> {
-    let key = keys::signing_key(&project.state("keys"))?;
-    let envelope = dsse::sign_as(ENTRY_TYPE, &canonical_json(entry), &key)?;
+/// Signs the entry with `key` and commits it to the ledger.
+fn record(
+    project: &Project,
+    ledger: &Ledger,
+    entry: &Entry,
+    message: &str,
+    key: &SigningKey,
+) -> Result<()> {
+    let envelope = dsse::sign_as(ENTRY_TYPE, &canonical_json(entry), key)?;
     let bytes = serde_json::to_vec_pretty(&envelope).map_err(|e| Error::Usage(e.to_string()))?;
     let state = &entry.state;
     let mut trailers =
@@ -622,7 +649,7 @@ impl flags::Rollback {
             results: None,
             waivers: Vec::new(),
         };
-        record(project, &ledger, &entry, &message)
+        record(project, &ledger, &entry, &message, &keys::signing_key(&project.state("keys"))?)
     }
 }
 

@@ -73,6 +73,7 @@ impl flags::Quarantine {
             _ => resolve(project, &self.build)?,
         };
         ledger.sync_work_tree(&project.shell);
+        let by = ledger.promoter();
         for attempt in 1..=ATTEMPTS {
             let pinned = ledger.pin()?;
             let mut quarantined = pinned.quarantined()?;
@@ -92,16 +93,13 @@ impl flags::Quarantine {
                 let entry = Quarantine {
                     version: version.clone(),
                     reason: reason.clone(),
-                    by: ledger.promoter(),
+                    by: by.clone(),
                     at: manifest::now_seconds(),
                 };
                 quarantined.insert(build.clone(), entry);
                 format!("quarantine {version}: {reason}")
             };
-            let message = format!(
-                "{message}\n\nSlipway-Build: {build}\nQuarantined-By: {}\n",
-                ledger.promoter()
-            );
+            let message = format!("{message}\n\nSlipway-Build: {build}\nQuarantined-By: {by}\n");
             match pinned.write_quarantine(&project.shell, &quarantined, &message) {
                 Ok(commit) => {
                     let done = if self.release { "released" } else { "quarantined" };

@@ -114,7 +114,7 @@ impl flags::Status {
                 let cell = match change.as_ref().and_then(|c| c.state.services.get(name)) {
                     None => "—".to_owned(),
                     Some(s) => {
-                        let tag = s.reference.split_once(':').map_or("", |(_, t)| t);
+                        let tag = crate::store::tag_of(&s.reference);
                         let flag = if quarantined.contains_key(&s.build) { " !" } else { "" };
                         format!("{tag} {}{flag}", s.image.short())
                     }
@@ -230,26 +230,10 @@ fn check_entry(
         report.record("ledger entry", Err("the state has no signed entry beside it".to_owned()));
         return Ok(None);
     };
-    let verified = dsse::parse(&bytes).and_then(|e| {
-        dsse::verify_as(promote::ENTRY_TYPE, &e, trusted).map(|(p, k)| (p, k.origin.clone()))
-    });
-    let (payload, origin) = match verified {
-        Ok(verified) => verified,
-        Err(e) => {
-            report.record("ledger entry", Err(e.to_string()));
-            return Ok(None);
-        }
-    };
-    let parsed = serde_json::from_slice::<serde_json::Value>(&payload).and_then(|mut value| {
-        if let Some(state) = value.get_mut("state") {
-            crate::ledger::upgrade_state(state);
-        }
-        serde_json::from_value::<Entry>(value)
-    });
-    let entry: Entry = match parsed {
-        Ok(entry) => entry,
-        Err(e) => {
-            report.record("ledger entry", Err(format!("not a ledger entry: {e}")));
+    let (entry, origin) = match promote::read_entry(&bytes, trusted) {
+        Ok(read) => read,
+        Err(why) => {
+            report.record("ledger entry", Err(why));
             return Ok(None);
         }
     };

@@ -21,6 +21,12 @@ pub struct Repository(String);
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Tag(String);
 
+/// The tag of an `<repository>:<tag>` reference as the ledger and provenance record it
+/// (the version), or the whole text when it has none.
+pub fn tag_of(reference: &str) -> &str {
+    reference.split_once(':').map_or(reference, |(_, tag)| tag)
+}
+
 /// `<repository>:<tag>`, the name people use for an image.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ImageRef {
