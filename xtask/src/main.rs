@@ -1,20 +1,24 @@
-//! `cargo xtask`: parses the command line and dispatches; all logic lives in the library.
+//! `cargo xtask`: parses the command line and dispatches to `commands/`; all logic lives in
+//! the `slipway` engine library.
+
+mod commands;
+mod flags;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use xtask::flags::{Cli, Command};
-use xtask::project::Project;
+use flags::{Cli, Command};
+use slipway::project::Project;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::RunTests(run) = cli.command {
         // Running a stored test pack needs the store and nothing else: no repository.
-        let store = cli.store.unwrap_or_else(|| ".slipway/store".into());
-        return report(run.run(&xtask::store::LayoutStore::new(store)));
+        let store = cli.store.unwrap_or_else(|| slipway::project::default_store().into());
+        return report(run.run(&slipway::store::LayoutStore::new(store)));
     }
     let result = std::env::current_dir()
-        .map_err(|source| xtask::Error::Io { action: "read", path: ".".into(), source })
+        .map_err(|source| slipway::Error::Io { action: "read", path: ".".into(), source })
         .and_then(|cwd| Project::discover(&cwd, cli.store))
         .and_then(|project| match cli.command {
             Command::Ci(ci) => ci.run(&project),
@@ -33,7 +37,7 @@ fn main() -> ExitCode {
     report(result)
 }
 
-fn report(result: xtask::Result<()>) -> ExitCode {
+fn report(result: slipway::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

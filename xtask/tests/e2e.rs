@@ -194,7 +194,7 @@ fn runc_serves_health(dir: &Path, bundle: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut status = None;
     while Instant::now() < deadline {
-        if let Ok(code) = xtask::runtime::http_status(addr, "/health") {
+        if let Ok(code) = slipway::run::runtime::http_status(addr, "/health") {
             status = Some(code);
             break;
         }
@@ -431,8 +431,9 @@ fn rewrite_payload(envelope: &Path, out: &Path, edit: impl Fn(&mut Value), key: 
     let payload = serde_json::to_vec(&statement).unwrap();
     match key {
         Some(key) => {
-            let key = xtask::keys::SigningKey::open(key, Some(PASSWORD), false).unwrap();
-            env = serde_json::to_value(xtask::dsse::sign(&payload, &key).unwrap()).unwrap();
+            let key = slipway::attest::keys::SigningKey::open(key, Some(PASSWORD), false).unwrap();
+            env =
+                serde_json::to_value(slipway::attest::dsse::sign(&payload, &key).unwrap()).unwrap();
         }
         None => env["payload"] = Value::String(engine.encode(payload)),
     }
@@ -627,15 +628,17 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
     // the services and writes JUnit XML.
     let alone = tempfile::tempdir().unwrap();
     copy_dir(&store, &alone.path().join("store"));
-    let launches: Vec<xtask::runtime::Launch> = summary["services"]
+    let launches: Vec<slipway::run::runtime::Launch> = summary["services"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| xtask::runtime::Launch {
-            id: xtask::workspace::ServiceId {
-                application: xtask::workspace::Name::parse(s["application"].as_str().unwrap())
-                    .unwrap(),
-                role: xtask::workspace::Name::parse(s["role"].as_str().unwrap()).unwrap(),
+        .map(|s| slipway::run::runtime::Launch {
+            id: slipway::model::workspace::ServiceId {
+                application: slipway::model::workspace::Name::parse(
+                    s["application"].as_str().unwrap(),
+                )
+                .unwrap(),
+                role: slipway::model::workspace::Name::parse(s["role"].as_str().unwrap()).unwrap(),
             },
             repository: s["name"].as_str().unwrap().parse().unwrap(),
             image: s["image"]["digest"].as_str().unwrap().parse().unwrap(),
@@ -644,16 +647,16 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|d| xtask::workspace::Name::parse(d.as_str().unwrap()).unwrap())
+                .map(|d| slipway::model::workspace::Name::parse(d.as_str().unwrap()).unwrap())
                 .collect(),
             log_level: "info".to_owned(),
         })
         .collect();
-    let alone_store = xtask::store::LayoutStore::new(alone.path().join("store"));
-    let running = xtask::runtime::Environment::start(
+    let alone_store = slipway::store::LayoutStore::new(alone.path().join("store"));
+    let running = slipway::run::runtime::Environment::start(
         &alone_store,
         &launches,
-        xtask::workspace::Name::parse("audit").unwrap(),
+        slipway::model::workspace::Name::parse("audit").unwrap(),
         &alone.path().join("run"),
     )
     .unwrap();
@@ -918,7 +921,7 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
     );
     assert!(ok && stderr.contains("WAIVED"), "{stderr}");
     let latest = std::fs::read(dir.path().join(".slipway/builds/latest.dsse.json")).unwrap();
-    let latest = xtask::manifest::unverified_statement(&latest).unwrap();
+    let latest = slipway::attest::manifest::unverified_statement(&latest).unwrap();
     let small_version = latest.predicate.build_definition.internal_parameters.version.clone();
     assert_eq!(latest.predicate.build_definition.internal_parameters.waivers[0].reason, reason);
     // Promotion is its own decision: without a waiver the previous catalog suite refuses
@@ -960,7 +963,7 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
         &std::fs::read(dir.path().join("manifests/dev/entry.dsse.json")).unwrap(),
     )
     .unwrap();
-    let entry = xtask::dsse::base64_decode(entry["payload"].as_str().unwrap()).unwrap();
+    let entry = slipway::attest::dsse::base64_decode(entry["payload"].as_str().unwrap()).unwrap();
     let entry: Value = serde_json::from_slice(&entry).unwrap();
     assert_eq!(entry["waivers"][0]["reason"], "the range shrinks on purpose");
     let stale_state =
@@ -1044,7 +1047,7 @@ fn spawn_promote(dir: &Path, store: &Path, args: &[&str]) -> std::process::Child
 
 fn newest_version(dir: &Path) -> String {
     let latest = std::fs::read(dir.join(".slipway/builds/latest.dsse.json")).unwrap();
-    let statement = xtask::manifest::unverified_statement(&latest).unwrap();
+    let statement = slipway::attest::manifest::unverified_statement(&latest).unwrap();
     statement.predicate.build_definition.internal_parameters.version
 }
 

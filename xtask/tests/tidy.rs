@@ -88,20 +88,165 @@ fn ci_script_runs_the_readme_test_command() {
     assert!(script.lines().any(|line| line.trim() == "cargo xtask test"), "{script}");
 }
 
-#[test]
-fn every_engine_module_is_in_the_architecture_code_map() {
-    let architecture = std::fs::read_to_string(repo_root().join("ARCHITECTURE.md")).unwrap();
-    let src = repo_root().join("xtask/src");
-    for entry in std::fs::read_dir(&src).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().trim_end_matches(".rs").to_owned();
-        if name == "lib" || name == "main" {
-            continue;
+fn architecture() -> String {
+    std::fs::read_to_string(repo_root().join("ARCHITECTURE.md")).unwrap()
+}
+
+/// The engine's rooms in ARCHITECTURE.md's order, bottom first: the first word of each line
+/// of the first fenced block after the `## Layers` heading.
+fn rooms(architecture: &str) -> Vec<String> {
+    let section = architecture.split("\n## Layers").nth(1).expect("ARCHITECTURE.md has ## Layers");
+    let block = section.split("```").nth(1).expect("## Layers has a fenced block");
+    block
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The engine's modules: `(module path, source)`, e.g. `("model::workspace", "…")`; a
+/// folder's `mod.rs` is the folder's own module.
+fn engine_modules() -> Vec<(String, String)> {
+    let src = repo_root().join("engine/src");
+    let mut modules = Vec::new();
+    for path in rust_files().into_iter().filter(|p| p.starts_with(&src)) {
+        let relative = path.strip_prefix(&src).unwrap().with_extension("");
+        let mut parts: Vec<String> =
+            relative.iter().map(|part| part.to_string_lossy().into_owned()).collect();
+        if parts.last().is_some_and(|last| last == "mod" || last == "lib") {
+            parts.pop();
         }
-        assert!(
-            architecture.contains(&format!("`{name}`")),
-            "ARCHITECTURE.md's code map lacks `{name}`"
-        );
+        modules.push((parts.join("::"), std::fs::read_to_string(&path).unwrap()));
     }
+    modules
+}
+
+/// What breaks the layering: a module naming a room above its own, and modules that
+/// reach each other (directly or round a longer cycle).
+fn layering_violations(rooms: &[String], modules: &[(String, String)]) -> Vec<String> {
+    let rank = |module: &str| rooms.iter().position(|room| module.split("::").next() == Some(room));
+    let known: Vec<&str> = modules.iter().map(|(name, _)| name.as_str()).collect();
+    let mut violations = Vec::new();
+    let mut edges: Vec<(String, String)> = Vec::new();
+    for (module, source) in modules {
+        if module.is_empty() {
+            continue; // lib.rs declares the rooms
+        }
+        let Some(own) = rank(module) else {
+            violations.push(format!("`{module}` is in no room of ARCHITECTURE.md's ## Layers"));
+            continue;
+        };
+        for (at, _) in source.match_indices("crate::") {
+            let path: String = source[at + "crate::".len()..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            let segments: Vec<&str> = path.split("::").filter(|s| !s.is_empty()).collect();
+            // The longest prefix that names a module is the module used.
+            let Some(used) = (1..=segments.len())
+                .rev()
+                .map(|n| segments[..n].join("::"))
+                .find(|candidate| known.contains(&candidate.as_str()))
+            else {
+                continue; // a re-export from lib.rs such as crate::Error
+            };
+            match rank(&used) {
+                Some(theirs) if theirs > own => violations.push(format!(
+                    "`{module}` uses `crate::{path}`: room `{}` sits above `{}`",
+                    rooms[theirs], rooms[own]
+                )),
+                _ => {}
+            }
+            if used != *module && !module.starts_with(&format!("{used}::")) {
+                edges.push((module.clone(), used));
+            }
+        }
+    }
+    edges.sort();
+    edges.dedup();
+    for (from, to) in &edges {
+        if from < to && reaches(&edges, to, from) {
+            violations.push(format!("`{from}` and `{to}` use each other (a cycle)"));
+        }
+    }
+    violations
+}
+
+/// Whether `from` reaches `to` along `edges`.
+fn reaches(edges: &[(String, String)], from: &str, to: &str) -> bool {
+    let mut seen = vec![from.to_owned()];
+    let mut next = vec![from.to_owned()];
+    while let Some(module) = next.pop() {
+        for (a, b) in edges {
+            if *a == module && !seen.contains(b) {
+                if b == to {
+                    return true;
+                }
+                seen.push(b.clone());
+                next.push(b.clone());
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn no_room_reaches_up_and_no_modules_use_each_other() {
+    let rooms = rooms(&architecture());
+    assert!(rooms.len() >= 8, "{rooms:?}");
+    let violations = layering_violations(&rooms, &engine_modules());
+    assert!(violations.is_empty(), "the engine's layering is broken:\n{}", violations.join("\n"));
+}
+
+#[test]
+fn the_layering_check_catches_a_room_reaching_up_and_a_cycle() {
+    let rooms: Vec<String> = ["model", "store", "build"].map(str::to_owned).to_vec();
+    let module = |name: &str, source: &str| (name.to_owned(), source.to_owned());
+    let fine = [
+        module("model", ""),
+        module("store", "use crate::model::Digest;"),
+        module("build::image", "use crate::store::Store;\nuse crate::build::cache;"),
+        module("build::cache", "use crate::model;"),
+    ];
+    assert_eq!(layering_violations(&rooms, &fine), Vec::<String>::new());
+    let up = [module("model", "use crate::store::Store;"), module("store", "")];
+    assert_eq!(
+        layering_violations(&rooms, &up),
+        ["`model` uses `crate::store::Store`: room `store` sits above `model`"]
+    );
+    let cycle = [
+        module("build::image", "use crate::build::cache::Cache;"),
+        module("build::cache", "use crate::build::image;"),
+    ];
+    assert_eq!(
+        layering_violations(&rooms, &cycle),
+        ["`build::cache` and `build::image` use each other (a cycle)"]
+    );
+    let roomless = [module("helpers", "")];
+    assert_eq!(
+        layering_violations(&rooms, &roomless),
+        ["`helpers` is in no room of ARCHITECTURE.md's ## Layers"]
+    );
+}
+
+#[test]
+fn the_code_map_names_every_engine_module_and_command() {
+    let architecture = architecture();
+    let mut missing = Vec::new();
+    for (module, _) in engine_modules() {
+        if !module.is_empty() && !architecture.contains(&format!("`{module}`")) {
+            missing.push(module);
+        }
+    }
+    let commands = repo_root().join("xtask/src/commands");
+    for entry in std::fs::read_dir(&commands).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().trim_end_matches(".rs").to_owned();
+        if name != "mod" && !architecture.contains(&format!("`commands::{name}`")) {
+            missing.push(format!("commands::{name}"));
+        }
+    }
+    assert!(missing.is_empty(), "ARCHITECTURE.md's code map lacks {missing:?}");
 }
 
 #[test]

@@ -78,15 +78,15 @@ pub fn xtask(dir: &Path, store: &Path) -> assert_cmd::Command {
 
 /// Fails (never skips) when a tool the test needs is missing, with the line to install it.
 pub fn require(tool: &str) {
-    let package = xtask::selftest::TOOLS
+    let package = slipway::selftest::TOOLS
         .iter()
         .find(|(name, _)| *name == tool)
         .map(|(_, package)| *package)
         .unwrap_or(tool);
     assert!(
-        xtask::selftest::on_path(tool),
+        slipway::selftest::on_path(tool),
         "`{tool}` is missing: install it with `{}` (or run `cargo xtask test` as root)",
-        xtask::selftest::install_line(&[package])
+        slipway::selftest::install_line(&[package])
     );
 }
 

@@ -1,0 +1,248 @@
+//! The signed build manifest: the in-toto statement of a build, wrapped in a DSSE envelope,
+//! signed, stored as an artifact in `slipway-builds` and written to `.slipway/builds/`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::attest::dsse::{self, Envelope};
+use crate::attest::keys;
+use crate::attest::provenance::{
+    self, ArtifactRef, InternalParameters, ResourceDescriptor, RunMetadata, ServiceEntry,
+    SourceParameters, Statement,
+};
+use crate::build::cache::Cache;
+use crate::build::cargo;
+use crate::ci::{BuiltService, Plan};
+use crate::determinism::{SourceDateEpoch, canonical_json};
+use crate::error::{Error, Result};
+use crate::model::digest::Digest;
+use crate::model::lockfile;
+use crate::project::Project;
+use crate::report::Steps;
+use crate::shell::cmd;
+use crate::store::artifact::{self, Layer};
+use crate::store::{Repository, Store, StoreError, Tag};
+
+/// Where the latest build manifest is written, relative to the workspace root.
+pub const LATEST: &str = ".slipway/builds/latest.dsse.json";
+
+/// What `ci --json` says of the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestSummary {
+    /// The manifest artifact in the store (`slipway-builds`).
+    pub digest: Digest,
+    /// The envelope file.
+    pub path: PathBuf,
+    /// The keyid that signed it.
+    pub keyid: String,
+    /// Whether it was signed with the local development key.
+    pub local_key: bool,
+    pub reused: bool,
+}
+
+pub fn repository() -> Repository {
+    provenance::REPOSITORY
+        .parse()
+        .unwrap_or_else(|_| unreachable!("`slipway-builds` is a valid repository"))
+}
+
+/// The statement of a build, with run details left for the caller.
+fn statement(
+    project: &Project,
+    plan: &Plan,
+    built: &[BuiltService],
+    run: RunMetadata,
+) -> Result<Statement> {
+    let sh = project.shell.sh();
+    let toolchain = project.shell.read(cmd!(sh, "rustc -vV").quiet())?;
+    let mut services = Vec::new();
+    for (planned, built) in plan.services.iter().zip(built) {
+        let reference = planned.reference.to_string();
+        services.push(ServiceEntry {
+            name: planned.service.id.to_string(),
+            application: planned.service.id.application.to_string(),
+            role: planned.service.id.role.to_string(),
+            version: planned.reference.tag.to_string(),
+            repository: planned.reference.repository.to_string(),
+            image: ArtifactRef { name: reference.clone(), digest: built.image.digest.clone() },
+            testpacks: built
+                .testpacks
+                .iter()
+                .map(|(suite, digest)| ArtifactRef {
+                    name: format!("{reference}/testpack/{suite}"),
+                    digest: digest.clone(),
+                })
+                .collect(),
+            sbom: ArtifactRef { name: format!("{reference}/sbom"), digest: built.sbom.clone() },
+        });
+    }
+    let mut resolved = vec![ResourceDescriptor {
+        uri: format!("git+{}", plan.workspace.repository.clone().unwrap_or_default()),
+        digest: [("gitCommit".to_owned(), plan.source.commit.clone())].into(),
+    }];
+    for package in lockfile::read(&project.root)?.into_values() {
+        if let Some(checksum) = &package.checksum {
+            resolved.push(ResourceDescriptor {
+                uri: package.purl(),
+                digest: [("sha256".to_owned(), checksum.clone())].into(),
+            });
+        }
+    }
+    Ok(Statement::new(
+        SourceParameters {
+            repository: plan.workspace.repository.clone().unwrap_or_default(),
+            commit: plan.source.commit.clone(),
+            git_ref: plan.source.git_ref.clone(),
+            dirty: plan.source.dirty,
+        },
+        InternalParameters {
+            toolchain: toolchain.trim().to_owned(),
+            source_date_epoch: plan.source.epoch.0,
+            target: cargo::TARGET.to_owned(),
+            version: plan.version.clone(),
+            services,
+            waivers: plan.waivers.clone(),
+        },
+        resolved,
+        run,
+    ))
+}
+
+/// Signs and stores the build manifest, or reuses the previous one when the statement
+/// (its run details aside) and the signing key are unchanged.
+pub fn write(
+    project: &Project,
+    plan: &Plan,
+    built: &[BuiltService],
+    cache: &Cache,
+    started: u64,
+    steps: &Steps,
+) -> Result<ManifestSummary> {
+    let key = keys::signing_key(&project.state("keys"))?;
+    if key.public.local {
+        eprintln!(
+            "warning: signing with the local development key {} ({}): set {} to a real key; only environments that accept local keys will take this build",
+            &key.public.keyid[..12],
+            key.public.origin,
+            keys::SIGNING_KEY_VAR
+        );
+    }
+    let unsigned = statement(project, plan, built, RunMetadata::default())?;
+    let cache_key = Cache::key(&(&unsigned, &key.public.keyid));
+    let repository = repository();
+    let path = project.root.join(LATEST);
+    if let Some(mut summary) = cache.get::<ManifestSummary>("manifests", &cache_key)
+        && let Ok((_, layers)) = artifact::read(project.store(), &repository, &summary.digest)
+        && let Some(envelope) = layers.first()
+    {
+        write_file(&path, envelope)?;
+        write_file(&versioned(project, plan), envelope)?;
+        summary.reused = true;
+        steps.note(&format!("reused build manifest {}", summary.digest.short()));
+        return Ok(summary);
+    }
+    let mut statement = unsigned;
+    let finished = SourceDateEpoch(now_seconds()).rfc3339();
+    statement.predicate.run_details.metadata = RunMetadata {
+        invocation_id: invocation_id(plan, started),
+        started_on: SourceDateEpoch(started).rfc3339(),
+        finished_on: finished,
+    };
+    let envelope: Envelope = dsse::sign(&canonical_json(&statement), &key)?;
+    let bytes = serde_json::to_vec_pretty(&envelope).map_err(|e| Error::Usage(e.to_string()))?;
+    let layer = Layer {
+        media_type: provenance::ENVELOPE_MEDIA_TYPE.to_owned(),
+        bytes: bytes.clone(),
+        annotations: vec![(
+            "org.opencontainers.image.title".to_owned(),
+            format!("{}.dsse.json", plan.version),
+        )],
+    };
+    let artifact = artifact::assemble(
+        provenance::ARTIFACT_TYPE,
+        None,
+        vec![layer],
+        &[
+            ("org.opencontainers.image.revision", plan.source.commit.clone()),
+            ("org.opencontainers.image.version", plan.version.clone()),
+        ],
+    );
+    let tag: Tag =
+        plan.version.parse().map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
+    artifact::publish(project.store(), &repository, &artifact, None, Some(&tag))?;
+    write_file(&versioned(project, plan), &bytes)?;
+    write_file(&path, &bytes)?;
+    let summary = ManifestSummary {
+        digest: artifact.manifest.digest.clone(),
+        path,
+        keyid: key.public.keyid.clone(),
+        local_key: key.public.local,
+        reused: false,
+    };
+    cache.put("manifests", &cache_key, &summary)?;
+    steps.note(&format!(
+        "signed build manifest {} ({} subjects, key {})",
+        summary.digest.short(),
+        statement.subject.len(),
+        &key.public.keyid[..12]
+    ));
+    Ok(summary)
+}
+
+fn versioned(project: &Project, plan: &Plan) -> PathBuf {
+    project.state("builds").join(format!("{}.dsse.json", plan.version))
+}
+
+fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+            action: "create",
+            path: parent.to_owned(),
+            source,
+        })?;
+    }
+    crate::store::write_atomically(path, bytes).map_err(Error::from)
+}
+
+/// Seconds since the epoch, from the wall clock: only for run details, never in an artifact.
+pub fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A unique id for this run, shaped like a UUID.
+fn invocation_id(plan: &Plan, started: u64) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let digest = Digest::of(
+        format!("{}:{started}:{nanos}:{}", plan.source.commit, std::process::id()).as_bytes(),
+    );
+    digest.as_uuid('4')
+}
+
+/// Reads a stored build manifest's envelope by the digest of its artifact manifest, or
+/// the newest one when `digest` is none.
+pub fn stored_envelope(
+    store: &dyn Store,
+    digest: &Digest,
+) -> std::result::Result<Vec<u8>, StoreError> {
+    let (_, layers) = artifact::read(store, &repository(), digest)?;
+    layers.into_iter().next().ok_or_else(|| StoreError::NotFound {
+        repository: repository(),
+        what: format!("envelope in {digest}"),
+    })
+}
+
+/// The statement inside an envelope, read without checking its signature: only for naming
+/// (a version to print); every decision verifies first.
+pub fn unverified_statement(bytes: &[u8]) -> std::result::Result<Statement, String> {
+    let envelope = dsse::parse(bytes).map_err(|e| e.to_string())?;
+    let payload =
+        dsse::base64_decode(&envelope.payload).map_err(|_| "bad payload encoding".to_owned())?;
+    serde_json::from_slice(&payload).map_err(|e| e.to_string())
+}

@@ -1,0 +1,181 @@
+//! The build manifest: an in-toto Statement v1 whose subjects are every image, test pack
+//! and SBOM of a build, with SLSA provenance v1 as its predicate and the service map in it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::digest::Digest;
+
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
+pub const BUILD_TYPE: &str = "https://slipway.dev/build/v1";
+pub const BUILDER_ID: &str = "https://slipway.dev/builder/xtask";
+/// The store repository build manifests are kept in.
+pub const REPOSITORY: &str = "slipway-builds";
+pub const ARTIFACT_TYPE: &str = "application/vnd.slipway.build-manifest.v1";
+pub const ENVELOPE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
+
+/// An in-toto Statement v1 with predicate `P`: by default the build's SLSA provenance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statement<P = Provenance> {
+    #[serde(rename = "_type")]
+    pub statement_type: String,
+    pub subject: Vec<Subject>,
+    #[serde(rename = "predicateType")]
+    pub predicate_type: String,
+    pub predicate: P,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subject {
+    pub name: String,
+    pub digest: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provenance {
+    pub build_definition: BuildDefinition,
+    pub run_details: RunDetails,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildDefinition {
+    pub build_type: String,
+    pub external_parameters: ExternalParameters,
+    pub internal_parameters: InternalParameters,
+    pub resolved_dependencies: Vec<ResourceDescriptor>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalParameters {
+    pub source: SourceParameters,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceParameters {
+    /// `[workspace.package] repository`.
+    pub repository: String,
+    pub commit: String,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<String>,
+    /// A dirty build can never be promoted.
+    pub dirty: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InternalParameters {
+    /// `rustc -vV`.
+    pub toolchain: String,
+    #[serde(rename = "SOURCE_DATE_EPOCH")]
+    pub source_date_epoch: u64,
+    pub target: String,
+    /// The build version, `<semver>-<commit12>[-dirty]`.
+    pub version: String,
+    pub services: Vec<ServiceEntry>,
+    /// `ci --waive`: breaks of recorded suites this build was knowingly built with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waivers: Vec<crate::run::waiver::Waiver>,
+}
+
+/// One service of the build and the digests of its artifacts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEntry {
+    pub name: String,
+    pub application: String,
+    pub role: String,
+    pub version: String,
+    pub repository: String,
+    pub image: ArtifactRef,
+    pub testpacks: Vec<ArtifactRef>,
+    pub sbom: ArtifactRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRef {
+    /// The subject name it is listed under.
+    pub name: String,
+    pub digest: Digest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceDescriptor {
+    pub uri: String,
+    pub digest: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunDetails {
+    pub builder: Builder,
+    pub metadata: RunMetadata,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Builder {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunMetadata {
+    pub invocation_id: String,
+    pub started_on: String,
+    pub finished_on: String,
+}
+
+impl Statement {
+    /// A statement whose subjects are exactly the artifacts of `services`.
+    pub fn new(
+        source: SourceParameters,
+        internal: InternalParameters,
+        resolved_dependencies: Vec<ResourceDescriptor>,
+        run: RunMetadata,
+    ) -> Statement {
+        let mut subject = Vec::new();
+        for service in &internal.services {
+            for artifact in std::iter::once(&service.image)
+                .chain(&service.testpacks)
+                .chain(std::iter::once(&service.sbom))
+            {
+                subject.push(Subject {
+                    name: artifact.name.clone(),
+                    digest: sha256(&artifact.digest),
+                });
+            }
+        }
+        Statement {
+            statement_type: STATEMENT_TYPE.to_owned(),
+            subject,
+            predicate_type: PREDICATE_TYPE.to_owned(),
+            predicate: Provenance {
+                build_definition: BuildDefinition {
+                    build_type: BUILD_TYPE.to_owned(),
+                    external_parameters: ExternalParameters { source },
+                    internal_parameters: internal,
+                    resolved_dependencies,
+                },
+                run_details: RunDetails {
+                    builder: Builder { id: BUILDER_ID.to_owned() },
+                    metadata: run,
+                },
+            },
+        }
+    }
+
+    pub fn services(&self) -> &[ServiceEntry] {
+        &self.predicate.build_definition.internal_parameters.services
+    }
+
+    pub fn source(&self) -> &SourceParameters {
+        &self.predicate.build_definition.external_parameters.source
+    }
+}
+
+/// `{"sha256": "<hex>"}`.
+pub fn sha256(digest: &Digest) -> BTreeMap<String, String> {
+    BTreeMap::from([("sha256".to_owned(), digest.hex().to_owned())])
+}

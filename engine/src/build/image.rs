@@ -1,0 +1,246 @@
+//! The image builder: one static binary becomes a `FROM scratch` OCI image (one
+//! deterministic gzip layer, a config with labels and a non-root user, a manifest).
+
+use std::collections::{BTreeMap, HashMap};
+
+use oci_spec::image::{
+    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
+    ImageManifest, ImageManifestBuilder, MediaType, Os, RootFsBuilder,
+};
+
+use crate::determinism::tar::{self, Content, TarBuilder, TarError};
+use crate::determinism::{SourceDateEpoch, canonical_json, gunzip, gzip};
+use crate::model::digest::Digest;
+use crate::store::{Repository, Store, StoreError, StoredManifest, Tag};
+
+/// The user every service runs as.
+pub const USER_ID: u32 = 65532;
+/// The port an image listens on unless `LISTEN_ADDR` says otherwise.
+pub const DEFAULT_PORT: u16 = 8080;
+/// Where the service binary sits in the image.
+pub const BIN_DIR: &str = "usr/local/bin";
+
+/// Everything an image is made of; the same spec always gives the same digests.
+#[derive(Debug)]
+pub struct ImageSpec {
+    pub repository: Repository,
+    pub tag: Tag,
+    /// The executable's file name inside `/usr/local/bin`.
+    pub binary_name: String,
+    pub binary: Vec<u8>,
+    pub epoch: SourceDateEpoch,
+    /// `org.opencontainers.image.*` and service identity labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An assembled image: its blobs and manifest, not yet in any store.
+#[derive(Debug)]
+pub struct Image {
+    pub config: Vec<u8>,
+    pub layer: Vec<u8>,
+    pub manifest: StoredManifest,
+}
+
+/// Why an image cannot be built or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("image layer: {0}")]
+    Tar(#[from] TarError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("image {repository}@{digest}: {why}")]
+    Invalid { repository: Repository, digest: Digest, why: String },
+}
+
+/// Assembles the image described by `spec`.
+pub fn assemble(spec: &ImageSpec) -> Result<Image, ImageError> {
+    let layer_tar = root_filesystem(spec)?;
+    let diff_id = Digest::of(&layer_tar);
+    let layer = gzip(&layer_tar);
+    let config = canonical_json(&configuration(spec, &diff_id));
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(descriptor(MediaType::ImageConfig, &config))
+        .layers(vec![descriptor(MediaType::ImageLayerGzip, &layer)])
+        .build()
+        .unwrap_or_else(|e| unreachable!("the manifest has every required field: {e}"));
+    let bytes = canonical_json(&manifest);
+    let manifest = StoredManifest::new(MediaType::ImageManifest.to_string(), None, bytes);
+    Ok(Image { config, layer, manifest })
+}
+
+/// Writes an assembled image into the store, blobs first, tagged manifest last, so a
+/// reader never finds a tag that points at missing content.
+pub fn publish(store: &dyn Store, spec: &ImageSpec, image: &Image) -> Result<(), StoreError> {
+    store.put_blob(&spec.repository, &image.layer)?;
+    store.put_blob(&spec.repository, &image.config)?;
+    store.put_manifest(&spec.repository, &image.manifest, Some(&spec.tag))
+}
+
+fn descriptor(media_type: MediaType, bytes: &[u8]) -> Descriptor {
+    Descriptor::new(media_type, bytes.len() as u64, Digest::of(bytes).to_oci())
+}
+
+/// The image's whole file system: the binary, a user database naming the service user,
+/// and a writable `/tmp`.
+fn root_filesystem(spec: &ImageSpec) -> Result<Vec<u8>, TarError> {
+    let mut tar = TarBuilder::new(spec.epoch);
+    let passwd = format!(
+        "root:x:0:0:root:/root:/sbin/nologin\nslipway:x:{USER_ID}:{USER_ID}:slipway:/:/sbin/nologin\n"
+    );
+    let group = format!("root:x:0:\nslipway:x:{USER_ID}:\n");
+    tar.file("etc/passwd", 0o644, passwd.into_bytes())?;
+    tar.file("etc/group", 0o644, group.into_bytes())?;
+    tar.dir("tmp", 0o1777)?;
+    tar.file(&format!("{BIN_DIR}/{}", spec.binary_name), 0o755, spec.binary.clone())?;
+    tar.to_bytes()
+}
+
+fn configuration(spec: &ImageSpec, diff_id: &Digest) -> ImageConfiguration {
+    let created = spec.epoch.rfc3339();
+    let labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+    let config = ConfigBuilder::default()
+        .user(format!("{USER_ID}:{USER_ID}"))
+        .entrypoint(vec![format!("/{BIN_DIR}/{}", spec.binary_name)])
+        .env(vec![format!("PATH=/{BIN_DIR}"), format!("LISTEN_ADDR=0.0.0.0:{DEFAULT_PORT}")])
+        .exposed_ports(vec![format!("{DEFAULT_PORT}/tcp")])
+        .working_dir("/")
+        .labels(labels)
+        .stop_signal("SIGTERM")
+        .build()
+        .unwrap_or_else(|e| unreachable!("every config field is optional: {e}"));
+    let history = HistoryBuilder::default()
+        .created(created.clone())
+        .created_by(format!("slipway: {} as {BIN_DIR}/{}", spec.repository, spec.binary_name))
+        .build()
+        .unwrap_or_else(|e| unreachable!("every history field is optional: {e}"));
+    let rootfs = RootFsBuilder::default()
+        .typ("layers")
+        .diff_ids(vec![diff_id.to_string()])
+        .build()
+        .unwrap_or_else(|e| unreachable!("rootfs has its fields: {e}"));
+    ImageConfigurationBuilder::default()
+        .created(created)
+        .architecture(Arch::Amd64)
+        .os(Os::Linux)
+        .config(config)
+        .rootfs(rootfs)
+        .history(vec![history])
+        .build()
+        .unwrap_or_else(|e| unreachable!("the configuration has every required field: {e}"))
+}
+
+/// The entrypoint of a stored image, read out of the image's own layer, with its path.
+#[derive(Debug)]
+pub struct Entrypoint {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Reads the image `digest` of `repository` back from the store and takes its entrypoint
+/// binary out of its layer, so what runs is exactly what the image holds.
+pub fn entrypoint(
+    store: &dyn Store,
+    repository: &Repository,
+    digest: &Digest,
+) -> Result<Entrypoint, ImageError> {
+    let invalid = |why: String| ImageError::Invalid {
+        repository: repository.clone(),
+        digest: digest.clone(),
+        why,
+    };
+    let manifest = store.get_manifest(repository, digest)?;
+    let manifest: ImageManifest =
+        serde_json::from_slice(&manifest.bytes).map_err(|e| invalid(format!("manifest: {e}")))?;
+    let config_digest =
+        Digest::from_oci(manifest.config().digest()).map_err(|e| invalid(e.to_string()))?;
+    let config: ImageConfiguration =
+        serde_json::from_slice(&store.get_blob(repository, &config_digest)?)
+            .map_err(|e| invalid(format!("config: {e}")))?;
+    let path = config
+        .config()
+        .as_ref()
+        .and_then(|c| c.entrypoint().as_ref())
+        .and_then(|e| e.first())
+        .ok_or_else(|| invalid("the config has no entrypoint".to_owned()))?
+        .clone();
+    let wanted = path.trim_start_matches('/');
+    for layer in manifest.layers().iter().rev() {
+        let layer_digest = Digest::from_oci(layer.digest()).map_err(|e| invalid(e.to_string()))?;
+        let compressed = store.get_blob(repository, &layer_digest)?;
+        let archive =
+            gunzip(&compressed).map_err(|e| invalid(format!("layer {layer_digest}: {e}")))?;
+        for entry in tar::read_entries(&archive)? {
+            if entry.path == wanted
+                && let Content::File(bytes) = entry.content
+            {
+                return Ok(Entrypoint { path, bytes });
+            }
+        }
+    }
+    Err(invalid(format!("no layer holds the entrypoint `{path}`")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LayoutStore;
+
+    fn spec(binary: &[u8]) -> ImageSpec {
+        ImageSpec {
+            repository: "shop-catalog".parse().unwrap(),
+            tag: "0.1.0-0123456789ab".parse().unwrap(),
+            binary_name: "shop-catalog".to_owned(),
+            binary: binary.to_vec(),
+            epoch: SourceDateEpoch(1_700_000_000),
+            labels: BTreeMap::from([
+                ("org.opencontainers.image.revision".to_owned(), "abc".to_owned()),
+                ("dev.slipway.role".to_owned(), "catalog".to_owned()),
+                ("dev.slipway.application".to_owned(), "shop".to_owned()),
+            ]),
+        }
+    }
+
+    #[test]
+    fn same_spec_same_digests() {
+        let a = assemble(&spec(b"\x7fELF binary")).unwrap();
+        let b = assemble(&spec(b"\x7fELF binary")).unwrap();
+        assert_eq!(a.manifest.digest, b.manifest.digest);
+        assert_eq!(a.layer, b.layer);
+        let c = assemble(&spec(b"\x7fELF other")).unwrap();
+        assert_ne!(a.manifest.digest, c.manifest.digest);
+    }
+
+    #[test]
+    fn gzip_header_is_fixed() {
+        let layer = assemble(&spec(b"x")).unwrap().layer;
+        // magic, deflate, no flags, mtime 0, no extra flags, OS unknown
+        assert_eq!(&layer[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+    }
+
+    #[test]
+    fn config_carries_user_labels_and_entrypoint() {
+        let image = assemble(&spec(b"x")).unwrap();
+        let config: serde_json::Value = serde_json::from_slice(&image.config).unwrap();
+        assert_eq!(config["config"]["User"], "65532:65532");
+        assert_eq!(config["config"]["Entrypoint"][0], "/usr/local/bin/shop-catalog");
+        assert_eq!(config["config"]["Labels"]["dev.slipway.role"], "catalog");
+        assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+        assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn entrypoint_comes_back_out_of_the_stored_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::new(dir.path());
+        let spec = spec(b"\x7fELF the binary");
+        let image = assemble(&spec).unwrap();
+        publish(&store, &spec, &image).unwrap();
+        let tagged = store.resolve(&spec.repository, &spec.tag).unwrap().unwrap();
+        assert_eq!(tagged, image.manifest.digest);
+        let entry = entrypoint(&store, &spec.repository, &tagged).unwrap();
+        assert_eq!(entry.path, "/usr/local/bin/shop-catalog");
+        assert_eq!(entry.bytes, b"\x7fELF the binary");
+    }
+}

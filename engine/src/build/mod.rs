@@ -1,0 +1,10 @@
+//! The build: static binaries from cargo, then everything assembled from them — images,
+//! test packs, SBOMs — each cached by the digest of its inputs; and the secrets scan that
+//! runs before anything is built.
+
+pub mod cache;
+pub mod cargo;
+pub mod image;
+pub mod sbom;
+pub mod secrets;
+pub mod testpack;

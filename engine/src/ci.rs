@@ -1,0 +1,799 @@
+//! `cargo xtask ci` and `cargo xtask images`: plan the build, then check, test, build
+//! static binaries, assemble images into the store and run the integration tests against
+//! them, reusing every result whose inputs did not change.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::attest::manifest::{self, ManifestSummary};
+use crate::build::cache::Cache;
+use crate::build::cargo::{self, Executables};
+use crate::build::image::{self, ImageError, ImageSpec};
+use crate::build::sbom;
+use crate::build::secrets::{self, AllowList};
+use crate::build::testpack;
+use crate::determinism::canonical_json;
+use crate::error::{Error, Result};
+use crate::ledger::Ledger;
+use crate::model::digest::Digest;
+use crate::model::lockfile;
+use crate::model::source::{self, Source};
+use crate::model::workspace::{self, Name, Service, Workspace};
+use crate::project::Project;
+use crate::promote;
+use crate::report::Steps;
+use crate::run::runtime::{Environment, Launch};
+use crate::run::suites::{self, SuiteResult};
+use crate::run::waiver::{self, Waiver};
+use crate::shell::cmd;
+use crate::store::artifact;
+use crate::store::{ImageRef, Repository, StoredManifest, Tag};
+
+/// What a build will do, computed before anything runs.
+#[derive(Debug)]
+pub struct Plan {
+    pub workspace: Workspace,
+    pub source: Source,
+    /// `<workspace version>-<commit>`.
+    pub version: String,
+    pub services: Vec<PlannedService>,
+    /// `ci --waive`: intended breaks of recorded suites, signed into the build manifest.
+    pub waivers: Vec<Waiver>,
+}
+
+#[derive(Debug)]
+pub struct PlannedService {
+    pub service: Service,
+    pub reference: ImageRef,
+    /// The digest the reference already names in the store, if any.
+    pub stored: Option<Digest>,
+}
+
+impl Plan {
+    /// Validates the workspace and computes names and versions; reads the store, writes nothing.
+    pub fn gather(project: &Project) -> Result<Plan> {
+        let workspace = workspace::load(&project.shell)?;
+        let source = Source::inspect(&project.shell)?;
+        let mut services = Vec::new();
+        for service in &workspace.services {
+            let reference = reference_of(service, &source)?;
+            let stored = project.store().resolve(&reference.repository, &reference.tag)?;
+            services.push(PlannedService { service: service.clone(), reference, stored });
+        }
+        let version = source.build_version(&workspace.version);
+        Ok(Plan { workspace, source, version, services, waivers: Vec::new() })
+    }
+
+    pub fn print(&self, store: &str) {
+        eprintln!(
+            "plan for {} ({})",
+            self.version,
+            if self.source.dirty { "dirty work tree" } else { "clean" }
+        );
+        eprintln!("  store: {store}");
+        eprintln!("  SOURCE_DATE_EPOCH: {} ({})", self.source.epoch.0, self.source.epoch.rfc3339());
+        for planned in &self.services {
+            let state = match &planned.stored {
+                Some(digest) => format!("in store as {}", digest.short()),
+                None => "to build".to_owned(),
+            };
+            let deps: Vec<&str> = planned.service.depends_on.iter().map(Name::as_str).collect();
+            eprintln!(
+                "  {:<24} {:<36} {state}; health {}; depends on [{}]",
+                planned.service.id.to_string(),
+                planned.reference.to_string(),
+                planned.service.health,
+                deps.join(", ")
+            );
+        }
+        for suite in &self.workspace.suites {
+            eprintln!("  suite {} tests {}", suite.package, suite.service);
+        }
+    }
+}
+
+fn reference_of(service: &Service, source: &Source) -> Result<ImageRef> {
+    let repository: Repository = service
+        .id
+        .to_string()
+        .parse()
+        .map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
+    let tag: Tag = source
+        .build_version(&service.version)
+        .parse()
+        .map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
+    Ok(ImageRef { repository, tag })
+}
+
+/// The machine-readable summary of a run, printed by `--json`.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub commit: String,
+    pub version: String,
+    pub dirty: bool,
+    pub source_date_epoch: u64,
+    pub store: String,
+    pub services: Vec<ServiceSummary>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub integration: Vec<SuiteResult>,
+    pub integration_reused: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<ManifestSummary>,
+    pub steps: Vec<StepTiming>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceSummary {
+    pub name: String,
+    pub application: String,
+    pub role: String,
+    pub version: String,
+    pub health: String,
+    pub depends_on: Vec<Name>,
+    pub image: ImageSummary,
+    /// The stored test packs, one per suite.
+    pub tests: Vec<TestsSummary>,
+    pub sbom: DigestSummary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TestsSummary {
+    pub suite: String,
+    pub digest: Digest,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DigestSummary {
+    pub digest: Digest,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageSummary {
+    pub reference: ImageRef,
+    pub digest: Digest,
+    /// The OCI layout directory holding the image (`oci:<layout>:<tag>` for skopeo).
+    pub layout: String,
+    pub reused: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepTiming {
+    pub name: String,
+    pub seconds: f64,
+}
+
+pub const CI_STEPS: [&str; 10] = [
+    "format",
+    "clippy",
+    "metadata",
+    "secrets",
+    "unit tests",
+    "static builds",
+    "images",
+    "test packs and SBOMs",
+    "integration tests",
+    "build manifest",
+];
+
+pub fn finish(summary: &Summary, json: bool) -> Result<()> {
+    if json {
+        let text =
+            serde_json::to_string_pretty(summary).map_err(|e| Error::Usage(e.to_string()))?;
+        println!("{text}");
+    } else {
+        for service in &summary.services {
+            eprintln!("{:<24} {} {}", service.name, service.image.reference, service.image.digest);
+        }
+        eprintln!("store: {}", summary.store);
+    }
+    Ok(())
+}
+
+pub fn scan_secrets(project: &Project) -> Result<()> {
+    let files = source::listed_files(&project.shell)?;
+    let allow = match std::fs::read_to_string(project.root.join(secrets::ALLOW_FILE)) {
+        Ok(text) => AllowList::parse(&text),
+        Err(_) => AllowList::default(),
+    };
+    secrets::scan(&project.root, &files, &allow)?;
+    eprintln!("    {} files scanned, no secrets", files.len());
+    Ok(())
+}
+
+pub fn unit_tests(project: &Project, workspace: &Workspace) -> Result<()> {
+    let sh = project.shell.sh();
+    let mut excluded = Vec::new();
+    for suite in &workspace.suites {
+        excluded.push("--exclude".to_owned());
+        excluded.push(suite.package.clone());
+    }
+    project.shell.run(cmd!(sh, "cargo test --workspace --lib --bins --quiet {excluded...}"))?;
+    Ok(())
+}
+
+/// What one service's build put in the store.
+#[derive(Debug, Clone)]
+pub struct BuiltService {
+    pub image: StoredManifest,
+    pub image_reused: bool,
+    /// (suite package, test pack digest)
+    pub testpacks: Vec<(String, Digest)>,
+    pub sbom: Digest,
+}
+
+/// The steps shared by `ci` (all of them) and `images` (builds and artifacts only).
+pub fn build_and_test(
+    project: &Project,
+    plan: &Plan,
+    steps: &mut Steps,
+    full: bool,
+) -> Result<Summary> {
+    let started = manifest::now_seconds();
+    let executables = steps
+        .run("static builds", |_| {
+            cargo::ensure_target(&project.shell)?;
+            Ok::<_, Error>(cargo::executables(&project.shell, &plan.workspace, &plan.source)?)
+        })
+        .map_err(|e| e.in_step("static builds"))?;
+    let cache = Cache::new(project.state("cache"));
+    let images = steps
+        .run("images", |steps| build_images(project, plan, &executables, &cache, steps))
+        .map_err(|e| e.in_step("images"))?;
+    let built = steps
+        .run("test packs and SBOMs", |steps| {
+            build_artifacts(project, plan, images, &executables, &cache, steps)
+        })
+        .map_err(|e| e.in_step("test packs and SBOMs"))?;
+    let mut results = Vec::new();
+    let mut reused = false;
+    let mut signed = None;
+    if full {
+        (results, reused) = steps
+            .run("integration tests", |steps| {
+                integration_tests(project, plan, &built, &cache, steps)
+            })
+            .map_err(|e| e.in_step("integration tests"))?;
+        signed = Some(
+            steps
+                .run("build manifest", |steps| {
+                    manifest::write(project, plan, &built, &cache, started, steps)
+                })
+                .map_err(|e| e.in_step("build manifest"))?,
+        );
+    }
+    let store = project.store().location();
+    let services = plan
+        .services
+        .iter()
+        .zip(built)
+        .map(|(planned, built)| {
+            let service = &planned.service;
+            ServiceSummary {
+                name: service.id.to_string(),
+                application: service.id.application.to_string(),
+                role: service.id.role.to_string(),
+                version: service.version.clone(),
+                health: service.health.clone(),
+                depends_on: service.depends_on.clone(),
+                image: ImageSummary {
+                    reference: planned.reference.clone(),
+                    digest: built.image.digest.clone(),
+                    layout: PathBuf::from(&store)
+                        .join(planned.reference.repository.as_str())
+                        .display()
+                        .to_string(),
+                    reused: built.image_reused,
+                },
+                tests: built
+                    .testpacks
+                    .iter()
+                    .map(|(suite, digest)| TestsSummary {
+                        suite: suite.clone(),
+                        digest: digest.clone(),
+                    })
+                    .collect(),
+                sbom: DigestSummary { digest: built.sbom },
+            }
+        })
+        .collect();
+    Ok(Summary {
+        commit: plan.source.commit.clone(),
+        version: plan.version.clone(),
+        dirty: plan.source.dirty,
+        source_date_epoch: plan.source.epoch.0,
+        store,
+        services,
+        integration: results,
+        integration_reused: reused,
+        manifest: signed,
+        steps: steps
+            .timings()
+            .iter()
+            .map(|(name, took)| StepTiming { name: name.clone(), seconds: took.as_secs_f64() })
+            .collect(),
+    })
+}
+
+/// What an image is made of, as the cache keys it.
+#[derive(Serialize)]
+struct ImageInputs<'a> {
+    format: &'static str,
+    reference: &'a ImageRef,
+    binary: &'a Digest,
+    epoch: u64,
+    labels: &'a BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Cached {
+    manifest: Digest,
+}
+
+fn labels(plan: &Plan, planned: &PlannedService) -> BTreeMap<String, String> {
+    let service = &planned.service;
+    let mut labels = BTreeMap::from([
+        ("org.opencontainers.image.created".to_owned(), plan.source.epoch.rfc3339()),
+        ("org.opencontainers.image.revision".to_owned(), plan.source.commit.clone()),
+        ("org.opencontainers.image.version".to_owned(), planned.reference.tag.to_string()),
+        ("org.opencontainers.image.title".to_owned(), service.id.to_string()),
+        ("dev.slipway.application".to_owned(), service.id.application.to_string()),
+        ("dev.slipway.role".to_owned(), service.id.role.to_string()),
+        ("dev.slipway.health".to_owned(), service.health.clone()),
+        (
+            "dev.slipway.depends-on".to_owned(),
+            service.depends_on.iter().map(Name::as_str).collect::<Vec<_>>().join(","),
+        ),
+    ]);
+    if let Some(repository) = &plan.workspace.repository {
+        labels.insert("org.opencontainers.image.source".to_owned(), repository.clone());
+    }
+    labels
+}
+
+/// A manifest the cache says was already stored for `key`, if the store still has it and
+/// every blob it names; otherwise the artifact is built (and its blobs written) again.
+fn cached_manifest(
+    project: &Project,
+    cache: &Cache,
+    kind: &str,
+    key: &Digest,
+    repository: &Repository,
+) -> Option<StoredManifest> {
+    let cached = cache.get::<Cached>(kind, key)?;
+    let manifest = project.store().get_manifest(repository, &cached.manifest).ok()?;
+    artifact::complete(project.store(), repository, &manifest).then_some(manifest)
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        action: "read",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Assembles each service's image into the store, or reuses it when its inputs are unchanged.
+fn build_images(
+    project: &Project,
+    plan: &Plan,
+    executables: &Executables,
+    cache: &Cache,
+    steps: &Steps,
+) -> Result<Vec<(StoredManifest, bool)>> {
+    let store = project.store();
+    let mut out = Vec::new();
+    for planned in &plan.services {
+        let service = &planned.service;
+        let path = executables.services.get(&service.package).ok_or_else(|| {
+            Error::MissingExecutable { what: "binary", package: service.package.clone() }
+        })?;
+        let binary = read_file(path)?;
+        let labels = labels(plan, planned);
+        let key = Cache::key(&ImageInputs {
+            format: "slipway-image-v1",
+            reference: &planned.reference,
+            binary: &Digest::of(&binary),
+            epoch: plan.source.epoch.0,
+            labels: &labels,
+        });
+        let repository = &planned.reference.repository;
+        if let Some(manifest) = cached_manifest(project, cache, "images", &key, repository) {
+            if planned.stored.as_ref() != Some(&manifest.digest) {
+                store.put_manifest(repository, &manifest, Some(&planned.reference.tag))?;
+            }
+            steps.note(&format!("reused {} {}", planned.reference, manifest.digest.short()));
+            out.push((manifest, true));
+            continue;
+        }
+        steps.progress(&format!("assembling {}", planned.reference));
+        let spec = ImageSpec {
+            repository: repository.clone(),
+            tag: planned.reference.tag.clone(),
+            binary_name: service.binary.clone(),
+            binary,
+            epoch: plan.source.epoch,
+            labels,
+        };
+        let image = image::assemble(&spec)?;
+        image::publish(store, &spec, &image)?;
+        cache.put("images", &key, &Cached { manifest: image.manifest.digest.clone() })?;
+        steps.note(&format!(
+            "built {} {} ({} KiB layer)",
+            planned.reference,
+            image.manifest.digest.short(),
+            image.layer.len() / 1024
+        ));
+        out.push((image.manifest, false));
+    }
+    Ok(out)
+}
+
+/// What a test pack or SBOM is made of, as the cache keys it.
+#[derive(Serialize)]
+struct ArtifactInputs<'a> {
+    format: &'static str,
+    image: &'a Digest,
+    parts: Vec<(String, Digest)>,
+    epoch: u64,
+}
+
+/// Stores, beside each image, a test pack per suite of the service and an SBOM.
+fn build_artifacts(
+    project: &Project,
+    plan: &Plan,
+    images: Vec<(StoredManifest, bool)>,
+    executables: &Executables,
+    cache: &Cache,
+    steps: &Steps,
+) -> Result<Vec<BuiltService>> {
+    let store = project.store();
+    let epoch = plan.source.epoch;
+    let locked = lockfile::read(&project.root)?;
+    let lock_digest = Digest::of(&read_file(&project.root.join("Cargo.lock"))?);
+    let mut metadata = None;
+    let mut built = Vec::new();
+    for (planned, (image, image_reused)) in plan.services.iter().zip(images) {
+        let service = &planned.service;
+        let repository = &planned.reference.repository;
+        let mut testpacks = Vec::new();
+        for suite in plan.workspace.suites_of(&service.id) {
+            let mut parts = Vec::new();
+            let mut files = Vec::new();
+            for (name, path) in executables.suites.get(&suite.package).into_iter().flatten() {
+                let bytes = read_file(path)?;
+                parts.push((name.clone(), Digest::of(&bytes)));
+                files.push((name.clone(), bytes));
+            }
+            let needs = plan.workspace.closure(&service.id);
+            let mut environment: Vec<String> =
+                needs.iter().map(|s| s.id.role.url_variable()).collect();
+            environment.push("SLIPWAY_ENV".to_owned());
+            let descriptor = testpack::Descriptor::new(
+                &suite.package,
+                &service.id.to_string(),
+                planned.reference.tag.as_str(),
+                needs.iter().map(|s| s.id.to_string()).collect(),
+                environment,
+            );
+            parts.push(("descriptor".to_owned(), Digest::of(&canonical_json(&descriptor))));
+            let key = Cache::key(&ArtifactInputs {
+                format: "slipway-testpack-v1",
+                image: &image.digest,
+                parts,
+                epoch: epoch.0,
+            });
+            let digest = match cached_manifest(project, cache, "testpacks", &key, repository) {
+                Some(manifest) => {
+                    // Idempotent: heals a referrers index that lost the entry.
+                    artifact::add_referrer(store, repository, &image.digest, &manifest)?;
+                    steps.note(&format!(
+                        "reused test pack {} {}",
+                        suite.package,
+                        manifest.digest.short()
+                    ));
+                    manifest.digest
+                }
+                None => {
+                    steps.progress(&format!("packing {}", suite.package));
+                    let pack = testpack::assemble(descriptor, &files, epoch, &image)
+                        .map_err(ImageError::Tar)?;
+                    artifact::publish(store, repository, &pack, Some(&image.digest), None)?;
+                    cache.put(
+                        "testpacks",
+                        &key,
+                        &Cached { manifest: pack.manifest.digest.clone() },
+                    )?;
+                    steps.note(&format!(
+                        "packed {} {}",
+                        suite.package,
+                        pack.manifest.digest.short()
+                    ));
+                    pack.manifest.digest
+                }
+            };
+            testpacks.push((suite.package.clone(), digest));
+        }
+        let key = Cache::key(&ArtifactInputs {
+            format: "slipway-sbom-v1",
+            image: &image.digest,
+            parts: vec![
+                ("Cargo.lock".to_owned(), lock_digest.clone()),
+                (service.package.clone(), Digest::of(service.package.as_bytes())),
+            ],
+            epoch: epoch.0,
+        });
+        let sbom = match cached_manifest(project, cache, "sboms", &key, repository) {
+            Some(manifest) => {
+                artifact::add_referrer(store, repository, &image.digest, &manifest)?;
+                manifest.digest
+            }
+            None => {
+                if metadata.is_none() {
+                    metadata = Some(workspace::full_metadata(&project.shell, cargo::TARGET)?);
+                }
+                let Some(metadata) = &metadata else { unreachable!("just filled") };
+                let id = metadata
+                    .workspace_packages()
+                    .into_iter()
+                    .find(|p| p.name.as_str() == service.package)
+                    .map(|p| p.id.clone())
+                    .ok_or_else(|| {
+                        Error::CargoMetadata(format!("no package `{}`", service.package))
+                    })?;
+                let bom = sbom::document(metadata, &id, &locked, epoch);
+                let artifact = sbom::assemble(&bom, &image, epoch);
+                artifact::publish(store, repository, &artifact, Some(&image.digest), None)?;
+                cache.put("sboms", &key, &Cached { manifest: artifact.manifest.digest.clone() })?;
+                artifact.manifest.digest
+            }
+        };
+        steps.note(&format!("SBOM of {} {}", service.id, sbom.short()));
+        built.push(BuiltService { image, image_reused, testpacks, sbom });
+    }
+    Ok(built)
+}
+
+/// What decides the integration result, as the cache keys it.
+#[derive(Serialize)]
+struct IntegrationInputs<'a> {
+    format: &'static str,
+    environment: &'a str,
+    images: Vec<(String, &'a Digest)>,
+    testpacks: Vec<&'a Digest>,
+    /// The stored suites of the versions the environments run.
+    recorded: Vec<&'a Digest>,
+    waivers: Vec<String>,
+}
+
+/// The waivers the environments' signed ledger entries hold: a break accepted there is
+/// accepted here too, so an environment still running the old version does not block
+/// every later build. An entry whose signature this environment does not trust counts
+/// for nothing (with a warning).
+fn recorded_waivers(project: &Project, plan: &Plan, ledger: &Ledger) -> Result<Vec<Waiver>> {
+    let mut waivers = Vec::new();
+    for environment in plan.workspace.environments.chain() {
+        let Some(bytes) = ledger.entry(environment.name.as_str())? else { continue };
+        let trusted = promote::keys_of(project, environment)?;
+        match promote::read_entry(&bytes, &trusted) {
+            Ok((entry, _)) => waivers.extend(entry.waivers),
+            Err(why) => eprintln!(
+                "    warning: the ledger entry of {} does not verify ({why}): its waivers are ignored",
+                environment.name
+            ),
+        }
+    }
+    Ok(waivers)
+}
+
+/// A stored suite of a version that some environment runs, replayed against the new build
+/// so a change that breaks what it promised fails here, before anyone promotes it.
+#[derive(Debug)]
+struct Recorded {
+    environments: Vec<String>,
+    service: String,
+    reference: String,
+    testpack: Digest,
+}
+
+/// Every stored suite of the versions the ledger records at HEAD, once each, except the
+/// new build's own. A suite missing from the store is named and skipped: it cannot run.
+fn recorded_suites(
+    project: &Project,
+    plan: &Plan,
+    built: &[BuiltService],
+    ledger: &Ledger,
+) -> Result<Vec<Recorded>> {
+    let own: BTreeSet<&Digest> =
+        built.iter().flat_map(|b| b.testpacks.iter().map(|(_, d)| d)).collect();
+    let mut recorded: BTreeMap<Digest, Recorded> = BTreeMap::new();
+    for environment in plan.workspace.environments.chain() {
+        let Some(change) = ledger.current(environment.name.as_str())? else { continue };
+        for (service, state) in &change.state.services {
+            if !plan.services.iter().any(|p| p.service.id.to_string() == *service) {
+                continue;
+            }
+            for pack in state.testpacks.iter().filter(|p| !own.contains(p)) {
+                recorded
+                    .entry(pack.clone())
+                    .or_insert_with(|| Recorded {
+                        environments: Vec::new(),
+                        service: service.clone(),
+                        reference: state.reference.clone(),
+                        testpack: pack.clone(),
+                    })
+                    .environments
+                    .push(environment.name.to_string());
+            }
+        }
+    }
+    let mut present = Vec::new();
+    for suite in recorded.into_values() {
+        let repository: Repository = suite
+            .service
+            .parse()
+            .map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
+        if project.store().has_blob(&repository, &suite.testpack)? {
+            present.push(suite);
+        } else {
+            eprintln!(
+                "    warning: the suite {} of {} ({}) is not in the store {}: not replayed",
+                suite.testpack.short(),
+                suite.reference,
+                suite.environments.join(", "),
+                project.store().location()
+            );
+        }
+    }
+    Ok(present)
+}
+
+/// Starts every service from its stored image and runs every stored test pack against
+/// them, or reuses the result when images and test packs are unchanged.
+fn integration_tests(
+    project: &Project,
+    plan: &Plan,
+    built: &[BuiltService],
+    cache: &Cache,
+    steps: &Steps,
+) -> Result<(Vec<SuiteResult>, bool)> {
+    let environment = Name::parse("ci").unwrap_or_else(|| unreachable!("`ci` is a valid name"));
+    let ledger = Ledger::new(&project.root).pin()?;
+    let recorded = recorded_suites(project, plan, built, &ledger)?;
+    let mut waivers = plan.waivers.clone();
+    waivers.extend(recorded_waivers(project, plan, &ledger)?);
+    let key = Cache::key(&IntegrationInputs {
+        format: "slipway-integration-v3",
+        environment: environment.as_str(),
+        images: plan
+            .services
+            .iter()
+            .zip(built)
+            .map(|(p, b)| (p.service.id.to_string(), &b.image.digest))
+            .collect(),
+        testpacks: built.iter().flat_map(|b| b.testpacks.iter().map(|(_, d)| d)).collect(),
+        recorded: recorded.iter().map(|r| &r.testpack).collect(),
+        waivers: waivers.iter().map(Waiver::name).collect(),
+    });
+    if let Some(results) = cache.get::<Vec<SuiteResult>>("integration", &key) {
+        for result in &results {
+            steps.note(&format!("reused {}: passed ({})", result.suite, result.summary));
+        }
+        return Ok((results, true));
+    }
+    let run_dir = project.state("run").join(format!("ci-{}", std::process::id()));
+    let unpack = |repository: &Repository, digest: &Digest| {
+        testpack::unpack(
+            project.store(),
+            repository,
+            digest,
+            &run_dir.join("testpacks").join(digest.hex()),
+        )
+    };
+    let mut runs = Vec::new();
+    for (planned, built) in plan.services.iter().zip(built) {
+        for (_, digest) in &built.testpacks {
+            let pack = unpack(&planned.reference.repository, digest)?;
+            runs.extend(suites::runs_of(&pack, &pack.descriptor.suite));
+        }
+    }
+    let mut origins = BTreeMap::new();
+    for suite in &recorded {
+        let repository: Repository = suite
+            .service
+            .parse()
+            .map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
+        let pack = unpack(&repository, &suite.testpack)?;
+        let label = format!(
+            "{} [recorded in {}: {}]",
+            pack.descriptor.suite,
+            suite.environments.join(", "),
+            suite.reference
+        );
+        let version = crate::store::tag_of(&suite.reference);
+        origins.insert(label.clone(), (suite.service.as_str(), version));
+        runs.extend(suites::runs_of(&pack, &label));
+    }
+    if !recorded.is_empty() {
+        steps.note(&format!(
+            "replaying {} stored suite(s) of the versions the environments run",
+            recorded.len()
+        ));
+    }
+    let launches: Vec<Launch> = plan
+        .services
+        .iter()
+        .zip(built)
+        .map(|(planned, built)| Launch {
+            id: planned.service.id.clone(),
+            repository: planned.reference.repository.clone(),
+            image: built.image.digest.clone(),
+            health: planned.service.health.clone(),
+            depends_on: planned.service.depends_on.clone(),
+            log_level: "info".to_owned(),
+        })
+        .collect();
+    let results_dir = project.state("results").join(&plan.version);
+    std::fs::create_dir_all(&results_dir).map_err(|source| Error::Io {
+        action: "create",
+        path: results_dir.clone(),
+        source,
+    })?;
+    steps.progress(&format!("starting {} services from their images", launches.len()));
+    let running = Environment::start(project.store(), &launches, environment, &run_dir)?;
+    for (variable, url) in running.urls() {
+        steps.note(&format!("{variable}={url}"));
+    }
+    let results = suites::run_all(&runs, &suites::Target::of(&running), &results_dir);
+    drop(running);
+    // Only a recorded suite can be waived: the new build's own suites must pass.
+    let accepted = waiver::apply(
+        &results,
+        |result| {
+            origins
+                .get(&result.suite)
+                .map(|&(service, version)| waiver::Origin { service, version })
+        },
+        &waivers,
+    );
+    let mut failed = Vec::new();
+    for result in &results {
+        if result.passed {
+            steps.note(&format!(
+                "{} ({}): passed ({}) in {:.1}s",
+                result.suite, result.service, result.summary, result.seconds
+            ));
+        } else if suites::is_waived(result, &accepted.tests) {
+            steps.note(&format!(
+                "{} ({}): WAIVED ({}: {})",
+                result.suite,
+                result.service,
+                result.summary,
+                result.failed_tests.join(", ")
+            ));
+        } else {
+            steps.note(&format!(
+                "{} ({}): FAILED ({})",
+                result.suite, result.service, result.summary
+            ));
+            eprintln!("{}", std::fs::read_to_string(&result.output).unwrap_or_default());
+            let tests = result.failed_tests.join(", ");
+            failed.push(format!("{}: {tests}", result.suite));
+        }
+    }
+    eprintln!("    JUnit XML in {}", results_dir.display());
+    waiver::note_unused(&plan.waivers, &accepted);
+    if !failed.is_empty() {
+        eprintln!("    service logs are in {}", run_dir.display());
+        if failed.iter().any(|f| f.contains("[recorded in ")) {
+            eprintln!(
+                "    a [recorded in …] suite is the stored contract of a version an environment runs: this build breaks it, and `promote` would refuse it. If the break is intended, run `cargo xtask ci --waive <service>@<version>:<test> --reason \"…\"` (the waiver is signed into the build manifest) and promote with the same --waive"
+            );
+        }
+        return Err(Error::Suites(failed));
+    }
+    cache.put("integration", &key, &results)?;
+    let _ = std::fs::remove_dir_all(&run_dir);
+    Ok((results, false))
+}

@@ -1,0 +1,533 @@
+//! The ledger: what each environment runs, as `manifests/<env>/state.json` plus the signed
+//! entry that put it there, one git commit per change written with gix. The branch update
+//! is a compare-and-swap, so of two racing writers exactly one wins and the other is told.
+
+pub mod quarantine;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::digest::Digest;
+use crate::shell::{Shell, cmd};
+
+/// How often a change decided on one commit is decided again after another change landed
+/// first (each attempt re-reads the ledger and re-runs its checks).
+pub const ATTEMPTS: usize = 5;
+
+/// Where the ledger lives, relative to the workspace root.
+pub const DIR: &str = "manifests";
+const STATE: &str = "state.json";
+const ENTRY: &str = "entry.dsse.json";
+/// The quarantined builds, beside the environments' directories.
+const QUARANTINE: &str = "quarantine.json";
+
+/// What an environment runs now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub environment: String,
+    /// The build manifest the services came from (artifact digest in `slipway-builds`).
+    pub build: Digest,
+    pub version: String,
+    pub commit: String,
+    pub services: BTreeMap<String, ServiceState>,
+    /// Seconds since the epoch.
+    pub promoted_at: u64,
+    pub promoted_by: String,
+}
+
+/// One service as an environment runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceState {
+    /// The build manifest this service came from (an environment can mix builds: `--only`).
+    pub build: Digest,
+    pub reference: String,
+    pub image: Digest,
+    pub testpacks: Vec<Digest>,
+    pub sbom: Digest,
+    /// The digest of the service's resolved configuration in this environment.
+    pub config: Digest,
+}
+
+/// Why a build may not be promoted, and who said so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantine {
+    pub version: String,
+    pub reason: String,
+    pub by: String,
+    /// Seconds since the epoch.
+    pub at: u64,
+}
+
+/// One change of an environment, as git records it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub commit: String,
+    pub state: State,
+}
+
+/// Why the ledger cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger: cannot open the git repository at `{path}`: {why}")]
+    Open { path: PathBuf, why: String },
+    #[error("ledger: git: {0}")]
+    Git(String),
+    #[error("ledger: `{path}` in commit {commit} is not a valid state: {why}")]
+    BadState { path: String, commit: String, why: String },
+    #[error(
+        "ledger: another change landed on the branch first (expected {expected}); nothing was recorded"
+    )]
+    Raced { expected: String },
+    #[error("ledger: cannot write `{path}`: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl LedgerError {
+    pub fn help(&self) -> Option<String> {
+        match self {
+            LedgerError::Raced { .. } => {
+                Some("run the command again: it starts from the new state".to_owned())
+            }
+            _ => None,
+        }
+    }
+}
+
+fn git(e: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Git(e.to_string())
+}
+
+/// The ledger of the repository at `root`, read at HEAD — or, pinned, at the commit HEAD
+/// was when it was pinned: every read sees that one commit, and a write lands only if HEAD
+/// is still that commit. A decision made on what a pinned ledger read can never be
+/// recorded on top of a state it did not see.
+#[derive(Debug)]
+pub struct Ledger {
+    root: PathBuf,
+    pinned: Option<gix::ObjectId>,
+}
+
+impl Ledger {
+    pub fn new(root: &Path) -> Ledger {
+        Ledger { root: root.to_owned(), pinned: None }
+    }
+
+    /// This ledger, pinned at the current HEAD.
+    pub fn pin(&self) -> Result<Ledger, LedgerError> {
+        let head = self.open()?.head_id().map_err(git)?.detach();
+        Ok(Ledger { root: self.root.clone(), pinned: Some(head) })
+    }
+
+    /// The commit reads start from: the pinned one, else HEAD.
+    fn base<'r>(&self, repo: &'r gix::Repository) -> Result<gix::Commit<'r>, LedgerError> {
+        match self.pinned {
+            Some(id) => repo.find_commit(id).map_err(git),
+            None => repo.head_commit().map_err(git),
+        }
+    }
+
+    fn open(&self) -> Result<gix::Repository, LedgerError> {
+        gix::open(&self.root)
+            .map_err(|e| LedgerError::Open { path: self.root.clone(), why: e.to_string() })
+    }
+
+    fn path(environment: &str, file: &str) -> String {
+        format!("{DIR}/{environment}/{file}")
+    }
+
+    /// The state committed at HEAD for `environment`, if it was ever promoted.
+    pub fn current(&self, environment: &str) -> Result<Option<Change>, LedgerError> {
+        let repo = self.open()?;
+        let head = self.base(&repo)?;
+        read_state(&head, environment)
+    }
+
+    /// The signed entry that put `environment` in its state at HEAD, as committed.
+    pub fn entry(&self, environment: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        let repo = self.open()?;
+        let tree = self.base(&repo)?.tree().map_err(git)?;
+        let Some(entry) = tree.lookup_entry_by_path(Self::path(environment, ENTRY)).map_err(git)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(entry.object().map_err(git)?.data.clone()))
+    }
+
+    /// Every state `environment` has had, newest first, from the branch's history.
+    pub fn history(&self, environment: &str) -> Result<Vec<Change>, LedgerError> {
+        let repo = self.open()?;
+        let head = self.base(&repo)?.id;
+        let mut changes: Vec<Change> = Vec::new();
+        let walk = repo.rev_walk([head]).first_parent_only().all().map_err(git)?;
+        for info in walk {
+            let info = info.map_err(git)?;
+            let commit = info.object().map_err(git)?;
+            let Some(change) = read_state(&commit, environment)? else { break };
+            // A commit whose state equals the next older one did not change this environment.
+            match changes.last_mut() {
+                Some(newer) if newer.state == change.state => newer.commit = change.commit,
+                _ => changes.push(change),
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Commits `state` and its signed `entry` for `environment` on top of the base, with
+    /// `message`. The branch moves only if HEAD is still the base.
+    pub fn record(
+        &self,
+        shell: &Shell,
+        state: &State,
+        entry: &[u8],
+        message: &str,
+    ) -> Result<String, LedgerError> {
+        let state_bytes = serde_json::to_vec_pretty(state).map_err(git)?;
+        let files = [
+            (Self::path(&state.environment, STATE), state_bytes.as_slice()),
+            (Self::path(&state.environment, ENTRY), entry),
+        ];
+        self.commit(shell, &files, message)
+    }
+
+    /// The builds quarantined at HEAD, by build digest.
+    pub fn quarantined(&self) -> Result<BTreeMap<Digest, Quarantine>, LedgerError> {
+        let repo = self.open()?;
+        let head = self.base(&repo)?;
+        let tree = head.tree().map_err(git)?;
+        let path = format!("{DIR}/{QUARANTINE}");
+        let Some(entry) = tree.lookup_entry_by_path(&path).map_err(git)? else {
+            return Ok(BTreeMap::new());
+        };
+        let blob = entry.object().map_err(git)?;
+        serde_json::from_slice(&blob.data).map_err(|e| LedgerError::BadState {
+            path,
+            commit: head.id.to_string(),
+            why: e.to_string(),
+        })
+    }
+
+    /// Commits the new quarantine list, with `message`, as a compare-and-swap like `record`.
+    pub fn write_quarantine(
+        &self,
+        shell: &Shell,
+        quarantined: &BTreeMap<Digest, Quarantine>,
+        message: &str,
+    ) -> Result<String, LedgerError> {
+        let bytes = serde_json::to_vec_pretty(quarantined).map_err(git)?;
+        self.commit(shell, &[(format!("{DIR}/{QUARANTINE}"), bytes.as_slice())], message)
+    }
+
+    /// Writes `files` into a commit on top of the base (the pinned commit, else HEAD). The
+    /// branch moves only if HEAD is still the base; otherwise nothing changes and the race
+    /// is reported.
+    fn commit(
+        &self,
+        shell: &Shell,
+        files: &[(String, &[u8])],
+        message: &str,
+    ) -> Result<String, LedgerError> {
+        let repo = self.open()?;
+        let head = self.base(&repo)?;
+        if repo.head_id().map_err(git)?.detach() != head.id {
+            return Err(LedgerError::Raced { expected: head.id.to_string() });
+        }
+        let mut editor = repo.edit_tree(head.tree_id().map_err(git)?).map_err(git)?;
+        for (path, bytes) in files {
+            let blob = repo.write_blob(bytes).map_err(git)?;
+            editor.upsert(path, gix::object::tree::EntryKind::Blob, blob).map_err(git)?;
+        }
+        let tree = editor.write().map_err(git)?;
+        let signature = identity(&repo);
+        let time = gix::date::Time::now_local_or_utc();
+        let mut buf = gix::date::parse::TimeBuf::default();
+        let actor = gix::actor::SignatureRef {
+            name: signature.0.as_str().into(),
+            email: signature.1.as_str().into(),
+            time: time.to_str(&mut buf),
+        };
+        let commit = match repo.commit_as(actor, actor, "HEAD", message, tree, [head.id]) {
+            Ok(commit) => commit,
+            Err(e) => {
+                // The branch moved under us (or its lock is held by the writer that moved
+                // it): that is a lost race, not a failure of git.
+                let fresh = self.open()?;
+                let now = fresh.head_id().map_err(git)?.detach();
+                return Err(if now != head.id || e.to_string().contains("lock") {
+                    LedgerError::Raced { expected: head.id.to_string() }
+                } else {
+                    git(e)
+                });
+            }
+        };
+        self.sync_work_tree(shell);
+        Ok(commit.to_string())
+    }
+}
+
+impl Ledger {
+    /// The ledger's own files at HEAD: every environment's state and entry, and the
+    /// quarantine list. Nothing else under `manifests/` (a README, say) is the ledger's.
+    fn files(&self) -> Result<Vec<String>, LedgerError> {
+        let repo = self.open()?;
+        let tree = repo.head_commit().map_err(git)?.tree().map_err(git)?;
+        let mut files = Vec::new();
+        let Some(dir) = tree.lookup_entry_by_path(DIR).map_err(git)? else { return Ok(files) };
+        let dir = dir.object().map_err(git)?.into_tree();
+        for entry in dir.iter() {
+            let entry = entry.map_err(git)?;
+            let name = entry.filename().to_string();
+            if entry.mode().is_tree() {
+                files.extend([STATE, ENTRY].map(|file| Self::path(&name, file)));
+            } else if name == QUARANTINE {
+                files.push(format!("{DIR}/{QUARANTINE}"));
+            }
+        }
+        files.retain(|path| tree.lookup_entry_by_path(path).ok().flatten().is_some());
+        Ok(files)
+    }
+
+    /// Brings the ledger's files in the index and work tree to what HEAD holds, touching
+    /// nothing else. Run after every commit, and before every ledger command: a writer
+    /// killed between its commit and this sync leaves a stale work tree that this repairs.
+    /// The commit is recorded either way, so this only retries while another git process
+    /// holds the index lock, then warns.
+    pub fn sync_work_tree(&self, shell: &Shell) {
+        let Ok(files) = self.files() else { return };
+        if files.is_empty() {
+            return;
+        }
+        let sh = shell.sh();
+        for attempt in 0..40 {
+            let paths = &files;
+            if shell.read(cmd!(sh, "git checkout --quiet HEAD -- {paths...}").quiet()).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25 * (attempt % 8 + 1)));
+        }
+        eprintln!(
+            "warning: the ledger is committed, but its files in the work tree could not be updated: run `git checkout HEAD -- {}`",
+            files.join(" ")
+        );
+    }
+}
+
+impl Ledger {
+    /// Who changes the ledger, as `Name <email>`: the same identity its commits carry.
+    pub fn promoter(&self) -> String {
+        let (name, email) =
+            self.open().map(|repo| identity(&repo)).unwrap_or_else(|_| fallback_identity());
+        format!("{name} <{email}>")
+    }
+}
+
+fn fallback_identity() -> (String, String) {
+    (std::env::var("USER").unwrap_or_else(|_| "slipway".to_owned()), "slipway@localhost".to_owned())
+}
+
+/// The committer: git's configured user, else the login name (or `slipway`).
+fn identity(repo: &gix::Repository) -> (String, String) {
+    let config = repo.config_snapshot();
+    let (fallback_name, fallback_email) = fallback_identity();
+    let name = config.string("user.name").map(|n| n.to_string()).unwrap_or(fallback_name);
+    let email = config.string("user.email").map(|e| e.to_string()).unwrap_or(fallback_email);
+    (name, email)
+}
+
+/// Reads a state, also as the first ledger format wrote it: services without their own
+/// `build` came from the state's build.
+pub fn parse_state(bytes: &[u8]) -> Result<State, String> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    upgrade_state(&mut value);
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
+/// Fills in what the first ledger format left out, in a state's JSON.
+pub fn upgrade_state(value: &mut serde_json::Value) {
+    let build = value.get("build").cloned();
+    if let (Some(build), Some(services)) =
+        (build, value.get_mut("services").and_then(|s| s.as_object_mut()))
+    {
+        for service in services.values_mut().filter_map(|s| s.as_object_mut()) {
+            service.entry("build").or_insert_with(|| build.clone());
+        }
+    }
+}
+
+fn read_state(commit: &gix::Commit<'_>, environment: &str) -> Result<Option<Change>, LedgerError> {
+    let path = Ledger::path(environment, STATE);
+    let tree = commit.tree().map_err(git)?;
+    let Some(entry) = tree.lookup_entry_by_path(&path).map_err(git)? else { return Ok(None) };
+    let blob = entry.object().map_err(git)?;
+    let state = parse_state(&blob.data).map_err(|why| LedgerError::BadState {
+        path: path.clone(),
+        commit: commit.id.to_string(),
+        why,
+    })?;
+    Ok(Some(Change { commit: commit.id.to_string(), state }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs git in `dir`, failing the test when git fails; returns its standard output.
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn repository() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        git(dir.path(), &["config", "user.name", "Release Bot"]);
+        git(dir.path(), &["config", "user.email", "bot@slipway.invalid"]);
+        std::fs::write(dir.path().join("README.md"), "x\n").unwrap();
+        git(dir.path(), &["add", "-A"]);
+        git(dir.path(), &["commit", "-q", "-m", "init"]);
+        dir
+    }
+
+    fn state(environment: &str, version: &str) -> State {
+        State {
+            environment: environment.to_owned(),
+            build: Digest::of(version.as_bytes()),
+            version: version.to_owned(),
+            commit: "0".repeat(40),
+            services: BTreeMap::new(),
+            promoted_at: 1,
+            promoted_by: "tests".to_owned(),
+        }
+    }
+
+    #[test]
+    fn records_read_back_with_history_and_a_clean_work_tree() {
+        let dir = repository();
+        let shell = Shell::new(dir.path()).unwrap();
+        let ledger = Ledger::new(dir.path());
+        assert!(ledger.current("prod").unwrap().is_none());
+        let first = ledger.record(&shell, &state("prod", "1"), b"{}", "promote prod: 1").unwrap();
+        ledger.record(&shell, &state("dev", "2"), b"{}", "promote dev: 2").unwrap();
+        let second = ledger.record(&shell, &state("prod", "2"), b"{}", "promote prod: 2").unwrap();
+        let current = ledger.current("prod").unwrap().unwrap();
+        assert_eq!(
+            (current.state.version.as_str(), current.commit.as_str()),
+            ("2", second.as_str())
+        );
+        let history: Vec<(String, String)> = ledger
+            .history("prod")
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.state.version, c.commit))
+            .collect();
+        assert_eq!(history, [("2".to_owned(), second), ("1".to_owned(), first)]);
+        assert_eq!(
+            git(dir.path(), &["status", "--porcelain"]),
+            "",
+            "the work tree matches the new commit"
+        );
+        assert_eq!(
+            git(dir.path(), &["log", "--format=%an %s", "--", "manifests/prod"]),
+            "Release Bot promote prod: 2\nRelease Bot promote prod: 1\n"
+        );
+    }
+
+    #[test]
+    fn quarantine_reads_back_and_a_stale_work_tree_is_repaired_without_touching_other_files() {
+        let dir = repository();
+        let shell = Shell::new(dir.path()).unwrap();
+        let ledger = Ledger::new(dir.path());
+        ledger.record(&shell, &state("prod", "1"), b"{}", "promote prod: 1").unwrap();
+        let quarantine = Quarantine {
+            version: "1".to_owned(),
+            reason: "leaks".to_owned(),
+            by: "tests".to_owned(),
+            at: 2,
+        };
+        let build = Digest::of(b"1");
+        ledger
+            .write_quarantine(&shell, &[(build.clone(), quarantine.clone())].into(), "quarantine 1")
+            .unwrap();
+        assert_eq!(ledger.quarantined().unwrap().get(&build), Some(&quarantine));
+        ledger.record(&shell, &state("prod", "2"), b"{}", "promote prod: 2").unwrap();
+        // A writer killed after its commit, before the sync: the work tree is one behind.
+        git(dir.path(), &["checkout", "HEAD~1", "--", "manifests/prod"]);
+        std::fs::write(dir.path().join("README.md"), "the user's edit\n").unwrap();
+        ledger.sync_work_tree(&shell);
+        assert_eq!(
+            git(dir.path(), &["status", "--porcelain"]),
+            " M README.md\n",
+            "only the user's edit is left"
+        );
+    }
+
+    #[test]
+    fn a_change_decided_on_an_older_commit_is_never_recorded() {
+        let dir = repository();
+        let shell = Shell::new(dir.path()).unwrap();
+        let ledger = Ledger::new(dir.path());
+        let pinned = ledger.pin().unwrap();
+        ledger.record(&shell, &state("prod", "1"), b"{}", "promote prod: 1").unwrap();
+        assert!(pinned.current("prod").unwrap().is_none(), "a pinned ledger reads its commit");
+        let stale = pinned.record(&shell, &state("prod", "2"), b"{}", "promote prod: 2");
+        assert!(matches!(stale, Err(LedgerError::Raced { .. })), "{stale:?}");
+        let versions: Vec<String> =
+            ledger.history("prod").unwrap().into_iter().map(|c| c.state.version).collect();
+        assert_eq!(versions, ["1"]);
+    }
+
+    #[test]
+    fn a_state_of_the_first_format_reads_with_each_service_from_the_state_build() {
+        let build = Digest::of(b"1");
+        let mut first = serde_json::to_value(state("prod", "1")).unwrap();
+        first["services"] = serde_json::json!({"shop-catalog": {
+            "reference": "shop-catalog:1", "image": build, "testpacks": [], "sbom": build, "config": build
+        }});
+        let read = parse_state(first.to_string().as_bytes()).unwrap();
+        assert_eq!(read.services["shop-catalog"].build, read.build);
+    }
+
+    #[test]
+    fn racing_writers_leave_a_linear_history_with_no_lost_entry() {
+        let dir = repository();
+        let ledger = Ledger::new(dir.path());
+        let won: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6)
+                .map(|i| {
+                    let (ledger, root) = (&ledger, dir.path());
+                    s.spawn(move || {
+                        let shell = Shell::new(root).unwrap();
+                        // Each writer retries on a lost race, as promote does.
+                        for _ in 0..50 {
+                            match ledger.record(
+                                &shell,
+                                &state("prod", &i.to_string()),
+                                b"{}",
+                                &format!("promote prod: {i}"),
+                            ) {
+                                Ok(_) => return i.to_string(),
+                                Err(LedgerError::Raced { .. }) => {
+                                    std::thread::sleep(std::time::Duration::from_millis(5))
+                                }
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                        panic!("writer {i} never won");
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut recorded: Vec<String> =
+            ledger.history("prod").unwrap().into_iter().map(|c| c.state.version).collect();
+        assert_eq!(recorded.len(), 6, "{recorded:?}");
+        recorded.sort();
+        let mut won = won;
+        won.sort();
+        assert_eq!(recorded, won);
+        let merges = git(dir.path(), &["rev-list", "--min-parents=2", "HEAD"]);
+        assert!(merges.is_empty(), "no merge commits: the history is linear");
+    }
+}

@@ -1,0 +1,22 @@
+//! Slipway's release engine: every command's logic, one folder per stage of the pipeline,
+//! listed here in order; a room may use the rooms above it, never one below it (checked by
+//! the layering tidy test in `xtask/tests/tidy.rs` against ARCHITECTURE.md).
+
+pub mod attest;
+pub mod build;
+pub mod ci;
+pub mod determinism;
+pub mod error;
+pub mod ledger;
+pub mod model;
+pub mod project;
+pub mod promote;
+pub mod report;
+pub mod run;
+pub mod scaffold;
+pub mod selftest;
+pub mod shell;
+pub mod store;
+pub mod verify;
+
+pub use error::{Error, Result};

@@ -1,0 +1,641 @@
+//! The declared environments (`infra/environments.toml`): the promotion chain, what each
+//! environment trusts, how long a build bakes before it moves on, and per-service
+//! parameters (defaults, per-environment and per-service overrides) resolved into one
+//! validated configuration.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use toml_edit::{DocumentMut, Item, TableLike, Value};
+
+use crate::model::workspace::{MetadataError, MetadataErrors, Name};
+
+/// Where the environments are declared, relative to the workspace root.
+pub const FILE: &str = "infra/environments.toml";
+const LOG_LEVELS: [&str; 4] = ["error", "warn", "info", "debug"];
+const PARAM_KEYS: [&str; 3] = ["replicas", "log-level", "resources"];
+const ENVIRONMENT_KEYS: [&str; 5] = ["name", "accept-local-keys", "trust", "bake-time", "services"];
+
+/// Service parameters as declared at one level; unset fields come from the level above.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Params {
+    pub replicas_min: Option<u32>,
+    pub replicas_max: Option<u32>,
+    pub log_level: Option<String>,
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+}
+
+impl Params {
+    fn over(&self, base: &Params) -> Params {
+        Params {
+            replicas_min: self.replicas_min.or(base.replicas_min),
+            replicas_max: self.replicas_max.or(base.replicas_max),
+            log_level: self.log_level.clone().or_else(|| base.log_level.clone()),
+            cpu: self.cpu.clone().or_else(|| base.cpu.clone()),
+            memory: self.memory.clone().or_else(|| base.memory.clone()),
+        }
+    }
+}
+
+/// One service's configuration in one environment, fully resolved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Resolved {
+    pub replicas: Replicas,
+    pub log_level: String,
+    pub resources: Resources,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Replicas {
+    pub min: u32,
+    pub max: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Resources {
+    pub cpu: String,
+    pub memory: String,
+}
+
+/// One environment of the chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Environment {
+    pub name: Name,
+    /// Whether builds signed with a local development key may enter.
+    pub accept_local_keys: bool,
+    /// Names of the keys in `infra/keys/` whose signatures it accepts.
+    pub trust: Vec<Name>,
+    /// How long a build must have run in the previous environment.
+    pub bake_time_seconds: u64,
+    params: Params,
+    services: BTreeMap<String, Params>,
+}
+
+/// The promotion chain, in order, with the parameter defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Environments {
+    defaults: Params,
+    chain: Vec<Environment>,
+}
+
+/// What every service gets where nothing else is declared.
+fn builtin_defaults() -> Params {
+    Params {
+        replicas_min: Some(1),
+        replicas_max: Some(1),
+        log_level: Some("info".to_owned()),
+        cpu: Some("100m".to_owned()),
+        memory: Some("128Mi".to_owned()),
+    }
+}
+
+impl Default for Environments {
+    /// `dev → staging → prod`, used when the workspace declares none; only `dev` accepts
+    /// local development keys.
+    fn default() -> Environments {
+        let chain = ["dev", "staging", "prod"]
+            .iter()
+            .filter_map(|n| Name::parse(n))
+            .map(|name| Environment {
+                accept_local_keys: name.as_str() == "dev",
+                name,
+                trust: Vec::new(),
+                bake_time_seconds: 0,
+                params: Params::default(),
+                services: BTreeMap::new(),
+            })
+            .collect();
+        Environments { defaults: builtin_defaults(), chain }
+    }
+}
+
+impl Environments {
+    /// The environment names, first to last.
+    pub fn names(&self) -> impl Iterator<Item = &Name> {
+        self.chain.iter().map(|e| &e.name)
+    }
+
+    /// The environments, first to last.
+    pub fn chain(&self) -> &[Environment] {
+        &self.chain
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Environment> {
+        self.chain.iter().find(|e| e.name.as_str() == name)
+    }
+
+    /// The environment before `name` in the chain, if any.
+    pub fn previous(&self, name: &str) -> Option<&Environment> {
+        let at = self.chain.iter().position(|e| e.name.as_str() == name)?;
+        at.checked_sub(1).map(|i| &self.chain[i])
+    }
+
+    /// `service`'s configuration in `environment`: built-in defaults, then `[defaults]`,
+    /// then the environment's own values, then its `services.<service>` table.
+    pub fn resolve(&self, environment: &Environment, service: &str) -> Resolved {
+        let empty = Params::default();
+        let params = environment
+            .services
+            .get(service)
+            .unwrap_or(&empty)
+            .over(&environment.params.over(&self.defaults.over(&builtin_defaults())));
+        Resolved {
+            replicas: Replicas {
+                min: params.replicas_min.unwrap_or(1),
+                max: params.replicas_max.unwrap_or(1),
+            },
+            log_level: params.log_level.unwrap_or_else(|| "info".to_owned()),
+            resources: Resources {
+                cpu: params.cpu.unwrap_or_else(|| "100m".to_owned()),
+                memory: params.memory.unwrap_or_else(|| "128Mi".to_owned()),
+            },
+        }
+    }
+
+    /// Checks what needs the services: every `services.<name>` names a service, and every
+    /// resolved configuration is possible.
+    pub fn check(&self, services: &[String]) -> Vec<MetadataError> {
+        let mut errors = Vec::new();
+        for (i, environment) in self.chain.iter().enumerate() {
+            for name in environment.services.keys().filter(|n| !services.contains(n)) {
+                errors.push(failure(
+                    &format!("environment[{i}].services.{name}"),
+                    format!("no service `{name}`: expected one of {}", services.join(", ")),
+                ));
+            }
+            for service in services {
+                let resolved = self.resolve(environment, service);
+                if resolved.replicas.max < resolved.replicas.min {
+                    errors.push(failure(
+                        &format!("environment[{i}].replicas"),
+                        format!(
+                            "`{service}` in `{}` would run min {} and max {} replicas: max must be at least min",
+                            environment.name, resolved.replicas.min, resolved.replicas.max
+                        ),
+                    ));
+                }
+            }
+        }
+        errors
+    }
+
+    /// Reads `infra/environments.toml` under `root`; the default chain when it is absent.
+    /// Every trusted key must exist as `infra/keys/<name>.pub`.
+    pub fn load(root: &Path) -> Result<Environments, MetadataErrors> {
+        let path = root.join(FILE);
+        let environments = match std::fs::read_to_string(&path) {
+            Ok(text) => Environments::parse(&text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Environments::default());
+            }
+            Err(e) => return Err(MetadataErrors(vec![failure("", format!("cannot read: {e}"))])),
+        };
+        let mut errors = Vec::new();
+        for (i, environment) in environments.chain.iter().enumerate() {
+            for (j, key) in environment.trust.iter().enumerate() {
+                let file = root.join(crate::attest::keys::TRUSTED_DIR).join(format!("{key}.pub"));
+                if !file.exists() {
+                    errors.push(failure(
+                        &format!("environment[{i}].trust[{j}]"),
+                        format!("no public key `{}/{key}.pub`: run `cargo xtask keygen {key} --trust {}`", crate::attest::keys::TRUSTED_DIR, environment.name),
+                    ));
+                }
+            }
+        }
+        if errors.is_empty() { Ok(environments) } else { Err(MetadataErrors(errors)) }
+    }
+
+    /// Parses the declaration: `[defaults]` and an array of `[[environment]]` tables.
+    pub fn parse(text: &str) -> Result<Environments, MetadataErrors> {
+        let document: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+            MetadataErrors(vec![failure("", format!("not valid TOML: {e}"))])
+        })?;
+        let mut errors = Vec::new();
+        for (key, _) in document.iter().filter(|(k, _)| !["environment", "defaults"].contains(k)) {
+            errors.push(failure(
+                key,
+                "unknown key: expected `[defaults]` and `[[environment]]` tables",
+            ));
+        }
+        let defaults = match document.get("defaults").and_then(Item::as_table_like) {
+            Some(table) => read_params(table, "defaults", &[], &mut errors),
+            None if document.contains_key("defaults") => {
+                errors.push(failure("defaults", "expected a table"));
+                Params::default()
+            }
+            None => Params::default(),
+        };
+        let mut chain: Vec<Environment> = Vec::new();
+        match document.get("environment") {
+            None => errors.push(failure(
+                "environment",
+                "missing: declare at least one `[[environment]]` with a `name`",
+            )),
+            Some(Item::ArrayOfTables(tables)) => {
+                for (i, table) in tables.iter().enumerate() {
+                    if let Some(environment) = read_environment(table, i, &chain, &mut errors) {
+                        chain.push(environment);
+                    }
+                }
+            }
+            Some(_) => errors.push(failure("environment", "expected `[[environment]]` tables")),
+        }
+        if errors.is_empty() {
+            Ok(Environments { defaults, chain })
+        } else {
+            Err(MetadataErrors(errors))
+        }
+    }
+}
+
+fn read_environment(
+    table: &toml_edit::Table,
+    i: usize,
+    chain: &[Environment],
+    errors: &mut Vec<MetadataError>,
+) -> Option<Environment> {
+    let prefix = format!("environment[{i}]");
+    let before = errors.len();
+    let params = read_params(table, &prefix, &ENVIRONMENT_KEYS, errors);
+    let key = format!("{prefix}.name");
+    let name = match table.get("name").and_then(Item::as_str) {
+        Some(text) => match Name::parse(text) {
+            Some(name) if chain.iter().any(|e| e.name == name) => {
+                errors.push(failure(&key, format!("`{name}` is declared twice")));
+                None
+            }
+            Some(name) => Some(name),
+            None => {
+                errors.push(failure(
+                    &key,
+                    format!("`{text}` is not a valid name: expected ^[a-z][a-z0-9-]*$"),
+                ));
+                None
+            }
+        },
+        None => {
+            errors.push(failure(&key, "missing: expected a string like \"dev\""));
+            None
+        }
+    };
+    let accept_local_keys = match table.get("accept-local-keys") {
+        None => false,
+        Some(item) => item.as_bool().unwrap_or_else(|| {
+            errors.push(failure(&format!("{prefix}.accept-local-keys"), "expected true or false"));
+            false
+        }),
+    };
+    let mut trust = Vec::new();
+    match table.get("trust") {
+        None => {}
+        Some(item) => match item.as_array() {
+            Some(array) => {
+                for (j, value) in array.iter().enumerate() {
+                    match value.as_str().and_then(Name::parse) {
+                        Some(key) => trust.push(key),
+                        None => errors.push(failure(
+                            &format!("{prefix}.trust[{j}]"),
+                            "expected the name of a key in infra/keys/, like \"release\"",
+                        )),
+                    }
+                }
+            }
+            None => errors.push(failure(
+                &format!("{prefix}.trust"),
+                "expected a list of key names, like [\"release\"]",
+            )),
+        },
+    }
+    let bake_time_seconds = match table.get("bake-time") {
+        None => 0,
+        Some(item) => item.as_str().and_then(parse_duration).unwrap_or_else(|| {
+            errors.push(failure(
+                &format!("{prefix}.bake-time"),
+                "expected a duration like \"0s\", \"30m\", \"2h\" or \"1d\"",
+            ));
+            0
+        }),
+    };
+    let mut services = BTreeMap::new();
+    if let Some(item) = table.get("services") {
+        match item.as_table_like() {
+            Some(services_table) => {
+                for (service, item) in services_table.iter() {
+                    let key = format!("{prefix}.services.{service}");
+                    match item.as_table_like() {
+                        Some(table) => {
+                            services
+                                .insert(service.to_owned(), read_params(table, &key, &[], errors));
+                        }
+                        None => errors.push(failure(&key, "expected a table of parameters")),
+                    }
+                }
+            }
+            None => {
+                errors.push(failure(&format!("{prefix}.services"), "expected a table of services"))
+            }
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    Some(Environment { name: name?, accept_local_keys, trust, bake_time_seconds, params, services })
+}
+
+/// Reads `replicas`, `log-level` and `resources` from `table`; other keys must be in `also`.
+fn read_params(
+    table: &dyn TableLike,
+    prefix: &str,
+    also: &[&str],
+    errors: &mut Vec<MetadataError>,
+) -> Params {
+    let mut params = Params::default();
+    for (key, _) in table.iter().filter(|(k, _)| !PARAM_KEYS.contains(k) && !also.contains(k)) {
+        let mut known: Vec<&str> = PARAM_KEYS.to_vec();
+        known.extend_from_slice(also);
+        errors.push(failure(
+            &format!("{prefix}.{key}"),
+            format!("unknown key: expected one of {}", known.join(", ")),
+        ));
+    }
+    if let Some(item) = table.get("replicas") {
+        match item.as_table_like() {
+            Some(replicas) => {
+                for (key, _) in replicas.iter().filter(|(k, _)| !["min", "max"].contains(k)) {
+                    errors.push(failure(
+                        &format!("{prefix}.replicas.{key}"),
+                        "unknown key: expected min and max",
+                    ));
+                }
+                let count = |key: &str, errors: &mut Vec<MetadataError>| {
+                    let item = replicas.get(key)?;
+                    match item.as_integer().and_then(|n| u32::try_from(n).ok()).filter(|n| *n >= 1)
+                    {
+                        Some(n) => Some(n),
+                        None => {
+                            errors.push(failure(
+                                &format!("{prefix}.replicas.{key}"),
+                                "expected a whole number of at least 1",
+                            ));
+                            None
+                        }
+                    }
+                };
+                params.replicas_min = count("min", errors);
+                params.replicas_max = count("max", errors);
+                if let (Some(min), Some(max)) = (params.replicas_min, params.replicas_max)
+                    && max < min
+                {
+                    errors.push(failure(
+                        &format!("{prefix}.replicas.max"),
+                        format!("max ({max}) is less than min ({min})"),
+                    ));
+                }
+            }
+            None => errors.push(failure(
+                &format!("{prefix}.replicas"),
+                "expected a table like { min = 1, max = 3 }",
+            )),
+        }
+    }
+    if let Some(item) = table.get("log-level") {
+        match item.as_str().filter(|l| LOG_LEVELS.contains(l)) {
+            Some(level) => params.log_level = Some(level.to_owned()),
+            None => errors.push(failure(
+                &format!("{prefix}.log-level"),
+                format!("expected one of {}", LOG_LEVELS.join(", ")),
+            )),
+        }
+    }
+    if let Some(item) = table.get("resources") {
+        match item.as_table_like() {
+            Some(resources) => {
+                for (key, value) in resources.iter() {
+                    let text = value.as_str().unwrap_or("");
+                    let valid = match key {
+                        "cpu" => quantity(text, &["m"]),
+                        "memory" => quantity(text, &["Ki", "Mi", "Gi", "Ti"]),
+                        _ => {
+                            errors.push(failure(
+                                &format!("{prefix}.resources.{key}"),
+                                "unknown key: expected cpu and memory",
+                            ));
+                            continue;
+                        }
+                    };
+                    if !valid {
+                        let example =
+                            if key == "cpu" { "\"250m\" or \"2\"" } else { "\"256Mi\" or \"1Gi\"" };
+                        errors.push(failure(
+                            &format!("{prefix}.resources.{key}"),
+                            format!("expected a Kubernetes quantity like {example}"),
+                        ));
+                    } else if key == "cpu" {
+                        params.cpu = Some(text.to_owned());
+                    } else {
+                        params.memory = Some(text.to_owned());
+                    }
+                }
+            }
+            None => errors.push(failure(
+                &format!("{prefix}.resources"),
+                "expected a table like { cpu = \"250m\", memory = \"256Mi\" }",
+            )),
+        }
+    }
+    params
+}
+
+/// Whether `text` is a positive whole number with one of `suffixes` (or none).
+fn quantity(text: &str, suffixes: &[&str]) -> bool {
+    let number = suffixes.iter().find_map(|s| text.strip_suffix(s)).unwrap_or(text);
+    !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
+        && number.bytes().any(|b| b != b'0')
+}
+
+/// `"90s"`, `"30m"`, `"2h"`, `"1d"` or `"0"` in seconds.
+pub fn parse_duration(text: &str) -> Option<u64> {
+    if text == "0" {
+        return Some(0);
+    }
+    let unit = text.chars().last()?;
+    let number: u64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    number.checked_mul(scale)
+}
+
+fn failure(key: &str, message: impl Into<String>) -> MetadataError {
+    MetadataError { file: PathBuf::from(FILE), key: key.to_owned(), message: message.into() }
+}
+
+/// Adds `key` to the `trust` list of each of `environments` in `text`, keeping the file's
+/// layout and comments; an environment that already trusts it is left alone.
+pub fn add_trust(text: &str, key: &Name, environments: &[String]) -> Result<String, String> {
+    let mut document: DocumentMut =
+        text.parse().map_err(|e| format!("{FILE}: not valid TOML: {e}"))?;
+    let tables = document
+        .get_mut("environment")
+        .and_then(Item::as_array_of_tables_mut)
+        .ok_or_else(|| format!("{FILE}: no `[[environment]]` tables"))?;
+    for wanted in environments {
+        let table = tables
+            .iter_mut()
+            .find(|t| t.get("name").and_then(Item::as_str) == Some(wanted.as_str()))
+            .ok_or_else(|| format!("{FILE}: no environment `{wanted}`"))?;
+        let trust = table.entry("trust").or_insert(toml_edit::value(toml_edit::Array::new()));
+        let array = trust
+            .as_array_mut()
+            .ok_or_else(|| format!("{FILE}: `trust` of `{wanted}` is not a list"))?;
+        if !array.iter().any(|v| v.as_str() == Some(key.as_str())) {
+            array.push(Value::from(key.as_str()));
+        }
+    }
+    Ok(document.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, expected: &[(&str, &str)]) {
+        let errors = Environments::parse(text).unwrap_err().0;
+        let got: Vec<(&str, bool)> = errors
+            .iter()
+            .zip(expected)
+            .map(|(e, (_, part))| (e.key.as_str(), e.message.contains(part)))
+            .collect();
+        let want: Vec<(&str, bool)> = expected.iter().map(|(key, _)| (*key, true)).collect();
+        assert_eq!(got, want, "{errors:#?}");
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    }
+
+    const SAMPLE: &str = r#"
+[defaults]
+replicas = { min = 1, max = 2 }
+resources = { cpu = "100m", memory = "64Mi" }
+
+[[environment]]
+name = "dev"
+accept-local-keys = true
+
+[[environment]]
+name = "prod"
+trust = ["release"]
+bake-time = "1h"
+log-level = "warn"
+replicas = { min = 2, max = 10 }
+
+[environment.services.shop-orders]
+replicas = { min = 3, max = 6 }
+resources = { memory = "256Mi" }
+"#;
+
+    #[test]
+    fn chain_keeps_declared_order_and_resolves_in_layers() {
+        let envs = Environments::parse(SAMPLE).unwrap();
+        let names: Vec<&str> = envs.names().map(Name::as_str).collect();
+        assert_eq!(names, ["dev", "prod"]);
+        let (dev, prod) = (&envs.chain()[0], &envs.chain()[1]);
+        assert!(dev.accept_local_keys && !prod.accept_local_keys);
+        assert_eq!(prod.bake_time_seconds, 3600);
+        assert_eq!(envs.previous("prod").map(|e| e.name.as_str()), Some("dev"));
+        assert_eq!(envs.previous("dev"), None);
+        let orders = envs.resolve(prod, "shop-orders");
+        assert_eq!(orders.replicas, Replicas { min: 3, max: 6 });
+        assert_eq!(orders.log_level, "warn");
+        assert_eq!(orders.resources, Resources { cpu: "100m".into(), memory: "256Mi".into() });
+        let catalog = envs.resolve(dev, "shop-catalog");
+        assert_eq!((catalog.replicas.max, catalog.log_level.as_str()), (2, "info"));
+        assert!(envs.check(&["shop-orders".into(), "shop-catalog".into()]).is_empty());
+    }
+
+    #[test]
+    fn bad_declarations_name_the_key() {
+        check("[[environment]]\nname = \"Prod\"\n", &[("environment[0].name", "not a valid name")]);
+        check(
+            "[[environment]]\nnmae = \"prod\"\n",
+            &[("environment[0].nmae", "unknown key"), ("environment[0].name", "missing")],
+        );
+        check("chain = []\n", &[("chain", "unknown key"), ("environment", "missing")]);
+        check(
+            "[[environment]]\nname = \"dev\"\n[[environment]]\nname = \"dev\"\n",
+            &[("environment[1].name", "twice")],
+        );
+        check("[[environment", &[("", "not valid TOML")]);
+        check(
+            "[[environment]]\nname = \"dev\"\nreplicas = { min = 3, max = 2 }\n",
+            &[("environment[0].replicas.max", "less than min")],
+        );
+        check(
+            "[defaults]\nlog-level = \"loud\"\n[[environment]]\nname = \"dev\"\n",
+            &[("defaults.log-level", "expected one of")],
+        );
+        check(
+            "[[environment]]\nname = \"dev\"\nbake-time = \"soon\"\nresources = { cpu = \"lots\" }\n",
+            &[
+                ("environment[0].resources.cpu", "quantity"),
+                ("environment[0].bake-time", "duration"),
+            ],
+        );
+        check(
+            "[[environment]]\nname = \"dev\"\n[environment.services.shop-orders]\nreplica = 2\n",
+            &[("environment[0].services.shop-orders.replica", "unknown key")],
+        );
+    }
+
+    #[test]
+    fn impossible_resolutions_and_unknown_services_are_refused() {
+        let text = "[defaults]\nreplicas = { min = 4, max = 4 }\n[[environment]]\nname = \"dev\"\nreplicas = { max = 2 }\n[environment.services.shop-ordres]\nlog-level = \"debug\"\n";
+        let envs = Environments::parse(text).unwrap();
+        let errors = envs.check(&["shop-orders".into()]);
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["environment[0].services.shop-ordres", "environment[0].replicas"],
+            "{errors:#?}"
+        );
+        assert!(errors[1].message.contains("max must be at least min"));
+    }
+
+    #[test]
+    fn durations() {
+        for (text, seconds) in [
+            ("0", Some(0)),
+            ("90s", Some(90)),
+            ("30m", Some(1800)),
+            ("2h", Some(7200)),
+            ("1d", Some(86_400)),
+            ("h", None),
+            ("5w", None),
+            ("-1s", None),
+        ] {
+            assert_eq!(parse_duration(text), seconds, "{text}");
+        }
+    }
+
+    #[test]
+    fn trust_is_added_keeping_the_layout() {
+        let text = "# chain\n[[environment]]\nname = \"dev\" # first\n\n[[environment]]\nname = \"prod\"\ntrust = [\"old\"]\n";
+        let key = Name::parse("release").unwrap();
+        let edited = add_trust(text, &key, &["dev".into(), "prod".into()]).unwrap();
+        assert!(
+            edited.starts_with("# chain\n[[environment]]\nname = \"dev\" # first\n"),
+            "{edited}"
+        );
+        assert!(edited.contains("trust = [\"old\", \"release\"]"), "{edited}");
+        let envs = Environments::parse(&edited).unwrap();
+        assert_eq!(envs.chain()[0].trust.len(), 1);
+        assert_eq!(envs.chain()[0].trust[0], key);
+        assert_eq!(add_trust(&edited, &key, &["prod".into()]).unwrap(), edited);
+        assert!(add_trust(text, &key, &["qa".into()]).unwrap_err().contains("no environment `qa`"));
+    }
+}

@@ -1,0 +1,8 @@
+//! The model: what the repository declares and what the source is — digests, the workspace
+//! and its services, the environments, the lockfile, the commit — parsed and validated once.
+
+pub mod digest;
+pub mod environments;
+pub mod lockfile;
+pub mod source;
+pub mod workspace;

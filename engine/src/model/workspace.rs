@@ -1,0 +1,777 @@
+//! The validated model of the repository: `cargo metadata` plus each service's
+//! `[package.metadata.service]` and each suite's `[package.metadata.integration-tests]`,
+//! checked before anything is built.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::model::environments::Environments;
+use crate::shell::{Shell, cmd};
+
+/// A name of an application, role or environment: `^[a-z][a-z0-9-]*$`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct Name(String);
+
+impl Name {
+    pub fn parse(text: &str) -> Option<Name> {
+        let mut bytes = text.bytes();
+        let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
+        let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        (first_ok && rest_ok).then(|| Name(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The variable a dependent reads this role's base URL from: `<ROLE>_URL`.
+    pub fn url_variable(&self) -> String {
+        format!("{}_URL", self.0.to_ascii_uppercase().replace('-', "_"))
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the names of a service's resources are made of: `<application>-<role>`, and per
+/// environment `<environment>-<application>-<role>`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceId {
+    pub application: Name,
+    pub role: Name,
+}
+
+impl ServiceId {
+    /// The resource name in `environment`.
+    pub fn in_environment(&self, environment: &Name) -> String {
+        format!("{environment}-{self}")
+    }
+}
+
+impl fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.application, self.role)
+    }
+}
+
+/// A declared, validated service.
+#[derive(Clone, Debug)]
+pub struct Service {
+    pub package: String,
+    /// The manifest, relative to the workspace root.
+    pub manifest: PathBuf,
+    pub id: ServiceId,
+    pub version: String,
+    pub health: String,
+    /// Roles of the same application this service calls.
+    pub depends_on: Vec<Name>,
+    /// The binary target the image runs.
+    pub binary: String,
+}
+
+/// A package of black-box integration tests for one service.
+#[derive(Clone, Debug)]
+pub struct Suite {
+    pub package: String,
+    pub manifest: PathBuf,
+    /// The `<application>-<role>` of the service it tests.
+    pub service: ServiceId,
+}
+
+/// The whole validated workspace.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    pub root: PathBuf,
+    /// `[workspace.package] version`.
+    pub version: String,
+    /// `[workspace.package] repository`, the source label of every image.
+    pub repository: Option<String>,
+    /// In dependency order: every service comes after the services it depends on.
+    pub services: Vec<Service>,
+    pub suites: Vec<Suite>,
+    pub environments: Environments,
+}
+
+impl Workspace {
+    pub fn service(&self, id: &ServiceId) -> Option<&Service> {
+        self.services.iter().find(|s| &s.id == id)
+    }
+
+    /// `service` and every service it calls, transitively, in dependency order.
+    pub fn closure(&self, service: &ServiceId) -> Vec<&Service> {
+        let mut wanted: BTreeSet<&ServiceId> = BTreeSet::new();
+        let mut stack = vec![service];
+        while let Some(id) = stack.pop() {
+            if !wanted.insert(id) {
+                continue;
+            }
+            if let Some(found) = self.services.iter().find(|s| &s.id == id) {
+                stack.extend(dependencies(&self.services, found).map(|s| &s.id));
+            }
+        }
+        self.services.iter().filter(|s| wanted.contains(&s.id)).collect()
+    }
+
+    /// The suites that test `service`.
+    pub fn suites_of<'a>(&'a self, service: &'a ServiceId) -> impl Iterator<Item = &'a Suite> {
+        self.suites.iter().filter(move |s| &s.service == service)
+    }
+}
+
+/// One problem in the declared metadata: the file, the key, what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataError {
+    pub file: PathBuf,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for MetadataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: `{}`: {}", self.file.display(), self.key, self.message)
+    }
+}
+
+/// Every problem found, so one run shows them all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct MetadataErrors(pub Vec<MetadataError>);
+
+impl fmt::Display for MetadataErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid declarations ({} problem", self.0.len())?;
+        f.write_str(if self.0.len() == 1 { ")" } else { "s)" })?;
+        for error in &self.0 {
+            write!(f, "\n  {error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A workspace member as the validation sees it.
+#[derive(Debug, Clone)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+    /// Relative to the workspace root.
+    pub manifest: PathBuf,
+    /// `package.metadata`, or `null`.
+    pub metadata: Value,
+    pub binaries: Vec<String>,
+}
+
+impl Package {
+    /// The package's members of `cargo metadata`, relative to `root`.
+    pub fn from_cargo(root: &Path, package: &cargo_metadata::Package) -> Package {
+        let manifest = package.manifest_path.as_std_path();
+        Package {
+            name: package.name.to_string(),
+            version: package.version.to_string(),
+            manifest: manifest.strip_prefix(root).unwrap_or(manifest).to_owned(),
+            metadata: package.metadata.clone(),
+            binaries: package
+                .targets
+                .iter()
+                .filter(|t| t.is_bin())
+                .map(|t| t.name.clone())
+                .collect(),
+        }
+    }
+
+    fn is_under(&self, folder: &str) -> bool {
+        self.manifest.starts_with(folder)
+    }
+}
+
+const SERVICE_TABLE: &str = "package.metadata.service";
+const SUITE_TABLE: &str = "package.metadata.integration-tests";
+const SERVICE_KEYS: [&str; 4] = ["application", "role", "health", "depends-on"];
+/// Kubernetes names every resource with a DNS label: at most 63 characters.
+const DNS_LABEL_MAX: usize = 63;
+
+/// Validates the members of a workspace. Services are the members under `services/`,
+/// suites the members under `integration-tests/` that declare which service they test.
+pub fn validate(
+    root: &Path,
+    version: String,
+    repository: Option<String>,
+    packages: &[Package],
+    environments: Environments,
+) -> Result<Workspace, MetadataErrors> {
+    let mut errors = Vec::new();
+    let mut services = Vec::new();
+    for package in packages.iter().filter(|p| p.is_under("services")) {
+        if let Some(service) = read_service(package, &mut errors) {
+            services.push(service);
+        }
+    }
+    check_unique_roles(&services, &mut errors);
+    check_dns_labels(&services, &environments, &mut errors);
+    check_dependencies(&services, &mut errors);
+    let names: Vec<String> = services.iter().map(|s| s.id.to_string()).collect();
+    errors.extend(environments.check(&names));
+    let mut suites = Vec::new();
+    for package in packages.iter().filter(|p| p.is_under("integration-tests")) {
+        if let Some(suite) = read_suite(package, &services, &mut errors) {
+            suites.push(suite);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(MetadataErrors(errors));
+    }
+    Ok(Workspace {
+        root: root.to_owned(),
+        version,
+        repository,
+        services: dependency_order(services),
+        suites,
+        environments,
+    })
+}
+
+fn error(file: &Path, key: impl Into<String>, message: impl Into<String>) -> MetadataError {
+    MetadataError { file: file.to_owned(), key: key.into(), message: message.into() }
+}
+
+fn read_service(package: &Package, errors: &mut Vec<MetadataError>) -> Option<Service> {
+    let file = package.manifest.as_path();
+    let Some(table) = package.metadata.get("service") else {
+        errors.push(error(
+            file,
+            SERVICE_TABLE,
+            "missing: every crate under services/ declares `application`, `role`, `health` and `depends-on` there",
+        ));
+        return None;
+    };
+    let Some(table) = table.as_object() else {
+        errors.push(error(file, SERVICE_TABLE, "expected a table"));
+        return None;
+    };
+    let before = errors.len();
+    for key in table.keys().filter(|k| !SERVICE_KEYS.contains(&k.as_str())) {
+        errors.push(error(
+            file,
+            format!("{SERVICE_TABLE}.{key}"),
+            format!("unknown key: expected one of {}", SERVICE_KEYS.join(", ")),
+        ));
+    }
+    let name = |key: &str, errors: &mut Vec<MetadataError>| {
+        let full = format!("{SERVICE_TABLE}.{key}");
+        match table.get(key) {
+            None => errors.push(error(file, full, "missing: expected a name like `shop`")),
+            Some(Value::String(text)) => match Name::parse(text) {
+                Some(name) => return Some(name),
+                None => errors.push(error(
+                    file,
+                    full,
+                    format!("`{text}` is not a valid name: expected lower-case letters, digits and `-`, starting with a letter (^[a-z][a-z0-9-]*$)"),
+                )),
+            },
+            Some(other) => errors.push(error(file, full, format!("expected a string, found {other}"))),
+        }
+        None
+    };
+    let application = name("application", errors);
+    let role = name("role", errors);
+    let health = match table.get("health") {
+        Some(Value::String(path))
+            if path.starts_with('/') && !path.contains(char::is_whitespace) =>
+        {
+            Some(path.clone())
+        }
+        Some(other) => {
+            errors.push(error(
+                file,
+                format!("{SERVICE_TABLE}.health"),
+                format!("expected an HTTP path starting with `/`, like \"/health\", found {other}"),
+            ));
+            None
+        }
+        None => {
+            errors.push(error(
+                file,
+                format!("{SERVICE_TABLE}.health"),
+                "missing: expected the health endpoint's path, like \"/health\"",
+            ));
+            None
+        }
+    };
+    let mut depends_on = Vec::new();
+    match table.get("depends-on") {
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str().and_then(Name::parse) {
+                    Some(name) => depends_on.push(name),
+                    None => errors.push(error(
+                        file,
+                        format!("{SERVICE_TABLE}.depends-on[{i}]"),
+                        format!(
+                            "expected the role of a service of the same application, found {item}"
+                        ),
+                    )),
+                }
+            }
+        }
+        Some(other) => errors.push(error(
+            file,
+            format!("{SERVICE_TABLE}.depends-on"),
+            format!("expected a list of roles, like [\"catalog\"], found {other}"),
+        )),
+        None => errors.push(error(
+            file,
+            format!("{SERVICE_TABLE}.depends-on"),
+            "missing: expected a list of the roles this service calls ([] for none)",
+        )),
+    }
+    let binary = if package.binaries.iter().any(|b| b == &package.name) {
+        Some(package.name.clone())
+    } else if let [only] = package.binaries.as_slice() {
+        Some(only.clone())
+    } else {
+        errors.push(error(
+            file,
+            "bin",
+            format!(
+                "a service needs one binary target (or one named `{}`); found {}",
+                package.name,
+                package.binaries.len()
+            ),
+        ));
+        None
+    };
+    if errors.len() > before {
+        return None;
+    }
+    Some(Service {
+        package: package.name.clone(),
+        manifest: package.manifest.clone(),
+        id: ServiceId { application: application?, role: role? },
+        version: package.version.clone(),
+        health: health?,
+        depends_on,
+        binary: binary?,
+    })
+}
+
+fn check_unique_roles(services: &[Service], errors: &mut Vec<MetadataError>) {
+    let mut seen: BTreeMap<&ServiceId, &Service> = BTreeMap::new();
+    for service in services {
+        if let Some(first) = seen.insert(&service.id, service) {
+            errors.push(error(
+                &service.manifest,
+                format!("{SERVICE_TABLE}.role"),
+                format!(
+                    "role `{}` of application `{}` is already declared by {}: a role is unique within its application",
+                    service.id.role,
+                    service.id.application,
+                    first.manifest.display()
+                ),
+            ));
+        }
+    }
+}
+
+fn check_dns_labels(
+    services: &[Service],
+    environments: &Environments,
+    errors: &mut Vec<MetadataError>,
+) {
+    for service in services {
+        for environment in environments.names() {
+            let label = service.id.in_environment(environment);
+            if label.len() > DNS_LABEL_MAX {
+                errors.push(error(
+                    &service.manifest,
+                    format!("{SERVICE_TABLE}.role"),
+                    format!(
+                        "`{label}` is {} characters: `<environment>-<application>-<role>` must fit a DNS label ({DNS_LABEL_MAX}); shorten the application or role",
+                        label.len()
+                    ),
+                ));
+                break;
+            }
+        }
+    }
+}
+
+fn check_dependencies(services: &[Service], errors: &mut Vec<MetadataError>) {
+    let ids: BTreeSet<&ServiceId> = services.iter().map(|s| &s.id).collect();
+    let mut known = true;
+    for service in services {
+        for (i, role) in service.depends_on.iter().enumerate() {
+            let target =
+                ServiceId { application: service.id.application.clone(), role: role.clone() };
+            if !ids.contains(&target) {
+                known = false;
+                errors.push(error(
+                    &service.manifest,
+                    format!("{SERVICE_TABLE}.depends-on[{i}]"),
+                    format!(
+                        "no service `{target}`: application `{}` has roles {}",
+                        service.id.application,
+                        roles_of(services, &service.id.application)
+                    ),
+                ));
+            } else if role == &service.id.role {
+                known = false;
+                errors.push(error(
+                    &service.manifest,
+                    format!("{SERVICE_TABLE}.depends-on[{i}]"),
+                    "a service cannot depend on itself",
+                ));
+            }
+        }
+    }
+    if known && let Some(cycle) = find_cycle(services) {
+        let names: Vec<String> = cycle.iter().map(|s| s.id.to_string()).collect();
+        errors.push(error(
+            &cycle[0].manifest,
+            format!("{SERVICE_TABLE}.depends-on"),
+            format!(
+                "dependency cycle: {}: break it so services can start in order",
+                names.join(" → ")
+            ),
+        ));
+    }
+}
+
+fn roles_of(services: &[Service], application: &Name) -> String {
+    let roles: Vec<String> = services
+        .iter()
+        .filter(|s| &s.id.application == application)
+        .map(|s| format!("`{}`", s.id.role))
+        .collect();
+    roles.join(", ")
+}
+
+fn dependencies<'a>(
+    services: &'a [Service],
+    service: &'a Service,
+) -> impl Iterator<Item = &'a Service> {
+    service.depends_on.iter().filter_map(move |role| {
+        services.iter().find(|s| s.id.application == service.id.application && &s.id.role == role)
+    })
+}
+
+/// A dependency cycle, as the services along it (the first repeated at the end).
+fn find_cycle(services: &[Service]) -> Option<Vec<&Service>> {
+    fn visit<'a>(
+        services: &'a [Service],
+        service: &'a Service,
+        path: &mut Vec<&'a Service>,
+        done: &mut BTreeSet<&'a ServiceId>,
+    ) -> Option<Vec<&'a Service>> {
+        if let Some(start) = path.iter().position(|s| s.id == service.id) {
+            let mut cycle = path[start..].to_vec();
+            cycle.push(service);
+            return Some(cycle);
+        }
+        if done.contains(&service.id) {
+            return None;
+        }
+        path.push(service);
+        for dependency in dependencies(services, service) {
+            if let Some(cycle) = visit(services, dependency, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(&service.id);
+        None
+    }
+    let mut done = BTreeSet::new();
+    services.iter().find_map(|s| visit(services, s, &mut Vec::new(), &mut done))
+}
+
+/// Sorts services so each comes after its dependencies, ties by name.
+fn dependency_order(mut services: Vec<Service>) -> Vec<Service> {
+    services.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut ordered: Vec<Service> = Vec::with_capacity(services.len());
+    while !services.is_empty() {
+        let ready = services.iter().position(|s| dependencies(&services, s).next().is_none());
+        // Validation rejected cycles, so some service is always ready.
+        let index = ready.unwrap_or(0);
+        let service = services.remove(index);
+        ordered.push(service);
+    }
+    ordered
+}
+
+fn read_suite(
+    package: &Package,
+    services: &[Service],
+    errors: &mut Vec<MetadataError>,
+) -> Option<Suite> {
+    let file = package.manifest.as_path();
+    let table = package.metadata.get("integration-tests")?;
+    let Some(table) = table.as_object() else {
+        errors.push(error(file, SUITE_TABLE, "expected a table with `service`"));
+        return None;
+    };
+    for key in table.keys().filter(|k| k.as_str() != "service") {
+        errors.push(error(
+            file,
+            format!("{SUITE_TABLE}.{key}"),
+            "unknown key: expected only `service`",
+        ));
+    }
+    let key = format!("{SUITE_TABLE}.service");
+    let Some(wanted) = table.get("service").and_then(Value::as_str) else {
+        errors.push(error(
+            file,
+            key,
+            "missing: expected the `<application>-<role>` of the service these tests cover",
+        ));
+        return None;
+    };
+    match services.iter().find(|s| s.id.to_string() == wanted) {
+        Some(service) => Some(Suite {
+            package: package.name.clone(),
+            manifest: package.manifest.clone(),
+            service: service.id.clone(),
+        }),
+        None => {
+            let known: Vec<String> = services.iter().map(|s| format!("`{}`", s.id)).collect();
+            errors.push(error(
+                file,
+                key,
+                format!("no service `{wanted}`: expected one of {}", known.join(", ")),
+            ));
+            None
+        }
+    }
+}
+
+/// The whole resolved dependency graph, as built for `target`.
+pub fn full_metadata(shell: &Shell, target: &str) -> Result<cargo_metadata::Metadata, Error> {
+    let sh = shell.sh();
+    let json = shell
+        .read(cmd!(sh, "cargo metadata --format-version 1 --filter-platform {target}").quiet())?;
+    cargo_metadata::MetadataCommand::parse(json).map_err(|e| Error::CargoMetadata(e.to_string()))
+}
+
+/// Reads and validates the workspace at the project root: `cargo metadata`, the
+/// `[workspace.package]` table, `infra/environments.toml`.
+pub fn load(shell: &Shell) -> Result<Workspace, Error> {
+    let root = shell.root();
+    let sh = shell.sh();
+    let json = shell.read(cmd!(sh, "cargo metadata --format-version 1 --no-deps").quiet())?;
+    let metadata = cargo_metadata::MetadataCommand::parse(json)
+        .map_err(|e| Error::CargoMetadata(e.to_string()))?;
+    let packages: Vec<Package> =
+        metadata.workspace_packages().into_iter().map(|p| Package::from_cargo(root, p)).collect();
+    let manifest = root.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).map_err(|source| Error::Io {
+        action: "read",
+        path: manifest.clone(),
+        source,
+    })?;
+    let document: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        Error::CargoMetadata(format!("{}: {e}", manifest.display()))
+    })?;
+    let shared = |key: &str| {
+        document.get("workspace")?.get("package")?.get(key)?.as_str().map(str::to_owned)
+    };
+    let environments = Environments::load(root)?;
+    let version = shared("version").unwrap_or_else(|| "0.0.0".to_owned());
+    Ok(validate(root, version, shared("repository"), &packages, environments)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service(dir: &str, table: Value) -> Package {
+        Package {
+            name: dir.to_owned(),
+            version: "0.1.0".to_owned(),
+            manifest: PathBuf::from(format!("services/{dir}/Cargo.toml")),
+            metadata: json!({ "service": table }),
+            binaries: vec![dir.to_owned()],
+        }
+    }
+
+    fn shop(role: &str, depends_on: &[&str]) -> Package {
+        service(
+            &format!("shop-{role}"),
+            json!({"application": "shop", "role": role, "health": "/health", "depends-on": depends_on}),
+        )
+    }
+
+    fn run(packages: &[Package]) -> Result<Workspace, MetadataErrors> {
+        validate(Path::new("/w"), "0.1.0".into(), None, packages, Environments::default())
+    }
+
+    /// Validates `packages` and checks that exactly the `(file, key, message part)` errors come out.
+    fn check(packages: &[Package], expected: &[(&str, &str, &str)]) {
+        let errors = run(packages).expect_err("expected validation errors").0;
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+        for (error, (file, key, part)) in errors.iter().zip(expected) {
+            assert_eq!(error.file, PathBuf::from(file), "{error}");
+            assert_eq!(&error.key, key, "{error}");
+            assert!(error.message.contains(part), "`{}` lacks `{part}`", error.message);
+        }
+    }
+
+    #[test]
+    fn valid_sample_is_ordered_by_dependencies() {
+        let ws = run(&[
+            shop("shipping", &["orders"]),
+            shop("orders", &["catalog"]),
+            shop("catalog", &[]),
+        ])
+        .unwrap();
+        let order: Vec<String> = ws.services.iter().map(|s| s.id.to_string()).collect();
+        assert_eq!(order, ["shop-catalog", "shop-orders", "shop-shipping"]);
+        assert_eq!(ws.services[1].depends_on[0].url_variable(), "CATALOG_URL");
+        let closure: Vec<String> =
+            ws.closure(&ws.services[2].id).iter().map(|s| s.id.to_string()).collect();
+        assert_eq!(closure, ["shop-catalog", "shop-orders", "shop-shipping"]);
+        assert_eq!(ws.closure(&ws.services[0].id).len(), 1);
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        let bad = service(
+            "shop-x",
+            json!({"application": "Shop", "role": "9lives", "health": "/h", "depends-on": []}),
+        );
+        check(
+            &[bad],
+            &[
+                (
+                    "services/shop-x/Cargo.toml",
+                    "package.metadata.service.application",
+                    "`Shop` is not a valid name",
+                ),
+                (
+                    "services/shop-x/Cargo.toml",
+                    "package.metadata.service.role",
+                    "`9lives` is not a valid name",
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn duplicate_roles_are_refused() {
+        let mut twin = shop("catalog", &[]);
+        twin.name = "shop-catalog-2".into();
+        twin.manifest = "services/shop-catalog-2/Cargo.toml".into();
+        twin.binaries = vec!["shop-catalog-2".into()];
+        check(
+            &[shop("catalog", &[]), twin],
+            &[(
+                "services/shop-catalog-2/Cargo.toml",
+                "package.metadata.service.role",
+                "already declared by services/shop-catalog/Cargo.toml",
+            )],
+        );
+    }
+
+    #[test]
+    fn unknown_and_missing_keys_are_refused() {
+        let table =
+            json!({"application": "shop", "role": "catalog", "helth": "/health", "depends-on": []});
+        check(
+            &[service("shop-catalog", table)],
+            &[
+                (
+                    "services/shop-catalog/Cargo.toml",
+                    "package.metadata.service.helth",
+                    "unknown key",
+                ),
+                ("services/shop-catalog/Cargo.toml", "package.metadata.service.health", "missing"),
+            ],
+        );
+        let mut bare = shop("catalog", &[]);
+        bare.metadata = json!({});
+        check(
+            &[bare],
+            &[("services/shop-catalog/Cargo.toml", "package.metadata.service", "missing")],
+        );
+    }
+
+    #[test]
+    fn unknown_dependencies_and_cycles_are_refused() {
+        check(
+            &[shop("orders", &["catalogue"])],
+            &[(
+                "services/shop-orders/Cargo.toml",
+                "package.metadata.service.depends-on[0]",
+                "no service `shop-catalogue`",
+            )],
+        );
+        check(
+            &[shop("a", &["b"]), shop("b", &["c"]), shop("c", &["a"])],
+            &[(
+                "services/shop-a/Cargo.toml",
+                "package.metadata.service.depends-on",
+                "shop-a → shop-b → shop-c → shop-a",
+            )],
+        );
+        check(
+            &[shop("a", &["a"])],
+            &[("services/shop-a/Cargo.toml", "package.metadata.service.depends-on[0]", "itself")],
+        );
+    }
+
+    #[test]
+    fn names_must_fit_a_dns_label_in_every_environment() {
+        let long = "r".repeat(63 - "staging-shop-".len() + 1);
+        check(
+            &[shop(&long, &[])],
+            &[(
+                &format!("services/shop-{long}/Cargo.toml"),
+                "package.metadata.service.role",
+                "must fit a DNS label",
+            )],
+        );
+    }
+
+    #[test]
+    fn bad_health_and_types_are_refused() {
+        let table = json!({"application": "shop", "role": "catalog", "health": "health", "depends-on": "orders"});
+        check(
+            &[service("shop-catalog", table)],
+            &[
+                (
+                    "services/shop-catalog/Cargo.toml",
+                    "package.metadata.service.health",
+                    "starting with `/`",
+                ),
+                (
+                    "services/shop-catalog/Cargo.toml",
+                    "package.metadata.service.depends-on",
+                    "expected a list",
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn suites_must_name_a_known_service() {
+        let suite = Package {
+            name: "shop-catalog-tests".into(),
+            version: "0.1.0".into(),
+            manifest: "integration-tests/shop-catalog/Cargo.toml".into(),
+            metadata: json!({"integration-tests": {"service": "shop-katalog"}}),
+            binaries: vec![],
+        };
+        check(
+            &[shop("catalog", &[]), suite],
+            &[(
+                "integration-tests/shop-catalog/Cargo.toml",
+                "package.metadata.integration-tests.service",
+                "no service `shop-katalog`",
+            )],
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! The local runtime: starts a set of stored images as processes (each entrypoint taken
+//! out of its image's own layer), injects the platform contract, waits for health, and
+//! stops everything when dropped, on failure, or when Slipway itself dies.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::build::image::{self, ImageError};
+use crate::model::digest::Digest;
+use crate::model::workspace::{Name, ServiceId};
+use crate::store::{Repository, Store};
+
+/// How long a service may take to answer its health check.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One service to run: which image, where its health endpoint is, what it calls.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub id: ServiceId,
+    pub repository: Repository,
+    pub image: Digest,
+    pub health: String,
+    pub depends_on: Vec<Name>,
+    /// The environment's `LOG_LEVEL` for this service.
+    pub log_level: String,
+}
+
+/// A running set of services. Dropping it stops them all.
+#[derive(Debug)]
+pub struct Environment {
+    name: Name,
+    running: Vec<Running>,
+}
+
+#[derive(Debug)]
+struct Running {
+    id: ServiceId,
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+/// Why an environment could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("runtime: cannot {action} `{path}`: {source}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("runtime: {service} exited before it was healthy ({status}); its log ends:\n{log}")]
+    Exited { service: ServiceId, status: String, log: String },
+    #[error(
+        "runtime: {service} did not answer GET {url} with 200 within {seconds}s; its log ends:\n{log}"
+    )]
+    Unhealthy { service: ServiceId, url: String, seconds: u64, log: String },
+}
+
+impl Environment {
+    /// The environment's name, as services see it in `SLIPWAY_ENV`.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
+    /// `<ROLE>_URL` → base URL, for every running service.
+    pub fn urls(&self) -> BTreeMap<String, String> {
+        self.running.iter().map(|r| (r.id.role.url_variable(), r.url.clone())).collect()
+    }
+
+    /// Starts `launches` (in dependency order) from `store` under `run_dir`, then waits
+    /// until every one answers its health check.
+    pub fn start(
+        store: &dyn Store,
+        launches: &[Launch],
+        name: Name,
+        run_dir: &Path,
+    ) -> Result<Environment, RuntimeError> {
+        let io = |action, path: &Path| {
+            let path = path.to_owned();
+            move |source| RuntimeError::Io { action, path, source }
+        };
+        fs::create_dir_all(run_dir).map_err(io("create", run_dir))?;
+        // Hold every listener until all ports are chosen, so no two services get one port.
+        let mut ports = BTreeMap::new();
+        let mut held = Vec::new();
+        for launch in launches {
+            let listener =
+                TcpListener::bind("127.0.0.1:0").map_err(io("find a free port for", run_dir))?;
+            let port = listener.local_addr().map_err(io("find a free port for", run_dir))?.port();
+            held.push(listener);
+            ports.insert(launch.id.clone(), port);
+        }
+        drop(held);
+        let mut environment = Environment { name, running: Vec::new() };
+        for launch in launches {
+            let binary = extract_entrypoint(store, launch, run_dir)?;
+            let port = ports[&launch.id];
+            let log = run_dir.join(format!("{}.log", launch.id));
+            let log_file = File::create(&log).map_err(io("create", &log))?;
+            let log_err = log_file.try_clone().map_err(io("open", &log))?;
+            let mut command = Command::new(&binary);
+            command
+                .env_clear()
+                .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+                .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+                .env("SLIPWAY_ENV", environment.name.as_str())
+                .env("LOG_LEVEL", &launch.log_level)
+                .current_dir(run_dir)
+                .stdin(Stdio::null())
+                .stdout(log_file)
+                .stderr(log_err);
+            for role in &launch.depends_on {
+                let dependency =
+                    ServiceId { application: launch.id.application.clone(), role: role.clone() };
+                if let Some(port) = ports.get(&dependency) {
+                    command.env(role.url_variable(), format!("http://localhost:{port}"));
+                }
+            }
+            die_with_parent(&mut command);
+            let child = command.spawn().map_err(io("start", &binary))?;
+            environment.running.push(Running {
+                id: launch.id.clone(),
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+                log,
+            });
+        }
+        for (running, launch) in environment.running.iter_mut().zip(launches) {
+            running.wait_healthy(&launch.health)?;
+        }
+        Ok(environment)
+    }
+}
+
+impl Running {
+    fn wait_healthy(&mut self, health: &str) -> Result<(), RuntimeError> {
+        let addr: SocketAddr = self.url.trim_start_matches("http://").parse().map_err(|_| {
+            RuntimeError::Unhealthy {
+                service: self.id.clone(),
+                url: self.url.clone(),
+                seconds: 0,
+                log: String::new(),
+            }
+        })?;
+        let deadline = Instant::now() + HEALTH_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(RuntimeError::Exited {
+                    service: self.id.clone(),
+                    status: status.to_string(),
+                    log: tail(&self.log),
+                });
+            }
+            if http_status(addr, health).is_ok_and(|status| status == 200) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(RuntimeError::Unhealthy {
+                    service: self.id.clone(),
+                    url: format!("{}{health}", self.url),
+                    seconds: HEALTH_TIMEOUT.as_secs(),
+                    log: tail(&self.log),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Environment {
+    fn drop(&mut self) {
+        for running in self.running.iter_mut().rev() {
+            let _ = running.child.kill();
+            let _ = running.child.wait();
+        }
+    }
+}
+
+/// Writes the image's entrypoint to `<run_dir>/bin/<image>/`, once per image digest.
+fn extract_entrypoint(
+    store: &dyn Store,
+    launch: &Launch,
+    run_dir: &Path,
+) -> Result<PathBuf, RuntimeError> {
+    let entry = image::entrypoint(store, &launch.repository, &launch.image)?;
+    let name = Path::new(&entry.path).file_name().map(|n| n.to_owned()).unwrap_or_default();
+    let dir = run_dir.join("bin").join(launch.image.short());
+    let path = dir.join(name);
+    let io = |action, path: &Path| {
+        let path = path.to_owned();
+        move |source| RuntimeError::Io { action, path, source }
+    };
+    fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+    let tmp = dir.join(".entrypoint.tmp");
+    fs::write(&tmp, &entry.bytes).map_err(io("write", &tmp))?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(io("chmod", &tmp))?;
+    fs::rename(&tmp, &path).map_err(io("write", &path))?;
+    Ok(path)
+}
+
+/// `GET path` over HTTP/1.0; the status code.
+pub fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    let text = String::from_utf8_lossy(&head);
+    text.get(9..12)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text}")))
+}
+
+/// The last lines of a log, for error messages.
+pub fn tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(20);
+    lines[start..].iter().map(|l| format!("      | {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Makes the kernel kill the child when Slipway dies, even by SIGKILL, so no service
+/// outlives the run that started it.
+#[allow(unsafe_code)]
+pub fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // prctl(2), which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

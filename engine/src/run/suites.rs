@@ -1,0 +1,281 @@
+//! Runs integration-test executables against a running environment: each suite sees only
+//! the services' base URLs, in parallel, with its output kept for the report.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::run::junit;
+use crate::run::runtime::{self, Environment};
+
+/// One test executable of one suite.
+#[derive(Clone, Debug)]
+pub struct SuiteRun {
+    pub suite: String,
+    /// `<application>-<role>` of the service the suite tests.
+    pub service: String,
+    pub executable: PathBuf,
+}
+
+/// How one executable did.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SuiteResult {
+    pub suite: String,
+    pub service: String,
+    pub passed: bool,
+    /// libtest's own summary, e.g. `5 passed; 0 failed; 0 ignored`.
+    pub summary: String,
+    pub seconds: f64,
+    /// The tests that passed and failed, by libtest's names.
+    #[serde(default)]
+    pub passed_tests: Vec<String>,
+    #[serde(default)]
+    pub failed_tests: Vec<String>,
+    /// The JUnit XML of the run.
+    pub junit: PathBuf,
+    #[serde(skip, default)]
+    pub output: PathBuf,
+}
+
+/// The runs of every executable of an unpacked test pack, named `suite` in the results.
+pub fn runs_of(pack: &crate::build::testpack::Unpacked, suite: &str) -> Vec<SuiteRun> {
+    pack.descriptor
+        .executables
+        .iter()
+        .map(|executable| SuiteRun {
+            suite: suite.to_owned(),
+            service: pack.descriptor.service.clone(),
+            executable: pack.dir.join(&executable.path),
+        })
+        .collect()
+}
+
+/// Whether `result` failed and every test that failed in it is in `waived`
+/// (`<suite>: <test>`).
+pub fn is_waived(result: &SuiteResult, waived: &[String]) -> bool {
+    !result.passed
+        && !result.failed_tests.is_empty()
+        && result.failed_tests.iter().all(|t| waived.contains(&format!("{}: {t}", result.suite)))
+}
+
+/// Prints one line per result, and a failing suite's whole output; returns each suite that
+/// failed, with its failed tests. A failure whose every failed test is in `waived`
+/// (`<suite>: <test>`) is printed as waived and not returned.
+pub fn report(results: &[SuiteResult], waived: &[String]) -> Vec<String> {
+    let mut failed = Vec::new();
+    for result in results {
+        let accepted = is_waived(result, waived);
+        let verdict = match (result.passed, accepted) {
+            (true, _) => "ok    ",
+            (false, true) => "WAIVED",
+            (false, false) => "FAIL  ",
+        };
+        eprintln!("{verdict} {} ({}): {}", result.suite, result.service, result.summary);
+        if !result.passed && !accepted {
+            eprintln!("{}", std::fs::read_to_string(&result.output).unwrap_or_default());
+            let tests = if result.failed_tests.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", result.failed_tests.join(", "))
+            };
+            failed.push(format!("{} ({}){tests}", result.suite, result.service));
+        }
+    }
+    failed
+}
+
+/// Where the suites find the services: `<ROLE>_URL` → base URL, and `SLIPWAY_ENV`.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub environment: String,
+    pub urls: BTreeMap<String, String>,
+}
+
+impl Target {
+    /// The services of a running environment.
+    pub fn of(environment: &Environment) -> Target {
+        Target { environment: environment.name().to_string(), urls: environment.urls() }
+    }
+}
+
+/// Runs every suite against `target` in parallel; never fails as a whole, each result says
+/// how its suite did.
+pub fn run_all(runs: &[SuiteRun], target: &Target, out_dir: &Path) -> Vec<SuiteResult> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, run)| {
+                scope.spawn(move || run_one(run, target, out_dir, &file_name(i, &run.suite)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(runs)
+            .map(|(handle, run)| {
+                handle.join().unwrap_or_else(|_| SuiteResult {
+                    suite: run.suite.clone(),
+                    service: run.service.clone(),
+                    passed: false,
+                    summary: "the runner thread panicked".to_owned(),
+                    seconds: 0.0,
+                    passed_tests: Vec::new(),
+                    failed_tests: vec!["run".to_owned()],
+                    junit: PathBuf::new(),
+                    output: PathBuf::new(),
+                })
+            })
+            .collect()
+    })
+}
+
+/// A file name for the `index`th run of `suite`: labels hold versions (dots, colons,
+/// brackets), which must not end up as a path's extension or separators.
+fn file_name(index: usize, suite: &str) -> String {
+    let safe: String = suite
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    format!("{safe}-{index}")
+}
+
+/// Runs one executable; its output goes to `<dir>/<name>.out`, its JUnit XML to
+/// `<dir>/<name>.xml`.
+fn run_one(run: &SuiteRun, target: &Target, dir: &Path, name: &str) -> SuiteResult {
+    let start = Instant::now();
+    let output = dir.join(format!("{name}.out"));
+    let junit = dir.join(format!("{name}.xml"));
+    let output = output.as_path();
+    let result = |passed: bool, summary: String| {
+        let seconds = start.elapsed().as_secs_f64();
+        let text = std::fs::read_to_string(output).unwrap_or_default();
+        let mut cases = junit::parse(&text);
+        let named_failures =
+            cases.iter().filter(|c| matches!(c.outcome, junit::Outcome::Failed { .. })).count();
+        let reported = summary
+            .split(';')
+            .find_map(|part| part.trim().strip_suffix(" failed")?.parse::<usize>().ok());
+        if !passed && (named_failures == 0 || reported != Some(named_failures)) {
+            // The executable failed without naming every failure (it crashed, hung or
+            // was killed before libtest's summary): that is a failure of its own, which
+            // no waiver of a single test covers.
+            cases.push(junit::Case {
+                name: "run".to_owned(),
+                outcome: junit::Outcome::Failed { output: summary.clone() },
+            });
+        }
+        let _ = std::fs::write(&junit, junit::xml(&run.suite, &cases, seconds));
+        let named = |passed: bool| {
+            cases
+                .iter()
+                .filter(|c| match c.outcome {
+                    junit::Outcome::Passed => passed,
+                    junit::Outcome::Failed { .. } => !passed,
+                    junit::Outcome::Ignored => false,
+                })
+                .map(|c| c.name.clone())
+                .collect()
+        };
+        SuiteResult {
+            suite: run.suite.clone(),
+            service: run.service.clone(),
+            passed,
+            summary,
+            seconds,
+            passed_tests: named(true),
+            failed_tests: named(false),
+            junit: junit.clone(),
+            output: output.to_owned(),
+        }
+    };
+    let file = match File::create(output).and_then(|f| Ok((f.try_clone()?, f))) {
+        Ok(files) => files,
+        Err(e) => return result(false, format!("cannot create {}: {e}", output.display())),
+    };
+    let mut command = Command::new(&run.executable);
+    command
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("SLIPWAY_ENV", &target.environment)
+        .envs(&target.urls)
+        .stdin(Stdio::null())
+        .stdout(file.0)
+        .stderr(file.1);
+    runtime::die_with_parent(&mut command);
+    let status = match command
+        .spawn()
+        .and_then(|mut child| wait_with_timeout(&mut child, Duration::from_secs(300)))
+    {
+        Ok(status) => status,
+        Err(e) => return result(false, format!("cannot run {}: {e}", run.executable.display())),
+    };
+    let text = std::fs::read_to_string(output).unwrap_or_default();
+    let summary = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("test result: "))
+        .next_back()
+        .map(|s| s.trim_start_matches("ok. ").trim_start_matches("FAILED. ").to_owned())
+        .unwrap_or_else(|| format!("no test summary ({status})"));
+    result(status.success(), summary)
+}
+
+fn wait_with_timeout(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> std::io::Result<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            child.kill()?;
+            return child.wait();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn run_script(dir: &Path, name: &str, body: &str) -> SuiteResult {
+        let script = dir.join(format!("{name}.sh"));
+        std::fs::write(&script, format!("#!/bin/sh\n{body}")).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let run = SuiteRun {
+            suite: "shop-tests [previous shop:0.1.0-abc]".to_owned(),
+            service: "shop-catalog".to_owned(),
+            executable: script,
+        };
+        let target = Target { environment: "test".to_owned(), urls: BTreeMap::new() };
+        run_one(&run, &target, dir, &file_name(0, &format!("{name} [v 1.2]")))
+    }
+
+    #[test]
+    fn a_suite_that_ends_before_naming_every_failure_fails_as_a_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let complete = run_script(
+            dir.path(),
+            "complete",
+            "echo 'test a ... FAILED'\necho 'test b ... ok'\necho 'test result: FAILED. 1 passed; 1 failed; 0 ignored'\nexit 101\n",
+        );
+        assert_eq!(
+            (complete.failed_tests, complete.passed_tests),
+            (vec!["a".to_owned()], vec!["b".to_owned()])
+        );
+        let crashed = run_script(dir.path(), "crashed", "echo 'test a ... FAILED'\nexit 101\n");
+        assert_eq!(crashed.failed_tests, ["a", "run"]);
+        let files: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".sh"))
+            .collect();
+        assert!(files.contains(&"complete__v_1_2_-0.out".to_owned()), "{files:?}");
+        assert_eq!(files.len(), 4, "an .out and an .xml per run, none shared: {files:?}");
+    }
+}

@@ -1,0 +1,39 @@
+//! `cargo xtask test`: Slipway's own test suite, with the Debian tools it needs installed
+//! first when running as root, or the exact install line when not.
+
+use std::path::Path;
+
+/// Every external program the test suite runs, with the Debian package that provides it.
+pub const TOOLS: &[(&str, &str)] = &[
+    ("git", "git"),
+    ("umoci", "umoci"),
+    ("skopeo", "skopeo"),
+    ("oci-image-tool", "oci-image-tool"),
+    ("runc", "runc"),
+    ("nix-instantiate", "nix-bin"),
+    ("openssl", "openssl"),
+    ("jq", "jq"),
+];
+
+/// Python modules the independent checks import, with the pip requirement providing each.
+pub const PYTHON_MODULES: &[(&str, &str)] = &[
+    ("securesystemslib.dsse", "securesystemslib[crypto]"),
+    ("cyclonedx.validation.json", "cyclonedx-python-lib[json-validation]"),
+];
+
+/// Whether `program` is on PATH.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| is_executable(&dir.join(program))))
+        .unwrap_or(false)
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The `apt-get install` line for `packages`.
+pub fn install_line(packages: &[&str]) -> String {
+    format!("apt-get install -y --no-install-recommends {}", packages.join(" "))
+}

@@ -1,0 +1,352 @@
+//! The embedded store backend: one OCI image layout directory per repository, written
+//! atomically (temp file, fsync, rename) and read back with its digest re-checked.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use oci_spec::image::{ANNOTATION_REF_NAME, Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
+
+use super::{Repository, Store, StoreError, StoredManifest, Tag};
+use crate::determinism::canonical_json;
+use crate::model::digest::Digest;
+
+/// An OCI image layout store rooted at a directory: `<root>/<repository>/` is a layout
+/// (`oci-layout`, `index.json`, `blobs/sha256/…`) that skopeo, umoci and runc tools read.
+#[derive(Debug, Clone)]
+pub struct LayoutStore {
+    root: PathBuf,
+}
+
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+impl LayoutStore {
+    /// A store at `root`; nothing is created until something is written.
+    pub fn new(root: impl Into<PathBuf>) -> LayoutStore {
+        LayoutStore { root: root.into() }
+    }
+
+    /// The layout directory of `repository`.
+    pub fn layout_dir(&self, repository: &Repository) -> PathBuf {
+        self.root.join(repository.as_str())
+    }
+
+    fn blob_path(&self, repository: &Repository, digest: &Digest) -> PathBuf {
+        self.layout_dir(repository).join("blobs/sha256").join(digest.hex())
+    }
+
+    fn ensure_layout(&self, repository: &Repository) -> Result<PathBuf, StoreError> {
+        let dir = self.layout_dir(repository);
+        let marker = dir.join("oci-layout");
+        if !marker.exists() {
+            create_dir_all(&dir.join("blobs/sha256"))?;
+            write_atomically(&marker, OCI_LAYOUT)?;
+        }
+        Ok(dir)
+    }
+
+    fn read_index(&self, dir: &Path) -> Result<ImageIndex, StoreError> {
+        let path = dir.join("index.json");
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::BadIndex { path, why: e.to_string() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(empty_index()),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+}
+
+fn empty_index() -> ImageIndex {
+    ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(Vec::<Descriptor>::new())
+        .build()
+        .unwrap_or_else(|e| unreachable!("an empty index is valid: {e}"))
+}
+
+fn ref_name(descriptor: &Descriptor) -> Option<&String> {
+    descriptor.annotations().as_ref().and_then(|a| a.get(ANNOTATION_REF_NAME))
+}
+
+impl Store for LayoutStore {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn put_blob(&self, repository: &Repository, bytes: &[u8]) -> Result<Digest, StoreError> {
+        let digest = Digest::of(bytes);
+        self.ensure_layout(repository)?;
+        let path = self.blob_path(repository, &digest);
+        // An existing blob is kept only if it still hashes to its name: a corrupt one is
+        // replaced, so re-running the build repairs the store.
+        let intact =
+            fs::File::open(&path).and_then(Digest::of_reader).is_ok_and(|found| found == digest);
+        if !intact {
+            write_atomically(&path, bytes)?;
+        }
+        Ok(digest)
+    }
+
+    fn has_blob(&self, repository: &Repository, digest: &Digest) -> Result<bool, StoreError> {
+        Ok(self.blob_path(repository, digest).is_file())
+    }
+
+    fn get_blob(&self, repository: &Repository, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let path = self.blob_path(repository, digest);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound {
+                    repository: repository.clone(),
+                    what: format!("blob {digest}"),
+                });
+            }
+            Err(source) => return Err(StoreError::Io { path, source }),
+        };
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(StoreError::Corrupt { path, expected: digest.clone(), actual });
+        }
+        Ok(bytes)
+    }
+
+    fn put_manifest(
+        &self,
+        repository: &Repository,
+        manifest: &StoredManifest,
+        tag: Option<&Tag>,
+    ) -> Result<(), StoreError> {
+        let written = self.put_blob(repository, &manifest.bytes)?;
+        if written != manifest.digest {
+            return Err(StoreError::Corrupt {
+                path: self.blob_path(repository, &written),
+                expected: manifest.digest.clone(),
+                actual: written,
+            });
+        }
+        // An untagged manifest is a blob: what needs it reaches it through a tagged index
+        // (the referrers index of its subject), so index.json lists tags only and every
+        // tool that resolves a tag finds exactly one entry.
+        let Some(tag) = tag else { return Ok(()) };
+        let dir = self.ensure_layout(repository)?;
+        let _lock = lock(&dir.join(".index.lock"))?;
+        let mut index = self.read_index(&dir)?;
+        let mut descriptor = Descriptor::new(
+            MediaType::from(manifest.media_type.as_str()),
+            manifest.bytes.len() as u64,
+            manifest.digest.to_oci(),
+        );
+        if let Some(artifact_type) = &manifest.artifact_type {
+            descriptor.set_artifact_type(Some(MediaType::from(artifact_type.as_str())));
+        }
+        let annotations = HashMap::from([(ANNOTATION_REF_NAME.to_owned(), tag.to_string())]);
+        descriptor.set_annotations(Some(annotations));
+        // The tag moves: drop whatever it named before.
+        let mut entries: Vec<Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| ref_name(d).is_some_and(|name| name != tag.as_str()))
+            .cloned()
+            .collect();
+        entries.push(descriptor);
+        entries.sort_by(|a, b| {
+            (ref_name(a), a.digest().to_string()).cmp(&(ref_name(b), b.digest().to_string()))
+        });
+        index.set_manifests(entries);
+        write_atomically(&dir.join("index.json"), &canonical_json(&index))
+    }
+
+    fn resolve(&self, repository: &Repository, tag: &Tag) -> Result<Option<Digest>, StoreError> {
+        let dir = self.layout_dir(repository);
+        let index = self.read_index(&dir)?;
+        let found = index
+            .manifests()
+            .iter()
+            .find(|d| ref_name(d).map(String::as_str) == Some(tag.as_str()));
+        match found {
+            Some(d) => Ok(Some(Digest::from_oci(d.digest())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn exclusively(
+        &self,
+        repository: &Repository,
+        name: &str,
+        work: &mut dyn FnMut() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let _lock = lock(&self.lock_path(repository, name)?)?;
+        work()
+    }
+
+    fn get_manifest(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> Result<StoredManifest, StoreError> {
+        let bytes = self.get_blob(repository, digest)?;
+        let head: ManifestHead =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::BadManifest {
+                repository: repository.clone(),
+                digest: digest.clone(),
+                why: e.to_string(),
+            })?;
+        Ok(StoredManifest {
+            digest: digest.clone(),
+            media_type: head.media_type.unwrap_or_else(|| MediaType::ImageManifest.to_string()),
+            artifact_type: head.artifact_type,
+            bytes,
+        })
+    }
+}
+
+impl LayoutStore {
+    fn lock_path(&self, repository: &Repository, name: &str) -> Result<PathBuf, StoreError> {
+        Ok(self.ensure_layout(repository)?.join(format!(".{name}.lock")))
+    }
+}
+
+/// The two fields of a manifest the store needs to list it.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ManifestHead {
+    media_type: Option<String>,
+    artifact_type: Option<String>,
+}
+
+fn create_dir_all(path: &Path) -> Result<(), StoreError> {
+    fs::create_dir_all(path).map_err(|source| StoreError::Io { path: path.to_owned(), source })
+}
+
+/// Holds an exclusive lock on `path` until dropped, so concurrent writers of one index
+/// never lose each other's entries.
+fn lock(path: &Path) -> Result<File, StoreError> {
+    let io = |source| StoreError::Io { path: path.to_owned(), source };
+    let file = File::options().create(true).truncate(false).write(true).open(path).map_err(io)?;
+    file.lock().map_err(io)?;
+    Ok(file)
+}
+
+/// Writes `bytes` to `path` so that a reader sees either nothing or all of it: a unique
+/// temporary file in the same directory, fsync, rename, fsync of the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let io = |source| StoreError::Io { path: path.to_owned(), source };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".tmp-{name}-{}-{unique}", std::process::id()));
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> Repository {
+        "shop-catalog".parse().unwrap()
+    }
+
+    fn manifest(body: &str) -> StoredManifest {
+        let bytes = format!(r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","x":"{body}"}}"#).into_bytes();
+        StoredManifest {
+            digest: Digest::of(&bytes),
+            media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
+            artifact_type: None,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn blobs_are_idempotent_and_checked_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::new(dir.path());
+        let digest = store.put_blob(&repo(), b"hello").unwrap();
+        assert_eq!(store.put_blob(&repo(), b"hello").unwrap(), digest);
+        assert_eq!(store.get_blob(&repo(), &digest).unwrap(), b"hello");
+        let path = dir.path().join("shop-catalog/blobs/sha256").join(digest.hex());
+        fs::write(&path, b"jello").unwrap();
+        let err = store.get_blob(&repo(), &digest).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        let missing = Digest::of(b"missing");
+        assert!(matches!(store.get_blob(&repo(), &missing), Err(StoreError::NotFound { .. })));
+        // Writing the same content again repairs the corrupt blob.
+        store.put_blob(&repo(), b"hello").unwrap();
+        assert_eq!(store.get_blob(&repo(), &digest).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn no_temporary_files_are_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::new(dir.path());
+        store.put_blob(&repo(), b"hello").unwrap();
+        store.put_manifest(&repo(), &manifest("a"), Some(&"v1".parse().unwrap())).unwrap();
+        let mut names = vec![];
+        for entry in walk(dir.path()) {
+            names.push(entry.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        assert!(names.iter().all(|n| !n.starts_with(".tmp-")), "{names:?}");
+        assert!(names.contains(&"oci-layout".to_owned()));
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = vec![];
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn tags_move_and_untagged_manifests_are_stored_unlisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::new(dir.path());
+        let tag: Tag = "v1".parse().unwrap();
+        let (a, b) = (manifest("a"), manifest("b"));
+        store.put_manifest(&repo(), &a, Some(&tag)).unwrap();
+        assert_eq!(store.resolve(&repo(), &tag).unwrap(), Some(a.digest.clone()));
+        store.put_manifest(&repo(), &b, Some(&tag)).unwrap();
+        assert_eq!(store.resolve(&repo(), &tag).unwrap(), Some(b.digest.clone()));
+        store.put_manifest(&repo(), &a, None).unwrap();
+        store.put_manifest(&repo(), &a, None).unwrap();
+        let index = store.read_index(&store.layout_dir(&repo())).unwrap();
+        assert_eq!(index.manifests().len(), 1);
+        let back = store.get_manifest(&repo(), &a.digest).unwrap();
+        assert_eq!(back.bytes, a.bytes);
+    }
+
+    #[test]
+    fn concurrent_taggers_lose_no_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::new(dir.path());
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let store = &store;
+                s.spawn(move || {
+                    let tag: Tag = format!("v{i}").parse().unwrap();
+                    store.put_manifest(&repo(), &manifest(&i.to_string()), Some(&tag)).unwrap();
+                });
+            }
+        });
+        let index = store.read_index(&store.layout_dir(&repo())).unwrap();
+        assert_eq!(index.manifests().len(), 8);
+    }
+}

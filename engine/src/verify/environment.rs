@@ -1,0 +1,195 @@
+//! What environments run now, from the ledger: `status` (environment × service, and where
+//! environments differ) and `verify --env` (one environment checked end to end).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::attest::dsse;
+use crate::attest::manifest;
+use crate::attest::testresult;
+use crate::error::{Error, Result};
+use crate::ledger::quarantine;
+use crate::ledger::{Change, Ledger, State};
+use crate::model::workspace;
+use crate::project::Project;
+use crate::promote::{self, Entry};
+use crate::verify::{self, Report};
+
+/// One environment as `status --json` shows it.
+#[derive(Debug, Serialize)]
+pub struct Row<'a> {
+    pub environment: &'a str,
+    pub commit: Option<&'a str>,
+    pub state: Option<&'a State>,
+}
+
+/// One service across the chain: the image each environment runs, and whether they agree.
+#[derive(Debug, Serialize)]
+pub struct Across {
+    /// Environment → image reference (absent where the service does not run).
+    pub references: BTreeMap<String, String>,
+    /// Whether every environment runs the same image digest (and all run it).
+    pub same: bool,
+}
+
+/// `verify --env`: the ledger entry's signature and state, every build the environment's
+/// services came from with all their artifacts, the services against their builds, the
+/// replay's test-result attestation, and no quarantined build.
+pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) -> Result<Report> {
+    let workspace = workspace::load(&project.shell)?;
+    let target = promote::environment(&workspace, name)?;
+    // State, entry and quarantine list all from one commit of the ledger.
+    let ledger = Ledger::new(&project.root).pin()?;
+    let Some(change) = ledger.current(target.name.as_str())? else {
+        return Err(Error::Usage(format!("{} runs nothing yet: nothing to verify", target.name)));
+    };
+    let mut trusted = promote::keys_of(project, target)?;
+    if no_local_keys {
+        trusted.retain(|k| !k.local);
+    }
+    let mut report = Report {
+        manifest: format!("{} at ledger commit {}", target.name, &change.commit[..12]),
+        ..Report::default()
+    };
+    let entry = check_entry(&mut report, &ledger, &change, &trusted)?;
+    let state = &change.state;
+    for build in promote::builds_of(state) {
+        let Ok(envelope) = manifest::stored_envelope(project.store(), &build) else {
+            report.record(
+                "build manifest",
+                Err(format!("build {build} is not in the store {}", project.store().location())),
+            );
+            continue;
+        };
+        let Some(statement) = verify::check_envelope(&mut report, &envelope, &trusted) else {
+            continue;
+        };
+        verify::check_artifacts(&mut report, project.store(), &statement);
+        let mut problems = Vec::new();
+        let mut matched = 0;
+        for (name, running) in state.services.iter().filter(|(_, s)| s.build == build) {
+            let Some(built) = statement.services().iter().find(|s| &s.name == name) else {
+                problems.push(format!("{name} is not in build {}", build.short()));
+                continue;
+            };
+            let testpacks: Vec<_> = built.testpacks.iter().map(|p| p.digest.clone()).collect();
+            if built.image.digest != running.image
+                || built.sbom.digest != running.sbom
+                || testpacks != running.testpacks
+            {
+                problems.push(format!("{name}'s digests differ from build {}", build.short()));
+            }
+            matched += 1;
+        }
+        report.record(
+            "services",
+            if problems.is_empty() {
+                Ok(format!("{matched} service(s) match build {}", build.short()))
+            } else {
+                Err(problems.join("; "))
+            },
+        );
+    }
+    if let Some(entry) = entry {
+        check_results(&mut report, project, &entry, &trusted);
+    }
+    let quarantined = ledger.quarantined()?;
+    report.record(
+        "not quarantined",
+        match quarantine::blocking(&quarantined, state) {
+            Some((build, q)) => Err(format!(
+                "runs build {} ({}), quarantined by {}: {}",
+                build.short(),
+                q.version,
+                q.by,
+                q.reason
+            )),
+            None => Ok("no build of this state is quarantined".to_owned()),
+        },
+    );
+    Ok(report)
+}
+
+/// The signed entry: its signature against the environment's keys, and the committed state
+/// being exactly the state it signs.
+fn check_entry(
+    report: &mut Report,
+    ledger: &Ledger,
+    change: &Change,
+    trusted: &[crate::attest::keys::PublicKey],
+) -> Result<Option<Entry>> {
+    let Some(bytes) = ledger.entry(&change.state.environment)? else {
+        report.record("ledger entry", Err("the state has no signed entry beside it".to_owned()));
+        return Ok(None);
+    };
+    let (entry, origin) = match promote::read_entry(&bytes, trusted) {
+        Ok(read) => read,
+        Err(why) => {
+            report.record("ledger entry", Err(why));
+            return Ok(None);
+        }
+    };
+    report.record("ledger entry", Ok(format!("{} signed by {origin}", entry.action)));
+    report.record(
+        "ledger state",
+        if entry.state == change.state {
+            Ok(format!("state.json is the signed state ({})", change.state.version))
+        } else {
+            Err("state.json differs from the state its entry signs: it was edited".to_owned())
+        },
+    );
+    Ok(Some(entry))
+}
+
+/// The replay's attestation: signed by a trusted key, about exactly the images the state
+/// runs, with no failed test.
+fn check_results(
+    report: &mut Report,
+    project: &Project,
+    entry: &Entry,
+    trusted: &[crate::attest::keys::PublicKey],
+) {
+    let Some(digest) = &entry.results else {
+        report.record("replay", Ok(format!("a {}: no replay, by design", entry.action)));
+        return;
+    };
+    let result = testresult::envelope(project.store(), digest)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| dsse::parse(&bytes).map_err(|e| e.to_string()))
+        .and_then(|e| dsse::verify(&e, trusted).map(|(p, _)| p).map_err(|e| e.to_string()))
+        .and_then(|payload| {
+            serde_json::from_slice::<testresult::Statement>(&payload).map_err(|e| e.to_string())
+        })
+        .and_then(|statement| {
+            let images: BTreeSet<(String, String)> = entry
+                .state
+                .services
+                .values()
+                .map(|s| (s.reference.clone(), s.image.hex().to_owned()))
+                .collect();
+            let subjects: BTreeSet<(String, String)> = statement
+                .subject
+                .iter()
+                .map(|s| (s.name.clone(), s.digest.get("sha256").cloned().unwrap_or_default()))
+                .collect();
+            let predicate = &statement.predicate;
+            if statement.predicate_type != testresult::PREDICATE_TYPE {
+                Err(format!("predicateType is {}", statement.predicate_type))
+            } else if subjects != images {
+                Err("its subjects are not the images the state runs".to_owned())
+            } else if !predicate.failed_tests.is_empty() {
+                Err(format!("failed tests: {}", predicate.failed_tests.join(", ")))
+            } else {
+                Ok(format!(
+                    "{} {}: {} tests passed, {} waived, against {} images",
+                    digest.short(),
+                    predicate.result,
+                    predicate.passed_tests.len(),
+                    predicate.warned_tests.len(),
+                    subjects.len()
+                ))
+            }
+        });
+    report.record("replay", result);
+}

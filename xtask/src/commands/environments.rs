@@ -1,0 +1,60 @@
+//! FROM engine/src/model/environments.rs
+
+use crate::flags;
+#[allow(unused_imports)]
+use slipway::model::environments::*;
+use slipway::model::workspace::Name;
+use std::collections::BTreeMap;
+
+impl flags::Environments {
+    /// Prints the chain and, per environment, each service's resolved configuration.
+    pub fn run(self, project: &slipway::project::Project) -> slipway::error::Result<()> {
+        let workspace = slipway::model::workspace::load(&project.shell)?;
+        let environments = &workspace.environments;
+        let mut out = Vec::new();
+        for environment in environments.chain() {
+            let services: BTreeMap<String, Resolved> = workspace
+                .services
+                .iter()
+                .map(|s| (s.id.to_string(), environments.resolve(environment, &s.id.to_string())))
+                .collect();
+            out.push(serde_json::json!({
+                "name": environment.name,
+                "previous": environments.previous(environment.name.as_str()).map(|e| e.name.as_str()),
+                "accept_local_keys": environment.accept_local_keys,
+                "trust": environment.trust,
+                "bake_time_seconds": environment.bake_time_seconds,
+                "services": services,
+            }));
+            if !self.json {
+                let trust: Vec<&str> = environment.trust.iter().map(Name::as_str).collect();
+                eprintln!(
+                    "{}: trusts [{}]{}, bake time {}s",
+                    environment.name,
+                    trust.join(", "),
+                    if environment.accept_local_keys { " and local development keys" } else { "" },
+                    environment.bake_time_seconds
+                );
+                for (name, resolved) in &services {
+                    eprintln!(
+                        "  {}  replicas {}..{}  log {}  cpu {}  memory {}",
+                        environment.name.as_str().to_owned() + "-" + name,
+                        resolved.replicas.min,
+                        resolved.replicas.max,
+                        resolved.log_level,
+                        resolved.resources.cpu,
+                        resolved.resources.memory
+                    );
+                }
+            }
+        }
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out)
+                    .map_err(|e| slipway::error::Error::Usage(e.to_string()))?
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,88 @@
+//! FROM engine/src/attest/keys.rs
+
+use crate::flags;
+#[allow(unused_imports)]
+use slipway::attest::keys::*;
+use std::path::Path;
+
+impl flags::Keygen {
+    pub fn run(self, project: &slipway::project::Project) -> slipway::error::Result<()> {
+        let name = slipway::model::workspace::Name::parse(&self.name).ok_or_else(|| {
+            slipway::error::Error::Usage(format!(
+                "`{}` is not a valid key name: expected ^[a-z][a-z0-9-]*$",
+                self.name
+            ))
+        })?;
+        let out = match self.out {
+            Some(path) if path.is_absolute() => path,
+            Some(path) => std::env::current_dir().map(|cwd| cwd.join(&path)).unwrap_or(path),
+            None => default_key_dir().join(format!("{name}.key")),
+        };
+        let inside = out
+            .parent()
+            .and_then(|p| p.canonicalize().ok())
+            .or_else(|| out.parent().map(Path::to_path_buf))
+            .is_some_and(|dir| dir.starts_with(&project.root));
+        if inside {
+            return Err(KeyError::InsideRepository { path: out }.into());
+        }
+        let public_path = project.root.join(TRUSTED_DIR).join(format!("{name}.pub"));
+        if public_path.exists() {
+            return Err(KeyError::Exists { path: public_path }.into());
+        }
+        let password = if self.encrypt {
+            Some(
+                std::env::var(PASSWORD_VAR)
+                    .map_err(|_| KeyError::NoPassword { path: out.clone() })?,
+            )
+        } else {
+            None
+        };
+        // Check the environments before writing anything, so a typo loses nothing.
+        let environments_file = project.root.join(slipway::model::environments::FILE);
+        let edited = if self.trust.is_empty() {
+            None
+        } else {
+            let text = std::fs::read_to_string(&environments_file).map_err(|source| {
+                slipway::error::Error::Io {
+                    action: "read",
+                    path: environments_file.clone(),
+                    source,
+                }
+            })?;
+            Some(
+                slipway::model::environments::add_trust(&text, &name, &self.trust)
+                    .map_err(slipway::error::Error::Usage)?,
+            )
+        };
+        let (private, public) = generate(password.as_deref())?;
+        write_private(&out, &private)?;
+        if let Some(parent) = public_path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|source| KeyError::Write { path: parent.to_owned(), source })?;
+        }
+        std::fs::write(&public_path, &public)
+            .map_err(|source| KeyError::Write { path: public_path.clone(), source })?;
+        let key = PublicKey::from_pem(&public, &public_path.display().to_string(), false)?;
+        if let Some(edited) = edited {
+            slipway::store::write_atomically(&environments_file, edited.as_bytes())?;
+            eprintln!(
+                "trusted by:  {} ({})",
+                self.trust.join(", "),
+                slipway::model::environments::FILE
+            );
+        }
+        eprintln!(
+            "private key: {} (mode 0600{})",
+            out.display(),
+            if self.encrypt { ", encrypted" } else { "" }
+        );
+        eprintln!("public key:  {} (keyid {})", public_path.display(), key.keyid);
+        eprintln!("sign with it: export {SIGNING_KEY_VAR}={}", out.display());
+        eprintln!(
+            "commit {} so verifiers trust it",
+            public_path.strip_prefix(&project.root).unwrap_or(&public_path).display()
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,14 @@
+//! One module per command of the command line: each reads its flags and calls the engine.
+
+mod ci;
+mod environments;
+mod images;
+mod keygen;
+mod new_service;
+mod promote;
+mod quarantine;
+mod rollback;
+mod run_tests;
+mod status;
+mod test;
+mod verify;

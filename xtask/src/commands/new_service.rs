@@ -1,0 +1,72 @@
+//! FROM engine/src/scaffold.rs
+
+use crate::flags;
+use slipway::error::{Error, Result};
+use slipway::model::workspace::{self, Name, ServiceId};
+use slipway::project::Project;
+#[allow(unused_imports)]
+use slipway::scaffold::*;
+use slipway::shell::cmd;
+use std::fs;
+
+impl flags::NewService {
+    pub fn run(self, project: &Project) -> Result<()> {
+        let name = |what: &str, text: &str| {
+            Name::parse(text).ok_or_else(|| {
+                Error::Usage(format!(
+                    "`{text}` is not a valid {what}: expected lower-case letters, digits and `-`, starting with a letter"
+                ))
+            })
+        };
+        let id = ServiceId {
+            application: name("application", &self.application)?,
+            role: name("role", &self.role)?,
+        };
+        let current = workspace::load(&project.shell)?;
+        if let Some(existing) = current.service(&id) {
+            return Err(Error::Usage(format!(
+                "`{id}` already exists ({}): a role is unique within its application",
+                existing.manifest.display()
+            )));
+        }
+        let package = id.to_string();
+        let files: Vec<(String, String)> =
+            TEMPLATES.iter().map(|(path, text)| (fill(path, &id), fill(text, &id))).collect();
+        for dir in [format!("services/{package}"), format!("integration-tests/{package}")] {
+            if project.root.join(&dir).exists() {
+                return Err(Error::Usage(format!(
+                    "`{dir}` already exists: move it away or pick another role"
+                )));
+            }
+        }
+        let manifest = project.root.join("Cargo.toml");
+        let text = fs::read_to_string(&manifest).map_err(|source| Error::Io {
+            action: "read",
+            path: manifest.clone(),
+            source,
+        })?;
+        let edited = add_members(
+            &text,
+            &[&format!("services/{package}"), &format!("integration-tests/{package}")],
+        )?;
+        for (path, text) in &files {
+            write(&project.root.join(path), text)?;
+        }
+        write(&manifest, &edited)?;
+        // Validate what we wrote, with the whole workspace: a name too long for an
+        // environment's DNS labels is caught here, not at the next build.
+        if let Err(e) = workspace::load(&project.shell) {
+            eprintln!("the new service does not validate; its files stay for you to fix");
+            return Err(e);
+        }
+        // Lay the new code out the way this workspace's rustfmt.toml says.
+        let sh = project.shell.sh();
+        let tests = format!("{package}-tests");
+        project.shell.run(cmd!(sh, "cargo fmt --package {package} --package {tests}"))?;
+        eprintln!(
+            "created services/{package} and integration-tests/{package}, added to Cargo.toml"
+        );
+        eprintln!("next: `cargo xtask ci` builds, tests and images it");
+        Ok(())
+    }
+}

@@ -1,0 +1,19 @@
+//! `cargo xtask promote`: the flags, handed to the engine's `promote::Promotion`.
+
+use slipway::project::Project;
+use slipway::promote::Promotion;
+
+use crate::flags;
+
+impl flags::Promote {
+    pub fn run(self, project: &Project) -> slipway::Result<()> {
+        Promotion {
+            environment: self.environment,
+            build: self.build,
+            only: self.only,
+            waive: self.waive,
+            reason: self.reason,
+        }
+        .run(project)
+    }
+}

@@ -1,0 +1,93 @@
+//! FROM engine/src/ledger/quarantine.rs
+
+use crate::flags;
+use slipway::attest::manifest;
+use slipway::error::{Error, Result};
+#[allow(unused_imports)]
+use slipway::ledger::quarantine::*;
+use slipway::ledger::{Ledger, LedgerError, Quarantine};
+use slipway::model::digest::Digest;
+use slipway::model::workspace;
+use slipway::project::Project;
+
+impl flags::Quarantine {
+    pub fn run(self, project: &Project) -> Result<()> {
+        // One line: the reason goes into a commit message.
+        let reason = self.reason.split_whitespace().collect::<Vec<_>>().join(" ");
+        if reason.is_empty() {
+            return Err(Error::Usage("--reason is empty: say why, it goes in the ledger".into()));
+        }
+        let ledger = Ledger::new(&project.root);
+        let (build, version) = match self.build.parse::<Digest>() {
+            // Releasing needs no store: the quarantine list names the build.
+            Ok(digest) if self.release => {
+                let version = ledger.quarantined()?.get(&digest).map(|q| q.version.clone());
+                (digest.clone(), version.unwrap_or_else(|| format!("build {}", digest.short())))
+            }
+            _ => resolve(project, &self.build)?,
+        };
+        ledger.sync_work_tree(&project.shell);
+        let by = ledger.promoter();
+        for attempt in 1..=slipway::ledger::ATTEMPTS {
+            let pinned = ledger.pin()?;
+            let mut quarantined = pinned.quarantined()?;
+            let message = if self.release {
+                if quarantined.remove(&build).is_none() {
+                    return Err(Error::Usage(format!("{version} is not quarantined")));
+                }
+                format!("release {version} from quarantine: {reason}")
+            } else {
+                if let Some(existing) = quarantined.get(&build) {
+                    eprintln!(
+                        "{version} is already quarantined, by {}: {}",
+                        existing.by, existing.reason
+                    );
+                    return Ok(());
+                }
+                let entry = Quarantine {
+                    version: version.clone(),
+                    reason: reason.clone(),
+                    by: by.clone(),
+                    at: manifest::now_seconds(),
+                };
+                quarantined.insert(build.clone(), entry);
+                format!("quarantine {version}: {reason}")
+            };
+            let message = format!("{message}\n\nSlipway-Build: {build}\nQuarantined-By: {by}\n");
+            match pinned.write_quarantine(&project.shell, &quarantined, &message) {
+                Ok(commit) => {
+                    let done = if self.release { "released" } else { "quarantined" };
+                    eprintln!(
+                        "{done} {version} ({}): ledger commit {}",
+                        build.short(),
+                        &commit[..12]
+                    );
+                    if !self.release {
+                        self.warn_where_running(project, &ledger, &build)?;
+                    }
+                    return Ok(());
+                }
+                Err(LedgerError::Raced { .. }) if attempt < slipway::ledger::ATTEMPTS => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Quarantine stops what comes next; what runs now is the on-call's to roll back.
+    fn warn_where_running(&self, project: &Project, ledger: &Ledger, build: &Digest) -> Result<()> {
+        let workspace = workspace::load(&project.shell)?;
+        for environment in workspace.environments.chain() {
+            if let Some(change) = ledger.current(environment.name.as_str())?
+                && (change.state.build == *build
+                    || change.state.services.values().any(|s| s.build == *build))
+            {
+                eprintln!(
+                    "warning: {} runs this build now: `cargo xtask rollback {}` puts back the newest earlier state that is not quarantined",
+                    environment.name, environment.name
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! `cargo xtask rollback`: the flags, handed to the engine's `promote::Rollback`.
+
+use slipway::project::Project;
+use slipway::promote::Rollback;
+
+use crate::flags;
+
+impl flags::Rollback {
+    pub fn run(self, project: &Project) -> slipway::Result<()> {
+        Rollback { environment: self.environment, to: self.to }.run(project)
+    }
+}

@@ -1,0 +1,90 @@
+//! FROM engine/src/run/suites.rs
+
+use crate::flags;
+#[allow(unused_imports)]
+use slipway::run::suites::*;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+impl flags::RunTests {
+    /// Runs stored test packs against services at the given URLs; needs only the store.
+    pub fn run(self, store: &dyn slipway::store::Store) -> slipway::error::Result<()> {
+        use slipway::error::Error;
+        use slipway::store::{ImageRef, Repository};
+        let usage = |why: String| Error::Usage(why);
+        let (repository, packs) = match self.pack.split_once('@') {
+            Some((repository, digest)) => {
+                let repository: Repository = repository
+                    .parse()
+                    .map_err(|e: slipway::store::NameError| usage(e.to_string()))?;
+                let digest = digest
+                    .parse()
+                    .map_err(|e: slipway::model::digest::DigestError| usage(e.to_string()))?;
+                (repository, vec![digest])
+            }
+            None => {
+                let image: ImageRef = self
+                    .pack
+                    .parse()
+                    .map_err(|e: slipway::store::NameError| usage(e.to_string()))?;
+                let digest = store.resolve(&image.repository, &image.tag)?.ok_or_else(|| {
+                    slipway::store::StoreError::NotFound {
+                        repository: image.repository.clone(),
+                        what: format!("tag {}", image.tag),
+                    }
+                })?;
+                let packs = slipway::build::testpack::find(store, &image.repository, &digest)?;
+                (image.repository, packs)
+            }
+        };
+        if packs.is_empty() {
+            return Err(usage(format!("{} has no test pack in {}", self.pack, store.location())));
+        }
+        let mut urls = BTreeMap::new();
+        for pair in &self.env {
+            let (key, value) = pair.split_once('=').ok_or_else(|| {
+                usage(format!(
+                    "`--env {pair}`: expected NAME=VALUE, e.g. CATALOG_URL=http://127.0.0.1:8080"
+                ))
+            })?;
+            urls.insert(key.to_owned(), value.to_owned());
+        }
+        let target = Target { environment: self.environment.clone(), urls };
+        // A fresh private directory (0700, unpredictable name) that is removed on every path.
+        let work = tempfile::Builder::new()
+            .prefix("slipway-testpacks-")
+            .tempdir()
+            .map_err(|source| Error::Io { action: "create", path: std::env::temp_dir(), source })?;
+        let mut runs = Vec::new();
+        for digest in &packs {
+            let dir = work.path().join(digest.hex());
+            let pack = slipway::build::testpack::unpack(store, &repository, digest, &dir)?;
+            let missing: Vec<&String> = pack
+                .descriptor
+                .environment
+                .iter()
+                .filter(|v| *v != "SLIPWAY_ENV" && !target.urls.contains_key(*v))
+                .collect();
+            if !missing.is_empty() {
+                let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+                return Err(usage(format!(
+                    "test pack {} needs {}: pass each as --env NAME=URL",
+                    digest.short(),
+                    names.join(", ")
+                )));
+            }
+            runs.extend(runs_of(&pack, &pack.descriptor.suite));
+        }
+        let out = self.out.clone().unwrap_or_else(|| PathBuf::from("."));
+        std::fs::create_dir_all(&out).map_err(|source| Error::Io {
+            action: "create",
+            path: out.clone(),
+            source,
+        })?;
+        let results = run_all(&runs, &target, &out);
+        drop(work);
+        let failed = report(&results, &[]);
+        eprintln!("JUnit XML in {}", out.display());
+        if failed.is_empty() { Ok(()) } else { Err(Error::Suites(failed)) }
+    }
+}

@@ -1,0 +1,116 @@
+//! FROM engine/src/verify/environment.rs
+
+use crate::flags;
+use slipway::determinism::SourceDateEpoch;
+use slipway::error::{Error, Result};
+use slipway::ledger::{Change, Ledger};
+use slipway::model::workspace;
+use slipway::project::Project;
+#[allow(unused_imports)]
+use slipway::verify::environment::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+impl flags::Status {
+    pub fn run(self, project: &Project) -> Result<()> {
+        let workspace = workspace::load(&project.shell)?;
+        // One commit of the ledger for the whole table.
+        let ledger = Ledger::new(&project.root).pin()?;
+        let quarantined = ledger.quarantined()?;
+        let mut changes: Vec<(&str, Option<Change>)> = Vec::new();
+        for environment in workspace.environments.chain() {
+            changes.push((environment.name.as_str(), ledger.current(environment.name.as_str())?));
+        }
+        let mut services: BTreeSet<String> =
+            workspace.services.iter().map(|s| s.id.to_string()).collect();
+        for (_, change) in &changes {
+            if let Some(change) = change {
+                services.extend(change.state.services.keys().cloned());
+            }
+        }
+        let across: BTreeMap<&String, Across> = services
+            .iter()
+            .map(|name| {
+                let running: Vec<Option<&slipway::ledger::ServiceState>> = changes
+                    .iter()
+                    .map(|(_, c)| c.as_ref().and_then(|c| c.state.services.get(name)))
+                    .collect();
+                let same = running
+                    .iter()
+                    .all(|r| r.zip(running[0]).is_some_and(|(a, b)| a.image == b.image));
+                let references = changes
+                    .iter()
+                    .zip(&running)
+                    .filter_map(|((env, _), r)| r.map(|r| ((*env).to_owned(), r.reference.clone())))
+                    .collect();
+                (name, Across { references, same })
+            })
+            .collect();
+        if self.json {
+            let rows: Vec<Row> = changes
+                .iter()
+                .map(|(env, c)| Row {
+                    environment: env,
+                    commit: c.as_ref().map(|c| c.commit.as_str()),
+                    state: c.as_ref().map(|c| &c.state),
+                })
+                .collect();
+            let json = serde_json::json!({
+                "environments": rows,
+                "services": across,
+                "quarantined": quarantined,
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json).map_err(|e| Error::Usage(e.to_string()))?
+            );
+            return Ok(());
+        }
+        for (env, change) in &changes {
+            match change {
+                None => println!("{env:<10} nothing promoted"),
+                Some(change) => println!(
+                    "{env:<10} {} (build {}), promoted {} by {}",
+                    change.state.version,
+                    change.state.build.short(),
+                    SourceDateEpoch(change.state.promoted_at).rfc3339(),
+                    change.state.promoted_by
+                ),
+            }
+        }
+        println!();
+        let mut header = format!("{:<22}", "service");
+        for (env, _) in &changes {
+            header.push_str(&format!(" {env:<32}"));
+        }
+        println!("{}", header.trim_end());
+        for name in &services {
+            let mut line = format!("{name:<22}");
+            for (_, change) in &changes {
+                let cell = match change.as_ref().and_then(|c| c.state.services.get(name)) {
+                    None => "—".to_owned(),
+                    Some(s) => {
+                        let tag = slipway::store::tag_of(&s.reference);
+                        let flag = if quarantined.contains_key(&s.build) { " !" } else { "" };
+                        format!("{tag} {}{flag}", s.image.short())
+                    }
+                };
+                line.push_str(&format!(" {cell:<32}"));
+            }
+            let verdict = if across[name].same { "same everywhere" } else { "DIFFERS" };
+            println!("{line} {verdict}");
+        }
+        if !quarantined.is_empty() {
+            println!();
+            for (build, q) in &quarantined {
+                println!(
+                    "quarantined (!): {} ({}) by {}: {}",
+                    q.version,
+                    build.short(),
+                    q.by,
+                    q.reason
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,86 @@
+//! FROM engine/src/verify/mod.rs
+
+use crate::flags;
+use slipway::attest::keys;
+use slipway::attest::manifest;
+use slipway::attest::provenance::{self};
+use slipway::error::{Error, Result};
+use slipway::model::digest::Digest;
+use slipway::project::Project;
+#[allow(unused_imports)]
+use slipway::verify::*;
+use std::path::PathBuf;
+
+impl flags::Verify {
+    pub fn run(self, project: &Project) -> Result<()> {
+        let mut report = match &self.env {
+            Some(environment) => slipway::verify::environment::verify_environment(
+                project,
+                environment,
+                self.no_local_keys,
+            )?,
+            None => self.check_build(project)?,
+        };
+        report.ok = report.checks.iter().all(|c| c.ok);
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).map_err(|e| Error::Usage(e.to_string()))?
+            );
+        } else {
+            eprintln!("verifying {}", report.manifest);
+            report.print();
+        }
+        if report.ok {
+            eprintln!("verified: {} checks passed", report.checks.len());
+            Ok(())
+        } else {
+            Err(Error::Verification(report.failures()))
+        }
+    }
+
+    /// The build manifest named on the command line, and with `--rebuild` its rebuild.
+    fn check_build(&self, project: &Project) -> Result<Report> {
+        let (label, bytes) = self.envelope(project)?;
+        let trusted = keys::trusted(&project.root, &project.state("keys"), !self.no_local_keys)?;
+        let mut report = Report { manifest: label, ..Report::default() };
+        let statement = check_envelope(&mut report, &bytes, &trusted);
+        if let Some(statement) = &statement {
+            check_artifacts(&mut report, project.store(), statement);
+            if self.rebuild {
+                check_rebuild(&mut report, project, statement);
+            }
+        }
+        Ok(report)
+    }
+
+    /// The envelope to check: a file, a digest in the store, or the newest build's.
+    fn envelope(&self, project: &Project) -> Result<(String, Vec<u8>)> {
+        let read = |path: PathBuf| {
+            std::fs::read(&path)
+                .map(|bytes| (path.display().to_string(), bytes))
+                .map_err(|source| Error::Io { action: "read", path, source })
+        };
+        match &self.manifest {
+            None => {
+                let latest = project.root.join(manifest::LATEST);
+                if !latest.exists() {
+                    return Err(Error::Usage(format!(
+                        "no build manifest at {}: run `cargo xtask ci` first, or name a manifest file or a `sha256:` digest",
+                        manifest::LATEST
+                    )));
+                }
+                read(latest)
+            }
+            Some(text) if text.starts_with("sha256:") => {
+                let digest: Digest =
+                    text.parse().map_err(|e: slipway::model::digest::DigestError| {
+                        Error::Usage(e.to_string())
+                    })?;
+                let bytes = manifest::stored_envelope(project.store(), &digest)?;
+                Ok((format!("{}@{digest}", provenance::REPOSITORY), bytes))
+            }
+            Some(path) => read(PathBuf::from(path)),
+        }
+    }
+}
