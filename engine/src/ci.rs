@@ -11,6 +11,7 @@ use crate::attest::manifest::{self, ManifestSummary};
 use crate::build::cache::Cache;
 use crate::build::cargo::{self, Executables};
 use crate::build::image::{self, ImageError, ImageSpec};
+use crate::build::plan::{BuiltService, Plan, PlannedService};
 use crate::build::sbom;
 use crate::build::secrets::{self, AllowList};
 use crate::build::testpack;
@@ -19,93 +20,16 @@ use crate::error::{Error, Result};
 use crate::ledger::Ledger;
 use crate::model::digest::Digest;
 use crate::model::lockfile;
-use crate::model::source::{self, Source};
-use crate::model::workspace::{self, Name, Service, Workspace};
+use crate::model::source;
+use crate::model::workspace::{self, Name, Workspace};
 use crate::project::Project;
-use crate::promote;
 use crate::report::Steps;
 use crate::run::runtime::{Environment, Launch};
 use crate::run::suites::{self, SuiteResult};
 use crate::run::waiver::{self, Waiver};
 use crate::shell::cmd;
 use crate::store::artifact;
-use crate::store::{ImageRef, Repository, StoredManifest, Tag};
-
-/// What a build will do, computed before anything runs.
-#[derive(Debug)]
-pub struct Plan {
-    pub workspace: Workspace,
-    pub source: Source,
-    /// `<workspace version>-<commit>`.
-    pub version: String,
-    pub services: Vec<PlannedService>,
-    /// `ci --waive`: intended breaks of recorded suites, signed into the build manifest.
-    pub waivers: Vec<Waiver>,
-}
-
-#[derive(Debug)]
-pub struct PlannedService {
-    pub service: Service,
-    pub reference: ImageRef,
-    /// The digest the reference already names in the store, if any.
-    pub stored: Option<Digest>,
-}
-
-impl Plan {
-    /// Validates the workspace and computes names and versions; reads the store, writes nothing.
-    pub fn gather(project: &Project) -> Result<Plan> {
-        let workspace = workspace::load(&project.shell)?;
-        let source = Source::inspect(&project.shell)?;
-        let mut services = Vec::new();
-        for service in &workspace.services {
-            let reference = reference_of(service, &source)?;
-            let stored = project.store().resolve(&reference.repository, &reference.tag)?;
-            services.push(PlannedService { service: service.clone(), reference, stored });
-        }
-        let version = source.build_version(&workspace.version);
-        Ok(Plan { workspace, source, version, services, waivers: Vec::new() })
-    }
-
-    pub fn print(&self, store: &str) {
-        eprintln!(
-            "plan for {} ({})",
-            self.version,
-            if self.source.dirty { "dirty work tree" } else { "clean" }
-        );
-        eprintln!("  store: {store}");
-        eprintln!("  SOURCE_DATE_EPOCH: {} ({})", self.source.epoch.0, self.source.epoch.rfc3339());
-        for planned in &self.services {
-            let state = match &planned.stored {
-                Some(digest) => format!("in store as {}", digest.short()),
-                None => "to build".to_owned(),
-            };
-            let deps: Vec<&str> = planned.service.depends_on.iter().map(Name::as_str).collect();
-            eprintln!(
-                "  {:<24} {:<36} {state}; health {}; depends on [{}]",
-                planned.service.id.to_string(),
-                planned.reference.to_string(),
-                planned.service.health,
-                deps.join(", ")
-            );
-        }
-        for suite in &self.workspace.suites {
-            eprintln!("  suite {} tests {}", suite.package, suite.service);
-        }
-    }
-}
-
-fn reference_of(service: &Service, source: &Source) -> Result<ImageRef> {
-    let repository: Repository = service
-        .id
-        .to_string()
-        .parse()
-        .map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
-    let tag: Tag = source
-        .build_version(&service.version)
-        .parse()
-        .map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
-    Ok(ImageRef { repository, tag })
-}
+use crate::store::{ImageRef, Repository, StoredManifest};
 
 /// The machine-readable summary of a run, printed by `--json`.
 #[derive(Debug, Serialize)]
@@ -164,7 +88,7 @@ pub struct StepTiming {
     pub seconds: f64,
 }
 
-pub const CI_STEPS: [&str; 10] = [
+const CI_STEPS: [&str; 10] = [
     "format",
     "clippy",
     "metadata",
@@ -176,6 +100,44 @@ pub const CI_STEPS: [&str; 10] = [
     "integration tests",
     "build manifest",
 ];
+
+/// Every step of `ci`, in order: checks, tests, builds, the integration run against the
+/// images (with every recorded suite replayed), and the signed build manifest.
+pub fn run(project: &Project, waive: &[String], reason: Option<&str>) -> Result<Summary> {
+    let mut steps = Steps::new(CI_STEPS.len());
+    let sh = project.shell.sh();
+    let step = |name: &'static str| move |e: Error| e.in_step(name);
+    steps
+        .run("format", |_| {
+            project.shell.run(cmd!(sh, "cargo fmt --all -- --check")).map_err(Error::from)
+        })
+        .map_err(step("format"))?;
+    steps
+        .run("clippy", |_| {
+            project
+                .shell
+                .run(cmd!(sh, "cargo clippy --workspace --all-targets --quiet -- -D warnings"))
+                .map_err(Error::from)
+        })
+        .map_err(step("clippy"))?;
+    let waivers = Waiver::parse_all(waive, reason)?;
+    let mut plan = steps.run("metadata", |_| Plan::gather(project)).map_err(step("metadata"))?;
+    plan.waivers = waivers;
+    steps.run("secrets", |_| scan_secrets(project)).map_err(step("secrets"))?;
+    steps
+        .run("unit tests", |_| unit_tests(project, &plan.workspace))
+        .map_err(step("unit tests"))?;
+    build_and_test(project, &plan, &mut steps, true)
+}
+
+/// `images`: the static builds, images, test packs and SBOMs only — no checks, tests or
+/// signature.
+pub fn images(project: &Project) -> Result<Summary> {
+    let mut steps = Steps::new(4);
+    let plan =
+        steps.run("metadata", |_| Plan::gather(project)).map_err(|e| e.in_step("metadata"))?;
+    build_and_test(project, &plan, &mut steps, false)
+}
 
 pub fn finish(summary: &Summary, json: bool) -> Result<()> {
     if json {
@@ -191,7 +153,7 @@ pub fn finish(summary: &Summary, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn scan_secrets(project: &Project) -> Result<()> {
+fn scan_secrets(project: &Project) -> Result<()> {
     let files = source::listed_files(&project.shell)?;
     let allow = match std::fs::read_to_string(project.root.join(secrets::ALLOW_FILE)) {
         Ok(text) => AllowList::parse(&text),
@@ -202,7 +164,7 @@ pub fn scan_secrets(project: &Project) -> Result<()> {
     Ok(())
 }
 
-pub fn unit_tests(project: &Project, workspace: &Workspace) -> Result<()> {
+fn unit_tests(project: &Project, workspace: &Workspace) -> Result<()> {
     let sh = project.shell.sh();
     let mut excluded = Vec::new();
     for suite in &workspace.suites {
@@ -213,18 +175,8 @@ pub fn unit_tests(project: &Project, workspace: &Workspace) -> Result<()> {
     Ok(())
 }
 
-/// What one service's build put in the store.
-#[derive(Debug, Clone)]
-pub struct BuiltService {
-    pub image: StoredManifest,
-    pub image_reused: bool,
-    /// (suite package, test pack digest)
-    pub testpacks: Vec<(String, Digest)>,
-    pub sbom: Digest,
-}
-
 /// The steps shared by `ci` (all of them) and `images` (builds and artifacts only).
-pub fn build_and_test(
+fn build_and_test(
     project: &Project,
     plan: &Plan,
     steps: &mut Steps,
@@ -575,8 +527,8 @@ fn recorded_waivers(project: &Project, plan: &Plan, ledger: &Ledger) -> Result<V
     let mut waivers = Vec::new();
     for environment in plan.workspace.environments.chain() {
         let Some(bytes) = ledger.entry(environment.name.as_str())? else { continue };
-        let trusted = promote::keys_of(project, environment)?;
-        match promote::read_entry(&bytes, &trusted) {
+        let trusted = crate::attest::keys::keys_of(project, environment)?;
+        match crate::ledger::entry::read_entry(&bytes, &trusted) {
             Ok((entry, _)) => waivers.extend(entry.waivers),
             Err(why) => eprintln!(
                 "    warning: the ledger entry of {} does not verify ({why}): its waivers are ignored",

@@ -1,8 +1,10 @@
-//! What people see while a command runs: one named line per step on standard error, a
-//! live line on a terminal, plain lines in CI logs.
+//! What people see while a command runs: one named line per step on standard error (a
+//! live line on a terminal, plain lines in CI logs), and the checks of a gate or an audit.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
+
+use serde::Serialize;
 
 /// The steps of one command, numbered, each timed.
 #[derive(Debug)]
@@ -66,5 +68,52 @@ impl Steps {
     /// How long each finished step took.
     pub fn timings(&self) -> &[(String, Duration)] {
         &self.timings
+    }
+}
+
+/// One check and its verdict.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Check {
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Everything `verify` found.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub manifest: String,
+    pub ok: bool,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// Adds a check: its detail on success, the reason on failure; returns whether it passed.
+    pub fn record(
+        &mut self,
+        check: impl Into<String>,
+        result: std::result::Result<String, String>,
+    ) -> bool {
+        let ok = result.is_ok();
+        let detail = result.unwrap_or_else(|e| e);
+        self.checks.push(Check { check: check.into(), ok, detail });
+        ok
+    }
+
+    /// One line per check on standard error: `ok  ` or `FAIL`, its name, its detail.
+    pub fn print(&self) {
+        for check in &self.checks {
+            eprintln!(
+                "{} {:<28} {}",
+                if check.ok { "ok  " } else { "FAIL" },
+                check.check,
+                check.detail
+            );
+        }
+    }
+
+    /// The names of the checks that failed.
+    pub fn failures(&self) -> Vec<String> {
+        self.checks.iter().filter(|c| !c.ok).map(|c| c.check.clone()).collect()
     }
 }

@@ -24,8 +24,8 @@ pub enum CommandError {
     NotUtf8 { command: String },
 }
 
-impl CommandError {
-    pub fn help(&self) -> Option<String> {
+impl crate::error::Hint for CommandError {
+    fn help(&self) -> Option<String> {
         match self {
             CommandError::Spawn { command, source }
                 if source.kind() == std::io::ErrorKind::NotFound =>

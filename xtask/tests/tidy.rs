@@ -247,6 +247,24 @@ fn the_code_map_names_every_engine_module_and_command() {
         }
     }
     assert!(missing.is_empty(), "ARCHITECTURE.md's code map lacks {missing:?}");
+    // …and names no module that is not there.
+    let code_map = architecture.split("## Code map").nth(1).unwrap().split("\n## ").next().unwrap();
+    let modules: Vec<String> = engine_modules().into_iter().map(|(name, _)| name).collect();
+    let mut stale = Vec::new();
+    for named in code_map.split('`').skip(1).step_by(2) {
+        let lower = named.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == ':');
+        if !lower || !named.contains("::") {
+            continue;
+        }
+        let exists = match named.strip_prefix("commands::") {
+            Some(command) => commands.join(format!("{command}.rs")).is_file(),
+            None => modules.iter().any(|m| m == named),
+        };
+        if !exists {
+            stale.push(named.to_owned());
+        }
+    }
+    assert!(stale.is_empty(), "ARCHITECTURE.md's code map names modules that do not exist: {stale:?}");
 }
 
 #[test]

@@ -121,7 +121,7 @@ pub fn verify_as<'k>(
     Err(first_error.unwrap_or(DsseError::Unsigned))
 }
 
-/// Standard base64, for PEM bodies.
+/// Standard base64, as DSSE encodes payloads and signatures.
 pub fn base64_decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     STANDARD.decode(text)
 }

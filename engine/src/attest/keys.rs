@@ -12,7 +12,7 @@ use crate::model::digest::Digest;
 /// The one scheme: ECDSA P-256 with SHA-256, DER signatures.
 const SCHEME: SigningScheme = SigningScheme::ECDSA_P256_SHA256_ASN1;
 /// Where trusted public keys live, relative to the workspace root.
-pub const TRUSTED_DIR: &str = "infra/keys";
+pub use crate::model::environments::TRUSTED_DIR;
 /// The environment variable naming the signing key file.
 pub const SIGNING_KEY_VAR: &str = "SLIPWAY_SIGNING_KEY";
 /// The environment variable holding the password of an encrypted key.
@@ -41,8 +41,8 @@ pub enum KeyError {
     Sign(String),
 }
 
-impl KeyError {
-    pub fn help(&self) -> Option<String> {
+impl crate::error::Hint for KeyError {
+    fn help(&self) -> Option<String> {
         match self {
             KeyError::NoPassword { .. } => {
                 Some(format!("export {PASSWORD_VAR}=… with the key's password"))
@@ -108,7 +108,7 @@ impl PublicKey {
 /// The DER inside a PEM block.
 fn pem_body(pem: &str) -> Option<Vec<u8>> {
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    crate::attest::dsse::base64_decode(body.trim()).ok()
+    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body.trim()).ok()
 }
 
 impl SigningKey {
@@ -244,6 +244,21 @@ pub fn default_key_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
         .unwrap_or_else(|| PathBuf::from("."))
         .join("slipway/keys")
+}
+
+/// The public keys `environment` accepts: its `trust` list, plus the local development key
+/// when it accepts local keys.
+pub fn keys_of(
+    project: &crate::project::Project,
+    environment: &crate::model::environments::Environment,
+) -> crate::error::Result<Vec<PublicKey>> {
+    let all = trusted(&project.root, &project.state("keys"), environment.accept_local_keys)?;
+    Ok(all
+        .into_iter()
+        .filter(|k| {
+            k.local || environment.trust.iter().any(|t| k.origin.ends_with(&format!("/{t}.pub")))
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::attest::provenance::{
 };
 use crate::build::cache::Cache;
 use crate::build::cargo;
-use crate::ci::{BuiltService, Plan};
+use crate::build::plan::{BuiltService, Plan};
 use crate::determinism::{SourceDateEpoch, canonical_json};
 use crate::error::{Error, Result};
 use crate::model::digest::Digest;

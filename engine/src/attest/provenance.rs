@@ -78,7 +78,7 @@ pub struct InternalParameters {
     pub services: Vec<ServiceEntry>,
     /// `ci --waive`: breaks of recorded suites this build was knowingly built with.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub waivers: Vec<crate::run::waiver::Waiver>,
+    pub waivers: Vec<crate::model::waiver::Waiver>,
 }
 
 /// One service of the build and the digests of its artifacts.

@@ -182,6 +182,8 @@ pub fn entrypoint(
     Err(invalid(format!("no layer holds the entrypoint `{path}`")))
 }
 
+impl crate::error::Hint for ImageError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod cargo;
 pub mod image;
+pub mod plan;
 pub mod sbom;
 pub mod secrets;
 pub mod testpack;

@@ -192,6 +192,14 @@ pub fn scan(root: &Path, files: &[PathBuf], allow: &AllowList) -> Result<(), Fin
     if findings.is_empty() { Ok(()) } else { Err(Findings(findings)) }
 }
 
+impl crate::error::Hint for Findings {
+    fn help(&self) -> Option<String> {
+        Some(format!(
+            "remove the secret from the file and from git history; if it is a false positive, add `<file>:<rule>` to {ALLOW_FILE}"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -168,6 +168,8 @@ pub fn unpack(
     Ok(Unpacked { digest: digest.clone(), dir: dir.to_owned(), descriptor })
 }
 
+impl crate::error::Hint for TestpackError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! entry that put it there, one git commit per change written with gix. The branch update
 //! is a compare-and-swap, so of two racing writers exactly one wins and the other is told.
 
+pub mod entry;
 pub mod quarantine;
 
 use std::collections::BTreeMap;
@@ -85,7 +86,14 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
-    pub fn help(&self) -> Option<String> {
+    /// Whether another change landed first: the caller may decide again on the new state.
+    pub fn is_raced(&self) -> bool {
+        matches!(self, LedgerError::Raced { .. })
+    }
+}
+
+impl crate::error::Hint for LedgerError {
+    fn help(&self) -> Option<String> {
         match self {
             LedgerError::Raced { .. } => {
                 Some("run the command again: it starts from the new state".to_owned())

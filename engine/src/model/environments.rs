@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use toml_edit::{DocumentMut, Item, TableLike, Value};
 
-use crate::model::workspace::{MetadataError, MetadataErrors, Name};
+use crate::model::names::{MetadataError, MetadataErrors, Name};
 
 /// Where the environments are declared, relative to the workspace root.
 pub const FILE: &str = "infra/environments.toml";
+/// Where the public keys environments may trust live, relative to the workspace root.
+pub const TRUSTED_DIR: &str = "infra/keys";
 const LOG_LEVELS: [&str; 4] = ["error", "warn", "info", "debug"];
 const PARAM_KEYS: [&str; 3] = ["replicas", "log-level", "resources"];
 const ENVIRONMENT_KEYS: [&str; 5] = ["name", "accept-local-keys", "trust", "bake-time", "services"];
@@ -195,11 +197,11 @@ impl Environments {
         let mut errors = Vec::new();
         for (i, environment) in environments.chain.iter().enumerate() {
             for (j, key) in environment.trust.iter().enumerate() {
-                let file = root.join(crate::attest::keys::TRUSTED_DIR).join(format!("{key}.pub"));
+                let file = root.join(TRUSTED_DIR).join(format!("{key}.pub"));
                 if !file.exists() {
                     errors.push(failure(
                         &format!("environment[{i}].trust[{j}]"),
-                        format!("no public key `{}/{key}.pub`: run `cargo xtask keygen {key} --trust {}`", crate::attest::keys::TRUSTED_DIR, environment.name),
+                        format!("no public key `{}/{key}.pub`: run `cargo xtask keygen {key} --trust {}`", TRUSTED_DIR, environment.name),
                     ));
                 }
             }

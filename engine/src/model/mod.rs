@@ -4,5 +4,8 @@
 pub mod digest;
 pub mod environments;
 pub mod lockfile;
+pub mod names;
+pub mod reference;
 pub mod source;
+pub mod waiver;
 pub mod workspace;

@@ -81,6 +81,13 @@ pub fn listed_files(shell: &Shell) -> Result<Vec<PathBuf>, SourceError> {
     Ok(files)
 }
 
+impl crate::error::Hint for SourceError {
+    fn help(&self) -> Option<String> {
+        matches!(self, SourceError::NoCommit)
+            .then(|| "commit first: builds are named and dated by the HEAD commit".to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +103,6 @@ mod tests {
         assert_eq!(source.build_version("0.1.0"), "0.1.0-0123456789ab");
         source.dirty = true;
         assert_eq!(source.build_version("1.2.3+meta"), "1.2.3_meta-0123456789ab-dirty");
-        assert!(source.build_version("1.2.3+meta").parse::<crate::store::Tag>().is_ok());
+        assert!(source.build_version("1.2.3+meta").parse::<crate::model::reference::Tag>().is_ok());
     }
 }

@@ -3,7 +3,6 @@
 //! checked before anything is built.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -12,54 +11,7 @@ use crate::error::Error;
 use crate::model::environments::Environments;
 use crate::shell::{Shell, cmd};
 
-/// A name of an application, role or environment: `^[a-z][a-z0-9-]*$`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-pub struct Name(String);
-
-impl Name {
-    pub fn parse(text: &str) -> Option<Name> {
-        let mut bytes = text.bytes();
-        let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
-        let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        (first_ok && rest_ok).then(|| Name(text.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The variable a dependent reads this role's base URL from: `<ROLE>_URL`.
-    pub fn url_variable(&self) -> String {
-        format!("{}_URL", self.0.to_ascii_uppercase().replace('-', "_"))
-    }
-}
-
-impl fmt::Display for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// What the names of a service's resources are made of: `<application>-<role>`, and per
-/// environment `<environment>-<application>-<role>`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceId {
-    pub application: Name,
-    pub role: Name,
-}
-
-impl ServiceId {
-    /// The resource name in `environment`.
-    pub fn in_environment(&self, environment: &Name) -> String {
-        format!("{environment}-{self}")
-    }
-}
-
-impl fmt::Display for ServiceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.application, self.role)
-    }
-}
+pub use crate::model::names::{MetadataError, MetadataErrors, Name, ServiceId};
 
 /// A declared, validated service.
 #[derive(Clone, Debug)]
@@ -122,35 +74,6 @@ impl Workspace {
     /// The suites that test `service`.
     pub fn suites_of<'a>(&'a self, service: &'a ServiceId) -> impl Iterator<Item = &'a Suite> {
         self.suites.iter().filter(move |s| &s.service == service)
-    }
-}
-
-/// One problem in the declared metadata: the file, the key, what was expected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetadataError {
-    pub file: PathBuf,
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for MetadataError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: `{}`: {}", self.file.display(), self.key, self.message)
-    }
-}
-
-/// Every problem found, so one run shows them all.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct MetadataErrors(pub Vec<MetadataError>);
-
-impl fmt::Display for MetadataErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid declarations ({} problem", self.0.len())?;
-        f.write_str(if self.0.len() == 1 { ")" } else { "s)" })?;
-        for error in &self.0 {
-            write!(f, "\n  {error}")?;
-        }
-        Ok(())
     }
 }
 
@@ -581,6 +504,21 @@ pub fn load(shell: &Shell) -> Result<Workspace, Error> {
     let environments = Environments::load(root)?;
     let version = shared("version").unwrap_or_else(|| "0.0.0".to_owned());
     Ok(validate(root, version, shared("repository"), &packages, environments)?)
+}
+
+/// The declared environment `name`, or an error naming the ones there are.
+pub fn environment<'a>(
+    workspace: &'a Workspace,
+    name: &str,
+) -> Result<&'a crate::model::environments::Environment, Error> {
+    workspace.environments.get(name).ok_or_else(|| {
+        let known: Vec<&str> = workspace.environments.names().map(Name::as_str).collect();
+        Error::Usage(format!(
+            "no environment `{name}`: {} declares {}",
+            crate::model::environments::FILE,
+            known.join(", ")
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -240,3 +240,5 @@ pub fn die_with_parent(command: &mut Command) {
         });
     }
 }
+
+impl crate::error::Hint for RuntimeError {}

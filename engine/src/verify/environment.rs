@@ -9,12 +9,12 @@ use crate::attest::dsse;
 use crate::attest::manifest;
 use crate::attest::testresult;
 use crate::error::{Error, Result};
+use crate::ledger::entry::Entry;
 use crate::ledger::quarantine;
 use crate::ledger::{Change, Ledger, State};
 use crate::model::workspace;
 use crate::project::Project;
-use crate::promote::{self, Entry};
-use crate::verify::{self, Report};
+use crate::report::Report;
 
 /// One environment as `status --json` shows it.
 #[derive(Debug, Serialize)]
@@ -38,13 +38,13 @@ pub struct Across {
 /// replay's test-result attestation, and no quarantined build.
 pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) -> Result<Report> {
     let workspace = workspace::load(&project.shell)?;
-    let target = promote::environment(&workspace, name)?;
+    let target = crate::model::workspace::environment(&workspace, name)?;
     // State, entry and quarantine list all from one commit of the ledger.
     let ledger = Ledger::new(&project.root).pin()?;
     let Some(change) = ledger.current(target.name.as_str())? else {
         return Err(Error::Usage(format!("{} runs nothing yet: nothing to verify", target.name)));
     };
-    let mut trusted = promote::keys_of(project, target)?;
+    let mut trusted = crate::attest::keys::keys_of(project, target)?;
     if no_local_keys {
         trusted.retain(|k| !k.local);
     }
@@ -54,7 +54,7 @@ pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) ->
     };
     let entry = check_entry(&mut report, &ledger, &change, &trusted)?;
     let state = &change.state;
-    for build in promote::builds_of(state) {
+    for build in crate::ledger::entry::builds_of(state) {
         let Ok(envelope) = manifest::stored_envelope(project.store(), &build) else {
             report.record(
                 "build manifest",
@@ -62,10 +62,12 @@ pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) ->
             );
             continue;
         };
-        let Some(statement) = verify::check_envelope(&mut report, &envelope, &trusted) else {
+        let Some(statement) =
+            crate::verify::build::check_envelope(&mut report, &envelope, &trusted)
+        else {
             continue;
         };
-        verify::check_artifacts(&mut report, project.store(), &statement);
+        crate::verify::build::check_artifacts(&mut report, project.store(), &statement);
         let mut problems = Vec::new();
         let mut matched = 0;
         for (name, running) in state.services.iter().filter(|(_, s)| s.build == build) {
@@ -123,7 +125,7 @@ fn check_entry(
         report.record("ledger entry", Err("the state has no signed entry beside it".to_owned()));
         return Ok(None);
     };
-    let (entry, origin) = match promote::read_entry(&bytes, trusted) {
+    let (entry, origin) = match crate::ledger::entry::read_entry(&bytes, trusted) {
         Ok(read) => read,
         Err(why) => {
             report.record("ledger entry", Err(why));

@@ -1,8 +1,8 @@
-//! FROM engine/src/model/environments.rs
+//! `cargo xtask environments`: the promotion chain and every service's resolved parameters per
+//! environment, as a table or `--json`.
 
 use crate::flags;
-#[allow(unused_imports)]
-use slipway::model::environments::*;
+use slipway::model::environments::Resolved;
 use slipway::model::workspace::Name;
 use std::collections::BTreeMap;
 

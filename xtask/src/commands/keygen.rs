@@ -1,8 +1,11 @@
-//! FROM engine/src/attest/keys.rs
+//! `cargo xtask keygen`: a signing key pair — the private key outside the repository, the
+//! public key in `infra/keys/` — and, with `--trust`, the environments that trust it.
 
 use crate::flags;
-#[allow(unused_imports)]
-use slipway::attest::keys::*;
+use slipway::attest::keys::{
+    KeyError, PASSWORD_VAR, PublicKey, SIGNING_KEY_VAR, TRUSTED_DIR, default_key_dir, generate,
+    write_private,
+};
 use std::path::Path;
 
 impl flags::Keygen {

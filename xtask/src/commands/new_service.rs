@@ -1,11 +1,11 @@
-//! FROM engine/src/scaffold.rs
+//! `cargo xtask new-service`: a service and its integration tests from the templates, added
+//! to the workspace's members.
 
 use crate::flags;
 use slipway::error::{Error, Result};
 use slipway::model::workspace::{self, Name, ServiceId};
 use slipway::project::Project;
-#[allow(unused_imports)]
-use slipway::scaffold::*;
+use slipway::scaffold::{TEMPLATES, add_members, fill, write};
 use slipway::shell::cmd;
 use std::fs;
 

@@ -1,10 +1,10 @@
-//! FROM engine/src/ledger/quarantine.rs
+//! `cargo xtask quarantine`: stop a build from being promoted or rolled back to, or release
+//! it, as one ledger commit.
 
 use crate::flags;
 use slipway::attest::manifest;
 use slipway::error::{Error, Result};
-#[allow(unused_imports)]
-use slipway::ledger::quarantine::*;
+use slipway::ledger::quarantine::resolve;
 use slipway::ledger::{Ledger, LedgerError, Quarantine};
 use slipway::model::digest::Digest;
 use slipway::model::workspace;

@@ -1,7 +1,7 @@
-//! `cargo xtask rollback`: the flags, handed to the engine's `promote::Rollback`.
+//! `cargo xtask rollback`: the flags, handed to the engine's `promote::rollback::Rollback`.
 
 use slipway::project::Project;
-use slipway::promote::Rollback;
+use slipway::promote::rollback::Rollback;
 
 use crate::flags;
 

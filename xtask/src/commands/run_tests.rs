@@ -1,8 +1,7 @@
-//! FROM engine/src/run/suites.rs
+//! `cargo xtask run-tests`: stored test packs run against any URLs; needs only the store.
 
 use crate::flags;
-#[allow(unused_imports)]
-use slipway::run::suites::*;
+use slipway::run::suites::{Target, report, run_all, runs_of};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

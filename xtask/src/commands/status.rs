@@ -1,4 +1,4 @@
-//! FROM engine/src/verify/environment.rs
+//! `cargo xtask status`: what each environment runs, service by service, and where they differ.
 
 use crate::flags;
 use slipway::determinism::SourceDateEpoch;
@@ -6,8 +6,7 @@ use slipway::error::{Error, Result};
 use slipway::ledger::{Change, Ledger};
 use slipway::model::workspace;
 use slipway::project::Project;
-#[allow(unused_imports)]
-use slipway::verify::environment::*;
+use slipway::verify::environment::{Across, Row};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl flags::Status {

@@ -1,12 +1,12 @@
-//! FROM engine/src/selftest.rs
+//! `cargo xtask test`: Slipway's own test suite, after installing the Debian and Python tools
+//! it drives (as root), or printing the install line (otherwise).
 
 use crate::flags;
 use slipway::build::cargo;
 use slipway::error::{Error, Result};
 use slipway::model::workspace;
 use slipway::project::Project;
-#[allow(unused_imports)]
-use slipway::selftest::*;
+use slipway::selftest::{PYTHON_MODULES, TOOLS, install_line, on_path};
 use slipway::shell::cmd;
 
 impl flags::Test {

@@ -1,14 +1,16 @@
-//! FROM engine/src/verify/mod.rs
+//! `cargo xtask verify`: a signed build manifest and every artifact it names, checked offline;
+//! `--env` checks an environment from its ledger entry; `--rebuild` rebuilds and compares.
 
 use crate::flags;
 use slipway::attest::keys;
 use slipway::attest::manifest;
-use slipway::attest::provenance::{self};
+use slipway::attest::provenance;
 use slipway::error::{Error, Result};
 use slipway::model::digest::Digest;
 use slipway::project::Project;
-#[allow(unused_imports)]
-use slipway::verify::*;
+use slipway::report::Report;
+use slipway::verify::build::{check_artifacts, check_envelope};
+use slipway::verify::rebuild::check_rebuild;
 use std::path::PathBuf;
 
 impl flags::Verify {

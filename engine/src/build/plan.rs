@@ -1,0 +1,96 @@
+//! The plan of a build, computed before anything runs: the validated workspace, the source
+//! commit, every service's image reference and whether the store already holds it.
+
+use crate::error::{Error, Result};
+use crate::model::digest::Digest;
+use crate::model::source::Source;
+use crate::model::waiver::Waiver;
+use crate::model::workspace::{self, Name, Service, Workspace};
+use crate::project::Project;
+use crate::store::{ImageRef, Repository, StoredManifest, Tag};
+
+/// What a build will do, computed before anything runs.
+#[derive(Debug)]
+pub struct Plan {
+    pub workspace: Workspace,
+    pub source: Source,
+    /// `<workspace version>-<commit>`.
+    pub version: String,
+    pub services: Vec<PlannedService>,
+    /// `ci --waive`: intended breaks of recorded suites, signed into the build manifest.
+    pub waivers: Vec<Waiver>,
+}
+
+#[derive(Debug)]
+pub struct PlannedService {
+    pub service: Service,
+    pub reference: ImageRef,
+    /// The digest the reference already names in the store, if any.
+    pub stored: Option<Digest>,
+}
+
+impl Plan {
+    /// Validates the workspace and computes names and versions; reads the store, writes nothing.
+    pub fn gather(project: &Project) -> Result<Plan> {
+        let workspace = workspace::load(&project.shell)?;
+        let source = Source::inspect(&project.shell)?;
+        let mut services = Vec::new();
+        for service in &workspace.services {
+            let reference = reference_of(service, &source)?;
+            let stored = project.store().resolve(&reference.repository, &reference.tag)?;
+            services.push(PlannedService { service: service.clone(), reference, stored });
+        }
+        let version = source.build_version(&workspace.version);
+        Ok(Plan { workspace, source, version, services, waivers: Vec::new() })
+    }
+
+    pub fn print(&self, store: &str) {
+        eprintln!(
+            "plan for {} ({})",
+            self.version,
+            if self.source.dirty { "dirty work tree" } else { "clean" }
+        );
+        eprintln!("  store: {store}");
+        eprintln!("  SOURCE_DATE_EPOCH: {} ({})", self.source.epoch.0, self.source.epoch.rfc3339());
+        for planned in &self.services {
+            let state = match &planned.stored {
+                Some(digest) => format!("in store as {}", digest.short()),
+                None => "to build".to_owned(),
+            };
+            let deps: Vec<&str> = planned.service.depends_on.iter().map(Name::as_str).collect();
+            eprintln!(
+                "  {:<24} {:<36} {state}; health {}; depends on [{}]",
+                planned.service.id.to_string(),
+                planned.reference.to_string(),
+                planned.service.health,
+                deps.join(", ")
+            );
+        }
+        for suite in &self.workspace.suites {
+            eprintln!("  suite {} tests {}", suite.package, suite.service);
+        }
+    }
+}
+
+fn reference_of(service: &Service, source: &Source) -> Result<ImageRef> {
+    let repository: Repository = service
+        .id
+        .to_string()
+        .parse()
+        .map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
+    let tag: Tag = source
+        .build_version(&service.version)
+        .parse()
+        .map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
+    Ok(ImageRef { repository, tag })
+}
+
+/// What one service's build put in the store.
+#[derive(Debug, Clone)]
+pub struct BuiltService {
+    pub image: StoredManifest,
+    pub image_reused: bool,
+    /// (suite package, test pack digest)
+    pub testpacks: Vec<(String, Digest)>,
+    pub sbom: Digest,
+}

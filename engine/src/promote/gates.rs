@@ -1,0 +1,121 @@
+//! The gates a build passes before it may enter an environment, in order: signature,
+//! store, bake time, quarantine, clean source; and which build is meant when none is named.
+
+use crate::attest::keys::keys_of;
+use crate::attest::manifest;
+use crate::attest::provenance::Statement;
+use crate::error::{Error, Result};
+use crate::ledger::Ledger;
+use crate::model::digest::Digest;
+use crate::model::environments::Environment as Declared;
+use crate::model::workspace::Workspace;
+use crate::project::Project;
+use crate::report::Report;
+use crate::store::Tag;
+
+/// The digest in `slipway-builds` of the newest build `ci` wrote.
+pub fn latest_build(project: &Project) -> Result<Digest> {
+    let path = project.root.join(manifest::LATEST);
+    let bytes = std::fs::read(&path)
+        .map_err(|_| Error::Usage("no build yet: run `cargo xtask ci` first".to_owned()))?;
+    let statement = manifest::unverified_statement(&bytes)
+        .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+    let version = &statement.predicate.build_definition.internal_parameters.version;
+    let tag: Tag =
+        version.parse().map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
+    project.store().resolve(&manifest::repository(), &tag)?.ok_or_else(|| {
+        Error::Usage(format!("build {version} is not in the store {}", project.store().location()))
+    })
+}
+
+/// Prints the checks and fails naming every one that did not pass.
+pub fn settle(title: &str, report: &Report) -> Result<()> {
+    eprintln!("{title}");
+    report.print();
+    let failed = report.failures();
+    if failed.is_empty() { Ok(()) } else { Err(Error::Refused(failed)) }
+}
+
+/// The gates a build passes before it may enter `environment`, in order: signature,
+/// store, bake time, quarantine, clean source.
+pub fn gates(
+    project: &Project,
+    workspace: &Workspace,
+    target: &Declared,
+    build: &Digest,
+    only: &[String],
+    ledger: &Ledger,
+    report: &mut Report,
+) -> Result<Option<Statement>> {
+    let envelope = manifest::stored_envelope(project.store(), build)?;
+    let trusted = keys_of(project, target)?;
+    let statement = crate::verify::build::check_envelope(report, &envelope, &trusted);
+    let Some(statement) = statement else { return Ok(None) };
+    crate::verify::build::check_artifacts(report, project.store(), &statement);
+    if let Some(previous) = workspace.environments.previous(target.name.as_str()) {
+        // Per service: an environment can mix builds (`--only`), so each promoted service
+        // must have run from this very build in the previous environment, without a break,
+        // for the bake time.
+        let history = ledger.history(previous.name.as_str())?;
+        let now = manifest::now_seconds();
+        let mut missing = Vec::new();
+        let mut least: Option<(u64, &str)> = None;
+        for service in statement.services() {
+            if !only.is_empty() && !only.contains(&service.name) {
+                continue;
+            }
+            let since = history
+                .iter()
+                .take_while(|c| {
+                    c.state.services.get(&service.name).is_some_and(|s| &s.build == build)
+                })
+                .last()
+                .map(|c| c.state.promoted_at);
+            match since {
+                None => missing.push(service.name.as_str()),
+                Some(at) => {
+                    let baked = now.saturating_sub(at);
+                    if least.is_none_or(|(shortest, _)| baked < shortest) {
+                        least = Some((baked, service.name.as_str()));
+                    }
+                }
+            }
+        }
+        let needed = target.bake_time_seconds;
+        let bake = match least {
+            _ if !missing.is_empty() => Err(format!(
+                "{} of this build not running in {}: promote it there first, or pick services with --only",
+                missing.join(", "),
+                previous.name
+            )),
+            Some((baked, name)) if baked < needed => Err(format!(
+                "{name} ran only {baked}s in {}; {} needs {needed}s",
+                previous.name, target.name
+            )),
+            Some((baked, _)) => {
+                Ok(format!("ran {baked}s or more in {} (needs {needed}s)", previous.name))
+            }
+            None => Err("no service to promote".to_owned()),
+        };
+        report.record("bake time", bake);
+    }
+    let quarantined = ledger.quarantined()?;
+    let quarantine = match quarantined.get(build) {
+        Some(q) => Err(format!(
+            "quarantined by {}: {} (release with `cargo xtask quarantine {build} --release --reason …`)",
+            q.by, q.reason
+        )),
+        None => Ok("no quarantine".to_owned()),
+    };
+    report.record("not quarantined", quarantine);
+    let source = statement.source();
+    report.record(
+        "not dirty",
+        if source.dirty {
+            Err("built from a dirty work tree: never promotable".to_owned())
+        } else {
+            Ok(format!("commit {}", &source.commit[..12.min(source.commit.len())]))
+        },
+    );
+    Ok(Some(statement))
+}

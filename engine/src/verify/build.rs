@@ -1,0 +1,246 @@
+//! Verifying a build: its signed envelope against trusted keys, its statement's subjects
+//! against its service map, and every artifact it names re-hashed out of the store.
+
+use crate::attest::dsse;
+use crate::attest::keys;
+use crate::attest::provenance::{self, ServiceEntry, Statement};
+use crate::build::sbom;
+use crate::build::testpack;
+use crate::determinism::gunzip;
+use crate::model::digest::Digest;
+use crate::report::Report;
+use crate::store::artifact;
+use crate::store::{Repository, Store};
+use oci_spec::image::{ImageConfiguration, ImageManifest};
+
+/// Parses the envelope, checks its signature and reads the statement inside.
+pub fn check_envelope(
+    report: &mut Report,
+    bytes: &[u8],
+    trusted: &[keys::PublicKey],
+) -> Option<Statement> {
+    let envelope = match dsse::parse(bytes) {
+        Ok(envelope) => envelope,
+        Err(e) => {
+            report.record("envelope", Err(e.to_string()));
+            return None;
+        }
+    };
+    report.record("envelope", Ok(format!("DSSE, {} signature(s)", envelope.signatures.len())));
+    let payload = match dsse::verify(&envelope, trusted) {
+        Ok((payload, key)) => {
+            let local = if key.local { ", the LOCAL DEVELOPMENT key" } else { "" };
+            report.record(
+                "signature",
+                Ok(format!("ECDSA P-256 by {} ({}{local})", &key.keyid[..16], key.origin)),
+            );
+            payload
+        }
+        Err(e) => {
+            let known: Vec<&str> = trusted.iter().map(|k| k.origin.as_str()).collect();
+            report.record("signature", Err(format!("{e}; trusted: [{}]", known.join(", "))));
+            return None;
+        }
+    };
+    let statement: Statement = match serde_json::from_slice(&payload) {
+        Ok(statement) => statement,
+        Err(e) => {
+            report.record(
+                "statement",
+                Err(format!("the signed payload is not a Slipway build statement: {e}")),
+            );
+            return None;
+        }
+    };
+    if statement.statement_type != provenance::STATEMENT_TYPE
+        || statement.predicate_type != provenance::PREDICATE_TYPE
+    {
+        report.record(
+            "statement",
+            Err(format!(
+                "expected {} with {}, found {} with {}",
+                provenance::STATEMENT_TYPE,
+                provenance::PREDICATE_TYPE,
+                statement.statement_type,
+                statement.predicate_type
+            )),
+        );
+        return None;
+    }
+    let source = statement.source();
+    let dirty = if source.dirty { " (DIRTY work tree: never promotable)" } else { "" };
+    report.record(
+        "statement",
+        Ok(format!(
+            "in-toto v1, SLSA provenance v1, {} subjects, commit {}{dirty}",
+            statement.subject.len(),
+            &source.commit[..source.commit.len().min(12)]
+        )),
+    );
+    Some(statement)
+}
+
+fn artifacts_of(service: &ServiceEntry) -> impl Iterator<Item = &provenance::ArtifactRef> {
+    std::iter::once(&service.image).chain(&service.testpacks).chain(std::iter::once(&service.sbom))
+}
+
+/// Checks the subjects against the service map, then every artifact in the store.
+pub fn check_artifacts(report: &mut Report, store: &dyn Store, statement: &Statement) {
+    let mut problems = Vec::new();
+    for service in statement.services() {
+        for artifact in artifacts_of(service) {
+            match statement.subject.iter().find(|s| s.name == artifact.name) {
+                None => problems.push(format!("{} is not a subject", artifact.name)),
+                Some(subject)
+                    if subject.digest.get("sha256").map(String::as_str)
+                        != Some(artifact.digest.hex()) =>
+                {
+                    problems.push(format!(
+                        "subject {} has sha256 {}, the service map says {}",
+                        artifact.name,
+                        subject.digest.get("sha256").map(String::as_str).unwrap_or("none"),
+                        artifact.digest.hex()
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    for subject in &statement.subject {
+        if !statement.services().iter().flat_map(artifacts_of).any(|a| a.name == subject.name) {
+            problems.push(format!("subject {} belongs to no service", subject.name));
+        }
+    }
+    report.record(
+        "subjects",
+        if problems.is_empty() {
+            Ok(format!("{} subjects match the service map", statement.subject.len()))
+        } else {
+            Err(problems.join("; "))
+        },
+    );
+    let commit = &statement.source().commit;
+    for service in statement.services() {
+        let repository: Repository = match service.repository.parse() {
+            Ok(repository) => repository,
+            Err(e) => {
+                report.record(format!("service {}", service.name), Err(e.to_string()));
+                continue;
+            }
+        };
+        report.record(
+            format!("image {}", service.name),
+            check_image(store, &repository, &service.image.digest, commit),
+        );
+        for pack in &service.testpacks {
+            let name = pack.name.rsplit('/').next().unwrap_or(&pack.name);
+            report.record(
+                format!("test pack {name}"),
+                check_referrer(
+                    store,
+                    &repository,
+                    &pack.digest,
+                    &service.image.digest,
+                    testpack::ARTIFACT_TYPE,
+                ),
+            );
+        }
+        report.record(
+            format!("sbom {}", service.name),
+            check_referrer(
+                store,
+                &repository,
+                &service.sbom.digest,
+                &service.image.digest,
+                sbom::ARTIFACT_TYPE,
+            )
+            .and_then(|detail| {
+                let (_, layers) = artifact::read(store, &repository, &service.sbom.digest)
+                    .map_err(|e| e.to_string())?;
+                let bom: serde_json::Value =
+                    serde_json::from_slice(layers.first().map(Vec::as_slice).unwrap_or_default())
+                        .map_err(|e| format!("the SBOM is not JSON: {e}"))?;
+                if bom["bomFormat"] != "CycloneDX" {
+                    return Err("the SBOM is not a CycloneDX document".to_owned());
+                }
+                let count = bom["components"].as_array().map_or(0, Vec::len);
+                Ok(format!(
+                    "{detail}; CycloneDX {}, {count} components",
+                    bom["specVersion"].as_str().unwrap_or("?")
+                ))
+            }),
+        );
+    }
+}
+
+/// Re-hashes an image's manifest, config and layers, checks each layer against its
+/// `diff_id` and the revision label against the statement's commit.
+fn check_image(
+    store: &dyn Store,
+    repository: &Repository,
+    digest: &Digest,
+    commit: &str,
+) -> std::result::Result<String, String> {
+    let stored = store.get_manifest(repository, digest).map_err(|e| e.to_string())?;
+    let manifest: ImageManifest =
+        serde_json::from_slice(&stored.bytes).map_err(|e| format!("manifest: {e}"))?;
+    let config_digest = Digest::from_oci(manifest.config().digest()).map_err(|e| e.to_string())?;
+    let config_bytes =
+        store.get_blob(repository, &config_digest).map_err(|e| format!("config: {e}"))?;
+    let config: ImageConfiguration =
+        serde_json::from_slice(&config_bytes).map_err(|e| format!("config: {e}"))?;
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(format!("{} layers but {} diff_ids", manifest.layers().len(), diff_ids.len()));
+    }
+    for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
+        let layer_digest = Digest::from_oci(layer.digest()).map_err(|e| e.to_string())?;
+        let blob = store.get_blob(repository, &layer_digest).map_err(|e| format!("layer: {e}"))?;
+        let tar = gunzip(&blob)
+            .map_err(|e| format!("layer {} is not gzip: {e}", layer_digest.short()))?;
+        if &Digest::of(&tar).to_string() != diff_id {
+            return Err(format!(
+                "layer {} does not match its diff_id {diff_id}",
+                layer_digest.short()
+            ));
+        }
+    }
+    let revision = config
+        .config()
+        .as_ref()
+        .and_then(|c| c.labels().as_ref())
+        .and_then(|l| l.get("org.opencontainers.image.revision"));
+    if revision.map(String::as_str) != Some(commit) {
+        return Err(format!("revision label {revision:?} is not the statement's commit {commit}"));
+    }
+    Ok(format!(
+        "{} layer(s) and config re-hashed, diff_ids match, revision {}",
+        manifest.layers().len(),
+        &commit[..commit.len().min(12)]
+    ))
+}
+
+/// Re-hashes an artifact and checks its type and that its subject is the image.
+fn check_referrer(
+    store: &dyn Store,
+    repository: &Repository,
+    digest: &Digest,
+    image: &Digest,
+    artifact_type: &str,
+) -> std::result::Result<String, String> {
+    let (manifest, layers) =
+        artifact::read(store, repository, digest).map_err(|e| e.to_string())?;
+    let found = manifest.artifact_type().as_ref().map(|t| t.to_string()).unwrap_or_default();
+    if found != artifact_type {
+        return Err(format!("artifactType is `{found}`, expected `{artifact_type}`"));
+    }
+    let subject = manifest.subject().as_ref().map(|s| s.digest().to_string()).unwrap_or_default();
+    if subject != image.to_string() {
+        return Err(format!("its subject is `{subject}`, not the image {}", image.short()));
+    }
+    let listed = artifact::referrers(store, repository, image).map_err(|e| e.to_string())?;
+    if !listed.iter().any(|d| d.digest().to_string() == digest.to_string()) {
+        return Err(format!("it is not among the referrers of image {}", image.short()));
+    }
+    Ok(format!("{} re-hashed ({} layer(s)), subject is the image", digest.short(), layers.len()))
+}
