@@ -141,9 +141,7 @@ pub fn images(project: &Project) -> Result<Summary> {
 
 pub fn finish(summary: &Summary, json: bool) -> Result<()> {
     if json {
-        let text =
-            serde_json::to_string_pretty(summary).map_err(|e| Error::Usage(e.to_string()))?;
-        println!("{text}");
+        crate::report::print_json(summary)?;
     } else {
         for service in &summary.services {
             eprintln!("{:<24} {} {}", service.name, service.image.reference, service.image.digest);
@@ -582,10 +580,7 @@ fn recorded_suites(
     }
     let mut present = Vec::new();
     for suite in recorded.into_values() {
-        let repository: Repository = suite
-            .service
-            .parse()
-            .map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
+        let repository: Repository = suite.service.parse()?;
         if project.store().has_blob(&repository, &suite.testpack)? {
             present.push(suite);
         } else {
@@ -652,10 +647,7 @@ fn integration_tests(
     }
     let mut origins = BTreeMap::new();
     for suite in &recorded {
-        let repository: Repository = suite
-            .service
-            .parse()
-            .map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
+        let repository: Repository = suite.service.parse()?;
         let pack = unpack(&repository, &suite.testpack)?;
         let label = format!(
             "{} [recorded in {}: {}]",

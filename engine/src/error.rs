@@ -30,8 +30,8 @@ pub enum Error {
     Refused(Vec<String>),
     #[error("verification failed: {}", .0.join(", "))]
     Verification(Vec<String>),
-    #[error("{0}")]
-    Usage(String),
+    #[error("cannot write JSON: {0}")]
+    Json(serde_json::Error),
     #[error("step `{step}` failed: {source}")]
     Step { step: &'static str, source: Box<Error> },
     #[error("missing tools: {}", .0.join(", "))]

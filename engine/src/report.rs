@@ -6,6 +6,15 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::error::Error;
+
+/// Prints `value` as pretty JSON on standard output: every command's `--json`.
+pub fn print_json(value: &impl Serialize) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).map_err(Error::Json)?;
+    println!("{text}");
+    Ok(())
+}
+
 /// The steps of one command, numbered, each timed.
 #[derive(Debug)]
 pub struct Steps {

@@ -42,7 +42,7 @@ pub fn write(path: &Path, text: &str) -> Result<()> {
 
 /// Appends `members` to `[workspace] members`, laid out like the entries already there.
 pub fn add_members(manifest: &str, members: &[&str]) -> Result<String> {
-    let bad = |why: &str| Error::Usage(format!("Cargo.toml: `workspace.members`: {why}"));
+    let bad = |why: &str| ScaffoldError::Members { why: why.to_owned() };
     let mut document: DocumentMut =
         manifest.parse().map_err(|e| bad(&format!("not valid TOML: {e}")))?;
     let array: &mut Array = document
@@ -66,6 +66,35 @@ pub fn add_members(manifest: &str, members: &[&str]) -> Result<String> {
         array.push_formatted(value);
     }
     Ok(document.to_string())
+}
+
+/// Why a service cannot be scaffolded.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaffoldError {
+    #[error(
+        "`{text}` is not a valid {what}: expected lower-case letters, digits and `-`, starting with a letter"
+    )]
+    BadName { what: &'static str, text: String },
+    #[error("`{id}` already exists ({manifest}): a role is unique within its application")]
+    Exists { id: String, manifest: String },
+    #[error("`{dir}` already exists: move it away or pick another role")]
+    DirectoryExists { dir: String },
+    #[error("Cargo.toml: `workspace.members`: {why}")]
+    Members { why: String },
+}
+
+impl crate::error::Hint for ScaffoldError {
+    fn help(&self) -> Option<String> {
+        match self {
+            ScaffoldError::BadName { .. } => {
+                Some("e.g. `cargo xtask new-service shop gift-cards`".to_owned())
+            }
+            ScaffoldError::Members { .. } => {
+                Some("fix the root Cargo.toml, then run it again".to_owned())
+            }
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

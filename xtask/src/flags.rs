@@ -155,6 +155,13 @@ pub struct Promote {
     /// Why the waived tests may fail; recorded, signed, in the ledger entry
     #[arg(long, value_name = "TEXT", requires = "waive")]
     pub reason: Option<String>,
+    /// Show the plan (gates, what would run and be replayed, or the state that would be
+    /// recorded) without starting, signing or writing anything
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: the plan as JSON on standard output
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -167,6 +174,13 @@ pub struct Quarantine {
     /// Release the build from quarantine instead
     #[arg(long)]
     pub release: bool,
+    /// Show the plan (gates, what would run and be replayed, or the state that would be
+    /// recorded) without starting, signing or writing anything
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: the plan as JSON on standard output
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -176,6 +190,13 @@ pub struct Rollback {
     /// The ledger commit of the earlier state [default: the state before the current one]
     #[arg(long, value_name = "COMMIT")]
     pub to: Option<String>,
+    /// Show the plan (gates, what would run and be replayed, or the state that would be
+    /// recorded) without starting, signing or writing anything
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: the plan as JSON on standard output
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

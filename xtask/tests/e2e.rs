@@ -218,7 +218,7 @@ fn two_directories_build_identical_images() {
     );
     let out = tempfile::tempdir().unwrap();
     let first = run_json(a.path(), &out.path().join("a"), "e2e-a", &["images"]);
-    let second = run_json(b.path(), &out.path().join("b"), "e2e-b", &["images"]);
+    let second = run_json(b.path(), &out.path().join("b"), "e2e-independent", &["images"]);
     assert_eq!(first["dirty"], false);
     assert_eq!(digests(&first).len(), 3);
     assert_eq!(digests(&first), digests(&second), "digests differ between directories");
@@ -687,7 +687,7 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
 
     // The auditor's rebuild reproduces every digest of this clean, committed build.
     let output = xtask(dir.path(), &store)
-        .env("SLIPWAY_REBUILD_TARGET_DIR", target_dir("e2e-rebuild"))
+        .env("SLIPWAY_REBUILD_TARGET_DIR", target_dir("e2e-independent"))
         .args(["verify", "--rebuild", "--no-local-keys"])
         .timeout(Duration::from_secs(1500))
         .output()
@@ -723,7 +723,7 @@ fn a_source_that_does_not_reproduce_fails_verify_rebuild() {
     let store = out.path().join("store");
     run_json(dir.path(), &store, "e2e-a", &["ci"]);
     let output = xtask(dir.path(), &store)
-        .env("SLIPWAY_REBUILD_TARGET_DIR", target_dir("e2e-rebuild"))
+        .env("SLIPWAY_REBUILD_TARGET_DIR", target_dir("e2e-independent"))
         .args(["verify", "--rebuild"])
         .timeout(Duration::from_secs(1500))
         .output()
@@ -749,6 +749,35 @@ fn run_signed(dir: &Path, store: &Path, key: &Path, args: &[&str]) -> (bool, Str
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(!stderr.contains("thread 'main' panicked"), "{stderr}");
     (output.status.success(), stderr)
+}
+
+/// Runs `xtask <args> --dry-run --json` and checks that it changed nothing: the same ledger
+/// commit, a clean work tree, the same files in the store. Returns the plan.
+fn dry_run(dir: &Path, store: &Path, args: &[&str]) -> Value {
+    let files = |store: &Path| -> Vec<(PathBuf, u64)> {
+        let mut found = Vec::new();
+        let mut next = vec![store.to_path_buf()];
+        while let Some(dir) = next.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let meta = entry.metadata().unwrap();
+                if meta.is_dir() {
+                    next.push(entry.path());
+                } else {
+                    found.push((entry.path(), meta.len()));
+                }
+            }
+        }
+        found.sort();
+        found
+    };
+    let (head, stored) = (run_in(dir, "git", &["rev-parse", "HEAD"]), files(store));
+    let output = xtask(dir, store).args(args).args(["--dry-run", "--json"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{args:?} --dry-run failed:\n{stderr}");
+    assert_eq!(run_in(dir, "git", &["rev-parse", "HEAD"]), head, "a dry run records nothing");
+    assert_eq!(run_in(dir, "git", &["status", "--porcelain"]), "", "a dry run writes nothing");
+    assert_eq!(files(store), stored, "a dry run stores nothing");
+    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 fn status(dir: &Path, store: &Path) -> Value {
@@ -796,8 +825,18 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
         summary[env]["state"]["version"].as_str().unwrap_or("").to_owned()
     };
 
-    // Build once, promote the same digests through the chain.
+    // Build once, promote the same digests through the chain; the plan first.
     assert!(run_signed(dir.path(), &store, &key, &["ci"]).0);
+    let plan = dry_run(dir.path(), &store, &["promote", "dev"]);
+    assert_eq!(plan["environment"], "dev");
+    assert_eq!(plan["passed"], true, "{plan:#}");
+    let gates: Vec<&str> =
+        plan["gates"].as_array().unwrap().iter().map(|g| g["check"].as_str().unwrap()).collect();
+    assert!(gates.contains(&"signature"), "{gates:?}");
+    let replay = plan["change"]["replay"].as_array().unwrap();
+    assert_eq!(replay.len(), 3, "{plan:#}");
+    assert!(replay.iter().all(|suite| suite["why"] == "promoted"), "{plan:#}");
+    assert_eq!(plan["change"]["services"].as_object().unwrap().len(), 3);
     for environment in ["dev", "staging", "prod"] {
         let (ok, stderr) = run_signed(dir.path(), &store, &key, &["promote", environment]);
         assert!(ok, "promote {environment}:\n{stderr}");
@@ -839,6 +878,8 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
     }
     let v2 = version(&status(dir.path(), &store), 2);
     assert_ne!(v1, v2);
+    let plan = dry_run(dir.path(), &store, &["rollback", "prod"]);
+    assert_eq!((plan["passed"].as_bool(), plan["to"].as_str()), (Some(true), Some(v1.as_str())));
     let (ok, stderr) = run_signed(dir.path(), &store, &key, &["rollback", "prod"]);
     assert!(ok, "{stderr}");
     assert_eq!(version(&status(dir.path(), &store), 2), v1);

@@ -36,6 +36,8 @@ pub enum DsseError {
     PayloadType { found: String, expected: String },
     #[error("the envelope's payload is not valid base64")]
     PayloadEncoding,
+    #[error("the envelope's payload is not {what}: {why}")]
+    Payload { what: &'static str, why: String },
     #[error("the envelope has no signature")]
     Unsigned,
     #[error(

@@ -37,6 +37,8 @@ pub enum KeyError {
         "refusing to write a private key inside the repository (`{path}`): signing keys never live in the repository"
     )]
     InsideRepository { path: PathBuf },
+    #[error("`{name}` is not a valid key name: expected ^[a-z][a-z0-9-]*$")]
+    BadName { name: String },
     #[error("signing failed: {0}")]
     Sign(String),
 }

@@ -150,7 +150,7 @@ pub fn write(
         finished_on: finished,
     };
     let envelope: Envelope = dsse::sign(&canonical_json(&statement), &key)?;
-    let bytes = serde_json::to_vec_pretty(&envelope).map_err(|e| Error::Usage(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(&envelope).map_err(Error::Json)?;
     let layer = Layer {
         media_type: provenance::ENVELOPE_MEDIA_TYPE.to_owned(),
         bytes: bytes.clone(),
@@ -168,8 +168,7 @@ pub fn write(
             ("org.opencontainers.image.version", plan.version.clone()),
         ],
     );
-    let tag: Tag =
-        plan.version.parse().map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
+    let tag: Tag = plan.version.parse()?;
     artifact::publish(project.store(), &repository, &artifact, None, Some(&tag))?;
     write_file(&versioned(project, plan), &bytes)?;
     write_file(&path, &bytes)?;
@@ -240,9 +239,10 @@ pub fn stored_envelope(
 
 /// The statement inside an envelope, read without checking its signature: only for naming
 /// (a version to print); every decision verifies first.
-pub fn unverified_statement(bytes: &[u8]) -> std::result::Result<Statement, String> {
-    let envelope = dsse::parse(bytes).map_err(|e| e.to_string())?;
+pub fn unverified_statement(bytes: &[u8]) -> std::result::Result<Statement, dsse::DsseError> {
+    let envelope = dsse::parse(bytes)?;
     let payload =
-        dsse::base64_decode(&envelope.payload).map_err(|_| "bad payload encoding".to_owned())?;
-    serde_json::from_slice(&payload).map_err(|e| e.to_string())
+        dsse::base64_decode(&envelope.payload).map_err(|_| dsse::DsseError::PayloadEncoding)?;
+    serde_json::from_slice(&payload)
+        .map_err(|e| dsse::DsseError::Payload { what: "an in-toto statement", why: e.to_string() })
 }

@@ -35,12 +35,18 @@ pub fn ensure_target(shell: &Shell) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// The flags that keep host paths out of the executables.
-fn remap_flags(root: &Path) -> Vec<String> {
+/// The flags that keep host paths out of the executables. Cargo hands rustc the workspace's
+/// own sources by relative paths, so only paths under cargo's home (registry sources) and the
+/// target directory (build-script output) need remapping. The workspace root is left out on
+/// purpose: the flags, and so every dependency's fingerprint, are then the same for any
+/// checkout sharing a target directory, which reuses the dependencies instead of rebuilding
+/// them (the e2e test `two_directories_build_identical_images` and `verify --rebuild` check
+/// that no host path and no difference slips through).
+fn remap_flags(target_directory: &Path) -> Vec<String> {
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
-    let mut flags = vec![format!("--remap-path-prefix={}=/workspace", root.display())];
+    let mut flags = vec![format!("--remap-path-prefix={}=/target", target_directory.display())];
     if let Some(home) = cargo_home {
         flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));
     }
@@ -74,7 +80,7 @@ pub fn executables(
     }
     let sh = shell.sh();
     let epoch = source.epoch.0.to_string();
-    let rustflags = remap_flags(shell.root()).join("\x1f");
+    let rustflags = remap_flags(&workspace.target_directory).join("\x1f");
     let cmd = cmd!(sh, "cargo {args...}")
         .env("SOURCE_DATE_EPOCH", &epoch)
         .env("CARGO_ENCODED_RUSTFLAGS", &rustflags)

@@ -1,7 +1,7 @@
 //! The plan of a build, computed before anything runs: the validated workspace, the source
 //! commit, every service's image reference and whether the store already holds it.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::digest::Digest;
 use crate::model::source::Source;
 use crate::model::waiver::Waiver;
@@ -73,15 +73,8 @@ impl Plan {
 }
 
 fn reference_of(service: &Service, source: &Source) -> Result<ImageRef> {
-    let repository: Repository = service
-        .id
-        .to_string()
-        .parse()
-        .map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
-    let tag: Tag = source
-        .build_version(&service.version)
-        .parse()
-        .map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
+    let repository: Repository = service.id.to_string().parse()?;
+    let tag: Tag = source.build_version(&service.version).parse()?;
     Ok(ImageRef { repository, tag })
 }
 

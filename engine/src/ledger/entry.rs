@@ -35,10 +35,9 @@ pub struct Entry {
 pub fn read_entry(
     bytes: &[u8],
     trusted: &[PublicKey],
-) -> std::result::Result<(Entry, String), String> {
-    let envelope = dsse::parse(bytes).map_err(|e| e.to_string())?;
-    let (payload, key) =
-        dsse::verify_as(ENTRY_TYPE, &envelope, trusted).map_err(|e| e.to_string())?;
+) -> std::result::Result<(Entry, String), dsse::DsseError> {
+    let envelope = dsse::parse(bytes)?;
+    let (payload, key) = dsse::verify_as(ENTRY_TYPE, &envelope, trusted)?;
     let entry = serde_json::from_slice::<serde_json::Value>(&payload)
         .and_then(|mut value| {
             if let Some(state) = value.get_mut("state") {
@@ -46,7 +45,7 @@ pub fn read_entry(
             }
             serde_json::from_value::<Entry>(value)
         })
-        .map_err(|e| format!("not a ledger entry: {e}"))?;
+        .map_err(|e| dsse::DsseError::Payload { what: "a ledger entry", why: e.to_string() })?;
     Ok((entry, key.origin.clone()))
 }
 
@@ -59,7 +58,7 @@ pub fn record(
     key: &SigningKey,
 ) -> Result<()> {
     let envelope = dsse::sign_as(ENTRY_TYPE, &canonical_json(entry), key)?;
-    let bytes = serde_json::to_vec_pretty(&envelope).map_err(|e| Error::Usage(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(&envelope).map_err(Error::Json)?;
     let state = &entry.state;
     let mut trailers =
         format!("Slipway-Build: {}\nPromoted-By: {}\n", state.build, state.promoted_by);

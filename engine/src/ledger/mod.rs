@@ -345,10 +345,10 @@ fn identity(repo: &gix::Repository) -> (String, String) {
 
 /// Reads a state, also as the first ledger format wrote it: services without their own
 /// `build` came from the state's build.
-pub fn parse_state(bytes: &[u8]) -> Result<State, String> {
-    let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+pub fn parse_state(bytes: &[u8]) -> Result<State, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
     upgrade_state(&mut value);
-    serde_json::from_value(value).map_err(|e| e.to_string())
+    serde_json::from_value(value)
 }
 
 /// Fills in what the first ledger format left out, in a state's JSON.
@@ -371,7 +371,7 @@ fn read_state(commit: &gix::Commit<'_>, environment: &str) -> Result<Option<Chan
     let state = parse_state(&blob.data).map_err(|why| LedgerError::BadState {
         path: path.clone(),
         commit: commit.id.to_string(),
-        why,
+        why: why.to_string(),
     })?;
     Ok(Some(Change { commit: commit.id.to_string(), state }))
 }

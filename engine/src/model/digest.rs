@@ -110,6 +110,8 @@ impl<'de> serde::Deserialize<'de> for Digest {
     }
 }
 
+impl crate::error::Hint for DigestError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

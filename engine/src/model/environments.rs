@@ -481,27 +481,48 @@ fn failure(key: &str, message: impl Into<String>) -> MetadataError {
 
 /// Adds `key` to the `trust` list of each of `environments` in `text`, keeping the file's
 /// layout and comments; an environment that already trusts it is left alone.
-pub fn add_trust(text: &str, key: &Name, environments: &[String]) -> Result<String, String> {
+pub fn add_trust(
+    text: &str,
+    key: &Name,
+    environments: &[String],
+) -> Result<String, MetadataErrors> {
+    let problem = |key: &str, message: String| {
+        MetadataErrors(vec![MetadataError { file: FILE.into(), key: key.to_owned(), message }])
+    };
     let mut document: DocumentMut =
-        text.parse().map_err(|e| format!("{FILE}: not valid TOML: {e}"))?;
+        text.parse().map_err(|e| problem("", format!("not valid TOML: {e}")))?;
     let tables = document
         .get_mut("environment")
         .and_then(Item::as_array_of_tables_mut)
-        .ok_or_else(|| format!("{FILE}: no `[[environment]]` tables"))?;
+        .ok_or_else(|| problem("environment", "no `[[environment]]` tables".to_owned()))?;
     for wanted in environments {
         let table = tables
             .iter_mut()
             .find(|t| t.get("name").and_then(Item::as_str) == Some(wanted.as_str()))
-            .ok_or_else(|| format!("{FILE}: no environment `{wanted}`"))?;
+            .ok_or_else(|| problem("environment", format!("no environment `{wanted}`")))?;
         let trust = table.entry("trust").or_insert(toml_edit::value(toml_edit::Array::new()));
         let array = trust
             .as_array_mut()
-            .ok_or_else(|| format!("{FILE}: `trust` of `{wanted}` is not a list"))?;
+            .ok_or_else(|| problem("trust", format!("`trust` of `{wanted}` is not a list")))?;
         if !array.iter().any(|v| v.as_str() == Some(key.as_str())) {
             array.push(Value::from(key.as_str()));
         }
     }
     Ok(document.to_string())
+}
+
+/// An environment named on the command line that `infra/environments.toml` does not declare.
+#[derive(Debug, thiserror::Error)]
+#[error("no environment `{name}`: {FILE} declares {}", .known.join(", "))]
+pub struct UnknownEnvironment {
+    pub name: String,
+    pub known: Vec<String>,
+}
+
+impl crate::error::Hint for UnknownEnvironment {
+    fn help(&self) -> Option<String> {
+        Some(format!("name one of them, or declare `{}` in {FILE}", self.name))
+    }
 }
 
 #[cfg(test)]
@@ -638,6 +659,11 @@ resources = { memory = "256Mi" }
         assert_eq!(envs.chain()[0].trust.len(), 1);
         assert_eq!(envs.chain()[0].trust[0], key);
         assert_eq!(add_trust(&edited, &key, &["prod".into()]).unwrap(), edited);
-        assert!(add_trust(text, &key, &["qa".into()]).unwrap_err().contains("no environment `qa`"));
+        assert!(
+            add_trust(text, &key, &["qa".into()])
+                .unwrap_err()
+                .to_string()
+                .contains("no environment `qa`")
+        );
     }
 }

@@ -134,3 +134,5 @@ impl serde::Serialize for ImageRef {
         serializer.collect_str(self)
     }
 }
+
+impl crate::error::Hint for NameError {}

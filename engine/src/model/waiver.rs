@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Hint, Result};
 
 /// One accepted break.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,7 +21,7 @@ impl Waiver {
     pub fn parse_all(texts: &[String], reason: Option<&str>) -> Result<Vec<Waiver>> {
         let reason = reason.unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ");
         if !texts.is_empty() && reason.is_empty() {
-            return Err(Error::Usage("--waive needs a --reason that says why".to_owned()));
+            return Err(WaiverError::NoReason.into());
         }
         texts.iter().map(|text| Waiver::parse(text, &reason)).collect()
     }
@@ -36,11 +36,7 @@ impl Waiver {
                 reason: reason.to_owned(),
             })
         });
-        parsed.ok_or_else(|| {
-            Error::Usage(format!(
-                "--waive {text}: expected <service>@<version>:<test>, e.g. shop-catalog@0.1.0-0123456789ab:lists_products"
-            ))
-        })
+        parsed.ok_or_else(|| WaiverError::Malformed { text: text.to_owned() }.into())
     }
 
     /// `<service>@<version>:<test>`, as `--waive` takes it.
@@ -62,4 +58,21 @@ impl Waiver {
 pub struct Origin<'a> {
     pub service: &'a str,
     pub version: &'a str,
+}
+
+/// A `--waive` that cannot be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum WaiverError {
+    #[error("--waive needs a --reason that says why")]
+    NoReason,
+    #[error(
+        "--waive {text}: expected <service>@<version>:<test>, e.g. shop-catalog@0.1.0-0123456789ab:lists_products"
+    )]
+    Malformed { text: String },
+}
+
+impl Hint for WaiverError {
+    fn help(&self) -> Option<String> {
+        Some("the failed suite's report names the service, version and test".to_owned())
+    }
 }

@@ -49,6 +49,8 @@ pub struct Workspace {
     pub services: Vec<Service>,
     pub suites: Vec<Suite>,
     pub environments: Environments,
+    /// Cargo's target directory (`CARGO_TARGET_DIR`, `build.target-dir`, else `target/`).
+    pub target_directory: PathBuf,
 }
 
 impl Workspace {
@@ -155,6 +157,7 @@ pub fn validate(
         services: dependency_order(services),
         suites,
         environments,
+        target_directory: root.join("target"),
     })
 }
 
@@ -503,7 +506,9 @@ pub fn load(shell: &Shell) -> Result<Workspace, Error> {
     };
     let environments = Environments::load(root)?;
     let version = shared("version").unwrap_or_else(|| "0.0.0".to_owned());
-    Ok(validate(root, version, shared("repository"), &packages, environments)?)
+    let mut workspace = validate(root, version, shared("repository"), &packages, environments)?;
+    workspace.target_directory = metadata.target_directory.into_std_path_buf();
+    Ok(workspace)
 }
 
 /// The declared environment `name`, or an error naming the ones there are.
@@ -513,11 +518,10 @@ pub fn environment<'a>(
 ) -> Result<&'a crate::model::environments::Environment, Error> {
     workspace.environments.get(name).ok_or_else(|| {
         let known: Vec<&str> = workspace.environments.names().map(Name::as_str).collect();
-        Error::Usage(format!(
-            "no environment `{name}`: {} declares {}",
-            crate::model::environments::FILE,
-            known.join(", ")
-        ))
+        Error::from(crate::model::environments::UnknownEnvironment {
+            name: name.to_owned(),
+            known: known.iter().map(|k| k.to_string()).collect(),
+        })
     })
 }
 

@@ -10,21 +10,25 @@ use crate::model::digest::Digest;
 use crate::model::environments::Environment as Declared;
 use crate::model::workspace::Workspace;
 use crate::project::Project;
+use crate::promote::PromoteError;
 use crate::report::Report;
 use crate::store::Tag;
 
 /// The digest in `slipway-builds` of the newest build `ci` wrote.
 pub fn latest_build(project: &Project) -> Result<Digest> {
     let path = project.root.join(manifest::LATEST);
-    let bytes = std::fs::read(&path)
-        .map_err(|_| Error::Usage("no build yet: run `cargo xtask ci` first".to_owned()))?;
-    let statement = manifest::unverified_statement(&bytes)
-        .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+    let bytes = std::fs::read(&path).map_err(|_| PromoteError::NoBuildYet)?;
+    let statement = manifest::unverified_statement(&bytes).map_err(|why| {
+        PromoteError::UnreadableLatest { path: path.display().to_string(), why: why.to_string() }
+    })?;
     let version = &statement.predicate.build_definition.internal_parameters.version;
-    let tag: Tag =
-        version.parse().map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
+    let tag: Tag = version.parse()?;
     project.store().resolve(&manifest::repository(), &tag)?.ok_or_else(|| {
-        Error::Usage(format!("build {version} is not in the store {}", project.store().location()))
+        PromoteError::BuildNotInStore {
+            version: version.clone(),
+            store: project.store().location(),
+        }
+        .into()
     })
 }
 

@@ -2,6 +2,7 @@
 //! only through its gates and a replay of every stored suite that will run beside it, and
 //! record each change, signed, in the git ledger.
 
+pub mod compose;
 pub mod gates;
 pub mod replay;
 pub mod rollback;
@@ -19,11 +20,76 @@ use crate::model::environments::Environment as Declared;
 use crate::model::workspace::environment;
 use crate::model::workspace::{self, Workspace};
 use crate::project::Project;
+use crate::promote::compose::{Composition, compose};
 use crate::promote::gates::{gates, latest_build, settle};
-use crate::promote::replay::{Replayed, replay_suites};
+use crate::promote::replay::replay_suites;
+use crate::report::Check;
 use crate::report::Report;
 use crate::run::waiver::Waiver;
-use std::collections::{BTreeMap, BTreeSet};
+use serde::Serialize;
+
+/// Why a promotion or a rollback cannot start: each names what to run or change.
+#[derive(Debug, thiserror::Error)]
+pub enum PromoteError {
+    #[error("no build yet: run `cargo xtask ci` first")]
+    NoBuildYet,
+    #[error("{path}: {why}")]
+    UnreadableLatest { path: String, why: String },
+    #[error("build {version} is not in the store {store}")]
+    BuildNotInStore { version: String, store: String },
+    #[error("{environment} runs nothing yet: promote it there first")]
+    NothingRunsYet { environment: String },
+    #[error("--only {service}: build {build} has no service `{service}`")]
+    NotInBuild { service: String, build: String },
+    #[error("`{service}` runs in {environment} but is no longer declared in this workspace")]
+    NoLongerDeclared { service: String, environment: String },
+    #[error(
+        "`{service}` needs `{needed}`, which {environment} would not run: promote it too (drop --only)"
+    )]
+    DependencyLeftOut { service: String, needed: String, environment: String },
+    #[error(
+        "--to {commit}: expected a commit id of at least 7 hex digits (see `git log -- manifests/{environment}`)"
+    )]
+    BadCommit { commit: String, environment: String },
+    #[error("{environment} runs nothing: there is nothing to roll back")]
+    NothingToRollBack { environment: String },
+    #[error(
+        "--to {commit}: {matches} earlier states of {environment} match (see `git log -- manifests/{environment}`)"
+    )]
+    AmbiguousCommit { commit: String, matches: usize, environment: String },
+    #[error("the state of {commit} runs build {build} ({version}), quarantined by {by}: {reason}")]
+    QuarantinedState { commit: String, build: String, version: String, by: String, reason: String },
+    #[error("{environment} has no earlier state to roll back to that is not quarantined")]
+    NoEarlierState { environment: String },
+}
+
+impl crate::error::Hint for PromoteError {
+    fn help(&self) -> Option<String> {
+        Some(match self {
+            PromoteError::NoBuildYet | PromoteError::BuildNotInStore { .. } => {
+                "`cargo xtask ci` builds and stores one; `--build <version|sha256:…>` names another".to_owned()
+            }
+            PromoteError::UnreadableLatest { .. } => "run `cargo xtask ci` again to rewrite it".to_owned(),
+            PromoteError::NothingRunsYet { environment } => {
+                format!("`cargo xtask promote {environment}` first, or name a build with --build")
+            }
+            PromoteError::NotInBuild { .. } => "`cargo xtask status` lists the services".to_owned(),
+            PromoteError::NoLongerDeclared { .. } => {
+                "promote a build without it, or declare it again".to_owned()
+            }
+            PromoteError::DependencyLeftOut { .. } => "drop --only, or add the service it needs".to_owned(),
+            PromoteError::BadCommit { .. } | PromoteError::AmbiguousCommit { .. } => {
+                "name the state by a longer commit id from `git log`".to_owned()
+            }
+            PromoteError::NothingToRollBack { .. } | PromoteError::NoEarlierState { .. } => {
+                "nothing was changed; `cargo xtask status` shows what runs".to_owned()
+            }
+            PromoteError::QuarantinedState { .. } => {
+                "pick another state, or release the build: `cargo xtask quarantine <build> --release --reason …`".to_owned()
+            }
+        })
+    }
+}
 
 /// A promotion asked for: which environment, which build (default: what the previous
 /// environment runs, or the newest `ci` build), which services, which known breaks.
@@ -34,34 +100,29 @@ pub struct Promotion {
     pub only: Vec<String>,
     pub waive: Vec<String>,
     pub reason: Option<String>,
+    /// Show the gates and the replay plan; start, sign and record nothing.
+    pub dry_run: bool,
+    /// The plan as JSON on standard output (with `dry_run`).
+    pub json: bool,
 }
 
 impl Promotion {
     /// Promotes: gates, then the replay, then one signed ledger entry; retried from the
-    /// gates when another change lands first.
+    /// gates when another change lands first. With `dry_run`, shows the gates' results and
+    /// the replay plan and stops there: nothing started, signed or written.
     pub fn run(self, project: &Project) -> Result<()> {
         let workspace = workspace::load(&project.shell)?;
         let target = environment(&workspace, &self.environment)?;
         let ledger = Ledger::new(&project.root);
-        ledger.sync_work_tree(&project.shell);
         let waivers = Waiver::parse_all(&self.waive, self.reason.as_deref())?;
+        let build = self.build(project, &workspace, target, &ledger)?;
+        if self.dry_run {
+            let ledger = ledger.pin()?;
+            return self.show_plan(project, &workspace, target, &ledger, &build, &waivers);
+        }
+        ledger.sync_work_tree(&project.shell);
         // Loaded once: an encrypted key costs a deliberately slow key derivation.
         let key = keys::signing_key(&project.state("keys"))?;
-        let build = match &self.build {
-            Some(text) => quarantine::resolve(project, text)?.0,
-            None => match workspace.environments.previous(target.name.as_str()) {
-                Some(previous) => ledger
-                    .current(previous.name.as_str())?
-                    .map(|c| c.state.build)
-                    .ok_or_else(|| {
-                        Error::Usage(format!(
-                            "{} runs nothing yet: promote it there first",
-                            previous.name
-                        ))
-                    })?,
-                None => latest_build(project)?,
-            },
-        };
         for attempt in 1..=crate::ledger::ATTEMPTS {
             // Every attempt reads one commit of the ledger and may only record on top of
             // it; the gates run again each time: a quarantine may have landed meanwhile.
@@ -76,8 +137,26 @@ impl Promotion {
             let Some(statement) = statement else {
                 unreachable!("a statement exists once the gates passed")
             };
-            let outcome = self.attempt(
-                project, &workspace, target, &ledger, &build, &statement, &report, &waivers, &key,
+            let Some(composition) =
+                self.composition(&workspace, target, &ledger, &build, &statement, &waivers)?
+            else {
+                eprintln!(
+                    "{} already runs build {} ({}): nothing to do",
+                    target.name,
+                    build.short(),
+                    statement.predicate.build_definition.internal_parameters.version
+                );
+                return Ok(());
+            };
+            let outcome = self.replay_and_record(
+                project,
+                &workspace,
+                target,
+                &ledger,
+                (&build, &statement),
+                &report,
+                composition,
+                (&waivers, &key),
             );
             match outcome {
                 Err(error)
@@ -95,111 +174,150 @@ impl Promotion {
         unreachable!("the last attempt returns")
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn attempt(
+    /// The build meant: `--build`, else what the previous environment runs, else the newest
+    /// `ci` build.
+    fn build(
         &self,
         project: &Project,
         workspace: &Workspace,
         target: &Declared,
         ledger: &Ledger,
+    ) -> Result<Digest> {
+        Ok(match &self.build {
+            Some(text) => quarantine::resolve(project, text)?.0,
+            None => match workspace.environments.previous(target.name.as_str()) {
+                Some(previous) => {
+                    ledger.current(previous.name.as_str())?.map(|c| c.state.build).ok_or_else(
+                        || PromoteError::NothingRunsYet { environment: previous.name.to_string() },
+                    )?
+                }
+                None => latest_build(project)?,
+            },
+        })
+    }
+
+    /// The environment with the promoted services put in (`None`: it runs them already).
+    fn composition(
+        &self,
+        workspace: &Workspace,
+        target: &Declared,
+        ledger: &Ledger,
         build: &Digest,
         statement: &Statement,
-        gates: &Report,
         waivers: &[Waiver],
-        key: &SigningKey,
-    ) -> Result<()> {
+    ) -> Result<Option<Composition>> {
         for name in &self.only {
             if !statement.services().iter().any(|s| &s.name == name) {
-                return Err(Error::Usage(format!(
-                    "--only {name}: build {} has no service `{name}`",
-                    build.short()
-                )));
+                return Err(PromoteError::NotInBuild {
+                    service: name.clone(),
+                    build: build.short().to_string(),
+                }
+                .into());
             }
         }
-        let promoted: Vec<&provenance::ServiceEntry> = statement
+        let promoted: Vec<(String, ServiceState)> = statement
             .services()
             .iter()
             .filter(|s| self.only.is_empty() || self.only.contains(&s.name))
-            .collect();
-        let current = ledger.current(target.name.as_str())?;
-        if let Some(change) = &current {
-            let unchanged = promoted.iter().all(|s| {
-                change.state.services.get(&s.name).is_some_and(|running| {
-                    running.image == s.image.digest && running.build == *build
-                })
-            });
-            if unchanged {
-                eprintln!(
-                    "{} already runs build {} ({}): nothing to do",
-                    target.name,
-                    build.short(),
-                    statement.predicate.build_definition.internal_parameters.version
-                );
-                return Ok(());
-            }
-        }
-        let mut composed: BTreeMap<String, ServiceState> =
-            current.as_ref().map(|c| c.state.services.clone()).unwrap_or_default();
-        let mut replay = Vec::new();
-        for service in &promoted {
-            let config = canonical_json(&workspace.environments.resolve(target, &service.name));
-            if let Some(old) = composed.get(&service.name)
-                && old.image != service.image.digest
-            {
-                for pack in &old.testpacks {
-                    replay.push(Replayed {
-                        why: "previous",
-                        service: service.name.clone(),
-                        version: old.reference.clone(),
-                        testpack: pack.clone(),
-                    });
-                }
-            }
-            for pack in &service.testpacks {
-                replay.push(Replayed {
-                    why: "promoted",
-                    service: service.name.clone(),
-                    version: service.image.name.clone(),
-                    testpack: pack.digest.clone(),
-                });
-            }
-            composed.insert(
-                service.name.clone(),
-                ServiceState {
+            .map(|service| {
+                let config = canonical_json(&workspace.environments.resolve(target, &service.name));
+                let state = ServiceState {
                     build: build.clone(),
                     reference: service.image.name.clone(),
                     image: service.image.digest.clone(),
                     testpacks: service.testpacks.iter().map(|p| p.digest.clone()).collect(),
                     sbom: service.sbom.digest.clone(),
                     config: Digest::of(&config),
-                },
+                };
+                (service.name.clone(), state)
+            })
+            .collect();
+        let current = ledger.current(target.name.as_str())?.map(|c| c.state.services);
+        Ok(compose(&current.unwrap_or_default(), &promoted, waivers)?)
+    }
+
+    /// `--dry-run`: the gates' results and what the promotion would run and replay.
+    fn show_plan(
+        &self,
+        project: &Project,
+        workspace: &Workspace,
+        target: &Declared,
+        ledger: &Ledger,
+        build: &Digest,
+        waivers: &[Waiver],
+    ) -> Result<()> {
+        let mut report =
+            Report { manifest: format!("{}@{build}", provenance::REPOSITORY), ..Report::default() };
+        let statement = gates(project, workspace, target, build, &self.only, ledger, &mut report)?;
+        let passed = report.failures().is_empty();
+        let composition = match (&statement, passed) {
+            (Some(statement), true) => {
+                self.composition(workspace, target, ledger, build, statement, waivers)?
+            }
+            _ => None,
+        };
+        let plan = PromotionPlan {
+            environment: target.name.as_str(),
+            build,
+            version: statement
+                .as_ref()
+                .map(|s| s.predicate.build_definition.internal_parameters.version.clone()),
+            gates: &report.checks,
+            passed,
+            change: composition.as_ref(),
+        };
+        if self.json {
+            crate::report::print_json(&plan)?;
+        } else {
+            eprintln!(
+                "plan: promote {} → {} (dry run: nothing is started or written)",
+                build.short(),
+                target.name
             );
-        }
-        for (name, state) in &composed {
-            if !promoted.iter().any(|s| &s.name == name) {
-                for pack in &state.testpacks {
-                    replay.push(Replayed {
-                        why: "sibling",
-                        service: name.clone(),
-                        version: state.reference.clone(),
-                        testpack: pack.clone(),
-                    });
+            report.print();
+            match (&composition, passed) {
+                (_, false) => {}
+                (None, true) => eprintln!("{} runs this build already: nothing to do", target.name),
+                (Some(change), true) => {
+                    eprintln!("would run:");
+                    for (name, state) in &change.services {
+                        let mark = if change.promoted.contains(name) { "promoted" } else { "kept" };
+                        eprintln!(
+                            "  {name:<24} {:<36} {} ({mark})",
+                            state.reference,
+                            state.image.short()
+                        );
+                    }
+                    eprintln!("would replay {} suites first:", change.replay.len());
+                    for suite in &change.replay {
+                        eprintln!(
+                            "  {:<9} {:<36} testpack {}",
+                            suite.why,
+                            suite.version,
+                            suite.testpack.short()
+                        );
+                    }
                 }
             }
         }
-        let mut seen = BTreeSet::new();
-        replay.retain(|r| seen.insert(r.testpack.clone()));
-        for waiver in waivers {
-            if !replay.iter().any(|r| r.service == waiver.service && r.tag() == waiver.version) {
-                let replayed: BTreeSet<String> =
-                    replay.iter().map(|r| format!("{}@{}", r.service, r.tag())).collect();
-                return Err(Error::Usage(format!(
-                    "--waive {}: no suite of that service and version runs in this replay; it runs {}",
-                    waiver.name(),
-                    replayed.into_iter().collect::<Vec<_>>().join(", ")
-                )));
-            }
-        }
+        if passed { Ok(()) } else { Err(Error::Refused(report.failures())) }
+    }
+
+    /// Starts the composed environment, replays every suite, signs the results and records
+    /// the new state on top of the pinned ledger commit.
+    #[allow(clippy::too_many_arguments)]
+    fn replay_and_record(
+        &self,
+        project: &Project,
+        workspace: &Workspace,
+        target: &Declared,
+        ledger: &Ledger,
+        (build, statement): (&Digest, &Statement),
+        gates: &Report,
+        composition: Composition,
+        (waivers, key): (&[Waiver], &SigningKey),
+    ) -> Result<()> {
+        let Composition { services: composed, promoted, replay } = composition;
         let outcome = replay_suites(project, workspace, target, &composed, &replay, waivers)?;
         let subjects = composed
             .values()
@@ -234,8 +352,8 @@ impl Promotion {
             promoted_at: manifest::now_seconds(),
             promoted_by: ledger.promoter(),
         };
-        let names: Vec<&str> = promoted.iter().map(|s| s.name.as_str()).collect();
-        let message = format!("promote {}: {} ({})", target.name, state.version, names.join(", "));
+        let message =
+            format!("promote {}: {} ({})", target.name, state.version, promoted.join(", "));
         let entry = Entry {
             state,
             action: "promote".to_owned(),
@@ -246,4 +364,18 @@ impl Promotion {
         };
         record(project, ledger, &entry, &message, key)
     }
+}
+
+/// What `promote --dry-run` shows: the gates, and the change it would make.
+#[derive(Debug, Serialize)]
+pub struct PromotionPlan<'a> {
+    pub environment: &'a str,
+    pub build: &'a Digest,
+    pub version: Option<String>,
+    pub gates: &'a [Check],
+    /// Whether every gate passed.
+    pub passed: bool,
+    /// The environment after the promotion and the suites replayed first; `null` when the
+    /// gates refuse or the environment runs this build already.
+    pub change: Option<&'a Composition>,
 }

@@ -5,32 +5,16 @@ use crate::attest::manifest;
 use crate::build::testpack;
 use crate::error::{Error, Result};
 use crate::ledger::ServiceState;
-use crate::model::digest::Digest;
 use crate::model::environments::Environment as Declared;
 use crate::model::workspace::{ServiceId, Workspace};
 use crate::project::Project;
+use crate::promote::PromoteError;
+use crate::promote::compose::Replayed;
 use crate::run::runtime::{Environment, Launch};
 use crate::run::suites::{self, SuiteResult, Target};
 use crate::run::waiver::{self, Origin, Waiver};
 use crate::store::Repository;
 use std::collections::BTreeMap;
-
-/// One suite to replay, with where it came from.
-#[derive(Debug, Clone)]
-pub struct Replayed {
-    pub why: &'static str,
-    pub service: String,
-    /// The image reference, `<application>-<role>:<version>`.
-    pub version: String,
-    pub testpack: Digest,
-}
-
-impl Replayed {
-    /// The version alone, as `--waive` names it.
-    pub fn tag(&self) -> &str {
-        crate::store::tag_of(&self.version)
-    }
-}
 
 /// What a replay admitted: every result, the failures waivers accepted (`<suite>: <test>`),
 /// and the waivers that did.
@@ -53,20 +37,22 @@ pub fn replay_suites(
     let mut launches = Vec::new();
     for (name, state) in composed {
         let Some(service) = workspace.services.iter().find(|s| &s.id.to_string() == name) else {
-            return Err(Error::Usage(format!(
-                "`{name}` runs in {} but is no longer declared in this workspace",
-                target.name
-            )));
+            return Err(PromoteError::NoLongerDeclared {
+                service: name.clone(),
+                environment: target.name.to_string(),
+            }
+            .into());
         };
-        let repository: Repository =
-            name.parse().map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
+        let repository: Repository = name.parse()?;
         for dependency in &service.depends_on {
             let needed = format!("{}-{dependency}", service.id.application);
             if !composed.contains_key(&needed) {
-                return Err(Error::Usage(format!(
-                    "`{name}` needs `{needed}`, which {} would not run: promote it too (drop --only)",
-                    target.name
-                )));
+                return Err(PromoteError::DependencyLeftOut {
+                    service: name.clone(),
+                    needed,
+                    environment: target.name.to_string(),
+                }
+                .into());
             }
         }
         launches.push(Launch {
@@ -88,10 +74,7 @@ pub fn replay_suites(
     let mut runs = Vec::new();
     let mut origin = BTreeMap::new();
     for suite in suites {
-        let repository: Repository = suite
-            .service
-            .parse()
-            .map_err(|e: crate::store::NameError| Error::Usage(e.to_string()))?;
+        let repository: Repository = suite.service.parse()?;
         let dir = run_dir.join("testpacks").join(suite.testpack.hex());
         let pack = testpack::unpack(project.store(), &repository, &suite.testpack, &dir)?;
         let label = format!("{} [{} {}]", pack.descriptor.suite, suite.why, suite.version);

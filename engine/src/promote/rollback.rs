@@ -1,17 +1,18 @@
 //! `rollback`: an environment put back to an earlier state of its ledger, verified again
 //! and recorded as a new signed entry; quarantined builds are never returned to.
 
-use crate::attest::keys::keys_of;
 use crate::attest::keys;
+use crate::attest::keys::keys_of;
 use crate::attest::manifest;
 use crate::attest::provenance;
 use crate::error::{Error, Result};
 use crate::ledger::entry::{Entry, builds_of, record};
 use crate::ledger::quarantine;
 use crate::ledger::{Ledger, State};
-use crate::model::workspace::environment;
 use crate::model::workspace;
+use crate::model::workspace::environment;
 use crate::project::Project;
+use crate::promote::PromoteError;
 use crate::promote::gates::settle;
 use crate::report::Report;
 
@@ -20,6 +21,24 @@ use crate::report::Report;
 pub struct Rollback {
     pub environment: String,
     pub to: Option<String>,
+    /// Show the checks and the state that would be recorded; write nothing.
+    pub dry_run: bool,
+    /// The plan as JSON on standard output (with `dry_run`).
+    pub json: bool,
+}
+
+/// What `rollback --dry-run` shows: the state it would return to, and its checks.
+#[derive(Debug, serde::Serialize)]
+pub struct RollbackPlan<'a> {
+    pub environment: &'a str,
+    pub from: &'a str,
+    pub to: &'a str,
+    /// The ledger commit whose state would be recorded again.
+    pub state_of: &'a str,
+    pub checks: &'a [crate::report::Check],
+    /// Whether every check passed.
+    pub passed: bool,
+    pub state: &'a State,
 }
 
 impl Rollback {
@@ -30,22 +49,24 @@ impl Rollback {
         if let Some(commit) = &self.to
             && (commit.len() < 7 || !commit.chars().all(|c| c.is_ascii_hexdigit()))
         {
-            return Err(Error::Usage(format!(
-                "--to {commit}: expected a commit id of at least 7 hex digits (see `git log -- manifests/{}`)",
-                target.name
-            )));
+            return Err(PromoteError::BadCommit {
+                commit: commit.clone(),
+                environment: target.name.to_string(),
+            }
+            .into());
         }
         let ledger = Ledger::new(&project.root);
-        ledger.sync_work_tree(&project.shell);
+        if !self.dry_run {
+            ledger.sync_work_tree(&project.shell);
+        }
         // Decided on one commit of the ledger, recorded only on top of it.
         let ledger = ledger.pin()?;
         let history = ledger.history(target.name.as_str())?;
         let quarantined = ledger.quarantined()?;
         let Some(current) = history.first() else {
-            return Err(Error::Usage(format!(
-                "{} runs nothing: there is nothing to roll back",
-                target.name
-            )));
+            return Err(
+                PromoteError::NothingToRollBack { environment: target.name.to_string() }.into()
+            );
         };
         let earlier = match &self.to {
             Some(commit) => {
@@ -55,22 +76,22 @@ impl Rollback {
                     .filter(|c| c.commit.starts_with(commit.as_str()))
                     .collect();
                 let [earlier] = *matching.as_slice() else {
-                    return Err(Error::Usage(format!(
-                        "--to {commit}: {} earlier states of {} match (see `git log -- manifests/{}`)",
-                        matching.len(),
-                        target.name,
-                        target.name
-                    )));
+                    return Err(PromoteError::AmbiguousCommit {
+                        commit: commit.clone(),
+                        matches: matching.len(),
+                        environment: target.name.to_string(),
+                    }
+                    .into());
                 };
                 if let Some((build, q)) = quarantine::blocking(&quarantined, &earlier.state) {
-                    return Err(Error::Usage(format!(
-                        "the state of {} runs build {} ({}), quarantined by {}: {}",
-                        &earlier.commit[..12],
-                        build.short(),
-                        q.version,
-                        q.by,
-                        q.reason
-                    )));
+                    return Err(PromoteError::QuarantinedState {
+                        commit: earlier.commit[..12].to_owned(),
+                        build: build.short().to_string(),
+                        version: q.version.clone(),
+                        by: q.by.clone(),
+                        reason: q.reason.clone(),
+                    }
+                    .into());
                 }
                 earlier
             }
@@ -81,11 +102,8 @@ impl Rollback {
                         c.state.services != current.state.services
                             && quarantine::blocking(&quarantined, &c.state).is_none()
                     })
-                    .ok_or_else(|| {
-                        Error::Usage(format!(
-                            "{} has no earlier state to roll back to that is not quarantined",
-                            target.name
-                        ))
+                    .ok_or_else(|| PromoteError::NoEarlierState {
+                        environment: target.name.to_string(),
                     })?
             }
         };
@@ -102,6 +120,38 @@ impl Rollback {
             {
                 crate::verify::build::check_artifacts(&mut report, project.store(), &statement);
             }
+        }
+        if self.dry_run {
+            let plan = RollbackPlan {
+                environment: target.name.as_str(),
+                from: &current.state.version,
+                to: &earlier.state.version,
+                state_of: &earlier.commit,
+                checks: &report.checks,
+                passed: report.failures().is_empty(),
+                state: &earlier.state,
+            };
+            if self.json {
+                crate::report::print_json(&plan)?;
+            } else {
+                eprintln!(
+                    "plan: roll {} back from {} to {} (the state of {}; dry run: nothing is written)",
+                    target.name,
+                    current.state.version,
+                    earlier.state.version,
+                    &earlier.commit[..12]
+                );
+                report.print();
+                for (name, state) in &earlier.state.services {
+                    eprintln!(
+                        "  would run {name:<24} {:<36} {}",
+                        state.reference,
+                        state.image.short()
+                    );
+                }
+            }
+            let failed = report.failures();
+            return if failed.is_empty() { Ok(()) } else { Err(Error::Refused(failed)) };
         }
         settle(
             &format!(

@@ -238,6 +238,28 @@ fn wait_with_timeout(
     }
 }
 
+/// Why stored suites cannot be run against the URLs given.
+#[derive(Debug, thiserror::Error)]
+pub enum RunTestsError {
+    #[error("{pack} has no test pack in {store}")]
+    NoTestPack { pack: String, store: String },
+    #[error("`--env {pair}`: expected NAME=VALUE, e.g. CATALOG_URL=http://127.0.0.1:8080")]
+    BadEnv { pair: String },
+    #[error("test pack {pack} needs {names}: pass each as --env NAME=URL")]
+    MissingUrls { pack: String, names: String },
+}
+
+impl crate::error::Hint for RunTestsError {
+    fn help(&self) -> Option<String> {
+        match self {
+            RunTestsError::NoTestPack { .. } => Some(
+                "name an image that `ci` built (`<application>-<role>:<version>`) or `<repository>@sha256:…` of a test pack".to_owned(),
+            ),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::attest::dsse;
 use crate::attest::manifest;
 use crate::attest::testresult;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ledger::entry::Entry;
 use crate::ledger::quarantine;
 use crate::ledger::{Change, Ledger, State};
@@ -42,7 +42,10 @@ pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) ->
     // State, entry and quarantine list all from one commit of the ledger.
     let ledger = Ledger::new(&project.root).pin()?;
     let Some(change) = ledger.current(target.name.as_str())? else {
-        return Err(Error::Usage(format!("{} runs nothing yet: nothing to verify", target.name)));
+        return Err(crate::verify::VerifyError::NothingToVerify {
+            environment: target.name.to_string(),
+        }
+        .into());
     };
     let mut trusted = crate::attest::keys::keys_of(project, target)?;
     if no_local_keys {
@@ -128,7 +131,7 @@ fn check_entry(
     let (entry, origin) = match crate::ledger::entry::read_entry(&bytes, trusted) {
         Ok(read) => read,
         Err(why) => {
-            report.record("ledger entry", Err(why));
+            report.record("ledger entry", Err(why.to_string()));
             return Ok(None);
         }
     };

@@ -14,3 +14,27 @@ use crate::model::digest::Digest;
 pub fn blob_path(store_root: &Path, repository: &str, digest: &Digest) -> PathBuf {
     store_root.join(repository).join("blobs/sha256").join(digest.hex())
 }
+
+/// Why there is nothing to verify.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(
+        "no build manifest at {latest}: run `cargo xtask ci` first, or name a manifest file or a `sha256:` digest"
+    )]
+    NoManifest { latest: &'static str },
+    #[error("{environment} runs nothing yet: nothing to verify")]
+    NothingToVerify { environment: String },
+    #[error("the rebuild's summary is not JSON: {why}")]
+    RebuildSummary { why: String },
+}
+
+impl crate::error::Hint for VerifyError {
+    fn help(&self) -> Option<String> {
+        match self {
+            VerifyError::NothingToVerify { environment } => {
+                Some(format!("`cargo xtask promote {environment}` records its first state"))
+            }
+            _ => None,
+        }
+    }
+}

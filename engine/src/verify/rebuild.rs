@@ -98,7 +98,8 @@ fn rebuild(project: &Project, commit: &str) -> Result<serde_json::Value> {
                 .env("CARGO_TARGET_DIR", &target)
                 .env_remove("SLIPWAY_STORE"),
         )?;
-        serde_json::from_str(&out).map_err(|e| Error::Usage(format!("rebuild summary: {e}")))
+        serde_json::from_str(&out)
+            .map_err(|e| crate::verify::VerifyError::RebuildSummary { why: e.to_string() }.into())
     })();
     let _ = project.shell.run(cmd!(sh, "git worktree remove --force {tree}").quiet());
     let _ = std::fs::remove_dir_all(&scratch);

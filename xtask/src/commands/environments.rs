@@ -49,11 +49,7 @@ impl flags::Environments {
             }
         }
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&out)
-                    .map_err(|e| slipway::error::Error::Usage(e.to_string()))?
-            );
+            slipway::report::print_json(&out)?;
         }
         Ok(())
     }

@@ -10,12 +10,8 @@ use std::path::Path;
 
 impl flags::Keygen {
     pub fn run(self, project: &slipway::project::Project) -> slipway::error::Result<()> {
-        let name = slipway::model::workspace::Name::parse(&self.name).ok_or_else(|| {
-            slipway::error::Error::Usage(format!(
-                "`{}` is not a valid key name: expected ^[a-z][a-z0-9-]*$",
-                self.name
-            ))
-        })?;
+        let name = slipway::model::workspace::Name::parse(&self.name)
+            .ok_or_else(|| KeyError::BadName { name: self.name.clone() })?;
         let out = match self.out {
             Some(path) if path.is_absolute() => path,
             Some(path) => std::env::current_dir().map(|cwd| cwd.join(&path)).unwrap_or(path),
@@ -53,10 +49,7 @@ impl flags::Keygen {
                     source,
                 }
             })?;
-            Some(
-                slipway::model::environments::add_trust(&text, &name, &self.trust)
-                    .map_err(slipway::error::Error::Usage)?,
-            )
+            Some(slipway::model::environments::add_trust(&text, &name, &self.trust)?)
         };
         let (private, public) = generate(password.as_deref())?;
         write_private(&out, &private)?;

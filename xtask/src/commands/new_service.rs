@@ -5,18 +5,14 @@ use crate::flags;
 use slipway::error::{Error, Result};
 use slipway::model::workspace::{self, Name, ServiceId};
 use slipway::project::Project;
-use slipway::scaffold::{TEMPLATES, add_members, fill, write};
+use slipway::scaffold::{ScaffoldError, TEMPLATES, add_members, fill, write};
 use slipway::shell::cmd;
 use std::fs;
 
 impl flags::NewService {
     pub fn run(self, project: &Project) -> Result<()> {
-        let name = |what: &str, text: &str| {
-            Name::parse(text).ok_or_else(|| {
-                Error::Usage(format!(
-                    "`{text}` is not a valid {what}: expected lower-case letters, digits and `-`, starting with a letter"
-                ))
-            })
+        let name = |what: &'static str, text: &str| {
+            Name::parse(text).ok_or_else(|| ScaffoldError::BadName { what, text: text.to_owned() })
         };
         let id = ServiceId {
             application: name("application", &self.application)?,
@@ -24,19 +20,18 @@ impl flags::NewService {
         };
         let current = workspace::load(&project.shell)?;
         if let Some(existing) = current.service(&id) {
-            return Err(Error::Usage(format!(
-                "`{id}` already exists ({}): a role is unique within its application",
-                existing.manifest.display()
-            )));
+            return Err(ScaffoldError::Exists {
+                id: id.to_string(),
+                manifest: existing.manifest.display().to_string(),
+            }
+            .into());
         }
         let package = id.to_string();
         let files: Vec<(String, String)> =
             TEMPLATES.iter().map(|(path, text)| (fill(path, &id), fill(text, &id))).collect();
         for dir in [format!("services/{package}"), format!("integration-tests/{package}")] {
             if project.root.join(&dir).exists() {
-                return Err(Error::Usage(format!(
-                    "`{dir}` already exists: move it away or pick another role"
-                )));
+                return Err(ScaffoldError::DirectoryExists { dir: dir.to_string() }.into());
             }
         }
         let manifest = project.root.join("Cargo.toml");

@@ -13,6 +13,8 @@ impl flags::Promote {
             only: self.only,
             waive: self.waive,
             reason: self.reason,
+            dry_run: self.dry_run,
+            json: self.json,
         }
         .run(project)
     }

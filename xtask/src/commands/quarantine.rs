@@ -1,10 +1,12 @@
 //! `cargo xtask quarantine`: stop a build from being promoted or rolled back to, or release
 //! it, as one ledger commit.
 
+use std::collections::BTreeMap;
+
 use crate::flags;
 use slipway::attest::manifest;
-use slipway::error::{Error, Result};
-use slipway::ledger::quarantine::resolve;
+use slipway::error::Result;
+use slipway::ledger::quarantine::{QuarantineError, resolve};
 use slipway::ledger::{Ledger, LedgerError, Quarantine};
 use slipway::model::digest::Digest;
 use slipway::model::workspace;
@@ -15,7 +17,7 @@ impl flags::Quarantine {
         // One line: the reason goes into a commit message.
         let reason = self.reason.split_whitespace().collect::<Vec<_>>().join(" ");
         if reason.is_empty() {
-            return Err(Error::Usage("--reason is empty: say why, it goes in the ledger".into()));
+            return Err(QuarantineError::EmptyReason.into());
         }
         let ledger = Ledger::new(&project.root);
         let (build, version) = match self.build.parse::<Digest>() {
@@ -26,14 +28,16 @@ impl flags::Quarantine {
             }
             _ => resolve(project, &self.build)?,
         };
-        ledger.sync_work_tree(&project.shell);
+        if !self.dry_run {
+            ledger.sync_work_tree(&project.shell);
+        }
         let by = ledger.promoter();
         for attempt in 1..=slipway::ledger::ATTEMPTS {
             let pinned = ledger.pin()?;
             let mut quarantined = pinned.quarantined()?;
             let message = if self.release {
                 if quarantined.remove(&build).is_none() {
-                    return Err(Error::Usage(format!("{version} is not quarantined")));
+                    return Err(QuarantineError::NotQuarantined { version }.into());
                 }
                 format!("release {version} from quarantine: {reason}")
             } else {
@@ -53,6 +57,9 @@ impl flags::Quarantine {
                 quarantined.insert(build.clone(), entry);
                 format!("quarantine {version}: {reason}")
             };
+            if self.dry_run {
+                return self.show_plan(&build, &version, &message, &quarantined);
+            }
             let message = format!("{message}\n\nSlipway-Build: {build}\nQuarantined-By: {by}\n");
             match pinned.write_quarantine(&project.shell, &quarantined, &message) {
                 Ok(commit) => {
@@ -72,6 +79,39 @@ impl flags::Quarantine {
             }
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// `--dry-run`: the ledger change it would commit, and the quarantine list after it.
+    fn show_plan(
+        &self,
+        build: &Digest,
+        version: &str,
+        message: &str,
+        quarantined: &BTreeMap<Digest, Quarantine>,
+    ) -> Result<()> {
+        if self.json {
+            let plan = serde_json::json!({
+                "action": if self.release { "release" } else { "quarantine" },
+                "build": build,
+                "version": version,
+                "commit_message": message,
+                "quarantined": quarantined,
+            });
+            slipway::report::print_json(&plan)?;
+        } else {
+            eprintln!("plan: one ledger commit, `{message}` (dry run: nothing is written)");
+            eprintln!("quarantined after it: {}", quarantined.len());
+            for (digest, entry) in quarantined {
+                eprintln!(
+                    "  {} {} by {}: {}",
+                    digest.short(),
+                    entry.version,
+                    entry.by,
+                    entry.reason
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Quarantine stops what comes next; what runs now is the on-call's to roll back.

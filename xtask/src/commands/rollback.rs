@@ -7,6 +7,12 @@ use crate::flags;
 
 impl flags::Rollback {
     pub fn run(self, project: &Project) -> slipway::Result<()> {
-        Rollback { environment: self.environment, to: self.to }.run(project)
+        Rollback {
+            environment: self.environment,
+            to: self.to,
+            dry_run: self.dry_run,
+            json: self.json,
+        }
+        .run(project)
     }
 }

@@ -1,7 +1,7 @@
 //! `cargo xtask run-tests`: stored test packs run against any URLs; needs only the store.
 
 use crate::flags;
-use slipway::run::suites::{Target, report, run_all, runs_of};
+use slipway::run::suites::{RunTestsError, Target, report, run_all, runs_of};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -10,22 +10,14 @@ impl flags::RunTests {
     pub fn run(self, store: &dyn slipway::store::Store) -> slipway::error::Result<()> {
         use slipway::error::Error;
         use slipway::store::{ImageRef, Repository};
-        let usage = |why: String| Error::Usage(why);
         let (repository, packs) = match self.pack.split_once('@') {
             Some((repository, digest)) => {
-                let repository: Repository = repository
-                    .parse()
-                    .map_err(|e: slipway::store::NameError| usage(e.to_string()))?;
-                let digest = digest
-                    .parse()
-                    .map_err(|e: slipway::model::digest::DigestError| usage(e.to_string()))?;
+                let repository: Repository = repository.parse()?;
+                let digest = digest.parse()?;
                 (repository, vec![digest])
             }
             None => {
-                let image: ImageRef = self
-                    .pack
-                    .parse()
-                    .map_err(|e: slipway::store::NameError| usage(e.to_string()))?;
+                let image: ImageRef = self.pack.parse()?;
                 let digest = store.resolve(&image.repository, &image.tag)?.ok_or_else(|| {
                     slipway::store::StoreError::NotFound {
                         repository: image.repository.clone(),
@@ -37,15 +29,14 @@ impl flags::RunTests {
             }
         };
         if packs.is_empty() {
-            return Err(usage(format!("{} has no test pack in {}", self.pack, store.location())));
+            return Err(
+                RunTestsError::NoTestPack { pack: self.pack, store: store.location() }.into()
+            );
         }
         let mut urls = BTreeMap::new();
         for pair in &self.env {
-            let (key, value) = pair.split_once('=').ok_or_else(|| {
-                usage(format!(
-                    "`--env {pair}`: expected NAME=VALUE, e.g. CATALOG_URL=http://127.0.0.1:8080"
-                ))
-            })?;
+            let (key, value) =
+                pair.split_once('=').ok_or_else(|| RunTestsError::BadEnv { pair: pair.clone() })?;
             urls.insert(key.to_owned(), value.to_owned());
         }
         let target = Target { environment: self.environment.clone(), urls };
@@ -66,11 +57,11 @@ impl flags::RunTests {
                 .collect();
             if !missing.is_empty() {
                 let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-                return Err(usage(format!(
-                    "test pack {} needs {}: pass each as --env NAME=URL",
-                    digest.short(),
-                    names.join(", ")
-                )));
+                return Err(RunTestsError::MissingUrls {
+                    pack: digest.short().to_string(),
+                    names: names.join(", "),
+                }
+                .into());
             }
             runs.extend(runs_of(&pack, &pack.descriptor.suite));
         }

@@ -2,7 +2,7 @@
 
 use crate::flags;
 use slipway::determinism::SourceDateEpoch;
-use slipway::error::{Error, Result};
+use slipway::error::Result;
 use slipway::ledger::{Change, Ledger};
 use slipway::model::workspace;
 use slipway::project::Project;
@@ -58,10 +58,7 @@ impl flags::Status {
                 "services": across,
                 "quarantined": quarantined,
             });
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&json).map_err(|e| Error::Usage(e.to_string()))?
-            );
+            slipway::report::print_json(&json)?;
             return Ok(());
         }
         for (env, change) in &changes {

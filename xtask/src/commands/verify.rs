@@ -9,6 +9,7 @@ use slipway::error::{Error, Result};
 use slipway::model::digest::Digest;
 use slipway::project::Project;
 use slipway::report::Report;
+use slipway::verify::VerifyError;
 use slipway::verify::build::{check_artifacts, check_envelope};
 use slipway::verify::rebuild::check_rebuild;
 use std::path::PathBuf;
@@ -25,10 +26,7 @@ impl flags::Verify {
         };
         report.ok = report.checks.iter().all(|c| c.ok);
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&report).map_err(|e| Error::Usage(e.to_string()))?
-            );
+            slipway::report::print_json(&report)?;
         } else {
             eprintln!("verifying {}", report.manifest);
             report.print();
@@ -67,18 +65,12 @@ impl flags::Verify {
             None => {
                 let latest = project.root.join(manifest::LATEST);
                 if !latest.exists() {
-                    return Err(Error::Usage(format!(
-                        "no build manifest at {}: run `cargo xtask ci` first, or name a manifest file or a `sha256:` digest",
-                        manifest::LATEST
-                    )));
+                    return Err(VerifyError::NoManifest { latest: manifest::LATEST }.into());
                 }
                 read(latest)
             }
             Some(text) if text.starts_with("sha256:") => {
-                let digest: Digest =
-                    text.parse().map_err(|e: slipway::model::digest::DigestError| {
-                        Error::Usage(e.to_string())
-                    })?;
+                let digest: Digest = text.parse()?;
                 let bytes = manifest::stored_envelope(project.store(), &digest)?;
                 Ok((format!("{}@{digest}", provenance::REPOSITORY), bytes))
             }
