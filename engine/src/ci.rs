@@ -24,8 +24,9 @@ use crate::model::source;
 use crate::model::workspace::{self, Name, Workspace};
 use crate::project::Project;
 use crate::report::Steps;
-use crate::run::runtime::{Environment, Launch};
-use crate::run::suites::{self, SuiteResult};
+use crate::run::replay::{Replay, StoredSuite};
+use crate::run::runtime::Launch;
+use crate::run::suites::SuiteResult;
 use crate::run::waiver::{self, Waiver};
 use crate::shell::cmd;
 use crate::store::artifact;
@@ -629,35 +630,27 @@ fn integration_tests(
         }
         return Ok((results, true));
     }
-    let run_dir = project.state("run").join(format!("ci-{}", std::process::id()));
-    let unpack = |repository: &Repository, digest: &Digest| {
-        testpack::unpack(
-            project.store(),
-            repository,
-            digest,
-            &run_dir.join("testpacks").join(digest.hex()),
-        )
-    };
-    let mut runs = Vec::new();
+    let mut stored = Vec::new();
     for (planned, built) in plan.services.iter().zip(built) {
         for (_, digest) in &built.testpacks {
-            let pack = unpack(&planned.reference.repository, digest)?;
-            runs.extend(suites::runs_of(&pack, &pack.descriptor.suite));
+            stored.push(StoredSuite {
+                repository: planned.reference.repository.clone(),
+                testpack: digest.clone(),
+                label: String::new(),
+                origin: None,
+            });
         }
     }
-    let mut origins = BTreeMap::new();
     for suite in &recorded {
-        let repository: Repository = suite.service.parse()?;
-        let pack = unpack(&repository, &suite.testpack)?;
-        let label = format!(
-            "{} [recorded in {}: {}]",
-            pack.descriptor.suite,
-            suite.environments.join(", "),
-            suite.reference
-        );
-        let version = crate::store::tag_of(&suite.reference);
-        origins.insert(label.clone(), (suite.service.as_str(), version));
-        runs.extend(suites::runs_of(&pack, &label));
+        stored.push(StoredSuite {
+            repository: suite.service.parse()?,
+            testpack: suite.testpack.clone(),
+            label: format!("[recorded in {}: {}]", suite.environments.join(", "), suite.reference),
+            origin: Some((
+                suite.service.clone(),
+                crate::store::tag_of(&suite.reference).to_owned(),
+            )),
+        });
     }
     if !recorded.is_empty() {
         steps.note(&format!(
@@ -678,66 +671,27 @@ fn integration_tests(
             log_level: "info".to_owned(),
         })
         .collect();
-    let results_dir = project.state("results").join(&plan.version);
-    std::fs::create_dir_all(&results_dir).map_err(|source| Error::Io {
-        action: "create",
-        path: results_dir.clone(),
-        source,
-    })?;
     steps.progress(&format!("starting {} services from their images", launches.len()));
-    let running = Environment::start(project.store(), &launches, environment, &run_dir)?;
-    for (variable, url) in running.urls() {
-        steps.note(&format!("{variable}={url}"));
+    let run_dir = project.state("run").join(format!("ci-{}", std::process::id()));
+    let outcome = Replay {
+        environment,
+        launches,
+        suites: stored,
+        waivers: &waivers,
+        run_dir,
+        results_dir: project.state("results").join(&plan.version),
     }
-    let results = suites::run_all(&runs, &suites::Target::of(&running), &results_dir);
-    drop(running);
-    // Only a recorded suite can be waived: the new build's own suites must pass.
-    let accepted = waiver::apply(
-        &results,
-        |result| {
-            origins
-                .get(&result.suite)
-                .map(|&(service, version)| waiver::Origin { service, version })
-        },
-        &waivers,
-    );
-    let mut failed = Vec::new();
-    for result in &results {
-        if result.passed {
-            steps.note(&format!(
-                "{} ({}): passed ({}) in {:.1}s",
-                result.suite, result.service, result.summary, result.seconds
-            ));
-        } else if suites::is_waived(result, &accepted.tests) {
-            steps.note(&format!(
-                "{} ({}): WAIVED ({}: {})",
-                result.suite,
-                result.service,
-                result.summary,
-                result.failed_tests.join(", ")
-            ));
-        } else {
-            steps.note(&format!(
-                "{} ({}): FAILED ({})",
-                result.suite, result.service, result.summary
-            ));
-            eprintln!("{}", std::fs::read_to_string(&result.output).unwrap_or_default());
-            let tests = result.failed_tests.join(", ");
-            failed.push(format!("{}: {tests}", result.suite));
-        }
-    }
-    eprintln!("    JUnit XML in {}", results_dir.display());
-    waiver::note_unused(&plan.waivers, &accepted);
-    if !failed.is_empty() {
-        eprintln!("    service logs are in {}", run_dir.display());
-        if failed.iter().any(|f| f.contains("[recorded in ")) {
+    .run(project.store())?;
+    waiver::note_unused(&plan.waivers, &outcome.accepted);
+    if !outcome.failed.is_empty() {
+        if outcome.failed.iter().any(|f| f.contains("[recorded in ")) {
             eprintln!(
                 "    a [recorded in …] suite is the stored contract of a version an environment runs: this build breaks it, and `promote` would refuse it. If the break is intended, run `cargo xtask ci --waive <service>@<version>:<test> --reason \"…\"` (the waiver is signed into the build manifest) and promote with the same --waive"
             );
         }
-        return Err(Error::Suites(failed));
+        return Err(Error::Suites(outcome.failed));
     }
+    let results = outcome.results;
     cache.put("integration", &key, &results)?;
-    let _ = std::fs::remove_dir_all(&run_dir);
     Ok((results, false))
 }

@@ -2,6 +2,7 @@
 //! them, their JUnit reports, and the waivers that accept a known break.
 
 pub mod junit;
+pub mod replay;
 pub mod runtime;
 pub mod suites;
 pub mod waiver;
