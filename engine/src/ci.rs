@@ -154,7 +154,7 @@ pub fn finish(summary: &Summary, json: bool) -> Result<()> {
 
 fn scan_secrets(project: &Project) -> Result<()> {
     let files = source::listed_files(&project.shell)?;
-    let allow = match std::fs::read_to_string(project.root.join(secrets::ALLOW_FILE)) {
+    let allow = match std::fs::read_to_string(project.root.join(project.layout.secrets_allow())) {
         Ok(text) => AllowList::parse(&text),
         Err(_) => AllowList::default(),
     };
@@ -184,8 +184,13 @@ fn build_and_test(
     let started = manifest::now_seconds();
     let executables = steps
         .run("static builds", |_| {
-            cargo::ensure_target(&project.shell)?;
-            Ok::<_, Error>(cargo::executables(&project.shell, &plan.workspace, &plan.source)?)
+            cargo::ensure_target(&project.shell, &plan.target)?;
+            Ok::<_, Error>(cargo::executables(
+                &project.shell,
+                &plan.workspace,
+                &plan.source,
+                &plan.target,
+            )?)
         })
         .map_err(|e| e.in_step("static builds"))?;
     let cache = Cache::new(project.state("cache"));
@@ -482,7 +487,7 @@ fn build_artifacts(
             }
             None => {
                 if metadata.is_none() {
-                    metadata = Some(workspace::full_metadata(&project.shell, cargo::TARGET)?);
+                    metadata = Some(workspace::full_metadata(&project.shell, &plan.target)?);
                 }
                 let Some(metadata) = &metadata else { unreachable!("just filled") };
                 let id = metadata
@@ -607,7 +612,7 @@ fn integration_tests(
     steps: &Steps,
 ) -> Result<(Vec<SuiteResult>, bool)> {
     let environment = Name::parse("ci").unwrap_or_else(|| unreachable!("`ci` is a valid name"));
-    let ledger = Ledger::new(&project.root).pin()?;
+    let ledger = Ledger::new(&project.root, &project.layout).pin()?;
     let recorded = recorded_suites(project, plan, built, &ledger)?;
     let mut waivers = plan.waivers.clone();
     waivers.extend(recorded_waivers(project, plan, &ledger)?);

@@ -1,40 +1,46 @@
-//! Where things are: the workspace root, Slipway's git-ignored state directory, and the
-//! store the commands write to.
+//! One invocation's view of the repository: the workspace root, its layout (where the state
+//! directory, the declarations and the ledger are), the shell rooted there, and the store.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::model::layout::Layout;
+use crate::model::workspace::Workspace;
 use crate::shell::Shell;
 use crate::store::{LayoutStore, Store};
 
-/// The state directory, relative to the root: git-ignored, untouched by `cargo clean`.
-pub const STATE_DIR: &str = ".slipway";
-
 /// The store when none is named: an OCI image layout under the state directory.
-pub fn default_store() -> String {
-    format!("{STATE_DIR}/store")
+pub fn default_store() -> PathBuf {
+    Layout::default().state("store")
 }
 
 /// One invocation's view of the repository.
 #[derive(Debug)]
 pub struct Project {
     pub root: PathBuf,
+    pub layout: Layout,
     pub shell: Shell,
     store: LayoutStore,
 }
 
 impl Project {
     /// Finds the workspace root at or above `start`; the store is `store` when given, else
-    /// `SLIPWAY_STORE` (clap reads it), else `<root>/.slipway/store`.
+    /// `SLIPWAY_STORE` (clap reads it), else `store` in the layout's state directory.
     pub fn discover(start: &Path, store: Option<PathBuf>) -> Result<Project> {
         let root = find_root(start)?;
+        let layout = Layout::default();
         let store_dir = match store {
             Some(dir) if dir.is_absolute() => dir,
             Some(dir) => start.join(dir),
-            None => root.join(STATE_DIR).join("store"),
+            None => root.join(layout.state("store")),
         };
         let shell = Shell::new(&root)?;
-        Ok(Project { root, shell, store: LayoutStore::new(store_dir) })
+        Ok(Project { root, layout, shell, store: LayoutStore::new(store_dir) })
+    }
+
+    /// The validated workspace: `cargo metadata`, the services, the environments.
+    pub fn workspace(&self) -> Result<Workspace> {
+        crate::model::workspace::load(&self.shell, &self.layout)
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -43,7 +49,7 @@ impl Project {
 
     /// A directory under the state directory.
     pub fn state(&self, name: &str) -> PathBuf {
-        self.root.join(STATE_DIR).join(name)
+        self.root.join(self.layout.state(name))
     }
 }
 

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::RunTests(run) = cli.command {
         // Running a stored test pack needs the store and nothing else: no repository.
-        let store = cli.store.unwrap_or_else(|| slipway::project::default_store().into());
+        let store = cli.store.unwrap_or_else(slipway::project::default_store);
         return report(run.run(&slipway::store::LayoutStore::new(store)));
     }
     let result = std::env::current_dir()

@@ -168,6 +168,7 @@ fn environments_prints_the_resolved_configuration() {
     assert_eq!(prod["services"]["shop-orders"]["replicas"]["min"], 3);
     assert_eq!(prod["services"]["shop-catalog"]["resources"]["memory"], "128Mi");
     assert_eq!(environments[0]["accept_local_keys"], true);
+    insta::assert_json_snapshot!("environments_json", common::redacted(&environments));
 }
 
 #[test]

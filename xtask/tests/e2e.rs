@@ -96,6 +96,7 @@ fn ci_builds_real_images_and_a_no_op_rerun_reuses_everything() {
     let out = tempfile::tempdir().unwrap();
     let store = out.path().join("store");
     let summary = run_json(dir.path(), &store, "e2e-a", &["ci"]);
+    insta::assert_json_snapshot!("ci_json", common::redacted(&summary));
 
     let commit = run_in(dir.path(), "git", &["rev-parse", "HEAD"]);
     assert_eq!(summary["commit"], commit.trim());
@@ -780,6 +781,55 @@ fn dry_run(dir: &Path, store: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// Snapshots of every document the project signs or prints, from a chain promoted once:
+/// the provenance statement, prod's ledger entry and state, a test pack's descriptor, an
+/// SBOM, the test-result attestation and `status --json` (digests, times and commit ids
+/// redacted).
+fn snapshot_documents(dir: &Path, store: &Path, status: &Value) {
+    let payload = |envelope: &[u8]| -> Value {
+        let envelope: Value = serde_json::from_slice(envelope).unwrap();
+        let payload = envelope["payload"].as_str().unwrap();
+        serde_json::from_slice(&slipway::attest::dsse::base64_decode(payload).unwrap()).unwrap()
+    };
+    let latest = std::fs::read(dir.join(".slipway/builds/latest.dsse.json")).unwrap();
+    insta::assert_json_snapshot!("provenance_statement", common::redacted(&payload(&latest)));
+    let entry = std::fs::read(dir.join("manifests/prod/entry.dsse.json")).unwrap();
+    let entry = payload(&entry);
+    insta::assert_json_snapshot!("ledger_entry", common::redacted(&entry));
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifests/prod/state.json")).unwrap())
+            .unwrap();
+    insta::assert_json_snapshot!("ledger_state_json", common::redacted(&state));
+    insta::assert_json_snapshot!("status_json", common::redacted(status));
+
+    let layout = slipway::store::LayoutStore::new(store.to_path_buf());
+    let orders = &state["services"]["shop-orders"];
+    let repository: slipway::store::Repository = "shop-orders".parse().unwrap();
+    let artifact = |digest: &Value| -> Vec<Value> {
+        let digest: slipway::model::digest::Digest = digest.as_str().unwrap().parse().unwrap();
+        let (_, layers) = slipway::store::artifact::read(&layout, &repository, &digest).unwrap();
+        layers.iter().filter_map(|layer| serde_json::from_slice(layer).ok()).collect()
+    };
+    let testpack: slipway::model::digest::Digest =
+        orders["testpacks"][0].as_str().unwrap().parse().unwrap();
+    let unpacked = tempfile::tempdir().unwrap();
+    let pack =
+        slipway::build::testpack::unpack(&layout, &repository, &testpack, unpacked.path()).unwrap();
+    let descriptor = serde_json::to_value(&pack.descriptor).unwrap();
+    insta::assert_json_snapshot!("testpack_json", common::redacted(&descriptor));
+    let sbom = artifact(&orders["sbom"]);
+    assert_eq!(sbom.len(), 1, "one JSON layer: the CycloneDX document");
+    insta::assert_json_snapshot!("sbom", common::redacted(&sbom[0]));
+
+    let results: slipway::model::digest::Digest =
+        entry["results"].as_str().unwrap().parse().unwrap();
+    let attestation = slipway::attest::manifest::stored_envelope(&layout, &results).unwrap();
+    insta::assert_json_snapshot!(
+        "test_result_attestation",
+        common::redacted(&payload(&attestation))
+    );
+}
+
 fn status(dir: &Path, store: &Path) -> Value {
     let output = xtask(dir, store).args(["status", "--json"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -857,6 +907,7 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
         assert_eq!(first[env]["state"]["promoted_by"], "Release Bot <bot@slipway.invalid>");
     }
     let v1 = version(&first, 2);
+    snapshot_documents(dir.path(), &store, &first);
     assert!(run_signed(dir.path(), &store, &key, &["promote", "prod"]).1.contains("already runs"));
     assert_eq!(
         run_in(dir.path(), "git", &["status", "--porcelain"]),

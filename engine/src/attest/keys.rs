@@ -11,8 +11,6 @@ use crate::model::digest::Digest;
 
 /// The one scheme: ECDSA P-256 with SHA-256, DER signatures.
 const SCHEME: SigningScheme = SigningScheme::ECDSA_P256_SHA256_ASN1;
-/// Where trusted public keys live, relative to the workspace root.
-pub use crate::model::environments::TRUSTED_DIR;
 /// The environment variable naming the signing key file.
 pub const SIGNING_KEY_VAR: &str = "SLIPWAY_SIGNING_KEY";
 /// The environment variable holding the password of an encrypted key.
@@ -210,11 +208,17 @@ pub fn signing_key(state_dir: &Path) -> Result<SigningKey, KeyError> {
     SigningKey::load(&private, true)
 }
 
-/// The public keys a verifier accepts: every `*.pub` in `infra/keys/`, plus the local
-/// development key when `local` is true and one exists.
-pub fn trusted(root: &Path, state_dir: &Path, local: bool) -> Result<Vec<PublicKey>, KeyError> {
+/// The public keys a verifier accepts: every `*.pub` in `keys_dir` (relative to `root`;
+/// `infra/keys/` by default), plus the local development key when `local` is true and one
+/// exists.
+pub fn trusted(
+    root: &Path,
+    keys_dir: &Path,
+    state_dir: &Path,
+    local: bool,
+) -> Result<Vec<PublicKey>, KeyError> {
     let mut keys = Vec::new();
-    let dir = root.join(TRUSTED_DIR);
+    let dir = root.join(keys_dir);
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
         Ok(entries) => entries
             .flatten()
@@ -254,7 +258,12 @@ pub fn keys_of(
     project: &crate::project::Project,
     environment: &crate::model::environments::Environment,
 ) -> crate::error::Result<Vec<PublicKey>> {
-    let all = trusted(&project.root, &project.state("keys"), environment.accept_local_keys)?;
+    let all = trusted(
+        &project.root,
+        &project.layout.trusted_keys(),
+        &project.state("keys"),
+        environment.accept_local_keys,
+    )?;
     Ok(all
         .into_iter()
         .filter(|k| {

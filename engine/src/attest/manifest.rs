@@ -12,7 +12,6 @@ use crate::attest::provenance::{
     SourceParameters, Statement,
 };
 use crate::build::cache::Cache;
-use crate::build::cargo;
 use crate::build::plan::{BuiltService, Plan};
 use crate::determinism::{SourceDateEpoch, canonical_json};
 use crate::error::{Error, Result};
@@ -23,9 +22,6 @@ use crate::report::Steps;
 use crate::shell::cmd;
 use crate::store::artifact::{self, Layer};
 use crate::store::{Repository, Store, StoreError, Tag};
-
-/// Where the latest build manifest is written, relative to the workspace root.
-pub const LATEST: &str = ".slipway/builds/latest.dsse.json";
 
 /// What `ci --json` says of the manifest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,7 +95,7 @@ fn statement(
         InternalParameters {
             toolchain: toolchain.trim().to_owned(),
             source_date_epoch: plan.source.epoch.0,
-            target: cargo::TARGET.to_owned(),
+            target: plan.target.clone(),
             version: plan.version.clone(),
             services,
             waivers: plan.waivers.clone(),
@@ -131,7 +127,7 @@ pub fn write(
     let unsigned = statement(project, plan, built, RunMetadata::default())?;
     let cache_key = Cache::key(&(&unsigned, &key.public.keyid));
     let repository = repository();
-    let path = project.root.join(LATEST);
+    let path = project.root.join(project.layout.latest_build());
     if let Some(mut summary) = cache.get::<ManifestSummary>("manifests", &cache_key)
         && let Ok((_, layers)) = artifact::read(project.store(), &repository, &summary.digest)
         && let Some(envelope) = layers.first()

@@ -12,9 +12,6 @@ use crate::model::source::Source;
 use crate::model::workspace::Workspace;
 use crate::shell::{CommandError, Shell, cmd};
 
-/// The target every shipped executable is built for: static, resolves names without NSS.
-pub const TARGET: &str = "x86_64-unknown-linux-musl";
-
 /// The executables of one build.
 #[derive(Debug, Default)]
 pub struct Executables {
@@ -25,12 +22,12 @@ pub struct Executables {
 }
 
 /// Adds the musl target with rustup when it is missing, so a fresh machine needs no step.
-pub fn ensure_target(shell: &Shell) -> Result<(), CommandError> {
+pub fn ensure_target(shell: &Shell, target: &str) -> Result<(), CommandError> {
     let sh = shell.sh();
     let installed = shell.read(cmd!(sh, "rustup target list --installed").quiet())?;
-    if !installed.lines().any(|line| line.trim() == TARGET) {
-        eprintln!("    adding the Rust target {TARGET} (rustup target add {TARGET})");
-        shell.run(cmd!(sh, "rustup target add {TARGET}"))?;
+    if !installed.lines().any(|line| line.trim() == target) {
+        eprintln!("    adding the Rust target {target} (rustup target add {target})");
+        shell.run(cmd!(sh, "rustup target add {target}"))?;
     }
     Ok(())
 }
@@ -58,12 +55,13 @@ pub fn executables(
     shell: &Shell,
     workspace: &Workspace,
     source: &Source,
+    target: &str,
 ) -> Result<Executables, CommandError> {
     let mut args = vec![
         "build".to_owned(),
         "--release".to_owned(),
         "--target".to_owned(),
-        TARGET.to_owned(),
+        target.to_owned(),
         "--message-format=json-render-diagnostics".to_owned(),
         "--bins".to_owned(),
         "--test".to_owned(),

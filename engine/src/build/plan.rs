@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::model::digest::Digest;
 use crate::model::source::Source;
 use crate::model::waiver::Waiver;
-use crate::model::workspace::{self, Name, Service, Workspace};
+use crate::model::workspace::{Name, Service, Workspace};
 use crate::project::Project;
 use crate::store::{ImageRef, Repository, StoredManifest, Tag};
 
@@ -19,6 +19,8 @@ pub struct Plan {
     pub services: Vec<PlannedService>,
     /// `ci --waive`: intended breaks of recorded suites, signed into the build manifest.
     pub waivers: Vec<Waiver>,
+    /// The Rust target of every shipped executable (the layout's).
+    pub target: String,
 }
 
 #[derive(Debug)]
@@ -32,7 +34,7 @@ pub struct PlannedService {
 impl Plan {
     /// Validates the workspace and computes names and versions; reads the store, writes nothing.
     pub fn gather(project: &Project) -> Result<Plan> {
-        let workspace = workspace::load(&project.shell)?;
+        let workspace = project.workspace()?;
         let source = Source::inspect(&project.shell)?;
         let mut services = Vec::new();
         for service in &workspace.services {
@@ -41,7 +43,14 @@ impl Plan {
             services.push(PlannedService { service: service.clone(), reference, stored });
         }
         let version = source.build_version(&workspace.version);
-        Ok(Plan { workspace, source, version, services, waivers: Vec::new() })
+        Ok(Plan {
+            workspace,
+            source,
+            version,
+            services,
+            waivers: Vec::new(),
+            target: project.layout.target.clone(),
+        })
     }
 
     pub fn print(&self, store: &str) {

@@ -4,9 +4,6 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Where false positives are listed, relative to the workspace root.
-pub const ALLOW_FILE: &str = "infra/secrets-allow.txt";
-
 /// One kind of secret: a fixed prefix, then a run of characters from a set.
 struct Rule {
     id: &'static str,
@@ -195,7 +192,8 @@ pub fn scan(root: &Path, files: &[PathBuf], allow: &AllowList) -> Result<(), Fin
 impl crate::error::Hint for Findings {
     fn help(&self) -> Option<String> {
         Some(format!(
-            "remove the secret from the file and from git history; if it is a false positive, add `<file>:<rule>` to {ALLOW_FILE}"
+            "remove the secret from the file and from git history; if it is a false positive, add `<file>:<rule>` to the allow-list, {}",
+            crate::model::layout::Layout::default().secrets_allow().display()
         ))
     }
 }

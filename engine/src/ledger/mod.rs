@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::model::digest::Digest;
+use crate::model::layout::Layout;
 use crate::shell::{Shell, cmd};
 
 /// How often a change decided on one commit is decided again after another change landed
@@ -18,7 +19,6 @@ use crate::shell::{Shell, cmd};
 pub const ATTEMPTS: usize = 5;
 
 /// Where the ledger lives, relative to the workspace root.
-pub const DIR: &str = "manifests";
 const STATE: &str = "state.json";
 const ENTRY: &str = "entry.dsse.json";
 /// The quarantined builds, beside the environments' directories.
@@ -114,18 +114,20 @@ fn git(e: impl std::fmt::Display) -> LedgerError {
 #[derive(Debug)]
 pub struct Ledger {
     root: PathBuf,
+    /// The ledger's folder in the repository (`Layout::ledger`), `/`-separated.
+    dir: String,
     pinned: Option<gix::ObjectId>,
 }
 
 impl Ledger {
-    pub fn new(root: &Path) -> Ledger {
-        Ledger { root: root.to_owned(), pinned: None }
+    pub fn new(root: &Path, layout: &Layout) -> Ledger {
+        Ledger { root: root.to_owned(), dir: layout.ledger.display().to_string(), pinned: None }
     }
 
     /// This ledger, pinned at the current HEAD.
     pub fn pin(&self) -> Result<Ledger, LedgerError> {
         let head = self.open()?.head_id().map_err(git)?.detach();
-        Ok(Ledger { root: self.root.clone(), pinned: Some(head) })
+        Ok(Ledger { root: self.root.clone(), dir: self.dir.clone(), pinned: Some(head) })
     }
 
     /// The commit reads start from: the pinned one, else HEAD.
@@ -141,22 +143,22 @@ impl Ledger {
             .map_err(|e| LedgerError::Open { path: self.root.clone(), why: e.to_string() })
     }
 
-    fn path(environment: &str, file: &str) -> String {
-        format!("{DIR}/{environment}/{file}")
+    fn path(&self, environment: &str, file: &str) -> String {
+        format!("{}/{environment}/{file}", self.dir)
     }
 
     /// The state committed at HEAD for `environment`, if it was ever promoted.
     pub fn current(&self, environment: &str) -> Result<Option<Change>, LedgerError> {
         let repo = self.open()?;
         let head = self.base(&repo)?;
-        read_state(&head, environment)
+        read_state(&head, self.path(environment, STATE))
     }
 
     /// The signed entry that put `environment` in its state at HEAD, as committed.
     pub fn entry(&self, environment: &str) -> Result<Option<Vec<u8>>, LedgerError> {
         let repo = self.open()?;
         let tree = self.base(&repo)?.tree().map_err(git)?;
-        let Some(entry) = tree.lookup_entry_by_path(Self::path(environment, ENTRY)).map_err(git)?
+        let Some(entry) = tree.lookup_entry_by_path(self.path(environment, ENTRY)).map_err(git)?
         else {
             return Ok(None);
         };
@@ -172,7 +174,7 @@ impl Ledger {
         for info in walk {
             let info = info.map_err(git)?;
             let commit = info.object().map_err(git)?;
-            let Some(change) = read_state(&commit, environment)? else { break };
+            let Some(change) = read_state(&commit, self.path(environment, STATE))? else { break };
             // A commit whose state equals the next older one did not change this environment.
             match changes.last_mut() {
                 Some(newer) if newer.state == change.state => newer.commit = change.commit,
@@ -193,8 +195,8 @@ impl Ledger {
     ) -> Result<String, LedgerError> {
         let state_bytes = serde_json::to_vec_pretty(state).map_err(git)?;
         let files = [
-            (Self::path(&state.environment, STATE), state_bytes.as_slice()),
-            (Self::path(&state.environment, ENTRY), entry),
+            (self.path(&state.environment, STATE), state_bytes.as_slice()),
+            (self.path(&state.environment, ENTRY), entry),
         ];
         self.commit(shell, &files, message)
     }
@@ -204,7 +206,7 @@ impl Ledger {
         let repo = self.open()?;
         let head = self.base(&repo)?;
         let tree = head.tree().map_err(git)?;
-        let path = format!("{DIR}/{QUARANTINE}");
+        let path = format!("{}/{QUARANTINE}", self.dir);
         let Some(entry) = tree.lookup_entry_by_path(&path).map_err(git)? else {
             return Ok(BTreeMap::new());
         };
@@ -224,7 +226,7 @@ impl Ledger {
         message: &str,
     ) -> Result<String, LedgerError> {
         let bytes = serde_json::to_vec_pretty(quarantined).map_err(git)?;
-        self.commit(shell, &[(format!("{DIR}/{QUARANTINE}"), bytes.as_slice())], message)
+        self.commit(shell, &[(format!("{}/{QUARANTINE}", self.dir), bytes.as_slice())], message)
     }
 
     /// Writes `files` into a commit on top of the base (the pinned commit, else HEAD). The
@@ -281,15 +283,17 @@ impl Ledger {
         let repo = self.open()?;
         let tree = repo.head_commit().map_err(git)?.tree().map_err(git)?;
         let mut files = Vec::new();
-        let Some(dir) = tree.lookup_entry_by_path(DIR).map_err(git)? else { return Ok(files) };
+        let Some(dir) = tree.lookup_entry_by_path(&self.dir).map_err(git)? else {
+            return Ok(files);
+        };
         let dir = dir.object().map_err(git)?.into_tree();
         for entry in dir.iter() {
             let entry = entry.map_err(git)?;
             let name = entry.filename().to_string();
             if entry.mode().is_tree() {
-                files.extend([STATE, ENTRY].map(|file| Self::path(&name, file)));
+                files.extend([STATE, ENTRY].map(|file| self.path(&name, file)));
             } else if name == QUARANTINE {
-                files.push(format!("{DIR}/{QUARANTINE}"));
+                files.push(format!("{}/{QUARANTINE}", self.dir));
             }
         }
         files.retain(|path| tree.lookup_entry_by_path(path).ok().flatten().is_some());
@@ -363,8 +367,7 @@ pub fn upgrade_state(value: &mut serde_json::Value) {
     }
 }
 
-fn read_state(commit: &gix::Commit<'_>, environment: &str) -> Result<Option<Change>, LedgerError> {
-    let path = Ledger::path(environment, STATE);
+fn read_state(commit: &gix::Commit<'_>, path: String) -> Result<Option<Change>, LedgerError> {
     let tree = commit.tree().map_err(git)?;
     let Some(entry) = tree.lookup_entry_by_path(&path).map_err(git)? else { return Ok(None) };
     let blob = entry.object().map_err(git)?;
@@ -414,7 +417,7 @@ mod tests {
     fn records_read_back_with_history_and_a_clean_work_tree() {
         let dir = repository();
         let shell = Shell::new(dir.path()).unwrap();
-        let ledger = Ledger::new(dir.path());
+        let ledger = Ledger::new(dir.path(), &Layout::default());
         assert!(ledger.current("prod").unwrap().is_none());
         let first = ledger.record(&shell, &state("prod", "1"), b"{}", "promote prod: 1").unwrap();
         ledger.record(&shell, &state("dev", "2"), b"{}", "promote dev: 2").unwrap();
@@ -446,7 +449,7 @@ mod tests {
     fn quarantine_reads_back_and_a_stale_work_tree_is_repaired_without_touching_other_files() {
         let dir = repository();
         let shell = Shell::new(dir.path()).unwrap();
-        let ledger = Ledger::new(dir.path());
+        let ledger = Ledger::new(dir.path(), &Layout::default());
         ledger.record(&shell, &state("prod", "1"), b"{}", "promote prod: 1").unwrap();
         let quarantine = Quarantine {
             version: "1".to_owned(),
@@ -475,7 +478,7 @@ mod tests {
     fn a_change_decided_on_an_older_commit_is_never_recorded() {
         let dir = repository();
         let shell = Shell::new(dir.path()).unwrap();
-        let ledger = Ledger::new(dir.path());
+        let ledger = Ledger::new(dir.path(), &Layout::default());
         let pinned = ledger.pin().unwrap();
         ledger.record(&shell, &state("prod", "1"), b"{}", "promote prod: 1").unwrap();
         assert!(pinned.current("prod").unwrap().is_none(), "a pinned ledger reads its commit");
@@ -500,7 +503,7 @@ mod tests {
     #[test]
     fn racing_writers_leave_a_linear_history_with_no_lost_entry() {
         let dir = repository();
-        let ledger = Ledger::new(dir.path());
+        let ledger = Ledger::new(dir.path(), &Layout::default());
         let won: Vec<String> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..6)
                 .map(|i| {

@@ -9,12 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use toml_edit::{DocumentMut, Item, TableLike, Value};
 
+use crate::model::layout::Layout;
 use crate::model::names::{MetadataError, MetadataErrors, Name};
 
-/// Where the environments are declared, relative to the workspace root.
-pub const FILE: &str = "infra/environments.toml";
-/// Where the public keys environments may trust live, relative to the workspace root.
-pub const TRUSTED_DIR: &str = "infra/keys";
 const LOG_LEVELS: [&str; 4] = ["error", "warn", "info", "debug"];
 const PARAM_KEYS: [&str; 3] = ["replicas", "log-level", "resources"];
 const ENVIRONMENT_KEYS: [&str; 5] = ["name", "accept-local-keys", "trust", "bake-time", "services"];
@@ -78,6 +75,8 @@ pub struct Environment {
 /// The promotion chain, in order, with the parameter defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Environments {
+    /// Where they are declared, relative to the workspace root.
+    pub file: PathBuf,
     defaults: Params,
     chain: Vec<Environment>,
 }
@@ -109,7 +108,7 @@ impl Default for Environments {
                 services: BTreeMap::new(),
             })
             .collect();
-        Environments { defaults: builtin_defaults(), chain }
+        Environments { file: Layout::default().environments(), defaults: builtin_defaults(), chain }
     }
 }
 
@@ -183,30 +182,42 @@ impl Environments {
         errors
     }
 
-    /// Reads `infra/environments.toml` under `root`; the default chain when it is absent.
-    /// Every trusted key must exist as `infra/keys/<name>.pub`.
-    pub fn load(root: &Path) -> Result<Environments, MetadataErrors> {
-        let path = root.join(FILE);
-        let environments = match std::fs::read_to_string(&path) {
-            Ok(text) => Environments::parse(&text)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Environments::default());
+    /// Reads the layout's `environments.toml` under `root`; the default chain when it is
+    /// absent. Every trusted key must exist as `<name>.pub` among the layout's trusted keys.
+    pub fn load(root: &Path, layout: &Layout) -> Result<Environments, MetadataErrors> {
+        let file = layout.environments();
+        let in_file = |mut errors: MetadataErrors| {
+            for error in &mut errors.0 {
+                error.file = file.clone();
             }
-            Err(e) => return Err(MetadataErrors(vec![failure("", format!("cannot read: {e}"))])),
+            errors
         };
+        let mut environments = match std::fs::read_to_string(root.join(&file)) {
+            Ok(text) => Environments::parse(&text).map_err(in_file)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Environments { file, ..Environments::default() });
+            }
+            Err(e) => {
+                return Err(in_file(MetadataErrors(vec![failure(
+                    "",
+                    format!("cannot read: {e}"),
+                )])));
+            }
+        };
+        environments.file = file.clone();
+        let keys = layout.trusted_keys();
         let mut errors = Vec::new();
         for (i, environment) in environments.chain.iter().enumerate() {
             for (j, key) in environment.trust.iter().enumerate() {
-                let file = root.join(TRUSTED_DIR).join(format!("{key}.pub"));
-                if !file.exists() {
+                if !root.join(&keys).join(format!("{key}.pub")).exists() {
                     errors.push(failure(
                         &format!("environment[{i}].trust[{j}]"),
-                        format!("no public key `{}/{key}.pub`: run `cargo xtask keygen {key} --trust {}`", TRUSTED_DIR, environment.name),
+                        format!("no public key `{}/{key}.pub`: run `cargo xtask keygen {key} --trust {}`", keys.display(), environment.name),
                     ));
                 }
             }
         }
-        if errors.is_empty() { Ok(environments) } else { Err(MetadataErrors(errors)) }
+        if errors.is_empty() { Ok(environments) } else { Err(in_file(MetadataErrors(errors))) }
     }
 
     /// Parses the declaration: `[defaults]` and an array of `[[environment]]` tables.
@@ -245,7 +256,7 @@ impl Environments {
             Some(_) => errors.push(failure("environment", "expected `[[environment]]` tables")),
         }
         if errors.is_empty() {
-            Ok(Environments { defaults, chain })
+            Ok(Environments { file: Layout::default().environments(), defaults, chain })
         } else {
             Err(MetadataErrors(errors))
         }
@@ -475,19 +486,25 @@ pub fn parse_duration(text: &str) -> Option<u64> {
     number.checked_mul(scale)
 }
 
+/// A problem in the declaration; `load` names the file it read.
 fn failure(key: &str, message: impl Into<String>) -> MetadataError {
-    MetadataError { file: PathBuf::from(FILE), key: key.to_owned(), message: message.into() }
+    MetadataError {
+        file: Layout::default().environments(),
+        key: key.to_owned(),
+        message: message.into(),
+    }
 }
 
 /// Adds `key` to the `trust` list of each of `environments` in `text`, keeping the file's
 /// layout and comments; an environment that already trusts it is left alone.
 pub fn add_trust(
+    file: &Path,
     text: &str,
     key: &Name,
     environments: &[String],
 ) -> Result<String, MetadataErrors> {
     let problem = |key: &str, message: String| {
-        MetadataErrors(vec![MetadataError { file: FILE.into(), key: key.to_owned(), message }])
+        MetadataErrors(vec![MetadataError { file: file.to_owned(), key: key.to_owned(), message }])
     };
     let mut document: DocumentMut =
         text.parse().map_err(|e| problem("", format!("not valid TOML: {e}")))?;
@@ -513,15 +530,16 @@ pub fn add_trust(
 
 /// An environment named on the command line that `infra/environments.toml` does not declare.
 #[derive(Debug, thiserror::Error)]
-#[error("no environment `{name}`: {FILE} declares {}", .known.join(", "))]
+#[error("no environment `{name}`: {file} declares {}", .known.join(", "))]
 pub struct UnknownEnvironment {
     pub name: String,
+    pub file: String,
     pub known: Vec<String>,
 }
 
 impl crate::error::Hint for UnknownEnvironment {
     fn help(&self) -> Option<String> {
-        Some(format!("name one of them, or declare `{}` in {FILE}", self.name))
+        Some(format!("name one of them, or declare `{}` in {}", self.name, self.file))
     }
 }
 
@@ -649,7 +667,13 @@ resources = { memory = "256Mi" }
     fn trust_is_added_keeping_the_layout() {
         let text = "# chain\n[[environment]]\nname = \"dev\" # first\n\n[[environment]]\nname = \"prod\"\ntrust = [\"old\"]\n";
         let key = Name::parse("release").unwrap();
-        let edited = add_trust(text, &key, &["dev".into(), "prod".into()]).unwrap();
+        let edited = add_trust(
+            Path::new("infra/environments.toml"),
+            text,
+            &key,
+            &["dev".into(), "prod".into()],
+        )
+        .unwrap();
         assert!(
             edited.starts_with("# chain\n[[environment]]\nname = \"dev\" # first\n"),
             "{edited}"
@@ -658,9 +682,13 @@ resources = { memory = "256Mi" }
         let envs = Environments::parse(&edited).unwrap();
         assert_eq!(envs.chain()[0].trust.len(), 1);
         assert_eq!(envs.chain()[0].trust[0], key);
-        assert_eq!(add_trust(&edited, &key, &["prod".into()]).unwrap(), edited);
+        assert_eq!(
+            add_trust(Path::new("infra/environments.toml"), &edited, &key, &["prod".into()])
+                .unwrap(),
+            edited
+        );
         assert!(
-            add_trust(text, &key, &["qa".into()])
+            add_trust(Path::new("infra/environments.toml"), text, &key, &["qa".into()])
                 .unwrap_err()
                 .to_string()
                 .contains("no environment `qa`")

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::model::environments::Environments;
+use crate::model::layout::Layout;
 use crate::shell::{Shell, cmd};
 
 pub use crate::model::names::{MetadataError, MetadataErrors, Name, ServiceId};
@@ -484,7 +485,7 @@ pub fn full_metadata(shell: &Shell, target: &str) -> Result<cargo_metadata::Meta
 
 /// Reads and validates the workspace at the project root: `cargo metadata`, the
 /// `[workspace.package]` table, `infra/environments.toml`.
-pub fn load(shell: &Shell) -> Result<Workspace, Error> {
+pub fn load(shell: &Shell, layout: &Layout) -> Result<Workspace, Error> {
     let root = shell.root();
     let sh = shell.sh();
     let json = shell.read(cmd!(sh, "cargo metadata --format-version 1 --no-deps").quiet())?;
@@ -504,7 +505,7 @@ pub fn load(shell: &Shell) -> Result<Workspace, Error> {
     let shared = |key: &str| {
         document.get("workspace")?.get("package")?.get(key)?.as_str().map(str::to_owned)
     };
-    let environments = Environments::load(root)?;
+    let environments = Environments::load(root, layout)?;
     let version = shared("version").unwrap_or_else(|| "0.0.0".to_owned());
     let mut workspace = validate(root, version, shared("repository"), &packages, environments)?;
     workspace.target_directory = metadata.target_directory.into_std_path_buf();
@@ -520,6 +521,7 @@ pub fn environment<'a>(
         let known: Vec<&str> = workspace.environments.names().map(Name::as_str).collect();
         Error::from(crate::model::environments::UnknownEnvironment {
             name: name.to_owned(),
+            file: workspace.environments.file.display().to_string(),
             known: known.iter().map(|k| k.to_string()).collect(),
         })
     })

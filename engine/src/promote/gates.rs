@@ -16,7 +16,7 @@ use crate::store::Tag;
 
 /// The digest in `slipway-builds` of the newest build `ci` wrote.
 pub fn latest_build(project: &Project) -> Result<Digest> {
-    let path = project.root.join(manifest::LATEST);
+    let path = project.root.join(project.layout.latest_build());
     let bytes = std::fs::read(&path).map_err(|_| PromoteError::NoBuildYet)?;
     let statement = manifest::unverified_statement(&bytes).map_err(|why| {
         PromoteError::UnreadableLatest { path: path.display().to_string(), why: why.to_string() }

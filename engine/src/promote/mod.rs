@@ -17,8 +17,8 @@ use crate::ledger::quarantine;
 use crate::ledger::{Ledger, LedgerError, ServiceState, State};
 use crate::model::digest::Digest;
 use crate::model::environments::Environment as Declared;
+use crate::model::workspace::Workspace;
 use crate::model::workspace::environment;
-use crate::model::workspace::{self, Workspace};
 use crate::project::Project;
 use crate::promote::compose::{Composition, compose};
 use crate::promote::gates::{gates, latest_build, settle};
@@ -111,9 +111,9 @@ impl Promotion {
     /// gates when another change lands first. With `dry_run`, shows the gates' results and
     /// the replay plan and stops there: nothing started, signed or written.
     pub fn run(self, project: &Project) -> Result<()> {
-        let workspace = workspace::load(&project.shell)?;
+        let workspace = project.workspace()?;
         let target = environment(&workspace, &self.environment)?;
-        let ledger = Ledger::new(&project.root);
+        let ledger = Ledger::new(&project.root, &project.layout);
         let waivers = Waiver::parse_all(&self.waive, self.reason.as_deref())?;
         let build = self.build(project, &workspace, target, &ledger)?;
         if self.dry_run {

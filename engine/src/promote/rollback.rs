@@ -9,7 +9,6 @@ use crate::error::{Error, Result};
 use crate::ledger::entry::{Entry, builds_of, record};
 use crate::ledger::quarantine;
 use crate::ledger::{Ledger, State};
-use crate::model::workspace;
 use crate::model::workspace::environment;
 use crate::project::Project;
 use crate::promote::PromoteError;
@@ -44,7 +43,7 @@ pub struct RollbackPlan<'a> {
 impl Rollback {
     /// Puts the environment back to an earlier verified state, recorded as a new entry.
     pub fn run(self, project: &Project) -> Result<()> {
-        let workspace = workspace::load(&project.shell)?;
+        let workspace = project.workspace()?;
         let target = environment(&workspace, &self.environment)?;
         if let Some(commit) = &self.to
             && (commit.len() < 7 || !commit.chars().all(|c| c.is_ascii_hexdigit()))
@@ -55,7 +54,7 @@ impl Rollback {
             }
             .into());
         }
-        let ledger = Ledger::new(&project.root);
+        let ledger = Ledger::new(&project.root, &project.layout);
         if !self.dry_run {
             ledger.sync_work_tree(&project.shell);
         }

@@ -12,7 +12,6 @@ use crate::error::Result;
 use crate::ledger::entry::Entry;
 use crate::ledger::quarantine;
 use crate::ledger::{Change, Ledger, State};
-use crate::model::workspace;
 use crate::project::Project;
 use crate::report::Report;
 
@@ -37,10 +36,10 @@ pub struct Across {
 /// services came from with all their artifacts, the services against their builds, the
 /// replay's test-result attestation, and no quarantined build.
 pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) -> Result<Report> {
-    let workspace = workspace::load(&project.shell)?;
+    let workspace = project.workspace()?;
     let target = crate::model::workspace::environment(&workspace, name)?;
     // State, entry and quarantine list all from one commit of the ledger.
-    let ledger = Ledger::new(&project.root).pin()?;
+    let ledger = Ledger::new(&project.root, &project.layout).pin()?;
     let Some(change) = ledger.current(target.name.as_str())? else {
         return Err(crate::verify::VerifyError::NothingToVerify {
             environment: target.name.to_string(),

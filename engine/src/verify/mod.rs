@@ -21,7 +21,7 @@ pub enum VerifyError {
     #[error(
         "no build manifest at {latest}: run `cargo xtask ci` first, or name a manifest file or a `sha256:` digest"
     )]
-    NoManifest { latest: &'static str },
+    NoManifest { latest: String },
     #[error("{environment} runs nothing yet: nothing to verify")]
     NothingToVerify { environment: String },
     #[error("the rebuild's summary is not JSON: {why}")]

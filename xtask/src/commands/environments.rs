@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 impl flags::Environments {
     /// Prints the chain and, per environment, each service's resolved configuration.
     pub fn run(self, project: &slipway::project::Project) -> slipway::error::Result<()> {
-        let workspace = slipway::model::workspace::load(&project.shell)?;
+        let workspace = project.workspace()?;
         let environments = &workspace.environments;
         let mut out = Vec::new();
         for environment in environments.chain() {

@@ -3,8 +3,7 @@
 
 use crate::flags;
 use slipway::attest::keys::{
-    KeyError, PASSWORD_VAR, PublicKey, SIGNING_KEY_VAR, TRUSTED_DIR, default_key_dir, generate,
-    write_private,
+    KeyError, PASSWORD_VAR, PublicKey, SIGNING_KEY_VAR, default_key_dir, generate, write_private,
 };
 use std::path::Path;
 
@@ -25,7 +24,8 @@ impl flags::Keygen {
         if inside {
             return Err(KeyError::InsideRepository { path: out }.into());
         }
-        let public_path = project.root.join(TRUSTED_DIR).join(format!("{name}.pub"));
+        let public_path =
+            project.root.join(project.layout.trusted_keys()).join(format!("{name}.pub"));
         if public_path.exists() {
             return Err(KeyError::Exists { path: public_path }.into());
         }
@@ -38,7 +38,7 @@ impl flags::Keygen {
             None
         };
         // Check the environments before writing anything, so a typo loses nothing.
-        let environments_file = project.root.join(slipway::model::environments::FILE);
+        let environments_file = project.root.join(project.layout.environments());
         let edited = if self.trust.is_empty() {
             None
         } else {
@@ -49,7 +49,12 @@ impl flags::Keygen {
                     source,
                 }
             })?;
-            Some(slipway::model::environments::add_trust(&text, &name, &self.trust)?)
+            Some(slipway::model::environments::add_trust(
+                &project.layout.environments(),
+                &text,
+                &name,
+                &self.trust,
+            )?)
         };
         let (private, public) = generate(password.as_deref())?;
         write_private(&out, &private)?;
@@ -65,7 +70,7 @@ impl flags::Keygen {
             eprintln!(
                 "trusted by:  {} ({})",
                 self.trust.join(", "),
-                slipway::model::environments::FILE
+                project.layout.environments().display()
             );
         }
         eprintln!(

@@ -3,7 +3,7 @@
 
 use crate::flags;
 use slipway::error::{Error, Result};
-use slipway::model::workspace::{self, Name, ServiceId};
+use slipway::model::workspace::{Name, ServiceId};
 use slipway::project::Project;
 use slipway::scaffold::{ScaffoldError, TEMPLATES, add_members, fill, write};
 use slipway::shell::cmd;
@@ -18,7 +18,7 @@ impl flags::NewService {
             application: name("application", &self.application)?,
             role: name("role", &self.role)?,
         };
-        let current = workspace::load(&project.shell)?;
+        let current = project.workspace()?;
         if let Some(existing) = current.service(&id) {
             return Err(ScaffoldError::Exists {
                 id: id.to_string(),
@@ -50,7 +50,7 @@ impl flags::NewService {
         write(&manifest, &edited)?;
         // Validate what we wrote, with the whole workspace: a name too long for an
         // environment's DNS labels is caught here, not at the next build.
-        if let Err(e) = workspace::load(&project.shell) {
+        if let Err(e) = project.workspace() {
             eprintln!("the new service does not validate; its files stay for you to fix");
             return Err(e);
         }

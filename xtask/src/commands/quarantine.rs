@@ -9,7 +9,6 @@ use slipway::error::Result;
 use slipway::ledger::quarantine::{QuarantineError, resolve};
 use slipway::ledger::{Ledger, LedgerError, Quarantine};
 use slipway::model::digest::Digest;
-use slipway::model::workspace;
 use slipway::project::Project;
 
 impl flags::Quarantine {
@@ -19,7 +18,7 @@ impl flags::Quarantine {
         if reason.is_empty() {
             return Err(QuarantineError::EmptyReason.into());
         }
-        let ledger = Ledger::new(&project.root);
+        let ledger = Ledger::new(&project.root, &project.layout);
         let (build, version) = match self.build.parse::<Digest>() {
             // Releasing needs no store: the quarantine list names the build.
             Ok(digest) if self.release => {
@@ -116,7 +115,7 @@ impl flags::Quarantine {
 
     /// Quarantine stops what comes next; what runs now is the on-call's to roll back.
     fn warn_where_running(&self, project: &Project, ledger: &Ledger, build: &Digest) -> Result<()> {
-        let workspace = workspace::load(&project.shell)?;
+        let workspace = project.workspace()?;
         for environment in workspace.environments.chain() {
             if let Some(change) = ledger.current(environment.name.as_str())?
                 && (change.state.build == *build

@@ -4,16 +4,15 @@ use crate::flags;
 use slipway::determinism::SourceDateEpoch;
 use slipway::error::Result;
 use slipway::ledger::{Change, Ledger};
-use slipway::model::workspace;
 use slipway::project::Project;
 use slipway::verify::environment::{Across, Row};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl flags::Status {
     pub fn run(self, project: &Project) -> Result<()> {
-        let workspace = workspace::load(&project.shell)?;
+        let workspace = project.workspace()?;
         // One commit of the ledger for the whole table.
-        let ledger = Ledger::new(&project.root).pin()?;
+        let ledger = Ledger::new(&project.root, &project.layout).pin()?;
         let quarantined = ledger.quarantined()?;
         let mut changes: Vec<(&str, Option<Change>)> = Vec::new();
         for environment in workspace.environments.chain() {

@@ -4,7 +4,6 @@
 use crate::flags;
 use slipway::build::cargo;
 use slipway::error::{Error, Result};
-use slipway::model::workspace;
 use slipway::project::Project;
 use slipway::selftest::{PYTHON_MODULES, TOOLS, install_line, on_path};
 use slipway::shell::cmd;
@@ -47,10 +46,10 @@ impl flags::Test {
                 "python3 -m pip install --quiet --disable-pip-version-check {missing...}"
             ))?;
         }
-        cargo::ensure_target(&project.shell)?;
+        cargo::ensure_target(&project.shell, &project.layout.target)?;
         // The integration suites run against live services, inside `ci` and the
         // end-to-end tests; on their own they would only find no `<ROLE>_URL`.
-        let workspace = workspace::load(&project.shell)?;
+        let workspace = project.workspace()?;
         let excluded: Vec<String> = workspace
             .suites
             .iter()

@@ -42,7 +42,12 @@ impl flags::Verify {
     /// The build manifest named on the command line, and with `--rebuild` its rebuild.
     fn check_build(&self, project: &Project) -> Result<Report> {
         let (label, bytes) = self.envelope(project)?;
-        let trusted = keys::trusted(&project.root, &project.state("keys"), !self.no_local_keys)?;
+        let trusted = keys::trusted(
+            &project.root,
+            &project.layout.trusted_keys(),
+            &project.state("keys"),
+            !self.no_local_keys,
+        )?;
         let mut report = Report { manifest: label, ..Report::default() };
         let statement = check_envelope(&mut report, &bytes, &trusted);
         if let Some(statement) = &statement {
@@ -63,9 +68,12 @@ impl flags::Verify {
         };
         match &self.manifest {
             None => {
-                let latest = project.root.join(manifest::LATEST);
+                let latest = project.root.join(project.layout.latest_build());
                 if !latest.exists() {
-                    return Err(VerifyError::NoManifest { latest: manifest::LATEST }.into());
+                    return Err(VerifyError::NoManifest {
+                        latest: project.layout.latest_build().display().to_string(),
+                    }
+                    .into());
                 }
                 read(latest)
             }

@@ -133,3 +133,66 @@ pub fn edit(path: &Path, from: &str, to: &str) {
     assert!(text.contains(from), "{} does not contain {from:?}", path.display());
     std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
+
+/// `value` with everything that differs from run to run or machine to machine replaced by a
+/// placeholder, for snapshot tests: digests and other long hex ids, commit ids (alone and in
+/// versions), durations, times, signatures, UUIDs, and paths under this machine's temporary
+/// directory, this repository or the home directory.
+pub fn redacted(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    const TIMES: [&str; 6] =
+        ["seconds", "promoted_at", "at", "startedOn", "finishedOn", "timestamp"];
+    let hex = regex::Regex::new(r"[0-9a-f]{64}").unwrap();
+    let commit = regex::Regex::new(r"\b[0-9a-f]{40}\b").unwrap();
+    let version = regex::Regex::new(r"(\d+\.\d+\.\d+)-[0-9a-f]{12}\b").unwrap();
+    let short = regex::Regex::new(r"\b(sha256:)?[0-9a-f]{12}\b").unwrap();
+    let executable = regex::Regex::new(r"-[0-9a-f]{16}\b").unwrap();
+    let keyid = regex::Regex::new(r"\b[0-9a-f]{16}\b").unwrap();
+    let duration = regex::Regex::new(r"\d+(\.\d+)?s\b").unwrap();
+    let uuid =
+        regex::Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").unwrap();
+    let roots: Vec<String> = [std::env::temp_dir(), repo_root(), PathBuf::from(env!("HOME"))]
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let text = |s: &str| -> String {
+        if roots.iter().any(|root| s.starts_with(root.as_str())) {
+            return "[path]".to_owned();
+        }
+        let s = hex.replace_all(s, "[hex]");
+        let s = commit.replace_all(&s, "[commit]");
+        let s = version.replace_all(&s, "$1-[commit]");
+        let s = short.replace_all(&s, "${1}[short]");
+        let s = executable.replace_all(&s, "-[hash]");
+        let s = keyid.replace_all(&s, "[keyid]");
+        let s = uuid.replace_all(&s, "[uuid]");
+        duration.replace_all(&s, "[duration]").into_owned()
+    };
+    match value {
+        Value::String(s) => Value::String(text(s)),
+        Value::Array(items) => Value::Array(items.iter().map(redacted).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    let value = match (key.as_str(), value) {
+                        (key, Value::Number(_) | Value::String(_)) if TIMES.contains(&key) => {
+                            Value::String("[time]".to_owned())
+                        }
+                        ("sig", Value::String(_)) => Value::String("[signature]".to_owned()),
+                        ("toolchain", Value::String(_)) => Value::String("[toolchain]".to_owned()),
+                        // Tests finish in any order: only which ones did counts.
+                        (key, Value::Array(items)) if key.to_lowercase().ends_with("tests") => {
+                            let mut items: Vec<Value> = items.iter().map(redacted).collect();
+                            items.sort_by_key(|item| item.to_string());
+                            Value::Array(items)
+                        }
+                        ("payload", Value::String(_)) => Value::String("[payload]".to_owned()),
+                        _ => redacted(value),
+                    };
+                    (text(key), value)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
