@@ -331,6 +331,9 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Assembles each service's image into the store, or reuses it when its inputs are unchanged.
+/// Assembly (tar, sha256, gzip) is CPU-bound, publishing waits on fsync, and both are
+/// independent per image: the images to build get one thread each, as many at a time as
+/// there are cores (at least four); what they built is reported in plan order.
 fn build_images(
     project: &Project,
     plan: &Plan,
@@ -340,6 +343,7 @@ fn build_images(
 ) -> Result<Vec<(StoredManifest, bool)>> {
     let store = project.store();
     let mut out = Vec::new();
+    let mut to_build = Vec::new();
     for planned in &plan.services {
         let service = &planned.service;
         let path = executables.services.get(&service.package).ok_or_else(|| {
@@ -348,7 +352,7 @@ fn build_images(
         let binary = read_file(path)?;
         let labels = labels(plan, planned);
         let key = Cache::key(&ImageInputs {
-            format: "slipway-image-v1",
+            format: "slipway-image-v2",
             reference: &planned.reference,
             binary: &Digest::of(&binary),
             epoch: plan.source.epoch.0,
@@ -360,10 +364,9 @@ fn build_images(
                 store.put_manifest(repository, &manifest, Some(&planned.reference.tag))?;
             }
             steps.note(&format!("reused {} {}", planned.reference, manifest.digest.short()));
-            out.push((manifest, true));
+            out.push(Some((manifest, true)));
             continue;
         }
-        steps.progress(&format!("assembling {}", planned.reference));
         let spec = ImageSpec {
             repository: repository.clone(),
             tag: planned.reference.tag.clone(),
@@ -372,18 +375,43 @@ fn build_images(
             epoch: plan.source.epoch,
             labels,
         };
-        let image = image::assemble(&spec)?;
-        image::publish(store, &spec, &image)?;
-        cache.put("images", &key, &Cached { manifest: image.manifest.digest.clone() })?;
-        steps.note(&format!(
-            "built {} {} ({} KiB layer)",
-            planned.reference,
-            image.manifest.digest.short(),
-            image.layer.len() / 1024
-        ));
-        out.push((image.manifest, false));
+        to_build.push((out.len(), &planned.reference, key, spec));
+        out.push(None);
     }
-    Ok(out)
+    // At least four in flight: a thread waiting on fsync leaves its core to the others.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for batch in to_build.chunks(cores.max(4)) {
+        let images = std::thread::scope(|scope| {
+            let threads: Vec<_> = batch
+                .iter()
+                .map(|(_, reference, key, spec)| {
+                    steps.progress(&format!("assembling {reference}"));
+                    scope.spawn(move || -> Result<image::Image> {
+                        let image = image::assemble(spec)?;
+                        image::publish(store, spec, &image)?;
+                        let cached = Cached { manifest: image.manifest.digest.clone() };
+                        cache.put("images", key, &cached)?;
+                        Ok(image)
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|thread| thread.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect::<Vec<_>>()
+        });
+        for ((index, reference, _, _), image) in batch.iter().zip(images) {
+            let image = image?;
+            steps.note(&format!(
+                "built {} {} ({} KiB layer)",
+                reference,
+                image.manifest.digest.short(),
+                image.layer.len() / 1024
+            ));
+            out[*index] = Some((image.manifest, false));
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
 }
 
 /// What a test pack or SBOM is made of, as the cache keys it.
@@ -435,7 +463,7 @@ fn build_artifacts(
             );
             parts.push(("descriptor".to_owned(), Digest::of(&canonical_json(&descriptor))));
             let key = Cache::key(&ArtifactInputs {
-                format: "slipway-testpack-v1",
+                format: "slipway-testpack-v2",
                 image: &image.digest,
                 parts,
                 epoch: epoch.0,

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::determinism::canonical_json;
 use crate::model::digest::Digest;
-use crate::store::{StoreError, write_atomically};
+use crate::store::{StoreError, replace_atomically};
 
 /// A directory of cached results, one file per kind and key.
 #[derive(Debug, Clone)]
@@ -36,12 +36,13 @@ impl Cache {
         serde_json::from_slice(&bytes).ok()
     }
 
-    /// Records a result, atomically.
+    /// Records a result, atomically but not durably (no fsync): a crash can only lose an
+    /// entry, and a lost or unreadable entry is a miss.
     pub fn put<T: Serialize>(&self, kind: &str, key: &Digest, value: &T) -> Result<(), StoreError> {
         let path = self.path(kind, key);
         let dir = self.dir.join(kind);
         std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir, source })?;
-        write_atomically(&path, &canonical_json(value))
+        replace_atomically(&path, &canonical_json(value))
     }
 }
 

@@ -70,11 +70,11 @@ pub fn assemble(spec: &ImageSpec) -> Result<Image, ImageError> {
     Ok(Image { config, layer, manifest })
 }
 
-/// Writes an assembled image into the store, blobs first, tagged manifest last, so a
-/// reader never finds a tag that points at missing content.
+/// Writes an assembled image into the store, blobs first (the manifest too, made durable
+/// together), tagged manifest last, so a reader never finds a tag that points at missing
+/// content.
 pub fn publish(store: &dyn Store, spec: &ImageSpec, image: &Image) -> Result<(), StoreError> {
-    store.put_blob(&spec.repository, &image.layer)?;
-    store.put_blob(&spec.repository, &image.config)?;
+    store.put_blobs(&spec.repository, &[&image.layer, &image.config, &image.manifest.bytes])?;
     store.put_manifest(&spec.repository, &image.manifest, Some(&spec.tag))
 }
 
@@ -217,8 +217,8 @@ mod tests {
     #[test]
     fn gzip_header_is_fixed() {
         let layer = assemble(&spec(b"x")).unwrap().layer;
-        // magic, deflate, no flags, mtime 0, no extra flags, OS unknown
-        assert_eq!(&layer[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+        // magic, deflate, no flags, mtime 0, extra flags 4 (fastest level), OS unknown
+        assert_eq!(&layer[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
     }
 
     #[test]

@@ -47,12 +47,14 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// Gzip with a fixed header (no name, mtime 0, OS "unknown") and a fixed level, so the
-/// same bytes always compress to the same bytes.
+/// same bytes always compress to the same bytes. Level 1 (the backend's greedy fast path):
+/// about five times faster than level 6 on service binaries, for layers about 15% larger.
+/// Changing the level changes every layer digest: bump the cache formats in `ci.rs`.
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = GzBuilder::new()
         .mtime(0)
         .operating_system(255)
-        .write(Vec::with_capacity(bytes.len() / 2), Compression::new(6));
+        .write(Vec::with_capacity(bytes.len() / 2), Compression::new(1));
     // Writing into a Vec cannot fail.
     let _ = encoder.write_all(bytes);
     encoder.finish().unwrap_or_default()

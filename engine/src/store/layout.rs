@@ -77,17 +77,41 @@ impl Store for LayoutStore {
     }
 
     fn put_blob(&self, repository: &Repository, bytes: &[u8]) -> Result<Digest, StoreError> {
-        let digest = Digest::of(bytes);
+        let mut digests = self.put_blobs(repository, &[bytes])?;
+        Ok(digests.remove(0))
+    }
+
+    /// Each new blob is written as `write_atomically` does (temp file, fsync, rename); the
+    /// blob directory is fsynced once for all of them instead of once per blob.
+    fn put_blobs(
+        &self,
+        repository: &Repository,
+        blobs: &[&[u8]],
+    ) -> Result<Vec<Digest>, StoreError> {
         self.ensure_layout(repository)?;
-        let path = self.blob_path(repository, &digest);
-        // An existing blob is kept only if it still hashes to its name: a corrupt one is
-        // replaced, so re-running the build repairs the store.
-        let intact =
-            fs::File::open(&path).and_then(Digest::of_reader).is_ok_and(|found| found == digest);
-        if !intact {
-            write_atomically(&path, bytes)?;
+        let mut digests = Vec::with_capacity(blobs.len());
+        let mut written = false;
+        for bytes in blobs {
+            let digest = Digest::of(bytes);
+            let path = self.blob_path(repository, &digest);
+            // An existing blob is kept only if it still hashes to its name: a corrupt one is
+            // replaced, so re-running the build repairs the store.
+            let intact = fs::File::open(&path)
+                .and_then(Digest::of_reader)
+                .is_ok_and(|found| found == digest);
+            if !intact {
+                write_renamed(&path, bytes, true)?;
+                written = true;
+            }
+            digests.push(digest);
         }
-        Ok(digest)
+        if written {
+            let dir = self.layout_dir(repository).join("blobs/sha256");
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|source| StoreError::Io { path: dir, source })?;
+        }
+        Ok(digests)
     }
 
     fn has_blob(&self, repository: &Repository, digest: &Digest) -> Result<bool, StoreError> {
@@ -233,6 +257,21 @@ fn lock(path: &Path) -> Result<File, StoreError> {
 /// Writes `bytes` to `path` so that a reader sees either nothing or all of it: a unique
 /// temporary file in the same directory, fsync, rename, fsync of the directory.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_renamed(path, bytes, true)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| StoreError::Io { path: path.to_owned(), source })
+}
+
+/// Replaces `path` atomically (a reader sees the old or the new content) without making
+/// it durable: for what a crash may lose, e.g. a cache entry (a lost one is a miss).
+pub fn replace_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_renamed(path, bytes, false)
+}
+
+/// A unique temporary file in the same directory, fsynced when `sync`, renamed to `path`.
+fn write_renamed(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let io = |source| StoreError::Io { path: path.to_owned(), source };
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -242,9 +281,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let result = (|| {
         let mut file = File::create(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if sync {
+            file.sync_all()?;
+        }
+        fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -8,7 +8,7 @@ mod layout;
 use std::path::PathBuf;
 
 pub use layout::LayoutStore;
-pub use layout::write_atomically;
+pub use layout::{replace_atomically, write_atomically};
 
 pub use crate::model::reference::{ImageRef, NameError, Repository, Tag, tag_of};
 
@@ -76,13 +76,24 @@ impl crate::error::Hint for StoreError {
 }
 
 /// A content-addressed artifact store. Blobs are immutable and named by digest; a manifest
-/// may carry a tag. Every read re-checks the digest.
-pub trait Store {
+/// may carry a tag. Every read re-checks the digest. Shared across threads (images are
+/// published in parallel); a tag's index update takes the layout's lock.
+pub trait Store: Sync {
     /// Where the store is, for people and for `--json`.
     fn location(&self) -> String;
 
     /// Stores `bytes` as a blob of `repository`; idempotent; returns its digest.
     fn put_blob(&self, repository: &Repository, bytes: &[u8]) -> Result<Digest, StoreError>;
+
+    /// Stores several blobs of `repository` (e.g. an image's layer, config and manifest),
+    /// each as `put_blob` would; a backend may make them durable together.
+    fn put_blobs(
+        &self,
+        repository: &Repository,
+        blobs: &[&[u8]],
+    ) -> Result<Vec<Digest>, StoreError> {
+        blobs.iter().map(|bytes| self.put_blob(repository, bytes)).collect()
+    }
 
     /// Whether `repository` holds the blob `digest`.
     fn has_blob(&self, repository: &Repository, digest: &Digest) -> Result<bool, StoreError>;
