@@ -277,3 +277,57 @@ fn flake_parses() {
     let flake: &Path = &root.join("flake.nix");
     run_in(&root, "nix-instantiate", &["--parse", flake.to_str().unwrap()]);
 }
+
+/// `(crate name as code names it, dev-dependency)` of every dependency `manifest` declares.
+fn declared_dependencies(manifest: &str) -> Vec<(String, bool)> {
+    let mut found = Vec::new();
+    let mut section = "";
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+            continue;
+        }
+        let dev = match section {
+            "[dependencies]" => false,
+            "[dev-dependencies]" => true,
+            _ => continue,
+        };
+        let Some(name) = line.split(['=', '.', ' ']).next().filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        if !name.starts_with('#') {
+            found.push((name.replace('-', "_"), dev));
+        }
+    }
+    found
+}
+
+#[test]
+fn every_declared_dependency_is_used() {
+    let root = repo_root();
+    let members = run_in(&root, "git", &["ls-files", "*Cargo.toml"]);
+    let mut unused = Vec::new();
+    for manifest in members.lines().filter(|m| *m != "Cargo.toml") {
+        let dir = root.join(manifest).parent().unwrap().to_owned();
+        let sources = |dirs: &[&str]| -> String {
+            rust_files()
+                .iter()
+                .filter(|file| dirs.iter().any(|d| file.starts_with(dir.join(d))))
+                .map(|file| std::fs::read_to_string(file).unwrap())
+                .collect()
+        };
+        let code = sources(&["src", "build.rs"]);
+        let all = sources(&["src", "tests", "benches", "build.rs"]);
+        let text = std::fs::read_to_string(root.join(manifest)).unwrap();
+        for (name, dev) in declared_dependencies(&text) {
+            let haystack = if dev { &all } else { &code };
+            let used = [format!("{name}::"), format!("use {name}"), format!("{name}!")]
+                .iter()
+                .any(|needle| haystack.contains(needle.as_str()));
+            if !used {
+                unused.push(format!("{manifest}: {name}"));
+            }
+        }
+    }
+    assert!(unused.is_empty(), "declared but never used (remove them): {unused:#?}");
+}
