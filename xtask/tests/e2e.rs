@@ -209,7 +209,9 @@ fn runc_serves_health(dir: &Path, bundle: &Path) {
 
 #[test]
 fn two_directories_build_identical_images() {
-    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    // No turn taken: the second build has a target directory of its own (the suite's one
+    // fully independent build), so it runs beside the others; the first build waits on
+    // cargo's lock of the shared target directory like any other.
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     copy_workspace(a.path());
     copy_workspace(b.path());
@@ -686,9 +688,12 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
     );
     assert!(junit.matches("<testcase ").count() >= 3, "{junit}");
 
-    // The auditor's rebuild reproduces every digest of this clean, committed build.
+    // The auditor's rebuild reproduces every digest of this clean, committed build. (It
+    // shares the suite's target directory: the worktree's fresh files make cargo rebuild
+    // the workspace's own crates, the dependencies are reused. The fully independent
+    // build is `two_directories_build_identical_images`.)
     let output = xtask(dir.path(), &store)
-        .env("SLIPWAY_REBUILD_TARGET_DIR", target_dir("e2e-independent"))
+        .env("SLIPWAY_REBUILD_TARGET_DIR", target_dir("e2e-a"))
         .args(["verify", "--rebuild", "--no-local-keys"])
         .timeout(Duration::from_secs(1500))
         .output()
@@ -724,7 +729,7 @@ fn a_source_that_does_not_reproduce_fails_verify_rebuild() {
     let store = out.path().join("store");
     run_json(dir.path(), &store, "e2e-a", &["ci"]);
     let output = xtask(dir.path(), &store)
-        .env("SLIPWAY_REBUILD_TARGET_DIR", target_dir("e2e-independent"))
+        .env("SLIPWAY_REBUILD_TARGET_DIR", target_dir("e2e-a"))
         .args(["verify", "--rebuild"])
         .timeout(Duration::from_secs(1500))
         .output()
