@@ -179,3 +179,82 @@ impl Statement {
 pub fn sha256(digest: &Digest) -> BTreeMap<String, String> {
     BTreeMap::from([("sha256".to_owned(), digest.hex().to_owned())])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn artifact(name: &str) -> ArtifactRef {
+        ArtifactRef { name: name.to_owned(), digest: Digest::of(name.as_bytes()) }
+    }
+
+    fn service(name: &str, suites: usize) -> ServiceEntry {
+        ServiceEntry {
+            name: name.to_owned(),
+            application: "shop".to_owned(),
+            role: name.trim_start_matches("shop-").to_owned(),
+            version: "0.1.0".to_owned(),
+            repository: name.to_owned(),
+            image: artifact(&format!("{name}:0.1.0")),
+            testpacks: (0..suites)
+                .map(|i| artifact(&format!("{name}:0.1.0/testpack-{i}")))
+                .collect(),
+            sbom: artifact(&format!("{name}:0.1.0/sbom")),
+        }
+    }
+
+    fn statement(services: Vec<ServiceEntry>) -> Statement {
+        let source = SourceParameters {
+            repository: "https://example.invalid/slipway".to_owned(),
+            commit: "0123456789abcdef0123456789abcdef01234567".to_owned(),
+            git_ref: None,
+            dirty: false,
+        };
+        let internal = InternalParameters {
+            toolchain: "rustc".to_owned(),
+            source_date_epoch: 1,
+            target: "x86_64-unknown-linux-musl".to_owned(),
+            version: "0.1.0-0123456789ab".to_owned(),
+            services,
+            waivers: Vec::new(),
+        };
+        Statement::new(source, internal, Vec::new(), RunMetadata::default())
+    }
+
+    #[test]
+    fn the_subjects_are_every_artifact_of_the_service_map_in_order() {
+        let built = statement(vec![service("shop-catalog", 1), service("shop-orders", 2)]);
+        let names: Vec<&str> = built.subject.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "shop-catalog:0.1.0",
+                "shop-catalog:0.1.0/testpack-0",
+                "shop-catalog:0.1.0/sbom",
+                "shop-orders:0.1.0",
+                "shop-orders:0.1.0/testpack-0",
+                "shop-orders:0.1.0/testpack-1",
+                "shop-orders:0.1.0/sbom",
+            ]
+        );
+        for subject in &built.subject {
+            assert_eq!(subject.digest, sha256(&Digest::of(subject.name.as_bytes())));
+        }
+    }
+
+    #[test]
+    fn the_statement_names_its_types_and_reads_back_unchanged() {
+        let built = statement(vec![service("shop-catalog", 1)]);
+        let json = serde_json::to_value(&built).unwrap();
+        assert_eq!(json["_type"], STATEMENT_TYPE);
+        assert_eq!(json["predicateType"], PREDICATE_TYPE);
+        assert_eq!(json["predicate"]["buildDefinition"]["buildType"], BUILD_TYPE);
+        assert!(
+            json["predicate"]["buildDefinition"]["internalParameters"].get("waivers").is_none()
+        );
+        let read: Statement = serde_json::from_value(json).unwrap();
+        assert_eq!(read, built);
+        assert_eq!(read.source().commit, built.source().commit);
+        assert_eq!(read.services().len(), 1);
+    }
+}
