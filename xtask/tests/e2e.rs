@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{commit_all, copy_workspace, edit, require, run_in, xtask};
+use common::{commit_all, edit, require, run_in, shared_copy, xtask};
 use serde_json::Value;
 
 /// The release key's password in these tests.
@@ -92,7 +92,7 @@ fn ci_builds_real_images_and_a_no_op_rerun_reuses_everything() {
         require(tool);
     }
     let dir = tempfile::tempdir().unwrap();
-    copy_workspace(dir.path());
+    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let out = tempfile::tempdir().unwrap();
     let store = out.path().join("store");
     let summary = run_json(dir.path(), &store, "e2e-a", &["ci"]);
@@ -209,12 +209,11 @@ fn runc_serves_health(dir: &Path, bundle: &Path) {
 
 #[test]
 fn two_directories_build_identical_images() {
-    // No turn taken: the second build has a target directory of its own (the suite's one
-    // fully independent build), so it runs beside the others; the first build waits on
-    // cargo's lock of the shared target directory like any other.
+    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    copy_workspace(a.path());
-    copy_workspace(b.path());
+    let _a = shared_copy(a.path(), &target_dir("e2e-a"));
+    // The suite's one fully independent build: a target directory of its own.
+    let _b = shared_copy(b.path(), &target_dir("e2e-independent"));
     assert_eq!(
         run_in(a.path(), "git", &["rev-parse", "HEAD"]),
         run_in(b.path(), "git", &["rev-parse", "HEAD"])
@@ -231,7 +230,7 @@ fn two_directories_build_identical_images() {
 fn a_committed_private_key_fails_ci_at_the_secrets_step() {
     let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    copy_workspace(dir.path());
+    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let key = format!(
         "-----BEGIN {}-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n",
         "EC PRIVATE KEY"
@@ -256,7 +255,7 @@ fn a_committed_private_key_fails_ci_at_the_secrets_step() {
 fn broken_metadata_fails_ci_at_the_metadata_step() {
     let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    copy_workspace(dir.path());
+    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     edit(
         &dir.path().join("services/shop-shipping/Cargo.toml"),
         "role = \"shipping\"",
@@ -277,7 +276,7 @@ fn broken_metadata_fails_ci_at_the_metadata_step() {
 fn new_service_passes_ci_with_no_edit() {
     let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    copy_workspace(dir.path());
+    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let out = tempfile::tempdir().unwrap();
     let store = out.path().join("store");
     xtask(dir.path(), &store).args(["new-service", "shop", "gift-cards"]).assert().success();
@@ -307,7 +306,7 @@ fn new_service_passes_ci_with_no_edit() {
 fn failing_and_interrupted_integration_runs_leave_no_process_behind() {
     let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    copy_workspace(dir.path());
+    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let contract = dir.path().join("integration-tests/shop-catalog/tests/contract.rs");
     let out = tempfile::tempdir().unwrap();
     let store = out.path().join("store");
@@ -450,7 +449,7 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
         require(tool);
     }
     let dir = tempfile::tempdir().unwrap();
-    copy_workspace(dir.path());
+    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let out = tempfile::tempdir().unwrap();
     let store = out.path().join("store");
     let key = out.path().join("keys/release.key");
@@ -706,7 +705,7 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
 fn a_source_that_does_not_reproduce_fails_verify_rebuild() {
     let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    copy_workspace(dir.path());
+    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     // A build script that stamps the wall clock into the catalog binary.
     std::fs::write(
         dir.path().join("services/shop-catalog/build.rs"),
@@ -853,7 +852,7 @@ fn ledger_log(dir: &Path, environment: &str) -> Vec<String> {
 fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
     let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    copy_workspace(dir.path());
+    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let out = tempfile::tempdir().unwrap();
     let store = out.path().join("store");
     let key = out.path().join("release.key");
@@ -1152,7 +1151,7 @@ fn newest_version(dir: &Path) -> String {
 fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
     let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    copy_workspace(dir.path());
+    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let out = tempfile::tempdir().unwrap();
     let store = out.path().join("store");
     run_in(dir.path(), "git", &["config", "user.name", "Release Bot"]);

@@ -16,15 +16,16 @@ pub fn repo_root() -> PathBuf {
 /// suites, infra, ledger) checks, tests and builds in seconds instead of recompiling the engine.
 const ENGINE: [&str; 2] = ["engine/", "xtask/"];
 
-/// Every copied file's modification time. One fixed time, older than any build, lets copies
-/// in different directories share a target directory: cargo finds the sample it compiled for
-/// another copy fresh and compiles only what a test edits.
-const COPY_TIME: std::time::Duration = std::time::Duration::from_secs(1_767_323_045);
-
 /// Copies the sample's files git lists (tracked, and untracked but not ignored) into `dest`
 /// without the engine's crates, and commits them with a fixed author and date, so two
-/// copies have the same commit id.
+/// copies have the same commit id. The files are as new as the copy: a build in it builds
+/// the sample's own crates afresh (see `shared_copy` for copies that share a build).
 pub fn copy_workspace(dest: &Path) {
+    copy_sample(dest);
+    commit_copy(dest);
+}
+
+fn copy_sample(dest: &Path) {
     let root = repo_root();
     let listed =
         run_in(&root, "git", &["ls-files", "-z", "--cached", "--others", "--exclude-standard"]);
@@ -49,22 +50,93 @@ pub fn copy_workspace(dest: &Path) {
     // Cargo.lock loses the engine's packages here, not in the first build (which would make
     // the work tree dirty).
     run_in(dest, "cargo", &["metadata", "--format-version", "1", "--offline"]);
-    set_times(dest);
+}
+
+fn commit_copy(dest: &Path) {
     run_in(dest, "git", &["init", "-q", "-b", "main"]);
     commit_all(dest, "copy of the repository under test");
 }
 
-/// Sets every file under `dir` to `COPY_TIME`.
-fn set_times(dir: &Path) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            set_times(&path);
-        } else {
-            let file = std::fs::File::options().write(true).open(&path).unwrap();
-            file.set_modified(std::time::UNIX_EPOCH + COPY_TIME).unwrap();
+/// A copy of the sample that shares a cargo target directory with the copies before it and
+/// compiles only what differs from what was last built there. Cargo decides freshness by
+/// modification times, not content, so a copy's file gets the time the same content had in
+/// the previous copy (recorded in the target directory when that copy was dropped, edits and
+/// all), and the current time where the content differs or nothing was recorded. An edit
+/// in one test therefore never leaks its build into another.
+#[must_use = "the copy records its files for the next one when dropped"]
+pub struct SharedCopy {
+    dir: PathBuf,
+    record: PathBuf,
+}
+
+/// Copies the sample into `dest`, to build with the target directory `target`.
+pub fn shared_copy(dest: &Path, target: &Path) -> SharedCopy {
+    copy_sample(dest);
+    std::fs::create_dir_all(target).unwrap();
+    let record = target.join(".e2e-copy-times");
+    let previous: std::collections::HashMap<String, (u64, u128)> = std::fs::read_to_string(&record)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.splitn(3, ' ');
+            let nanos = fields.next()?.parse().ok()?;
+            let hash = fields.next()?.parse().ok()?;
+            Some((fields.next()?.to_owned(), (hash, nanos)))
+        })
+        .collect();
+    // Until this copy is dropped, what the target directory holds is unknown: a test that
+    // dies before then leaves no record, and the next copy counts every file as new.
+    let _ = std::fs::remove_file(&record);
+    let now = std::time::SystemTime::now();
+    for (file, hash, _) in files(dest) {
+        let time = match previous.get(&file) {
+            Some(&(recorded, nanos)) if recorded == hash => {
+                std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos as u64)
+            }
+            _ => now,
+        };
+        let handle = std::fs::File::options().write(true).open(dest.join(&file)).unwrap();
+        handle.set_modified(time).unwrap();
+    }
+    commit_copy(dest);
+    SharedCopy { dir: dest.to_owned(), record }
+}
+
+impl Drop for SharedCopy {
+    fn drop(&mut self) {
+        let lines: String = files(&self.dir)
+            .into_iter()
+            .map(|(file, hash, nanos)| format!("{nanos} {hash} {file}\n"))
+            .collect();
+        let _ = std::fs::write(&self.record, lines);
+    }
+}
+
+/// Every file under `dir` outside `.git`, `.slipway` and `target`: its relative path, a hash
+/// of its content and its modification time in nanoseconds.
+fn files(dir: &Path) -> Vec<(String, u64, u128)> {
+    use std::hash::{Hash, Hasher};
+    let mut found = Vec::new();
+    let mut next = vec![dir.to_path_buf()];
+    while let Some(current) = next.pop() {
+        for entry in std::fs::read_dir(&current).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if path.is_dir() {
+                if ![".git", ".slipway", "target"].contains(&name.to_str().unwrap_or("")) {
+                    next.push(path);
+                }
+                continue;
+            }
+            let mut hasher = std::hash::DefaultHasher::new();
+            std::fs::read(&path).unwrap().hash(&mut hasher);
+            let modified = entry.metadata().unwrap().modified().unwrap();
+            let nanos = modified.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+            let relative = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            found.push((relative, hasher.finish(), nanos));
         }
     }
+    found
 }
 
 /// Commits everything in `dir` with a fixed identity and date.
