@@ -231,13 +231,13 @@ pub fn redacted(value: &serde_json::Value) -> serde_json::Value {
         if roots.iter().any(|root| s.starts_with(root.as_str())) {
             return "[path]".to_owned();
         }
-        let s = hex.replace_all(s, "[hex]");
+        let s = uuid.replace_all(s, "[uuid]");
+        let s = hex.replace_all(&s, "[hex]");
         let s = commit.replace_all(&s, "[commit]");
         let s = version.replace_all(&s, "$1-[commit]");
         let s = short.replace_all(&s, "${1}[short]");
         let s = executable.replace_all(&s, "-[hash]");
         let s = keyid.replace_all(&s, "[keyid]");
-        let s = uuid.replace_all(&s, "[uuid]");
         duration.replace_all(&s, "[duration]").into_owned()
     };
     match value {
