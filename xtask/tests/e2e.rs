@@ -335,6 +335,7 @@ fn failing_and_interrupted_integration_runs_leave_no_process_behind() {
         .current_dir(dir.path())
         .env("SLIPWAY_STORE", &store)
         .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
+        .envs(common::SUITE_RELEASE_PROFILE)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -918,6 +919,13 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
     }
     let v1 = version(&first, 2);
     snapshot_documents(dir.path(), &store, &first);
+    // The promotions' commits changed no source: the next `ci` is the same version, and
+    // every image is reused.
+    let (ok, stderr) = run_signed(dir.path(), &store, &key, &["ci"]);
+    assert!(ok, "{stderr}");
+    for service in ["shop-catalog", "shop-orders", "shop-shipping"] {
+        assert!(stderr.contains(&format!("reused {service}:{v1} ")), "{stderr}");
+    }
     assert!(run_signed(dir.path(), &store, &key, &["promote", "prod"]).1.contains("already runs"));
     assert_eq!(
         run_in(dir.path(), "git", &["status", "--porcelain"]),

@@ -1,7 +1,8 @@
-//! What the source is: the HEAD commit, its time (the build's `SOURCE_DATE_EPOCH`),
-//! whether the work tree is dirty, and which files git tracks.
+//! What the source is: the newest commit that changed the source (not only the ledger), its
+//! time (the build's `SOURCE_DATE_EPOCH`), whether the work tree is dirty, and which files
+//! git tracks.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::determinism::SourceDateEpoch;
 use crate::shell::{CommandError, Shell, cmd};
@@ -9,9 +10,10 @@ use crate::shell::{CommandError, Shell, cmd};
 /// The source a build is made from.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Source {
-    /// The full HEAD commit id.
+    /// The full id of the newest commit that changed something outside the ledger: a
+    /// promotion's commit does not make the same source a new version.
     pub commit: String,
-    /// The HEAD commit time.
+    /// That commit's time.
     pub epoch: SourceDateEpoch,
     /// Whether tracked files differ from HEAD or untracked, unignored files exist.
     pub dirty: bool,
@@ -31,8 +33,9 @@ pub enum SourceError {
 }
 
 impl Source {
-    /// Reads the source facts of the repository the shell is rooted in.
-    pub fn inspect(shell: &Shell) -> Result<Source, SourceError> {
+    /// Reads the source facts of the repository the shell is rooted in; `ledger` is the
+    /// ledger's folder, whose commits change no source.
+    pub fn inspect(shell: &Shell, ledger: &Path) -> Result<Source, SourceError> {
         let sh = shell.sh();
         // Only an existing repository without a commit is "no commit"; git missing, not a
         // repository, or git refusing the directory keep their own error.
@@ -40,7 +43,14 @@ impl Source {
             shell.read(cmd!(sh, "git rev-parse --is-inside-work-tree").quiet())?;
             return Err(SourceError::NoCommit);
         }
-        let head = shell.read(cmd!(sh, "git log -1 --format=%H%x20%ct").quiet())?;
+        let outside = format!(":(exclude){}", ledger.display());
+        let source =
+            shell.read(cmd!(sh, "git log -1 --format=%H%x20%ct -- . {outside}").quiet())?;
+        // A history of ledger commits only (a fresh repository of manifests) has HEAD.
+        let head = match source.trim() {
+            "" => shell.read(cmd!(sh, "git log -1 --format=%H%x20%ct").quiet())?,
+            _ => source,
+        };
         let (commit, time) =
             head.trim().split_once(' ').ok_or_else(|| SourceError::Unexpected(head.clone()))?;
         let epoch = time.parse().map_err(|_| SourceError::Unexpected(head.clone()))?;

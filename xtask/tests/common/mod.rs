@@ -178,10 +178,21 @@ pub fn run_in(dir: &Path, program: &str, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// How this suite's copies build the sample for release: without LTO, in 16 codegen units,
+/// at opt-level 1 — a fraction of the compile time of the release profile `ci` uses for
+/// real, through the same engine (cargo reads these as overrides of `[profile.release]`).
+/// Nothing a test checks depends on them: the images are just as reproducible.
+pub const SUITE_RELEASE_PROFILE: [(&str, &str); 3] = [
+    ("CARGO_PROFILE_RELEASE_LTO", "off"),
+    ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
+    ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1"),
+];
+
 /// The xtask binary, run in `dir` with its store at `store`.
 pub fn xtask(dir: &Path, store: &Path) -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("xtask").unwrap();
     cmd.current_dir(dir).env("SLIPWAY_STORE", store).env_remove("CI");
+    cmd.envs(SUITE_RELEASE_PROFILE);
     cmd
 }
 
