@@ -155,6 +155,10 @@ pub struct Promote {
     /// Why the waived tests may fail; recorded, signed, in the ledger entry
     #[arg(long, value_name = "TEXT", requires = "waive")]
     pub reason: Option<String>,
+    /// Share the ledger through this git remote: fetch its ledger branch, decide on it, push
+    /// fast-forward only (default: `[ledger]` in infra/environments.toml, else this clone only)
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
     /// Show the plan (gates, what would run and be replayed, or the state that would be
     /// recorded) without starting, signing or writing anything
     #[arg(long)]
@@ -174,6 +178,10 @@ pub struct Quarantine {
     /// Release the build from quarantine instead
     #[arg(long)]
     pub release: bool,
+    /// Share the ledger through this git remote: fetch its ledger branch, decide on it, push
+    /// fast-forward only (default: `[ledger]` in infra/environments.toml, else this clone only)
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
     /// Show the plan (gates, what would run and be replayed, or the state that would be
     /// recorded) without starting, signing or writing anything
     #[arg(long)]
@@ -190,6 +198,10 @@ pub struct Rollback {
     /// The ledger commit of the earlier state [default: the state before the current one]
     #[arg(long, value_name = "COMMIT")]
     pub to: Option<String>,
+    /// Share the ledger through this git remote: fetch its ledger branch, decide on it, push
+    /// fast-forward only (default: `[ledger]` in infra/environments.toml, else this clone only)
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
     /// Show the plan (gates, what would run and be replayed, or the state that would be
     /// recorded) without starting, signing or writing anything
     #[arg(long)]

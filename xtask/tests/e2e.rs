@@ -1260,3 +1260,110 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
     assert_eq!(run_in(dir.path(), "git", &["status", "--porcelain"]), "", "the work tree is clean");
     assert!(run_local(dir.path(), &store, &["verify", "--env", "dev"]).0);
 }
+
+/// Spawns `xtask promote <args>` in `dir`, signing with `key`.
+fn spawn_signed_promote(
+    dir: &Path,
+    store: &Path,
+    key: &Path,
+    args: &[&str],
+) -> std::process::Child {
+    Command::new(assert_cmd::cargo::cargo_bin("xtask"))
+        .arg("promote")
+        .args(args)
+        .current_dir(dir)
+        .env("SLIPWAY_STORE", store)
+        .env("SLIPWAY_SIGNING_KEY", key)
+        .env_remove("CI")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn two_clones_promote_through_one_remote_and_its_ledger_stays_linear() {
+    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
+    let out = tempfile::tempdir().unwrap();
+    let store = out.path().join("store");
+    let key = out.path().join("release.key");
+    xtask(dir.path(), &store)
+        .args(["keygen", "release", "--out", key.to_str().unwrap(), "--trust", "dev"])
+        .assert()
+        .success();
+    commit_all(dir.path(), "trust the release key");
+    let built = |dir: &Path| {
+        assert!(run_signed(dir, &store, &key, &["ci"]).0);
+        let latest = std::fs::read(dir.join(".slipway/builds/latest.dsse.json")).unwrap();
+        let statement = slipway::attest::manifest::unverified_statement(&latest).unwrap();
+        statement.predicate.build_definition.internal_parameters.version
+    };
+    let v1 = built(dir.path());
+    edit(&dir.path().join("README.md"), "# Slipway", "# Slipway (second build)");
+    commit_all(dir.path(), "a second build");
+    let v2 = built(dir.path());
+
+    // The ledger's home: a bare remote. Release bots work in clones of it.
+    let remote = out.path().join("ledger.git");
+    run_in(
+        out.path(),
+        "git",
+        &["clone", "-q", "--bare", dir.path().to_str().unwrap(), "ledger.git"],
+    );
+    let clone = |name: &str| {
+        run_in(out.path(), "git", &["clone", "-q", remote.to_str().unwrap(), name]);
+        let path = out.path().join(name);
+        run_in(&path, "git", &["config", "user.name", &format!("Bot {name}")]);
+        run_in(&path, "git", &["config", "user.email", &format!("{name}@slipway.invalid")]);
+        path
+    };
+    let (a, b) = (clone("a"), clone("b"));
+    let promote = |dir: &Path, args: &[&str]| {
+        let mut all = vec!["promote", "dev", "--remote", "origin"];
+        all.extend_from_slice(args);
+        run_signed(dir, &store, &key, &all)
+    };
+    let (ok, stderr) = promote(&a, &["--build", &v1]);
+    assert!(ok, "{stderr}");
+
+    // A promotion needs no clean work tree of unrelated files, and leaves them alone.
+    std::fs::write(b.join("NOTES.md"), "the bot's own notes\n").unwrap();
+    edit(&b.join("README.md"), "# Slipway", "# Slipway (edited, not committed)");
+
+    // Both bots at once, each moving one service to v2: both land, one after the other.
+    let racers = [
+        spawn_signed_promote(
+            &a,
+            &store,
+            &key,
+            &["dev", "--remote", "origin", "--build", &v2, "--only", "shop-catalog"],
+        ),
+        spawn_signed_promote(
+            &b,
+            &store,
+            &key,
+            &["dev", "--remote", "origin", "--build", &v2, "--only", "shop-shipping"],
+        ),
+    ];
+    for racer in racers {
+        let output = racer.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let story = ledger_log(&remote, "dev");
+    assert_eq!(story.len(), 3, "one entry per promotion, none lost: {story:?}");
+    let merges = run_in(&remote, "git", &["rev-list", "--min-parents=2", "main"]);
+    assert_eq!(merges, "", "the remote's ledger is linear");
+    assert_eq!(std::fs::read_to_string(b.join("NOTES.md")).unwrap(), "the bot's own notes\n");
+    assert!(std::fs::read_to_string(b.join("README.md")).unwrap().contains("not committed"));
+
+    // A third clone sees the whole story and verifies it.
+    let c = clone("c");
+    let (ok, stderr) = run_signed(&c, &store, &key, &["verify", "--env", "dev"]);
+    assert!(ok, "{stderr}");
+    let dev = &status(&c, &store)[0]["state"]["services"];
+    assert_eq!(dev["shop-catalog"]["reference"], format!("shop-catalog:{v2}"), "{dev}");
+    assert_eq!(dev["shop-shipping"]["reference"], format!("shop-shipping:{v2}"), "{dev}");
+    assert_eq!(dev["shop-orders"]["reference"], format!("shop-orders:{v1}"), "{dev}");
+}

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::model::digest::Digest;
+use crate::model::environments::SharedLedger;
 use crate::model::layout::Layout;
 use crate::shell::{Shell, cmd};
 
@@ -81,6 +82,8 @@ pub enum LedgerError {
         "ledger: another change landed on the branch first (expected {expected}); nothing was recorded"
     )]
     Raced { expected: String },
+    #[error("ledger: the remote `{remote}`: {why}")]
+    Remote { remote: String, why: String },
     #[error("ledger: cannot write `{path}`: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -98,6 +101,9 @@ impl crate::error::Hint for LedgerError {
             LedgerError::Raced { .. } => {
                 Some("run the command again: it starts from the new state".to_owned())
             }
+            LedgerError::Remote { remote, .. } => Some(format!(
+                "nothing was recorded; check that this clone can fetch from and push to `{remote}` (`git remote -v`, `git fetch {remote}`), then run the command again"
+            )),
             _ => None,
         }
     }
@@ -111,23 +117,62 @@ fn git(e: impl std::fmt::Display) -> LedgerError {
 /// was when it was pinned: every read sees that one commit, and a write lands only if HEAD
 /// is still that commit. A decision made on what a pinned ledger read can never be
 /// recorded on top of a state it did not see.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Ledger {
     root: PathBuf,
     /// The ledger's folder in the repository (`Layout::ledger`), `/`-separated.
     dir: String,
+    /// Where the ledger is shared: reads come from that remote branch, fetched by `pin`, and
+    /// a change is pushed there fast-forward only. None: this clone's HEAD.
+    remote: Option<SharedLedger>,
     pinned: Option<gix::ObjectId>,
 }
 
 impl Ledger {
     pub fn new(root: &Path, layout: &Layout) -> Ledger {
-        Ledger { root: root.to_owned(), dir: layout.ledger.display().to_string(), pinned: None }
+        Ledger {
+            root: root.to_owned(),
+            dir: layout.ledger.display().to_string(),
+            remote: None,
+            pinned: None,
+        }
     }
 
-    /// This ledger, pinned at the current HEAD.
+    /// This ledger shared through `remote` (when some): every `pin` fetches its branch there
+    /// and reads that tip; a change is a commit on that tip, pushed fast-forward only, and a
+    /// rejected push is a lost race like a moved HEAD.
+    pub fn shared(self, remote: Option<SharedLedger>) -> Ledger {
+        Ledger { remote, ..self }
+    }
+
+    /// This ledger, pinned at the current HEAD — or, shared, at its remote branch's tip,
+    /// fetched now.
     pub fn pin(&self) -> Result<Ledger, LedgerError> {
-        let head = self.open()?.head_id().map_err(git)?.detach();
-        Ok(Ledger { root: self.root.clone(), dir: self.dir.clone(), pinned: Some(head) })
+        let tip = match &self.remote {
+            None => self.open()?.head_id().map_err(git)?.detach(),
+            Some(shared) => self.fetch(shared)?,
+        };
+        Ok(Ledger { pinned: Some(tip), ..self.clone() })
+    }
+
+    /// Fetches the shared ledger's branch and returns its tip.
+    fn fetch(&self, shared: &SharedLedger) -> Result<gix::ObjectId, LedgerError> {
+        let (remote, branch) = (&shared.remote, &shared.branch);
+        let shell = Shell::new(&self.root).map_err(|e| self.remote_error(e))?;
+        let sh = shell.sh();
+        let refspec = format!("+refs/heads/{branch}:refs/remotes/{remote}/{branch}");
+        shell
+            .read(cmd!(sh, "git fetch --quiet --no-tags {remote} {refspec}").quiet())
+            .map_err(|e| self.remote_error(e))?;
+        let repo = self.open()?;
+        let tracking = format!("refs/remotes/{remote}/{branch}");
+        let mut reference = repo.find_reference(tracking.as_str()).map_err(git)?;
+        Ok(reference.peel_to_id().map_err(git)?.detach())
+    }
+
+    fn remote_error(&self, e: impl std::fmt::Display) -> LedgerError {
+        let remote = self.remote.as_ref().map(|s| s.remote.clone()).unwrap_or_default();
+        LedgerError::Remote { remote, why: e.to_string() }
     }
 
     /// The commit reads start from: the pinned one, else HEAD.
@@ -238,6 +283,9 @@ impl Ledger {
         files: &[(String, &[u8])],
         message: &str,
     ) -> Result<String, LedgerError> {
+        if let Some(shared) = &self.remote {
+            return self.commit_and_push(shell, shared, files, message);
+        }
         let repo = self.open()?;
         let head = self.base(&repo)?;
         if repo.head_id().map_err(git)?.detach() != head.id {
@@ -273,6 +321,70 @@ impl Ledger {
         };
         self.sync_work_tree(shell);
         Ok(commit.to_string())
+    }
+
+    /// The shared ledger's write: a commit on the fetched tip (the base), pushed to the
+    /// remote branch without force, so git refuses it unless the branch is still the base.
+    /// This clone's branch follows when it was at the base (its work tree keeps every other
+    /// file: only the ledger's changed); otherwise it is left alone, and said so.
+    fn commit_and_push(
+        &self,
+        shell: &Shell,
+        shared: &SharedLedger,
+        files: &[(String, &[u8])],
+        message: &str,
+    ) -> Result<String, LedgerError> {
+        let repo = self.open()?;
+        let base = self.base(&repo)?;
+        let mut editor = repo.edit_tree(base.tree_id().map_err(git)?).map_err(git)?;
+        for (path, bytes) in files {
+            let blob = repo.write_blob(bytes).map_err(git)?;
+            editor.upsert(path, gix::object::tree::EntryKind::Blob, blob).map_err(git)?;
+        }
+        let tree = editor.write().map_err(git)?.detach();
+        let (name, email) = identity(&repo);
+        let signature = gix::actor::Signature {
+            name: name.into(),
+            email: email.into(),
+            time: gix::date::Time::now_local_or_utc(),
+        };
+        let commit = gix::objs::Commit {
+            tree,
+            parents: [base.id].into(),
+            author: signature.clone(),
+            committer: signature,
+            encoding: None,
+            message: message.into(),
+            extra_headers: Vec::new(),
+        };
+        let id = repo.write_object(&commit).map_err(git)?.detach();
+        let (remote, branch) = (&shared.remote, &shared.branch);
+        let target = format!("{id}:refs/heads/{branch}");
+        let sh = shell.sh();
+        if let Err(e) =
+            shell.read(cmd!(sh, "git push --quiet --porcelain {remote} {target}").quiet())
+        {
+            // Refused because the branch moved on, or the remote could not be reached?
+            let now = self.fetch(shared)?;
+            return Err(if now != base.id {
+                LedgerError::Raced { expected: base.id.to_string() }
+            } else {
+                self.remote_error(e)
+            });
+        }
+        let local = format!("refs/heads/{branch}");
+        let (new, old) = (id.to_string(), base.id.to_string());
+        let followed = shell.read(cmd!(sh, "git update-ref {local} {new} {old}").quiet()).is_ok();
+        let checked_out =
+            repo.head_name().ok().flatten().is_some_and(|head| head.as_bstr() == local.as_str());
+        if followed && checked_out {
+            self.sync_work_tree(shell);
+        } else if !followed {
+            eprintln!(
+                "note: the ledger moved on {remote}/{branch}; this clone's {branch} was elsewhere and is left as it is (`git pull` brings the ledger here)"
+            );
+        }
+        Ok(new)
     }
 }
 

@@ -77,6 +77,8 @@ pub struct Environment {
 pub struct Environments {
     /// Where they are declared, relative to the workspace root.
     pub file: PathBuf,
+    /// Where the ledger is shared (`[ledger]`): none keeps it in this clone only.
+    pub ledger: Option<SharedLedger>,
     defaults: Params,
     chain: Vec<Environment>,
 }
@@ -108,11 +110,28 @@ impl Default for Environments {
                 services: BTreeMap::new(),
             })
             .collect();
-        Environments { file: Layout::default().environments(), defaults: builtin_defaults(), chain }
+        Environments {
+            file: Layout::default().environments(),
+            ledger: None,
+            defaults: builtin_defaults(),
+            chain,
+        }
     }
 }
 
 impl Environments {
+    /// Where the ledger is shared: `remote` when named (on `[ledger]`'s branch, else
+    /// `main`), else what `[ledger]` declares, else nowhere.
+    pub fn shared_ledger(&self, remote: Option<&str>) -> Option<SharedLedger> {
+        match (remote, &self.ledger) {
+            (Some(remote), declared) => Some(SharedLedger {
+                remote: remote.to_owned(),
+                branch: declared.as_ref().map_or_else(|| "main".to_owned(), |d| d.branch.clone()),
+            }),
+            (None, declared) => declared.clone(),
+        }
+    }
+
     /// The environment names, first to last.
     pub fn names(&self) -> impl Iterator<Item = &Name> {
         self.chain.iter().map(|e| &e.name)
@@ -226,12 +245,18 @@ impl Environments {
             MetadataErrors(vec![failure("", format!("not valid TOML: {e}"))])
         })?;
         let mut errors = Vec::new();
-        for (key, _) in document.iter().filter(|(k, _)| !["environment", "defaults"].contains(k)) {
+        for (key, _) in
+            document.iter().filter(|(k, _)| !["environment", "defaults", "ledger"].contains(k))
+        {
             errors.push(failure(
                 key,
-                "unknown key: expected `[defaults]` and `[[environment]]` tables",
+                "unknown key: expected `[defaults]`, `[[environment]]` and `[ledger]` tables",
             ));
         }
+        let ledger = match document.get("ledger") {
+            None => None,
+            Some(item) => read_ledger(item, &mut errors),
+        };
         let defaults = match document.get("defaults").and_then(Item::as_table_like) {
             Some(table) => read_params(table, "defaults", &[], &mut errors),
             None if document.contains_key("defaults") => {
@@ -256,7 +281,7 @@ impl Environments {
             Some(_) => errors.push(failure("environment", "expected `[[environment]]` tables")),
         }
         if errors.is_empty() {
-            Ok(Environments { file: Layout::default().environments(), defaults, chain })
+            Ok(Environments { file: Layout::default().environments(), ledger, defaults, chain })
         } else {
             Err(MetadataErrors(errors))
         }
@@ -486,6 +511,49 @@ pub fn parse_duration(text: &str) -> Option<u64> {
     number.checked_mul(scale)
 }
 
+/// The git remote the ledger is shared through, and the branch it lives on there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SharedLedger {
+    /// A remote of this clone, e.g. `origin`.
+    pub remote: String,
+    /// `main` by default: the manifests beside the code.
+    pub branch: String,
+}
+
+/// `[ledger]`: `remote` (required) and `branch` (default `main`).
+fn read_ledger(item: &Item, errors: &mut Vec<MetadataError>) -> Option<SharedLedger> {
+    let Some(table) = item.as_table_like() else {
+        errors.push(failure("ledger", "expected a table with `remote` and `branch`"));
+        return None;
+    };
+    for (key, _) in table.iter().filter(|(k, _)| !["remote", "branch"].contains(k)) {
+        errors.push(failure(&format!("ledger.{key}"), "unknown key: expected `remote`, `branch`"));
+    }
+    let text = |key: &str, errors: &mut Vec<MetadataError>| match table.get(key) {
+        None => None,
+        Some(value) => match value.as_str().filter(|s| !s.trim().is_empty() && !s.starts_with('-'))
+        {
+            Some(text) => Some(text.to_owned()),
+            None => {
+                errors.push(failure(
+                    &format!("ledger.{key}"),
+                    "expected a git remote or branch name",
+                ));
+                None
+            }
+        },
+    };
+    let remote = text("remote", errors);
+    let branch = text("branch", errors).unwrap_or_else(|| "main".to_owned());
+    if remote.is_none() && !table.contains_key("remote") {
+        errors.push(failure(
+            "ledger.remote",
+            "missing: the git remote to share the ledger through, e.g. `origin`",
+        ));
+    }
+    Some(SharedLedger { remote: remote?, branch })
+}
+
 /// A problem in the declaration; `load` names the file it read.
 fn failure(key: &str, message: impl Into<String>) -> MetadataError {
     MetadataError {
@@ -557,6 +625,36 @@ mod tests {
         let want: Vec<(&str, bool)> = expected.iter().map(|(key, _)| (*key, true)).collect();
         assert_eq!(got, want, "{errors:#?}");
         assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    }
+
+    #[test]
+    fn the_ledger_is_shared_where_declared_or_named() {
+        let declared = format!("{SAMPLE}\n[ledger]\nremote = \"origin\"\nbranch = \"ledger\"\n");
+        let envs = Environments::parse(&declared).unwrap();
+        let shared = |remote: &str, branch: &str| {
+            Some(SharedLedger { remote: remote.to_owned(), branch: branch.to_owned() })
+        };
+        assert_eq!(envs.shared_ledger(None), shared("origin", "ledger"));
+        assert_eq!(envs.shared_ledger(Some("upstream")), shared("upstream", "ledger"));
+        let plain = Environments::parse(SAMPLE).unwrap();
+        assert_eq!(plain.shared_ledger(None), None);
+        assert_eq!(plain.shared_ledger(Some("origin")), shared("origin", "main"));
+        let default_branch = format!("{SAMPLE}\n[ledger]\nremote = \"origin\"\n");
+        let envs = Environments::parse(&default_branch).unwrap();
+        assert_eq!(envs.shared_ledger(None), shared("origin", "main"));
+    }
+
+    #[test]
+    fn a_ledger_table_without_a_remote_or_with_unknown_keys_is_refused() {
+        check(&format!("{SAMPLE}\n[ledger]\nbranch = \"main\"\n"), &[("ledger.remote", "missing")]);
+        check(
+            &format!("{SAMPLE}\n[ledger]\nremote = \"origin\"\nforce = true\n"),
+            &[("ledger.force", "unknown key")],
+        );
+        check(
+            &format!("{SAMPLE}\n[ledger]\nremote = 3\n"),
+            &[("ledger.remote", "expected a git remote")],
+        );
     }
 
     const SAMPLE: &str = r#"

@@ -100,6 +100,8 @@ pub struct Promotion {
     pub only: Vec<String>,
     pub waive: Vec<String>,
     pub reason: Option<String>,
+    /// The git remote the ledger is shared through (else `[ledger]`'s, else none).
+    pub remote: Option<String>,
     /// Show the gates and the replay plan; start, sign and record nothing.
     pub dry_run: bool,
     /// The plan as JSON on standard output (with `dry_run`).
@@ -113,9 +115,10 @@ impl Promotion {
     pub fn run(self, project: &Project) -> Result<()> {
         let workspace = project.workspace()?;
         let target = environment(&workspace, &self.environment)?;
-        let ledger = Ledger::new(&project.root, &project.layout);
+        let ledger = Ledger::new(&project.root, &project.layout)
+            .shared(workspace.environments.shared_ledger(self.remote.as_deref()));
         let waivers = Waiver::parse_all(&self.waive, self.reason.as_deref())?;
-        let build = self.build(project, &workspace, target, &ledger)?;
+        let build = self.build(project, &workspace, target, &ledger.pin()?)?;
         if self.dry_run {
             let ledger = ledger.pin()?;
             return self.show_plan(project, &workspace, target, &ledger, &build, &waivers);

@@ -20,6 +20,8 @@ use crate::report::Report;
 pub struct Rollback {
     pub environment: String,
     pub to: Option<String>,
+    /// The git remote the ledger is shared through (else `[ledger]`'s, else none).
+    pub remote: Option<String>,
     /// Show the checks and the state that would be recorded; write nothing.
     pub dry_run: bool,
     /// The plan as JSON on standard output (with `dry_run`).
@@ -54,7 +56,8 @@ impl Rollback {
             }
             .into());
         }
-        let ledger = Ledger::new(&project.root, &project.layout);
+        let ledger = Ledger::new(&project.root, &project.layout)
+            .shared(workspace.environments.shared_ledger(self.remote.as_deref()));
         if !self.dry_run {
             ledger.sync_work_tree(&project.shell);
         }

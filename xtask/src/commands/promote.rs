@@ -13,6 +13,7 @@ impl flags::Promote {
             only: self.only,
             waive: self.waive,
             reason: self.reason,
+            remote: self.remote,
             dry_run: self.dry_run,
             json: self.json,
         }

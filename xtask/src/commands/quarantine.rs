@@ -18,11 +18,13 @@ impl flags::Quarantine {
         if reason.is_empty() {
             return Err(QuarantineError::EmptyReason.into());
         }
-        let ledger = Ledger::new(&project.root, &project.layout);
+        let workspace = project.workspace()?;
+        let ledger = Ledger::new(&project.root, &project.layout)
+            .shared(workspace.environments.shared_ledger(self.remote.as_deref()));
         let (build, version) = match self.build.parse::<Digest>() {
             // Releasing needs no store: the quarantine list names the build.
             Ok(digest) if self.release => {
-                let version = ledger.quarantined()?.get(&digest).map(|q| q.version.clone());
+                let version = ledger.pin()?.quarantined()?.get(&digest).map(|q| q.version.clone());
                 (digest.clone(), version.unwrap_or_else(|| format!("build {}", digest.short())))
             }
             _ => resolve(project, &self.build)?,
@@ -117,7 +119,7 @@ impl flags::Quarantine {
     fn warn_where_running(&self, project: &Project, ledger: &Ledger, build: &Digest) -> Result<()> {
         let workspace = project.workspace()?;
         for environment in workspace.environments.chain() {
-            if let Some(change) = ledger.current(environment.name.as_str())?
+            if let Some(change) = ledger.pin()?.current(environment.name.as_str())?
                 && (change.state.build == *build
                     || change.state.services.values().any(|s| s.build == *build))
             {

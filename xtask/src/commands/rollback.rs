@@ -10,6 +10,7 @@ impl flags::Rollback {
         Rollback {
             environment: self.environment,
             to: self.to,
+            remote: self.remote,
             dry_run: self.dry_run,
             json: self.json,
         }
