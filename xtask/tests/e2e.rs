@@ -848,6 +848,18 @@ fn status(dir: &Path, store: &Path) -> Value {
     status["environments"].clone()
 }
 
+/// A release key pair made with `keygen`: the private key in `out`, trusted by `environments`
+/// in `dir` (not committed yet).
+fn release_key(dir: &Path, store: &Path, out: &Path, environments: &[&str]) -> PathBuf {
+    let key = out.join("release.key");
+    xtask(dir, store)
+        .args(["keygen", "release", "--out", key.to_str().unwrap(), "--trust"])
+        .args(environments)
+        .assert()
+        .success();
+    key
+}
+
 fn ledger_log(dir: &Path, environment: &str) -> Vec<String> {
     run_in(dir, "git", &["log", "--format=%s", "--", &format!("manifests/{environment}")])
         .lines()
@@ -862,20 +874,7 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
     let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let out = tempfile::tempdir().unwrap();
     let store = out.path().join("store");
-    let key = out.path().join("release.key");
-    xtask(dir.path(), &store)
-        .args([
-            "keygen",
-            "release",
-            "--out",
-            key.to_str().unwrap(),
-            "--trust",
-            "dev",
-            "staging",
-            "prod",
-        ])
-        .assert()
-        .success();
+    let key = release_key(dir.path(), &store, out.path(), &["dev", "staging", "prod"]);
     let environments = dir.path().join("infra/environments.toml");
     edit(&environments, "bake-time = \"10m\"", "bake-time = \"0s\"");
     edit(&environments, "bake-time = \"1h\"", "bake-time = \"0s\"");
@@ -1142,8 +1141,18 @@ fn run_local(dir: &Path, store: &Path, args: &[&str]) -> (bool, String) {
 }
 
 /// A `promote` process started in the background.
-fn spawn_promote(dir: &Path, store: &Path, args: &[&str]) -> std::process::Child {
-    Command::new(assert_cmd::cargo::cargo_bin("xtask"))
+/// Spawns `xtask promote <args>` in `dir`, signing with `key` (else the local key).
+fn spawn_promote(
+    dir: &Path,
+    store: &Path,
+    key: Option<&Path>,
+    args: &[&str],
+) -> std::process::Child {
+    let mut promote = Command::new(assert_cmd::cargo::cargo_bin("xtask"));
+    if let Some(key) = key {
+        promote.env("SLIPWAY_SIGNING_KEY", key);
+    }
+    promote
         .arg("promote")
         .args(args)
         .current_dir(dir)
@@ -1188,8 +1197,10 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
     // Three promotions of dev at once, each moving a different service to v2: each
     // replays, the losers of the race replay again on the new state, none is lost.
     let services = ["shop-catalog", "shop-orders", "shop-shipping"];
-    let racers: Vec<_> =
-        services.iter().map(|s| spawn_promote(dir.path(), &store, &["dev", "--only", s])).collect();
+    let racers: Vec<_> = services
+        .iter()
+        .map(|s| spawn_promote(dir.path(), &store, None, &["dev", "--only", s]))
+        .collect();
     for racer in racers {
         let output = racer.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -1230,7 +1241,7 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
     let mut landed = false;
     for delay in [100, 300, 600, 1000, 1500, 2200, 3000, 4000, 5500, 7500] {
         let before = run_in(dir.path(), "git", &["rev-parse", "HEAD"]);
-        let mut promote = spawn_promote(dir.path(), &store, &["dev", "--build", &v1]);
+        let mut promote = spawn_promote(dir.path(), &store, None, &["dev", "--build", &v1]);
         std::thread::sleep(Duration::from_millis(delay));
         let finished = promote.try_wait().unwrap().is_some();
         promote.kill().unwrap();
@@ -1261,26 +1272,6 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
     assert!(run_local(dir.path(), &store, &["verify", "--env", "dev"]).0);
 }
 
-/// Spawns `xtask promote <args>` in `dir`, signing with `key`.
-fn spawn_signed_promote(
-    dir: &Path,
-    store: &Path,
-    key: &Path,
-    args: &[&str],
-) -> std::process::Child {
-    Command::new(assert_cmd::cargo::cargo_bin("xtask"))
-        .arg("promote")
-        .args(args)
-        .current_dir(dir)
-        .env("SLIPWAY_STORE", store)
-        .env("SLIPWAY_SIGNING_KEY", key)
-        .env_remove("CI")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 #[test]
 fn two_clones_promote_through_one_remote_and_its_ledger_stays_linear() {
     let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
@@ -1288,17 +1279,11 @@ fn two_clones_promote_through_one_remote_and_its_ledger_stays_linear() {
     let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let out = tempfile::tempdir().unwrap();
     let store = out.path().join("store");
-    let key = out.path().join("release.key");
-    xtask(dir.path(), &store)
-        .args(["keygen", "release", "--out", key.to_str().unwrap(), "--trust", "dev"])
-        .assert()
-        .success();
+    let key = release_key(dir.path(), &store, out.path(), &["dev"]);
     commit_all(dir.path(), "trust the release key");
     let built = |dir: &Path| {
         assert!(run_signed(dir, &store, &key, &["ci"]).0);
-        let latest = std::fs::read(dir.join(".slipway/builds/latest.dsse.json")).unwrap();
-        let statement = slipway::attest::manifest::unverified_statement(&latest).unwrap();
-        statement.predicate.build_definition.internal_parameters.version
+        newest_version(dir)
     };
     let v1 = built(dir.path());
     edit(&dir.path().join("README.md"), "# Slipway", "# Slipway (second build)");
@@ -1334,16 +1319,16 @@ fn two_clones_promote_through_one_remote_and_its_ledger_stays_linear() {
 
     // Both bots at once, each moving one service to v2: both land, one after the other.
     let racers = [
-        spawn_signed_promote(
+        spawn_promote(
             &a,
             &store,
-            &key,
+            Some(&key),
             &["dev", "--remote", "origin", "--build", &v2, "--only", "shop-catalog"],
         ),
-        spawn_signed_promote(
+        spawn_promote(
             &b,
             &store,
-            &key,
+            Some(&key),
             &["dev", "--remote", "origin", "--build", &v2, "--only", "shop-shipping"],
         ),
     ];
