@@ -36,6 +36,8 @@ pub enum Command {
     Status(Status),
     /// Show the promotion chain and every service's resolved configuration per environment
     Environments(Environments),
+    /// What differs between two environments: per service, versions, commits and suites
+    Changes(Changes),
     /// Make a signing key pair: the private key outside the repository, the public key in infra/keys/
     Keygen(Keygen),
     /// Scaffold a service and its integration tests, and add both to the workspace
@@ -214,6 +216,17 @@ pub struct Rollback {
 #[derive(Debug, clap::Args)]
 pub struct Status {
     /// Print the ledger's current state of every environment as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Changes {
+    /// The environment to compare from, e.g. `prod`
+    pub from: String,
+    /// The environment to compare to, e.g. `staging`: its commits that `from` lacks are listed
+    pub to: String,
+    /// Print the comparison as JSON on standard output
     #[arg(long)]
     pub json: bool,
 }

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
             Command::Promote(promote) => promote.run(&project),
             Command::Rollback(rollback) => rollback.run(&project),
             Command::Status(status) => status.run(&project),
+            Command::Changes(changes) => changes.run(&project),
             Command::Quarantine(quarantine) => quarantine.run(&project),
             Command::Test(test) => test.run(&project),
             Command::RunTests(_) => unreachable!("handled above"),

@@ -1075,6 +1075,40 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
     let entry = slipway::attest::dsse::base64_decode(entry["payload"].as_str().unwrap()).unwrap();
     let entry: Value = serde_json::from_slice(&entry).unwrap();
     assert_eq!(entry["waivers"][0]["reason"], "the range shrinks on purpose");
+
+    // What changed where: dev runs the smaller range, staging the build before it.
+    let output =
+        xtask(dir.path(), &store).args(["changes", "staging", "dev", "--json"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let changes: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let service = |name: &str| {
+        changes["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["service"] == name)
+            .unwrap()
+            .clone()
+    };
+    let catalog = service("shop-catalog");
+    let subjects: Vec<&str> = catalog["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["a smaller range"], "{changes:#}");
+    assert_eq!(catalog["same"], false);
+    assert_eq!(catalog["suites_only_in_to"].as_array().unwrap().len(), 1, "{changes:#}");
+    let orders = service("shop-orders");
+    assert_eq!(
+        orders["commits"],
+        serde_json::json!([]),
+        "nothing touched shop-orders: {changes:#}"
+    );
+    let text = xtask(dir.path(), &store).args(["changes", "staging", "dev"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("a smaller range (in dev)"), "{text}");
     let stale_state =
         run_in(dir.path(), "git", &["log", "-1", "--format=%H", "--", "manifests/dev"]);
 

@@ -128,6 +128,8 @@ pub fn base64_decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     STANDARD.decode(text)
 }
 
+impl crate::error::Hint for DsseError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! entry that put it there, one git commit per change written with gix. The branch update
 //! is a compare-and-swap, so of two racing writers exactly one wins and the other is told.
 
+pub mod changes;
 pub mod entry;
 pub mod quarantine;
 

@@ -96,6 +96,15 @@ impl flags::Status {
             let verdict = if across[name].same { "same everywhere" } else { "DIFFERS" };
             println!("{line} {verdict}");
         }
+        if across.values().any(|a| !a.same) {
+            let chain: Vec<&str> = workspace.environments.names().map(|n| n.as_str()).collect();
+            if let [.., before, last] = chain.as_slice() {
+                println!();
+                println!(
+                    "what differs, commit by commit: `cargo xtask changes <env> <env>`, e.g. `cargo xtask changes {last} {before}`"
+                );
+            }
+        }
         if !quarantined.is_empty() {
             println!();
             for (build, q) in &quarantined {
