@@ -1,12 +1,13 @@
-//! Slipway's release engine: every command's logic, one folder per stage of the pipeline,
-//! listed here in order; a room may use the rooms above it, never one below it (checked by
-//! the layering tidy test in `xtask/tests/tidy.rs` against ARCHITECTURE.md).
+//! Slipway's release engine: every command's logic, one folder per stage of the pipeline.
+//! ARCHITECTURE.md's `## Layers` lists the rooms in order; a room may use the rooms before
+//! it, never one after it (checked by the layering tidy test in `xtask/tests/tidy.rs`).
 
 pub mod attest;
 pub mod build;
 pub mod ci;
 pub mod determinism;
 pub mod error;
+pub mod hooks;
 pub mod ledger;
 pub mod model;
 pub mod project;

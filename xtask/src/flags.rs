@@ -44,6 +44,8 @@ pub enum Command {
     NewService(NewService),
     /// Run Slipway's own test suite, installing the Debian tools it needs when root
     Test(Test),
+    /// The git pre-commit hook: format, declarations and the secrets scan of staged files
+    Hooks(Hooks),
 }
 
 #[derive(Debug, clap::Args)]
@@ -229,4 +231,20 @@ pub struct Changes {
     /// Print the comparison as JSON on standard output
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Hooks {
+    #[command(subcommand)]
+    pub action: HookAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HookAction {
+    /// Write the pre-commit hook (never over a hook Slipway did not write)
+    Install,
+    /// Remove the pre-commit hook Slipway wrote
+    Uninstall,
+    /// Run the hook's checks now, on what is staged
+    Run,
 }

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             Command::Changes(changes) => changes.run(&project),
             Command::Quarantine(quarantine) => quarantine.run(&project),
             Command::Test(test) => test.run(&project),
+            Command::Hooks(hooks) => hooks.run(&project),
             Command::RunTests(_) => unreachable!("handled above"),
         });
     report(result)

@@ -283,3 +283,66 @@ fn ledger_commands_refuse_bad_input_and_say_what_to_do() {
     assert_eq!(head(), before, "a refused command records nothing");
     assert_eq!(common::run_in(dir.path(), "git", &["status", "--porcelain"]), "");
 }
+
+#[test]
+fn the_pre_commit_hook_refuses_a_staged_secret_and_passes_a_clean_commit() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    copy_workspace(dir.path());
+    let store = dir.path().join("store");
+    xtask(dir.path(), &store).args(["hooks", "install"]).assert().success();
+    let hook = dir.path().join(".git/hooks/pre-commit");
+    assert!(std::fs::read_to_string(&hook).unwrap().contains(slipway::hooks::MARKER));
+
+    // The hook runs `cargo xtask hooks run`; this copy holds no xtask package, so a shim
+    // `cargo` first on PATH hands `cargo xtask` to the binary under test.
+    let shim = tempfile::tempdir().unwrap();
+    let real_cargo = std::env::var("CARGO").unwrap();
+    let xtask_bin = assert_cmd::cargo::cargo_bin("xtask");
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = xtask ]; then shift; exec {} \"$@\"; fi\nexec {real_cargo} \"$@\"\n",
+        xtask_bin.display()
+    );
+    std::fs::write(shim.path().join("cargo"), script).unwrap();
+    std::fs::set_permissions(shim.path().join("cargo"), std::fs::Permissions::from_mode(0o755))
+        .unwrap();
+    let path = format!("{}:{}", shim.path().display(), std::env::var("PATH").unwrap());
+    let commit = |message: &str| {
+        let output = std::process::Command::new("git")
+            .args(["-c", "user.name=Dev", "-c", "user.email=dev@slipway.invalid"])
+            .args(["commit", "-q", "-m", message])
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env("SLIPWAY_STORE", &store)
+            .output()
+            .unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+
+    let key = format!("-----BEGIN {}-----\nMIGHAgEAMBMGByqGSM49\n", "EC PRIVATE KEY");
+    std::fs::write(dir.path().join("services/shop-orders/deploy.pem"), key).unwrap();
+    common::run_in(dir.path(), "git", &["add", "services/shop-orders/deploy.pem"]);
+    // Deleted from the work tree but still staged: the commit would hold it.
+    std::fs::remove_file(dir.path().join("services/shop-orders/deploy.pem")).unwrap();
+    let (ok, stderr) = commit("add a key by mistake");
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains("step `secrets` failed"), "{stderr}");
+    assert!(stderr.contains("services/shop-orders/deploy.pem:1: private key"), "{stderr}");
+
+    common::run_in(dir.path(), "git", &["rm", "-q", "--cached", "services/shop-orders/deploy.pem"]);
+    std::fs::write(dir.path().join("NOTES.md"), "nothing secret\n").unwrap();
+    common::run_in(dir.path(), "git", &["add", "NOTES.md"]);
+    let (ok, stderr) = commit("notes");
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("ok   secrets (1 staged files"), "{stderr}");
+
+    xtask(dir.path(), &store).args(["hooks", "uninstall"]).assert().success();
+    assert!(!hook.exists());
+    std::fs::write(&hook, "#!/bin/sh\nexit 0\n").unwrap();
+    xtask(dir.path(), &store)
+        .args(["hooks", "install"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("a pre-commit hook Slipway did not write"));
+    assert_eq!(std::fs::read_to_string(&hook).unwrap(), "#!/bin/sh\nexit 0\n");
+}

@@ -3,6 +3,7 @@
 mod changes;
 mod ci;
 mod environments;
+mod hooks;
 mod images;
 mod keygen;
 mod new_service;
