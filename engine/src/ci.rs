@@ -352,7 +352,7 @@ fn build_images(
         let binary = read_file(path)?;
         let labels = labels(plan, planned);
         let key = Cache::key(&ImageInputs {
-            format: "slipway-image-v2",
+            format: "slipway-image-v3",
             reference: &planned.reference,
             binary: &Digest::of(&binary),
             epoch: plan.source.epoch.0,

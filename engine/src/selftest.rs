@@ -13,6 +13,7 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("nix-instantiate", "nix-bin"),
     ("openssl", "openssl"),
     ("jq", "jq"),
+    ("promtool", "prometheus"),
 ];
 
 /// Python modules the independent checks import, with the pip requirement providing each.

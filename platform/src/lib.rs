@@ -8,6 +8,8 @@
 //! | `<ROLE>_URL` | base URL of the dependency with that role: the role upper-cased, `-` replaced by `_` (role `catalog` reads `CATALOG_URL`) | none, required |
 //! | `LOG_LEVEL` | `error`, `warn`, `info` or `debug` | `info` |
 //! | `SLIPWAY_ENV` | the environment the service runs in (`local`, `ci`, `production`, ...) | `local` |
+//! | `SLIPWAY_VERSION` | the build version the service runs (the image's configuration sets it) | `unknown` |
+//! | `SLIPWAY_COMMIT` | the source commit of that build (the image's configuration sets it) | `unknown` |
 //!
 //! A value that does not parse, or a missing dependency URL, is a startup error naming the variable.
 //!
@@ -15,6 +17,10 @@
 //!
 //! - `GET /health` answers `200` with `{"status":"ok","service":..,"environment":..}`
 //!   (the service's own router must not define `/health`);
+//! - `GET /metrics` answers the Prometheus text format: `slipway_http_requests_total` by
+//!   route (the route's template, e.g. `/orders/{id}`), method and status class,
+//!   `slipway_http_request_duration_seconds` (a histogram by route) and `slipway_build_info`
+//!   (service, environment, version, commit); the service writes none of it;
 //! - one JSON line per request on stdout, at `info`:
 //!   `{"level":"info","service":"shop-orders","env":"ci","method":"POST","path":"/orders","status":201,"ms":3}`;
 //!   the service's own errors are logged through [`Logger`] at `error` or `warn`, and lines less
@@ -23,6 +29,7 @@
 //! - graceful shutdown on `SIGTERM` and `SIGINT`: in-flight requests finish, then the process exits.
 
 mod log;
+mod metrics;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -31,13 +38,14 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use tokio::signal::unix::{SignalKind, signal};
 
 pub use log::{Level, Logger};
+pub use metrics::{BuildInfo, Metrics};
 
 /// The listen address used when `LISTEN_ADDR` is unset
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
@@ -47,6 +55,8 @@ pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
 pub struct Platform {
     service: &'static str,
     environment: String,
+    version: String,
+    commit: String,
     listen_addr: SocketAddr,
     logger: Logger,
     vars: HashMap<String, String>,
@@ -122,8 +132,10 @@ impl Platform {
             })?,
         };
         let environment = get("SLIPWAY_ENV").unwrap_or("local").to_owned();
+        let version = get("SLIPWAY_VERSION").unwrap_or("unknown").to_owned();
+        let commit = get("SLIPWAY_COMMIT").unwrap_or("unknown").to_owned();
         let logger = Logger::new(service, &environment, level);
-        Ok(Platform { service, environment, listen_addr, logger, vars })
+        Ok(Platform { service, environment, version, commit, listen_addr, logger, vars })
     }
 
     /// The base URL of the dependency with `role`, from `<ROLE>_URL`, without a trailing `/`
@@ -162,13 +174,26 @@ impl Platform {
         self.logger.log(level, message);
     }
 
-    /// Serves `router` plus `GET /health` on `LISTEN_ADDR` until `SIGTERM` or `SIGINT`
+    /// The metrics `serve` counts and `GET /metrics` answers.
+    pub fn metrics(&self) -> Metrics {
+        Metrics::new(BuildInfo {
+            service: self.service.to_owned(),
+            environment: self.environment.clone(),
+            version: self.version.clone(),
+            commit: self.commit.clone(),
+        })
+    }
+
+    /// Serves `router` plus `GET /health` and `GET /metrics` on `LISTEN_ADDR` until
+    /// `SIGTERM` or `SIGINT`
     pub async fn serve(self, router: Router) -> Result<(), PlatformError> {
         let health = serde_json::json!({
             "status": "ok",
             "service": self.service,
             "environment": self.environment,
         });
+        let metrics = self.metrics();
+        let exposed = metrics.clone();
         let app = router
             .route(
                 "/health",
@@ -177,7 +202,17 @@ impl Platform {
                     async move { axum::Json(body) }
                 }),
             )
-            .layer(middleware::from_fn_with_state(self.logger.clone(), log_request));
+            .route(
+                "/metrics",
+                get(move || {
+                    let text = exposed.render();
+                    async move { ([("content-type", "text/plain; version=0.0.4")], text) }
+                }),
+            )
+            .layer(middleware::from_fn_with_state(
+                Observed { logger: self.logger.clone(), metrics },
+                observe_request,
+            ));
         let io_error = |context: String| move |source| PlatformError::Io { context, source };
         let mut sigterm =
             signal(SignalKind::terminate()).map_err(io_error("cannot watch SIGTERM".into()))?;
@@ -205,13 +240,32 @@ impl Platform {
     }
 }
 
-async fn log_request(State(logger): State<Logger>, request: Request, next: Next) -> Response {
+/// Where every answered request is recorded: the request log and the metrics.
+#[derive(Debug, Clone)]
+struct Observed {
+    logger: Logger,
+    metrics: Metrics,
+}
+
+async fn observe_request(
+    State(observed): State<Observed>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(metrics::UNMATCHED, |matched| matched.as_str())
+        .to_owned();
     let response = next.run(request).await;
-    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    logger.request(method.as_str(), &path, response.status().as_u16(), ms);
+    let elapsed = started.elapsed();
+    let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    let status = response.status().as_u16();
+    observed.logger.request(method.as_str(), &path, status, ms);
+    observed.metrics.observe(&route, method.as_str(), status, elapsed);
     response
 }
 

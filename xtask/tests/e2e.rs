@@ -148,7 +148,33 @@ fn ci_builds_real_images_and_a_no_op_rerun_reuses_everything() {
     assert!(integration.iter().all(|r| r["passed"] == true));
     assert_eq!(summary["integration_reused"], false);
 
-    runc_serves_health(dir.path(), &out.path().join("bundle-shop-catalog"));
+    let version = summary["version"].as_str().unwrap().to_owned();
+    let commit = summary["commit"].as_str().unwrap().to_owned();
+    let metrics = runc_serves_health(dir.path(), &out.path().join("bundle-shop-catalog"));
+    // The platform's metrics, as Prometheus reads them: promtool accepts them, and the
+    // build info comes from the image's own configuration.
+    require("promtool");
+    let scraped = out.path().join("metrics.txt");
+    std::fs::write(&scraped, &metrics).unwrap();
+    let lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&scraped).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    let build_info = format!(
+        "slipway_build_info{{service=\"shop-catalog\",environment=\"local\",version=\"{version}\",commit=\"{commit}\"}} 1"
+    );
+    assert!(metrics.lines().any(|l| l == build_info), "{build_info} missing:\n{metrics}");
+    assert!(
+        metrics.contains("slipway_http_requests_total{service=\"shop-catalog\",route=\"/health\",method=\"GET\",status_class=\"2xx\"}"),
+        "{metrics}"
+    );
 
     let again = run_json(dir.path(), &store, "e2e-a", &["ci"]);
     assert_eq!(digests(&again), digests(&summary));
@@ -169,7 +195,9 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Starts an unpacked image with runc on the host network and asks its health endpoint.
-fn runc_serves_health(dir: &Path, bundle: &Path) {
+/// Runs the unpacked image under runc, waits for `GET /health` to answer 200, and returns
+/// what `GET /metrics` answers then.
+fn runc_serves_health(dir: &Path, bundle: &Path) -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config_path = bundle.join("config.json");
     let mut config: Value =
@@ -201,10 +229,27 @@ fn runc_serves_health(dir: &Path, bundle: &Path) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let metrics = http_body(addr, "/metrics");
     let _ = Command::new("runc").args(["kill", &id, "KILL"]).status();
     let _ = runc.wait();
     let _ = Command::new("runc").args(["delete", "--force", &id]).status();
     assert_eq!(status, Some(200), "the image under runc did not answer GET /health");
+    metrics.unwrap_or_else(|e| panic!("GET /metrics: {e}"))
+}
+
+/// The body of `GET path` over HTTP/1.0.
+fn http_body(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("answered {head}")));
+    }
+    Ok(body.to_owned())
 }
 
 #[test]

@@ -97,13 +97,24 @@ fn root_filesystem(spec: &ImageSpec) -> Result<Vec<u8>, TarError> {
     tar.to_bytes()
 }
 
+/// The image's environment: where its binary is, where it listens, and the build it is
+/// (`SLIPWAY_VERSION`, `SLIPWAY_COMMIT`: the platform's metrics report them).
+fn environment(spec: &ImageSpec) -> Vec<String> {
+    let mut env = vec![format!("PATH=/{BIN_DIR}"), format!("LISTEN_ADDR=0.0.0.0:{DEFAULT_PORT}")];
+    env.push(format!("SLIPWAY_VERSION={}", spec.tag));
+    if let Some(commit) = spec.labels.get("org.opencontainers.image.revision") {
+        env.push(format!("SLIPWAY_COMMIT={commit}"));
+    }
+    env
+}
+
 fn configuration(spec: &ImageSpec, diff_id: &Digest) -> ImageConfiguration {
     let created = spec.epoch.rfc3339();
     let labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     let config = ConfigBuilder::default()
         .user(format!("{USER_ID}:{USER_ID}"))
         .entrypoint(vec![format!("/{BIN_DIR}/{}", spec.binary_name)])
-        .env(vec![format!("PATH=/{BIN_DIR}"), format!("LISTEN_ADDR=0.0.0.0:{DEFAULT_PORT}")])
+        .env(environment(spec))
         .exposed_ports(vec![format!("{DEFAULT_PORT}/tcp")])
         .working_dir("/")
         .labels(labels)
@@ -136,6 +147,8 @@ fn configuration(spec: &ImageSpec, diff_id: &Digest) -> ImageConfiguration {
 pub struct Entrypoint {
     pub path: String,
     pub bytes: Vec<u8>,
+    /// The image's environment, `NAME=value` each, as a container runtime would give it.
+    pub env: Vec<String>,
 }
 
 /// Reads the image `digest` of `repository` back from the store and takes its entrypoint
@@ -165,6 +178,7 @@ pub fn entrypoint(
         .and_then(|e| e.first())
         .ok_or_else(|| invalid("the config has no entrypoint".to_owned()))?
         .clone();
+    let env = config.config().as_ref().and_then(|c| c.env().clone()).unwrap_or_default();
     let wanted = path.trim_start_matches('/');
     for layer in manifest.layers().iter().rev() {
         let layer_digest = Digest::from_oci(layer.digest()).map_err(|e| invalid(e.to_string()))?;
@@ -175,7 +189,7 @@ pub fn entrypoint(
             if entry.path == wanted
                 && let Content::File(bytes) = entry.content
             {
-                return Ok(Entrypoint { path, bytes });
+                return Ok(Entrypoint { path, bytes, env });
             }
         }
     }

@@ -97,14 +97,20 @@ impl Environment {
         drop(held);
         let mut environment = Environment { name, running: Vec::new() };
         for launch in launches {
-            let binary = extract_entrypoint(store, launch, run_dir)?;
+            let (binary, image_env) = extract_entrypoint(store, launch, run_dir)?;
             let port = ports[&launch.id];
             let log = run_dir.join(format!("{}.log", launch.id));
             let log_file = File::create(&log).map_err(io("create", &log))?;
             let log_err = log_file.try_clone().map_err(io("open", &log))?;
             let mut command = Command::new(&binary);
+            // The image's own environment first, as a container gets it; then the contract.
+            command.env_clear();
+            for pair in &image_env {
+                if let Some((name, value)) = pair.split_once('=') {
+                    command.env(name, value);
+                }
+            }
             command
-                .env_clear()
                 .env("PATH", "/usr/local/bin:/usr/bin:/bin")
                 .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
                 .env("SLIPWAY_ENV", environment.name.as_str())
@@ -180,12 +186,13 @@ impl Drop for Environment {
     }
 }
 
-/// Writes the image's entrypoint to `<run_dir>/bin/<image>/`, once per image digest.
+/// Writes the image's entrypoint to `<run_dir>/bin/<image>/`; returns its path and the
+/// image's environment.
 fn extract_entrypoint(
     store: &dyn Store,
     launch: &Launch,
     run_dir: &Path,
-) -> Result<PathBuf, RuntimeError> {
+) -> Result<(PathBuf, Vec<String>), RuntimeError> {
     let entry = image::entrypoint(store, &launch.repository, &launch.image)?;
     let name = Path::new(&entry.path).file_name().map(|n| n.to_owned()).unwrap_or_default();
     let dir = run_dir.join("bin").join(launch.image.short());
@@ -200,7 +207,7 @@ fn extract_entrypoint(
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(io("chmod", &tmp))?;
     fs::rename(&tmp, &path).map_err(io("write", &path))?;
-    Ok(path)
+    Ok((path, entry.env))
 }
 
 /// `GET path` over HTTP/1.0; the status code.
