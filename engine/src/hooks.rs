@@ -110,7 +110,7 @@ pub fn run(project: &Project) -> Result<()> {
     timed("secrets", &|| {
         let staged = project
             .shell
-            .read(cmd!(sh, "git diff --cached --name-only --diff-filter=ACMR -z").quiet())?;
+            .read(cmd!(sh, "git diff --cached --name-only --diff-filter=ACMRT -z").quiet())?;
         let files: Vec<PathBuf> =
             staged.split('\0').filter(|f| !f.is_empty()).map(PathBuf::from).collect();
         if files.is_empty() {
@@ -121,10 +121,11 @@ pub fn run(project: &Project) -> Result<()> {
             .tempdir()
             .map_err(|source| Error::Io { action: "create", path: std::env::temp_dir(), source })?;
         let prefix = format!("{}/", scratch.path().display());
-        let paths = &files;
-        project
-            .shell
-            .run(cmd!(sh, "git checkout-index --prefix={prefix} -- {paths...}").quiet())?;
+        // The list on standard input: a large commit would overflow the command line.
+        project.shell.run_with_input(
+            cmd!(sh, "git checkout-index --prefix={prefix} -z --stdin").quiet(),
+            staged.as_bytes(),
+        )?;
         let allow = std::fs::read_to_string(project.root.join(project.layout.secrets_allow()))
             .map(|text| AllowList::parse(&text))
             .unwrap_or_default();

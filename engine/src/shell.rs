@@ -69,6 +69,21 @@ impl Shell {
         if status.success() { Ok(()) } else { Err(CommandError::Failed { command, status }) }
     }
 
+    /// Runs `cmd` with `input` on its standard input, its output on our standard error.
+    pub fn run_with_input(&self, cmd: xshell::Cmd<'_>, input: &[u8]) -> Result<(), CommandError> {
+        use std::io::Write;
+        let command = cmd.to_string();
+        let mut process: Command = cmd.into();
+        process.stdout(std::io::stderr()).stdin(Stdio::piped());
+        let spawn = |source| CommandError::Spawn { command: command.clone(), source };
+        let mut child = process.spawn().map_err(spawn)?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input).map_err(spawn)?;
+        }
+        let status = child.wait().map_err(spawn)?;
+        if status.success() { Ok(()) } else { Err(CommandError::Failed { command, status }) }
+    }
+
     /// Runs `cmd` and returns its standard output; its standard error passes through.
     pub fn read(&self, cmd: xshell::Cmd<'_>) -> Result<String, CommandError> {
         let command = cmd.to_string();

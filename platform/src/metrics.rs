@@ -65,6 +65,13 @@ impl Metrics {
     /// Counts one answered request.
     pub fn observe(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
         let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Only the standard methods become label values: any other would let clients
+        // grow the series without bound.
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "CONNECT"
+            | "TRACE" => method,
+            _ => "other",
+        };
         let key = (route.to_owned(), method.to_owned(), status_class(status));
         *counts.requests.entry(key).or_default() += 1;
         let seconds = elapsed.as_secs_f64();
@@ -173,12 +180,14 @@ mod tests {
         m.observe("/orders/{id}", "GET", 404, Duration::from_millis(30));
         m.observe("/orders/{id}", "GET", 200, Duration::from_secs(20));
         m.observe("/orders", "POST", 201, Duration::from_millis(7));
+        m.observe(UNMATCHED, "BREW", 405, Duration::from_millis(1));
         let text = m.render();
         for line in [
             "slipway_build_info{service=\"shop-orders\",environment=\"ci\",version=\"0.1.0-0123456789ab\",commit=\"0123456789abcdef\"} 1",
             "slipway_http_requests_total{service=\"shop-orders\",route=\"/orders/{id}\",method=\"GET\",status_class=\"2xx\"} 2",
             "slipway_http_requests_total{service=\"shop-orders\",route=\"/orders/{id}\",method=\"GET\",status_class=\"4xx\"} 1",
             "slipway_http_requests_total{service=\"shop-orders\",route=\"/orders\",method=\"POST\",status_class=\"2xx\"} 1",
+            "slipway_http_requests_total{service=\"shop-orders\",route=\"unmatched\",method=\"other\",status_class=\"4xx\"} 1",
             "slipway_http_request_duration_seconds_bucket{service=\"shop-orders\",route=\"/orders/{id}\",le=\"0.005\"} 1",
             "slipway_http_request_duration_seconds_bucket{service=\"shop-orders\",route=\"/orders/{id}\",le=\"0.05\"} 2",
             "slipway_http_request_duration_seconds_bucket{service=\"shop-orders\",route=\"/orders/{id}\",le=\"10\"} 2",

@@ -34,13 +34,17 @@ pub struct ServiceChange {
     /// Both run the very same image.
     pub same: bool,
     /// Commits in the source of `to`'s version, not in `from`'s, that touch the service:
-    /// its crate, its suites, the platform crate, the workspace manifest or lockfile.
+    /// its crate, its suites, the workspace's shared crates (the platform, the suites'
+    /// support), the workspace manifest or lockfile.
     pub commits: Vec<Commit>,
     /// The same, the other way round (when `from` runs the newer source).
     pub commits_only_in_from: Vec<Commit>,
     /// Stored test packs one environment runs and the other does not.
     pub suites_only_in_from: Vec<Digest>,
     pub suites_only_in_to: Vec<Digest>,
+    /// Why the commits could not be listed, when they could not (a build not in the store,
+    /// a source commit not in this clone).
+    pub note: Option<String>,
 }
 
 /// What differs between `from` and `to`.
@@ -67,11 +71,19 @@ pub fn between(
     let mut services = Vec::new();
     for name in names {
         let (a, b) = (before.get(name), after.get(name));
+        let mut note = None;
         let (commits, commits_only_in_from) = match (a, b) {
             (Some(a), Some(b)) if a.build != b.build => {
                 let paths = inputs_of(workspace, name);
-                let (ca, cb) = (source_commit(project, a)?, source_commit(project, b)?);
-                (log(project, &ca, &cb, &paths)?, log(project, &cb, &ca, &paths)?)
+                match (source_commit(project, a), source_commit(project, b)) {
+                    (SourceCommit::Known(ca), SourceCommit::Known(cb)) => {
+                        (log(project, &ca, &cb, &paths)?, log(project, &cb, &ca, &paths)?)
+                    }
+                    (SourceCommit::Unknown { why }, _) | (_, SourceCommit::Unknown { why }) => {
+                        note = Some(why);
+                        (Vec::new(), Vec::new())
+                    }
+                }
             }
             _ => (Vec::new(), Vec::new()),
         };
@@ -88,6 +100,7 @@ pub fn between(
             commits_only_in_from,
             suites_only_in_from: pa.difference(&pb).cloned().collect(),
             suites_only_in_to: pb.difference(&pa).cloned().collect(),
+            note,
         });
     }
     Ok(Changes { from: from.to_owned(), to: to.to_owned(), services })
@@ -96,8 +109,8 @@ pub fn between(
 /// The paths whose changes can change `service`'s image or suites.
 fn inputs_of(workspace: &Workspace, service: &str) -> Vec<PathBuf> {
     let dir = |manifest: &Path| manifest.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut paths: Vec<PathBuf> =
-        ["platform", "Cargo.toml", "Cargo.lock"].iter().map(PathBuf::from).collect();
+    let mut paths: Vec<PathBuf> = ["Cargo.toml", "Cargo.lock"].iter().map(PathBuf::from).collect();
+    paths.extend(workspace.shared.iter().cloned());
     for declared in workspace.services.iter().filter(|s| s.id.to_string() == service) {
         paths.push(dir(&declared.manifest));
     }
@@ -107,11 +120,39 @@ fn inputs_of(workspace: &Workspace, service: &str) -> Vec<PathBuf> {
     paths
 }
 
-/// The source commit a running service's build was made from, read from its build manifest.
-fn source_commit(project: &Project, state: &ServiceState) -> Result<String> {
-    let envelope = manifest::stored_envelope(project.store(), &state.build)?;
-    let statement = manifest::unverified_statement(&envelope)?;
-    Ok(statement.source().commit.clone())
+/// The source commit of a running service's build, or why it is not known here.
+enum SourceCommit {
+    Known(String),
+    Unknown { why: String },
+}
+
+/// The source commit a running service's build was made from, read from its build manifest,
+/// when the store holds the build and this clone the commit.
+fn source_commit(project: &Project, state: &ServiceState) -> SourceCommit {
+    let unknown = |why: String| SourceCommit::Unknown { why };
+    let envelope = match manifest::stored_envelope(project.store(), &state.build) {
+        Ok(envelope) => envelope,
+        Err(e) => {
+            return unknown(format!(
+                "build {} is not in the store ({e}): name the store that holds it with --store",
+                state.build.short()
+            ));
+        }
+    };
+    let commit = match manifest::unverified_statement(&envelope) {
+        Ok(statement) => statement.source().commit.clone(),
+        Err(e) => return unknown(format!("build {}: {e}", state.build.short())),
+    };
+    let sh = project.shell.sh();
+    let object = format!("{commit}^{{commit}}");
+    match project.shell.read(cmd!(sh, "git cat-file -e {object}").quiet()) {
+        Ok(_) => SourceCommit::Known(commit),
+        Err(_) => unknown(format!(
+            "the source commit {} of {} is not in this clone: `git fetch` brings it",
+            &commit[..commit.len().min(12)],
+            state.reference
+        )),
+    }
 }
 
 /// Commits reachable from `to` and not from `from` that touch `paths`, newest first.

@@ -83,6 +83,8 @@ pub enum LedgerError {
         "ledger: another change landed on the branch first (expected {expected}); nothing was recorded"
     )]
     Raced { expected: String },
+    #[error("ledger: the branch is locked by another git process ({why}); nothing was recorded")]
+    Locked { why: String },
     #[error("ledger: the remote `{remote}`: {why}")]
     Remote { remote: String, why: String },
     #[error("ledger: cannot write `{path}`: {source}")]
@@ -90,9 +92,10 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
-    /// Whether another change landed first: the caller may decide again on the new state.
+    /// Whether another change landed first, or is landing (its writer holds the branch's
+    /// lock): the caller may decide again on the new state.
     pub fn is_raced(&self) -> bool {
-        matches!(self, LedgerError::Raced { .. })
+        matches!(self, LedgerError::Raced { .. } | LedgerError::Locked { .. })
     }
 }
 
@@ -102,6 +105,9 @@ impl crate::error::Hint for LedgerError {
             LedgerError::Raced { .. } => {
                 Some("run the command again: it starts from the new state".to_owned())
             }
+            LedgerError::Locked { .. } => Some(
+                "run the command again; if no git process runs, a killed one left the lock: remove the `.lock` file named above".to_owned(),
+            ),
             LedgerError::Remote { remote, .. } => Some(format!(
                 "nothing was recorded; check that this clone can fetch from and push to `{remote}` (`git remote -v`, `git fetch {remote}`), then run the command again"
             )),
@@ -156,6 +162,24 @@ impl Ledger {
         Ok(Ledger { pinned: Some(tip), ..self.clone() })
     }
 
+    /// This ledger pinned without the network: at HEAD, or, shared, at its remote branch as
+    /// last fetched (HEAD, with a warning, when it never was) — for `ci`, which reads
+    /// what the environments run but must build offline.
+    pub fn pin_offline(&self) -> Result<Ledger, LedgerError> {
+        let repo = self.open()?;
+        let tip = match self.base(&repo) {
+            Ok(commit) => commit.id,
+            Err(_) if self.remote.is_some() => {
+                eprintln!(
+                    "warning: the shared ledger was never fetched into this clone: reading HEAD's (`git fetch` brings it)"
+                );
+                repo.head_id().map_err(git)?.detach()
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Ledger { pinned: Some(tip), ..self.clone() })
+    }
+
     /// Fetches the shared ledger's branch and returns its tip.
     fn fetch(&self, shared: &SharedLedger) -> Result<gix::ObjectId, LedgerError> {
         let (remote, branch) = (&shared.remote, &shared.branch);
@@ -176,11 +200,23 @@ impl Ledger {
         LedgerError::Remote { remote, why: e.to_string() }
     }
 
-    /// The commit reads start from: the pinned one, else HEAD.
+    /// The commit reads start from: the pinned one; else, shared, the remote branch as last
+    /// fetched; else HEAD.
     fn base<'r>(&self, repo: &'r gix::Repository) -> Result<gix::Commit<'r>, LedgerError> {
-        match self.pinned {
-            Some(id) => repo.find_commit(id).map_err(git),
-            None => repo.head_commit().map_err(git),
+        match (self.pinned, &self.remote) {
+            (Some(id), _) => repo.find_commit(id).map_err(git),
+            (None, Some(shared)) => {
+                let tracking = format!("refs/remotes/{}/{}", shared.remote, shared.branch);
+                let mut reference = repo.find_reference(tracking.as_str()).map_err(|e| {
+                    self.remote_error(format!(
+                        "{e}: fetch it first (`git fetch {}`)",
+                        shared.remote
+                    ))
+                })?;
+                let id = reference.peel_to_id().map_err(git)?.detach();
+                repo.find_commit(id).map_err(git)
+            }
+            (None, None) => repo.head_commit().map_err(git),
         }
     }
 
@@ -285,7 +321,9 @@ impl Ledger {
         message: &str,
     ) -> Result<String, LedgerError> {
         if let Some(shared) = &self.remote {
-            return self.commit_and_push(shell, shared, files, message);
+            // A shared change is decided on a fetched tip: never on whatever HEAD holds.
+            let pinned = if self.pinned.is_some() { self.clone() } else { self.pin()? };
+            return pinned.commit_and_push(shell, shared, files, message);
         }
         let repo = self.open()?;
         let head = self.base(&repo)?;
@@ -313,8 +351,10 @@ impl Ledger {
                 // it): that is a lost race, not a failure of git.
                 let fresh = self.open()?;
                 let now = fresh.head_id().map_err(git)?.detach();
-                return Err(if now != head.id || e.to_string().contains("lock") {
+                return Err(if now != head.id {
                     LedgerError::Raced { expected: head.id.to_string() }
+                } else if e.to_string().contains("lock") {
+                    LedgerError::Locked { why: e.to_string() }
                 } else {
                     git(e)
                 });
@@ -365,13 +405,16 @@ impl Ledger {
         if let Err(e) =
             shell.read(cmd!(sh, "git push --quiet --porcelain {remote} {target}").quiet())
         {
-            // Refused because the branch moved on, or the remote could not be reached?
+            // Refused because the branch moved on, or the remote could not be reached? (Or
+            // it landed and only the answer was lost: then the remote holds our commit.)
             let now = self.fetch(shared)?;
-            return Err(if now != base.id {
-                LedgerError::Raced { expected: base.id.to_string() }
-            } else {
-                self.remote_error(e)
-            });
+            if now != id {
+                return Err(if now != base.id {
+                    LedgerError::Raced { expected: base.id.to_string() }
+                } else {
+                    self.remote_error(e)
+                });
+            }
         }
         let local = format!("refs/heads/{branch}");
         let (new, old) = (id.to_string(), base.id.to_string());

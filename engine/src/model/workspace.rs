@@ -52,6 +52,9 @@ pub struct Workspace {
     pub environments: Environments,
     /// Cargo's target directory (`CARGO_TARGET_DIR`, `build.target-dir`, else `target/`).
     pub target_directory: PathBuf,
+    /// The folders of the members that are neither services nor suites (the platform, the
+    /// suites' support crate…): a change there can change every service.
+    pub shared: Vec<PathBuf>,
 }
 
 impl Workspace {
@@ -151,6 +154,11 @@ pub fn validate(
     if !errors.is_empty() {
         return Err(MetadataErrors(errors));
     }
+    let services_and_suites: Vec<PathBuf> = services
+        .iter()
+        .map(|s| s.manifest.clone())
+        .chain(suites.iter().map(|s| s.manifest.clone()))
+        .collect();
     Ok(Workspace {
         root: root.to_owned(),
         version,
@@ -159,6 +167,11 @@ pub fn validate(
         suites,
         environments,
         target_directory: root.join("target"),
+        shared: packages
+            .iter()
+            .filter(|p| !services_and_suites.contains(&p.manifest))
+            .filter_map(|p| p.manifest.parent().map(Path::to_path_buf))
+            .collect(),
     })
 }
 

@@ -75,7 +75,7 @@ impl crate::error::Hint for PromoteError {
             }
             PromoteError::NotInBuild { .. } => "`cargo xtask status` lists the services".to_owned(),
             PromoteError::NoLongerDeclared { .. } => {
-                "promote a build without it, or declare it again".to_owned()
+                "declare it again to promote this environment: taking a service out of an environment is not supported yet".to_owned()
             }
             PromoteError::DependencyLeftOut { .. } => "drop --only, or add the service it needs".to_owned(),
             PromoteError::BadCommit { .. } | PromoteError::AmbiguousCommit { .. } => {
@@ -118,9 +118,9 @@ impl Promotion {
         let ledger = Ledger::new(&project.root, &project.layout)
             .shared(workspace.environments.shared_ledger(self.remote.as_deref()));
         let waivers = Waiver::parse_all(&self.waive, self.reason.as_deref())?;
-        let build = self.build(project, &workspace, target, &ledger.pin()?)?;
         if self.dry_run {
             let ledger = ledger.pin()?;
+            let build = self.build(project, &workspace, target, &ledger)?;
             return self.show_plan(project, &workspace, target, &ledger, &build, &waivers);
         }
         ledger.sync_work_tree(&project.shell);
@@ -128,8 +128,10 @@ impl Promotion {
         let key = keys::signing_key(&project.state("keys"))?;
         for attempt in 1..=crate::ledger::ATTEMPTS {
             // Every attempt reads one commit of the ledger and may only record on top of
-            // it; the gates run again each time: a quarantine may have landed meanwhile.
+            // it; the build meant and the gates are decided again each time: the previous
+            // environment may have moved on, a quarantine may have landed.
             let ledger = ledger.pin()?;
+            let build = self.build(project, &workspace, target, &ledger)?;
             let mut report = Report {
                 manifest: format!("{}@{build}", provenance::REPOSITORY),
                 ..Report::default()

@@ -51,6 +51,9 @@ fn print(changes: &Changes) {
                 );
             }
         }
+        if let Some(note) = &service.note {
+            println!("    commits not listed: {note}");
+        }
         let (only_from, only_to) =
             (service.suites_only_in_from.len(), service.suites_only_in_to.len());
         if only_from + only_to > 0 {

@@ -7,7 +7,7 @@ use crate::flags;
 use slipway::attest::manifest;
 use slipway::error::Result;
 use slipway::ledger::quarantine::{QuarantineError, resolve};
-use slipway::ledger::{Ledger, LedgerError, Quarantine};
+use slipway::ledger::{Ledger, Quarantine};
 use slipway::model::digest::Digest;
 use slipway::project::Project;
 
@@ -75,7 +75,7 @@ impl flags::Quarantine {
                     }
                     return Ok(());
                 }
-                Err(LedgerError::Raced { .. }) if attempt < slipway::ledger::ATTEMPTS => continue,
+                Err(e) if e.is_raced() && attempt < slipway::ledger::ATTEMPTS => continue,
                 Err(e) => return Err(e.into()),
             }
         }

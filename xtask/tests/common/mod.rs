@@ -62,7 +62,10 @@ fn commit_copy(dest: &Path) {
 /// modification times, not content, so a copy's file gets the time the same content had in
 /// the previous copy (recorded in the target directory when that copy was dropped, edits and
 /// all), and the current time where the content differs or nothing was recorded. An edit
-/// in one test therefore never leaks its build into another.
+/// in one test therefore never leaks its build into another. Two limits: anything else that
+/// builds into the same target directory must build the same content (the second directory
+/// of `two_directories_build_identical_images` and `verify --rebuild`'s worktrees do), and
+/// the tests that share a target take turns (`BUILDS`, within the one e2e binary).
 #[must_use = "the copy records its files for the next one when dropped"]
 pub struct SharedCopy {
     dir: PathBuf,
