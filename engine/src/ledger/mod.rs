@@ -330,12 +330,7 @@ impl Ledger {
         if repo.head_id().map_err(git)?.detach() != head.id {
             return Err(LedgerError::Raced { expected: head.id.to_string() });
         }
-        let mut editor = repo.edit_tree(head.tree_id().map_err(git)?).map_err(git)?;
-        for (path, bytes) in files {
-            let blob = repo.write_blob(bytes).map_err(git)?;
-            editor.upsert(path, gix::object::tree::EntryKind::Blob, blob).map_err(git)?;
-        }
-        let tree = editor.write().map_err(git)?;
+        let tree = with_files(&repo, &head, files)?;
         let signature = identity(&repo);
         let time = gix::date::Time::now_local_or_utc();
         let mut buf = gix::date::parse::TimeBuf::default();
@@ -377,12 +372,7 @@ impl Ledger {
     ) -> Result<String, LedgerError> {
         let repo = self.open()?;
         let base = self.base(&repo)?;
-        let mut editor = repo.edit_tree(base.tree_id().map_err(git)?).map_err(git)?;
-        for (path, bytes) in files {
-            let blob = repo.write_blob(bytes).map_err(git)?;
-            editor.upsert(path, gix::object::tree::EntryKind::Blob, blob).map_err(git)?;
-        }
-        let tree = editor.write().map_err(git)?.detach();
+        let tree = with_files(&repo, &base, files)?;
         let (name, email) = identity(&repo);
         let signature = gix::actor::Signature {
             name: name.into(),
@@ -521,6 +511,20 @@ pub fn upgrade_state(value: &mut serde_json::Value) {
             service.entry("build").or_insert_with(|| build.clone());
         }
     }
+}
+
+/// The tree of `base` with `files` written into it (each `path` → its new content).
+fn with_files(
+    repo: &gix::Repository,
+    base: &gix::Commit<'_>,
+    files: &[(String, &[u8])],
+) -> Result<gix::ObjectId, LedgerError> {
+    let mut editor = repo.edit_tree(base.tree_id().map_err(git)?).map_err(git)?;
+    for (path, bytes) in files {
+        let blob = repo.write_blob(bytes).map_err(git)?;
+        editor.upsert(path, gix::object::tree::EntryKind::Blob, blob).map_err(git)?;
+    }
+    Ok(editor.write().map_err(git)?.detach())
 }
 
 fn read_state(commit: &gix::Commit<'_>, path: String) -> Result<Option<Change>, LedgerError> {
