@@ -20,6 +20,28 @@ use crate::shell::{Shell, cmd};
 /// first (each attempt re-reads the ledger and re-runs its checks).
 pub const ATTEMPTS: usize = 5;
 
+/// Runs `attempt` — which pins the ledger, decides and records — again while it loses the
+/// race to another change, at most `ATTEMPTS` times in all, saying each time that it starts
+/// over (`again`: what it does on the new state).
+pub fn decide_until_recorded<T>(
+    environment: &str,
+    again: &str,
+    mut attempt: impl FnMut() -> crate::error::Result<T>,
+) -> crate::error::Result<T> {
+    for n in 1..=ATTEMPTS {
+        match attempt() {
+            Err(error)
+                if n < ATTEMPTS
+                    && error.room::<LedgerError>().is_some_and(LedgerError::is_raced) =>
+            {
+                eprintln!("another change reached {environment} first: {again}");
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
 /// Where the ledger lives, relative to the workspace root.
 const STATE: &str = "state.json";
 const ENTRY: &str = "entry.dsse.json";

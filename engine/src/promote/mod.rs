@@ -14,7 +14,7 @@ use crate::determinism::canonical_json;
 use crate::error::{Error, Result};
 use crate::ledger::entry::{Entry, record};
 use crate::ledger::quarantine;
-use crate::ledger::{Ledger, LedgerError, ServiceState, State};
+use crate::ledger::{Ledger, ServiceState, State};
 use crate::model::digest::Digest;
 use crate::model::environments::Environment as Declared;
 use crate::model::workspace::Workspace;
@@ -126,57 +126,48 @@ impl Promotion {
         ledger.sync_work_tree(&project.shell);
         // Loaded once: an encrypted key costs a deliberately slow key derivation.
         let key = keys::signing_key(&project.state("keys"))?;
-        for attempt in 1..=crate::ledger::ATTEMPTS {
-            // Every attempt reads one commit of the ledger and may only record on top of
-            // it; the build meant and the gates are decided again each time: the previous
-            // environment may have moved on, a quarantine may have landed.
-            let ledger = ledger.pin()?;
-            let build = self.build(project, &workspace, target, &ledger)?;
-            let mut report = Report {
-                manifest: format!("{}@{build}", provenance::REPOSITORY),
-                ..Report::default()
-            };
-            let statement =
-                gates(project, &workspace, target, &build, &self.only, &ledger, &mut report)?;
-            settle(&format!("gates for {} → {}", build.short(), target.name), &report)?;
-            let Some(statement) = statement else {
-                unreachable!("a statement exists once the gates passed")
-            };
-            let Some(composition) =
-                self.composition(&workspace, target, &ledger, &build, &statement, &waivers)?
-            else {
-                eprintln!(
-                    "{} already runs build {} ({}): nothing to do",
-                    target.name,
-                    build.short(),
-                    statement.predicate.build_definition.internal_parameters.version
-                );
-                return Ok(());
-            };
-            let outcome = self.replay_and_record(
-                project,
-                &workspace,
-                target,
-                &ledger,
-                (&build, &statement),
-                &report,
-                composition,
-                (&waivers, &key),
-            );
-            match outcome {
-                Err(error)
-                    if error.room::<LedgerError>().is_some_and(LedgerError::is_raced)
-                        && attempt < crate::ledger::ATTEMPTS =>
-                {
+        crate::ledger::decide_until_recorded(
+            target.name.as_str(),
+            "replaying against the new state",
+            || {
+                // Every attempt reads one commit of the ledger and may only record on top of
+                // it; the build meant and the gates are decided again each time: the previous
+                // environment may have moved on, a quarantine may have landed.
+                let ledger = ledger.pin()?;
+                let build = self.build(project, &workspace, target, &ledger)?;
+                let mut report = Report {
+                    manifest: format!("{}@{build}", provenance::REPOSITORY),
+                    ..Report::default()
+                };
+                let statement =
+                    gates(project, &workspace, target, &build, &self.only, &ledger, &mut report)?;
+                settle(&format!("gates for {} → {}", build.short(), target.name), &report)?;
+                let Some(statement) = statement else {
+                    unreachable!("a statement exists once the gates passed")
+                };
+                let Some(composition) =
+                    self.composition(&workspace, target, &ledger, &build, &statement, &waivers)?
+                else {
                     eprintln!(
-                        "another change reached {} first: replaying against the new state",
-                        target.name
+                        "{} already runs build {} ({}): nothing to do",
+                        target.name,
+                        build.short(),
+                        statement.predicate.build_definition.internal_parameters.version
                     );
-                }
-                other => return other,
-            }
-        }
-        unreachable!("the last attempt returns")
+                    return Ok(());
+                };
+                self.replay_and_record(
+                    project,
+                    &workspace,
+                    target,
+                    &ledger,
+                    (&build, &statement),
+                    &report,
+                    composition,
+                    (&waivers, &key),
+                )
+            },
+        )
     }
 
     /// The build meant: `--build`, else what the previous environment runs, else the newest

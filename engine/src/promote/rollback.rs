@@ -8,7 +8,7 @@ use crate::attest::provenance;
 use crate::error::{Error, Result};
 use crate::ledger::entry::{Entry, builds_of, record};
 use crate::ledger::quarantine;
-use crate::ledger::{Ledger, LedgerError, State};
+use crate::ledger::{Ledger, State};
 use crate::model::environments::Environment as Declared;
 use crate::model::workspace::environment;
 use crate::project::Project;
@@ -62,21 +62,11 @@ impl Rollback {
         if !self.dry_run {
             ledger.sync_work_tree(&project.shell);
         }
-        for attempt in 1..=crate::ledger::ATTEMPTS {
-            match self.attempt(project, target, &ledger) {
-                Err(error)
-                    if error.room::<LedgerError>().is_some_and(LedgerError::is_raced)
-                        && attempt < crate::ledger::ATTEMPTS =>
-                {
-                    eprintln!(
-                        "another change reached {} first: deciding again on the new state",
-                        target.name
-                    );
-                }
-                other => return other,
-            }
-        }
-        unreachable!("the last attempt returns")
+        crate::ledger::decide_until_recorded(
+            target.name.as_str(),
+            "deciding again on the new state",
+            || self.attempt(project, target, &ledger),
+        )
     }
 
     /// One attempt, decided on one commit of the ledger and recorded only on top of it.
