@@ -9,6 +9,7 @@ use slipway::error::Result;
 use slipway::ledger::quarantine::{QuarantineError, resolve};
 use slipway::ledger::{Ledger, Quarantine};
 use slipway::model::digest::Digest;
+use slipway::model::workspace::Workspace;
 use slipway::project::Project;
 
 impl flags::Quarantine {
@@ -71,7 +72,9 @@ impl flags::Quarantine {
                         &commit[..12]
                     );
                     if !self.release {
-                        self.warn_where_running(project, &ledger, &build)?;
+                        // The commit changed only the quarantine list: what the
+                        // environments run is what `pinned` read.
+                        warn_where_running(&workspace, &pinned, &build)?;
                     }
                     return Ok(());
                 }
@@ -114,21 +117,20 @@ impl flags::Quarantine {
         }
         Ok(())
     }
+}
 
-    /// Quarantine stops what comes next; what runs now is the on-call's to roll back.
-    fn warn_where_running(&self, project: &Project, ledger: &Ledger, build: &Digest) -> Result<()> {
-        let workspace = project.workspace()?;
-        for environment in workspace.environments.chain() {
-            if let Some(change) = ledger.pin()?.current(environment.name.as_str())?
-                && (change.state.build == *build
-                    || change.state.services.values().any(|s| s.build == *build))
-            {
-                eprintln!(
-                    "warning: {} runs this build now: `cargo xtask rollback {}` puts back the newest earlier state that is not quarantined",
-                    environment.name, environment.name
-                );
-            }
+/// Quarantine stops what comes next; what runs now is the on-call's to roll back.
+fn warn_where_running(workspace: &Workspace, ledger: &Ledger, build: &Digest) -> Result<()> {
+    for environment in workspace.environments.chain() {
+        if let Some(change) = ledger.current(environment.name.as_str())?
+            && (change.state.build == *build
+                || change.state.services.values().any(|s| s.build == *build))
+        {
+            eprintln!(
+                "warning: {} runs this build now: `cargo xtask rollback {}` puts back the newest earlier state that is not quarantined",
+                environment.name, environment.name
+            );
         }
-        Ok(())
     }
+    Ok(())
 }
