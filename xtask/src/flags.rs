@@ -159,17 +159,8 @@ pub struct Promote {
     /// Why the waived tests may fail; recorded, signed, in the ledger entry
     #[arg(long, value_name = "TEXT", requires = "waive")]
     pub reason: Option<String>,
-    /// Share the ledger through this git remote: fetch its ledger branch, decide on it, push
-    /// fast-forward only (default: `[ledger]` in infra/environments.toml, else this clone only)
-    #[arg(long, value_name = "NAME")]
-    pub remote: Option<String>,
-    /// Show the plan (gates, what would run and be replayed, or the state that would be
-    /// recorded) without starting, signing or writing anything
-    #[arg(long)]
-    pub dry_run: bool,
-    /// With --dry-run: the plan as JSON on standard output
-    #[arg(long, requires = "dry_run")]
-    pub json: bool,
+    #[command(flatten)]
+    pub ledger: LedgerChange,
 }
 
 #[derive(Debug, clap::Args)]
@@ -182,17 +173,8 @@ pub struct Quarantine {
     /// Release the build from quarantine instead
     #[arg(long)]
     pub release: bool,
-    /// Share the ledger through this git remote: fetch its ledger branch, decide on it, push
-    /// fast-forward only (default: `[ledger]` in infra/environments.toml, else this clone only)
-    #[arg(long, value_name = "NAME")]
-    pub remote: Option<String>,
-    /// Show the plan (gates, what would run and be replayed, or the state that would be
-    /// recorded) without starting, signing or writing anything
-    #[arg(long)]
-    pub dry_run: bool,
-    /// With --dry-run: the plan as JSON on standard output
-    #[arg(long, requires = "dry_run")]
-    pub json: bool,
+    #[command(flatten)]
+    pub ledger: LedgerChange,
 }
 
 #[derive(Debug, clap::Args)]
@@ -202,17 +184,8 @@ pub struct Rollback {
     /// The ledger commit of the earlier state [default: the state before the current one]
     #[arg(long, value_name = "COMMIT")]
     pub to: Option<String>,
-    /// Share the ledger through this git remote: fetch its ledger branch, decide on it, push
-    /// fast-forward only (default: `[ledger]` in infra/environments.toml, else this clone only)
-    #[arg(long, value_name = "NAME")]
-    pub remote: Option<String>,
-    /// Show the plan (gates, what would run and be replayed, or the state that would be
-    /// recorded) without starting, signing or writing anything
-    #[arg(long)]
-    pub dry_run: bool,
-    /// With --dry-run: the plan as JSON on standard output
-    #[arg(long, requires = "dry_run")]
-    pub json: bool,
+    #[command(flatten)]
+    pub ledger: LedgerChange,
 }
 
 #[derive(Debug, clap::Args)]
@@ -247,4 +220,21 @@ pub enum HookAction {
     Uninstall,
     /// Run the hook's checks now, on what is staged
     Run,
+}
+
+/// What every command that changes the ledger takes: where the ledger is shared, and whether
+/// to show the plan instead of acting.
+#[derive(Debug, clap::Args)]
+pub struct LedgerChange {
+    /// Share the ledger through this git remote: fetch its ledger branch, decide on it, push
+    /// fast-forward only (default: `[ledger]` in infra/environments.toml, else this clone only)
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
+    /// Show the plan (gates, what would run and be replayed, or the state that would be
+    /// recorded) without starting, signing or writing anything
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: the plan as JSON on standard output
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
 }

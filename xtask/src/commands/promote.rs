@@ -13,9 +13,9 @@ impl flags::Promote {
             only: self.only,
             waive: self.waive,
             reason: self.reason,
-            remote: self.remote,
-            dry_run: self.dry_run,
-            json: self.json,
+            remote: self.ledger.remote,
+            dry_run: self.ledger.dry_run,
+            json: self.ledger.json,
         }
         .run(project)
     }

@@ -21,7 +21,7 @@ impl flags::Quarantine {
         }
         let workspace = project.workspace()?;
         let ledger = Ledger::new(&project.root, &project.layout)
-            .shared(workspace.environments.shared_ledger(self.remote.as_deref()));
+            .shared(workspace.environments.shared_ledger(self.ledger.remote.as_deref()));
         let (build, version) = match self.build.parse::<Digest>() {
             // Releasing needs no store: the quarantine list names the build.
             Ok(digest) if self.release => {
@@ -30,7 +30,7 @@ impl flags::Quarantine {
             }
             _ => resolve(project, &self.build)?,
         };
-        if !self.dry_run {
+        if !self.ledger.dry_run {
             ledger.sync_work_tree(&project.shell);
         }
         let by = ledger.promoter();
@@ -59,7 +59,7 @@ impl flags::Quarantine {
                 quarantined.insert(build.clone(), entry);
                 format!("quarantine {version}: {reason}")
             };
-            if self.dry_run {
+            if self.ledger.dry_run {
                 return self.show_plan(&build, &version, &message, &quarantined);
             }
             let message = format!("{message}\n\nSlipway-Build: {build}\nQuarantined-By: {by}\n");
@@ -93,7 +93,7 @@ impl flags::Quarantine {
         message: &str,
         quarantined: &BTreeMap<Digest, Quarantine>,
     ) -> Result<()> {
-        if self.json {
+        if self.ledger.json {
             let plan = serde_json::json!({
                 "action": if self.release { "release" } else { "quarantine" },
                 "build": build,

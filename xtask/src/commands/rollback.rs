@@ -10,9 +10,9 @@ impl flags::Rollback {
         Rollback {
             environment: self.environment,
             to: self.to,
-            remote: self.remote,
-            dry_run: self.dry_run,
-            json: self.json,
+            remote: self.ledger.remote,
+            dry_run: self.ledger.dry_run,
+            json: self.ledger.json,
         }
         .run(project)
     }
