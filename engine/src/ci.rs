@@ -640,9 +640,7 @@ fn integration_tests(
     steps: &Steps,
 ) -> Result<(Vec<SuiteResult>, bool)> {
     let environment = Name::parse("ci").unwrap_or_else(|| unreachable!("`ci` is a valid name"));
-    let ledger = Ledger::new(&project.root, &project.layout)
-        .shared(plan.workspace.environments.shared_ledger(None))
-        .pin_offline()?;
+    let ledger = Ledger::of(project, &plan.workspace, None).pin_offline()?;
     let recorded = recorded_suites(project, plan, built, &ledger)?;
     let mut waivers = plan.waivers.clone();
     waivers.extend(recorded_waivers(project, plan, &ledger)?);

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::digest::Digest;
 use crate::model::environments::SharedLedger;
 use crate::model::layout::Layout;
+use crate::model::workspace::Workspace;
+use crate::project::Project;
 use crate::shell::{Shell, cmd};
 
 /// How often a change decided on one commit is decided again after another change landed
@@ -167,10 +169,17 @@ impl Ledger {
         }
     }
 
+    /// The ledger of `project`, shared where `remote` names a git remote, else where the
+    /// workspace's `[ledger]` says, else in this clone only.
+    pub fn of(project: &Project, workspace: &Workspace, remote: Option<&str>) -> Ledger {
+        Ledger::new(&project.root, &project.layout)
+            .shared(workspace.environments.shared_ledger(remote))
+    }
+
     /// This ledger shared through `remote` (when some): every `pin` fetches its branch there
     /// and reads that tip; a change is a commit on that tip, pushed fast-forward only, and a
     /// rejected push is a lost race like a moved HEAD.
-    pub fn shared(self, remote: Option<SharedLedger>) -> Ledger {
+    fn shared(self, remote: Option<SharedLedger>) -> Ledger {
         Ledger { remote, ..self }
     }
 

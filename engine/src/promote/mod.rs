@@ -115,8 +115,7 @@ impl Promotion {
     pub fn run(self, project: &Project) -> Result<()> {
         let workspace = project.workspace()?;
         let target = environment(&workspace, &self.environment)?;
-        let ledger = Ledger::new(&project.root, &project.layout)
-            .shared(workspace.environments.shared_ledger(self.remote.as_deref()));
+        let ledger = Ledger::of(project, &workspace, self.remote.as_deref());
         let waivers = Waiver::parse_all(&self.waive, self.reason.as_deref())?;
         if self.dry_run {
             let ledger = ledger.pin()?;

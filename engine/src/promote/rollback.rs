@@ -57,8 +57,7 @@ impl Rollback {
             }
             .into());
         }
-        let ledger = Ledger::new(&project.root, &project.layout)
-            .shared(workspace.environments.shared_ledger(self.remote.as_deref()));
+        let ledger = Ledger::of(project, &workspace, self.remote.as_deref());
         if !self.dry_run {
             ledger.sync_work_tree(&project.shell);
         }

@@ -12,9 +12,7 @@ impl flags::Changes {
     pub fn run(self, project: &Project) -> slipway::Result<()> {
         let workspace = project.workspace()?;
         let (from, to) = (environment(&workspace, &self.from)?, environment(&workspace, &self.to)?);
-        let ledger = Ledger::new(&project.root, &project.layout)
-            .shared(workspace.environments.shared_ledger(None))
-            .pin()?;
+        let ledger = Ledger::of(project, &workspace, None).pin()?;
         let changes = between(project, &workspace, &ledger, from.name.as_str(), to.name.as_str())?;
         if self.json {
             return slipway::report::print_json(&changes);

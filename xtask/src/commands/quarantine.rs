@@ -20,8 +20,7 @@ impl flags::Quarantine {
             return Err(QuarantineError::EmptyReason.into());
         }
         let workspace = project.workspace()?;
-        let ledger = Ledger::new(&project.root, &project.layout)
-            .shared(workspace.environments.shared_ledger(self.ledger.remote.as_deref()));
+        let ledger = Ledger::of(project, &workspace, self.ledger.remote.as_deref());
         let (build, version) = match self.build.parse::<Digest>() {
             // Releasing needs no store: the quarantine list names the build.
             Ok(digest) if self.release => {

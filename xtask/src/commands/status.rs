@@ -12,9 +12,7 @@ impl flags::Status {
     pub fn run(self, project: &Project) -> Result<()> {
         let workspace = project.workspace()?;
         // One commit of the ledger for the whole table.
-        let ledger = Ledger::new(&project.root, &project.layout)
-            .shared(workspace.environments.shared_ledger(None))
-            .pin()?;
+        let ledger = Ledger::of(project, &workspace, None).pin()?;
         let quarantined = ledger.quarantined()?;
         let mut changes: Vec<(&str, Option<Change>)> = Vec::new();
         for environment in workspace.environments.chain() {
