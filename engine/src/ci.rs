@@ -154,10 +154,7 @@ pub fn finish(summary: &Summary, json: bool) -> Result<()> {
 
 fn scan_secrets(project: &Project) -> Result<()> {
     let files = source::listed_files(&project.shell)?;
-    let allow = match std::fs::read_to_string(project.root.join(project.layout.secrets_allow())) {
-        Ok(text) => AllowList::parse(&text),
-        Err(_) => AllowList::default(),
-    };
+    let allow = AllowList::read(&project.root.join(project.layout.secrets_allow()));
     secrets::scan(&project.root, &files, &allow)?;
     eprintln!("    {} files scanned, no secrets", files.len());
     Ok(())

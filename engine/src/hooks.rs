@@ -126,9 +126,7 @@ pub fn run(project: &Project) -> Result<()> {
             cmd!(sh, "git checkout-index --prefix={prefix} -z --stdin").quiet(),
             staged.as_bytes(),
         )?;
-        let allow = std::fs::read_to_string(project.root.join(project.layout.secrets_allow()))
-            .map(|text| AllowList::parse(&text))
-            .unwrap_or_default();
+        let allow = AllowList::read(&project.root.join(project.layout.secrets_allow()));
         secrets::scan(scratch.path(), &files, &allow)?;
         Ok(format!("{} staged files", files.len()))
     })

@@ -155,6 +155,11 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 pub struct AllowList(Vec<(PathBuf, Option<String>)>);
 
 impl AllowList {
+    /// The allow-list in `file`; an empty one when there is none.
+    pub fn read(file: &Path) -> AllowList {
+        std::fs::read_to_string(file).map(|text| AllowList::parse(&text)).unwrap_or_default()
+    }
+
     pub fn parse(text: &str) -> AllowList {
         let entries = text
             .lines()
