@@ -5,6 +5,7 @@
 pub mod attest;
 pub mod build;
 pub mod ci;
+pub mod copy;
 pub mod determinism;
 pub mod error;
 pub mod hooks;

@@ -7,11 +7,16 @@ use crate::error::{Error, Result};
 use crate::model::layout::Layout;
 use crate::model::workspace::Workspace;
 use crate::shell::Shell;
-use crate::store::{LayoutStore, Store};
+use crate::store::{Location, Store};
 
 /// The store when none is named: an OCI image layout under the state directory.
-pub fn default_store() -> PathBuf {
-    Layout::default().state("store")
+pub fn default_store() -> Location {
+    Location::Layout(Layout::default().state("store"))
+}
+
+/// Where a registry store keeps its local copy of what it has read and written.
+pub fn registry_copies() -> PathBuf {
+    Layout::default().state("registry")
 }
 
 /// One invocation's view of the repository.
@@ -20,22 +25,23 @@ pub struct Project {
     pub root: PathBuf,
     pub layout: Layout,
     pub shell: Shell,
-    store: LayoutStore,
+    store: Box<dyn Store>,
 }
 
 impl Project {
-    /// Finds the workspace root at or above `start`; the store is `store` when given, else
-    /// `SLIPWAY_STORE` (clap reads it), else `store` in the layout's state directory.
-    pub fn discover(start: &Path, store: Option<PathBuf>) -> Result<Project> {
+    /// Finds the workspace root at or above `start`; the store is `store` when given (a
+    /// relative directory taken from `start`), else `SLIPWAY_STORE` (clap reads it), else
+    /// `store` in the layout's state directory.
+    pub fn discover(start: &Path, store: Option<Location>) -> Result<Project> {
         let root = find_root(start)?;
         let layout = Layout::default();
-        let store_dir = match store {
-            Some(dir) if dir.is_absolute() => dir,
-            Some(dir) => start.join(dir),
-            None => root.join(layout.state("store")),
+        let (base, location) = match store {
+            Some(location) => (start, location),
+            None => (root.as_path(), default_store()),
         };
+        let store = location.open(base, &root.join(registry_copies()))?;
         let shell = Shell::new(&root)?;
-        Ok(Project { root, layout, shell, store: LayoutStore::new(store_dir) })
+        Ok(Project { root, layout, shell, store })
     }
 
     /// The validated workspace: `cargo metadata`, the services, the environments.
@@ -44,7 +50,7 @@ impl Project {
     }
 
     pub fn store(&self) -> &dyn Store {
-        &self.store
+        self.store.as_ref()
     }
 
     /// A directory under the state directory.

@@ -1,16 +1,16 @@
 //! The command line: every command and flag, parsed by clap; `main.rs` only dispatches.
 
-use std::path::PathBuf;
-
 use clap::{Parser, Subcommand};
+use slipway::store::Location;
 
 /// Slipway: build, test, sign and promote the services of this repository.
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", arg_required_else_help = true, version)]
 pub struct Cli {
-    /// The artifact store: an OCI image layout directory [default: .slipway/store]
-    #[arg(long, global = true, env = "SLIPWAY_STORE", value_name = "DIR")]
-    pub store: Option<PathBuf>,
+    /// The artifact store: a directory (one OCI image layout per repository) or a registry,
+    /// `registry://HOST[:PORT][/NAMESPACE]` [default: .slipway/store]
+    #[arg(long, global = true, env = "SLIPWAY_STORE", value_name = "DIR|registry://…")]
+    pub store: Option<Location>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -46,6 +46,8 @@ pub enum Command {
     Test(Test),
     /// The git pre-commit hook: format, declarations and the secrets scan of staged files
     Hooks(Hooks),
+    /// Copy a build (its signed manifest, images, test packs, SBOMs, attestations) between two stores, digests unchanged
+    Copy(Copy),
 }
 
 #[derive(Debug, clap::Args)]
@@ -74,7 +76,7 @@ pub struct Images {
 
 #[derive(Debug, clap::Args)]
 pub struct Verify {
-    /// A manifest file, or the `sha256:` digest of one in the store [default: .slipway/builds/latest.dsse.json]
+    /// A manifest file, or a build in the store by `sha256:` digest or version [default: .slipway/builds/latest.dsse.json]
     pub manifest: Option<String>,
     /// Print the checks as JSON on standard output
     #[arg(long)]
@@ -236,5 +238,21 @@ pub struct LedgerChange {
     pub dry_run: bool,
     /// With --dry-run: the plan as JSON on standard output
     #[arg(long, requires = "dry_run")]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Copy {
+    /// The store to copy from: a directory or `registry://HOST[:PORT][/NAMESPACE]`
+    pub from: Location,
+    /// The store to copy to
+    pub to: Location,
+    /// The build: its version or the `sha256:` digest of its manifest [default: the newest ci build]
+    pub build: Option<String>,
+    /// Show what would be copied, and copy nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print a machine-readable summary on standard output
+    #[arg(long)]
     pub json: bool,
 }

@@ -14,8 +14,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::RunTests(run) = cli.command {
         // Running a stored test pack needs the store and nothing else: no repository.
-        let store = cli.store.unwrap_or_else(slipway::project::default_store);
-        return report(run.run(&slipway::store::LayoutStore::new(store)));
+        let location = cli.store.unwrap_or_else(slipway::project::default_store);
+        let store = std::env::current_dir()
+            .map_err(|source| slipway::Error::Io { action: "read", path: ".".into(), source })
+            .and_then(|cwd| {
+                Ok(location.open(&cwd, &cwd.join(slipway::project::registry_copies()))?)
+            });
+        return report(store.and_then(|store| run.run(store.as_ref())));
     }
     let result = std::env::current_dir()
         .map_err(|source| slipway::Error::Io { action: "read", path: ".".into(), source })
@@ -34,6 +39,7 @@ fn main() -> ExitCode {
             Command::Quarantine(quarantine) => quarantine.run(&project),
             Command::Test(test) => test.run(&project),
             Command::Hooks(hooks) => hooks.run(&project),
+            Command::Copy(copy) => copy.run(&project),
             Command::RunTests(_) => unreachable!("handled above"),
         });
     report(result)

@@ -233,6 +233,52 @@ pub fn stored_envelope(
     })
 }
 
+/// A build named on the command line: a `sha256:` digest in `slipway-builds`, or a version
+/// tag there. Returns its digest and version.
+pub fn resolve_build(store: &dyn Store, text: &str) -> Result<(Digest, String)> {
+    if text.starts_with("sha256:") {
+        let digest: Digest = text.parse()?;
+        let bytes = stored_envelope(store, &digest).map_err(|error| match error {
+            StoreError::NotFound { .. } | StoreError::BadManifest { .. } => {
+                BuildNameError::NotABuild { digest: digest.clone(), store: store.location() }.into()
+            }
+            other => Error::from(other),
+        })?;
+        let version = unverified_statement(&bytes)
+            .map(|s| s.predicate.build_definition.internal_parameters.version)
+            .unwrap_or_else(|_| format!("build {}", digest.short()));
+        return Ok((digest, version));
+    }
+    let tag: Tag =
+        text.parse().map_err(|_| BuildNameError::NotABuildName { text: text.to_owned() })?;
+    let digest = store.resolve(&repository(), &tag)?.ok_or_else(|| {
+        BuildNameError::NoSuchBuild { text: text.to_owned(), store: store.location() }
+    })?;
+    Ok((digest, text.to_owned()))
+}
+
+/// A build that cannot be found by the name given.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildNameError {
+    #[error(
+        "{digest} is not a build manifest in {store}: a build is named by its digest in slipway-builds (`cargo xtask status --json`: .environments[].state.build) or by its version"
+    )]
+    NotABuild { digest: Digest, store: String },
+    #[error("`{text}` is neither a `sha256:` digest nor a build version like 0.1.0-0123456789ab")]
+    NotABuildName { text: String },
+    #[error("no build {text} in {store}")]
+    NoSuchBuild { text: String, store: String },
+}
+
+impl crate::error::Hint for BuildNameError {
+    fn help(&self) -> Option<String> {
+        Some(
+            "`cargo xtask status --json` lists the builds environments run; `cargo xtask ci` prints the version it built"
+                .to_owned(),
+        )
+    }
+}
+
 /// The statement inside an envelope, read without checking its signature: only for naming
 /// (a version to print); every decision verifies first.
 pub fn unverified_statement(bytes: &[u8]) -> std::result::Result<Statement, dsse::DsseError> {

@@ -129,10 +129,16 @@ impl fmt::Display for ImageRef {
     }
 }
 
-impl serde::Serialize for ImageRef {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
+/// Serialized as their text, like `Digest`.
+macro_rules! serialize_as_text {
+    ($($name:ty),*) => {$(
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+    )*};
 }
+serialize_as_text!(ImageRef, Repository, Tag);
 
 impl crate::error::Hint for NameError {}

@@ -13,7 +13,6 @@ use crate::attest::provenance::{self, Statement};
 use crate::determinism::canonical_json;
 use crate::error::{Error, Result};
 use crate::ledger::entry::{Entry, record};
-use crate::ledger::quarantine;
 use crate::ledger::{Ledger, ServiceState, State};
 use crate::model::digest::Digest;
 use crate::model::environments::Environment as Declared;
@@ -179,7 +178,7 @@ impl Promotion {
         ledger: &Ledger,
     ) -> Result<Digest> {
         Ok(match &self.build {
-            Some(text) => quarantine::resolve(project, text)?.0,
+            Some(text) => manifest::resolve_build(project.store(), text)?.0,
             None => match workspace.environments.previous(target.name.as_str()) {
                 Some(previous) => {
                     ledger.current(previous.name.as_str())?.map(|c| c.state.build).ok_or_else(

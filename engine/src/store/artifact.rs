@@ -112,8 +112,18 @@ pub fn publish(
     Ok(())
 }
 
+/// How many times a referrers index is re-read and re-written when another writer's index
+/// replaced ours.
+const INDEX_ATTEMPTS: usize = 8;
+
 /// Adds `referrer` to the fallback referrers index of `subject` (tag `sha256-<hex>`),
 /// holding the repository's referrers lock across the read-modify-write; idempotent.
+///
+/// A registry has no such lock, so the index is read back after writing and written again
+/// (merged with whatever replaced it) until it lists `referrer`. That catches a writer that
+/// replaced our index before we re-read it; one that reads before our write and writes
+/// after our re-read can still drop our entry, which the next run of the same command
+/// restores (each writer re-adds its own entries).
 pub fn add_referrer(
     store: &dyn Store,
     repository: &Repository,
@@ -121,7 +131,14 @@ pub fn add_referrer(
     referrer: &StoredManifest,
 ) -> Result<(), StoreError> {
     store.exclusively(repository, "referrers", &mut || {
-        write_referrer(store, repository, subject, referrer)
+        for _ in 0..INDEX_ATTEMPTS {
+            write_referrer(store, repository, subject, referrer)?;
+            let listed = referrers(store, repository, subject)?;
+            if listed.iter().any(|d| d.digest() == &referrer.digest.to_oci()) {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Contended { repository: repository.clone(), subject: subject.clone() })
     })
 }
 

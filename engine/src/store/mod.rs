@@ -1,14 +1,19 @@
 //! The artifact store: one trait for content-addressed blobs and tagged manifests, with an
-//! OCI image-layout directory as the embedded backend. Nothing above this module knows
-//! which backend it talks to.
+//! OCI image-layout directory as the embedded backend and any OCI registry as the shared
+//! one. Nothing above this module knows which backend it talks to.
 
 pub mod artifact;
 mod layout;
+pub mod registry;
+pub mod transfer;
 
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 pub use layout::LayoutStore;
 pub use layout::{replace_atomically, write_atomically};
+pub use registry::RegistryStore;
 
 pub use crate::model::reference::{ImageRef, NameError, Repository, Tag, tag_of};
 
@@ -56,6 +61,14 @@ pub enum StoreError {
     BadManifest { repository: Repository, digest: Digest, why: String },
     #[error("store: {0}")]
     Digest(#[from] DigestError),
+    #[error("store: {registry}: cannot {action} ({attempts} attempts): {why}")]
+    Registry { registry: String, action: String, why: String, attempts: u32 },
+    #[error("store: {registry} refused to let us {action}: not authorized")]
+    Unauthorized { registry: String, action: String },
+    #[error("store: `{text}` is not a store: {why}")]
+    BadLocation { text: String, why: String },
+    #[error("store: the referrers index of {subject} in {repository} kept changing under us")]
+    Contended { repository: Repository, subject: Digest },
 }
 
 impl crate::error::Hint for StoreError {
@@ -70,15 +83,78 @@ impl crate::error::Hint for StoreError {
                 "delete `{repository}/blobs/sha256/{}` in the store and re-run `cargo xtask ci`",
                 digest.hex()
             )),
+            StoreError::Registry { registry, .. } => Some(format!(
+                "check that {registry} is up and reachable, then re-run the command: it resumes, and blobs already there are not sent again"
+            )),
+            StoreError::Unauthorized { registry, .. } => Some(format!(
+                "log in with `docker login {}` (Slipway reads DOCKER_CONFIG or ~/.docker/config.json and its credential helpers), or set {} and {}",
+                registry.trim_start_matches(registry::SCHEME).split('/').next().unwrap_or_default(),
+                registry::USERNAME_VAR,
+                registry::PASSWORD_VAR
+            )),
+            StoreError::BadLocation { .. } => Some(format!(
+                "give a directory (an OCI image layout per repository) or `{}HOST[:PORT][/NAMESPACE]`",
+                registry::SCHEME
+            )),
+            StoreError::Contended { .. } => Some(
+                "another writer keeps replacing it; re-run the command when it is done".to_owned(),
+            ),
             _ => None,
         }
+    }
+}
+
+/// Where a store is: a directory, or a registry (`registry://HOST[:PORT][/NAMESPACE]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Layout(PathBuf),
+    Registry(registry::Address),
+}
+
+impl FromStr for Location {
+    type Err = StoreError;
+
+    fn from_str(text: &str) -> Result<Location, StoreError> {
+        let bad = |why: String| StoreError::BadLocation { text: text.to_owned(), why };
+        if text.starts_with(registry::SCHEME) {
+            return text.parse().map(Location::Registry).map_err(bad);
+        }
+        if let Some((scheme, _)) = text.split_once("://") {
+            return Err(bad(format!("`{scheme}://` is not a store scheme")));
+        }
+        if text.is_empty() {
+            return Err(bad("it is empty".to_owned()));
+        }
+        Ok(Location::Layout(PathBuf::from(text)))
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Layout(dir) => write!(f, "{}", dir.display()),
+            Location::Registry(address) => write!(f, "{address}"),
+        }
+    }
+}
+
+impl Location {
+    /// Opens the store; a relative directory is taken from `base`; a registry keeps its
+    /// local copy of what it reads and writes under `copies`.
+    pub fn open(&self, base: &Path, copies: &Path) -> Result<Box<dyn Store>, StoreError> {
+        Ok(match self {
+            Location::Layout(dir) => Box::new(LayoutStore::new(base.join(dir))),
+            Location::Registry(address) => {
+                Box::new(RegistryStore::open(address.clone(), copies.to_owned())?)
+            }
+        })
     }
 }
 
 /// A content-addressed artifact store. Blobs are immutable and named by digest; a manifest
 /// may carry a tag. Every read re-checks the digest. Shared across threads (images are
 /// published in parallel); a tag's index update takes the layout's lock.
-pub trait Store: Sync {
+pub trait Store: Sync + Send + fmt::Debug {
     /// Where the store is, for people and for `--json`.
     fn location(&self) -> String;
 

@@ -2,6 +2,7 @@
 
 mod changes;
 mod ci;
+mod copy;
 mod environments;
 mod hooks;
 mod images;

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use crate::flags;
 use slipway::attest::manifest;
+use slipway::attest::manifest::resolve_build;
 use slipway::error::Result;
-use slipway::ledger::quarantine::{QuarantineError, resolve};
+use slipway::ledger::quarantine::QuarantineError;
 use slipway::ledger::{Ledger, Quarantine};
 use slipway::model::digest::Digest;
 use slipway::model::workspace::Workspace;
@@ -27,7 +28,7 @@ impl flags::Quarantine {
                 let version = ledger.pin()?.quarantined()?.get(&digest).map(|q| q.version.clone());
                 (digest.clone(), version.unwrap_or_else(|| format!("build {}", digest.short())))
             }
-            _ => resolve(project, &self.build)?,
+            _ => resolve_build(project.store(), &self.build)?,
         };
         if !self.ledger.dry_run {
             ledger.sync_work_tree(&project.shell);

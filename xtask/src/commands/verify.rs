@@ -6,7 +6,6 @@ use slipway::attest::keys;
 use slipway::attest::manifest;
 use slipway::attest::provenance;
 use slipway::error::{Error, Result};
-use slipway::model::digest::Digest;
 use slipway::project::Project;
 use slipway::report::Report;
 use slipway::verify::VerifyError;
@@ -77,8 +76,9 @@ impl flags::Verify {
                 }
                 read(latest)
             }
-            Some(text) if text.starts_with("sha256:") => {
-                let digest: Digest = text.parse()?;
+            // A digest, or a version when no such file exists: read from the store.
+            Some(text) if text.starts_with("sha256:") || !std::path::Path::new(text).exists() => {
+                let (digest, _) = manifest::resolve_build(project.store(), text)?;
                 let bytes = manifest::stored_envelope(project.store(), &digest)?;
                 Ok((format!("{}@{digest}", provenance::REPOSITORY), bytes))
             }
