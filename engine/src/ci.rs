@@ -3,7 +3,7 @@
 //! them, reusing every result whose inputs did not change.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -78,8 +78,9 @@ pub struct DigestSummary {
 pub struct ImageSummary {
     pub reference: ImageRef,
     pub digest: Digest,
-    /// The OCI layout directory holding the image (`oci:<layout>:<tag>` for skopeo).
-    pub layout: String,
+    /// The image's repository as skopeo names it: `oci:<layout>` or `docker://<registry>/<path>`
+    /// (add `:<tag>` or `@<digest>`).
+    pub skopeo: String,
     pub reused: bool,
 }
 
@@ -233,10 +234,7 @@ fn build_and_test(
                 image: ImageSummary {
                     reference: planned.reference.clone(),
                     digest: built.image.digest.clone(),
-                    layout: PathBuf::from(&store)
-                        .join(planned.reference.repository.as_str())
-                        .display()
-                        .to_string(),
+                    skopeo: project.store().skopeo_name(&planned.reference.repository),
                     reused: built.image_reused,
                 },
                 tests: built

@@ -14,6 +14,7 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     ("jq", "jq"),
     ("promtool", "prometheus"),
+    ("docker-registry", "docker-registry"),
 ];
 
 /// Python modules the independent checks import, with the pip requirement providing each.

@@ -76,6 +76,10 @@ impl Store for LayoutStore {
         self.root.display().to_string()
     }
 
+    fn skopeo_name(&self, repository: &Repository) -> String {
+        format!("oci:{}", self.layout_dir(repository).display())
+    }
+
     fn put_blob(&self, repository: &Repository, bytes: &[u8]) -> Result<Digest, StoreError> {
         let mut digests = self.put_blobs(repository, &[bytes])?;
         Ok(digests.remove(0))

@@ -158,6 +158,10 @@ pub trait Store: Sync + Send + fmt::Debug {
     /// Where the store is, for people and for `--json`.
     fn location(&self) -> String;
 
+    /// `repository` as skopeo names it, without tag or digest: `oci:<dir>` for a layout,
+    /// `docker://<host>/<path>` for a registry.
+    fn skopeo_name(&self, repository: &Repository) -> String;
+
     /// Stores `bytes` as a blob of `repository`; idempotent; returns its digest.
     fn put_blob(&self, repository: &Repository, bytes: &[u8]) -> Result<Digest, StoreError>;
 

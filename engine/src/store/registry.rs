@@ -265,6 +265,10 @@ impl Store for RegistryStore {
         self.address.to_string()
     }
 
+    fn skopeo_name(&self, repository: &Repository) -> String {
+        format!("docker://{}/{}", self.address.host, self.address.path(repository))
+    }
+
     fn put_blob(&self, repository: &Repository, bytes: &[u8]) -> Result<Digest, StoreError> {
         let mut digests = self.put_blobs(repository, &[bytes])?;
         Ok(digests.remove(0))

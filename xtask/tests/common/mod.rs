@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod registry;
+
 /// The repository under test.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_owned()
@@ -242,7 +244,8 @@ pub fn redacted(value: &serde_json::Value) -> serde_json::Value {
         .map(|p| p.display().to_string())
         .collect();
     let text = |s: &str| -> String {
-        if roots.iter().any(|root| s.starts_with(root.as_str())) {
+        let path = s.strip_prefix("oci:").unwrap_or(s);
+        if roots.iter().any(|root| path.starts_with(root.as_str())) {
             return "[path]".to_owned();
         }
         let s = uuid.replace_all(s, "[uuid]");
