@@ -19,12 +19,14 @@ use crate::determinism::canonical_json;
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
 use crate::model::digest::Digest;
+use crate::model::environments::Resources;
 use crate::model::lockfile;
 use crate::model::source;
 use crate::model::workspace::{self, Name, Workspace};
 use crate::project::Project;
 use crate::report::Steps;
 use crate::run::replay::{Replay, StoredSuite};
+use crate::run::runc::Limits;
 use crate::run::runtime::Launch;
 use crate::run::suites::SuiteResult;
 use crate::run::waiver::{self, Waiver};
@@ -697,6 +699,19 @@ fn integration_tests(
             health: planned.service.health.clone(),
             depends_on: planned.service.depends_on.clone(),
             log_level: "info".to_owned(),
+            // The first environment's limits: ci runs the low-volume copy of what ships.
+            limits: Limits::of(
+                &plan
+                    .workspace
+                    .environments
+                    .chain()
+                    .first()
+                    .map(|first| {
+                        plan.workspace.environments.resolve(first, &planned.service.id.to_string())
+                    })
+                    .map(|resolved| resolved.resources)
+                    .unwrap_or_else(|| Resources { cpu: "1".into(), memory: "256Mi".into() }),
+            ),
         })
         .collect();
     steps.progress(&format!("starting {} services from their images", launches.len()));
@@ -708,6 +723,7 @@ fn integration_tests(
         waivers: &waivers,
         run_dir,
         results_dir: project.state("results").join(&plan.version),
+        runtime: project.runtime,
     }
     .run(project.store())?;
     waiver::note_unused(&plan.waivers, &outcome.accepted);

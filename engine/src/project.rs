@@ -19,12 +19,37 @@ pub fn registry_copies() -> PathBuf {
     Layout::default().state("registry")
 }
 
+/// Which runtime starts stored images (`ci`'s integration step, `promote`'s replay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuntimeChoice {
+    /// runc where it is installed and usable, processes otherwise (saying why).
+    #[default]
+    Auto,
+    Process,
+    Runc,
+}
+
+impl std::str::FromStr for RuntimeChoice {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<RuntimeChoice, String> {
+        match text {
+            "auto" => Ok(RuntimeChoice::Auto),
+            "process" => Ok(RuntimeChoice::Process),
+            "runc" => Ok(RuntimeChoice::Runc),
+            other => Err(format!("`{other}` is not a runtime: expected auto, process or runc")),
+        }
+    }
+}
+
 /// One invocation's view of the repository.
 #[derive(Debug)]
 pub struct Project {
     pub root: PathBuf,
     pub layout: Layout,
     pub shell: Shell,
+    /// The runtime asked for (`--runtime`, `SLIPWAY_RUNTIME`).
+    pub runtime: RuntimeChoice,
     store: Box<dyn Store>,
 }
 
@@ -41,7 +66,7 @@ impl Project {
         };
         let store = location.open(base, &root.join(registry_copies()))?;
         let shell = Shell::new(&root)?;
-        Ok(Project { root, layout, shell, store })
+        Ok(Project { root, layout, shell, runtime: RuntimeChoice::Auto, store })
     }
 
     /// The validated workspace: `cargo metadata`, the services, the environments.

@@ -1,8 +1,6 @@
 //! `cargo xtask test`: Slipway's own test suite, with the Debian tools it needs installed
 //! first when running as root, or the exact install line when not.
 
-use std::path::Path;
-
 /// Every external program the test suite runs, with the Debian package that provides it.
 pub const TOOLS: &[(&str, &str)] = &[
     ("git", "git"),
@@ -23,17 +21,7 @@ pub const PYTHON_MODULES: &[(&str, &str)] = &[
     ("cyclonedx.validation.json", "cyclonedx-python-lib[json-validation]"),
 ];
 
-/// Whether `program` is on PATH.
-pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| is_executable(&dir.join(program))))
-        .unwrap_or(false)
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
+pub use crate::shell::on_path;
 
 /// The `apt-get install` line for `packages`.
 pub fn install_line(packages: &[&str]) -> String {

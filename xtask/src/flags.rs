@@ -1,6 +1,7 @@
 //! The command line: every command and flag, parsed by clap; `main.rs` only dispatches.
 
 use clap::{Parser, Subcommand};
+use slipway::project::RuntimeChoice;
 use slipway::store::Location;
 
 /// Slipway: build, test, sign and promote the services of this repository.
@@ -11,6 +12,17 @@ pub struct Cli {
     /// `registry://HOST[:PORT][/NAMESPACE]` [default: .slipway/store]
     #[arg(long, global = true, env = "SLIPWAY_STORE", value_name = "DIR|registry://…")]
     pub store: Option<Location>,
+
+    /// What runs stored images in `ci` and `promote`: `runc` (containers), `process`, or
+    /// `auto` (runc where installed and usable, else processes)
+    #[arg(
+        long,
+        global = true,
+        env = "SLIPWAY_RUNTIME",
+        default_value = "auto",
+        value_name = "auto|process|runc"
+    )]
+    pub runtime: RuntimeChoice,
 
     #[command(subcommand)]
     pub command: Command,

@@ -25,6 +25,10 @@ fn main() -> ExitCode {
     let result = std::env::current_dir()
         .map_err(|source| slipway::Error::Io { action: "read", path: ".".into(), source })
         .and_then(|cwd| Project::discover(&cwd, cli.store))
+        .map(|mut project| {
+            project.runtime = cli.runtime;
+            project
+        })
         .and_then(|project| match cli.command {
             Command::Ci(ci) => ci.run(&project),
             Command::Images(images) => images.run(&project),

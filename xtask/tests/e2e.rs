@@ -371,39 +371,54 @@ fn failing_and_interrupted_integration_runs_leave_no_process_behind() {
     assert!(stderr.contains("shop-catalog-tests"), "{stderr}");
     assert!(stderr.contains("serves_a_product_that_does_not_exist"), "{stderr}");
     assert!(processes_under(dir.path()).is_empty(), "{:?}", processes_under(dir.path()));
+    assert_eq!(containers(), Vec::<String>::new(), "a failed run deletes its containers");
 
-    // A suite that hangs: interrupt ci while the services run.
+    // A suite that hangs: interrupt ci while the services run as runc containers, with
+    // what Ctrl-C sends and then with SIGKILL; nothing is left either way.
+    require("runc");
     let hang = "\n#[test]\nfn waits() {\n    std::thread::sleep(std::time::Duration::from_secs(600));\n}\n";
     edit(&contract, broken, hang);
-    let mut ci = Command::new(assert_cmd::cargo::cargo_bin("xtask"))
-        .arg("ci")
-        .current_dir(dir.path())
-        .env("SLIPWAY_STORE", &store)
-        .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
-        .envs(common::SUITE_RELEASE_PROFILE)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The services run from the image's entrypoint and the suites from the unpacked test
-    // pack, both under the copy's `.slipway/`: wait for the hanging suite.
-    let deadline = Instant::now() + Duration::from_secs(900);
-    while !processes_under(dir.path()).iter().any(|p| p.contains("/testpacks/")) {
-        assert!(Instant::now() < deadline, "the hanging suite never started");
-        assert!(ci.try_wait().unwrap().is_none(), "ci ended before the suite started");
-        std::thread::sleep(Duration::from_millis(200));
+    for signal in ["-INT", "-KILL"] {
+        let mut ci = Command::new(assert_cmd::cargo::cargo_bin("xtask"))
+            .arg("ci")
+            .current_dir(dir.path())
+            .env("SLIPWAY_STORE", &store)
+            .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
+            .envs(common::SUITE_RELEASE_PROFILE)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // The suites run from the unpacked test pack under the copy's `.slipway/`: wait
+        // for the hanging one.
+        let deadline = Instant::now() + Duration::from_secs(900);
+        while !processes_under(dir.path()).iter().any(|p| p.contains("/testpacks/")) {
+            assert!(Instant::now() < deadline, "the hanging suite never started");
+            assert!(ci.try_wait().unwrap().is_none(), "ci ended before the suite started");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let running = containers();
+        assert_eq!(running.len(), 3, "one container per service while ci runs: {running:?}");
+        assert!(running.iter().all(|id| id.starts_with(&format!("slipway-{}-", ci.id()))));
+        run_in(dir.path(), "kill", &[signal, &ci.id().to_string()]);
+        let _ = ci.wait();
+        let left = || (processes_under(dir.path()), containers());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while left() != (vec![], vec![]) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(left(), (vec![], vec![]), "left behind after {signal}");
     }
-    let running = processes_under(dir.path());
-    assert!(running.iter().any(|p| p.contains("shop-orders")), "{running:?}");
-    // What Ctrl-C sends.
-    run_in(dir.path(), "kill", &["-INT", &ci.id().to_string()]);
-    let _ = ci.wait();
-    let left = || processes_under(dir.path());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !left().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(left().is_empty(), "left behind: {:?}", left());
+}
+
+/// The runc containers Slipway started that still exist.
+fn containers() -> Vec<String> {
+    let listed = Command::new("runc").args(["list", "-q"]).output().unwrap();
+    String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter(|id| id.starts_with("slipway-"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A README code block that follows `<!-- auditor: NAME -->`, run with bash.
@@ -704,14 +719,21 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
                 .map(|d| slipway::model::workspace::Name::parse(d.as_str().unwrap()).unwrap())
                 .collect(),
             log_level: "info".to_owned(),
+            limits: slipway::run::runc::Limits {
+                memory_bytes: 64 << 20,
+                cpu_millis: 500,
+                pids: 64,
+            },
         })
         .collect();
+    // The process runtime here (runc runs them in the other tests): the same suites pass.
     let alone_store = slipway::store::LayoutStore::new(alone.path().join("store"));
     let running = slipway::run::runtime::Environment::start(
         &alone_store,
         &launches,
         slipway::model::workspace::Name::parse("audit").unwrap(),
         &alone.path().join("run"),
+        slipway::run::runtime::Kind::Process,
     )
     .unwrap();
     let shipping = summary["services"][2]["image"]["reference"].as_str().unwrap();
@@ -1274,11 +1296,14 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
     let v2 = newest_version(dir.path());
 
     // Three promotions of dev at once, each moving a different service to v2: each
-    // replays, the losers of the race replay again on the new state, none is lost.
+    // replays, the losers of the race replay again on the new state, none is lost. These
+    // run the services as processes (the other tests use runc): the same suites pass.
     let services = ["shop-catalog", "shop-orders", "shop-shipping"];
     let racers: Vec<_> = services
         .iter()
-        .map(|s| spawn_promote(dir.path(), &store, None, &["dev", "--only", s]))
+        .map(|s| {
+            spawn_promote(dir.path(), &store, None, &["dev", "--only", s, "--runtime", "process"])
+        })
         .collect();
     for racer in racers {
         let output = racer.wait_with_output().unwrap();
@@ -1320,7 +1345,12 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
     let mut landed = false;
     for delay in [100, 300, 600, 1000, 1500, 2200, 3000, 4000, 5500, 7500] {
         let before = run_in(dir.path(), "git", &["rev-parse", "HEAD"]);
-        let mut promote = spawn_promote(dir.path(), &store, None, &["dev", "--build", &v1]);
+        let mut promote = spawn_promote(
+            dir.path(),
+            &store,
+            None,
+            &["dev", "--build", &v1, "--runtime", "process"],
+        );
         std::thread::sleep(Duration::from_millis(delay));
         let finished = promote.try_wait().unwrap().is_some();
         promote.kill().unwrap();

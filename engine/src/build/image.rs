@@ -151,13 +151,12 @@ pub struct Entrypoint {
     pub env: Vec<String>,
 }
 
-/// Reads the image `digest` of `repository` back from the store and takes its entrypoint
-/// binary out of its layer, so what runs is exactly what the image holds.
-pub fn entrypoint(
+/// A stored image's manifest and configuration, read back and re-checked.
+fn read_image(
     store: &dyn Store,
     repository: &Repository,
     digest: &Digest,
-) -> Result<Entrypoint, ImageError> {
+) -> Result<(ImageManifest, ImageConfiguration), ImageError> {
     let invalid = |why: String| ImageError::Invalid {
         repository: repository.clone(),
         digest: digest.clone(),
@@ -171,6 +170,43 @@ pub fn entrypoint(
     let config: ImageConfiguration =
         serde_json::from_slice(&store.get_blob(repository, &config_digest)?)
             .map_err(|e| invalid(format!("config: {e}")))?;
+    Ok((manifest, config))
+}
+
+/// Every layer of a stored image, bottom first, uncompressed.
+fn layers(
+    store: &dyn Store,
+    repository: &Repository,
+    digest: &Digest,
+    manifest: &ImageManifest,
+) -> impl Iterator<Item = Result<(Digest, Vec<u8>), ImageError>> {
+    manifest.layers().iter().map(move |layer| {
+        let invalid = |why: String| ImageError::Invalid {
+            repository: repository.clone(),
+            digest: digest.clone(),
+            why,
+        };
+        let layer_digest = Digest::from_oci(layer.digest()).map_err(|e| invalid(e.to_string()))?;
+        let compressed = store.get_blob(repository, &layer_digest)?;
+        let archive =
+            gunzip(&compressed).map_err(|e| invalid(format!("layer {layer_digest}: {e}")))?;
+        Ok((layer_digest, archive))
+    })
+}
+
+/// Reads the image `digest` of `repository` back from the store and takes its entrypoint
+/// binary out of its layer, so what runs is exactly what the image holds.
+pub fn entrypoint(
+    store: &dyn Store,
+    repository: &Repository,
+    digest: &Digest,
+) -> Result<Entrypoint, ImageError> {
+    let (manifest, config) = read_image(store, repository, digest)?;
+    let invalid = |why: String| ImageError::Invalid {
+        repository: repository.clone(),
+        digest: digest.clone(),
+        why,
+    };
     let path = config
         .config()
         .as_ref()
@@ -180,12 +216,9 @@ pub fn entrypoint(
         .clone();
     let env = config.config().as_ref().and_then(|c| c.env().clone()).unwrap_or_default();
     let wanted = path.trim_start_matches('/');
-    for layer in manifest.layers().iter().rev() {
-        let layer_digest = Digest::from_oci(layer.digest()).map_err(|e| invalid(e.to_string()))?;
-        let compressed = store.get_blob(repository, &layer_digest)?;
-        let archive =
-            gunzip(&compressed).map_err(|e| invalid(format!("layer {layer_digest}: {e}")))?;
-        for entry in tar::read_entries(&archive)? {
+    let all: Vec<_> = layers(store, repository, digest, &manifest).collect();
+    for layer in all.into_iter().rev() {
+        for entry in tar::read_entries(&layer?.1)? {
             if entry.path == wanted
                 && let Content::File(bytes) = entry.content
             {
@@ -194,6 +227,62 @@ pub fn entrypoint(
         }
     }
     Err(invalid(format!("no layer holds the entrypoint `{path}`")))
+}
+
+/// What a container runtime takes from an image's configuration.
+#[derive(Debug, Clone)]
+pub struct Process {
+    /// The entrypoint and its arguments.
+    pub args: Vec<String>,
+    /// `NAME=value` each.
+    pub env: Vec<String>,
+    pub uid: u32,
+    pub gid: u32,
+    pub cwd: String,
+}
+
+/// Unpacks a stored image's layers, bottom first, into `rootfs` (every path checked to stay
+/// inside it) and returns how its process is to be run.
+pub fn unpack(
+    store: &dyn Store,
+    repository: &Repository,
+    digest: &Digest,
+    rootfs: &std::path::Path,
+) -> Result<Process, ImageError> {
+    let (manifest, config) = read_image(store, repository, digest)?;
+    for layer in layers(store, repository, digest, &manifest) {
+        tar::unpack(&layer?.1, rootfs)?;
+    }
+    let invalid = |why: String| ImageError::Invalid {
+        repository: repository.clone(),
+        digest: digest.clone(),
+        why,
+    };
+    let run = config.config().clone().unwrap_or_default();
+    let mut args = run.entrypoint().clone().unwrap_or_default();
+    args.extend(run.cmd().clone().unwrap_or_default());
+    if args.is_empty() {
+        return Err(invalid("the config has no entrypoint".to_owned()));
+    }
+    // Only numeric users: a `FROM scratch` image has no user database we would trust.
+    let user = run.user().clone().unwrap_or_default();
+    let (uid, gid) = match user.split_once(':') {
+        Some((uid, gid)) => (uid.parse(), gid.parse()),
+        None => (user.parse(), user.parse()),
+    };
+    let (Ok(uid), Ok(gid)) = (uid, gid) else {
+        return Err(invalid(format!("the user `{user}` is not numeric `uid:gid`")));
+    };
+    if uid == 0 {
+        return Err(invalid("the image runs as root; services run as a non-root user".to_owned()));
+    }
+    Ok(Process {
+        args,
+        env: run.env().clone().unwrap_or_default(),
+        uid,
+        gid,
+        cwd: run.working_dir().clone().unwrap_or_else(|| "/".to_owned()),
+    })
 }
 
 impl crate::error::Hint for ImageError {}

@@ -58,6 +58,26 @@ pub struct Resources {
     pub memory: String,
 }
 
+impl Resources {
+    /// The memory quantity in bytes (`64Mi` is 67108864); validated when read.
+    pub fn memory_bytes(&self) -> i64 {
+        let (number, unit) =
+            [("Ki", 1i64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40)]
+                .iter()
+                .find_map(|(suffix, unit)| self.memory.strip_suffix(suffix).map(|n| (n, *unit)))
+                .unwrap_or((self.memory.as_str(), 1));
+        number.parse::<i64>().unwrap_or(0).saturating_mul(unit)
+    }
+
+    /// The CPU quantity in thousandths of a CPU (`250m` is 250, `2` is 2000).
+    pub fn cpu_millis(&self) -> u64 {
+        match self.cpu.strip_suffix('m') {
+            Some(millis) => millis.parse().unwrap_or(0),
+            None => self.cpu.parse::<u64>().unwrap_or(0).saturating_mul(1000),
+        }
+    }
+}
+
 /// One environment of the chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Environment {
@@ -692,6 +712,12 @@ resources = { memory = "256Mi" }
         assert_eq!(orders.replicas, Replicas { min: 3, max: 6 });
         assert_eq!(orders.log_level, "warn");
         assert_eq!(orders.resources, Resources { cpu: "100m".into(), memory: "256Mi".into() });
+        assert_eq!(
+            (orders.resources.memory_bytes(), orders.resources.cpu_millis()),
+            (256 << 20, 100)
+        );
+        let whole = Resources { cpu: "2".into(), memory: "1Gi".into() };
+        assert_eq!((whole.memory_bytes(), whole.cpu_millis()), (1 << 30, 2000));
         let catalog = envs.resolve(dev, "shop-catalog");
         assert_eq!((catalog.replicas.max, catalog.log_level.as_str()), (2, "info"));
         assert!(envs.check(&["shop-orders".into(), "shop-catalog".into()]).is_empty());

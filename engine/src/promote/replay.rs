@@ -15,6 +15,7 @@ use crate::promote::PromoteError;
 use crate::promote::compose::Replayed;
 use crate::run;
 use crate::run::replay::StoredSuite;
+use crate::run::runc::Limits;
 use crate::run::runtime::Launch;
 use crate::run::suites::SuiteResult;
 use crate::run::waiver;
@@ -57,13 +58,15 @@ pub fn replay_suites(
                 .into());
             }
         }
+        let resolved = workspace.environments.resolve(target, name);
         launches.push(Launch {
             id: service.id.clone(),
             repository: name.parse()?,
             image: state.image.clone(),
             health: service.health.clone(),
             depends_on: service.depends_on.clone(),
-            log_level: workspace.environments.resolve(target, name).log_level,
+            log_level: resolved.log_level,
+            limits: Limits::of(&resolved.resources),
         });
     }
     // Start dependencies first, as the workspace orders them.
@@ -88,6 +91,7 @@ pub fn replay_suites(
         waivers,
         run_dir: project.state("run").join(format!("promote-{stamp}")),
         results_dir: project.state("results").join(format!("promote-{stamp}")),
+        runtime: project.runtime,
     }
     .run(project.store())?;
     waiver::note_unused(waivers, &outcome.accepted);

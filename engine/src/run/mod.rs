@@ -1,8 +1,9 @@
-//! Running what was built: stored images started as processes, stored suites run against
-//! them, their JUnit reports, and the waivers that accept a known break.
+//! Running what was built: stored images started as runc containers or processes, stored
+//! suites run against them, their JUnit reports, and the waivers that accept a known break.
 
 pub mod junit;
 pub mod replay;
+pub mod runc;
 pub mod runtime;
 pub mod suites;
 pub mod waiver;

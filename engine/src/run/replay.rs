@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::model::digest::Digest;
 use crate::model::names::Name;
 use crate::model::waiver::{Origin, Waiver};
-use crate::run::runtime::{Environment, Launch};
+use crate::project::RuntimeChoice;
+use crate::run::runtime::{self, Environment, Launch};
 use crate::run::suites::{self, SuiteResult, Target};
 use crate::run::waiver::{self, Accepted};
 use crate::store::{Repository, Store};
@@ -41,6 +42,8 @@ pub struct Replay<'a> {
     pub run_dir: PathBuf,
     /// JUnit XML, one file per suite.
     pub results_dir: PathBuf,
+    /// What starts the images.
+    pub runtime: RuntimeChoice,
 }
 
 /// What a replay found.
@@ -77,14 +80,24 @@ impl Replay<'_> {
             path: self.results_dir.clone(),
             source,
         })?;
+        let (kind, how) = runtime::select(self.runtime)?;
         eprintln!(
-            "replay in {}: {} services started from their images, {} suite executables",
+            "replay in {}: {} services started from their images as {how}, {} suite executables",
             self.environment,
             self.launches.len(),
             runs.len()
         );
-        let running =
-            Environment::start(store, &self.launches, self.environment.clone(), &self.run_dir)?;
+        let running = Environment::start(
+            store,
+            &self.launches,
+            self.environment.clone(),
+            &self.run_dir,
+            kind,
+        )?;
+        let containers = running.containers();
+        if !containers.is_empty() {
+            eprintln!("    containers: {}", containers.join(" "));
+        }
         for (variable, url) in running.urls() {
             eprintln!("    {variable}={url}");
         }

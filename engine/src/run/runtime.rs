@@ -1,6 +1,7 @@
-//! The local runtime: starts a set of stored images as processes (each entrypoint taken
-//! out of its image's own layer), injects the platform contract, waits for health, and
-//! stops everything when dropped, on failure, or when Slipway itself dies.
+//! The local runtime: starts a set of stored images as runc containers (`run::runc`) or,
+//! where runc is absent or unusable, as processes (each entrypoint taken out of its image's
+//! own layer); injects the platform contract, waits for health, and stops everything when
+//! dropped, on failure, or when Slipway itself dies.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -13,6 +14,8 @@ use std::time::{Duration, Instant};
 use crate::build::image::{self, ImageError};
 use crate::model::digest::Digest;
 use crate::model::workspace::{Name, ServiceId};
+use crate::project::RuntimeChoice;
+use crate::run::runc::{self, Container, Limits, Reaper};
 use crate::store::{Repository, Store};
 
 /// How long a service may take to answer its health check.
@@ -28,6 +31,31 @@ pub struct Launch {
     pub depends_on: Vec<Name>,
     /// The environment's `LOG_LEVEL` for this service.
     pub log_level: String,
+    /// What a container may use (runc only).
+    pub limits: Limits,
+}
+
+/// What starts the images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Runc,
+    Process,
+}
+
+/// The runtime for `choice`, with the one line that says which and, on a fallback, why.
+pub fn select(choice: RuntimeChoice) -> Result<(Kind, String), RuntimeError> {
+    match (choice, runc::unusable()) {
+        (RuntimeChoice::Process, _) => {
+            Ok((Kind::Process, "processes (--runtime process)".to_owned()))
+        }
+        (RuntimeChoice::Runc, Some(why)) => Err(RuntimeError::RuncUnusable(why)),
+        (RuntimeChoice::Runc | RuntimeChoice::Auto, None) => {
+            Ok((Kind::Runc, "runc containers".to_owned()))
+        }
+        (RuntimeChoice::Auto, Some(why)) => {
+            Ok((Kind::Process, format!("processes, not runc: {why}")))
+        }
+    }
 }
 
 /// A running set of services. Dropping it stops them all.
@@ -35,14 +63,22 @@ pub struct Launch {
 pub struct Environment {
     name: Name,
     running: Vec<Running>,
+    /// Deletes the containers if Slipway dies before it can; dropped after them.
+    reaper: Option<Reaper>,
 }
 
 #[derive(Debug)]
 struct Running {
     id: ServiceId,
-    child: Child,
+    handle: Handle,
     url: String,
     log: PathBuf,
+}
+
+#[derive(Debug)]
+enum Handle {
+    Process(Child),
+    Container(Container),
 }
 
 /// Why an environment could not start.
@@ -58,6 +94,12 @@ pub enum RuntimeError {
         "runtime: {service} did not answer GET {url} with 200 within {seconds}s; its log ends:\n{log}"
     )]
     Unhealthy { service: ServiceId, url: String, seconds: u64, log: String },
+    #[error("runtime: --runtime runc, but {0}")]
+    RuncUnusable(String),
+    #[error(transparent)]
+    Runc(#[from] runc::RuncError),
+    #[error("runtime: cannot write the runc bundle of {service}: {why}")]
+    Bundle { service: ServiceId, why: String },
 }
 
 impl Environment {
@@ -71,18 +113,15 @@ impl Environment {
         self.running.iter().map(|r| (r.id.role.url_variable(), r.url.clone())).collect()
     }
 
-    /// Starts `launches` (in dependency order) from `store` under `run_dir`, then waits
-    /// until every one answers its health check.
+    /// Starts `launches` (in dependency order) from `store` under `run_dir` with the
+    /// runtime `kind`, then waits until every one answers its health check.
     pub fn start(
         store: &dyn Store,
         launches: &[Launch],
         name: Name,
         run_dir: &Path,
+        kind: Kind,
     ) -> Result<Environment, RuntimeError> {
-        let io = |action, path: &Path| {
-            let path = path.to_owned();
-            move |source| RuntimeError::Io { action, path, source }
-        };
         fs::create_dir_all(run_dir).map_err(io("create", run_dir))?;
         // Hold every listener until all ports are chosen, so no two services get one port.
         let mut ports = BTreeMap::new();
@@ -95,42 +134,45 @@ impl Environment {
             ports.insert(launch.id.clone(), port);
         }
         drop(held);
-        let mut environment = Environment { name, running: Vec::new() };
+        let reaper = match kind {
+            Kind::Runc => Some(Reaper::new()?),
+            Kind::Process => None,
+        };
+        let mut environment = Environment { name, running: Vec::new(), reaper };
         for launch in launches {
-            let (binary, image_env) = extract_entrypoint(store, launch, run_dir)?;
             let port = ports[&launch.id];
-            let log = run_dir.join(format!("{}.log", launch.id));
-            let log_file = File::create(&log).map_err(io("create", &log))?;
-            let log_err = log_file.try_clone().map_err(io("open", &log))?;
-            let mut command = Command::new(&binary);
-            // The image's own environment first, as a container gets it; then the contract.
-            command.env_clear();
-            for pair in &image_env {
-                if let Some((name, value)) = pair.split_once('=') {
-                    command.env(name, value);
-                }
-            }
-            command
-                .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-                .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-                .env("SLIPWAY_ENV", environment.name.as_str())
-                .env("LOG_LEVEL", &launch.log_level)
-                .current_dir(run_dir)
-                .stdin(Stdio::null())
-                .stdout(log_file)
-                .stderr(log_err);
+            // The platform contract, after the image's own environment.
+            let mut contract = vec![
+                ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
+                ("LISTEN_ADDR".to_owned(), format!("127.0.0.1:{port}")),
+                ("SLIPWAY_ENV".to_owned(), environment.name.as_str().to_owned()),
+                ("LOG_LEVEL".to_owned(), launch.log_level.clone()),
+            ];
             for role in &launch.depends_on {
                 let dependency =
                     ServiceId { application: launch.id.application.clone(), role: role.clone() };
                 if let Some(port) = ports.get(&dependency) {
-                    command.env(role.url_variable(), format!("http://localhost:{port}"));
+                    contract.push((role.url_variable(), format!("http://localhost:{port}")));
                 }
             }
-            die_with_parent(&mut command);
-            let child = command.spawn().map_err(io("start", &binary))?;
+            let log = run_dir.join(format!("{}.log", launch.id));
+            let handle = match kind {
+                Kind::Process => {
+                    Handle::Process(start_process(store, launch, run_dir, &log, &contract)?)
+                }
+                Kind::Runc => {
+                    let reaper = environment
+                        .reaper
+                        .as_mut()
+                        .unwrap_or_else(|| unreachable!("runc has a reaper"));
+                    Handle::Container(start_container(
+                        store, launch, run_dir, &log, &contract, reaper,
+                    )?)
+                }
+            };
             environment.running.push(Running {
                 id: launch.id.clone(),
-                child,
+                handle,
                 url: format!("http://127.0.0.1:{port}"),
                 log,
             });
@@ -140,9 +182,93 @@ impl Environment {
         }
         Ok(environment)
     }
+
+    /// The runc containers running now, by id.
+    pub fn containers(&self) -> Vec<String> {
+        self.running
+            .iter()
+            .filter_map(|r| match &r.handle {
+                Handle::Container(container) => Some(container.id.clone()),
+                Handle::Process(_) => None,
+            })
+            .collect()
+    }
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    let path = path.to_owned();
+    move |source| RuntimeError::Io { action, path, source }
+}
+
+/// The image's entrypoint as a child process: the image's environment, then `contract`.
+fn start_process(
+    store: &dyn Store,
+    launch: &Launch,
+    run_dir: &Path,
+    log: &Path,
+    contract: &[(String, String)],
+) -> Result<Child, RuntimeError> {
+    let (binary, image_env) = extract_entrypoint(store, launch, run_dir)?;
+    let log_file = File::create(log).map_err(io("create", log))?;
+    let log_err = log_file.try_clone().map_err(io("open", log))?;
+    let mut command = Command::new(&binary);
+    command.env_clear();
+    for pair in &image_env {
+        if let Some((name, value)) = pair.split_once('=') {
+            command.env(name, value);
+        }
+    }
+    command
+        .envs(contract.iter().map(|(k, v)| (k, v)))
+        .current_dir(run_dir)
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(log_err);
+    die_with_parent(&mut command);
+    command.spawn().map_err(io("start", &binary))
+}
+
+/// The image unpacked by us into a bundle under `run_dir` and run by runc, watched by
+/// `reaper` before it starts.
+fn start_container(
+    store: &dyn Store,
+    launch: &Launch,
+    run_dir: &Path,
+    log: &Path,
+    contract: &[(String, String)],
+    reaper: &mut Reaper,
+) -> Result<Container, RuntimeError> {
+    let bundle = run_dir.join("bundles").join(launch.id.to_string());
+    let _ = fs::remove_dir_all(&bundle);
+    let rootfs = bundle.join("rootfs");
+    fs::create_dir_all(&rootfs).map_err(io("create", &rootfs))?;
+    let process = image::unpack(store, &launch.repository, &launch.image, &rootfs)?;
+    let mut env: Vec<String> = process.env.clone();
+    for (name, value) in contract {
+        env.retain(|pair| pair.split_once('=').is_none_or(|(n, _)| n != name));
+        env.push(format!("{name}={value}"));
+    }
+    let spec = runc::spec(&process, env, launch.limits)
+        .map_err(|why| RuntimeError::Bundle { service: launch.id.clone(), why })?;
+    File::create(log).map_err(io("create", log))?;
+    let id = format!("slipway-{}-{}", std::process::id(), launch.id);
+    reaper.watch(&id)?;
+    Ok(Container::start(id, &bundle, &spec, log)?)
 }
 
 impl Running {
+    /// How it ended, when it has.
+    fn exited(&mut self) -> Option<String> {
+        match &mut self.handle {
+            Handle::Process(child) => child.try_wait().ok().flatten().map(|s| s.to_string()),
+            Handle::Container(container) => match container.status() {
+                Some(status) if status == "running" || status == "created" => None,
+                Some(status) => Some(format!("container {status}")),
+                None => Some("container gone".to_owned()),
+            },
+        }
+    }
+
     fn wait_healthy(&mut self, health: &str) -> Result<(), RuntimeError> {
         let addr: SocketAddr = self.url.trim_start_matches("http://").parse().map_err(|_| {
             RuntimeError::Unhealthy {
@@ -154,10 +280,10 @@ impl Running {
         })?;
         let deadline = Instant::now() + HEALTH_TIMEOUT;
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(status) = self.exited() {
                 return Err(RuntimeError::Exited {
                     service: self.id.clone(),
-                    status: status.to_string(),
+                    status,
                     log: tail(&self.log),
                 });
             }
@@ -179,9 +305,12 @@ impl Running {
 
 impl Drop for Environment {
     fn drop(&mut self) {
-        for running in self.running.iter_mut().rev() {
-            let _ = running.child.kill();
-            let _ = running.child.wait();
+        // Dependents first; a container stops with TERM, then KILL after its grace.
+        while let Some(running) = self.running.pop() {
+            if let Handle::Process(mut child) = running.handle {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }

@@ -1,0 +1,368 @@
+//! The runc runtime: a stored image unpacked by us into an OCI runtime bundle and run as a
+//! real container — read-only root, the image's non-root user, no capabilities,
+//! `noNewPrivileges`, `/tmp` as tmpfs, the environment's memory/CPU/pids limits — with
+//! stdio to files, stopped with TERM then KILL, and always deleted, even when Slipway dies.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::{
+    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder,
+    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+
+use crate::build::image::Process;
+
+/// What can go wrong running a container.
+#[derive(Debug, thiserror::Error)]
+pub enum RuncError {
+    #[error("runc: cannot {action} `{path}`: {source}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("runc: {action} of container {id} failed: {why}")]
+    Failed { id: String, action: &'static str, why: String },
+}
+
+/// How long a container has to stop after SIGTERM before it gets SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(5);
+/// The CFS period the CPU quota is a share of.
+const CPU_PERIOD: u64 = 100_000;
+
+/// What one container may use, from the environment's resolved parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_bytes: i64,
+    /// Thousandths of a CPU (`250m` is 250).
+    pub cpu_millis: u64,
+    pub pids: i64,
+}
+
+/// The most processes a service container may run.
+const PIDS: i64 = 256;
+
+impl Limits {
+    /// The limits of an environment's resolved resources.
+    pub fn of(resources: &crate::model::environments::Resources) -> Limits {
+        Limits {
+            memory_bytes: resources.memory_bytes(),
+            cpu_millis: resources.cpu_millis(),
+            pids: PIDS,
+        }
+    }
+}
+
+/// Why runc cannot be used here, in one line; `None` when it can.
+pub fn unusable() -> Option<String> {
+    if !crate::shell::on_path("runc") {
+        return Some("runc is not installed (apt-get install -y runc)".to_owned());
+    }
+    match Command::new("runc").arg("--version").stdin(Stdio::null()).output() {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => {
+            return Some(format!(
+                "`runc --version` failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Err(e) => return Some(format!("runc cannot be started: {e}")),
+    }
+    if !is_root() {
+        return Some(
+            "not running as root: runc here needs root for namespaces and cgroup limits".to_owned(),
+        );
+    }
+    None
+}
+
+#[allow(unsafe_code)]
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The bundle's `config.json`: the image's process with the platform contract `env`, a
+/// read-only root, no capabilities, the host's network (services listen on loopback), and
+/// `limits`.
+pub fn spec(process: &Process, env: Vec<String>, limits: Limits) -> Result<Spec, String> {
+    let error = |e: oci_spec::OciSpecError| e.to_string();
+    let empty = std::collections::HashSet::<oci_spec::runtime::Capability>::new;
+    let none = || {
+        LinuxCapabilitiesBuilder::default()
+            .bounding(empty())
+            .effective(empty())
+            .inheritable(empty())
+            .permitted(empty())
+            .ambient(empty())
+            .build()
+    };
+    let user = UserBuilder::default().uid(process.uid).gid(process.gid).build().map_err(error)?;
+    let oci_process = ProcessBuilder::default()
+        .terminal(false)
+        .user(user)
+        .args(process.args.clone())
+        .env(env)
+        .cwd(process.cwd.clone())
+        .capabilities(none().map_err(error)?)
+        .no_new_privileges(true)
+        .build()
+        .map_err(error)?;
+    let mount = |destination: &str, kind: &str, source: &str, options: &[&str]| {
+        MountBuilder::default()
+            .destination(destination)
+            .typ(kind)
+            .source(source)
+            .options(options.iter().map(|o| (*o).to_owned()).collect::<Vec<_>>())
+            .build()
+            .map_err(error)
+    };
+    let mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?,
+        mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777", "size=65536k"])?,
+        // Names resolve as on the host: `localhost` for the services each one calls.
+        mount("/etc/hosts", "bind", "/etc/hosts", &["rbind", "ro", "nosuid", "nodev", "noexec"])?,
+        mount(
+            "/etc/resolv.conf",
+            "bind",
+            "/etc/resolv.conf",
+            &["rbind", "ro", "nosuid", "nodev", "noexec"],
+        )?,
+    ];
+    let namespaces = [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+    ]
+    .into_iter()
+    .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build().map_err(error))
+    .collect::<Result<Vec<_>, _>>()?;
+    let quota = (limits.cpu_millis * CPU_PERIOD / 1000).max(1000) as i64;
+    let resources = LinuxResourcesBuilder::default()
+        .memory(LinuxMemoryBuilder::default().limit(limits.memory_bytes).build().map_err(error)?)
+        .cpu(LinuxCpuBuilder::default().quota(quota).period(CPU_PERIOD).build().map_err(error)?)
+        .pids(LinuxPidsBuilder::default().limit(limits.pids).build().map_err(error)?)
+        .build()
+        .map_err(error)?;
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .resources(resources)
+        .masked_paths(
+            ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"]
+                .map(str::to_owned)
+                .to_vec(),
+        )
+        .readonly_paths(
+            ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+                .map(str::to_owned)
+                .to_vec(),
+        )
+        .build()
+        .map_err(error)?;
+    SpecBuilder::default()
+        .version("1.0.2")
+        .root(RootBuilder::default().path("rootfs").readonly(true).build().map_err(error)?)
+        .hostname("slipway")
+        .process(oci_process)
+        .mounts(mounts)
+        .linux(linux)
+        .build()
+        .map_err(error)
+}
+
+/// A container started with `runc run -d`; stopped and deleted when dropped.
+#[derive(Debug)]
+pub struct Container {
+    pub id: String,
+    bundle: PathBuf,
+}
+
+impl Container {
+    /// Writes the bundle's `config.json` beside its unpacked `rootfs/` and starts the
+    /// container detached, its standard output and error appended to `log`.
+    pub fn start(
+        id: String,
+        bundle: &Path,
+        spec: &Spec,
+        log: &Path,
+    ) -> Result<Container, RuncError> {
+        let io = |action, path: &Path| {
+            let path = path.to_owned();
+            move |source| RuncError::Io { action, path, source }
+        };
+        // tmpfs keeps the mode of the directory it is mounted on.
+        let tmp = bundle.join("rootfs/tmp");
+        fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).map_err(io("chmod", &tmp))?;
+        let config = bundle.join("config.json");
+        let json = serde_json::to_vec_pretty(spec).map_err(|e| RuncError::Io {
+            action: "write",
+            path: config.clone(),
+            source: e.into(),
+        })?;
+        fs::write(&config, json).map_err(io("write", &config))?;
+        let out = File::options().create(true).append(true).open(log).map_err(io("open", log))?;
+        let err = out.try_clone().map_err(io("open", log))?;
+        let container = Container { id, bundle: bundle.to_owned() };
+        let status = Command::new("runc")
+            .args(["run", "-d", "--bundle"])
+            .arg(bundle)
+            .arg(&container.id)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .status()
+            .map_err(io("start runc for", bundle))?;
+        if !status.success() {
+            return Err(RuncError::Failed {
+                id: container.id.clone(),
+                action: "run",
+                why: format!("runc run exited with {status}; its output is in {}", log.display()),
+            });
+        }
+        Ok(container)
+    }
+
+    /// `running`, `stopped`, … as `runc state` says; `None` when runc knows no such container.
+    pub fn status(&self) -> Option<String> {
+        let output =
+            Command::new("runc").args(["state", &self.id]).stdin(Stdio::null()).output().ok()?;
+        if !output.status.success() {
+            return None;
+        }
+        let state: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+        state["status"].as_str().map(str::to_owned)
+    }
+
+    /// SIGTERM, up to `GRACE` to stop, SIGKILL, then `runc delete --force`.
+    pub fn stop(&mut self) {
+        let runc = |args: &[&str]| {
+            let _ = Command::new("runc")
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        };
+        runc(&["kill", &self.id, "TERM"]);
+        let deadline = Instant::now() + GRACE;
+        while self.status().as_deref() == Some("running") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if self.status().as_deref() == Some("running") {
+            runc(&["kill", &self.id, "KILL"]);
+        }
+        runc(&["delete", "--force", &self.id]);
+        let _ = fs::remove_dir_all(self.bundle.join("rootfs"));
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A watcher that deletes the containers it was given when Slipway exits by any means,
+/// SIGKILL included: a shell reading a pipe only Slipway holds open, ignoring the
+/// terminal's signals; when the pipe closes it kills and deletes every container.
+#[derive(Debug)]
+pub struct Reaper {
+    child: Child,
+    ids: Vec<String>,
+}
+
+impl Reaper {
+    pub fn new() -> Result<Reaper, RuncError> {
+        let script = r#"trap '' INT TERM HUP QUIT
+while read -r id; do ids="$ids $id"; done
+for id in $ids; do runc kill "$id" KILL 2>/dev/null; runc delete --force "$id" 2>/dev/null; done
+exit 0"#;
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+        let child = command.spawn().map_err(|source| RuncError::Io {
+            action: "start",
+            path: "sh".into(),
+            source,
+        })?;
+        Ok(Reaper { child, ids: Vec::new() })
+    }
+
+    /// Names a container to delete; before it is started, so none escapes.
+    pub fn watch(&mut self, id: &str) -> Result<(), RuncError> {
+        let stdin = self.child.stdin.as_mut().ok_or_else(|| RuncError::Io {
+            action: "write to",
+            path: "the reaper".into(),
+            source: std::io::Error::other("its standard input is closed"),
+        })?;
+        writeln!(stdin, "{id}").map_err(|source| RuncError::Io {
+            action: "write to",
+            path: "the reaper".into(),
+            source,
+        })?;
+        self.ids.push(id.to_owned());
+        Ok(())
+    }
+}
+
+impl Drop for Reaper {
+    /// Closing the pipe lets it delete whatever is left, then it exits.
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spec_locks_the_container_down() {
+        let process = Process {
+            args: vec!["/usr/local/bin/shop-orders".into()],
+            env: vec!["PATH=/usr/local/bin".into()],
+            uid: 65532,
+            gid: 65532,
+            cwd: "/".into(),
+        };
+        let limits = Limits { memory_bytes: 64 << 20, cpu_millis: 250, pids: 128 };
+        let spec = spec(&process, vec!["LISTEN_ADDR=127.0.0.1:1234".into()], limits).unwrap();
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["root"]["readonly"], true);
+        assert_eq!(json["process"]["user"]["uid"], 65532);
+        assert_eq!(json["process"]["terminal"], false);
+        assert_eq!(json["process"]["noNewPrivileges"], true);
+        for set in ["bounding", "effective", "inheritable", "permitted", "ambient"] {
+            assert_eq!(json["process"]["capabilities"][set], serde_json::json!([]), "{set}");
+        }
+        assert_eq!(json["linux"]["resources"]["memory"]["limit"], 64 << 20);
+        assert_eq!(json["linux"]["resources"]["cpu"]["quota"], 25_000);
+        assert_eq!(json["linux"]["resources"]["pids"]["limit"], 128);
+        let namespaces: Vec<&str> = json["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert!(!namespaces.contains(&"network"), "services listen on the host's loopback");
+        let tmp = json["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/tmp");
+        assert_eq!(tmp.unwrap()["type"], "tmpfs");
+    }
+}
