@@ -400,6 +400,8 @@ fn failing_and_interrupted_integration_runs_leave_no_process_behind() {
         let running = containers();
         assert_eq!(running.len(), 3, "one container per service while ci runs: {running:?}");
         assert!(running.iter().all(|id| id.starts_with(&format!("slipway-{}-", ci.id()))));
+        // The environment's limits reach the kernel: dev's 64Mi of memory (the defaults).
+        assert_eq!(memory_limit(&running[0]), 64 << 20, "{}", running[0]);
         run_in(dir.path(), "kill", &[signal, &ci.id().to_string()]);
         let _ = ci.wait();
         let left = || (processes_under(dir.path()), containers());
@@ -409,6 +411,29 @@ fn failing_and_interrupted_integration_runs_leave_no_process_behind() {
         }
         assert_eq!(left(), (vec![], vec![]), "left behind after {signal}");
     }
+}
+
+/// The memory limit the kernel enforces on container `id` (cgroup v1 or v2).
+fn memory_limit(id: &str) -> u64 {
+    let state = Command::new("runc").args(["state", id]).output().unwrap();
+    let state: Value = serde_json::from_slice(&state.stdout).unwrap();
+    let pid = state["pid"].as_u64().unwrap();
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+        let file = if controllers.split(',').any(|c| c == "memory") {
+            format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")
+        } else if controllers.is_empty() {
+            format!("/sys/fs/cgroup{path}/memory.max")
+        } else {
+            continue;
+        };
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            return text.trim().parse().unwrap();
+        }
+    }
+    panic!("no memory cgroup for {id}:\n{cgroups}");
 }
 
 /// The runc containers Slipway started that still exist.
@@ -1578,6 +1603,14 @@ fn a_registry_is_the_store_for_ci_copy_and_a_clone_with_an_empty_store() {
             .output()
             .unwrap()
     };
+    let plan = xtask(dir.path(), store)
+        .args(["copy", &url, &target, &version, "--dry-run", "--json"])
+        .output()
+        .unwrap();
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!((plan["dry_run"].as_bool(), plan["moved"].is_null()), (Some(true), true), "{plan}");
+    assert_eq!(plan["plan"]["images"].as_array().unwrap().len(), 3, "{plan}");
+    assert_eq!(mirror.uploads(), 0, "a dry run sends nothing");
     let failed = copy();
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(!failed.status.success(), "the copy outran the tripwire:\n{stderr}");
