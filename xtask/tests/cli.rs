@@ -346,3 +346,46 @@ fn the_pre_commit_hook_refuses_a_staged_secret_and_passes_a_clean_commit() {
         .stderr(predicate::str::contains("a pre-commit hook Slipway did not write"));
     assert_eq!(std::fs::read_to_string(&hook).unwrap(), "#!/bin/sh\nexit 0\n");
 }
+
+#[test]
+fn a_store_or_runtime_that_is_not_one_is_refused_naming_the_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value, expected) in [
+        (
+            "--store",
+            "ftp://example.com/x",
+            "give a directory or `registry://HOST[:PORT][/NAMESPACE]`",
+        ),
+        ("--store", "registry://ghcr.io/Acme", "is not a repository namespace"),
+        ("--runtime", "docker", "expected auto, process or runc"),
+    ] {
+        let assert = xtask(dir.path(), &dir.path().join("store"))
+            .args([flag, value, "status"])
+            .assert()
+            .failure();
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        assert!(stderr.contains(expected), "{flag} {value}:\n{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_registry_that_is_down_is_named_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_workspace(dir.path());
+    // A loopback port nothing listens on: refused at once, retried with backoff.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("registry://127.0.0.1:{port}/shop");
+    let assert = xtask(dir.path(), std::path::Path::new(&url))
+        .args(["verify", "0.1.0-0123456789ab"])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&format!(
+            "error: store: {url}: cannot resolve slipway-builds:0.1.0-0123456789ab (5 attempts)"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("help: check that {url} is up and reachable")), "{stderr}");
+}

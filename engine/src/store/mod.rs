@@ -65,7 +65,9 @@ pub enum StoreError {
     Registry { registry: String, action: String, why: String, attempts: u32 },
     #[error("store: {registry} refused to let us {action}: not authorized")]
     Unauthorized { registry: String, action: String },
-    #[error("store: `{text}` is not a store: {why}")]
+    #[error(
+        "store: `{text}` is not a store: {why}; give a directory or `registry://HOST[:PORT][/NAMESPACE]`"
+    )]
     BadLocation { text: String, why: String },
     #[error("store: the referrers index of {subject} in {repository} kept changing under us")]
     Contended { repository: Repository, subject: Digest },
@@ -91,10 +93,6 @@ impl crate::error::Hint for StoreError {
                 registry.trim_start_matches(registry::SCHEME).split('/').next().unwrap_or_default(),
                 registry::USERNAME_VAR,
                 registry::PASSWORD_VAR
-            )),
-            StoreError::BadLocation { .. } => Some(format!(
-                "give a directory (an OCI image layout per repository) or `{}HOST[:PORT][/NAMESPACE]`",
-                registry::SCHEME
             )),
             StoreError::Contended { .. } => Some(
                 "another writer keeps replacing it; re-run the command when it is done".to_owned(),
