@@ -168,6 +168,17 @@ fn environments_prints_the_resolved_configuration() {
     assert_eq!(prod["services"]["shop-orders"]["replicas"]["min"], 3);
     assert_eq!(prod["services"]["shop-catalog"]["resources"]["memory"], "128Mi");
     assert_eq!(environments[0]["accept_local_keys"], true);
+    // Shipping declares its own prod replicas in its Cargo.toml: prod only, and said so.
+    let shipping = &prod["services"]["shop-shipping"];
+    assert_eq!(
+        (shipping["replicas"]["min"].as_u64(), shipping["replicas"]["max"].as_u64()),
+        (Some(4), Some(8))
+    );
+    assert_eq!(
+        shipping["sources"]["replicas.max"],
+        "services/shop-shipping/Cargo.toml [package.metadata.service.environments.prod]"
+    );
+    assert_eq!(environments[1]["services"]["shop-shipping"]["replicas"]["max"], 2);
     insta::assert_json_snapshot!("environments_json", common::redacted(&environments));
 }
 

@@ -26,24 +26,14 @@ pub struct Params {
     pub memory: Option<String>,
 }
 
-impl Params {
-    fn over(&self, base: &Params) -> Params {
-        Params {
-            replicas_min: self.replicas_min.or(base.replicas_min),
-            replicas_max: self.replicas_max.or(base.replicas_max),
-            log_level: self.log_level.clone().or_else(|| base.log_level.clone()),
-            cpu: self.cpu.clone().or_else(|| base.cpu.clone()),
-            memory: self.memory.clone().or_else(|| base.memory.clone()),
-        }
-    }
-}
-
 /// One service's configuration in one environment, fully resolved.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Resolved {
     pub replicas: Replicas,
     pub log_level: String,
     pub resources: Resources,
+    /// Where each value came from, by key (`replicas.min`, `log-level`, `resources.cpu`…).
+    pub sources: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -92,6 +82,14 @@ pub struct Environment {
     services: BTreeMap<String, Params>,
 }
 
+/// A service's own parameters for one environment, from its `Cargo.toml`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Declared {
+    params: Params,
+    /// The service's manifest, relative to the workspace root.
+    file: PathBuf,
+}
+
 /// The promotion chain, in order, with the parameter defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Environments {
@@ -101,6 +99,8 @@ pub struct Environments {
     pub ledger: Option<SharedLedger>,
     defaults: Params,
     chain: Vec<Environment>,
+    /// Services' own declarations, by (environment, service).
+    declared: BTreeMap<(String, String), Declared>,
 }
 
 /// What every service gets where nothing else is declared.
@@ -133,8 +133,10 @@ impl Default for Environments {
         Environments {
             file: Layout::default().environments(),
             ledger: None,
-            defaults: builtin_defaults(),
+            // No file, no `[defaults]`: the built-in layer gives every value.
+            defaults: Params::default(),
             chain,
+            declared: BTreeMap::new(),
         }
     }
 }
@@ -172,25 +174,59 @@ impl Environments {
         at.checked_sub(1).map(|i| &self.chain[i])
     }
 
-    /// `service`'s configuration in `environment`: built-in defaults, then `[defaults]`,
-    /// then the environment's own values, then its `services.<service>` table.
+    /// Records `service`'s own parameters for `environment`, declared in `file`.
+    pub fn declare(&mut self, environment: &str, service: &str, params: Params, file: PathBuf) {
+        self.declared
+            .insert((environment.to_owned(), service.to_owned()), Declared { params, file });
+    }
+
+    /// `service`'s configuration in `environment`, in layers, each over the one before:
+    /// built-in defaults, `[defaults]`, the environment's own values, the service's own
+    /// declaration (`[package.metadata.service.environments.<env>]`), and the environment's
+    /// `services.<service>` table. Each value says which layer it came from.
     pub fn resolve(&self, environment: &Environment, service: &str) -> Resolved {
-        let empty = Params::default();
-        let params = environment
-            .services
-            .get(service)
-            .unwrap_or(&empty)
-            .over(&environment.params.over(&self.defaults.over(&builtin_defaults())));
+        let file = self.file.display().to_string();
+        let declared = self.declared.get(&(environment.name.to_string(), service.to_owned()));
+        let mut layers: Vec<(String, &Params)> = Vec::new();
+        if let Some(params) = environment.services.get(service) {
+            layers.push((
+                format!("{file} environment {} services.{service}", environment.name),
+                params,
+            ));
+        }
+        if let Some(declared) = declared {
+            layers.push((
+                format!(
+                    "{} [package.metadata.service.environments.{}]",
+                    declared.file.display(),
+                    environment.name
+                ),
+                &declared.params,
+            ));
+        }
+        layers.push((format!("{file} environment {}", environment.name), &environment.params));
+        layers.push((format!("{file} [defaults]"), &self.defaults));
+        let builtin = builtin_defaults();
+        layers.push(("built-in default".to_owned(), &builtin));
+        let mut sources = BTreeMap::new();
+        let mut pick = |key: &str, get: &dyn Fn(&Params) -> Option<String>| -> String {
+            let (source, value) = layers
+                .iter()
+                .find_map(|(source, params)| get(params).map(|value| (source, value)))
+                .unwrap_or_else(|| unreachable!("the built-in defaults set every value"));
+            sources.insert(key.to_owned(), source.clone());
+            value
+        };
+        let min = pick("replicas.min", &|p| p.replicas_min.map(|n| n.to_string()));
+        let max = pick("replicas.max", &|p| p.replicas_max.map(|n| n.to_string()));
+        let log_level = pick("log-level", &|p| p.log_level.clone());
+        let cpu = pick("resources.cpu", &|p| p.cpu.clone());
+        let memory = pick("resources.memory", &|p| p.memory.clone());
         Resolved {
-            replicas: Replicas {
-                min: params.replicas_min.unwrap_or(1),
-                max: params.replicas_max.unwrap_or(1),
-            },
-            log_level: params.log_level.unwrap_or_else(|| "info".to_owned()),
-            resources: Resources {
-                cpu: params.cpu.unwrap_or_else(|| "100m".to_owned()),
-                memory: params.memory.unwrap_or_else(|| "128Mi".to_owned()),
-            },
+            replicas: Replicas { min: min.parse().unwrap_or(1), max: max.parse().unwrap_or(1) },
+            log_level,
+            resources: Resources { cpu, memory },
+            sources,
         }
     }
 
@@ -301,7 +337,13 @@ impl Environments {
             Some(_) => errors.push(failure("environment", "expected `[[environment]]` tables")),
         }
         if errors.is_empty() {
-            Ok(Environments { file: Layout::default().environments(), ledger, defaults, chain })
+            Ok(Environments {
+                file: Layout::default().environments(),
+                ledger,
+                defaults,
+                chain,
+                declared: BTreeMap::new(),
+            })
         } else {
             Err(MetadataErrors(errors))
         }
@@ -403,7 +445,7 @@ fn read_environment(
 }
 
 /// Reads `replicas`, `log-level` and `resources` from `table`; other keys must be in `also`.
-fn read_params(
+pub fn read_params(
     table: &dyn TableLike,
     prefix: &str,
     also: &[&str],

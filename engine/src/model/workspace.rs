@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::model::environments::Environments;
+use crate::model::environments::{Environments, Params, read_params};
 use crate::model::layout::Layout;
 use crate::shell::{Shell, cmd};
 
@@ -27,6 +27,10 @@ pub struct Service {
     pub depends_on: Vec<Name>,
     /// The binary target the image runs.
     pub binary: String,
+    /// The resources it writes to (queues, buckets…): if you write to it, you own it.
+    pub owns: Vec<Name>,
+    /// Its own parameters per environment, layered under `infra/`'s per-service overrides.
+    pub environments: BTreeMap<String, Params>,
 }
 
 /// A package of black-box integration tests for one service.
@@ -120,7 +124,8 @@ impl Package {
 
 const SERVICE_TABLE: &str = "package.metadata.service";
 const SUITE_TABLE: &str = "package.metadata.integration-tests";
-const SERVICE_KEYS: [&str; 4] = ["application", "role", "health", "depends-on"];
+const SERVICE_KEYS: [&str; 6] =
+    ["application", "role", "health", "depends-on", "owns", "environments"];
 /// Kubernetes names every resource with a DNS label: at most 63 characters.
 const DNS_LABEL_MAX: usize = 63;
 
@@ -141,6 +146,31 @@ pub fn validate(
         }
     }
     check_unique_roles(&services, &mut errors);
+    check_owners(&services, &mut errors);
+    let mut environments = environments;
+    for service in &services {
+        for (name, params) in &service.environments {
+            if environments.get(name).is_none() {
+                let known: Vec<&str> = environments.names().map(Name::as_str).collect();
+                errors.push(error(
+                    &service.manifest,
+                    format!("{SERVICE_TABLE}.environments.{name}"),
+                    format!(
+                        "no environment `{name}` in {}: expected one of {}",
+                        environments.file.display(),
+                        known.join(", ")
+                    ),
+                ));
+            } else {
+                environments.declare(
+                    name,
+                    &service.id.to_string(),
+                    params.clone(),
+                    service.manifest.clone(),
+                );
+            }
+        }
+    }
     check_dns_labels(&services, &environments, &mut errors);
     check_dependencies(&services, &mut errors);
     let names: Vec<String> = services.iter().map(|s| s.id.to_string()).collect();
@@ -285,6 +315,8 @@ fn read_service(package: &Package, errors: &mut Vec<MetadataError>) -> Option<Se
         ));
         None
     };
+    let owns = read_owns(file, table.get("owns"), errors);
+    let environments = read_environments(file, table.get("environments"), errors);
     if errors.len() > before {
         return None;
     }
@@ -296,7 +328,111 @@ fn read_service(package: &Package, errors: &mut Vec<MetadataError>) -> Option<Se
         health: health?,
         depends_on,
         binary: binary?,
+        owns,
+        environments,
     })
+}
+
+/// `owns = ["orders-events", …]`: names of the resources the service writes to.
+fn read_owns(file: &Path, item: Option<&Value>, errors: &mut Vec<MetadataError>) -> Vec<Name> {
+    let key = format!("{SERVICE_TABLE}.owns");
+    let mut owns = Vec::new();
+    match item {
+        None => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str().and_then(Name::parse) {
+                    Some(name) => owns.push(name),
+                    None => errors.push(error(
+                        file,
+                        format!("{key}[{i}]"),
+                        format!("expected the name of a resource it writes to, like \"orders-events\" (lower-case letters, digits and `-`), found {item}"),
+                    )),
+                }
+            }
+        }
+        Some(other) => errors.push(error(
+            file,
+            key,
+            format!("expected a list of the resources it writes to, like [\"orders-events\"], found {other}"),
+        )),
+    }
+    owns
+}
+
+/// `[package.metadata.service.environments.<env>]`: the service's own `replicas`,
+/// `resources` and `log-level` per environment, read as `infra/` reads its own.
+fn read_environments(
+    file: &Path,
+    item: Option<&Value>,
+    errors: &mut Vec<MetadataError>,
+) -> BTreeMap<String, Params> {
+    let key = format!("{SERVICE_TABLE}.environments");
+    let mut environments = BTreeMap::new();
+    match item {
+        None => {}
+        Some(Value::Object(map)) => {
+            for (name, value) in map {
+                let prefix = format!("{key}.{name}");
+                let item = toml_item(value);
+                let Some(table) = item.as_table_like() else {
+                    errors.push(error(file, prefix, format!("expected a table like {{ replicas = {{ min = 2, max = 4 }} }}, found {value}")));
+                    continue;
+                };
+                let mut found = Vec::new();
+                let params = read_params(table, &prefix, &[], &mut found);
+                for mut failure in found {
+                    failure.file = file.to_owned();
+                    errors.push(failure);
+                }
+                environments.insert(name.clone(), params);
+            }
+        }
+        Some(other) => errors.push(error(
+            file,
+            key,
+            format!("expected a table per environment, like [package.metadata.service.environments.prod], found {other}"),
+        )),
+    }
+    environments
+}
+
+/// A JSON value from `cargo metadata` as a TOML item, so a service's declarations are read
+/// by the same code, with the same messages, as `infra/environments.toml`.
+fn toml_item(value: &Value) -> toml_edit::Item {
+    fn value_of(value: &Value) -> toml_edit::Value {
+        match value {
+            Value::Bool(b) => (*b).into(),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => i.into(),
+                None => n.as_f64().unwrap_or(f64::NAN).into(),
+            },
+            Value::String(s) => s.as_str().into(),
+            Value::Array(items) => toml_edit::Value::Array(items.iter().map(value_of).collect()),
+            Value::Object(map) => toml_edit::Value::InlineTable(
+                map.iter().map(|(k, v)| (k.as_str(), value_of(v))).collect(),
+            ),
+            // TOML has no null; cargo never gives one for a TOML file.
+            Value::Null => "".into(),
+        }
+    }
+    toml_edit::Item::Value(value_of(value))
+}
+
+/// Each resource has one owner.
+fn check_owners(services: &[Service], errors: &mut Vec<MetadataError>) {
+    let mut owners: BTreeMap<&Name, &Service> = BTreeMap::new();
+    for service in services {
+        for (i, resource) in service.owns.iter().enumerate() {
+            if let Some(owner) = owners.insert(resource, service) {
+                errors.push(error(
+                    &service.manifest,
+                    format!("{SERVICE_TABLE}.owns[{i}]"),
+                    format!("`{resource}` is already owned by {} ({}): a resource has one owner, the service that writes to it", owner.id, owner.manifest.display()),
+                ));
+            }
+        }
+    }
 }
 
 fn check_unique_roles(services: &[Service], errors: &mut Vec<MetadataError>) {
@@ -592,6 +728,66 @@ mod tests {
             ws.closure(&ws.services[2].id).iter().map(|s| s.id.to_string()).collect();
         assert_eq!(closure, ["shop-catalog", "shop-orders", "shop-shipping"]);
         assert_eq!(ws.closure(&ws.services[0].id).len(), 1);
+    }
+
+    #[test]
+    fn a_service_declares_its_own_needs_layered_under_infra() {
+        let declaring = |environments: Value, owns: Value| {
+            service(
+                "shop-orders",
+                json!({"application": "shop", "role": "orders", "health": "/health",
+                       "depends-on": [], "owns": owns, "environments": environments}),
+            )
+        };
+        let ws = run(&[declaring(
+            json!({"prod": {"replicas": {"min": 4, "max": 8}, "log-level": "debug"}}),
+            json!(["orders"]),
+        )])
+        .unwrap();
+        let prod = ws.environments.get("prod").unwrap();
+        let resolved = ws.environments.resolve(prod, "shop-orders");
+        assert_eq!((resolved.replicas.min, resolved.replicas.max), (4, 8));
+        assert_eq!(
+            resolved.sources["replicas.min"],
+            "services/shop-orders/Cargo.toml [package.metadata.service.environments.prod]"
+        );
+        assert_eq!(resolved.sources["resources.cpu"], "built-in default");
+        let dev = ws.environments.resolve(ws.environments.get("dev").unwrap(), "shop-orders");
+        assert_eq!((dev.replicas.min, dev.replicas.max), (1, 1), "prod only");
+        assert_eq!(ws.services[0].owns[0].as_str(), "orders");
+
+        let file = "services/shop-orders/Cargo.toml";
+        check(
+            &[declaring(
+                json!({"qa": {}, "prod": {"replicas": {"min": 0}, "cpu": "1"}}),
+                json!(["Orders"]),
+            )],
+            &[
+                (file, "package.metadata.service.owns[0]", "expected the name of a resource"),
+                (
+                    file,
+                    "package.metadata.service.environments.prod.cpu",
+                    "unknown key: expected one of replicas, log-level, resources",
+                ),
+                (file, "package.metadata.service.environments.prod.replicas.min", "at least 1"),
+            ],
+        );
+        check(
+            &[declaring(json!({"qa": {}}), json!([]))],
+            &[(file, "package.metadata.service.environments.qa", "no environment `qa`")],
+        );
+        let mut twin = declaring(json!({}), json!(["orders"]));
+        twin.name = "shop-orders-2".into();
+        twin.manifest = "services/shop-orders-2/Cargo.toml".into();
+        twin.metadata["service"]["role"] = json!("archive");
+        check(
+            &[declaring(json!({}), json!(["orders"])), twin],
+            &[(
+                "services/shop-orders-2/Cargo.toml",
+                "package.metadata.service.owns[0]",
+                "already owned by shop-orders",
+            )],
+        );
     }
 
     #[test]

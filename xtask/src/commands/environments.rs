@@ -45,6 +45,14 @@ impl flags::Environments {
                         resolved.resources.cpu,
                         resolved.resources.memory
                     );
+                    // Where each value came from, one line per layer that set any.
+                    let mut by_source: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+                    for (key, source) in &resolved.sources {
+                        by_source.entry(source).or_default().push(key);
+                    }
+                    for (source, keys) in by_source {
+                        eprintln!("      {:<40} from {source}", keys.join(", "));
+                    }
                 }
             }
         }
