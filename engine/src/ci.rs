@@ -24,6 +24,7 @@ use crate::model::lockfile;
 use crate::model::source;
 use crate::model::workspace::{self, Name, Workspace};
 use crate::project::Project;
+use crate::render::alerts;
 use crate::report::Steps;
 use crate::run::replay::{Replay, StoredSuite};
 use crate::run::runc::Limits;
@@ -92,11 +93,12 @@ pub struct StepTiming {
     pub seconds: f64,
 }
 
-const CI_STEPS: [&str; 10] = [
+const CI_STEPS: [&str; 11] = [
     "format",
     "clippy",
     "metadata",
     "secrets",
+    "alerts",
     "unit tests",
     "static builds",
     "images",
@@ -128,6 +130,17 @@ pub fn run(project: &Project, waive: &[String], reason: Option<&str>) -> Result<
     let mut plan = steps.run("metadata", |_| Plan::gather(project)).map_err(step("metadata"))?;
     plan.waivers = waivers;
     steps.run("secrets", |_| scan_secrets(project)).map_err(step("secrets"))?;
+    steps
+        .run("alerts", |_| {
+            let dir = project.state("alerts");
+            let (rules, tests) = alerts::check(&project.shell, &plan.workspace, &dir)?;
+            eprintln!(
+                "    promtool: {rules} rule files checked, {tests} test files passed ({})",
+                project.layout.state("alerts").display()
+            );
+            Ok::<_, Error>(())
+        })
+        .map_err(step("alerts"))?;
     steps
         .run("unit tests", |_| unit_tests(project, &plan.workspace))
         .map_err(step("unit tests"))?;

@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod model;
 pub mod project;
 pub mod promote;
+pub mod render;
 pub mod report;
 pub mod run;
 pub mod scaffold;

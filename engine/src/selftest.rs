@@ -21,9 +21,4 @@ pub const PYTHON_MODULES: &[(&str, &str)] = &[
     ("cyclonedx.validation.json", "cyclonedx-python-lib[json-validation]"),
 ];
 
-pub use crate::shell::on_path;
-
-/// The `apt-get install` line for `packages`.
-pub fn install_line(packages: &[&str]) -> String {
-    format!("apt-get install -y --no-install-recommends {}", packages.join(" "))
-}
+pub use crate::shell::{install_line, on_path};

@@ -110,3 +110,38 @@ fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
+
+/// Makes sure the Debian `tools` (program, package) are on PATH: as root, installs the
+/// missing packages with apt-get; otherwise fails with the exact install line.
+pub fn ensure_debian_tools(
+    shell: &Shell,
+    tools: &[(&str, &str)],
+) -> Result<(), crate::error::Error> {
+    let mut missing: Vec<&str> =
+        tools.iter().filter(|(tool, _)| !on_path(tool)).map(|(_, package)| *package).collect();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let line = install_line(&missing);
+    let sh = shell.sh();
+    let root = shell.read(cmd!(sh, "id -u").quiet()).is_ok_and(|uid| uid.trim() == "0");
+    if !root {
+        return Err(crate::error::Error::MissingTools(
+            missing.iter().map(|p| p.to_string()).collect(),
+            format!("install them as root: {line}"),
+        ));
+    }
+    eprintln!("==> installing {} ({line})", missing.join(" "));
+    shell.run(cmd!(sh, "apt-get update -qq").env("DEBIAN_FRONTEND", "noninteractive"))?;
+    shell.run(
+        cmd!(sh, "apt-get install -y -qq --no-install-recommends {missing...}")
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    Ok(())
+}
+
+/// The `apt-get install` line for `packages`.
+pub fn install_line(packages: &[&str]) -> String {
+    format!("apt-get install -y --no-install-recommends {}", packages.join(" "))
+}

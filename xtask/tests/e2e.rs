@@ -44,6 +44,34 @@ fn run_json(dir: &Path, store: &Path, target: &str, args: &[&str]) -> Value {
     })
 }
 
+/// Runs `xtask ci` in `dir` until the step after `step` starts, then stops it; returns
+/// standard error up to there.
+fn ci_until(dir: &Path, store: &Path, step: &str) -> String {
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("xtask"))
+        .arg("ci")
+        .current_dir(dir)
+        .env("SLIPWAY_STORE", store)
+        .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
+        .envs(common::SUITE_RELEASE_PROFILE)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = String::new();
+    let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0 {
+        stderr.push_str(&line);
+        if line.contains(&format!("] {step}")) {
+            break;
+        }
+        line.clear();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    stderr
+}
+
 /// Runs `xtask ci` in `dir` expecting failure; returns standard error.
 fn ci_fails(dir: &Path, store: &Path) -> String {
     let output = xtask(dir, store)
@@ -321,6 +349,35 @@ fn broken_metadata_fails_ci_at_the_metadata_step() {
         "{stderr}"
     );
     assert!(!store.exists(), "nothing is written to the store");
+}
+
+#[test]
+fn a_wrong_alert_threshold_fails_ci_at_the_alerts_step_naming_the_rule() {
+    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    require("promtool");
+    let dir = tempfile::tempdir().unwrap();
+    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
+    // The rule now needs half the orders refused; its test still expects a third to fire.
+    edit(&dir.path().join("services/shop-orders/alerts.yml"), "> 0.25", "> 0.5");
+    let out = tempfile::tempdir().unwrap();
+    let store = out.path().join("store");
+    let stderr = ci_fails(dir.path(), &store);
+    assert!(stderr.contains("step `alerts` failed"), "{stderr}");
+    assert!(stderr.contains("ShopOrdersRejectsOrders"), "the rule is named:\n{stderr}");
+    assert!(!store.exists(), "nothing is built");
+
+    // A threshold in the declarations reaches the generated rule and its generated test.
+    edit(&dir.path().join("services/shop-orders/alerts.yml"), "> 0.5", "> 0.25");
+    edit(
+        &dir.path().join("infra/environments.toml"),
+        "alerts = { error-ratio = 0.01, latency-p99 = \"500ms\" }",
+        "alerts = { error-ratio = 0.02, latency-p99 = \"500ms\" }",
+    );
+    let stderr = ci_until(dir.path(), &store, "unit tests");
+    let rules =
+        std::fs::read_to_string(dir.path().join(".slipway/alerts/prod-shop-orders.rules.yml"))
+            .unwrap();
+    assert!(rules.contains("[5m])) > 0.02\""), "{rules}\n{stderr}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Determinism lives here: the one clock (`SOURCE_DATE_EPOCH`), the one canonical JSON
-//! serializer and the one tar writer every artifact goes through.
+//! serializer, the one YAML writer and the one tar writer every artifact goes through.
 
 pub mod tar;
+pub mod yaml;
 
 use std::fmt::Write as _;
 use std::io::Write as _;

@@ -13,7 +13,7 @@ use crate::model::layout::Layout;
 use crate::model::names::{MetadataError, MetadataErrors, Name};
 
 const LOG_LEVELS: [&str; 4] = ["error", "warn", "info", "debug"];
-const PARAM_KEYS: [&str; 3] = ["replicas", "log-level", "resources"];
+const PARAM_KEYS: [&str; 4] = ["replicas", "log-level", "resources", "alerts"];
 const ENVIRONMENT_KEYS: [&str; 5] = ["name", "accept-local-keys", "trust", "bake-time", "services"];
 
 /// Service parameters as declared at one level; unset fields come from the level above.
@@ -24,6 +24,10 @@ pub struct Params {
     pub log_level: Option<String>,
     pub cpu: Option<String>,
     pub memory: Option<String>,
+    /// The 5xx share of requests above which the error-ratio alert fires, e.g. `0.05`.
+    pub error_ratio: Option<String>,
+    /// The p99 latency above which the latency alert fires, in milliseconds.
+    pub latency_p99_ms: Option<u64>,
 }
 
 /// One service's configuration in one environment, fully resolved.
@@ -32,6 +36,7 @@ pub struct Resolved {
     pub replicas: Replicas,
     pub log_level: String,
     pub resources: Resources,
+    pub alerts: Thresholds,
     /// Where each value came from, by key (`replicas.min`, `log-level`, `resources.cpu`…).
     pub sources: BTreeMap<String, String>,
 }
@@ -40,6 +45,14 @@ pub struct Resolved {
 pub struct Replicas {
     pub min: u32,
     pub max: u32,
+}
+
+/// Where the standard alerts of a service fire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Thresholds {
+    /// The 5xx share of requests, e.g. `0.05`.
+    pub error_ratio: String,
+    pub latency_p99_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -109,6 +122,8 @@ fn builtin_defaults() -> Params {
         replicas_min: Some(1),
         replicas_max: Some(1),
         log_level: Some("info".to_owned()),
+        error_ratio: Some("0.05".to_owned()),
+        latency_p99_ms: Some(1000),
         cpu: Some("100m".to_owned()),
         memory: Some("128Mi".to_owned()),
     }
@@ -222,10 +237,13 @@ impl Environments {
         let log_level = pick("log-level", &|p| p.log_level.clone());
         let cpu = pick("resources.cpu", &|p| p.cpu.clone());
         let memory = pick("resources.memory", &|p| p.memory.clone());
+        let error_ratio = pick("alerts.error-ratio", &|p| p.error_ratio.clone());
+        let latency = pick("alerts.latency-p99", &|p| p.latency_p99_ms.map(|ms| ms.to_string()));
         Resolved {
             replicas: Replicas { min: min.parse().unwrap_or(1), max: max.parse().unwrap_or(1) },
             log_level,
             resources: Resources { cpu, memory },
+            alerts: Thresholds { error_ratio, latency_p99_ms: latency.parse().unwrap_or(1000) },
             sources,
         }
     }
@@ -509,6 +527,39 @@ pub fn read_params(
             )),
         }
     }
+    if let Some(item) = table.get("alerts") {
+        match item.as_table_like() {
+            Some(alerts) => {
+                for (key, value) in alerts.iter() {
+                    let full = format!("{prefix}.alerts.{key}");
+                    match key {
+                        "error-ratio" => {
+                            let ratio = value.as_float().or_else(|| value.as_integer().map(|i| i as f64));
+                            match ratio.filter(|r| *r > 0.0 && *r <= 1.0) {
+                                Some(ratio) => params.error_ratio = Some(ratio.to_string()),
+                                None => errors.push(failure(
+                                    &full,
+                                    "expected the share of 5xx answers that fires the alert, above 0 and at most 1, like 0.05",
+                                )),
+                            }
+                        }
+                        "latency-p99" => match value.as_str().and_then(parse_millis) {
+                            Some(ms) if ms > 0 => params.latency_p99_ms = Some(ms),
+                            _ => errors.push(failure(
+                                &full,
+                                "expected the p99 latency that fires the alert, like \"250ms\" or \"2s\"",
+                            )),
+                        },
+                        _ => errors.push(failure(&full, "unknown key: expected error-ratio and latency-p99")),
+                    }
+                }
+            }
+            None => errors.push(failure(
+                &format!("{prefix}.alerts"),
+                "expected a table like { error-ratio = 0.05, latency-p99 = \"500ms\" }",
+            )),
+        }
+    }
     if let Some(item) = table.get("resources") {
         match item.as_table_like() {
             Some(resources) => {
@@ -554,6 +605,14 @@ fn quantity(text: &str, suffixes: &[&str]) -> bool {
     !number.is_empty()
         && number.bytes().all(|b| b.is_ascii_digit())
         && number.bytes().any(|b| b != b'0')
+}
+
+/// `"250ms"` or `"2s"` in milliseconds.
+pub fn parse_millis(text: &str) -> Option<u64> {
+    if let Some(ms) = text.strip_suffix("ms") {
+        return ms.parse().ok();
+    }
+    text.strip_suffix('s')?.parse::<u64>().ok()?.checked_mul(1000)
 }
 
 /// `"90s"`, `"30m"`, `"2h"`, `"1d"` or `"0"` in seconds.

@@ -3,34 +3,15 @@
 
 use crate::flags;
 use slipway::build::cargo;
-use slipway::error::{Error, Result};
+use slipway::error::Result;
 use slipway::project::Project;
-use slipway::selftest::{PYTHON_MODULES, TOOLS, install_line, on_path};
-use slipway::shell::cmd;
+use slipway::selftest::{PYTHON_MODULES, TOOLS};
+use slipway::shell::{cmd, ensure_debian_tools};
 
 impl flags::Test {
     pub fn run(self, project: &Project) -> Result<()> {
         let sh = project.shell.sh();
-        let missing: Vec<&str> =
-            TOOLS.iter().filter(|(tool, _)| !on_path(tool)).map(|(_, package)| *package).collect();
-        if !missing.is_empty() {
-            let root =
-                project.shell.read(cmd!(sh, "id -u").quiet()).is_ok_and(|uid| uid.trim() == "0");
-            if !root {
-                return Err(Error::MissingTools(
-                    missing.iter().map(|p| p.to_string()).collect(),
-                    format!("install them as root: {}", install_line(&missing)),
-                ));
-            }
-            eprintln!("==> installing {} ({})", missing.join(" "), install_line(&missing));
-            project
-                .shell
-                .run(cmd!(sh, "apt-get update -qq").env("DEBIAN_FRONTEND", "noninteractive"))?;
-            project.shell.run(
-                cmd!(sh, "apt-get install -y -qq --no-install-recommends {missing...}")
-                    .env("DEBIAN_FRONTEND", "noninteractive"),
-            )?;
-        }
+        ensure_debian_tools(&project.shell, TOOLS)?;
         let missing: Vec<&str> = PYTHON_MODULES
             .iter()
             .filter(|(module, _)| {

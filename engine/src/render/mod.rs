@@ -1,0 +1,5 @@
+//! What an environment runs, rendered for the engines that run it: alert rules with their
+//! tests (Prometheus), and Kubernetes manifests for GitOps. Rendering is pure and
+//! deterministic: the same inputs give the same bytes.
+
+pub mod alerts;
