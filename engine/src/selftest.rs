@@ -13,12 +13,41 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("jq", "jq"),
     ("promtool", "prometheus"),
     ("docker-registry", "docker-registry"),
+    ("node", "nodejs"),
+    ("npm", "npm"),
 ];
 
 /// Python modules the independent checks import, with the pip requirement providing each.
 pub const PYTHON_MODULES: &[(&str, &str)] = &[
     ("securesystemslib.dsse", "securesystemslib[crypto]"),
     ("cyclonedx.validation.json", "cyclonedx-python-lib[json-validation]"),
+    ("kubernetes_validate", "kubernetes-validate==1.37.0"),
 ];
+
+/// npm packages the custom-resource validators need, pinned (newer majors need a newer
+/// node than Debian's), installed under `<target>/npm`.
+pub const NPM_PACKAGES: &[&str] = &[
+    "@kubernetes-models/argo-cd@4.0.0",
+    "@kubernetes-models/argo-rollouts@2.0.0",
+    "@kubernetes-models/prometheus-operator@6.0.0",
+    "yaml@2.9.1",
+];
+
+/// Where the npm packages go, under the target directory.
+pub const NPM_DIR: &str = "npm";
+
+/// The packages of `NPM_PACKAGES` missing from `prefix` (or there at another version).
+pub fn missing_npm_packages(prefix: &std::path::Path) -> Vec<&'static str> {
+    NPM_PACKAGES
+        .iter()
+        .filter(|spec| {
+            let (name, version) = spec.rsplit_once('@').unwrap_or((spec, ""));
+            let manifest = prefix.join("node_modules").join(name).join("package.json");
+            let found = std::fs::read_to_string(manifest).unwrap_or_default();
+            !found.contains(&format!("\"version\": \"{version}\""))
+        })
+        .copied()
+        .collect()
+}
 
 pub use crate::shell::{install_line, on_path};

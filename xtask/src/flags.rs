@@ -58,6 +58,8 @@ pub enum Command {
     Test(Test),
     /// The git pre-commit hook: format, declarations and the secrets scan of staged files
     Hooks(Hooks),
+    /// Render what an environment runs as Kubernetes manifests (as its ledger commit holds them), without promoting
+    Render(Render),
     /// Copy a build (its signed manifest, images, test packs, SBOMs, attestations) between two stores, digests unchanged
     Copy(Copy),
 }
@@ -267,4 +269,16 @@ pub struct Copy {
     /// Print a machine-readable summary on standard output
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Render {
+    /// The environment, e.g. `prod`
+    pub environment: String,
+    /// Write the files under this directory (`k8s/…`, `argocd-application.yaml`) instead of printing them
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+    /// Fail unless the ledger's committed files are exactly what rendering gives now
+    #[arg(long, conflicts_with = "out")]
+    pub check: bool,
 }

@@ -44,6 +44,7 @@ fn main() -> ExitCode {
             Command::Test(test) => test.run(&project),
             Command::Hooks(hooks) => hooks.run(&project),
             Command::Copy(copy) => copy.run(&project),
+            Command::Render(render) => render.run(&project),
             Command::RunTests(_) => unreachable!("handled above"),
         });
     report(result)

@@ -990,6 +990,54 @@ fn snapshot_documents(dir: &Path, store: &Path, status: &Value) {
     );
 }
 
+/// Checks `environment`'s rendered manifests as the ledger holds them: every Kubernetes
+/// object valid against the schemas (`kubernetes-validate --strict`), every custom resource
+/// valid (`@kubernetes-models`, promtool for the rules), images by digest only, committed
+/// with the ledger entry, and rendering again gives the same bytes.
+fn check_rendered(dir: &Path, store: &Path, environment: &str) {
+    assert!(
+        slipway::selftest::on_path("kubernetes-validate"),
+        "kubernetes-validate is missing: `python3 -m pip install kubernetes-validate==1.37.0` (or run `cargo xtask test`)"
+    );
+    let folder = dir.join("manifests").join(environment);
+    let mut files: Vec<String> = std::fs::read_dir(folder.join("k8s"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path().display().to_string())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "one file per service: {files:?}");
+    files.push(folder.join("argocd-application.yaml").display().to_string());
+    let strict = Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet", "-k", "1.30"])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        strict.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&strict.stdout),
+        String::from_utf8_lossy(&strict.stderr)
+    );
+    let crds = Command::new("node").arg(common::npm_validators()).args(&files).output().unwrap();
+    let said =
+        String::from_utf8_lossy(&crds.stdout).into_owned() + &String::from_utf8_lossy(&crds.stderr);
+    assert!(crds.status.success() && said.contains("4 custom resources valid"), "{said}");
+    let digest = regex::Regex::new(r#"^\s*image: "[a-z0-9./-]+@sha256:[0-9a-f]{64}"$"#).unwrap();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for line in text.lines().filter(|l| l.trim_start().starts_with("image:")) {
+            assert!(digest.is_match(line), "an image not by digest in {file}: {line}");
+        }
+    }
+    let commit = |path: &str| run_in(dir, "git", &["log", "-1", "--format=%H", "--", path]);
+    assert_eq!(
+        commit(&format!("manifests/{environment}/k8s")),
+        commit(&format!("manifests/{environment}/entry.dsse.json")),
+        "rendered in the same commit as the ledger entry"
+    );
+    xtask(dir, store).args(["render", environment, "--check"]).assert().success();
+}
+
 fn status(dir: &Path, store: &Path) -> Value {
     let output = xtask(dir, store).args(["status", "--json"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -1066,6 +1114,9 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
         assert_eq!(first[env]["state"]["promoted_by"], "Release Bot <bot@slipway.invalid>");
     }
     let v1 = version(&first, 2);
+    for environment in ["dev", "staging", "prod"] {
+        check_rendered(dir.path(), &store, environment);
+    }
     snapshot_documents(dir.path(), &store, &first);
     // The promotions' commits changed no source: the next `ci` is the same version, and
     // every image is reused.
@@ -1100,6 +1151,7 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
     let (ok, stderr) = run_signed(dir.path(), &store, &key, &["rollback", "prod"]);
     assert!(ok, "{stderr}");
     assert_eq!(version(&status(dir.path(), &store), 2), v1);
+    check_rendered(dir.path(), &store, "prod");
     let story = ledger_log(dir.path(), "prod");
     assert_eq!(story.len(), 3, "{story:?}");
     assert!(story[0].starts_with(&format!("rollback prod: to {v1}")), "{story:?}");

@@ -5,7 +5,7 @@ use crate::attest::dsse;
 use crate::attest::keys::{PublicKey, SigningKey};
 use crate::determinism::canonical_json;
 use crate::error::{Error, Result};
-use crate::ledger::{Ledger, State};
+use crate::ledger::{Ledger, Rendered, State};
 use crate::model::digest::Digest;
 use crate::project::Project;
 use crate::run::suites::SuiteResult;
@@ -56,6 +56,7 @@ pub fn record(
     entry: &Entry,
     message: &str,
     key: &SigningKey,
+    rendered: &Rendered,
 ) -> Result<()> {
     let envelope = dsse::sign_as(ENTRY_TYPE, &canonical_json(entry), key)?;
     let bytes = serde_json::to_vec_pretty(&envelope).map_err(Error::Json)?;
@@ -69,8 +70,13 @@ pub fn record(
     for waiver in &entry.waivers {
         trailers.push_str(&format!("Waived: {} ({})\n", waiver.name(), waiver.reason));
     }
-    let commit =
-        ledger.record(&project.shell, state, &bytes, &format!("{message}\n\n{trailers}"))?;
+    let commit = ledger.record(
+        &project.shell,
+        state,
+        &bytes,
+        rendered,
+        &format!("{message}\n\n{trailers}"),
+    )?;
     eprintln!("recorded {} in the ledger: {}", state.environment, &commit[..12]);
     Ok(())
 }

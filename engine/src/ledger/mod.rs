@@ -49,6 +49,10 @@ const STATE: &str = "state.json";
 const ENTRY: &str = "entry.dsse.json";
 /// The quarantined builds, beside the environments' directories.
 const QUARANTINE: &str = "quarantine.json";
+/// The folder an environment's rendered Kubernetes manifests live in, in its ledger folder.
+pub const RENDERED_FOLDER: &str = "k8s";
+/// The environment's Argo CD `Application`, beside the folder it syncs.
+pub const RENDERED_APPLICATION: &str = "argocd-application.yaml";
 
 /// What an environment runs now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +66,14 @@ pub struct State {
     /// Seconds since the epoch.
     pub promoted_at: u64,
     pub promoted_by: String,
+}
+
+/// What an environment's rendering adds to its ledger commit: files by path under the
+/// environment's folder, and the folders they replace as a whole.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    pub files: Vec<(String, String)>,
+    pub folders: Vec<String>,
 }
 
 /// One service as an environment runs it.
@@ -304,14 +316,20 @@ impl Ledger {
         shell: &Shell,
         state: &State,
         entry: &[u8],
+        rendered: &Rendered,
         message: &str,
     ) -> Result<String, LedgerError> {
         let state_bytes = serde_json::to_vec_pretty(state).map_err(git)?;
-        let files = [
-            (self.path(&state.environment, STATE), state_bytes.as_slice()),
-            (self.path(&state.environment, ENTRY), entry),
-        ];
-        self.commit(shell, &files, message)
+        let env = &state.environment;
+        let mut files =
+            vec![(self.path(env, STATE), state_bytes.as_slice()), (self.path(env, ENTRY), entry)];
+        files.extend(
+            rendered.files.iter().map(|(path, text)| (self.path(env, path), text.as_bytes())),
+        );
+        // The rendered folder is replaced as a whole: what is no longer rendered goes.
+        let replaced: Vec<String> =
+            rendered.folders.iter().map(|folder| self.path(env, folder)).collect();
+        self.commit(shell, &files, &replaced, message)
     }
 
     /// The builds quarantined at HEAD, by build digest.
@@ -339,7 +357,12 @@ impl Ledger {
         message: &str,
     ) -> Result<String, LedgerError> {
         let bytes = serde_json::to_vec_pretty(quarantined).map_err(git)?;
-        self.commit(shell, &[(format!("{}/{QUARANTINE}", self.dir), bytes.as_slice())], message)
+        self.commit(
+            shell,
+            &[(format!("{}/{QUARANTINE}", self.dir), bytes.as_slice())],
+            &[],
+            message,
+        )
     }
 
     /// Writes `files` into a commit on top of the base (the pinned commit, else HEAD). The
@@ -349,19 +372,20 @@ impl Ledger {
         &self,
         shell: &Shell,
         files: &[(String, &[u8])],
+        replaced: &[String],
         message: &str,
     ) -> Result<String, LedgerError> {
         if let Some(shared) = &self.remote {
             // A shared change is decided on a fetched tip: never on whatever HEAD holds.
             let pinned = if self.pinned.is_some() { self.clone() } else { self.pin()? };
-            return pinned.commit_and_push(shell, shared, files, message);
+            return pinned.commit_and_push(shell, shared, files, replaced, message);
         }
         let repo = self.open()?;
         let head = self.base(&repo)?;
         if repo.head_id().map_err(git)?.detach() != head.id {
             return Err(LedgerError::Raced { expected: head.id.to_string() });
         }
-        let tree = with_files(&repo, &head, files)?;
+        let tree = with_files(&repo, &head, files, replaced)?;
         let signature = identity(&repo);
         let time = gix::date::Time::now_local_or_utc();
         let mut buf = gix::date::parse::TimeBuf::default();
@@ -399,11 +423,12 @@ impl Ledger {
         shell: &Shell,
         shared: &SharedLedger,
         files: &[(String, &[u8])],
+        replaced: &[String],
         message: &str,
     ) -> Result<String, LedgerError> {
         let repo = self.open()?;
         let base = self.base(&repo)?;
-        let tree = with_files(&repo, &base, files)?;
+        let tree = with_files(&repo, &base, files, replaced)?;
         let (name, email) = identity(&repo);
         let signature = gix::actor::Signature {
             name: name.into(),
@@ -468,7 +493,10 @@ impl Ledger {
             let entry = entry.map_err(git)?;
             let name = entry.filename().to_string();
             if entry.mode().is_tree() {
-                files.extend([STATE, ENTRY].map(|file| self.path(&name, file)));
+                files.extend(
+                    [STATE, ENTRY, RENDERED_FOLDER, RENDERED_APPLICATION]
+                        .map(|file| self.path(&name, file)),
+                );
             } else if name == QUARANTINE {
                 files.push(format!("{}/{QUARANTINE}", self.dir));
             }
@@ -545,12 +573,17 @@ pub fn upgrade_state(value: &mut serde_json::Value) {
 }
 
 /// The tree of `base` with `files` written into it (each `path` → its new content).
+/// The base's tree with the folders `replaced` removed, then `files` written.
 fn with_files(
     repo: &gix::Repository,
     base: &gix::Commit<'_>,
     files: &[(String, &[u8])],
+    replaced: &[String],
 ) -> Result<gix::ObjectId, LedgerError> {
     let mut editor = repo.edit_tree(base.tree_id().map_err(git)?).map_err(git)?;
+    for folder in replaced {
+        editor.remove(folder).map_err(git)?;
+    }
     for (path, bytes) in files {
         let blob = repo.write_blob(bytes).map_err(git)?;
         editor.upsert(path, gix::object::tree::EntryKind::Blob, blob).map_err(git)?;
@@ -605,14 +638,51 @@ mod tests {
     }
 
     #[test]
+    fn a_rendered_folder_is_replaced_as_a_whole_in_the_same_commit() {
+        let dir = repository();
+        let shell = Shell::new(dir.path()).unwrap();
+        let ledger = Ledger::new(dir.path(), &Layout::default());
+        let rendered = |files: &[&str]| Rendered {
+            files: files.iter().map(|f| (format!("k8s/{f}"), format!("{f}\n"))).collect(),
+            folders: vec!["k8s".to_owned()],
+        };
+        ledger
+            .record(&shell, &state("prod", "1"), b"{}", &rendered(&["a.yaml", "b.yaml"]), "1")
+            .unwrap();
+        ledger.record(&shell, &state("prod", "2"), b"{}", &rendered(&["a.yaml"]), "2").unwrap();
+        let listed = git(dir.path(), &["ls-tree", "-r", "--name-only", "HEAD", "manifests/prod"]);
+        assert_eq!(
+            listed.lines().collect::<Vec<_>>(),
+            [
+                "manifests/prod/entry.dsse.json",
+                "manifests/prod/k8s/a.yaml",
+                "manifests/prod/state.json"
+            ]
+        );
+        let touched = git(dir.path(), &["show", "--name-only", "--format=", "HEAD"]);
+        assert!(
+            touched.contains("manifests/prod/k8s/b.yaml") && touched.contains("state.json"),
+            "{touched}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("manifests/prod/k8s/a.yaml")).unwrap(),
+            "a.yaml\n"
+        );
+    }
+
+    #[test]
     fn records_read_back_with_history_and_a_clean_work_tree() {
         let dir = repository();
         let shell = Shell::new(dir.path()).unwrap();
         let ledger = Ledger::new(dir.path(), &Layout::default());
         assert!(ledger.current("prod").unwrap().is_none());
-        let first = ledger.record(&shell, &state("prod", "1"), b"{}", "promote prod: 1").unwrap();
-        ledger.record(&shell, &state("dev", "2"), b"{}", "promote dev: 2").unwrap();
-        let second = ledger.record(&shell, &state("prod", "2"), b"{}", "promote prod: 2").unwrap();
+        let none = Rendered::default();
+        let first =
+            ledger.record(&shell, &state("prod", "1"), b"{}", &none, "promote prod: 1").unwrap();
+        ledger.record(&shell, &state("dev", "2"), b"{}", &none, "promote dev: 2").unwrap();
+        let second = ledger
+            .record(&shell, &state("prod", "2"), b"{}", &Rendered::default(), "promote prod: 2")
+            .unwrap();
         let current = ledger.current("prod").unwrap().unwrap();
         assert_eq!(
             (current.state.version.as_str(), current.commit.as_str()),
@@ -641,7 +711,9 @@ mod tests {
         let dir = repository();
         let shell = Shell::new(dir.path()).unwrap();
         let ledger = Ledger::new(dir.path(), &Layout::default());
-        ledger.record(&shell, &state("prod", "1"), b"{}", "promote prod: 1").unwrap();
+        ledger
+            .record(&shell, &state("prod", "1"), b"{}", &Rendered::default(), "promote prod: 1")
+            .unwrap();
         let quarantine = Quarantine {
             version: "1".to_owned(),
             reason: "leaks".to_owned(),
@@ -653,7 +725,9 @@ mod tests {
             .write_quarantine(&shell, &[(build.clone(), quarantine.clone())].into(), "quarantine 1")
             .unwrap();
         assert_eq!(ledger.quarantined().unwrap().get(&build), Some(&quarantine));
-        ledger.record(&shell, &state("prod", "2"), b"{}", "promote prod: 2").unwrap();
+        ledger
+            .record(&shell, &state("prod", "2"), b"{}", &Rendered::default(), "promote prod: 2")
+            .unwrap();
         // A writer killed after its commit, before the sync: the work tree is one behind.
         git(dir.path(), &["checkout", "HEAD~1", "--", "manifests/prod"]);
         std::fs::write(dir.path().join("README.md"), "the user's edit\n").unwrap();
@@ -671,9 +745,17 @@ mod tests {
         let shell = Shell::new(dir.path()).unwrap();
         let ledger = Ledger::new(dir.path(), &Layout::default());
         let pinned = ledger.pin().unwrap();
-        ledger.record(&shell, &state("prod", "1"), b"{}", "promote prod: 1").unwrap();
+        ledger
+            .record(&shell, &state("prod", "1"), b"{}", &Rendered::default(), "promote prod: 1")
+            .unwrap();
         assert!(pinned.current("prod").unwrap().is_none(), "a pinned ledger reads its commit");
-        let stale = pinned.record(&shell, &state("prod", "2"), b"{}", "promote prod: 2");
+        let stale = pinned.record(
+            &shell,
+            &state("prod", "2"),
+            b"{}",
+            &Rendered::default(),
+            "promote prod: 2",
+        );
         assert!(matches!(stale, Err(LedgerError::Raced { .. })), "{stale:?}");
         let versions: Vec<String> =
             ledger.history("prod").unwrap().into_iter().map(|c| c.state.version).collect();
@@ -707,6 +789,7 @@ mod tests {
                                 &shell,
                                 &state("prod", &i.to_string()),
                                 b"{}",
+                                &Rendered::default(),
                                 &format!("promote prod: {i}"),
                             ) {
                                 Ok(_) => return i.to_string(),

@@ -38,6 +38,7 @@ pub struct Resolved {
     pub resources: Resources,
     pub alerts: Thresholds,
     /// Where each value came from, by key (`replicas.min`, `log-level`, `resources.cpu`…).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub sources: BTreeMap<String, String>,
 }
 
@@ -59,6 +60,15 @@ pub struct Thresholds {
 pub struct Resources {
     pub cpu: String,
     pub memory: String,
+}
+
+impl Resolved {
+    /// The digest of the configuration itself (where each value came from aside): what a
+    /// ledger entry records, so moving a declaration changes nothing that runs.
+    pub fn config_digest(&self) -> crate::model::digest::Digest {
+        let effective = Resolved { sources: BTreeMap::new(), ..self.clone() };
+        crate::model::digest::Digest::of(&crate::determinism::canonical_json(&effective))
+    }
 }
 
 impl Resources {
@@ -110,6 +120,8 @@ pub struct Environments {
     pub file: PathBuf,
     /// Where the ledger is shared (`[ledger]`): none keeps it in this clone only.
     pub ledger: Option<SharedLedger>,
+    /// How environments are rendered for Kubernetes (`[kubernetes]`).
+    pub kubernetes: Kubernetes,
     defaults: Params,
     chain: Vec<Environment>,
     /// Services' own declarations, by (environment, service).
@@ -148,6 +160,7 @@ impl Default for Environments {
         Environments {
             file: Layout::default().environments(),
             ledger: None,
+            kubernetes: Kubernetes::default(),
             // No file, no `[defaults]`: the built-in layer gives every value.
             defaults: Params::default(),
             chain,
@@ -319,14 +332,19 @@ impl Environments {
             MetadataErrors(vec![failure("", format!("not valid TOML: {e}"))])
         })?;
         let mut errors = Vec::new();
-        for (key, _) in
-            document.iter().filter(|(k, _)| !["environment", "defaults", "ledger"].contains(k))
+        for (key, _) in document
+            .iter()
+            .filter(|(k, _)| !["environment", "defaults", "ledger", "kubernetes"].contains(k))
         {
             errors.push(failure(
                 key,
-                "unknown key: expected `[defaults]`, `[[environment]]` and `[ledger]` tables",
+                "unknown key: expected `[defaults]`, `[[environment]]`, `[ledger]` and `[kubernetes]` tables",
             ));
         }
+        let kubernetes = match document.get("kubernetes") {
+            None => Kubernetes::default(),
+            Some(item) => read_kubernetes(item, &mut errors),
+        };
         let ledger = match document.get("ledger") {
             None => None,
             Some(item) => read_ledger(item, &mut errors),
@@ -358,6 +376,7 @@ impl Environments {
             Ok(Environments {
                 file: Layout::default().environments(),
                 ledger,
+                kubernetes,
                 defaults,
                 chain,
                 declared: BTreeMap::new(),
@@ -630,6 +649,57 @@ pub fn parse_duration(text: &str) -> Option<u64> {
         _ => return None,
     };
     number.checked_mul(scale)
+}
+
+/// `[kubernetes]`: where clusters pull images from and where Argo CD reads the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kubernetes {
+    /// The image prefix clusters pull from, e.g. `registry.example.com/shop`: images are
+    /// `<registry>/<repository>@sha256:…`. None: the store's registry, when it is one.
+    pub registry: Option<String>,
+    /// The git repository Argo CD reads `manifests/` from. None: the workspace's
+    /// `[workspace.package] repository`.
+    pub repo_url: Option<String>,
+    /// The cluster API Argo CD deploys to.
+    pub cluster: String,
+}
+
+impl Default for Kubernetes {
+    fn default() -> Kubernetes {
+        Kubernetes {
+            registry: None,
+            repo_url: None,
+            cluster: "https://kubernetes.default.svc".to_owned(),
+        }
+    }
+}
+
+/// `[kubernetes]`: `registry`, `repo-url`, `cluster`, all optional.
+fn read_kubernetes(item: &Item, errors: &mut Vec<MetadataError>) -> Kubernetes {
+    let mut kubernetes = Kubernetes::default();
+    let Some(table) = item.as_table_like() else {
+        errors
+            .push(failure("kubernetes", "expected a table with `registry`, `repo-url`, `cluster`"));
+        return kubernetes;
+    };
+    for (key, value) in table.iter() {
+        let full = format!("kubernetes.{key}");
+        let text = value.as_str().filter(|s| !s.is_empty() && !s.contains(char::is_whitespace));
+        match (key, text) {
+            ("registry", Some(text)) if !text.contains("://") && !text.ends_with('/') => {
+                kubernetes.registry = Some(text.to_owned())
+            }
+            ("registry", _) => errors.push(failure(
+                &full,
+                "expected the image prefix clusters pull from, like \"registry.example.com/shop\" (no scheme, no trailing `/`)",
+            )),
+            ("repo-url", Some(text)) => kubernetes.repo_url = Some(text.to_owned()),
+            ("cluster", Some(text)) if text.starts_with("https://") => kubernetes.cluster = text.to_owned(),
+            ("repo-url" | "cluster", _) => errors.push(failure(&full, "expected a URL, like \"https://kubernetes.default.svc\"")),
+            _ => errors.push(failure(&full, "unknown key: expected `registry`, `repo-url`, `cluster`")),
+        }
+    }
+    kubernetes
 }
 
 /// The git remote the ledger is shared through, and the branch it lives on there.

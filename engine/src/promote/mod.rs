@@ -10,7 +10,6 @@ pub mod rollback;
 use crate::attest::keys::{self, SigningKey};
 use crate::attest::manifest;
 use crate::attest::provenance::{self, Statement};
-use crate::determinism::canonical_json;
 use crate::error::{Error, Result};
 use crate::ledger::entry::{Entry, record};
 use crate::ledger::{Ledger, ServiceState, State};
@@ -214,14 +213,14 @@ impl Promotion {
             .iter()
             .filter(|s| self.only.is_empty() || self.only.contains(&s.name))
             .map(|service| {
-                let config = canonical_json(&workspace.environments.resolve(target, &service.name));
+                let config = workspace.environments.resolve(target, &service.name).config_digest();
                 let state = ServiceState {
                     build: build.clone(),
                     reference: service.image.name.clone(),
                     image: service.image.digest.clone(),
                     testpacks: service.testpacks.iter().map(|p| p.digest.clone()).collect(),
                     sbom: service.sbom.digest.clone(),
-                    config: Digest::of(&config),
+                    config,
                 };
                 (service.name.clone(), state)
             })
@@ -356,7 +355,8 @@ impl Promotion {
             results: Some(results),
             waivers: outcome.waivers,
         };
-        record(project, ledger, &entry, &message, key)
+        let rendered = crate::render::k8s::for_state(project, workspace, target, &entry.state)?;
+        record(project, ledger, &entry, &message, key, &rendered)
     }
 }
 

@@ -10,7 +10,7 @@ use crate::ledger::entry::{Entry, builds_of, record};
 use crate::ledger::quarantine;
 use crate::ledger::{Ledger, State};
 use crate::model::environments::Environment as Declared;
-use crate::model::workspace::environment;
+use crate::model::workspace::{Workspace, environment};
 use crate::project::Project;
 use crate::promote::PromoteError;
 use crate::promote::gates::settle;
@@ -64,12 +64,18 @@ impl Rollback {
         crate::ledger::decide_until_recorded(
             target.name.as_str(),
             "deciding again on the new state",
-            || self.attempt(project, target, &ledger),
+            || self.attempt(project, &workspace, target, &ledger),
         )
     }
 
     /// One attempt, decided on one commit of the ledger and recorded only on top of it.
-    fn attempt(&self, project: &Project, target: &Declared, ledger: &Ledger) -> Result<()> {
+    fn attempt(
+        &self,
+        project: &Project,
+        workspace: &Workspace,
+        target: &Declared,
+        ledger: &Ledger,
+    ) -> Result<()> {
         let ledger = ledger.pin()?;
         let history = ledger.history(target.name.as_str())?;
         let quarantined = ledger.quarantined()?;
@@ -190,6 +196,8 @@ impl Rollback {
             results: None,
             waivers: Vec::new(),
         };
-        record(project, &ledger, &entry, &message, &keys::signing_key(&project.state("keys"))?)
+        let rendered = crate::render::k8s::for_state(project, workspace, target, &entry.state)?;
+        let key = keys::signing_key(&project.state("keys"))?;
+        record(project, &ledger, &entry, &message, &key, &rendered)
     }
 }

@@ -3,3 +3,4 @@
 //! deterministic: the same inputs give the same bytes.
 
 pub mod alerts;
+pub mod k8s;

@@ -10,6 +10,7 @@ mod keygen;
 mod new_service;
 mod promote;
 mod quarantine;
+mod render;
 mod rollback;
 mod run_tests;
 mod status;

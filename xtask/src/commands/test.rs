@@ -5,7 +5,7 @@ use crate::flags;
 use slipway::build::cargo;
 use slipway::error::Result;
 use slipway::project::Project;
-use slipway::selftest::{PYTHON_MODULES, TOOLS};
+use slipway::selftest::{NPM_DIR, PYTHON_MODULES, TOOLS, missing_npm_packages};
 use slipway::shell::{cmd, ensure_debian_tools};
 
 impl flags::Test {
@@ -27,10 +27,23 @@ impl flags::Test {
                 "python3 -m pip install --quiet --disable-pip-version-check {missing...}"
             ))?;
         }
+        let workspace = project.workspace()?;
+        let prefix = workspace.target_directory.join(NPM_DIR);
+        let missing = missing_npm_packages(&prefix);
+        if !missing.is_empty() {
+            eprintln!(
+                "==> installing {} (npm install --prefix {})",
+                missing.join(" "),
+                prefix.display()
+            );
+            project.shell.run(cmd!(
+                sh,
+                "npm install --prefix {prefix} --no-audit --no-fund --silent {missing...}"
+            ))?;
+        }
         cargo::ensure_target(&project.shell, &project.layout.target)?;
         // The integration suites run against live services, inside `ci` and the
         // end-to-end tests; on their own they would only find no `<ROLE>_URL`.
-        let workspace = project.workspace()?;
         let excluded: Vec<String> = workspace
             .suites
             .iter()

@@ -285,3 +285,20 @@ pub fn redacted(value: &serde_json::Value) -> serde_json::Value {
         other => other.clone(),
     }
 }
+
+/// The npm prefix holding the custom-resource validators (`cargo xtask test` installs
+/// them); fails, never skips, naming the install command when they are missing.
+pub fn npm_validators() -> PathBuf {
+    require("node");
+    let prefix = repo_root().join("target").join(slipway::selftest::NPM_DIR);
+    let missing = slipway::selftest::missing_npm_packages(&prefix);
+    assert!(
+        missing.is_empty(),
+        "npm packages missing: install them with `npm install --prefix {} {}` (or run `cargo xtask test`)",
+        prefix.display(),
+        missing.join(" ")
+    );
+    let script = prefix.join("crds.mjs");
+    std::fs::write(&script, include_str!("../validate/crds.mjs")).unwrap();
+    script
+}

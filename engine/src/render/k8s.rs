@@ -1,0 +1,378 @@
+//! Kubernetes manifests for one environment, for GitOps: per service a Deployment (image by
+//! digest, the resolved resources, probes on the health path, non-root, read-only root, no
+//! privilege escalation), a Service, a ConfigMap with the platform contract, a
+//! HorizontalPodAutoscaler, a PodDisruptionBudget, a NetworkPolicy admitting only the
+//! services that call it, and a PrometheusRule with its alerts; plus the environment's Argo
+//! CD `Application`. Typed documents, written by the one YAML writer: rendering is pure.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::determinism::yaml;
+use crate::model::digest::Digest;
+use crate::model::environments::{Environment, Resolved};
+use crate::model::workspace::{Service, Workspace};
+use crate::render::alerts::{self, AlertsError};
+
+use crate::ledger::{RENDERED_APPLICATION as APPLICATION, RENDERED_FOLDER as FOLDER};
+/// The port every service listens on in its pod.
+const PORT: u16 = 8080;
+
+/// What an environment runs: per service (`<application>-<role>`), its image digest and
+/// version tag.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub image: Digest,
+    pub version: String,
+}
+
+/// One rendered file: its path under the environment's ledger folder, and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    pub path: String,
+    pub text: String,
+}
+
+/// A Kubernetes object's `metadata`.
+#[derive(Debug, Serialize)]
+struct Metadata {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: BTreeMap<String, String>,
+}
+
+/// Any Kubernetes object: its kind and API version, metadata, and the rest by field.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Object {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: Metadata,
+    #[serde(flatten)]
+    body: BTreeMap<&'static str, Value>,
+}
+
+/// The inputs of one environment's rendering.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    pub workspace: &'a Workspace,
+    pub environment: &'a Environment,
+    /// What runs, by service name; services not in it are not rendered.
+    pub running: &'a BTreeMap<String, Running>,
+    /// The image prefix clusters pull from, e.g. `registry.example.com/shop`.
+    pub registry: Option<&'a str>,
+    /// The workspace root, for the services' own alert rules.
+    pub root: &'a Path,
+}
+
+/// Every file of the environment's folder (`k8s/<env>-<service>.yaml`, one per service) and
+/// its Argo CD `Application`, in a fixed order.
+pub fn render(inputs: &Inputs) -> Result<Vec<File>, AlertsError> {
+    let env = inputs.environment.name.as_str();
+    let mut files = Vec::new();
+    for service in &inputs.workspace.services {
+        let name = service.id.to_string();
+        let Some(running) = inputs.running.get(&name) else { continue };
+        let resolved = inputs.workspace.environments.resolve(inputs.environment, &name);
+        let rules = alerts::rules(inputs.root, inputs.workspace, inputs.environment, service)?;
+        let objects = service_objects(inputs, service, running, &resolved, rules);
+        files.push(File {
+            path: format!("{FOLDER}/{env}-{name}.yaml"),
+            text: yaml::documents(&objects),
+        });
+    }
+    files.push(File { path: APPLICATION.to_owned(), text: yaml::to_string(&application(inputs)) });
+    Ok(files)
+}
+
+fn labels(env: &str, service: &Service, version: Option<&str>) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), service.id.to_string()),
+        ("app.kubernetes.io/instance".to_owned(), format!("{env}-{}", service.id)),
+        ("app.kubernetes.io/part-of".to_owned(), service.id.application.to_string()),
+        ("app.kubernetes.io/managed-by".to_owned(), "slipway".to_owned()),
+        ("slipway.dev/environment".to_owned(), env.to_owned()),
+    ]);
+    if let Some(version) = version {
+        labels.insert("app.kubernetes.io/version".to_owned(), version.to_owned());
+    }
+    labels
+}
+
+/// The labels that pick a service's pods: stable across versions.
+fn selector(env: &str, service: &Service) -> Value {
+    json!({
+        "app.kubernetes.io/name": service.id.to_string(),
+        "app.kubernetes.io/instance": format!("{env}-{}", service.id),
+    })
+}
+
+fn metadata(env: &str, name: &str, labels: BTreeMap<String, String>) -> Metadata {
+    Metadata {
+        name: name.to_owned(),
+        namespace: Some(env.to_owned()),
+        labels,
+        annotations: BTreeMap::new(),
+    }
+}
+
+fn object(
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: Metadata,
+    body: &[(&'static str, Value)],
+) -> Object {
+    Object { api_version, kind, metadata, body: body.iter().cloned().collect() }
+}
+
+fn service_objects(
+    inputs: &Inputs,
+    service: &Service,
+    running: &Running,
+    resolved: &Resolved,
+    rules: alerts::RuleFile,
+) -> Vec<Object> {
+    let env = inputs.environment.name.as_str();
+    let name = format!("{env}-{}", service.id);
+    let version = running.version.as_str();
+    let image = match inputs.registry {
+        Some(registry) => format!("{registry}/{}@{}", service.id, running.image),
+        None => format!("{}@{}", service.id, running.image),
+    };
+    let mut config = BTreeMap::from([
+        ("LISTEN_ADDR".to_owned(), format!("0.0.0.0:{PORT}")),
+        ("SLIPWAY_ENV".to_owned(), env.to_owned()),
+        ("LOG_LEVEL".to_owned(), resolved.log_level.clone()),
+    ]);
+    for role in &service.depends_on {
+        config
+            .insert(role.url_variable(), format!("http://{env}-{}-{role}", service.id.application));
+    }
+    let probe = |period: u32| {
+        json!({
+            "httpGet": {"path": service.health, "port": "http"},
+            "periodSeconds": period,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        })
+    };
+    let deployment = object(
+        "apps/v1",
+        "Deployment",
+        metadata(env, &name, labels(env, service, Some(version))),
+        &[(
+            "spec",
+            json!({
+                // The HorizontalPodAutoscaler owns the replica count.
+                "selector": {"matchLabels": selector(env, service)},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                "template": {
+                    "metadata": {
+                        "labels": labels(env, service, Some(version)),
+                        // A new configuration rolls the pods.
+                        "annotations": {"slipway.dev/config": resolved.config_digest().to_string()},
+                    },
+                    "spec": {
+                        "automountServiceAccountToken": false,
+                        "enableServiceLinks": false,
+                        "securityContext": {
+                            "runAsNonRoot": true,
+                            "runAsUser": 65532,
+                            "runAsGroup": 65532,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [{
+                            "name": service.id.to_string(),
+                            "image": image,
+                            "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+                            "envFrom": [{"configMapRef": {"name": name}}],
+                            "readinessProbe": probe(5),
+                            "livenessProbe": probe(10),
+                            "resources": {
+                                "requests": {"cpu": resolved.resources.cpu, "memory": resolved.resources.memory},
+                                "limits": {"memory": resolved.resources.memory},
+                            },
+                            "securityContext": {
+                                "readOnlyRootFilesystem": true,
+                                "allowPrivilegeEscalation": false,
+                                "privileged": false,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                        }],
+                        "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    },
+                },
+            }),
+        )],
+    );
+    let k8s_service = object(
+        "v1",
+        "Service",
+        metadata(env, &name, labels(env, service, None)),
+        &[(
+            "spec",
+            json!({
+                "selector": selector(env, service),
+                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            }),
+        )],
+    );
+    let config_map = object(
+        "v1",
+        "ConfigMap",
+        metadata(env, &name, labels(env, service, None)),
+        &[("data", json!(config))],
+    );
+    let autoscaler = object(
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        metadata(env, &name, labels(env, service, None)),
+        &[(
+            "spec",
+            json!({
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "minReplicas": resolved.replicas.min,
+                "maxReplicas": resolved.replicas.max,
+                "metrics": [{
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+                }],
+            }),
+        )],
+    );
+    let disruption = object(
+        "policy/v1",
+        "PodDisruptionBudget",
+        metadata(env, &name, labels(env, service, None)),
+        &[(
+            "spec",
+            json!({"selector": {"matchLabels": selector(env, service)}, "maxUnavailable": 1}),
+        )],
+    );
+    // Only the services that declare they call this one, and Prometheus, may reach it.
+    let callers: Vec<Value> = inputs
+        .workspace
+        .services
+        .iter()
+        .filter(|caller| {
+            caller.id.application == service.id.application
+                && caller.depends_on.contains(&service.id.role)
+        })
+        .map(|caller| json!({"podSelector": {"matchLabels": selector(env, caller)}}))
+        .collect();
+    let mut ingress = Vec::new();
+    if !callers.is_empty() {
+        ingress.push(json!({"from": callers, "ports": [{"port": "http", "protocol": "TCP"}]}));
+    }
+    ingress.push(json!({
+        "from": [{
+            "namespaceSelector": {},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        }],
+        "ports": [{"port": "http", "protocol": "TCP"}],
+    }));
+    let network = object(
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        metadata(env, &name, labels(env, service, None)),
+        &[(
+            "spec",
+            json!({
+                "podSelector": {"matchLabels": selector(env, service)},
+                "policyTypes": ["Ingress"],
+                "ingress": ingress,
+            }),
+        )],
+    );
+    let prometheus_rule = object(
+        "monitoring.coreos.com/v1",
+        "PrometheusRule",
+        metadata(env, &name, labels(env, service, None)),
+        &[("spec", json!(rules))],
+    );
+    vec![config_map, deployment, k8s_service, autoscaler, disruption, network, prometheus_rule]
+}
+
+/// The environment's Argo CD `Application`: syncs `manifests/<env>/k8s` into the namespace
+/// named after the environment, pruning what the ledger no longer renders.
+fn application(inputs: &Inputs) -> Object {
+    let env = inputs.environment.name.as_str();
+    let kubernetes = &inputs.workspace.environments.kubernetes;
+    let repo_url = kubernetes
+        .repo_url
+        .clone()
+        .or_else(|| inputs.workspace.repository.clone())
+        .unwrap_or_else(|| "https://example.invalid/repository.git".to_owned());
+    let ledger = inputs.workspace.environments.shared_ledger(None);
+    let revision = ledger.map_or_else(|| "main".to_owned(), |l| l.branch);
+    let mut metadata = metadata("argocd", env, BTreeMap::new());
+    metadata.labels.insert("app.kubernetes.io/managed-by".to_owned(), "slipway".to_owned());
+    metadata.labels.insert("slipway.dev/environment".to_owned(), env.to_owned());
+    object(
+        "argoproj.io/v1alpha1",
+        "Application",
+        metadata,
+        &[(
+            "spec",
+            json!({
+                "project": "default",
+                "source": {
+                    "repoURL": repo_url,
+                    "targetRevision": revision,
+                    "path": format!("manifests/{env}/{FOLDER}"),
+                    "directory": {"recurse": false},
+                },
+                "destination": {"server": kubernetes.cluster, "namespace": env},
+                "syncPolicy": {
+                    "automated": {"prune": true, "selfHeal": true},
+                    "syncOptions": ["CreateNamespace=true"],
+                },
+            }),
+        )],
+    )
+}
+
+/// The rendering of `state` for the ledger commit that records it: the environment's
+/// `k8s/` folder (replaced as a whole) and its Argo CD `Application`. Images are pulled
+/// from `[kubernetes] registry`, else from the store when it is a registry.
+pub fn for_state(
+    project: &crate::project::Project,
+    workspace: &Workspace,
+    environment: &Environment,
+    state: &crate::ledger::State,
+) -> Result<crate::ledger::Rendered, AlertsError> {
+    let running: BTreeMap<String, Running> = state
+        .services
+        .iter()
+        .map(|(name, service)| {
+            let version = crate::store::tag_of(&service.reference).to_owned();
+            (name.clone(), Running { image: service.image.clone(), version })
+        })
+        .collect();
+    let store = project.store().location();
+    let registry = workspace
+        .environments
+        .kubernetes
+        .registry
+        .clone()
+        .or_else(|| store.strip_prefix(crate::store::registry::SCHEME).map(str::to_owned));
+    let files = render(&Inputs {
+        workspace,
+        environment,
+        running: &running,
+        registry: registry.as_deref(),
+        root: &project.root,
+    })?;
+    Ok(crate::ledger::Rendered {
+        files: files.into_iter().map(|file| (file.path, file.text)).collect(),
+        folders: vec![FOLDER.to_owned()],
+    })
+}

@@ -1,0 +1,81 @@
+//! `cargo xtask render <env>`: what the environment runs, as the Kubernetes manifests and
+//! Argo CD `Application` its ledger commit holds — printed, written elsewhere, or checked.
+
+use slipway::error::{Error, Result};
+use slipway::ledger::Ledger;
+use slipway::model::workspace::environment;
+use slipway::project::Project;
+use slipway::promote::PromoteError;
+
+use crate::flags;
+
+impl flags::Render {
+    pub fn run(self, project: &Project) -> Result<()> {
+        let workspace = project.workspace()?;
+        let target = environment(&workspace, &self.environment)?;
+        let ledger = Ledger::of(project, &workspace, None).pin_offline()?;
+        let current = ledger
+            .current(target.name.as_str())?
+            .ok_or_else(|| PromoteError::NothingRunsYet { environment: target.name.to_string() })?;
+        let rendered =
+            slipway::render::k8s::for_state(project, &workspace, target, &current.state)?;
+        let folder = project.root.join(&project.layout.ledger).join(target.name.as_str());
+        if self.check {
+            let mut stale = Vec::new();
+            for (path, text) in &rendered.files {
+                if std::fs::read_to_string(folder.join(path)).ok().as_deref() != Some(text.as_str())
+                {
+                    stale.push(path.clone());
+                }
+            }
+            if !stale.is_empty() {
+                return Err(Error::Verification(
+                    stale
+                        .iter()
+                        .map(|p| {
+                            format!(
+                                "{} differs from what rendering gives",
+                                folder.join(p).display()
+                            )
+                        })
+                        .collect(),
+                ));
+            }
+            eprintln!(
+                "{} files in {} are what rendering gives",
+                rendered.files.len(),
+                folder.display()
+            );
+            return Ok(());
+        }
+        match &self.out {
+            Some(out) => {
+                for (path, text) in &rendered.files {
+                    let file = out.join(path);
+                    if let Some(parent) = file.parent() {
+                        std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                            action: "create",
+                            path: parent.to_owned(),
+                            source,
+                        })?;
+                    }
+                    std::fs::write(&file, text).map_err(|source| Error::Io {
+                        action: "write",
+                        path: file.clone(),
+                        source,
+                    })?;
+                }
+                eprintln!("wrote {} files under {}", rendered.files.len(), out.display());
+            }
+            None => {
+                for (path, text) in &rendered.files {
+                    println!(
+                        "# {}/{path}\n{text}",
+                        folder.strip_prefix(&project.root).unwrap_or(&folder).display()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
