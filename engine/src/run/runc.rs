@@ -28,8 +28,6 @@ pub enum RuncError {
 
 /// How long a container has to stop after SIGTERM before it gets SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(5);
-/// The CFS period the CPU quota is a share of.
-const CPU_PERIOD: u64 = 100_000;
 
 /// What one container may use, from the environment's resolved parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,10 +144,12 @@ pub fn spec(process: &Process, env: Vec<String>, limits: Limits) -> Result<Spec,
     .into_iter()
     .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build().map_err(error))
     .collect::<Result<Vec<_>, _>>()?;
-    let quota = (limits.cpu_millis * CPU_PERIOD / 1000).max(1000) as i64;
+    // CPU as a weight (what a Kubernetes request gives), not a hard quota: a throttled
+    // service on a busy machine fails health checks for no fault of its own.
+    let shares = (limits.cpu_millis * 1024 / 1000).max(2);
     let resources = LinuxResourcesBuilder::default()
         .memory(LinuxMemoryBuilder::default().limit(limits.memory_bytes).build().map_err(error)?)
-        .cpu(LinuxCpuBuilder::default().quota(quota).period(CPU_PERIOD).build().map_err(error)?)
+        .cpu(LinuxCpuBuilder::default().shares(shares).build().map_err(error)?)
         .pids(LinuxPidsBuilder::default().limit(limits.pids).build().map_err(error)?)
         .build()
         .map_err(error)?;
@@ -353,7 +353,7 @@ mod tests {
             assert_eq!(json["process"]["capabilities"][set], serde_json::json!([]), "{set}");
         }
         assert_eq!(json["linux"]["resources"]["memory"]["limit"], 64 << 20);
-        assert_eq!(json["linux"]["resources"]["cpu"]["quota"], 25_000);
+        assert_eq!(json["linux"]["resources"]["cpu"]["shares"], 256);
         assert_eq!(json["linux"]["resources"]["pids"]["limit"], 128);
         let namespaces: Vec<&str> = json["linux"]["namespaces"]
             .as_array()
