@@ -1083,7 +1083,8 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
     };
 
     // Build once, promote the same digests through the chain; the plan first.
-    assert!(run_signed(dir.path(), &store, &key, &["ci"]).0);
+    let (ok, stderr) = run_signed(dir.path(), &store, &key, &["ci"]);
+    assert!(ok, "{stderr}");
     let plan = dry_run(dir.path(), &store, &["promote", "dev"]);
     assert_eq!(plan["environment"], "dev");
     assert_eq!(plan["passed"], true, "{plan:#}");
@@ -1135,7 +1136,8 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
     // A second build through the chain, then prod rolled back to the first.
     edit(&dir.path().join("README.md"), "# Slipway", "# Slipway (second build)");
     commit_all(dir.path(), "a second build");
-    assert!(run_signed(dir.path(), &store, &key, &["ci"]).0);
+    let (ok, stderr) = run_signed(dir.path(), &store, &key, &["ci"]);
+    assert!(ok, "{stderr}");
     for environment in ["dev", "staging", "prod"] {
         let (ok, stderr) = run_signed(dir.path(), &store, &key, &["promote", environment]);
         assert!(ok, "{stderr}");
@@ -1180,7 +1182,8 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
 
     // A dirty build is refused at its gate.
     std::fs::write(dir.path().join("notes.txt"), "uncommitted\n").unwrap();
-    assert!(run_signed(dir.path(), &store, &key, &["ci"]).0);
+    let (ok, stderr) = run_signed(dir.path(), &store, &key, &["ci"]);
+    assert!(ok, "{stderr}");
     let (ok, stderr) = run_signed(dir.path(), &store, &key, &["promote", "dev"]);
     assert!(!ok && stderr.contains("FAIL not dirty"), "{stderr}");
     std::fs::remove_file(dir.path().join("notes.txt")).unwrap();
@@ -1421,12 +1424,15 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
         "name = \"staging\"\naccept-local-keys = true",
     );
     commit_all(dir.path(), "staging accepts local keys");
-    assert!(run_local(dir.path(), &store, &["ci"]).0);
+    let (ok, stderr) = run_local(dir.path(), &store, &["ci"]);
+    assert!(ok, "{stderr}");
     let v1 = newest_version(dir.path());
-    assert!(run_local(dir.path(), &store, &["promote", "dev"]).0);
+    let (ok, stderr) = run_local(dir.path(), &store, &["promote", "dev"]);
+    assert!(ok, "{stderr}");
     edit(&dir.path().join("README.md"), "# Slipway", "# Slipway (second build)");
     commit_all(dir.path(), "a second build");
-    assert!(run_local(dir.path(), &store, &["ci"]).0);
+    let (ok, stderr) = run_local(dir.path(), &store, &["ci"]);
+    assert!(ok, "{stderr}");
     let v2 = newest_version(dir.path());
 
     // Three promotions of dev at once, each moving a different service to v2: each
@@ -1452,18 +1458,17 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
     for service in services {
         assert_eq!(dev[service]["reference"], format!("{service}:{v2}"), "{dev}");
     }
-    assert!(run_local(dir.path(), &store, &["verify", "--env", "dev"]).0);
+    let (ok, stderr) = run_local(dir.path(), &store, &["verify", "--env", "dev"]);
+    assert!(ok, "{stderr}");
 
     // Environments can mix builds, so the bake gate is per service: staging (10 minutes)
     // refuses v2 while dev runs shipping from v1 again, and refuses the rest for bake time.
-    assert!(
-        run_local(
-            dir.path(),
-            &store,
-            &["promote", "dev", "--build", &v1, "--only", "shop-shipping"]
-        )
-        .0
+    let (ok, stderr) = run_local(
+        dir.path(),
+        &store,
+        &["promote", "dev", "--build", &v1, "--only", "shop-shipping"],
     );
+    assert!(ok, "{stderr}");
     let (ok, stderr) = run_local(dir.path(), &store, &["promote", "staging", "--build", &v2]);
     assert!(!ok && stderr.contains("shop-shipping of this build not running in dev"), "{stderr}");
     let (ok, stderr) = run_local(
@@ -1512,7 +1517,8 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
     assert!(landed || stderr.contains("recorded dev"), "{stderr}");
     assert_eq!(status(dir.path(), &store)[0]["state"]["version"], v1.as_str());
     assert_eq!(run_in(dir.path(), "git", &["status", "--porcelain"]), "", "the work tree is clean");
-    assert!(run_local(dir.path(), &store, &["verify", "--env", "dev"]).0);
+    let (ok, stderr) = run_local(dir.path(), &store, &["verify", "--env", "dev"]);
+    assert!(ok, "{stderr}");
 }
 
 #[test]
@@ -1525,7 +1531,8 @@ fn two_clones_promote_through_one_remote_and_its_ledger_stays_linear() {
     let key = release_key(dir.path(), &store, out.path(), &["dev"]);
     commit_all(dir.path(), "trust the release key");
     let built = |dir: &Path| {
-        assert!(run_signed(dir, &store, &key, &["ci"]).0);
+        let (ok, stderr) = run_signed(dir, &store, &key, &["ci"]);
+        assert!(ok, "{stderr}");
         newest_version(dir)
     };
     let v1 = built(dir.path());
