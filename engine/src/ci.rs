@@ -69,7 +69,11 @@ pub struct ServiceSummary {
 #[derive(Debug, Serialize)]
 pub struct TestsSummary {
     pub suite: String,
+    /// The test pack.
     pub digest: Digest,
+    /// The same suite as runnable images, one per test executable.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<Digest>,
 }
 
 #[derive(Debug, Serialize)]
@@ -258,6 +262,12 @@ fn build_and_test(
                     .map(|(suite, digest)| TestsSummary {
                         suite: suite.clone(),
                         digest: digest.clone(),
+                        images: built
+                            .test_images
+                            .iter()
+                            .filter(|(name, _)| name.starts_with(&format!("{suite}-")))
+                            .map(|(_, image)| image.clone())
+                            .collect(),
                     })
                     .collect(),
                 sbom: DigestSummary { digest: built.sbom },
@@ -382,6 +392,7 @@ fn build_images(
             tag: planned.reference.tag.clone(),
             binary_name: service.binary.clone(),
             binary,
+            extra: Vec::new(),
             epoch: plan.source.epoch,
             labels,
         };
@@ -452,6 +463,7 @@ fn build_artifacts(
         let service = &planned.service;
         let repository = &planned.reference.repository;
         let mut testpacks = Vec::new();
+        let mut test_images = Vec::new();
         for suite in plan.workspace.suites_of(&service.id) {
             let mut parts = Vec::new();
             let mut files = Vec::new();
@@ -508,6 +520,15 @@ fn build_artifacts(
                 }
             };
             testpacks.push((suite.package.clone(), digest));
+            test_images.extend(build_test_images(
+                project,
+                plan,
+                planned,
+                &suite.package,
+                files,
+                cache,
+                steps,
+            )?);
         }
         let key = Cache::key(&ArtifactInputs {
             format: "slipway-sbom-v1",
@@ -544,7 +565,64 @@ fn build_artifacts(
             }
         };
         steps.note(&format!("SBOM of {} {}", service.id, sbom.short()));
-        built.push(BuiltService { image, image_reused, testpacks, sbom });
+        built.push(BuiltService { image, image_reused, testpacks, test_images, sbom });
+    }
+    Ok(built)
+}
+
+/// A suite's test executables as runnable `FROM scratch` images beside its test pack, one
+/// per executable: what a Kubernetes Job (a rollout's analysis, a synthetic-test CronJob)
+/// runs. They are untagged — reached by digest from the signed build manifest — so a
+/// repository's layout keeps one tagged image per version (oci-image-tool cannot pick a
+/// ref among several image manifests). A libtest executable is its own
+/// runner: it reads the `<ROLE>_URL`s, runs every test, and exits non-zero when one fails.
+/// Returns (`<suite>-<executable>`, image digest) for each.
+fn build_test_images(
+    project: &Project,
+    plan: &Plan,
+    planned: &crate::build::plan::PlannedService,
+    suite: &str,
+    files: Vec<(String, Vec<u8>)>,
+    cache: &Cache,
+    steps: &Steps,
+) -> Result<Vec<(String, Digest)>> {
+    let repository = &planned.reference.repository;
+    let mut built = Vec::new();
+    for (executable, binary) in files {
+        let name = format!("{suite}-{executable}");
+        let mut labels = labels(plan, planned);
+        labels.insert("dev.slipway.suite".to_owned(), suite.to_owned());
+        let key = Cache::key(&ImageInputs {
+            format: "slipway-test-image-v2",
+            reference: &ImageRef {
+                repository: repository.clone(),
+                tag: planned.reference.tag.clone(),
+            },
+            binary: &Digest::of(&binary),
+            epoch: plan.source.epoch.0,
+            labels: &labels,
+        });
+        if let Some(manifest) = cached_manifest(project, cache, "test-images", &key, repository) {
+            steps.note(&format!("reused test image {name} {}", manifest.digest.short()));
+            built.push((name, manifest.digest));
+            continue;
+        }
+        let spec = ImageSpec {
+            repository: repository.clone(),
+            tag: planned.reference.tag.clone(),
+            binary_name: executable,
+            binary,
+            extra: Vec::new(),
+            epoch: plan.source.epoch,
+            labels,
+        };
+        let image = image::assemble(&spec)?;
+        let store = project.store();
+        store.put_blobs(repository, &[&image.layer, &image.config, &image.manifest.bytes])?;
+        store.put_manifest(repository, &image.manifest, None)?;
+        cache.put("test-images", &key, &Cached { manifest: image.manifest.digest.clone() })?;
+        steps.note(&format!("test image {name} {}", image.manifest.digest.short()));
+        built.push((name, image.manifest.digest));
     }
     Ok(built)
 }

@@ -20,7 +20,8 @@ pub struct Plan {
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedImage {
     pub repository: Repository,
-    pub tag: Tag,
+    /// None for a test image, reached by digest.
+    pub tag: Option<Tag>,
     pub digest: Digest,
 }
 
@@ -42,9 +43,18 @@ pub fn plan(from: &dyn Store, name: &str) -> Result<Plan> {
     let parameters = statement.predicate.build_definition.internal_parameters;
     let mut images = Vec::new();
     for service in parameters.services {
+        let repository: Repository = service.repository.parse()?;
+        // The test images are untagged: reached by digest from the build manifest.
+        for test_image in &service.test_images {
+            images.push(PlannedImage {
+                repository: repository.clone(),
+                tag: None,
+                digest: test_image.digest.clone(),
+            });
+        }
         images.push(PlannedImage {
-            repository: service.repository.parse()?,
-            tag: service.version.parse()?,
+            repository,
+            tag: Some(service.version.parse()?),
             digest: service.image.digest,
         });
     }
@@ -61,7 +71,7 @@ pub fn run(from: &dyn Store, to: &dyn Store, plan: &Plan) -> Result<Moved> {
             to,
             &image.repository,
             &image.digest,
-            Some(&image.tag),
+            image.tag.as_ref(),
             &mut moved,
         )?;
     }

@@ -1005,7 +1005,7 @@ fn check_rendered(dir: &Path, store: &Path, environment: &str) {
         .map(|entry| entry.unwrap().path().display().to_string())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 3, "one file per service: {files:?}");
+    assert_eq!(files.len(), 4, "one file per service and the synthetic tests: {files:?}");
     files.push(folder.join("argocd-application.yaml").display().to_string());
     let strict = Command::new("kubernetes-validate")
         .args(["--strict", "--quiet", "-k", "1.30"])
@@ -1021,7 +1021,25 @@ fn check_rendered(dir: &Path, store: &Path, environment: &str) {
     let crds = Command::new("node").arg(common::npm_validators()).args(&files).output().unwrap();
     let said =
         String::from_utf8_lossy(&crds.stdout).into_owned() + &String::from_utf8_lossy(&crds.stderr);
-    assert!(crds.status.success() && said.contains("4 custom resources valid"), "{said}");
+    assert!(crds.status.success() && said.contains(" 0 failures"), "{said}");
+    // Prod delivers progressively: a Rollout analysed by the alerts and the stored suites.
+    let orders =
+        std::fs::read_to_string(folder.join(format!("k8s/{environment}-shop-orders.yaml")))
+            .unwrap();
+    let progressive = environment == "prod";
+    assert_eq!(orders.contains("kind: \"Rollout\""), progressive, "{orders}");
+    assert_eq!(orders.contains("kind: \"Deployment\""), !progressive, "{orders}");
+    if progressive {
+        assert!(
+            said.contains("Rollout prod-shop-orders")
+                && said.contains("AnalysisTemplate prod-shop-orders-suites"),
+            "{said}"
+        );
+        assert!(
+            orders.contains("ShopOrdersErrorRatio") && orders.contains("shop-catalog-1"),
+            "{orders}"
+        );
+    }
     let digest = regex::Regex::new(r#"^\s*image: "[a-z0-9./-]+@sha256:[0-9a-f]{64}"$"#).unwrap();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
@@ -1725,7 +1743,11 @@ fn a_registry_is_the_store_for_ci_copy_and_a_clone_with_an_empty_store() {
         .unwrap();
     let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
     assert_eq!((plan["dry_run"].as_bool(), plan["moved"].is_null()), (Some(true), true), "{plan}");
-    assert_eq!(plan["plan"]["images"].as_array().unwrap().len(), 3, "{plan}");
+    assert_eq!(
+        plan["plan"]["images"].as_array().unwrap().len(),
+        6,
+        "images and test images: {plan}"
+    );
     assert_eq!(mirror.uploads(), 0, "a dry run sends nothing");
     let failed = copy();
     let stderr = String::from_utf8_lossy(&failed.stderr);

@@ -70,6 +70,14 @@ fn statement(
                     digest: digest.clone(),
                 })
                 .collect(),
+            test_images: built
+                .test_images
+                .iter()
+                .map(|(suite, digest)| ArtifactRef {
+                    name: format!("{reference}/test-image/{suite}"),
+                    digest: digest.clone(),
+                })
+                .collect(),
             sbom: ArtifactRef { name: format!("{reference}/sbom"), digest: built.sbom.clone() },
         });
     }

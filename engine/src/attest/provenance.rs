@@ -91,6 +91,9 @@ pub struct ServiceEntry {
     pub repository: String,
     pub image: ArtifactRef,
     pub testpacks: Vec<ArtifactRef>,
+    /// The suites as runnable images, one per test executable, for rollout analysis Jobs.
+    #[serde(default, rename = "testImages", skip_serializing_if = "Vec::is_empty")]
+    pub test_images: Vec<ArtifactRef>,
     pub sbom: ArtifactRef,
 }
 
@@ -139,6 +142,7 @@ impl Statement {
         for service in &internal.services {
             for artifact in std::iter::once(&service.image)
                 .chain(&service.testpacks)
+                .chain(&service.test_images)
                 .chain(std::iter::once(&service.sbom))
             {
                 subject.push(Subject {
@@ -199,6 +203,7 @@ mod tests {
             testpacks: (0..suites)
                 .map(|i| artifact(&format!("{name}:0.1.0/testpack-{i}")))
                 .collect(),
+            test_images: Vec::new(),
             sbom: artifact(&format!("{name}:0.1.0/sbom")),
         }
     }

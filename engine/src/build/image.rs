@@ -25,9 +25,11 @@ pub const BIN_DIR: &str = "usr/local/bin";
 pub struct ImageSpec {
     pub repository: Repository,
     pub tag: Tag,
-    /// The executable's file name inside `/usr/local/bin`.
+    /// The executable's file name inside `/usr/local/bin`: the entrypoint.
     pub binary_name: String,
     pub binary: Vec<u8>,
+    /// More executables beside it, by file name.
+    pub extra: Vec<(String, Vec<u8>)>,
     pub epoch: SourceDateEpoch,
     /// `org.opencontainers.image.*` and service identity labels.
     pub labels: BTreeMap<String, String>,
@@ -94,6 +96,9 @@ fn root_filesystem(spec: &ImageSpec) -> Result<Vec<u8>, TarError> {
     tar.file("etc/group", 0o644, group.into_bytes())?;
     tar.dir("tmp", 0o1777)?;
     tar.file(&format!("{BIN_DIR}/{}", spec.binary_name), 0o755, spec.binary.clone())?;
+    for (name, bytes) in &spec.extra {
+        tar.file(&format!("{BIN_DIR}/{name}"), 0o755, bytes.clone())?;
+    }
     tar.to_bytes()
 }
 
@@ -298,6 +303,7 @@ mod tests {
             tag: "0.1.0-0123456789ab".parse().unwrap(),
             binary_name: "shop-catalog".to_owned(),
             binary: binary.to_vec(),
+            extra: Vec::new(),
             epoch: SourceDateEpoch(1_700_000_000),
             labels: BTreeMap::from([
                 ("org.opencontainers.image.revision".to_owned(), "abc".to_owned()),

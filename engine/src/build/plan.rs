@@ -94,5 +94,7 @@ pub struct BuiltService {
     pub image_reused: bool,
     /// (suite package, test pack digest)
     pub testpacks: Vec<(String, Digest)>,
+    /// (`<suite>-<executable>`, runnable test image digest), one per test executable
+    pub test_images: Vec<(String, Digest)>,
     pub sbom: Digest,
 }

@@ -84,6 +84,9 @@ pub struct ServiceState {
     pub reference: String,
     pub image: Digest,
     pub testpacks: Vec<Digest>,
+    /// The suites as runnable images, for rollout analysis and synthetic tests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_images: Vec<Digest>,
     pub sbom: Digest,
     /// The digest of the service's resolved configuration in this environment.
     pub config: Digest,

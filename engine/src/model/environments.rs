@@ -14,7 +14,8 @@ use crate::model::names::{MetadataError, MetadataErrors, Name};
 
 const LOG_LEVELS: [&str; 4] = ["error", "warn", "info", "debug"];
 const PARAM_KEYS: [&str; 4] = ["replicas", "log-level", "resources", "alerts"];
-const ENVIRONMENT_KEYS: [&str; 5] = ["name", "accept-local-keys", "trust", "bake-time", "services"];
+const ENVIRONMENT_KEYS: [&str; 6] =
+    ["name", "accept-local-keys", "trust", "bake-time", "services", "delivery"];
 
 /// Service parameters as declared at one level; unset fields come from the level above.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -101,6 +102,8 @@ pub struct Environment {
     pub trust: Vec<Name>,
     /// How long a build must have run in the previous environment.
     pub bake_time_seconds: u64,
+    /// How a new version reaches it: at once (a Deployment), or progressively (a Rollout).
+    pub delivery: Delivery,
     params: Params,
     services: BTreeMap<String, Params>,
 }
@@ -153,6 +156,7 @@ impl Default for Environments {
                 name,
                 trust: Vec::new(),
                 bake_time_seconds: 0,
+                delivery: Delivery::Rolling,
                 params: Params::default(),
                 services: BTreeMap::new(),
             })
@@ -478,7 +482,22 @@ fn read_environment(
     if errors.len() > before {
         return None;
     }
-    Some(Environment { name: name?, accept_local_keys, trust, bake_time_seconds, params, services })
+    let delivery = match table.get("delivery") {
+        None => Delivery::Rolling,
+        Some(item) => read_delivery(item, &format!("{prefix}.delivery"), errors),
+    };
+    if errors.len() > before {
+        return None;
+    }
+    Some(Environment {
+        name: name?,
+        accept_local_keys,
+        trust,
+        bake_time_seconds,
+        delivery,
+        params,
+        services,
+    })
 }
 
 /// Reads `replicas`, `log-level` and `resources` from `table`; other keys must be in `also`.
@@ -651,6 +670,89 @@ pub fn parse_duration(text: &str) -> Option<u64> {
     number.checked_mul(scale)
 }
 
+/// How a new version reaches an environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "strategy", rename_all = "kebab-case")]
+pub enum Delivery {
+    /// A Deployment's rolling update: every pod replaced, no analysis.
+    Rolling,
+    /// An Argo Rollouts canary: traffic shifted to the new version in `steps` (percent),
+    /// pausing `pause_seconds` after each, under analysis (the alerts, the suites).
+    Canary { steps: Vec<u32>, pause_seconds: u64 },
+    /// An Argo Rollouts blue-green switch, after the analysis passed against the preview.
+    BlueGreen,
+}
+
+/// `delivery = { strategy = "canary", steps = [10, 50], pause = "2m" }`, or
+/// `{ strategy = "blue-green" }`, or `{ strategy = "rolling" }`.
+fn read_delivery(item: &Item, prefix: &str, errors: &mut Vec<MetadataError>) -> Delivery {
+    let example = "expected a table like { strategy = \"canary\", steps = [10, 50], pause = \"2m\" } or { strategy = \"blue-green\" }";
+    let Some(table) = item.as_table_like() else {
+        errors.push(failure(prefix, example));
+        return Delivery::Rolling;
+    };
+    let strategy = table.get("strategy").and_then(|s| s.as_str()).unwrap_or("");
+    let allowed: &[&str] = match strategy {
+        "canary" => &["strategy", "steps", "pause"],
+        "blue-green" | "rolling" => &["strategy"],
+        _ => {
+            errors.push(failure(
+                &format!("{prefix}.strategy"),
+                "expected \"rolling\", \"canary\" or \"blue-green\"",
+            ));
+            return Delivery::Rolling;
+        }
+    };
+    for (key, _) in table.iter().filter(|(k, _)| !allowed.contains(k)) {
+        errors.push(failure(
+            &format!("{prefix}.{key}"),
+            format!("unknown key for `{strategy}`: expected {}", allowed.join(", ")),
+        ));
+    }
+    match strategy {
+        "blue-green" => Delivery::BlueGreen,
+        "rolling" => Delivery::Rolling,
+        _ => {
+            let steps: Option<Vec<u32>> = table.get("steps").and_then(|s| s.as_array()).map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_integer().and_then(|n| u32::try_from(n).ok()))
+                    .collect()
+            });
+            let count = table.get("steps").and_then(|s| s.as_array()).map_or(0, |a| a.len());
+            let steps = match steps {
+                Some(steps)
+                    if !steps.is_empty()
+                        && steps.len() == count
+                        && steps.windows(2).all(|w| w[0] < w[1])
+                        && steps.iter().all(|s| (1..100).contains(s)) =>
+                {
+                    steps
+                }
+                _ => {
+                    errors.push(failure(
+                        &format!("{prefix}.steps"),
+                        "expected rising traffic percentages between 1 and 99, like [10, 50] (100 % follows the last)",
+                    ));
+                    Vec::new()
+                }
+            };
+            let pause_seconds =
+                match table.get("pause").and_then(|p| p.as_str()).map(parse_duration) {
+                    None => 120,
+                    Some(Some(seconds)) => seconds,
+                    Some(None) => {
+                        errors.push(failure(
+                            &format!("{prefix}.pause"),
+                            "expected a duration like \"90s\" or \"2m\"",
+                        ));
+                        0
+                    }
+                };
+            Delivery::Canary { steps, pause_seconds }
+        }
+    }
+}
+
 /// `[kubernetes]`: where clusters pull images from and where Argo CD reads the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Kubernetes {
@@ -662,6 +764,10 @@ pub struct Kubernetes {
     pub repo_url: Option<String>,
     /// The cluster API Argo CD deploys to.
     pub cluster: String,
+    /// The Prometheus a rollout's analysis asks whether the service's alerts would fire.
+    pub prometheus: String,
+    /// When each environment's synthetic tests (its suites' images, as a CronJob) run.
+    pub synthetic_tests: String,
 }
 
 impl Default for Kubernetes {
@@ -670,6 +776,8 @@ impl Default for Kubernetes {
             registry: None,
             repo_url: None,
             cluster: "https://kubernetes.default.svc".to_owned(),
+            prometheus: "http://prometheus-operated.monitoring.svc:9090".to_owned(),
+            synthetic_tests: "*/15 * * * *".to_owned(),
         }
     }
 }
@@ -694,9 +802,16 @@ fn read_kubernetes(item: &Item, errors: &mut Vec<MetadataError>) -> Kubernetes {
                 "expected the image prefix clusters pull from, like \"registry.example.com/shop\" (no scheme, no trailing `/`)",
             )),
             ("repo-url", Some(text)) => kubernetes.repo_url = Some(text.to_owned()),
+            ("prometheus", Some(text)) if text.starts_with("http") => kubernetes.prometheus = text.to_owned(),
+            ("synthetic-tests", _) => match value.as_str() {
+                Some(schedule) if schedule.split_whitespace().count() == 5 => {
+                    kubernetes.synthetic_tests = schedule.to_owned()
+                }
+                _ => errors.push(failure(&full, "expected a cron schedule of five fields, like \"*/15 * * * *\"")),
+            },
             ("cluster", Some(text)) if text.starts_with("https://") => kubernetes.cluster = text.to_owned(),
-            ("repo-url" | "cluster", _) => errors.push(failure(&full, "expected a URL, like \"https://kubernetes.default.svc\"")),
-            _ => errors.push(failure(&full, "unknown key: expected `registry`, `repo-url`, `cluster`")),
+            ("repo-url" | "cluster" | "prometheus", _) => errors.push(failure(&full, "expected a URL, like \"https://kubernetes.default.svc\"")),
+            _ => errors.push(failure(&full, "unknown key: expected `registry`, `repo-url`, `cluster`, `prometheus`, `synthetic-tests`")),
         }
     }
     kubernetes

@@ -131,6 +131,7 @@ mod tests {
             image: digest(&reference),
             reference,
             testpacks: packs.iter().map(|p| digest(p)).collect(),
+            test_images: Vec::new(),
             sbom: digest("sbom"),
             config: digest("config"),
         };

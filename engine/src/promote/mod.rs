@@ -219,6 +219,7 @@ impl Promotion {
                     reference: service.image.name.clone(),
                     image: service.image.digest.clone(),
                     testpacks: service.testpacks.iter().map(|p| p.digest.clone()).collect(),
+                    test_images: service.test_images.iter().map(|p| p.digest.clone()).collect(),
                     sbom: service.sbom.digest.clone(),
                     config,
                 };

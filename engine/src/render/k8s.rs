@@ -1,9 +1,12 @@
-//! Kubernetes manifests for one environment, for GitOps: per service a Deployment (image by
-//! digest, the resolved resources, probes on the health path, non-root, read-only root, no
-//! privilege escalation), a Service, a ConfigMap with the platform contract, a
-//! HorizontalPodAutoscaler, a PodDisruptionBudget, a NetworkPolicy admitting only the
-//! services that call it, and a PrometheusRule with its alerts; plus the environment's Argo
-//! CD `Application`. Typed documents, written by the one YAML writer: rendering is pure.
+//! Kubernetes manifests for one environment, for GitOps: per service a Deployment — or, where
+//! the environment delivers progressively, an Argo Rollouts `Rollout` whose analysis asks
+//! Prometheus whether the service's alerts would fire and runs every sibling's stored suites
+//! (their test images) against the new version — with the image by digest, the resolved
+//! resources, probes on the health path, non-root, read-only root, no privilege escalation;
+//! a Service, a ConfigMap with the platform contract, a HorizontalPodAutoscaler, a
+//! PodDisruptionBudget, a NetworkPolicy admitting only the services that call it, and a
+//! PrometheusRule with its alerts; the environment's synthetic-test CronJob; and its Argo CD
+//! `Application`. Typed documents, written by the one YAML writer: rendering is pure.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::determinism::yaml;
 use crate::model::digest::Digest;
-use crate::model::environments::{Environment, Resolved};
+use crate::model::environments::{Delivery, Environment, Resolved};
 use crate::model::workspace::{Service, Workspace};
 use crate::render::alerts::{self, AlertsError};
 
@@ -27,6 +30,8 @@ const PORT: u16 = 8080;
 pub struct Running {
     pub image: Digest,
     pub version: String,
+    /// Its suites as runnable images, one per test executable.
+    pub test_images: Vec<Digest>,
 }
 
 /// One rendered file: its path under the environment's ledger folder, and its bytes.
@@ -88,8 +93,110 @@ pub fn render(inputs: &Inputs) -> Result<Vec<File>, AlertsError> {
             text: yaml::documents(&objects),
         });
     }
+    if let Some(cron) = synthetic_tests(inputs) {
+        files.push(File {
+            path: format!("{FOLDER}/{env}-synthetic-tests.yaml"),
+            text: yaml::to_string(&cron),
+        });
+    }
     files.push(File { path: APPLICATION.to_owned(), text: yaml::to_string(&application(inputs)) });
     Ok(files)
+}
+
+/// `<registry>/<repository>@sha256:…`: an image by digest, never by tag.
+fn image(inputs: &Inputs, repository: &str, digest: &Digest) -> String {
+    match inputs.registry {
+        Some(registry) => format!("{registry}/{repository}@{digest}"),
+        None => format!("{repository}@{digest}"),
+    }
+}
+
+/// The label the test pods (analysis Jobs, synthetic tests) carry, which each service's
+/// NetworkPolicy admits.
+const TEST_POD: (&str, &str) = ("slipway.dev/tests", "true");
+
+/// The containers that run every stored suite of the environment, one per test image, with
+/// `<ROLE>_URL` pointing at each service — at the given URL for `target` (the canary).
+fn suite_containers(inputs: &Inputs, target: Option<(&Service, &str)>) -> Vec<Value> {
+    let env = inputs.environment.name.as_str();
+    let mut containers = Vec::new();
+    for service in &inputs.workspace.services {
+        let Some(running) = inputs.running.get(&service.id.to_string()) else { continue };
+        let mut variables = vec![json!({"name": "SLIPWAY_ENV", "value": env})];
+        let siblings =
+            inputs.workspace.services.iter().filter(|o| o.id.application == service.id.application);
+        for other in siblings {
+            let url = match target {
+                Some((canary, url)) if canary.id == other.id => url.to_owned(),
+                _ => format!("http://{env}-{}", other.id),
+            };
+            variables.push(json!({"name": other.id.role.url_variable(), "value": url}));
+        }
+        for (i, test_image) in running.test_images.iter().enumerate() {
+            containers.push(json!({
+                "name": format!("{}-{}", service.id, i + 1),
+                "image": image(inputs, &service.id.to_string(), test_image),
+                "env": variables,
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "32Mi"},
+                    "limits": {"memory": "128Mi"},
+                },
+                "securityContext": {
+                    "readOnlyRootFilesystem": true,
+                    "allowPrivilegeEscalation": false,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }));
+        }
+    }
+    containers
+}
+
+/// A pod that runs `containers` once, as the test pods do.
+fn test_pod(containers: Vec<Value>) -> Value {
+    json!({
+        "metadata": {"labels": {TEST_POD.0: TEST_POD.1}},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": false,
+            "securityContext": {
+                "runAsNonRoot": true,
+                "runAsUser": 65532,
+                "runAsGroup": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": containers,
+        },
+    })
+}
+
+/// The environment's synthetic tests: every stored suite of what it runs, on a schedule,
+/// against the stable services. None when no service has a test image.
+fn synthetic_tests(inputs: &Inputs) -> Option<Object> {
+    let env = inputs.environment.name.as_str();
+    let containers = suite_containers(inputs, None);
+    if containers.is_empty() {
+        return None;
+    }
+    let labels = BTreeMap::from([
+        ("app.kubernetes.io/managed-by".to_owned(), "slipway".to_owned()),
+        ("slipway.dev/environment".to_owned(), env.to_owned()),
+    ]);
+    Some(object(
+        "batch/v1",
+        "CronJob",
+        metadata(env, &format!("{env}-synthetic-tests"), labels),
+        &[(
+            "spec",
+            json!({
+                "schedule": inputs.workspace.environments.kubernetes.synthetic_tests,
+                "concurrencyPolicy": "Forbid",
+                "successfulJobsHistoryLimit": 3,
+                "failedJobsHistoryLimit": 3,
+                "jobTemplate": {"spec": {"backoffLimit": 0, "template": test_pod(containers)}},
+            }),
+        )],
+    ))
 }
 
 fn labels(env: &str, service: &Service, version: Option<&str>) -> BTreeMap<String, String> {
@@ -142,10 +249,7 @@ fn service_objects(
     let env = inputs.environment.name.as_str();
     let name = format!("{env}-{}", service.id);
     let version = running.version.as_str();
-    let image = match inputs.registry {
-        Some(registry) => format!("{registry}/{}@{}", service.id, running.image),
-        None => format!("{}@{}", service.id, running.image),
-    };
+    let image = image(inputs, &service.id.to_string(), &running.image);
     let mut config = BTreeMap::from([
         ("LISTEN_ADDR".to_owned(), format!("0.0.0.0:{PORT}")),
         ("SLIPWAY_ENV".to_owned(), env.to_owned()),
@@ -163,56 +267,60 @@ fn service_objects(
             "failureThreshold": 3,
         })
     };
-    let deployment = object(
-        "apps/v1",
-        "Deployment",
-        metadata(env, &name, labels(env, service, Some(version))),
-        &[(
-            "spec",
-            json!({
-                // The HorizontalPodAutoscaler owns the replica count.
-                "selector": {"matchLabels": selector(env, service)},
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-                "template": {
-                    "metadata": {
-                        "labels": labels(env, service, Some(version)),
-                        // A new configuration rolls the pods.
-                        "annotations": {"slipway.dev/config": resolved.config_digest().to_string()},
-                    },
-                    "spec": {
-                        "automountServiceAccountToken": false,
-                        "enableServiceLinks": false,
-                        "securityContext": {
-                            "runAsNonRoot": true,
-                            "runAsUser": 65532,
-                            "runAsGroup": 65532,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
-                        "containers": [{
-                            "name": service.id.to_string(),
-                            "image": image,
-                            "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
-                            "envFrom": [{"configMapRef": {"name": name}}],
-                            "readinessProbe": probe(5),
-                            "livenessProbe": probe(10),
-                            "resources": {
-                                "requests": {"cpu": resolved.resources.cpu, "memory": resolved.resources.memory},
-                                "limits": {"memory": resolved.resources.memory},
-                            },
-                            "securityContext": {
-                                "readOnlyRootFilesystem": true,
-                                "allowPrivilegeEscalation": false,
-                                "privileged": false,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                        }],
-                        "volumes": [{"name": "tmp", "emptyDir": {}}],
-                    },
+    let template = json!({
+        "metadata": {
+            "labels": labels(env, service, Some(version)),
+            // A new configuration rolls the pods.
+            "annotations": {"slipway.dev/config": resolved.config_digest().to_string()},
+        },
+        "spec": {
+            "automountServiceAccountToken": false,
+            "enableServiceLinks": false,
+            "securityContext": {
+                "runAsNonRoot": true,
+                "runAsUser": 65532,
+                "runAsGroup": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [{
+                "name": service.id.to_string(),
+                "image": image,
+                "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+                "envFrom": [{"configMapRef": {"name": name}}],
+                "readinessProbe": probe(5),
+                "livenessProbe": probe(10),
+                "resources": {
+                    "requests": {"cpu": resolved.resources.cpu, "memory": resolved.resources.memory},
+                    "limits": {"memory": resolved.resources.memory},
                 },
-            }),
-        )],
-    );
+                "securityContext": {
+                    "readOnlyRootFilesystem": true,
+                    "allowPrivilegeEscalation": false,
+                    "privileged": false,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            }],
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
+        },
+    });
+    let workload = match &inputs.environment.delivery {
+        Delivery::Rolling => object(
+            "apps/v1",
+            "Deployment",
+            metadata(env, &name, labels(env, service, Some(version))),
+            &[(
+                "spec",
+                json!({
+                    // The HorizontalPodAutoscaler owns the replica count.
+                    "selector": {"matchLabels": selector(env, service)},
+                    "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                    "template": template,
+                }),
+            )],
+        ),
+        delivery => rollout(inputs, service, &name, version, template, delivery),
+    };
     let k8s_service = object(
         "v1",
         "Service",
@@ -238,7 +346,11 @@ fn service_objects(
         &[(
             "spec",
             json!({
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "scaleTargetRef": {
+                    "apiVersion": workload.api_version,
+                    "kind": workload.kind,
+                    "name": name,
+                },
                 "minReplicas": resolved.replicas.min,
                 "maxReplicas": resolved.replicas.max,
                 "metrics": [{
@@ -272,6 +384,11 @@ fn service_objects(
     if !callers.is_empty() {
         ingress.push(json!({"from": callers, "ports": [{"port": "http", "protocol": "TCP"}]}));
     }
+    // The test pods of the environment: analysis Jobs and synthetic tests.
+    ingress.push(json!({
+        "from": [{"podSelector": {"matchLabels": {TEST_POD.0: TEST_POD.1}}}],
+        "ports": [{"port": "http", "protocol": "TCP"}],
+    }));
     ingress.push(json!({
         "from": [{
             "namespaceSelector": {},
@@ -296,9 +413,14 @@ fn service_objects(
         "monitoring.coreos.com/v1",
         "PrometheusRule",
         metadata(env, &name, labels(env, service, None)),
-        &[("spec", json!(rules))],
+        &[("spec", json!(&rules))],
     );
-    vec![config_map, deployment, k8s_service, autoscaler, disruption, network, prometheus_rule]
+    let mut objects = vec![config_map, workload, k8s_service];
+    if let Some(extra) = progressive_objects(inputs, service, &name, &rules) {
+        objects.extend(extra);
+    }
+    objects.extend([autoscaler, disruption, network, prometheus_rule]);
+    objects
 }
 
 /// The environment's Argo CD `Application`: syncs `manifests/<env>/k8s` into the namespace
@@ -354,7 +476,12 @@ pub fn for_state(
         .iter()
         .map(|(name, service)| {
             let version = crate::store::tag_of(&service.reference).to_owned();
-            (name.clone(), Running { image: service.image.clone(), version })
+            let running = Running {
+                image: service.image.clone(),
+                version,
+                test_images: service.test_images.clone(),
+            };
+            (name.clone(), running)
         })
         .collect();
     let store = project.store().location();
@@ -375,4 +502,135 @@ pub fn for_state(
         files: files.into_iter().map(|file| (file.path, file.text)).collect(),
         folders: vec![FOLDER.to_owned()],
     })
+}
+
+/// The Service a progressive rollout sends the new version's traffic to: the canary, or
+/// the blue-green preview.
+fn preview_service(name: &str, delivery: &Delivery) -> String {
+    match delivery {
+        Delivery::BlueGreen => format!("{name}-preview"),
+        _ => format!("{name}-canary"),
+    }
+}
+
+/// An Argo Rollouts `Rollout` in place of the Deployment: canary steps with pauses, or a
+/// blue-green switch, under the analysis of `<name>-alerts` and `<name>-suites`.
+fn rollout(
+    inputs: &Inputs,
+    service: &Service,
+    name: &str,
+    version: &str,
+    template: Value,
+    delivery: &Delivery,
+) -> Object {
+    let env = inputs.environment.name.as_str();
+    let analysis = json!([{"templateName": format!("{name}-alerts")}, {"templateName": format!("{name}-suites")}]);
+    let strategy = match delivery {
+        Delivery::Canary { steps, pause_seconds } => {
+            let mut plan = Vec::new();
+            for weight in steps {
+                plan.push(json!({"setWeight": weight}));
+                plan.push(json!({"pause": {"duration": format!("{pause_seconds}s")}}));
+            }
+            json!({"canary": {
+                "canaryService": preview_service(name, delivery),
+                "stableService": name,
+                "analysis": {"templates": analysis, "startingStep": 1},
+                "steps": plan,
+            }})
+        }
+        _ => json!({"blueGreen": {
+            "activeService": name,
+            "previewService": preview_service(name, delivery),
+            "autoPromotionEnabled": true,
+            "prePromotionAnalysis": {"templates": analysis},
+        }}),
+    };
+    object(
+        "argoproj.io/v1alpha1",
+        "Rollout",
+        metadata(env, name, labels(env, service, Some(version))),
+        &[(
+            "spec",
+            json!({
+                "selector": {"matchLabels": selector(env, service)},
+                "revisionHistoryLimit": 3,
+                "template": template,
+                "strategy": strategy,
+            }),
+        )],
+    )
+}
+
+/// What a progressive rollout needs beside the Rollout: the canary (or preview) Service,
+/// an AnalysisTemplate asking Prometheus whether any of the service's alerts would fire,
+/// and one running every stored suite of the environment against the new version.
+fn progressive_objects(
+    inputs: &Inputs,
+    service: &Service,
+    name: &str,
+    rules: &alerts::RuleFile,
+) -> Option<Vec<Object>> {
+    let delivery = &inputs.environment.delivery;
+    if *delivery == Delivery::Rolling {
+        return None;
+    }
+    let env = inputs.environment.name.as_str();
+    let preview = preview_service(name, delivery);
+    let preview_service = object(
+        "v1",
+        "Service",
+        metadata(env, &preview, labels(env, service, None)),
+        &[(
+            "spec",
+            json!({
+                "selector": selector(env, service),
+                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            }),
+        )],
+    );
+    let prometheus = &inputs.workspace.environments.kubernetes.prometheus;
+    let metrics: Vec<Value> = rules
+        .groups
+        .iter()
+        .flat_map(|group| &group.rules)
+        .filter_map(|rule| {
+            let alert = rule.alert.as_ref()?;
+            Some(json!({
+                "name": alert,
+                "interval": "1m",
+                "count": 3,
+                "failureLimit": 0,
+                // An alert expression returns nothing while it would not fire.
+                "successCondition": "len(result) == 0",
+                "provider": {"prometheus": {"address": prometheus, "query": rule.expr}},
+            }))
+        })
+        .collect();
+    let alerts_template = object(
+        "argoproj.io/v1alpha1",
+        "AnalysisTemplate",
+        metadata(env, &format!("{name}-alerts"), labels(env, service, None)),
+        &[("spec", json!({"metrics": metrics}))],
+    );
+    let canary_url = format!("http://{preview}");
+    let containers = suite_containers(inputs, Some((service, &canary_url)));
+    let suites_template = object(
+        "argoproj.io/v1alpha1",
+        "AnalysisTemplate",
+        metadata(env, &format!("{name}-suites"), labels(env, service, None)),
+        &[(
+            "spec",
+            json!({"metrics": [{
+                "name": "stored-suites",
+                "count": 1,
+                "failureLimit": 0,
+                "provider": {"job": {
+                    "metadata": {"labels": {TEST_POD.0: TEST_POD.1}},
+                    "spec": {"backoffLimit": 0, "template": test_pod(containers)},
+                }},
+            }]}),
+        )],
+    );
+    Some(vec![preview_service, alerts_template, suites_template])
 }

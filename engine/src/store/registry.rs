@@ -224,11 +224,7 @@ impl RegistryStore {
         let digest = Digest::of(bytes);
         let reference = self.by_digest(repository, &digest);
         let name = digest.to_string();
-        let present = self
-            .retried(&format!("check blob {digest} in {repository}"), || {
-                self.client.blob_exists(&reference, &name)
-            })
-            .await?;
+        let present = self.blob_present(repository, &digest).await?;
         if !present {
             let data = bytes::Bytes::copy_from_slice(bytes);
             self.retried(&format!("push blob {digest} to {repository}"), || {
@@ -237,6 +233,25 @@ impl RegistryStore {
             .await?;
         }
         Ok(digest)
+    }
+
+    /// Whether the registry holds the blob. A registry killed in the middle of an upload can
+    /// answer 500 for that blob until it is written again: a HEAD the server fails counts
+    /// as absent, so the blob is pushed again.
+    async fn blob_present(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> Result<bool, StoreError> {
+        let reference = self.by_digest(repository, digest);
+        let name = digest.to_string();
+        self.retried(&format!("check blob {digest} in {repository}"), || async {
+            match self.client.blob_exists(&reference, &name).await {
+                Err(error) if server_side(&error) => Ok(false),
+                other => other,
+            }
+        })
+        .await
     }
 
     /// Reads a manifest by tag or digest; `None` when the registry has no such manifest.
@@ -290,11 +305,7 @@ impl Store for RegistryStore {
     }
 
     fn has_blob(&self, repository: &Repository, digest: &Digest) -> Result<bool, StoreError> {
-        let reference = self.by_digest(repository, digest);
-        let name = digest.to_string();
-        self.runtime.block_on(self.retried(&format!("check blob {digest} in {repository}"), || {
-            self.client.blob_exists(&reference, &name)
-        }))
+        self.runtime.block_on(self.blob_present(repository, digest))
     }
 
     fn get_blob(&self, repository: &Repository, digest: &Digest) -> Result<Vec<u8>, StoreError> {
@@ -444,12 +455,22 @@ fn credentials(host: &str) -> RegistryAuth {
 fn transient(error: &OciDistributionError) -> bool {
     match error {
         OciDistributionError::RequestError(e) => {
-            e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()
+            e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || server_side(error)
         }
         OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
         OciDistributionError::IoError(_) => true,
         _ => false,
     }
+}
+
+/// Whether the registry answered with a 5xx or 429 status.
+fn server_side(error: &OciDistributionError) -> bool {
+    let status = match error {
+        OciDistributionError::RequestError(e) => e.status().map(|s| s.as_u16()),
+        OciDistributionError::ServerError { code, .. } => Some(*code),
+        _ => None,
+    };
+    status.is_some_and(|code| code >= 500 || code == 429)
 }
 
 /// Whether the registry says it has no such manifest, blob or repository.

@@ -81,7 +81,10 @@ pub fn check_envelope(
 }
 
 fn artifacts_of(service: &ServiceEntry) -> impl Iterator<Item = &provenance::ArtifactRef> {
-    std::iter::once(&service.image).chain(&service.testpacks).chain(std::iter::once(&service.sbom))
+    std::iter::once(&service.image)
+        .chain(&service.testpacks)
+        .chain(&service.test_images)
+        .chain(std::iter::once(&service.sbom))
 }
 
 /// Checks the subjects against the service map, then every artifact in the store.
@@ -132,6 +135,13 @@ pub fn check_artifacts(report: &mut Report, store: &dyn Store, statement: &State
             format!("image {}", service.name),
             check_image(store, &repository, &service.image.digest, commit),
         );
+        for test_image in &service.test_images {
+            let name = test_image.name.rsplit('/').next().unwrap_or(&test_image.name);
+            report.record(
+                format!("test image {name}"),
+                check_image(store, &repository, &test_image.digest, commit),
+            );
+        }
         for pack in &service.testpacks {
             let name = pack.name.rsplit('/').next().unwrap_or(&pack.name);
             report.record(

@@ -53,6 +53,16 @@ pub fn check_rebuild(report: &mut Report, project: &Project, statement: &Stateme
         for (i, pack) in service.testpacks.iter().enumerate() {
             compare("test pack", &pack.digest, &rebuilt["tests"][i]["digest"]);
         }
+        let rebuilt_images: Vec<&serde_json::Value> = rebuilt["tests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|suite| suite["images"].as_array().into_iter().flatten())
+            .collect();
+        for (i, image) in service.test_images.iter().enumerate() {
+            let again = rebuilt_images.get(i).copied().unwrap_or(&serde_json::Value::Null);
+            compare("test image", &image.digest, again);
+        }
     }
     report.record(
         "rebuild",

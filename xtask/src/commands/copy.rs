@@ -68,7 +68,10 @@ fn print(summary: &Summary) {
         summary.to
     );
     for image in &summary.plan.images {
-        println!("  {}:{} {}", image.repository, image.tag, image.digest.short());
+        match &image.tag {
+            Some(tag) => println!("  {}:{tag} {}", image.repository, image.digest.short()),
+            None => println!("  {}@{}", image.repository, image.digest.short()),
+        }
     }
     if let Some(moved) = &summary.moved {
         println!(
