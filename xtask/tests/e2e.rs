@@ -1022,6 +1022,20 @@ fn check_rendered(dir: &Path, store: &Path, environment: &str) {
     let said =
         String::from_utf8_lossy(&crds.stdout).into_owned() + &String::from_utf8_lossy(&crds.stderr);
     assert!(crds.status.success() && said.contains(" 0 failures"), "{said}");
+    // Shipping declares 4..8 replicas for prod in its own Cargo.toml: prod's HPA only.
+    let shipping =
+        std::fs::read_to_string(folder.join(format!("k8s/{environment}-shop-shipping.yaml")))
+            .unwrap();
+    let (min, max) = match environment {
+        "prod" => (4, 8),
+        "staging" => (1, 2),
+        _ => (1, 1),
+    };
+    assert!(
+        shipping.contains(&format!("minReplicas: {min}\n"))
+            && shipping.contains(&format!("maxReplicas: {max}\n")),
+        "{environment}: {min}..{max}\n{shipping}"
+    );
     // Prod delivers progressively: a Rollout analysed by the alerts and the stored suites.
     let orders =
         std::fs::read_to_string(folder.join(format!("k8s/{environment}-shop-orders.yaml")))
