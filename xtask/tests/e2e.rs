@@ -178,31 +178,33 @@ fn ci_builds_real_images_and_a_no_op_rerun_reuses_everything() {
 
     let version = summary["version"].as_str().unwrap().to_owned();
     let commit = summary["commit"].as_str().unwrap().to_owned();
-    let metrics = runc_serves_health(dir.path(), &out.path().join("bundle-shop-catalog"));
-    // The platform's metrics, as Prometheus reads them: promtool accepts them, and the
+    // Every service's metrics, as Prometheus reads them: promtool accepts them, and the
     // build info comes from the image's own configuration.
     require("promtool");
-    let scraped = out.path().join("metrics.txt");
-    std::fs::write(&scraped, &metrics).unwrap();
-    let lint = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::fs::File::open(&scraped).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        lint.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&lint.stdout),
-        String::from_utf8_lossy(&lint.stderr)
-    );
-    let build_info = format!(
-        "slipway_build_info{{service=\"shop-catalog\",environment=\"local\",version=\"{version}\",commit=\"{commit}\"}} 1"
-    );
-    assert!(metrics.lines().any(|l| l == build_info), "{build_info} missing:\n{metrics}");
-    assert!(
-        metrics.contains("slipway_http_requests_total{service=\"shop-catalog\",route=\"/health\",method=\"GET\",status_class=\"2xx\"}"),
-        "{metrics}"
-    );
+    for service in ["shop-catalog", "shop-orders", "shop-shipping"] {
+        let metrics = runc_serves_health(dir.path(), &out.path().join(format!("bundle-{service}")));
+        let scraped = out.path().join(format!("metrics-{service}.txt"));
+        std::fs::write(&scraped, &metrics).unwrap();
+        let lint = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::fs::File::open(&scraped).unwrap())
+            .output()
+            .unwrap();
+        assert!(
+            lint.status.success(),
+            "promtool on {service}: {}{}",
+            String::from_utf8_lossy(&lint.stdout),
+            String::from_utf8_lossy(&lint.stderr)
+        );
+        let build_info = format!(
+            "slipway_build_info{{service=\"{service}\",environment=\"local\",version=\"{version}\",commit=\"{commit}\"}} 1"
+        );
+        assert!(metrics.lines().any(|l| l == build_info), "{build_info} missing:\n{metrics}");
+        assert!(
+            metrics.contains(&format!("slipway_http_requests_total{{service=\"{service}\",route=\"/health\",method=\"GET\",status_class=\"2xx\"}}")),
+            "{metrics}"
+        );
+    }
 
     let again = run_json(dir.path(), &store, "e2e-a", &["ci"]);
     assert_eq!(digests(&again), digests(&summary));
@@ -231,10 +233,12 @@ fn runc_serves_health(dir: &Path, bundle: &Path) -> String {
     let mut config: Value =
         serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
     config["process"]["terminal"] = Value::Bool(false);
-    config["process"]["env"]
-        .as_array_mut()
-        .unwrap()
-        .push(format!("LISTEN_ADDR=127.0.0.1:{port}").into());
+    let env = config["process"]["env"].as_array_mut().unwrap();
+    env.push(format!("LISTEN_ADDR=127.0.0.1:{port}").into());
+    // What the services call: nothing answers there, and /health and /metrics do not ask.
+    for variable in ["CATALOG_URL", "ORDERS_URL", "SHIPPING_URL"] {
+        env.push(format!("{variable}=http://127.0.0.1:9").into());
+    }
     let namespaces = config["linux"]["namespaces"].as_array_mut().unwrap();
     namespaces.retain(|ns| ns["type"] != "network");
     std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
