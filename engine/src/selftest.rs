@@ -22,6 +22,7 @@ pub const PYTHON_MODULES: &[(&str, &str)] = &[
     ("securesystemslib.dsse", "securesystemslib[crypto]"),
     ("cyclonedx.validation.json", "cyclonedx-python-lib[json-validation]"),
     ("kubernetes_validate", "kubernetes-validate==1.37.0"),
+    ("openfeature.contrib.tools.flagd.core", "openfeature-flagd-core==2.0.0"),
 ];
 
 /// npm packages the custom-resource validators need, pinned (newer majors need a newer

@@ -400,3 +400,28 @@ fn a_registry_that_is_down_is_named_with_what_to_do() {
     );
     assert!(stderr.contains(&format!("help: check that {url} is up and reachable")), "{stderr}");
 }
+
+#[test]
+fn a_flag_with_an_unknown_environment_or_a_wrong_type_is_refused_before_any_build() {
+    check_refused(
+        "infra/flags.toml",
+        "prod = \"10%\" }",
+        "prod = \"10%\", qa = \"on\" }",
+        "flag[0].environments.qa",
+        "no environment `qa`",
+    );
+    check_refused(
+        "infra/flags.toml",
+        "on = true",
+        "on = \"yes\"",
+        "flag[0].variants.on",
+        "expected a boolean value",
+    );
+    check_refused(
+        "infra/flags.toml",
+        "prod = \"10%\"",
+        "prod = { on = 10, off = 80 }",
+        "flag[0].environments.prod",
+        "sum to 90",
+    );
+}

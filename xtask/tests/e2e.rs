@@ -1009,7 +1009,7 @@ fn check_rendered(dir: &Path, store: &Path, environment: &str) {
         .map(|entry| entry.unwrap().path().display().to_string())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 4, "one file per service and the synthetic tests: {files:?}");
+    assert_eq!(files.len(), 5, "one file per service, the synthetic tests, the flags: {files:?}");
     files.push(folder.join("argocd-application.yaml").display().to_string());
     let strict = Command::new("kubernetes-validate")
         .args(["--strict", "--quiet", "-k", "1.30"])
@@ -1065,6 +1065,24 @@ fn check_rendered(dir: &Path, store: &Path, environment: &str) {
             assert!(digest.is_match(line), "an image not by digest in {file}: {line}");
         }
     }
+    // The flags, as flagd-core (PyPI) evaluates them over 1,000 targeting keys: new-pricing
+    // is on in dev, off in staging, and on for about 10 % in prod.
+    let flags = folder.join("flags.flagd.json");
+    let script = common::repo_root().join("xtask/tests/validate/flagd.py");
+    let on: u32 = run_in(
+        dir,
+        "python3",
+        &[script.to_str().unwrap(), flags.to_str().unwrap(), "new-pricing", "1000"],
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    let expected = match environment {
+        "dev" => 1000..=1000,
+        "prod" => 60..=140,
+        _ => 0..=0,
+    };
+    assert!(expected.contains(&on), "{environment}: new-pricing on for {on} of 1000 keys");
     let commit = |path: &str| run_in(dir, "git", &["log", "-1", "--format=%H", "--", path]);
     assert_eq!(
         commit(&format!("manifests/{environment}/k8s")),

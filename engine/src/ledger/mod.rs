@@ -53,6 +53,8 @@ const QUARANTINE: &str = "quarantine.json";
 pub const RENDERED_FOLDER: &str = "k8s";
 /// The environment's Argo CD `Application`, beside the folder it syncs.
 pub const RENDERED_APPLICATION: &str = "argocd-application.yaml";
+/// The environment's feature flags, in the flagd format.
+pub const RENDERED_FLAGS: &str = "flags.flagd.json";
 
 /// What an environment runs now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -497,7 +499,7 @@ impl Ledger {
             let name = entry.filename().to_string();
             if entry.mode().is_tree() {
                 files.extend(
-                    [STATE, ENTRY, RENDERED_FOLDER, RENDERED_APPLICATION]
+                    [STATE, ENTRY, RENDERED_FOLDER, RENDERED_APPLICATION, RENDERED_FLAGS]
                         .map(|file| self.path(&name, file)),
                 );
             } else if name == QUARANTINE {

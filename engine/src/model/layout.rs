@@ -36,6 +36,11 @@ impl Layout {
         self.infra.join("environments.toml")
     }
 
+    /// The feature flags' declaration.
+    pub fn flags(&self) -> PathBuf {
+        self.infra.join("flags.toml")
+    }
+
     /// The public keys environments may trust, `<name>.pub` each.
     pub fn trusted_keys(&self) -> PathBuf {
         self.infra.join("keys")

@@ -3,6 +3,7 @@
 
 pub mod digest;
 pub mod environments;
+pub mod flags;
 pub mod layout;
 pub mod lockfile;
 pub mod names;

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::model::environments::{Environments, Params, read_params};
+use crate::model::flags::Flags;
 use crate::model::layout::Layout;
 use crate::shell::{Shell, cmd};
 
@@ -54,6 +55,8 @@ pub struct Workspace {
     pub services: Vec<Service>,
     pub suites: Vec<Suite>,
     pub environments: Environments,
+    /// The feature flags (`infra/flags.toml`).
+    pub flags: Flags,
     /// Cargo's target directory (`CARGO_TARGET_DIR`, `build.target-dir`, else `target/`).
     pub target_directory: PathBuf,
     /// The folders of the members that are neither services nor suites (the platform, the
@@ -196,6 +199,7 @@ pub fn validate(
         services: dependency_order(services),
         suites,
         environments,
+        flags: Flags::default(),
         target_directory: root.join("target"),
         shared: packages
             .iter()
@@ -657,6 +661,8 @@ pub fn load(shell: &Shell, layout: &Layout) -> Result<Workspace, Error> {
     let environments = Environments::load(root, layout)?;
     let version = shared("version").unwrap_or_else(|| "0.0.0".to_owned());
     let mut workspace = validate(root, version, shared("repository"), &packages, environments)?;
+    let services: Vec<String> = workspace.services.iter().map(|s| s.id.to_string()).collect();
+    workspace.flags = Flags::load(root, layout, &workspace.environments, &services)?;
     workspace.target_directory = metadata.target_directory.into_std_path_buf();
     Ok(workspace)
 }

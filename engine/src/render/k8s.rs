@@ -93,6 +93,24 @@ pub fn render(inputs: &Inputs) -> Result<Vec<File>, AlertsError> {
             text: yaml::documents(&objects),
         });
     }
+    if !inputs.workspace.flags.flags.is_empty() {
+        let flags = crate::render::flags::render(&inputs.workspace.flags, env);
+        let labels = BTreeMap::from([
+            ("app.kubernetes.io/managed-by".to_owned(), "slipway".to_owned()),
+            ("slipway.dev/environment".to_owned(), env.to_owned()),
+        ]);
+        let config_map = object(
+            "v1",
+            "ConfigMap",
+            metadata(env, &format!("{env}-flags"), labels),
+            &[("data", json!({ "flags.json": flags }))],
+        );
+        files.push(File {
+            path: format!("{FOLDER}/{env}-flags.yaml"),
+            text: yaml::to_string(&config_map),
+        });
+        files.push(File { path: crate::render::flags::FILE.to_owned(), text: flags });
+    }
     if let Some(cron) = synthetic_tests(inputs) {
         files.push(File {
             path: format!("{FOLDER}/{env}-synthetic-tests.yaml"),

@@ -3,4 +3,5 @@
 //! deterministic: the same inputs give the same bytes.
 
 pub mod alerts;
+pub mod flags;
 pub mod k8s;

@@ -1,0 +1,455 @@
+//! Feature flags declared in the repository (`infra/flags.toml`): each flag's type,
+//! description, owner, variants and default, and per environment its state — off, a fixed
+//! variant, or a fractional rollout. Validated before anything is built; every error names
+//! the file and the key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+use toml_edit::{DocumentMut, Item, TableLike};
+
+use crate::model::environments::Environments;
+use crate::model::layout::Layout;
+use crate::model::names::{MetadataError, MetadataErrors, Name};
+
+const FLAG_KEYS: [&str; 7] =
+    ["name", "type", "description", "owner", "variants", "default", "environments"];
+const TYPES: [&str; 4] = ["boolean", "string", "number", "object"];
+
+/// A variant's value, of the flag's type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Boolean(bool),
+    String(String),
+    Number(f64),
+    Object(serde_json::Map<String, serde_json::Value>),
+}
+
+/// What a flag is in one environment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "state")]
+pub enum State {
+    /// Disabled: every evaluation falls back to the caller's default.
+    Off,
+    /// Every evaluation gets this variant.
+    Variant { variant: String },
+    /// Each targeting key lands in a variant by these weights (percent, summing to 100).
+    Fractional { split: Vec<(String, u32)> },
+}
+
+/// One declared flag.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Flag {
+    pub name: Name,
+    pub kind: String,
+    pub description: String,
+    /// The service (`<application>-<role>`) that owns it.
+    pub owner: String,
+    pub variants: BTreeMap<String, Value>,
+    pub default: String,
+    /// By environment; an environment not listed runs the default variant.
+    pub environments: BTreeMap<String, State>,
+}
+
+impl Flag {
+    /// The flag's state in `environment`: its declared one, else the default variant.
+    pub fn state(&self, environment: &str) -> State {
+        self.environments
+            .get(environment)
+            .cloned()
+            .unwrap_or_else(|| State::Variant { variant: self.default.clone() })
+    }
+}
+
+/// Every declared flag, by name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Flags {
+    pub flags: Vec<Flag>,
+}
+
+fn failure(key: &str, message: impl Into<String>) -> MetadataError {
+    MetadataError { file: Layout::default().flags(), key: key.to_owned(), message: message.into() }
+}
+
+impl Flags {
+    /// Reads the layout's flags file under `root` (none declared when it is absent),
+    /// checking environments against `environments` and owners against `services`.
+    pub fn load(
+        root: &Path,
+        layout: &Layout,
+        environments: &Environments,
+        services: &[String],
+    ) -> Result<Flags, MetadataErrors> {
+        let file = layout.flags();
+        match std::fs::read_to_string(root.join(&file)) {
+            Ok(text) => Flags::parse(&text, environments, services),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Flags::default()),
+            Err(e) => Err(MetadataErrors(vec![failure("", format!("cannot read: {e}"))])),
+        }
+        .map_err(|mut errors| {
+            for error in &mut errors.0 {
+                error.file = file.clone();
+            }
+            errors
+        })
+    }
+
+    /// Parses `[[flag]]` tables.
+    pub fn parse(
+        text: &str,
+        environments: &Environments,
+        services: &[String],
+    ) -> Result<Flags, MetadataErrors> {
+        let document: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+            MetadataErrors(vec![failure("", format!("not valid TOML: {e}"))])
+        })?;
+        let mut errors = Vec::new();
+        for (key, _) in document.iter().filter(|(k, _)| *k != "flag") {
+            errors.push(failure(key, "unknown key: expected `[[flag]]` tables"));
+        }
+        let mut flags: Vec<Flag> = Vec::new();
+        if let Some(item) = document.get("flag") {
+            match item.as_array_of_tables() {
+                Some(tables) => {
+                    for (i, table) in tables.iter().enumerate() {
+                        if let Some(flag) =
+                            read_flag(table, i, environments, services, &flags, &mut errors)
+                        {
+                            flags.push(flag);
+                        }
+                    }
+                }
+                None => errors.push(failure("flag", "expected `[[flag]]` tables")),
+            }
+        }
+        if errors.is_empty() { Ok(Flags { flags }) } else { Err(MetadataErrors(errors)) }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Flag> {
+        self.flags.iter().find(|f| f.name.as_str() == name)
+    }
+}
+
+fn read_flag(
+    table: &dyn TableLike,
+    i: usize,
+    environments: &Environments,
+    services: &[String],
+    earlier: &[Flag],
+    errors: &mut Vec<MetadataError>,
+) -> Option<Flag> {
+    let prefix = format!("flag[{i}]");
+    let before = errors.len();
+    for (key, _) in table.iter().filter(|(k, _)| !FLAG_KEYS.contains(k)) {
+        errors.push(failure(
+            &format!("{prefix}.{key}"),
+            format!("unknown key: expected one of {}", FLAG_KEYS.join(", ")),
+        ));
+    }
+    let text = |key: &str, errors: &mut Vec<MetadataError>| -> Option<String> {
+        match table.get(key).and_then(Item::as_str) {
+            Some(text) if !text.trim().is_empty() => Some(text.to_owned()),
+            _ => {
+                errors.push(failure(
+                    &format!("{prefix}.{key}"),
+                    "missing: expected a non-empty string",
+                ));
+                None
+            }
+        }
+    };
+    let name = text("name", errors).and_then(|text| match Name::parse(&text) {
+        Some(name) if earlier.iter().any(|f| f.name == name) => {
+            errors.push(failure(&format!("{prefix}.name"), format!("`{name}` is declared twice")));
+            None
+        }
+        Some(name) => Some(name),
+        None => {
+            errors.push(failure(
+                &format!("{prefix}.name"),
+                format!("`{text}` is not a valid name: expected ^[a-z][a-z0-9-]*$"),
+            ));
+            None
+        }
+    });
+    let kind = text("type", errors).filter(|kind| {
+        let known = TYPES.contains(&kind.as_str());
+        if !known {
+            errors.push(failure(
+                &format!("{prefix}.type"),
+                format!("`{kind}` is not a flag type: expected one of {}", TYPES.join(", ")),
+            ));
+        }
+        known
+    });
+    let description = text("description", errors);
+    let owner = text("owner", errors).filter(|owner| {
+        let known = services.contains(owner);
+        if !known {
+            errors.push(failure(
+                &format!("{prefix}.owner"),
+                format!("no service `{owner}`: expected one of {}", services.join(", ")),
+            ));
+        }
+        known
+    });
+    let mut variants = BTreeMap::new();
+    match table.get("variants").and_then(Item::as_table_like) {
+        Some(declared) if !declared.is_empty() => {
+            for (variant, value) in declared.iter() {
+                let key = format!("{prefix}.variants.{variant}");
+                match (kind.as_deref(), value_of(value)) {
+                    (Some(kind), Some(value)) if type_of(&value) == kind => {
+                        variants.insert(variant.to_owned(), value);
+                    }
+                    (Some(kind), _) => errors
+                        .push(failure(&key, format!("expected a {kind} value: the flag's type"))),
+                    (None, _) => {}
+                }
+            }
+        }
+        _ => errors.push(failure(
+            &format!("{prefix}.variants"),
+            "missing: expected a table of variants, like { on = true, off = false }",
+        )),
+    }
+    let default = text("default", errors).filter(|default| {
+        let known = variants.contains_key(default) || variants.is_empty();
+        if !known {
+            errors.push(failure(
+                &format!("{prefix}.default"),
+                format!("no variant `{default}`: expected one of {}", names(&variants)),
+            ));
+        }
+        known
+    });
+    let mut states = BTreeMap::new();
+    if let Some(item) = table.get("environments") {
+        match item.as_table_like() {
+            Some(declared) => {
+                for (environment, value) in declared.iter() {
+                    let key = format!("{prefix}.environments.{environment}");
+                    if environments.get(environment).is_none() {
+                        let known: Vec<&str> = environments.names().map(Name::as_str).collect();
+                        errors.push(failure(
+                            &key,
+                            format!(
+                                "no environment `{environment}`: expected one of {}",
+                                known.join(", ")
+                            ),
+                        ));
+                        continue;
+                    }
+                    if let Some(state) = read_state(
+                        value,
+                        &key,
+                        kind.as_deref(),
+                        &variants,
+                        default.as_deref(),
+                        errors,
+                    ) {
+                        states.insert(environment.to_owned(), state);
+                    }
+                }
+            }
+            None => errors.push(failure(
+                &format!("{prefix}.environments"),
+                "expected a table like { dev = \"on\", prod = \"10%\" }",
+            )),
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    Some(Flag {
+        name: name?,
+        kind: kind?,
+        description: description?,
+        owner: owner?,
+        variants,
+        default: default?,
+        environments: states,
+    })
+}
+
+/// `"off"`, a variant name, `"N%"` (a boolean flag: N % on), or a table of weights
+/// `{ blue = 20, green = 80 }` summing to 100.
+fn read_state(
+    item: &Item,
+    key: &str,
+    kind: Option<&str>,
+    variants: &BTreeMap<String, Value>,
+    default: Option<&str>,
+    errors: &mut Vec<MetadataError>,
+) -> Option<State> {
+    if let Some(text) = item.as_str() {
+        if text == "off" && !variants.contains_key("off") {
+            return Some(State::Off);
+        }
+        if variants.contains_key(text) {
+            return Some(State::Variant { variant: text.to_owned() });
+        }
+        if let Some(percent) = text.strip_suffix('%') {
+            let on = percent.parse::<u32>().ok().filter(|p| *p <= 100);
+            let boolean = kind == Some("boolean");
+            let (Some(on), true) = (on, boolean) else {
+                errors.push(failure(key, "a percentage rolls out a boolean flag's `true` variant: expected \"0%\"…\"100%\", or weights like { blue = 20, green = 80 }"));
+                return None;
+            };
+            let variant_of = |wanted: bool| {
+                variants
+                    .iter()
+                    .find(|(_, v)| **v == Value::Boolean(wanted))
+                    .map(|(name, _)| name.clone())
+            };
+            let (Some(yes), Some(no)) = (variant_of(true), variant_of(false)) else {
+                errors.push(failure(key, "a percentage needs a `true` and a `false` variant"));
+                return None;
+            };
+            return Some(State::Fractional { split: vec![(yes, on), (no, 100 - on)] });
+        }
+        errors.push(failure(
+            key,
+            format!(
+                "`{text}` is neither `off`, a variant ({}), nor a percentage like \"10%\"",
+                names(variants)
+            ),
+        ));
+        return None;
+    }
+    let Some(table) = item.as_table_like() else {
+        errors.push(failure(
+            key,
+            "expected \"off\", a variant, \"N%\" or weights like { blue = 20, green = 80 }",
+        ));
+        return None;
+    };
+    let mut split = Vec::new();
+    for (variant, weight) in table.iter() {
+        if !variants.contains_key(variant) {
+            errors.push(failure(
+                &format!("{key}.{variant}"),
+                format!("no variant `{variant}`: expected one of {}", names(variants)),
+            ));
+            continue;
+        }
+        match weight.as_integer().and_then(|w| u32::try_from(w).ok()) {
+            Some(weight) => split.push((variant.to_owned(), weight)),
+            None => {
+                errors.push(failure(&format!("{key}.{variant}"), "expected a whole percentage"))
+            }
+        }
+    }
+    let total: u32 = split.iter().map(|(_, w)| w).sum();
+    if total != 100 {
+        errors.push(failure(key, format!("the weights sum to {total}, not 100")));
+        return None;
+    }
+    let _ = default;
+    Some(State::Fractional { split })
+}
+
+fn names(variants: &BTreeMap<String, Value>) -> String {
+    variants.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+}
+
+fn value_of(item: &Item) -> Option<Value> {
+    let value = item.as_value()?;
+    if let Some(b) = value.as_bool() {
+        return Some(Value::Boolean(b));
+    }
+    if let Some(s) = value.as_str() {
+        return Some(Value::String(s.to_owned()));
+    }
+    if let Some(n) = value.as_integer() {
+        return Some(Value::Number(n as f64));
+    }
+    if let Some(n) = value.as_float() {
+        return Some(Value::Number(n));
+    }
+    let table = value.as_inline_table()?;
+    let json: serde_json::Value = serde_json::from_str(&table_json(table)).ok()?;
+    json.as_object().cloned().map(Value::Object)
+}
+
+/// An inline table as JSON text (strings, numbers, booleans, nested tables and arrays).
+fn table_json(table: &toml_edit::InlineTable) -> String {
+    fn value(v: &toml_edit::Value) -> serde_json::Value {
+        match v {
+            toml_edit::Value::String(s) => serde_json::Value::from(s.value().as_str()),
+            toml_edit::Value::Integer(i) => serde_json::Value::from(*i.value()),
+            toml_edit::Value::Float(f) => serde_json::Value::from(*f.value()),
+            toml_edit::Value::Boolean(b) => serde_json::Value::from(*b.value()),
+            toml_edit::Value::Array(a) => serde_json::Value::Array(a.iter().map(value).collect()),
+            toml_edit::Value::InlineTable(t) => {
+                serde_json::Value::Object(t.iter().map(|(k, v)| (k.to_owned(), value(v))).collect())
+            }
+            toml_edit::Value::Datetime(d) => serde_json::Value::from(d.value().to_string()),
+        }
+    }
+    serde_json::Value::Object(table.iter().map(|(k, v)| (k.to_owned(), value(v))).collect())
+        .to_string()
+}
+
+fn type_of(value: &Value) -> &'static str {
+    match value {
+        Value::Boolean(_) => "boolean",
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVICES: [&str; 1] = ["shop-orders"];
+
+    fn parse(text: &str) -> Result<Flags, MetadataErrors> {
+        let services: Vec<String> = SERVICES.iter().map(|s| s.to_string()).collect();
+        Flags::parse(text, &Environments::default(), &services)
+    }
+
+    const PRICING: &str = r#"
+[[flag]]
+name = "new-pricing"
+type = "boolean"
+description = "orders applies the new discount rule"
+owner = "shop-orders"
+variants = { on = true, off = false }
+default = "off"
+environments = { dev = "on", staging = "off", prod = "10%" }
+"#;
+
+    #[test]
+    fn flags_parse_with_their_states() {
+        let flags = parse(PRICING).unwrap();
+        let flag = flags.get("new-pricing").unwrap();
+        assert_eq!(flag.state("dev"), State::Variant { variant: "on".into() });
+        assert_eq!(flag.state("staging"), State::Variant { variant: "off".into() });
+        assert_eq!(
+            flag.state("prod"),
+            State::Fractional { split: vec![("on".into(), 10), ("off".into(), 90)] }
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_refused_naming_the_key() {
+        let bad = PRICING
+            .replace("owner = \"shop-orders\"", "owner = \"shop-ordres\"")
+            .replace("on = true", "on = \"yes\"")
+            .replace("prod = \"10%\"", "prod = \"10%\", qa = \"on\"");
+        let errors = parse(&bad).unwrap_err().0;
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"flag[0].owner"), "{errors:?}");
+        assert!(keys.contains(&"flag[0].variants.on"), "{errors:?}");
+        assert!(keys.contains(&"flag[0].environments.qa"), "{errors:?}");
+        assert!(errors.iter().all(|e| e.file.ends_with("flags.toml")));
+        let split = PRICING.replace("prod = \"10%\"", "prod = { on = 10, off = 80 }");
+        let errors = parse(&split).unwrap_err().0;
+        assert!(errors[0].message.contains("sum to 90"), "{errors:?}");
+    }
+}

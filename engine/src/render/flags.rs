@@ -1,0 +1,64 @@
+//! An environment's feature flags in the OpenFeature flagd format: `state`, `variants`,
+//! `defaultVariant`, and `targeting` with `fractional` for a percentage rollout. Pure and
+//! deterministic (keys sorted), so the same declaration always renders the same bytes.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::model::flags::{Flags, State};
+
+pub const SCHEMA: &str = "https://flagd.dev/schema/v0/flags.json";
+pub use crate::ledger::RENDERED_FLAGS as FILE;
+
+#[derive(Debug, Serialize)]
+struct FlagdFile {
+    #[serde(rename = "$schema")]
+    schema: &'static str,
+    flags: BTreeMap<String, FlagdFlag>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FlagdFlag {
+    state: &'static str,
+    variants: BTreeMap<String, Value>,
+    default_variant: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    targeting: Option<Value>,
+    metadata: BTreeMap<&'static str, String>,
+}
+
+/// The flagd JSON of every flag in `environment`, ending in a newline.
+pub fn render(flags: &Flags, environment: &str) -> String {
+    let mut rendered = BTreeMap::new();
+    for flag in &flags.flags {
+        let variants = flag
+            .variants
+            .iter()
+            .map(|(name, value)| (name.clone(), serde_json::to_value(value).unwrap_or(Value::Null)))
+            .collect();
+        let (state, default_variant, targeting) = match flag.state(environment) {
+            State::Off => ("DISABLED", flag.default.clone(), None),
+            State::Variant { variant } => ("ENABLED", variant, None),
+            State::Fractional { split } => {
+                let buckets: Vec<Value> = split.iter().map(|(v, w)| json!([v, w])).collect();
+                ("ENABLED", flag.default.clone(), Some(json!({ "fractional": buckets })))
+            }
+        };
+        let metadata = BTreeMap::from([
+            ("owner", flag.owner.clone()),
+            ("description", flag.description.clone()),
+        ]);
+        rendered.insert(
+            flag.name.to_string(),
+            FlagdFlag { state, variants, default_variant, targeting, metadata },
+        );
+    }
+    let file = FlagdFile { schema: SCHEMA, flags: rendered };
+    let mut text = serde_json::to_string_pretty(&file)
+        .unwrap_or_else(|e| unreachable!("a flagd file serializes: {e}"));
+    text.push('\n');
+    text
+}
