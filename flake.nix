@@ -20,7 +20,9 @@
           docker-distribution # the registry the store tests push to
           openssl       # verifies signatures independently
           prometheus    # promtool, for alert rules
-          python3
+          python3       # securesystemslib, cyclonedx, kubernetes-validate, openfeature-flagd-core (pip)
+          nodejs        # the @kubernetes-models validators (npm, under target/npm)
+          jq
         ];
       };
     };
