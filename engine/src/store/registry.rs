@@ -114,6 +114,8 @@ impl Address {
 pub struct RegistryStore {
     address: Address,
     client: Client,
+    /// Stored in the client at open; never printed (its Debug hides it).
+    auth: RegistryAuth,
     runtime: tokio::runtime::Runtime,
     /// Every blob and manifest written or read, by digest (never a tag): re-hashed on read.
     copy: LayoutStore,
@@ -159,7 +161,7 @@ impl RegistryStore {
         let auth = credentials(&address.host);
         runtime.block_on(client.store_auth_if_needed(&address.host, &auth));
         let copy = LayoutStore::new(copies.join(address.folder()));
-        Ok(RegistryStore { address, client, runtime, copy, index_writer: Mutex::new(()) })
+        Ok(RegistryStore { address, client, auth, runtime, copy, index_writer: Mutex::new(()) })
     }
 
     fn reference(&self, repository: &Repository, tag: &Tag) -> Reference {
@@ -235,6 +237,33 @@ impl RegistryStore {
         Ok(digest)
     }
 
+    /// What was pulled as `digest`, re-hashed, kept in the local copy: not found when the
+    /// registry had nothing, corrupt when the bytes hash to something else.
+    fn keep(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+        pulled: Option<Vec<u8>>,
+        what: &str,
+    ) -> Result<Vec<u8>, StoreError> {
+        let Some(bytes) = pulled else {
+            return Err(StoreError::NotFound {
+                repository: repository.clone(),
+                what: format!("{what} {digest}"),
+            });
+        };
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(StoreError::Corrupt {
+                path: format!("{}/{}@{digest}", self.address, repository).into(),
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        self.copy.put_blob(repository, &bytes)?;
+        Ok(bytes)
+    }
+
     /// Whether the registry holds the blob. A registry killed in the middle of an upload can
     /// answer 500 for that blob until it is written again: a HEAD the server fails counts
     /// as absent, so the blob is pushed again.
@@ -261,11 +290,7 @@ impl RegistryStore {
         what: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let pulled = self.runtime.block_on(self.retried(what, || async {
-            match self
-                .client
-                .pull_manifest_raw(reference, &RegistryAuth::Anonymous, MANIFEST_TYPES)
-                .await
-            {
+            match self.client.pull_manifest_raw(reference, &self.auth, MANIFEST_TYPES).await {
                 Ok((bytes, _)) => Ok(Some(bytes.to_vec())),
                 Err(error) if unknown(&error) => Ok(None),
                 Err(error) => Err(error),
@@ -325,21 +350,7 @@ impl Store for RegistryStore {
                 }
             },
         ))?;
-        let Some(bytes) = pulled else {
-            return Err(StoreError::NotFound {
-                repository: repository.clone(),
-                what: format!("blob {digest}"),
-            });
-        };
-        let actual = Digest::of(&bytes);
-        if &actual != digest {
-            return Err(StoreError::Corrupt {
-                path: format!("{}/{}@{digest}", self.address, repository).into(),
-                expected: digest.clone(),
-                actual,
-            });
-        }
-        self.copy.put_blob(repository, &bytes)?;
+        let bytes = self.keep(repository, digest, pulled, "blob")?;
         Ok(bytes)
     }
 
@@ -393,21 +404,8 @@ impl Store for RegistryStore {
             return Ok(manifest);
         }
         let what = format!("pull manifest {repository}@{digest}");
-        let Some(bytes) = self.pull_manifest(&self.by_digest(repository, digest), &what)? else {
-            return Err(StoreError::NotFound {
-                repository: repository.clone(),
-                what: format!("manifest {digest}"),
-            });
-        };
-        let actual = Digest::of(&bytes);
-        if &actual != digest {
-            return Err(StoreError::Corrupt {
-                path: format!("{}/{}@{digest}", self.address, repository).into(),
-                expected: digest.clone(),
-                actual,
-            });
-        }
-        self.copy.put_blob(repository, &bytes)?;
+        let pulled = self.pull_manifest(&self.by_digest(repository, digest), &what)?;
+        self.keep(repository, digest, pulled, "manifest")?;
         self.copy.get_manifest(repository, digest)
     }
 
