@@ -1172,6 +1172,17 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
     for environment in ["dev", "staging", "prod"] {
         check_rendered(dir.path(), &store, environment);
     }
+    // `status` shows each flag as every environment's ledger commit holds it.
+    let output = xtask(dir.path(), &store).args(["status", "--json"]).output().unwrap();
+    let all: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let pricing = &all["flags"]["new-pricing"];
+    assert_eq!(pricing["environments"]["dev"], "on", "{all}");
+    assert_eq!(pricing["environments"]["staging"], "off", "{all}");
+    assert_eq!(pricing["environments"]["prod"], "on 10% / off 90%", "{all}");
+    assert_eq!(pricing["same"], false, "{all}");
+    let text = xtask(dir.path(), &store).arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.lines().any(|l| l.starts_with("new-pricing") && l.ends_with("DIFFERS")), "{text}");
     snapshot_documents(dir.path(), &store, &first);
     // The promotions' commits changed no source: the next `ci` is the same version, and
     // every image is reused.

@@ -286,9 +286,14 @@ impl Ledger {
 
     /// The signed entry that put `environment` in its state at HEAD, as committed.
     pub fn entry(&self, environment: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        self.committed(environment, ENTRY)
+    }
+
+    /// A file of `environment`'s ledger folder (e.g. `RENDERED_FLAGS`) as committed at HEAD.
+    pub fn committed(&self, environment: &str, file: &str) -> Result<Option<Vec<u8>>, LedgerError> {
         let repo = self.open()?;
         let tree = self.base(&repo)?.tree().map_err(git)?;
-        let Some(entry) = tree.lookup_entry_by_path(self.path(environment, ENTRY)).map_err(git)?
+        let Some(entry) = tree.lookup_entry_by_path(self.path(environment, file)).map_err(git)?
         else {
             return Ok(None);
         };

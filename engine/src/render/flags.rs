@@ -30,6 +30,31 @@ struct FlagdFlag {
     metadata: BTreeMap<&'static str, String>,
 }
 
+/// Each flag of a rendered flagd file in a few words: `off (disabled)`, its variant, or
+/// its fractional split (`on 10% / off 90%`); empty when the file does not parse.
+pub fn summarize(text: &[u8]) -> BTreeMap<String, String> {
+    let Ok(file) = serde_json::from_slice::<Value>(text) else { return BTreeMap::new() };
+    let Some(flags) = file["flags"].as_object() else { return BTreeMap::new() };
+    flags
+        .iter()
+        .map(|(name, flag)| {
+            let default = flag["defaultVariant"].as_str().unwrap_or("?");
+            let summary = if flag["state"] == "DISABLED" {
+                "off (disabled)".to_owned()
+            } else if let Some(split) = flag["targeting"]["fractional"].as_array() {
+                split
+                    .iter()
+                    .map(|b| format!("{} {}%", b[0].as_str().unwrap_or("?"), b[1]))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            } else {
+                default.to_owned()
+            };
+            (name.clone(), summary)
+        })
+        .collect()
+}
+
 /// The flagd JSON of every flag in `environment`, ending in a newline.
 pub fn render(flags: &Flags, environment: &str) -> String {
     let mut rendered = BTreeMap::new();
@@ -61,4 +86,32 @@ pub fn render(flags: &Flags, environment: &str) -> String {
         .unwrap_or_else(|e| unreachable!("a flagd file serializes: {e}"));
     text.push('\n');
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::environments::Environments;
+
+    #[test]
+    fn a_rendered_file_summarizes_each_environment() {
+        let text = r#"
+[[flag]]
+name = "new-pricing"
+type = "boolean"
+description = "d"
+owner = "shop-orders"
+variants = { on = true, off = false }
+default = "off"
+environments = { dev = "on", staging = "off", prod = "10%" }
+"#;
+        let flags =
+            Flags::parse(text, &Environments::default(), &["shop-orders".to_owned()]).unwrap();
+        let summary = |env: &str| summarize(render(&flags, env).as_bytes())["new-pricing"].clone();
+        assert_eq!(summary("dev"), "on");
+        assert_eq!(summary("staging"), "off");
+        assert_eq!(summary("prod"), "on 10% / off 90%");
+        assert_eq!(render(&flags, "prod"), render(&flags, "prod"), "deterministic");
+        assert!(render(&flags, "prod").contains("\"fractional\""));
+    }
 }

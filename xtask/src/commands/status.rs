@@ -5,6 +5,7 @@ use slipway::determinism::SourceDateEpoch;
 use slipway::error::Result;
 use slipway::ledger::{Change, Ledger};
 use slipway::project::Project;
+use slipway::render::flags::summarize;
 use slipway::verify::environment::{Across, Row};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,6 +44,22 @@ impl flags::Status {
                 (name, Across { references, same })
             })
             .collect();
+        // Each flag as every environment's committed flagd file has it.
+        let mut flag_states: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for (env, _) in &changes {
+            let committed = ledger.committed(env, slipway::ledger::RENDERED_FLAGS)?;
+            for (flag, summary) in committed.map(|t| summarize(&t)).unwrap_or_default() {
+                flag_states.entry(flag).or_default().insert((*env).to_owned(), summary);
+            }
+        }
+        let flag_rows: BTreeMap<&String, serde_json::Value> = flag_states
+            .iter()
+            .map(|(flag, by_env)| {
+                let values: BTreeSet<&String> = by_env.values().collect();
+                let same = values.len() == 1 && by_env.len() == changes.len();
+                (flag, serde_json::json!({ "environments": by_env, "same": same }))
+            })
+            .collect();
         if self.json {
             let rows: Vec<Row> = changes
                 .iter()
@@ -56,6 +73,7 @@ impl flags::Status {
                 "environments": rows,
                 "services": across,
                 "quarantined": quarantined,
+                "flags": flag_rows,
             });
             slipway::report::print_json(&json)?;
             return Ok(());
@@ -101,6 +119,23 @@ impl flags::Status {
                 println!(
                     "what differs, commit by commit: `cargo xtask changes <env> <env>`, e.g. `cargo xtask changes {last} {before}`"
                 );
+            }
+        }
+        if !flag_rows.is_empty() {
+            println!();
+            let mut header = format!("{:<22}", "flag");
+            for (env, _) in &changes {
+                header.push_str(&format!(" {env:<32}"));
+            }
+            println!("{}", header.trim_end());
+            for (flag, row) in &flag_rows {
+                let mut line = format!("{flag:<22}");
+                for (env, _) in &changes {
+                    let cell = row["environments"][*env].as_str().unwrap_or("—");
+                    line.push_str(&format!(" {cell:<32}"));
+                }
+                let verdict = if row["same"] == true { "same everywhere" } else { "DIFFERS" };
+                println!("{line} {verdict}");
             }
         }
         if !quarantined.is_empty() {
