@@ -1564,7 +1564,14 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
             std::thread::sleep(Duration::from_millis(100));
         }
         assert!(processes_under(dir.path()).is_empty(), "{:?}", processes_under(dir.path()));
-        for lock in ["index.lock", "HEAD.lock", "refs/heads/main.lock"] {
+        // A `git checkout` the promotion started (the work-tree sync) outlives it and then
+        // lets go of the index: wait for that; a lock still there afterwards is stale.
+        let locks = ["index.lock", "HEAD.lock", "refs/heads/main.lock"];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while locks.iter().any(|l| git_dir.join(l).exists()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for lock in locks {
             assert!(!git_dir.join(lock).exists(), "killed after {delay} ms: {lock} left behind");
         }
         let after = run_in(dir.path(), "git", &["rev-parse", "HEAD"]);
