@@ -409,7 +409,7 @@ fn build_images(
                     steps.progress(&format!("assembling {reference}"));
                     scope.spawn(move || -> Result<image::Image> {
                         let image = image::assemble(spec)?;
-                        image::publish(store, spec, &image)?;
+                        image::publish(store, &spec.repository, &image, Some(&spec.tag))?;
                         let cached = Cached { manifest: image.manifest.digest.clone() };
                         cache.put("images", key, &cached)?;
                         Ok(image)
@@ -617,9 +617,7 @@ fn build_test_images(
             labels,
         };
         let image = image::assemble(&spec)?;
-        let store = project.store();
-        store.put_blobs(repository, &[&image.layer, &image.config, &image.manifest.bytes])?;
-        store.put_manifest(repository, &image.manifest, None)?;
+        image::publish(project.store(), repository, &image, None)?;
         cache.put("test-images", &key, &Cached { manifest: image.manifest.digest.clone() })?;
         steps.note(&format!("test image {name} {}", image.manifest.digest.short()));
         built.push((name, image.manifest.digest));

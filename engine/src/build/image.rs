@@ -73,11 +73,16 @@ pub fn assemble(spec: &ImageSpec) -> Result<Image, ImageError> {
 }
 
 /// Writes an assembled image into the store, blobs first (the manifest too, made durable
-/// together), tagged manifest last, so a reader never finds a tag that points at missing
-/// content.
-pub fn publish(store: &dyn Store, spec: &ImageSpec, image: &Image) -> Result<(), StoreError> {
-    store.put_blobs(&spec.repository, &[&image.layer, &image.config, &image.manifest.bytes])?;
-    store.put_manifest(&spec.repository, &image.manifest, Some(&spec.tag))
+/// together), the manifest last — under `tag` when given — so a reader never finds a tag
+/// that points at missing content.
+pub fn publish(
+    store: &dyn Store,
+    repository: &Repository,
+    image: &Image,
+    tag: Option<&Tag>,
+) -> Result<(), StoreError> {
+    store.put_blobs(repository, &[&image.layer, &image.config, &image.manifest.bytes])?;
+    store.put_manifest(repository, &image.manifest, tag)
 }
 
 fn descriptor(media_type: MediaType, bytes: &[u8]) -> Descriptor {
@@ -347,7 +352,7 @@ mod tests {
         let store = LayoutStore::new(dir.path());
         let spec = spec(b"\x7fELF the binary");
         let image = assemble(&spec).unwrap();
-        publish(&store, &spec, &image).unwrap();
+        publish(&store, &spec.repository, &image, Some(&spec.tag)).unwrap();
         let tagged = store.resolve(&spec.repository, &spec.tag).unwrap().unwrap();
         assert_eq!(tagged, image.manifest.digest);
         let entry = entrypoint(&store, &spec.repository, &tagged).unwrap();

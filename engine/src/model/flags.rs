@@ -402,6 +402,19 @@ fn type_of(value: &Value) -> &'static str {
     }
 }
 
+/// The sample's flag, as the tests here and in `render::flags` declare it.
+#[cfg(test)]
+pub(crate) const PRICING: &str = r#"
+[[flag]]
+name = "new-pricing"
+type = "boolean"
+description = "orders applies the new discount rule"
+owner = "shop-orders"
+variants = { on = true, off = false }
+default = "off"
+environments = { dev = "on", staging = "off", prod = "10%" }
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,17 +425,6 @@ mod tests {
         let services: Vec<String> = SERVICES.iter().map(|s| s.to_string()).collect();
         Flags::parse(text, &Environments::default(), &services)
     }
-
-    const PRICING: &str = r#"
-[[flag]]
-name = "new-pricing"
-type = "boolean"
-description = "orders applies the new discount rule"
-owner = "shop-orders"
-variants = { on = true, off = false }
-default = "off"
-environments = { dev = "on", staging = "off", prod = "10%" }
-"#;
 
     #[test]
     fn flags_parse_with_their_states() {

@@ -92,21 +92,12 @@ pub fn render(flags: &Flags, environment: &str) -> String {
 mod tests {
     use super::*;
     use crate::model::environments::Environments;
+    use crate::model::flags::PRICING;
 
     #[test]
     fn a_rendered_file_summarizes_each_environment() {
-        let text = r#"
-[[flag]]
-name = "new-pricing"
-type = "boolean"
-description = "d"
-owner = "shop-orders"
-variants = { on = true, off = false }
-default = "off"
-environments = { dev = "on", staging = "off", prod = "10%" }
-"#;
         let flags =
-            Flags::parse(text, &Environments::default(), &["shop-orders".to_owned()]).unwrap();
+            Flags::parse(PRICING, &Environments::default(), &["shop-orders".to_owned()]).unwrap();
         let summary = |env: &str| summarize(render(&flags, env).as_bytes())["new-pricing"].clone();
         assert_eq!(summary("dev"), "on");
         assert_eq!(summary("staging"), "off");

@@ -95,10 +95,7 @@ pub fn render(inputs: &Inputs) -> Result<Vec<File>, AlertsError> {
     }
     if !inputs.workspace.flags.flags.is_empty() {
         let flags = crate::render::flags::render(&inputs.workspace.flags, env);
-        let labels = BTreeMap::from([
-            ("app.kubernetes.io/managed-by".to_owned(), "slipway".to_owned()),
-            ("slipway.dev/environment".to_owned(), env.to_owned()),
-        ]);
+        let labels = environment_labels(env);
         let config_map = object(
             "v1",
             "ConfigMap",
@@ -196,10 +193,7 @@ fn synthetic_tests(inputs: &Inputs) -> Option<Object> {
     if containers.is_empty() {
         return None;
     }
-    let labels = BTreeMap::from([
-        ("app.kubernetes.io/managed-by".to_owned(), "slipway".to_owned()),
-        ("slipway.dev/environment".to_owned(), env.to_owned()),
-    ]);
+    let labels = environment_labels(env);
     Some(object(
         "batch/v1",
         "CronJob",
@@ -217,13 +211,20 @@ fn synthetic_tests(inputs: &Inputs) -> Option<Object> {
     ))
 }
 
+/// The labels of what belongs to the environment as a whole (flags, synthetic tests).
+fn environment_labels(env: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/managed-by".to_owned(), "slipway".to_owned()),
+        ("slipway.dev/environment".to_owned(), env.to_owned()),
+    ])
+}
+
 fn labels(env: &str, service: &Service, version: Option<&str>) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::from([
+    let mut labels = environment_labels(env);
+    labels.extend([
         ("app.kubernetes.io/name".to_owned(), service.id.to_string()),
         ("app.kubernetes.io/instance".to_owned(), format!("{env}-{}", service.id)),
         ("app.kubernetes.io/part-of".to_owned(), service.id.application.to_string()),
-        ("app.kubernetes.io/managed-by".to_owned(), "slipway".to_owned()),
-        ("slipway.dev/environment".to_owned(), env.to_owned()),
     ]);
     if let Some(version) = version {
         labels.insert("app.kubernetes.io/version".to_owned(), version.to_owned());
@@ -453,9 +454,7 @@ fn application(inputs: &Inputs) -> Object {
         .unwrap_or_else(|| "https://example.invalid/repository.git".to_owned());
     let ledger = inputs.workspace.environments.shared_ledger(None);
     let revision = ledger.map_or_else(|| "main".to_owned(), |l| l.branch);
-    let mut metadata = metadata("argocd", env, BTreeMap::new());
-    metadata.labels.insert("app.kubernetes.io/managed-by".to_owned(), "slipway".to_owned());
-    metadata.labels.insert("slipway.dev/environment".to_owned(), env.to_owned());
+    let metadata = metadata("argocd", env, environment_labels(env));
     object(
         "argoproj.io/v1alpha1",
         "Application",

@@ -80,11 +80,6 @@ impl Store for LayoutStore {
         format!("oci:{}", self.layout_dir(repository).display())
     }
 
-    fn put_blob(&self, repository: &Repository, bytes: &[u8]) -> Result<Digest, StoreError> {
-        let mut digests = self.put_blobs(repository, &[bytes])?;
-        Ok(digests.remove(0))
-    }
-
     /// Each new blob is written as `write_atomically` does (temp file, fsync, rename); the
     /// blob directory is fsynced once for all of them instead of once per blob.
     fn put_blobs(

@@ -161,17 +161,18 @@ pub trait Store: Sync + Send + fmt::Debug {
     fn skopeo_name(&self, repository: &Repository) -> String;
 
     /// Stores `bytes` as a blob of `repository`; idempotent; returns its digest.
-    fn put_blob(&self, repository: &Repository, bytes: &[u8]) -> Result<Digest, StoreError>;
+    fn put_blob(&self, repository: &Repository, bytes: &[u8]) -> Result<Digest, StoreError> {
+        let mut digests = self.put_blobs(repository, &[bytes])?;
+        Ok(digests.remove(0))
+    }
 
     /// Stores several blobs of `repository` (e.g. an image's layer, config and manifest),
-    /// each as `put_blob` would; a backend may make them durable together.
+    /// each idempotently; a backend may make them durable together. Returns their digests.
     fn put_blobs(
         &self,
         repository: &Repository,
         blobs: &[&[u8]],
-    ) -> Result<Vec<Digest>, StoreError> {
-        blobs.iter().map(|bytes| self.put_blob(repository, bytes)).collect()
-    }
+    ) -> Result<Vec<Digest>, StoreError>;
 
     /// Whether `repository` holds the blob `digest`.
     fn has_blob(&self, repository: &Repository, digest: &Digest) -> Result<bool, StoreError>;

@@ -309,11 +309,6 @@ impl Store for RegistryStore {
         format!("docker://{}/{}", self.address.host, self.address.path(repository))
     }
 
-    fn put_blob(&self, repository: &Repository, bytes: &[u8]) -> Result<Digest, StoreError> {
-        let mut digests = self.put_blobs(repository, &[bytes])?;
-        Ok(digests.remove(0))
-    }
-
     /// Uploads what the registry lacks, `PARALLEL_UPLOADS` at a time, then keeps a copy.
     fn put_blobs(
         &self,
