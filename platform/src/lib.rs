@@ -10,6 +10,9 @@
 //! | `SLIPWAY_ENV` | the environment the service runs in (`local`, `ci`, `production`, ...) | `local` |
 //! | `SLIPWAY_VERSION` | the build version the service runs (the image's configuration sets it) | `unknown` |
 //! | `SLIPWAY_COMMIT` | the source commit of that build (the image's configuration sets it) | `unknown` |
+//! | `SLIPWAY_FLAGS` | path of the environment's feature flags, a flagd JSON file, read again when it changes ([`Flags`]) | none: every flag answers the caller's default |
+//! | `REQUEST_TIMEOUT` | how long a call to a dependency may take, like `3s` or `500ms` ([`Platform::request_timeout`]) | `3s` |
+//! | `RATE_LIMIT` | requests per second one instance serves before answering `429` (`0`: no limit) | `0` |
 //!
 //! A value that does not parse, or a missing dependency URL, is a startup error naming the variable.
 //!
@@ -28,6 +31,7 @@
 //! - one startup line (`"message":"listening on <addr>"`), written whatever the level;
 //! - graceful shutdown on `SIGTERM` and `SIGINT`: in-flight requests finish, then the process exits.
 
+mod flags;
 mod log;
 mod metrics;
 
@@ -35,20 +39,25 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::signal::unix::{SignalKind, signal};
 
+pub use flags::{FLAGS_VAR, Flags};
 pub use log::{Level, Logger};
 pub use metrics::{BuildInfo, Metrics};
 
 /// The listen address used when `LISTEN_ADDR` is unset
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
+/// How long a call to a dependency may take when `REQUEST_TIMEOUT` is unset
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A service's configuration as read from the environment, and the way it serves
 #[derive(Debug)]
@@ -59,6 +68,9 @@ pub struct Platform {
     commit: String,
     listen_addr: SocketAddr,
     logger: Logger,
+    flags_path: Option<PathBuf>,
+    request_timeout: Duration,
+    rate_limit: u32,
     vars: HashMap<String, String>,
 }
 
@@ -93,6 +105,18 @@ impl std::error::Error for PlatformError {}
 /// The variable holding the base URL of the dependency with `role`: `order-history` → `ORDER_HISTORY_URL`
 pub fn dependency_var(role: &str) -> String {
     format!("{}_URL", role.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// `3s`, `500ms`, `2m`: a whole number with its unit
+fn parse_duration(text: &str) -> Option<Duration> {
+    let unit_at = text.find(|c: char| !c.is_ascii_digit())?;
+    let number: u64 = text[..unit_at].parse().ok()?;
+    match &text[unit_at..] {
+        "ms" => Some(Duration::from_millis(number)),
+        "s" => Some(Duration::from_secs(number)),
+        "m" => Some(Duration::from_secs(number.checked_mul(60)?)),
+        _ => None,
+    }
 }
 
 /// An error and all its sources on one line, `outer: inner: root`, for logging
@@ -135,7 +159,46 @@ impl Platform {
         let version = get("SLIPWAY_VERSION").unwrap_or("unknown").to_owned();
         let commit = get("SLIPWAY_COMMIT").unwrap_or("unknown").to_owned();
         let logger = Logger::new(service, &environment, level);
-        Ok(Platform { service, environment, version, commit, listen_addr, logger, vars })
+        let flags_path = get(FLAGS_VAR).map(PathBuf::from);
+        let request_timeout = match get("REQUEST_TIMEOUT") {
+            None => DEFAULT_REQUEST_TIMEOUT,
+            Some(value) => parse_duration(value).ok_or_else(|| {
+                PlatformError::invalid("REQUEST_TIMEOUT", value, "a duration such as 3s or 500ms")
+            })?,
+        };
+        let rate_limit = match get("RATE_LIMIT") {
+            None => 0,
+            Some(value) => value.parse().map_err(|_| {
+                PlatformError::invalid("RATE_LIMIT", value, "requests per second, 0 for no limit")
+            })?,
+        };
+        Ok(Platform {
+            service,
+            environment,
+            version,
+            commit,
+            listen_addr,
+            logger,
+            flags_path,
+            request_timeout,
+            rate_limit,
+            vars,
+        })
+    }
+
+    /// The environment's feature flags, from the file `SLIPWAY_FLAGS` names
+    pub fn flags(&self) -> Flags {
+        Flags::from_file(self.flags_path.clone(), self.logger.clone())
+    }
+
+    /// How long a call to a dependency may take, connection included (`REQUEST_TIMEOUT`)
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// Requests per second one instance serves (`RATE_LIMIT`; 0: no limit)
+    pub fn rate_limit(&self) -> u32 {
+        self.rate_limit
     }
 
     /// The base URL of the dependency with `role`, from `<ROLE>_URL`, without a trailing `/`
@@ -209,6 +272,7 @@ impl Platform {
                     async move { ([("content-type", "text/plain; version=0.0.4")], text) }
                 }),
             )
+            .layer(middleware::from_fn_with_state(Limiter::new(self.rate_limit), limit_rate))
             .layer(middleware::from_fn_with_state(
                 Observed { logger: self.logger.clone(), metrics },
                 observe_request,
@@ -269,6 +333,47 @@ async fn observe_request(
     response
 }
 
+/// A token bucket of `RATE_LIMIT` requests per second, as deep as one second's worth
+#[derive(Debug, Clone)]
+struct Limiter {
+    per_second: u32,
+    bucket: Arc<Mutex<(f64, Instant)>>,
+}
+
+impl Limiter {
+    fn new(per_second: u32) -> Limiter {
+        Limiter {
+            per_second,
+            bucket: Arc::new(Mutex::new((f64::from(per_second), Instant::now()))),
+        }
+    }
+
+    /// Whether one more request may be served now
+    fn admit(&self) -> bool {
+        if self.per_second == 0 {
+            return true;
+        }
+        let rate = f64::from(self.per_second);
+        let mut bucket = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let (tokens, last) = *bucket;
+        let tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(rate);
+        let admitted = tokens >= 1.0;
+        *bucket = (if admitted { tokens - 1.0 } else { tokens }, now);
+        admitted
+    }
+}
+
+/// Answers `429` past the rate limit; health checks and metrics are never limited
+async fn limit_rate(State(limiter): State<Limiter>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path == "/health" || path == "/metrics" || limiter.admit() {
+        return next.run(request).await;
+    }
+    let body = axum::Json(serde_json::json!({ "error": "rate limited: try again in a second" }));
+    (axum::http::StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], body).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,6 +429,30 @@ mod tests {
         let err = Platform::from_vars("shop-orders", vars(&[("LOG_LEVEL", "loud")])).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("LOG_LEVEL") && text.contains("loud"), "{text}");
+    }
+
+    #[test]
+    fn operational_settings_parse_or_name_the_variable() {
+        let env = [("REQUEST_TIMEOUT", "500ms"), ("RATE_LIMIT", "20")];
+        let p = Platform::from_vars("shop-orders", vars(&env)).unwrap();
+        assert_eq!(p.request_timeout(), Duration::from_millis(500));
+        assert_eq!(p.rate_limit(), 20);
+        let p = Platform::from_vars("shop-orders", vars(&[])).unwrap();
+        assert_eq!((p.request_timeout(), p.rate_limit()), (DEFAULT_REQUEST_TIMEOUT, 0));
+        for (var, value) in
+            [("REQUEST_TIMEOUT", "3"), ("REQUEST_TIMEOUT", "fast"), ("RATE_LIMIT", "-1")]
+        {
+            let err = Platform::from_vars("shop-orders", vars(&[(var, value)])).unwrap_err();
+            assert!(err.to_string().contains(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_rate_limiter_admits_a_second_s_worth_then_refuses() {
+        let limiter = Limiter::new(5);
+        let admitted = (0..20).filter(|_| limiter.admit()).count();
+        assert_eq!(admitted, 5);
+        assert!(Limiter::new(0).admit());
     }
 
     #[test]

@@ -6,14 +6,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use toml_edit::{DocumentMut, Item, TableLike, Value};
 
 use crate::model::layout::Layout;
 use crate::model::names::{MetadataError, MetadataErrors, Name};
 
 const LOG_LEVELS: [&str; 4] = ["error", "warn", "info", "debug"];
-const PARAM_KEYS: [&str; 4] = ["replicas", "log-level", "resources", "alerts"];
+const PARAM_KEYS: [&str; 6] =
+    ["replicas", "log-level", "resources", "alerts", "timeout", "rate-limit"];
 const ENVIRONMENT_KEYS: [&str; 6] =
     ["name", "accept-local-keys", "trust", "bake-time", "services", "delivery"];
 
@@ -29,41 +30,59 @@ pub struct Params {
     pub error_ratio: Option<String>,
     /// The p99 latency above which the latency alert fires, in milliseconds.
     pub latency_p99_ms: Option<u64>,
+    /// How long a call to a dependency may take, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Requests per second one instance serves (0: no limit).
+    pub rate_limit: Option<u32>,
 }
 
 /// One service's configuration in one environment, fully resolved.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resolved {
     pub replicas: Replicas,
     pub log_level: String,
     pub resources: Resources,
     pub alerts: Thresholds,
+    /// How long a call to a dependency may take, in milliseconds (`REQUEST_TIMEOUT`).
+    pub timeout_ms: u64,
+    /// Requests per second one instance serves, 0 for no limit (`RATE_LIMIT`).
+    pub rate_limit: u32,
     /// Where each value came from, by key (`replicas.min`, `log-level`, `resources.cpu`…).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sources: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Replicas {
     pub min: u32,
     pub max: u32,
 }
 
 /// Where the standard alerts of a service fire.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Thresholds {
     /// The 5xx share of requests, e.g. `0.05`.
     pub error_ratio: String,
     pub latency_p99_ms: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
     pub cpu: String,
     pub memory: String,
 }
 
 impl Resolved {
+    /// The operational settings as the platform contract's variables, for the runtime and
+    /// the rendered ConfigMap alike.
+    pub fn contract(&self) -> Vec<(String, String)> {
+        vec![
+            ("LOG_LEVEL".to_owned(), self.log_level.clone()),
+            ("REQUEST_TIMEOUT".to_owned(), format!("{}ms", self.timeout_ms)),
+            ("RATE_LIMIT".to_owned(), self.rate_limit.to_string()),
+        ]
+    }
+
     /// The digest of the configuration itself (where each value came from aside): what a
     /// ledger entry records, so moving a declaration changes nothing that runs.
     pub fn config_digest(&self) -> crate::model::digest::Digest {
@@ -139,6 +158,8 @@ fn builtin_defaults() -> Params {
         log_level: Some("info".to_owned()),
         error_ratio: Some("0.05".to_owned()),
         latency_p99_ms: Some(1000),
+        timeout_ms: Some(3000),
+        rate_limit: Some(0),
         cpu: Some("100m".to_owned()),
         memory: Some("128Mi".to_owned()),
     }
@@ -212,6 +233,26 @@ impl Environments {
             .insert((environment.to_owned(), service.to_owned()), Declared { params, file });
     }
 
+    /// `text` read as this file's new contents, the services' own declarations kept, and
+    /// checked against `services` like the file itself.
+    pub fn reparsed(
+        &self,
+        text: &str,
+        services: &[String],
+    ) -> Result<Environments, MetadataErrors> {
+        let in_file = |mut errors: MetadataErrors| {
+            for error in &mut errors.0 {
+                error.file = self.file.clone();
+            }
+            errors
+        };
+        let mut environments = Environments::parse(text).map_err(in_file)?;
+        environments.file = self.file.clone();
+        environments.declared = self.declared.clone();
+        let errors = environments.check(services);
+        if errors.is_empty() { Ok(environments) } else { Err(in_file(MetadataErrors(errors))) }
+    }
+
     /// `service`'s configuration in `environment`, in layers, each over the one before:
     /// built-in defaults, `[defaults]`, the environment's own values, the service's own
     /// declaration (`[package.metadata.service.environments.<env>]`), and the environment's
@@ -256,11 +297,15 @@ impl Environments {
         let memory = pick("resources.memory", &|p| p.memory.clone());
         let error_ratio = pick("alerts.error-ratio", &|p| p.error_ratio.clone());
         let latency = pick("alerts.latency-p99", &|p| p.latency_p99_ms.map(|ms| ms.to_string()));
+        let timeout = pick("timeout", &|p| p.timeout_ms.map(|ms| ms.to_string()));
+        let rate_limit = pick("rate-limit", &|p| p.rate_limit.map(|n| n.to_string()));
         Resolved {
             replicas: Replicas { min: min.parse().unwrap_or(1), max: max.parse().unwrap_or(1) },
             log_level,
             resources: Resources { cpu, memory },
             alerts: Thresholds { error_ratio, latency_p99_ms: latency.parse().unwrap_or(1000) },
+            timeout_ms: timeout.parse().unwrap_or(3000),
+            rate_limit: rate_limit.parse().unwrap_or(0),
             sources,
         }
     }
@@ -565,6 +610,24 @@ pub fn read_params(
             )),
         }
     }
+    if let Some(item) = table.get("timeout") {
+        match item.as_str().and_then(parse_millis).filter(|ms| *ms > 0) {
+            Some(ms) => params.timeout_ms = Some(ms),
+            None => errors.push(failure(
+                &format!("{prefix}.timeout"),
+                "expected how long a call to a dependency may take, like \"3s\" or \"500ms\"",
+            )),
+        }
+    }
+    if let Some(item) = table.get("rate-limit") {
+        match item.as_integer().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) => params.rate_limit = Some(n),
+            None => errors.push(failure(
+                &format!("{prefix}.rate-limit"),
+                "expected requests per second one instance serves, a whole number (0: no limit)",
+            )),
+        }
+    }
     if let Some(item) = table.get("alerts") {
         match item.as_table_like() {
             Some(alerts) => {
@@ -646,6 +709,98 @@ fn quantity(text: &str, suffixes: &[&str]) -> bool {
 }
 
 /// `"250ms"` or `"2s"` in milliseconds.
+/// The keys `config set` may change, with the TOML type each takes.
+pub const SETTABLE: [(&str, &str); 9] = [
+    ("log-level", "string"),
+    ("timeout", "string"),
+    ("rate-limit", "integer"),
+    ("replicas.min", "integer"),
+    ("replicas.max", "integer"),
+    ("resources.cpu", "string"),
+    ("resources.memory", "string"),
+    ("alerts.error-ratio", "float"),
+    ("alerts.latency-p99", "string"),
+];
+
+/// `text` (the environments file) with `key` (`timeout`, `replicas.min`…) set to `value` in
+/// `environment`'s `services.<service>` table, the last layer; comments and layout kept.
+/// The result is checked like any declaration (`reparsed`).
+pub fn set_param(
+    text: &str,
+    environment: &str,
+    service: &str,
+    key: &str,
+    value: &str,
+) -> Result<String, MetadataErrors> {
+    let refuse = |key: &str, message: String| MetadataErrors(vec![failure(key, message)]);
+    let Some((_, kind)) = SETTABLE.iter().find(|(k, _)| *k == key) else {
+        let known: Vec<&str> = SETTABLE.iter().map(|(k, _)| *k).collect();
+        return Err(refuse(
+            key,
+            format!("not a setting `config set` changes: expected one of {}", known.join(", ")),
+        ));
+    };
+    let typed = match *kind {
+        "integer" => value.parse::<i64>().ok().map(toml_edit::value),
+        "float" => value.parse::<f64>().ok().map(toml_edit::value),
+        _ => Some(toml_edit::value(value)),
+    };
+    let Some(typed) = typed else {
+        return Err(refuse(
+            key,
+            format!("`{value}` is not a{} {kind}", if *kind == "integer" { "n" } else { "" }),
+        ));
+    };
+    let mut document: DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| refuse("", format!("not valid TOML: {e}")))?;
+    let tables = document.get_mut("environment").and_then(Item::as_array_of_tables_mut);
+    let Some(table) = tables.and_then(|t| {
+        t.iter_mut().find(|t| t.get("name").and_then(Item::as_str) == Some(environment))
+    }) else {
+        return Err(refuse("environment", format!("no environment `{environment}`")));
+    };
+    let services = table.entry("services").or_insert_with(|| {
+        let mut implicit = toml_edit::Table::new();
+        implicit.set_implicit(true);
+        Item::Table(implicit)
+    });
+    let Some(services) = services.as_table_like_mut() else {
+        return Err(refuse(
+            &format!("environment `{environment}`.services"),
+            "expected a table".to_owned(),
+        ));
+    };
+    let own = services.entry(service).or_insert(toml_edit::table());
+    let Some(own) = own.as_table_like_mut() else {
+        return Err(refuse(
+            &format!("environment `{environment}`.services.{service}"),
+            "expected a table".to_owned(),
+        ));
+    };
+    match key.split_once('.') {
+        None => {
+            own.insert(key, typed);
+        }
+        Some((outer, inner)) => {
+            let nested =
+                own.entry(outer).or_insert(toml_edit::value(toml_edit::InlineTable::new()));
+            match nested.as_table_like_mut() {
+                Some(nested) => {
+                    nested.insert(inner, typed);
+                }
+                None => {
+                    return Err(refuse(
+                        &format!("environment `{environment}`.services.{service}.{outer}"),
+                        "expected a table".to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(document.to_string())
+}
+
 pub fn parse_millis(text: &str) -> Option<u64> {
     if let Some(ms) = text.strip_suffix("ms") {
         return ms.parse().ok();
@@ -1007,6 +1162,28 @@ resources = { memory = "256Mi" }
         let catalog = envs.resolve(dev, "shop-catalog");
         assert_eq!((catalog.replicas.max, catalog.log_level.as_str()), (2, "info"));
         assert!(envs.check(&["shop-orders".into(), "shop-catalog".into()]).is_empty());
+    }
+
+    #[test]
+    fn config_set_writes_the_last_layer_and_is_checked() {
+        let services = ["shop-orders".to_owned(), "shop-catalog".to_owned()];
+        let envs = Environments::parse(SAMPLE).unwrap();
+        let text = set_param(SAMPLE, "prod", "shop-orders", "timeout", "500ms").unwrap();
+        let text = set_param(&text, "prod", "shop-orders", "replicas.max", "8").unwrap();
+        let text = set_param(&text, "dev", "shop-catalog", "rate-limit", "50").unwrap();
+        let changed = envs.reparsed(&text, &services).unwrap();
+        let prod = changed.get("prod").unwrap();
+        let orders = changed.resolve(prod, "shop-orders");
+        assert_eq!((orders.timeout_ms, orders.replicas.min, orders.replicas.max), (500, 3, 8));
+        let dev = changed.get("dev").unwrap();
+        assert_eq!(changed.resolve(dev, "shop-catalog").rate_limit, 50);
+        assert!(orders.contract().contains(&("REQUEST_TIMEOUT".into(), "500ms".into())));
+        let bad = set_param(SAMPLE, "prod", "shop-orders", "timeout", "soon").unwrap();
+        let errors = envs.reparsed(&bad, &services).unwrap_err().0;
+        assert_eq!(errors[0].key, "environment[1].services.shop-orders.timeout", "{errors:?}");
+        assert!(set_param(SAMPLE, "prod", "shop-orders", "replicas.min", "many").is_err());
+        assert!(set_param(SAMPLE, "prod", "shop-orders", "colour", "blue").is_err());
+        assert!(set_param(SAMPLE, "qa", "shop-orders", "timeout", "1s").is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use toml_edit::{DocumentMut, Item, TableLike};
 
 use crate::model::environments::Environments;
@@ -28,7 +28,7 @@ pub enum Value {
 }
 
 /// What a flag is in one environment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "state")]
 pub enum State {
     /// Disabled: every evaluation falls back to the caller's default.
@@ -130,6 +130,69 @@ impl Flags {
     pub fn get(&self, name: &str) -> Option<&Flag> {
         self.flags.iter().find(|f| f.name.as_str() == name)
     }
+
+    /// Every flag's state in `environment`, by flag name.
+    pub fn states(&self, environment: &str) -> BTreeMap<String, State> {
+        self.flags.iter().map(|f| (f.name.to_string(), f.state(environment))).collect()
+    }
+
+    /// These flags with `environment` in `states` (as a ledger state recorded them); a
+    /// flag `states` does not name keeps its declared state, and a recorded variant the
+    /// flag no longer has is left out.
+    pub fn with_states(&self, environment: &str, states: &BTreeMap<String, State>) -> Flags {
+        let mut flags = self.clone();
+        for flag in &mut flags.flags {
+            let Some(state) = states.get(flag.name.as_str()) else { continue };
+            let known = match state {
+                State::Off => true,
+                State::Variant { variant } => flag.variants.contains_key(variant),
+                State::Fractional { split } => {
+                    split.iter().all(|(variant, _)| flag.variants.contains_key(variant))
+                }
+            };
+            if known {
+                flag.environments.insert(environment.to_owned(), state.clone());
+            }
+        }
+        flags
+    }
+}
+
+/// `text` (the flags file) with `flag`'s state in `environment` set to `value` — `off`, a
+/// variant, or `N%` — comments and layout kept; the result is checked like any declaration.
+pub fn set_state(
+    text: &str,
+    flag: &str,
+    environment: &str,
+    value: &str,
+) -> Result<String, MetadataErrors> {
+    let mut document: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        MetadataErrors(vec![failure("", format!("not valid TOML: {e}"))])
+    })?;
+    let tables = document.get_mut("flag").and_then(Item::as_array_of_tables_mut);
+    let Some(table) = tables
+        .and_then(|t| t.iter_mut().find(|t| t.get("name").and_then(Item::as_str) == Some(flag)))
+    else {
+        return Err(MetadataErrors(vec![failure(
+            "flag",
+            format!("no flag `{flag}`: declare it as a `[[flag]]` table first"),
+        )]));
+    };
+    let states = table
+        .entry("environments")
+        .or_insert_with(|| toml_edit::value(toml_edit::InlineTable::new()));
+    match states.as_table_like_mut() {
+        Some(states) => {
+            states.insert(environment, toml_edit::value(value));
+        }
+        None => {
+            return Err(MetadataErrors(vec![failure(
+                &format!("flag `{flag}`.environments"),
+                "expected a table like { dev = \"on\", prod = \"10%\" }",
+            )]));
+        }
+    }
+    Ok(document.to_string())
 }
 
 fn read_flag(
@@ -436,6 +499,33 @@ mod tests {
             flag.state("prod"),
             State::Fractional { split: vec![("on".into(), 10), ("off".into(), 90)] }
         );
+    }
+
+    #[test]
+    fn a_state_set_in_the_declaration_keeps_its_comments_and_is_checked() {
+        let text = format!("# pricing\n{PRICING}");
+        let set = set_state(&text, "new-pricing", "staging", "on").unwrap();
+        assert!(set.starts_with("# pricing\n"), "{set}");
+        let flags = parse(&set).unwrap();
+        assert_eq!(flags.states("staging")["new-pricing"], State::Variant { variant: "on".into() });
+        let set = set_state(&text, "new-pricing", "prod", "25%").unwrap();
+        let split = vec![("on".into(), 25), ("off".into(), 75)];
+        assert_eq!(parse(&set).unwrap().states("prod")["new-pricing"], State::Fractional { split });
+        assert!(set_state(&text, "old-pricing", "prod", "on").is_err());
+        let wrong = set_state(&text, "new-pricing", "prod", "maybe").unwrap();
+        let errors = parse(&wrong).unwrap_err().0;
+        assert_eq!(errors[0].key, "flag[0].environments.prod", "{errors:?}");
+    }
+
+    #[test]
+    fn recorded_states_replace_the_declared_ones_where_the_variants_still_exist() {
+        let flags = parse(PRICING).unwrap();
+        let on = State::Variant { variant: "on".into() };
+        let recorded = BTreeMap::from([("new-pricing".to_owned(), on.clone())]);
+        assert_eq!(flags.with_states("staging", &recorded).states("staging")["new-pricing"], on);
+        let gone =
+            BTreeMap::from([("new-pricing".to_owned(), State::Variant { variant: "half".into() })]);
+        assert_eq!(flags.with_states("staging", &gone), flags);
     }
 
     #[test]
