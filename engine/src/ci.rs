@@ -787,8 +787,9 @@ fn integration_tests(
             image: built.image.digest.clone(),
             health: planned.service.health.clone(),
             depends_on: planned.service.depends_on.clone(),
-            log_level: "info".to_owned(),
-            // The first environment's limits: ci runs the low-volume copy of what ships.
+            // The platform's defaults (no flags file: every flag at its default), and the
+            // first environment's limits: ci runs the low-volume copy of what ships.
+            settings: vec![("LOG_LEVEL".to_owned(), "info".to_owned())],
             limits: Limits::of(
                 &plan
                     .workspace
@@ -813,6 +814,7 @@ fn integration_tests(
         run_dir,
         results_dir: project.state("results").join(&plan.version),
         runtime: project.runtime,
+        flags: None,
     }
     .run(project.store())?;
     waiver::note_unused(&plan.waivers, &outcome.accepted);

@@ -42,6 +42,10 @@ pub enum Command {
     Promote(Promote),
     /// Put an environment back to an earlier state from its ledger, verified, with no rebuild
     Rollback(Rollback),
+    /// Feature flags: set one in an environment, replayed and recorded like a promotion
+    Flag(Flag),
+    /// Operational settings: set one for a service in an environment, replayed and recorded
+    Config(Config),
     /// Stop a build from being promoted or rolled back to, by anyone, until released
     Quarantine(Quarantine),
     /// What each environment runs now, from the ledger
@@ -169,6 +173,77 @@ pub struct Promote {
     /// Promote only these services of the build (`<application>-<role>`)
     #[arg(long, value_name = "SERVICE", num_args = 1..)]
     pub only: Vec<String>,
+    /// Accept a known, intended break: `<service>@<version>:<test>` (repeat it); needs --reason
+    #[arg(long, value_name = "SERVICE@VERSION:TEST", requires = "reason")]
+    pub waive: Vec<String>,
+    /// Why the waived tests may fail; recorded, signed, in the ledger entry
+    #[arg(long, value_name = "TEXT", requires = "waive")]
+    pub reason: Option<String>,
+    /// Change no image: apply the committed flags (infra/flags.toml) and settings
+    /// (infra/environments.toml, the services' own) to what the environment runs, after a
+    /// replay of its suites with them
+    #[arg(long, conflicts_with_all = ["build", "only"])]
+    pub config_only: bool,
+    #[command(flatten)]
+    pub ledger: LedgerChange,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Flag {
+    #[command(subcommand)]
+    pub command: FlagCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FlagCommand {
+    /// Set a flag's state in one environment: the declaration (infra/flags.toml) and a
+    /// signed ledger entry, in one commit, after every suite of the environment passed with it
+    Set(FlagSet),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FlagSet {
+    /// The environment, e.g. `staging`
+    pub environment: String,
+    /// The flag, as infra/flags.toml names it
+    pub flag: String,
+    /// `off`, a variant (`on`), or a boolean flag's share of `true`: `10%`
+    pub value: String,
+    /// Accept a known, intended break: `<service>@<version>:<test>` (repeat it); needs --reason
+    #[arg(long, value_name = "SERVICE@VERSION:TEST", requires = "reason")]
+    pub waive: Vec<String>,
+    /// Why the waived tests may fail; recorded, signed, in the ledger entry
+    #[arg(long, value_name = "TEXT", requires = "waive")]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub ledger: LedgerChange,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Config {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Set one service's setting in one environment (`timeout`, `rate-limit`, `log-level`,
+    /// `replicas.min`…): infra/environments.toml and a signed ledger entry, in one commit,
+    /// after every suite of the environment passed with it
+    Set(ConfigSet),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigSet {
+    /// The environment, e.g. `prod`
+    pub environment: String,
+    /// The service, `<application>-<role>`
+    pub service: String,
+    /// The setting: log-level, timeout, rate-limit, replicas.min, replicas.max,
+    /// resources.cpu, resources.memory, alerts.error-ratio, alerts.latency-p99
+    pub key: String,
+    /// Its new value, e.g. `500ms`, `20`, `warn`
+    pub value: String,
     /// Accept a known, intended break: `<service>@<version>:<test>` (repeat it); needs --reason
     #[arg(long, value_name = "SERVICE@VERSION:TEST", requires = "reason")]
     pub waive: Vec<String>,

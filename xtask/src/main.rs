@@ -38,6 +38,8 @@ fn main() -> ExitCode {
             Command::Environments(environments) => environments.run(&project),
             Command::Promote(promote) => promote.run(&project),
             Command::Rollback(rollback) => rollback.run(&project),
+            Command::Flag(flag) => flag.run(&project),
+            Command::Config(config) => config.run(&project),
             Command::Status(status) => status.run(&project),
             Command::Changes(changes) => changes.run(&project),
             Command::Quarantine(quarantine) => quarantine.run(&project),

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::model::digest::Digest;
-use crate::model::environments::SharedLedger;
+use crate::model::environments::{Resolved, SharedLedger};
+use crate::model::flags::State as FlagState;
 use crate::model::layout::Layout;
 use crate::model::workspace::Workspace;
 use crate::project::Project;
@@ -68,6 +69,30 @@ pub struct State {
     /// Seconds since the epoch.
     pub promoted_at: u64,
     pub promoted_by: String,
+    /// Each declared feature flag's state here (empty in states recorded before flags were).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub flags: BTreeMap<String, FlagState>,
+    /// The sha256 of the flagd file (`flags.flagd.json`) the services read here; each
+    /// service's own settings have their digest in `services.<name>.config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<Digest>,
+}
+
+impl State {
+    /// Whether `other` runs the same: the same images from the same builds, with the same
+    /// settings and flags (when, by whom and the rest aside).
+    pub fn runs_as(&self, other: &State) -> bool {
+        self.services == other.services && self.flags == other.flags
+    }
+
+    /// The flags whose state differs from `other`'s, as `name state` (`new-pricing on`).
+    pub fn flag_changes(&self, other: &State) -> Vec<String> {
+        self.flags
+            .iter()
+            .filter(|(name, state)| other.flags.get(*name) != Some(state))
+            .map(|(name, state)| format!("{name} {}", crate::model::flags::describe(state)))
+            .collect()
+    }
 }
 
 /// What an environment's rendering adds to its ledger commit: files by path under the
@@ -76,6 +101,9 @@ pub struct State {
 pub struct Rendered {
     pub files: Vec<(String, String)>,
     pub folders: Vec<String>,
+    /// Declarations changed with this entry (`flag set`, `config set`), by path from the
+    /// workspace root: committed with it, then checked out in the work tree.
+    pub declarations: Vec<(String, String)>,
 }
 
 /// One service as an environment runs it.
@@ -92,6 +120,10 @@ pub struct ServiceState {
     pub sbom: Digest,
     /// The digest of the service's resolved configuration in this environment.
     pub config: Digest,
+    /// That configuration itself, which rendering and replays use (absent in states
+    /// recorded before it was kept: the declaration's is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Resolved>,
 }
 
 /// Why a build may not be promoted, and who said so.
@@ -291,10 +323,14 @@ impl Ledger {
 
     /// A file of `environment`'s ledger folder (e.g. `RENDERED_FLAGS`) as committed at HEAD.
     pub fn committed(&self, environment: &str, file: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        self.committed_file(&self.path(environment, file))
+    }
+
+    /// Any file, by path from the workspace root, as committed at HEAD (the pinned commit).
+    pub fn committed_file(&self, path: &str) -> Result<Option<Vec<u8>>, LedgerError> {
         let repo = self.open()?;
         let tree = self.base(&repo)?.tree().map_err(git)?;
-        let Some(entry) = tree.lookup_entry_by_path(self.path(environment, file)).map_err(git)?
-        else {
+        let Some(entry) = tree.lookup_entry_by_path(path).map_err(git)? else {
             return Ok(None);
         };
         Ok(Some(entry.object().map_err(git)?.data.clone()))
@@ -336,10 +372,20 @@ impl Ledger {
         files.extend(
             rendered.files.iter().map(|(path, text)| (self.path(env, path), text.as_bytes())),
         );
+        files.extend(
+            rendered.declarations.iter().map(|(path, text)| (path.clone(), text.as_bytes())),
+        );
         // The rendered folder is replaced as a whole: what is no longer rendered goes.
         let replaced: Vec<String> =
             rendered.folders.iter().map(|folder| self.path(env, folder)).collect();
-        self.commit(shell, &files, &replaced, message)
+        let commit = self.commit(shell, &files, &replaced, message)?;
+        let declared: Vec<String> =
+            rendered.declarations.iter().map(|(path, _)| path.clone()).collect();
+        let here = self.open()?.head_id().map_err(git)?.detach().to_string();
+        if !declared.is_empty() && here == commit {
+            self.checkout(shell, &declared);
+        }
+        Ok(commit)
     }
 
     /// The builds quarantined at HEAD, by build digest.
@@ -522,12 +568,18 @@ impl Ledger {
     /// holds the index lock, then warns.
     pub fn sync_work_tree(&self, shell: &Shell) {
         let Ok(files) = self.files() else { return };
+        self.checkout(shell, &files);
+    }
+
+    /// `files` in the index and work tree brought to what HEAD holds, retried while
+    /// another git process holds the index lock, else a warning.
+    fn checkout(&self, shell: &Shell, files: &[String]) {
         if files.is_empty() {
             return;
         }
         let sh = shell.sh();
         for attempt in 0..40 {
-            let paths = &files;
+            let paths = files;
             if shell.read(cmd!(sh, "git checkout --quiet HEAD -- {paths...}").quiet()).is_ok() {
                 return;
             }
@@ -644,6 +696,8 @@ mod tests {
             services: BTreeMap::new(),
             promoted_at: 1,
             promoted_by: "tests".to_owned(),
+            flags: BTreeMap::new(),
+            configuration: None,
         }
     }
 
@@ -655,6 +709,7 @@ mod tests {
         let rendered = |files: &[&str]| Rendered {
             files: files.iter().map(|f| (format!("k8s/{f}"), format!("{f}\n"))).collect(),
             folders: vec!["k8s".to_owned()],
+            declarations: Vec::new(),
         };
         ledger
             .record(&shell, &state("prod", "1"), b"{}", &rendered(&["a.yaml", "b.yaml"]), "1")

@@ -39,6 +39,18 @@ pub enum State {
     Fractional { split: Vec<(String, u32)> },
 }
 
+/// A state in the words `flag set` takes and `status` shows: `off`, a variant, `10%` (a
+/// boolean's `true` share), or weights `blue 20% / green 80%`.
+pub fn describe(state: &State) -> String {
+    match state {
+        State::Off => "off".to_owned(),
+        State::Variant { variant } => variant.clone(),
+        State::Fractional { split } => {
+            split.iter().map(|(v, w)| format!("{v} {w}%")).collect::<Vec<_>>().join(" / ")
+        }
+    }
+}
+
 /// One declared flag.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Flag {

@@ -3,6 +3,7 @@
 //! record each change, signed, in the git ledger.
 
 pub mod compose;
+pub mod configure;
 pub mod gates;
 pub mod replay;
 pub mod rollback;
@@ -14,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::ledger::entry::{Entry, record};
 use crate::ledger::{Ledger, ServiceState, State};
 use crate::model::digest::Digest;
-use crate::model::environments::Environment as Declared;
+use crate::model::environments::{Environment as Declared, Resolved};
 use crate::model::workspace::Workspace;
 use crate::model::workspace::environment;
 use crate::project::Project;
@@ -37,6 +38,8 @@ pub enum PromoteError {
     BuildNotInStore { version: String, store: String },
     #[error("{environment} runs nothing yet: promote it there first")]
     NothingRunsYet { environment: String },
+    #[error("no service `{service}` in this workspace: expected one of {known}")]
+    NotDeclared { service: String, known: String },
     #[error("--only {service}: build {build} has no service `{service}`")]
     NotInBuild { service: String, build: String },
     #[error("`{service}` runs in {environment} but is no longer declared in this workspace")]
@@ -71,7 +74,9 @@ impl crate::error::Hint for PromoteError {
             PromoteError::NothingRunsYet { environment } => {
                 format!("`cargo xtask promote {environment}` first, or name a build with --build")
             }
-            PromoteError::NotInBuild { .. } => "`cargo xtask status` lists the services".to_owned(),
+            PromoteError::NotInBuild { .. } | PromoteError::NotDeclared { .. } => {
+                "`cargo xtask status` lists the services".to_owned()
+            }
             PromoteError::NoLongerDeclared { .. } => {
                 "declare it again to promote this environment: taking a service out of an environment is not supported yet".to_owned()
             }
@@ -104,6 +109,8 @@ pub struct Promotion {
     pub dry_run: bool,
     /// The plan as JSON on standard output (with `dry_run`).
     pub json: bool,
+    /// Change no image: apply the committed flags and settings to what runs (`configure`).
+    pub config_only: bool,
 }
 
 impl Promotion {
@@ -111,6 +118,18 @@ impl Promotion {
     /// gates when another change lands first. With `dry_run`, shows the gates' results and
     /// the replay plan and stops there: nothing started, signed or written.
     pub fn run(self, project: &Project) -> Result<()> {
+        if self.config_only {
+            return configure::Configure {
+                environment: self.environment,
+                edit: configure::Edit::Declared,
+                waive: self.waive,
+                reason: self.reason,
+                remote: self.remote,
+                dry_run: self.dry_run,
+                json: self.json,
+            }
+            .run(project);
+        }
         let workspace = project.workspace()?;
         let target = environment(&workspace, &self.environment)?;
         let ledger = Ledger::of(project, &workspace, self.remote.as_deref());
@@ -151,18 +170,44 @@ impl Promotion {
                         build.short(),
                         statement.predicate.build_definition.internal_parameters.version
                     );
+                    if let Some(current) = ledger.current(target.name.as_str())? {
+                        let declared = configured(&workspace, target, current.state.clone());
+                        if !declared.runs_as(&current.state) {
+                            eprintln!(
+                                "note: its configuration differs from the declaration ({}): `cargo xtask promote {} --config-only` applies it",
+                                configure::changes(&current.state, &declared).join(", "),
+                                target.name
+                            );
+                        }
+                    }
                     return Ok(());
                 };
-                self.replay_and_record(
-                    project,
-                    &workspace,
-                    target,
-                    &ledger,
-                    (&build, &statement),
-                    &report,
-                    composition,
-                    (&waivers, &key),
-                )
+                let Composition { services, promoted, replay } = composition;
+                let version =
+                    statement.predicate.build_definition.internal_parameters.version.clone();
+                let state = State {
+                    environment: target.name.to_string(),
+                    build: build.clone(),
+                    commit: statement.source().commit.clone(),
+                    services,
+                    promoted_at: manifest::now_seconds(),
+                    promoted_by: ledger.promoter(),
+                    flags: Default::default(),
+                    configuration: None,
+                    version,
+                };
+                let state = configured(&workspace, target, state);
+                let message =
+                    format!("promote {}: {} ({})", target.name, state.version, promoted.join(", "));
+                let decided = Decided {
+                    state,
+                    replay: &replay,
+                    action: "promote",
+                    message,
+                    gates: report.checks.clone(),
+                    declarations: Vec::new(),
+                };
+                replay_and_record(project, &workspace, target, &ledger, decided, (&waivers, &key))
             },
         )
     }
@@ -222,6 +267,7 @@ impl Promotion {
                     test_images: service.test_images.iter().map(|p| p.digest.clone()).collect(),
                     sbom: service.sbom.digest.clone(),
                     config,
+                    settings: None,
                 };
                 (service.name.clone(), state)
             })
@@ -296,69 +342,104 @@ impl Promotion {
         }
         if passed { Ok(()) } else { Err(Error::Refused(report.failures())) }
     }
+}
 
-    /// Starts the composed environment, replays every suite, signs the results and records
-    /// the new state on top of the pinned ledger commit.
-    #[allow(clippy::too_many_arguments)]
-    fn replay_and_record(
-        &self,
-        project: &Project,
-        workspace: &Workspace,
-        target: &Declared,
-        ledger: &Ledger,
-        (build, statement): (&Digest, &Statement),
-        gates: &Report,
-        composition: Composition,
-        (waivers, key): (&[Waiver], &SigningKey),
-    ) -> Result<()> {
-        let Composition { services: composed, promoted, replay } = composition;
-        let outcome = replay_suites(project, workspace, target, &composed, &replay, waivers)?;
-        let subjects = composed
-            .values()
-            .map(|s| crate::attest::testresult::subject(&s.reference, &s.image))
-            .collect();
-        let configuration = replay
-            .iter()
-            .map(|r| provenance::ResourceDescriptor {
-                uri: format!("{}/testpack [{} {}]", r.version, r.why, r.service),
-                digest: [("sha256".to_owned(), r.testpack.hex().to_owned())].into(),
-            })
-            .collect();
-        let attestation = crate::attest::testresult::statement(
-            subjects,
-            configuration,
-            &outcome.results,
-            &outcome.waived,
-        );
-        let results = crate::attest::testresult::store(project.store(), build, &attestation, key)?;
-        eprintln!(
-            "test-result attestation {} ({}) stored about build {}",
-            results.short(),
-            attestation.predicate.result,
-            build.short()
-        );
-        let state = State {
-            environment: target.name.to_string(),
-            build: build.clone(),
-            version: statement.predicate.build_definition.internal_parameters.version.clone(),
-            commit: statement.source().commit.clone(),
-            services: composed,
-            promoted_at: manifest::now_seconds(),
-            promoted_by: ledger.promoter(),
-        };
-        let message =
-            format!("promote {}: {} ({})", target.name, state.version, promoted.join(", "));
-        let entry = Entry {
-            state,
-            action: "promote".to_owned(),
-            gates: gates.checks.clone(),
-            replay: outcome.results,
-            results: Some(results),
-            waivers: outcome.waivers,
-        };
-        let rendered = crate::render::k8s::for_state(project, workspace, target, &entry.state)?;
-        record(project, ledger, &entry, &message, key, &rendered)
+/// A change decided on a pinned ledger commit: the state to record, the suites that must
+/// pass against it first, and how the ledger tells it.
+pub struct Decided<'a> {
+    /// The new state (its services, settings and flags; when and by whom).
+    pub state: State,
+    pub replay: &'a [compose::Replayed],
+    /// `promote`, `configure`.
+    pub action: &'static str,
+    /// The commit's subject.
+    pub message: String,
+    /// The gates' checks, signed into the entry.
+    pub gates: Vec<Check>,
+    /// Declarations changed with it (`flag set`, `config set`), by path from the root.
+    pub declarations: Vec<(String, String)>,
+}
+
+/// Starts the decided state with its settings and flags, replays every suite, signs the
+/// results and records the state on top of the pinned ledger commit, rendered.
+pub fn replay_and_record(
+    project: &Project,
+    workspace: &Workspace,
+    target: &Declared,
+    ledger: &Ledger,
+    decided: Decided,
+    (waivers, key): (&[Waiver], &SigningKey),
+) -> Result<()> {
+    let Decided { state, replay, action, message, gates, declarations } = decided;
+    let flags = workspace.flags.with_states(target.name.as_str(), &state.flags);
+    let flags = crate::render::flags::file(&flags, target.name.as_str());
+    let outcome = replay_suites(
+        project,
+        workspace,
+        target,
+        &state.services,
+        replay,
+        waivers,
+        flags.as_deref(),
+    )?;
+    let subjects = state
+        .services
+        .values()
+        .map(|s| crate::attest::testresult::subject(&s.reference, &s.image))
+        .collect();
+    let mut configuration: Vec<provenance::ResourceDescriptor> = replay
+        .iter()
+        .map(|r| provenance::ResourceDescriptor {
+            uri: format!("{}/testpack [{} {}]", r.version, r.why, r.service),
+            digest: [("sha256".to_owned(), r.testpack.hex().to_owned())].into(),
+        })
+        .collect();
+    if let Some(digest) = &state.configuration {
+        configuration.push(provenance::ResourceDescriptor {
+            uri: format!("manifests/{}/{}", target.name, crate::render::flags::FILE),
+            digest: [("sha256".to_owned(), digest.hex().to_owned())].into(),
+        });
     }
+    let attestation = crate::attest::testresult::statement(
+        subjects,
+        configuration,
+        &outcome.results,
+        &outcome.waived,
+    );
+    let results =
+        crate::attest::testresult::store(project.store(), &state.build, &attestation, key)?;
+    eprintln!(
+        "test-result attestation {} ({}) stored about build {}",
+        results.short(),
+        attestation.predicate.result,
+        state.build.short()
+    );
+    let entry = Entry {
+        state,
+        action: action.to_owned(),
+        gates,
+        replay: outcome.results,
+        results: Some(results),
+        waivers: outcome.waivers,
+    };
+    let mut rendered = crate::render::k8s::for_state(project, workspace, target, &entry.state)?;
+    rendered.declarations = declarations;
+    record(project, ledger, &entry, &message, key, &rendered)
+}
+
+/// `state`'s configuration as `workspace` declares it for `target`: every service's
+/// resolved settings (and their digest), each flag's state and the flags file's digest.
+pub fn configured(workspace: &Workspace, target: &Declared, mut state: State) -> State {
+    for (name, service) in &mut state.services {
+        let resolved = workspace.environments.resolve(target, name);
+        service.config = resolved.config_digest();
+        service.settings = Some(Resolved { sources: Default::default(), ..resolved });
+    }
+    let env = target.name.as_str();
+    state.flags = workspace.flags.states(env);
+    state.configuration =
+        crate::render::flags::file(&workspace.flags, env).map(|text| Digest::of(text.as_bytes()));
+    state
 }
 
 /// What `promote --dry-run` shows: the gates, and the change it would make.

@@ -28,7 +28,8 @@ pub struct Replay {
     pub waivers: Vec<Waiver>,
 }
 
-/// Starts `composed` as `target` would run it and replays `suites` against it (the one
+/// Starts `composed` as `target` would run it, each service with its recorded settings and
+/// the environment's `flags` (flagd JSON), and replays `suites` against it (the one
 /// replay, `run::replay`); refuses unless every failed suite is covered by waivers.
 pub fn replay_suites(
     project: &Project,
@@ -37,6 +38,7 @@ pub fn replay_suites(
     composed: &BTreeMap<String, ServiceState>,
     suites: &[Replayed],
     waivers: &[Waiver],
+    flags: Option<&str>,
 ) -> Result<Replay> {
     let mut launches = Vec::new();
     for (name, state) in composed {
@@ -58,14 +60,15 @@ pub fn replay_suites(
                 .into());
             }
         }
-        let resolved = workspace.environments.resolve(target, name);
+        let resolved =
+            state.settings.clone().unwrap_or_else(|| workspace.environments.resolve(target, name));
         launches.push(Launch {
             id: service.id.clone(),
             repository: name.parse()?,
             image: state.image.clone(),
             health: service.health.clone(),
             depends_on: service.depends_on.clone(),
-            log_level: resolved.log_level,
+            settings: resolved.contract(),
             limits: Limits::of(&resolved.resources),
         });
     }
@@ -92,6 +95,7 @@ pub fn replay_suites(
         run_dir: project.state("run").join(format!("promote-{stamp}")),
         results_dir: project.state("results").join(format!("promote-{stamp}")),
         runtime: project.runtime,
+        flags: flags.map(str::to_owned),
     }
     .run(project.store())?;
     waiver::note_unused(waivers, &outcome.accepted);

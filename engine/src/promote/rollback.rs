@@ -115,7 +115,7 @@ impl Rollback {
                 let mut candidates = history.iter().skip(1);
                 candidates
                     .find(|c| {
-                        c.state.services != current.state.services
+                        !c.state.runs_as(&current.state)
                             && quarantine::blocking(&quarantined, &c.state).is_none()
                     })
                     .ok_or_else(|| PromoteError::NoEarlierState {
@@ -181,13 +181,17 @@ impl Rollback {
             promoted_by: ledger.promoter(),
             ..earlier.state.clone()
         };
-        let message = format!(
+        let mut message = format!(
             "rollback {}: to {} (from {}, state of {})",
             target.name,
             state.version,
             current.state.version,
             &earlier.commit[..12]
         );
+        let flags = state.flag_changes(&current.state);
+        if !flags.is_empty() {
+            message.push_str(&format!(": {}", flags.join(", ")));
+        }
         let entry = Entry {
             state,
             action: "rollback".to_owned(),

@@ -329,12 +329,11 @@ fn own_path(root: &Path, service: &Service, name: &str) -> Option<PathBuf> {
 /// Every rule of `service` in `environment`: the standard group, then its own.
 pub fn rules(
     root: &Path,
-    workspace: &Workspace,
     environment: &Environment,
     service: &Service,
+    thresholds: &Thresholds,
 ) -> Result<RuleFile, AlertsError> {
-    let resolved = workspace.environments.resolve(environment, &service.id.to_string());
-    let mut groups = vec![standard(environment.name.as_str(), service, &resolved.alerts)];
+    let mut groups = vec![standard(environment.name.as_str(), service, thresholds)];
     groups.extend(own(root, environment.name.as_str(), service)?);
     Ok(RuleFile { groups })
 }
@@ -356,9 +355,9 @@ pub fn check(shell: &Shell, workspace: &Workspace, dir: &Path) -> Result<(usize,
         for service in &workspace.services {
             let name = format!("{}-{}", environment.name, service.id);
             let rules = dir.join(format!("{name}.rules.yml"));
-            let file = self::rules(root, workspace, environment, service)?;
-            std::fs::write(&rules, yaml::to_string(&file)).map_err(io("write", &rules))?;
             let resolved = workspace.environments.resolve(environment, &service.id.to_string());
+            let file = self::rules(root, environment, service, &resolved.alerts)?;
+            std::fs::write(&rules, yaml::to_string(&file)).map_err(io("write", &rules))?;
             let tests = dir.join(format!("{name}.test.yml"));
             let generated = standard_tests(
                 environment.name.as_str(),

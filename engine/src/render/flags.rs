@@ -55,6 +55,11 @@ pub fn summarize(text: &[u8]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The flagd file of `environment`, `None` when no flag is declared.
+pub fn file(flags: &Flags, environment: &str) -> Option<String> {
+    (!flags.flags.is_empty()).then(|| render(flags, environment))
+}
+
 /// The flagd JSON of every flag in `environment`, ending in a newline.
 pub fn render(flags: &Flags, environment: &str) -> String {
     let mut rendered = BTreeMap::new();

@@ -17,12 +17,15 @@ use serde_json::{Value, json};
 use crate::determinism::yaml;
 use crate::model::digest::Digest;
 use crate::model::environments::{Delivery, Environment, Resolved};
+use crate::model::flags::Flags;
 use crate::model::workspace::{Service, Workspace};
 use crate::render::alerts::{self, AlertsError};
 
 use crate::ledger::{RENDERED_APPLICATION as APPLICATION, RENDERED_FOLDER as FOLDER};
 /// The port every service listens on in its pod.
 const PORT: u16 = 8080;
+/// Pods mount the flags ConfigMap where a replay's containers find their flags.
+use crate::run::runtime::{FLAGS_FILE as FLAGS_KEY, FLAGS_MOUNT as FLAGS_DIR, FLAGS_VAR};
 
 /// What an environment runs: per service (`<application>-<role>`), its image digest and
 /// version tag.
@@ -32,6 +35,8 @@ pub struct Running {
     pub version: String,
     /// Its suites as runnable images, one per test executable.
     pub test_images: Vec<Digest>,
+    /// Its configuration as recorded with it; `None`: as declared now.
+    pub settings: Option<Resolved>,
 }
 
 /// One rendered file: its path under the environment's ledger folder, and its bytes.
@@ -75,6 +80,8 @@ pub struct Inputs<'a> {
     pub registry: Option<&'a str>,
     /// The workspace root, for the services' own alert rules.
     pub root: &'a Path,
+    /// The environment's feature flags, each in the state it has here.
+    pub flags: &'a Flags,
 }
 
 /// Every file of the environment's folder (`k8s/<env>-<service>.yaml`, one per service) and
@@ -85,22 +92,25 @@ pub fn render(inputs: &Inputs) -> Result<Vec<File>, AlertsError> {
     for service in &inputs.workspace.services {
         let name = service.id.to_string();
         let Some(running) = inputs.running.get(&name) else { continue };
-        let resolved = inputs.workspace.environments.resolve(inputs.environment, &name);
-        let rules = alerts::rules(inputs.root, inputs.workspace, inputs.environment, service)?;
+        let resolved = running
+            .settings
+            .clone()
+            .unwrap_or_else(|| inputs.workspace.environments.resolve(inputs.environment, &name));
+        let rules = alerts::rules(inputs.root, inputs.environment, service, &resolved.alerts)?;
         let objects = service_objects(inputs, service, running, &resolved, rules);
         files.push(File {
             path: format!("{FOLDER}/{env}-{name}.yaml"),
             text: yaml::documents(&objects),
         });
     }
-    if !inputs.workspace.flags.flags.is_empty() {
-        let flags = crate::render::flags::render(&inputs.workspace.flags, env);
+    if !inputs.flags.flags.is_empty() {
+        let flags = crate::render::flags::render(inputs.flags, env);
         let labels = environment_labels(env);
         let config_map = object(
             "v1",
             "ConfigMap",
             metadata(env, &format!("{env}-flags"), labels),
-            &[("data", json!({ "flags.json": flags }))],
+            &[("data", json!({ FLAGS_KEY: flags }))],
         );
         files.push(File {
             path: format!("{FOLDER}/{env}-flags.yaml"),
@@ -272,8 +282,20 @@ fn service_objects(
     let mut config = BTreeMap::from([
         ("LISTEN_ADDR".to_owned(), format!("0.0.0.0:{PORT}")),
         ("SLIPWAY_ENV".to_owned(), env.to_owned()),
-        ("LOG_LEVEL".to_owned(), resolved.log_level.clone()),
     ]);
+    config.extend(resolved.contract());
+    let flagged = !inputs.flags.flags.is_empty();
+    let (mut mounts, mut volumes) = (
+        vec![json!({"name": "tmp", "mountPath": "/tmp"})],
+        vec![json!({"name": "tmp", "emptyDir": {}})],
+    );
+    if flagged {
+        // The flags ConfigMap as a volume: the kubelet updates the file in place, and the
+        // platform crate reads it again, so a flag change needs no restart.
+        config.insert(FLAGS_VAR.to_owned(), format!("{FLAGS_DIR}/{FLAGS_KEY}"));
+        mounts.push(json!({"name": "flags", "mountPath": FLAGS_DIR, "readOnly": true}));
+        volumes.push(json!({"name": "flags", "configMap": {"name": format!("{env}-flags")}}));
+    }
     for role in &service.depends_on {
         config
             .insert(role.url_variable(), format!("http://{env}-{}-{role}", service.id.application));
@@ -318,9 +340,9 @@ fn service_objects(
                     "privileged": false,
                     "capabilities": {"drop": ["ALL"]},
                 },
-                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                "volumeMounts": mounts,
             }],
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
+            "volumes": volumes,
         },
     });
     let workload = match &inputs.environment.delivery {
@@ -497,6 +519,7 @@ pub fn for_state(
                 image: service.image.clone(),
                 version,
                 test_images: service.test_images.clone(),
+                settings: service.settings.clone(),
             };
             (name.clone(), running)
         })
@@ -508,16 +531,19 @@ pub fn for_state(
         .registry
         .clone()
         .or_else(|| store.strip_prefix(crate::store::registry::SCHEME).map(str::to_owned));
+    let flags = workspace.flags.with_states(environment.name.as_str(), &state.flags);
     let files = render(&Inputs {
         workspace,
         environment,
         running: &running,
         registry: registry.as_deref(),
         root: &project.root,
+        flags: &flags,
     })?;
     Ok(crate::ledger::Rendered {
         files: files.into_iter().map(|file| (file.path, file.text)).collect(),
         folders: vec![FOLDER.to_owned()],
+        declarations: Vec::new(),
     })
 }
 

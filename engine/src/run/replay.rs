@@ -44,6 +44,8 @@ pub struct Replay<'a> {
     pub results_dir: PathBuf,
     /// What starts the images.
     pub runtime: RuntimeChoice,
+    /// The flagd file the services and suites read; `None`: every flag at its default.
+    pub flags: Option<String>,
 }
 
 /// What a replay found.
@@ -93,6 +95,7 @@ impl Replay<'_> {
             self.environment.clone(),
             &self.run_dir,
             kind,
+            self.flags.as_deref(),
         )?;
         let containers = running.containers();
         if !containers.is_empty() {

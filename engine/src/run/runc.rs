@@ -84,7 +84,13 @@ fn is_root() -> bool {
 /// The bundle's `config.json`: the image's process with the platform contract `env`, a
 /// read-only root, no capabilities, the host's network (services listen on loopback), and
 /// `limits`.
-pub fn spec(process: &Process, env: Vec<String>, limits: Limits) -> Result<Spec, String> {
+/// `binds` are host directories mounted read-only at their destinations (the flags).
+pub fn spec(
+    process: &Process,
+    env: Vec<String>,
+    limits: Limits,
+    binds: &[(&str, &Path)],
+) -> Result<Spec, String> {
     let error = |e: oci_spec::OciSpecError| e.to_string();
     let empty = std::collections::HashSet::<oci_spec::runtime::Capability>::new;
     let none = || {
@@ -116,7 +122,7 @@ pub fn spec(process: &Process, env: Vec<String>, limits: Limits) -> Result<Spec,
             .build()
             .map_err(error)
     };
-    let mounts = vec![
+    let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
         mount(
@@ -135,6 +141,15 @@ pub fn spec(process: &Process, env: Vec<String>, limits: Limits) -> Result<Spec,
             &["rbind", "ro", "nosuid", "nodev", "noexec"],
         )?,
     ];
+    for (destination, source) in binds {
+        let source = source.to_string_lossy();
+        mounts.push(mount(
+            destination,
+            "bind",
+            &source,
+            &["rbind", "ro", "nosuid", "nodev", "noexec"],
+        )?);
+    }
     let namespaces = [
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Ipc,
@@ -343,7 +358,7 @@ mod tests {
             cwd: "/".into(),
         };
         let limits = Limits { memory_bytes: 64 << 20, cpu_millis: 250, pids: 128 };
-        let spec = spec(&process, vec!["LISTEN_ADDR=127.0.0.1:1234".into()], limits).unwrap();
+        let spec = spec(&process, vec!["LISTEN_ADDR=127.0.0.1:1234".into()], limits, &[]).unwrap();
         let json = serde_json::to_value(&spec).unwrap();
         assert_eq!(json["root"]["readonly"], true);
         assert_eq!(json["process"]["user"]["uid"], 65532);

@@ -18,6 +18,12 @@ use crate::project::RuntimeChoice;
 use crate::run::runc::{self, Container, Limits, Reaper};
 use crate::store::{Repository, Store};
 
+/// The contract variable naming the flags file, the file's name, and where a container
+/// finds its folder (as a pod does).
+pub const FLAGS_VAR: &str = "SLIPWAY_FLAGS";
+pub const FLAGS_FILE: &str = "flags.json";
+pub const FLAGS_MOUNT: &str = "/etc/slipway/flags";
+
 /// How long a service may take to answer its health check.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -29,8 +35,9 @@ pub struct Launch {
     pub image: Digest,
     pub health: String,
     pub depends_on: Vec<Name>,
-    /// The environment's `LOG_LEVEL` for this service.
-    pub log_level: String,
+    /// The environment's settings for this service, as contract variables (`LOG_LEVEL`,
+    /// `REQUEST_TIMEOUT`, `RATE_LIMIT`).
+    pub settings: Vec<(String, String)>,
     /// What a container may use (runc only).
     pub limits: Limits,
 }
@@ -63,6 +70,8 @@ pub fn select(choice: RuntimeChoice) -> Result<(Kind, String), RuntimeError> {
 pub struct Environment {
     name: Name,
     running: Vec<Running>,
+    /// The flagd file the services read (`SLIPWAY_FLAGS`), on the host.
+    flags: Option<PathBuf>,
     /// Deletes the containers if Slipway dies before it can; dropped after them.
     reaper: Option<Reaper>,
 }
@@ -108,21 +117,40 @@ impl Environment {
         &self.name
     }
 
+    /// The flagd file the services read, on the host: suites evaluate the same flags.
+    pub fn flags(&self) -> Option<&Path> {
+        self.flags.as_deref()
+    }
+
     /// `<ROLE>_URL` → base URL, for every running service.
     pub fn urls(&self) -> BTreeMap<String, String> {
         self.running.iter().map(|r| (r.id.role.url_variable(), r.url.clone())).collect()
     }
 
     /// Starts `launches` (in dependency order) from `store` under `run_dir` with the
-    /// runtime `kind`, then waits until every one answers its health check.
+    /// runtime `kind`, each reading `flags` (a flagd file; none: every flag at the
+    /// caller's default), then waits until every one answers its health check.
     pub fn start(
         store: &dyn Store,
         launches: &[Launch],
         name: Name,
         run_dir: &Path,
         kind: Kind,
+        flags: Option<&str>,
     ) -> Result<Environment, RuntimeError> {
         fs::create_dir_all(run_dir).map_err(io("create", run_dir))?;
+        // The flags in a folder of their own: a container sees the folder, read-only, where
+        // a pod mounts its flags ConfigMap.
+        let flags_dir = run_dir.join("flags");
+        let flags = match flags {
+            None => None,
+            Some(text) => {
+                fs::create_dir_all(&flags_dir).map_err(io("create", &flags_dir))?;
+                let file = flags_dir.join(FLAGS_FILE);
+                fs::write(&file, text).map_err(io("write", &file))?;
+                Some(file)
+            }
+        };
         // Hold every listener until all ports are chosen, so no two services get one port.
         let mut ports = BTreeMap::new();
         let mut held = Vec::new();
@@ -138,7 +166,7 @@ impl Environment {
             Kind::Runc => Some(Reaper::new()?),
             Kind::Process => None,
         };
-        let mut environment = Environment { name, running: Vec::new(), reaper };
+        let mut environment = Environment { name, running: Vec::new(), flags, reaper };
         for launch in launches {
             let port = ports[&launch.id];
             // The platform contract, after the image's own environment.
@@ -146,8 +174,8 @@ impl Environment {
                 ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
                 ("LISTEN_ADDR".to_owned(), format!("127.0.0.1:{port}")),
                 ("SLIPWAY_ENV".to_owned(), environment.name.as_str().to_owned()),
-                ("LOG_LEVEL".to_owned(), launch.log_level.clone()),
             ];
+            contract.extend(launch.settings.iter().cloned());
             for role in &launch.depends_on {
                 let dependency =
                     ServiceId { application: launch.id.application.clone(), role: role.clone() };
@@ -158,15 +186,26 @@ impl Environment {
             let log = run_dir.join(format!("{}.log", launch.id));
             let handle = match kind {
                 Kind::Process => {
+                    if let Some(file) = &environment.flags {
+                        contract.push((FLAGS_VAR.to_owned(), file.to_string_lossy().into_owned()));
+                    }
                     Handle::Process(start_process(store, launch, run_dir, &log, &contract)?)
                 }
                 Kind::Runc => {
+                    let binds: Vec<(&str, &Path)> = match &environment.flags {
+                        Some(_) => {
+                            let inside = format!("{FLAGS_MOUNT}/{FLAGS_FILE}");
+                            contract.push((FLAGS_VAR.to_owned(), inside));
+                            vec![(FLAGS_MOUNT, flags_dir.as_path())]
+                        }
+                        None => Vec::new(),
+                    };
                     let reaper = environment
                         .reaper
                         .as_mut()
                         .unwrap_or_else(|| unreachable!("runc has a reaper"));
                     Handle::Container(start_container(
-                        store, launch, run_dir, &log, &contract, reaper,
+                        store, launch, run_dir, &log, &contract, &binds, reaper,
                     )?)
                 }
             };
@@ -236,6 +275,7 @@ fn start_container(
     run_dir: &Path,
     log: &Path,
     contract: &[(String, String)],
+    binds: &[(&str, &Path)],
     reaper: &mut Reaper,
 ) -> Result<Container, RuntimeError> {
     let bundle = run_dir.join("bundles").join(launch.id.to_string());
@@ -248,7 +288,7 @@ fn start_container(
         env.retain(|pair| pair.split_once('=').is_none_or(|(n, _)| n != name));
         env.push(format!("{name}={value}"));
     }
-    let spec = runc::spec(&process, env, launch.limits)
+    let spec = runc::spec(&process, env, launch.limits, binds)
         .map_err(|why| RuntimeError::Bundle { service: launch.id.clone(), why })?;
     File::create(log).map_err(io("create", log))?;
     let id = format!("slipway-{}-{}", std::process::id(), launch.id);

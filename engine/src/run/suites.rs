@@ -91,12 +91,18 @@ pub fn report(results: &[SuiteResult], waived: &[String]) -> Vec<String> {
 pub struct Target {
     pub environment: String,
     pub urls: BTreeMap<String, String>,
+    /// The flagd file the services read, which the suites read too (`SLIPWAY_FLAGS`).
+    pub flags: Option<std::path::PathBuf>,
 }
 
 impl Target {
     /// The services of a running environment.
     pub fn of(environment: &Environment) -> Target {
-        Target { environment: environment.name().to_string(), urls: environment.urls() }
+        Target {
+            environment: environment.name().to_string(),
+            urls: environment.urls(),
+            flags: environment.flags().map(Path::to_owned),
+        }
     }
 }
 
@@ -200,6 +206,7 @@ fn run_one(run: &SuiteRun, target: &Target, dir: &Path, name: &str) -> SuiteResu
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("SLIPWAY_ENV", &target.environment)
         .envs(&target.urls)
+        .envs(target.flags.iter().map(|file| (runtime::FLAGS_VAR, file)))
         .stdin(Stdio::null())
         .stdout(file.0)
         .stderr(file.1);
@@ -274,7 +281,7 @@ mod tests {
             service: "shop-catalog".to_owned(),
             executable: script,
         };
-        let target = Target { environment: "test".to_owned(), urls: BTreeMap::new() };
+        let target = Target { environment: "test".to_owned(), urls: BTreeMap::new(), flags: None };
         run_one(&run, &target, dir, &file_name(0, &format!("{name} [v 1.2]")))
     }
 

@@ -2,6 +2,7 @@
 
 mod changes;
 mod ci;
+mod configure;
 mod copy;
 mod environments;
 mod hooks;

@@ -16,6 +16,7 @@ impl flags::Promote {
             remote: self.ledger.remote,
             dry_run: self.ledger.dry_run,
             json: self.ledger.json,
+            config_only: self.config_only,
         }
         .run(project)
     }

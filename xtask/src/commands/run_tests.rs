@@ -39,7 +39,7 @@ impl flags::RunTests {
                 pair.split_once('=').ok_or_else(|| RunTestsError::BadEnv { pair: pair.clone() })?;
             urls.insert(key.to_owned(), value.to_owned());
         }
-        let target = Target { environment: self.environment.clone(), urls };
+        let target = Target { environment: self.environment.clone(), urls, flags: None };
         // A fresh private directory (0700, unpredictable name) that is removed on every path.
         let work = tempfile::Builder::new()
             .prefix("slipway-testpacks-")

@@ -1,0 +1,308 @@
+//! Configuration-only changes — `flag set`, `config set`, `promote --config-only` — change
+//! how an environment runs (its flags and settings), never what it runs: the same images,
+//! every suite of the environment replayed with the new configuration, and a signed ledger
+//! entry, in one commit with the declaration it changed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::attest::keys;
+use crate::attest::manifest;
+use crate::error::{Hint, Result};
+use crate::ledger::{Ledger, State};
+use crate::model::environments::{self, Environment as Declared};
+use crate::model::flags::{self, Flags};
+use crate::model::names::MetadataErrors;
+use crate::model::waiver::Waiver;
+use crate::model::workspace::{Workspace, environment};
+use crate::project::Project;
+use crate::promote::compose::Replayed;
+use crate::promote::{Decided, PromoteError, configured, replay_and_record};
+
+/// What a configuration change starts from.
+#[derive(Debug, Clone)]
+pub enum Edit {
+    /// The committed declarations as they are (`promote --config-only`).
+    Declared,
+    /// `flag set <env> <flag> <value>`: `off`, a variant, or `N%`.
+    Flag { flag: String, value: String },
+    /// `config set <env> <service> <key> <value>`.
+    Setting { service: String, key: String, value: String },
+}
+
+/// A configuration change asked for.
+#[derive(Debug, Clone)]
+pub struct Configure {
+    pub environment: String,
+    pub edit: Edit,
+    pub waive: Vec<String>,
+    pub reason: Option<String>,
+    /// The git remote the ledger is shared through (else `[ledger]`'s, else none).
+    pub remote: Option<String>,
+    /// Show the change and the replay plan; start, sign and record nothing.
+    pub dry_run: bool,
+    /// The plan as JSON on standard output (with `dry_run`).
+    pub json: bool,
+}
+
+/// Why a configuration change cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigureError {
+    #[error(
+        "`{path}` has changes that are not committed: a configuration change records the committed declaration"
+    )]
+    Uncommitted { path: String },
+    #[error("`{path}` is not committed: a configuration change records the committed declaration")]
+    NotCommitted { path: String },
+}
+
+impl Hint for ConfigureError {
+    fn help(&self) -> Option<String> {
+        Some(match self {
+            ConfigureError::Uncommitted { path } | ConfigureError::NotCommitted { path } => {
+                format!("commit `{path}` (or `git checkout -- {path}`) first, then run it again")
+            }
+        })
+    }
+}
+
+/// What `--dry-run` shows.
+#[derive(Debug, Serialize)]
+pub struct ConfigurePlan<'a> {
+    pub environment: &'a str,
+    /// What changes, in words: `new-pricing on`, `shop-orders timeout 3000ms → 500ms`.
+    pub changes: &'a [String],
+    /// The declarations that would be committed with the entry, by path.
+    pub declarations: Vec<&'a str>,
+    pub replay: &'a [Replayed],
+}
+
+impl Configure {
+    /// Decides the new configuration on a pinned ledger commit, replays every suite of the
+    /// environment against its images started with it, and records it; decided again when
+    /// another change lands first.
+    pub fn run(self, project: &Project) -> Result<()> {
+        let workspace = project.workspace()?;
+        let target = environment(&workspace, &self.environment)?;
+        let ledger = Ledger::of(project, &workspace, self.remote.as_deref());
+        let waivers = Waiver::parse_all(&self.waive, self.reason.as_deref())?;
+        if self.dry_run {
+            return self.decide(project, &workspace, target, &ledger.pin()?, None, &waivers);
+        }
+        ledger.sync_work_tree(&project.shell);
+        let key = keys::signing_key(&project.state("keys"))?;
+        crate::ledger::decide_until_recorded(
+            target.name.as_str(),
+            "replaying the new configuration on the new state",
+            || self.decide(project, &workspace, target, &ledger.pin()?, Some(&key), &waivers),
+        )
+    }
+
+    fn decide(
+        &self,
+        project: &Project,
+        workspace: &Workspace,
+        target: &Declared,
+        ledger: &Ledger,
+        key: Option<&keys::SigningKey>,
+        waivers: &[Waiver],
+    ) -> Result<()> {
+        let env = target.name.as_str();
+        let (workspace, declarations) = self.declared(project, workspace, ledger)?;
+        let current = ledger
+            .current(env)?
+            .ok_or_else(|| PromoteError::NothingRunsYet { environment: env.to_owned() })?
+            .state;
+        let state = configured(
+            &workspace,
+            target,
+            State {
+                promoted_at: manifest::now_seconds(),
+                promoted_by: ledger.promoter(),
+                ..current.clone()
+            },
+        );
+        if state.runs_as(&current) {
+            eprintln!("{env} runs with this configuration already: nothing to do");
+            return Ok(());
+        }
+        let changes = changes(&current, &state);
+        let replay = every_suite(&state);
+        let Some(key) = key else {
+            let plan = ConfigurePlan {
+                environment: env,
+                changes: &changes,
+                declarations: declarations.iter().map(|(path, _)| path.as_str()).collect(),
+                replay: &replay,
+            };
+            if self.json {
+                return crate::report::print_json(&plan);
+            }
+            eprintln!(
+                "plan: configure {env}: {} (dry run: nothing is started or written)",
+                changes.join(", ")
+            );
+            eprintln!("no image changes; would replay {} suites first:", replay.len());
+            for suite in &replay {
+                eprintln!(
+                    "  {:<9} {:<36} testpack {}",
+                    suite.why,
+                    suite.version,
+                    suite.testpack.short()
+                );
+            }
+            return Ok(());
+        };
+        let decided = Decided {
+            message: format!("configure {env}: {}", changes.join(", ")),
+            state,
+            replay: &replay,
+            action: "configure",
+            gates: Vec::new(),
+            declarations,
+        };
+        replay_and_record(project, &workspace, target, ledger, decided, (waivers, key))
+    }
+
+    /// The workspace with the edit applied to the committed declaration, and the edited
+    /// file; refuses a declaration with uncommitted changes, which the entry would not hold.
+    fn declared(
+        &self,
+        project: &Project,
+        workspace: &Workspace,
+        ledger: &Ledger,
+    ) -> Result<(Workspace, Vec<(String, String)>)> {
+        let layout = &project.layout;
+        let services: Vec<String> = workspace.services.iter().map(|s| s.id.to_string()).collect();
+        let mut changed = workspace.clone();
+        let declarations = match &self.edit {
+            Edit::Declared => {
+                for path in [layout.flags(), layout.environments()] {
+                    committed(project, ledger, &path.to_string_lossy(), true)?;
+                }
+                Vec::new()
+            }
+            Edit::Flag { flag, value } => {
+                let path = layout.flags().to_string_lossy().into_owned();
+                let text = committed(project, ledger, &path, false)?;
+                let edited = flags::set_state(&text, flag, &self.environment, value)
+                    .map_err(in_file(&path))?;
+                changed.flags = Flags::parse(&edited, &workspace.environments, &services)
+                    .map_err(in_file(&path))?;
+                vec![(path, edited)]
+            }
+            Edit::Setting { service, key, value } => {
+                if !services.contains(service) {
+                    return Err(PromoteError::NotDeclared {
+                        service: service.clone(),
+                        known: services.join(", "),
+                    }
+                    .into());
+                }
+                let path = layout.environments().to_string_lossy().into_owned();
+                let text = committed(project, ledger, &path, false)?;
+                let edited = environments::set_param(&text, &self.environment, service, key, value)
+                    .map_err(in_file(&path))?;
+                changed.environments =
+                    workspace.environments.reparsed(&edited, &services).map_err(in_file(&path))?;
+                vec![(path, edited)]
+            }
+        };
+        Ok((changed, declarations))
+    }
+}
+
+/// The declaration at `path` as committed at the pinned ledger commit, refused when the
+/// work tree's differs; with `absent_ok`, a file neither committed nor present is empty.
+fn committed(project: &Project, ledger: &Ledger, path: &str, absent_ok: bool) -> Result<String> {
+    let committed = ledger.committed_file(path)?;
+    let here = std::fs::read(project.root.join(path)).ok();
+    match (committed, here) {
+        (None, None) if absent_ok => Ok(String::new()),
+        (None, _) => Err(ConfigureError::NotCommitted { path: path.to_owned() }.into()),
+        (Some(committed), Some(here)) if committed == here => {
+            Ok(String::from_utf8_lossy(&committed).into_owned())
+        }
+        (Some(_), _) => Err(ConfigureError::Uncommitted { path: path.to_owned() }.into()),
+    }
+}
+
+fn in_file(path: &str) -> impl Fn(MetadataErrors) -> MetadataErrors + '_ {
+    move |mut errors| {
+        for error in &mut errors.0 {
+            error.file = path.into();
+        }
+        errors
+    }
+}
+
+/// Every suite of every service the environment runs, each test pack once.
+fn every_suite(state: &State) -> Vec<Replayed> {
+    let mut seen = BTreeSet::new();
+    let mut replay = Vec::new();
+    for (name, service) in &state.services {
+        for pack in &service.testpacks {
+            if seen.insert(pack.clone()) {
+                replay.push(Replayed {
+                    why: "running",
+                    service: name.clone(),
+                    version: service.reference.clone(),
+                    testpack: pack.clone(),
+                });
+            }
+        }
+    }
+    replay
+}
+
+/// What differs from `before` to `after`, in words: each changed flag, then each changed
+/// setting as `<service> <key> <old> → <new>`.
+pub fn changes(before: &State, after: &State) -> Vec<String> {
+    let mut words = after.flag_changes(before);
+    for (name, service) in &after.services {
+        let old = before.services.get(name).and_then(|s| s.settings.as_ref()).map(flatten);
+        let new = service.settings.as_ref().map(flatten).unwrap_or_default();
+        for (key, value) in &new {
+            match old.as_ref().map(|old| old.get(key)) {
+                Some(Some(was)) if was == value => {}
+                Some(Some(was)) => words.push(format!("{name} {key} {was} → {value}")),
+                _ => {
+                    if before.services.get(name).is_some_and(|s| s.config != service.config) {
+                        words.push(format!("{name} {key} {value}"));
+                    }
+                }
+            }
+        }
+    }
+    if words.is_empty() {
+        words.push("settings recorded".to_owned());
+    }
+    words
+}
+
+/// A configuration as `key → value` with nested keys joined by dots.
+fn flatten(settings: &crate::model::environments::Resolved) -> BTreeMap<String, String> {
+    fn walk(prefix: &str, value: &Value, out: &mut BTreeMap<String, String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    let key =
+                        if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                    walk(&key, value, out);
+                }
+            }
+            Value::String(text) => {
+                out.insert(prefix.to_owned(), text.clone());
+            }
+            other => {
+                out.insert(prefix.to_owned(), other.to_string());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk("", &serde_json::to_value(settings).unwrap_or_default(), &mut out);
+    out.remove("sources");
+    out
+}
