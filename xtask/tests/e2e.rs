@@ -804,7 +804,7 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
                 .iter()
                 .map(|d| slipway::model::workspace::Name::parse(d.as_str().unwrap()).unwrap())
                 .collect(),
-            log_level: "info".to_owned(),
+            settings: vec![("LOG_LEVEL".to_owned(), "info".to_owned())],
             limits: slipway::run::runc::Limits {
                 memory_bytes: 64 << 20,
                 cpu_millis: 500,
@@ -820,6 +820,7 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
         slipway::model::workspace::Name::parse("audit").unwrap(),
         &alone.path().join("run"),
         slipway::run::runtime::Kind::Process,
+        None,
     )
     .unwrap();
     let shipping = summary["services"][2]["image"]["reference"].as_str().unwrap();

@@ -170,13 +170,29 @@ impl Flags {
     }
 }
 
-/// `text` (the flags file) with `flag`'s state in `environment` set to `value` — `off`, a
-/// variant, or `N%` — comments and layout kept; the result is checked like any declaration.
+/// A state as the flags file declares it: `"off"`, a variant, or weights `{ on = 10, off = 90 }`.
+pub fn declared(state: &State) -> toml_edit::Value {
+    match state {
+        State::Off => "off".into(),
+        State::Variant { variant } => variant.as_str().into(),
+        State::Fractional { split } => {
+            let mut weights = toml_edit::InlineTable::new();
+            for (variant, weight) in split {
+                weights.insert(variant, i64::from(*weight).into());
+            }
+            weights.into()
+        }
+    }
+}
+
+/// `text` (the flags file) with `flag`'s state in `environment` set to `value` — `"off"`,
+/// a variant, `"N%"`, or weights — comments and layout kept; the result is checked like any
+/// declaration.
 pub fn set_state(
     text: &str,
     flag: &str,
     environment: &str,
-    value: &str,
+    value: toml_edit::Value,
 ) -> Result<String, MetadataErrors> {
     let mut document: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
         MetadataErrors(vec![failure("", format!("not valid TOML: {e}"))])
@@ -195,7 +211,7 @@ pub fn set_state(
         .or_insert_with(|| toml_edit::value(toml_edit::InlineTable::new()));
     match states.as_table_like_mut() {
         Some(states) => {
-            states.insert(environment, toml_edit::value(value));
+            states.insert(environment, Item::Value(value));
         }
         None => {
             return Err(MetadataErrors(vec![failure(
@@ -516,15 +532,17 @@ mod tests {
     #[test]
     fn a_state_set_in_the_declaration_keeps_its_comments_and_is_checked() {
         let text = format!("# pricing\n{PRICING}");
-        let set = set_state(&text, "new-pricing", "staging", "on").unwrap();
+        let set = set_state(&text, "new-pricing", "staging", "on".into()).unwrap();
         assert!(set.starts_with("# pricing\n"), "{set}");
         let flags = parse(&set).unwrap();
         assert_eq!(flags.states("staging")["new-pricing"], State::Variant { variant: "on".into() });
-        let set = set_state(&text, "new-pricing", "prod", "25%").unwrap();
-        let split = vec![("on".into(), 25), ("off".into(), 75)];
-        assert_eq!(parse(&set).unwrap().states("prod")["new-pricing"], State::Fractional { split });
-        assert!(set_state(&text, "old-pricing", "prod", "on").is_err());
-        let wrong = set_state(&text, "new-pricing", "prod", "maybe").unwrap();
+        let set = set_state(&text, "new-pricing", "prod", "25%".into()).unwrap();
+        let split = State::Fractional { split: vec![("on".into(), 25), ("off".into(), 75)] };
+        assert_eq!(parse(&set).unwrap().states("prod")["new-pricing"], split);
+        let back = set_state(&set, "new-pricing", "prod", declared(&split)).unwrap();
+        assert_eq!(parse(&back).unwrap().states("prod")["new-pricing"], split, "{back}");
+        assert!(set_state(&text, "old-pricing", "prod", "on".into()).is_err());
+        let wrong = set_state(&text, "new-pricing", "prod", "maybe".into()).unwrap();
         let errors = parse(&wrong).unwrap_err().0;
         assert_eq!(errors[0].key, "flag[0].environments.prod", "{errors:?}");
     }

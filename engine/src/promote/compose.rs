@@ -134,6 +134,7 @@ mod tests {
             test_images: Vec::new(),
             sbom: digest("sbom"),
             config: digest("config"),
+            settings: None,
         };
         (service.to_owned(), state)
     }

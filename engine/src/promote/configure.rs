@@ -187,8 +187,9 @@ impl Configure {
             Edit::Flag { flag, value } => {
                 let path = layout.flags().to_string_lossy().into_owned();
                 let text = committed(project, ledger, &path, false)?;
-                let edited = flags::set_state(&text, flag, &self.environment, value)
-                    .map_err(in_file(&path))?;
+                let edited =
+                    flags::set_state(&text, flag, &self.environment, value.as_str().into())
+                        .map_err(in_file(&path))?;
                 changed.flags = Flags::parse(&edited, &workspace.environments, &services)
                     .map_err(in_file(&path))?;
                 vec![(path, edited)]
@@ -212,6 +213,42 @@ impl Configure {
         };
         Ok((changed, declarations))
     }
+}
+
+/// The flags file rewritten so `environment` declares the flags `state` runs with — what a
+/// rollback commits with its entry, so the next change does not bring the old flags back.
+/// Nothing when they agree already, or (with a warning) when the file has uncommitted
+/// changes.
+pub fn declare_flags_of(
+    project: &Project,
+    ledger: &Ledger,
+    workspace: &Workspace,
+    state: &State,
+) -> Result<Vec<(String, String)>> {
+    let env = state.environment.as_str();
+    let path = project.layout.flags().to_string_lossy().into_owned();
+    let stale: Vec<(&String, &flags::State)> = state
+        .flags
+        .iter()
+        .filter(|(name, recorded)| {
+            workspace.flags.get(name).is_some_and(|flag| flag.state(env) != **recorded)
+        })
+        .collect();
+    if stale.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut text = match committed(project, ledger, &path, false) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("warning: {e}: the flags it declares for {env} are left as they are");
+            return Ok(Vec::new());
+        }
+    };
+    for (name, recorded) in stale {
+        text = flags::set_state(&text, name, env, flags::declared(recorded))
+            .map_err(in_file(&path))?;
+    }
+    Ok(vec![(path, text)])
 }
 
 /// The declaration at `path` as committed at the pinned ledger commit, refused when the

@@ -200,7 +200,9 @@ impl Rollback {
             results: None,
             waivers: Vec::new(),
         };
-        let rendered = crate::render::k8s::for_state(project, workspace, target, &entry.state)?;
+        let mut rendered = crate::render::k8s::for_state(project, workspace, target, &entry.state)?;
+        rendered.declarations =
+            crate::promote::configure::declare_flags_of(project, &ledger, workspace, &entry.state)?;
         let key = keys::signing_key(&project.state("keys"))?;
         record(project, &ledger, &entry, &message, &key, &rendered)
     }

@@ -1,7 +1,15 @@
 //! Contract tests of shop-orders, run against the live service at `ORDERS_URL` and its catalog at `CATALOG_URL`
 
 use serde_json::{Value, json};
+use slipway_platform::{FLAGS_VAR, Flags, Level, Logger};
 use slipway_test_support::{get_json, post_json, service_url};
+
+/// The environment's flags as the service reads them: the file `SLIPWAY_FLAGS` names (none:
+/// every flag at its default)
+fn flags() -> Flags {
+    let file = std::env::var_os(FLAGS_VAR).map(std::path::PathBuf::from);
+    Flags::from_file(file, Logger::new("shop-orders-tests", "test", Level::Error))
+}
 
 fn orders_url(path: &str) -> String {
     format!("{}{path}", service_url("orders"))
@@ -20,6 +28,11 @@ fn a_product() -> (String, u64, u64) {
         (Some(sku), Some(price), Some(weight)) => (sku.to_owned(), price, weight),
         _ => panic!("the catalog listed no usable product: {body}"),
     }
+}
+
+fn order_for(customer: &str, sku: &str, quantity: u64, price_cents: u64) -> (u16, Value) {
+    let request = json!({ "sku": sku, "quantity": quantity, "price_cents": price_cents, "customer": customer });
+    post_json(&orders_url("/orders"), &request)
 }
 
 fn order(sku: &str, quantity: u64, price_cents: u64) -> (u16, Value) {
@@ -91,4 +104,47 @@ fn unknown_order_is_not_found() {
     let (status, body) = get_json(&orders_url("/orders/no-such-order"));
     assert_eq!(status, 404, "{body}");
     assert!(body["error"].is_string(), "{body}");
+}
+
+/// New pricing, both variants: for each of 40 customers the flags decide (on everywhere,
+/// off everywhere, or a share), an order of 10 gets `volume-discount` percent off exactly
+/// where `new-pricing` is on for that customer, and pays the list price where it is off.
+#[test]
+fn volume_orders_are_discounted_exactly_for_the_customers_new_pricing_is_on_for() {
+    let (sku, price, _) = a_product();
+    let flags = flags();
+    let mut on_for = 0;
+    for i in 0..40 {
+        let customer = format!("customer-{i}");
+        let on = flags.boolean("new-pricing", &customer, false);
+        let list = price * 10;
+        let discount = if on {
+            on_for += 1;
+            list * flags.number("volume-discount", &customer, 5.0) as u64 / 100
+        } else {
+            0
+        };
+        let (status, created) = order_for(&customer, &sku, 10, price);
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(created["customer"], customer.as_str());
+        assert_eq!(
+            created["discount_cents"], discount,
+            "new-pricing {on} for {customer}: {created}"
+        );
+        assert_eq!(created["total_cents"], list - discount, "{created}");
+    }
+    println!("new-pricing on for {on_for} of 40 customers");
+}
+
+#[test]
+fn orders_under_ten_items_pay_the_list_price_whatever_the_flags() {
+    let (sku, price, _) = a_product();
+    for i in 0..10 {
+        let (status, created) = order_for(&format!("customer-{i}"), &sku, 9, price);
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(
+            (created["discount_cents"].as_u64(), created["total_cents"].as_u64()),
+            (Some(0), Some(price * 9))
+        );
+    }
 }

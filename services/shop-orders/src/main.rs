@@ -1,15 +1,19 @@
 //! The shop's orders service: checks each order against the catalog and keeps it in memory
 //!
-//! - `POST /orders` with `{"sku","quantity","price_cents"}` looks the product up at
-//!   `{CATALOG_URL}/products/{sku}` and answers `201` with the order, `422` for an unknown
-//!   product or a zero quantity, `409 {"error":"price changed","price_cents":<current>}` when the
-//!   client's price is not the catalog's, and `502` when the catalog cannot be reached;
+//! - `POST /orders` with `{"sku","quantity","price_cents"}` (and optionally `"customer"`) looks
+//!   the product up at `{CATALOG_URL}/products/{sku}` and answers `201` with the order, `422` for
+//!   an unknown product or a zero quantity, `409 {"error":"price changed","price_cents":<current>}`
+//!   when the client's price is not the catalog's, and `502` when the catalog cannot be reached;
 //! - `GET /orders/{id}` answers the order, or `404`.
+//!
+//! Pricing behind a flag: where `new-pricing` is on for the order's customer (the flag's
+//! targeting key; `guest` when none is given), an order of [`VOLUME_QUANTITY`] items or more
+//! gets `volume-discount` percent off its total (`discount_cents`). Both flags come from the
+//! environment's flagd file, read again when it changes.
 
 use std::error::Error;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -19,12 +23,16 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use slipway_platform::{Logger, Platform, describe};
+use slipway_platform::{Flags, Logger, Platform, describe};
 
 const SERVICE: &str = "shop-orders";
 
-/// How long a call to the catalog may take, connection included
-const CATALOG_TIMEOUT: Duration = Duration::from_secs(3);
+/// The fewest items an order needs for the volume discount of new pricing
+const VOLUME_QUANTITY: u32 = 10;
+/// The discount, in percent, when the `volume-discount` flag gives none
+const DEFAULT_DISCOUNT_PERCENT: f64 = 5.0;
+/// The targeting key of an order that names no customer
+const GUEST: &str = "guest";
 
 /// A product as the catalog serves it (only the fields an order needs)
 #[derive(Clone, Debug, Deserialize)]
@@ -38,15 +46,28 @@ struct OrderRequest {
     sku: String,
     quantity: u32,
     price_cents: u64,
+    #[serde(default)]
+    customer: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 struct Order {
     id: String,
+    customer: String,
     sku: String,
     quantity: u32,
     price_cents: u64,
+    /// What the pricing took off: 0 unless new pricing applied
+    discount_cents: u64,
     total_cents: u64,
+    weight_grams: u64,
+}
+
+/// An order's price: what it costs and what was taken off
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Priced {
+    total_cents: u64,
+    discount_cents: u64,
     weight_grams: u64,
 }
 
@@ -87,8 +108,13 @@ fn validate(request: &OrderRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Prices a validated request against the catalog's product: `(total_cents, weight_grams)`
-fn price(product: &Product, request: &OrderRequest) -> Result<(u64, u64), ApiError> {
+/// Prices a validated request against the catalog's product; `discount_percent` is new
+/// pricing's volume discount where it applies to the customer, `None` where it does not
+fn price(
+    product: &Product,
+    request: &OrderRequest,
+    discount_percent: Option<u64>,
+) -> Result<Priced, ApiError> {
     if request.price_cents != product.price_cents {
         return Err(ApiError {
             status: StatusCode::CONFLICT,
@@ -96,16 +122,38 @@ fn price(product: &Product, request: &OrderRequest) -> Result<(u64, u64), ApiErr
         });
     }
     let quantity = u64::from(request.quantity);
-    match (product.price_cents.checked_mul(quantity), product.weight_grams.checked_mul(quantity)) {
-        (Some(total), Some(weight)) => Ok((total, weight)),
-        _ => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "quantity too large")),
+    let (Some(list), Some(weight_grams)) =
+        (product.price_cents.checked_mul(quantity), product.weight_grams.checked_mul(quantity))
+    else {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "quantity too large"));
+    };
+    let discount_cents = match discount_percent {
+        Some(percent) if request.quantity >= VOLUME_QUANTITY => {
+            // u128: no overflow for any total a u64 holds.
+            let off = u128::from(list) * u128::from(percent.min(100)) / 100;
+            u64::try_from(off).unwrap_or(list)
+        }
+        _ => 0,
+    };
+    Ok(Priced { total_cents: list - discount_cents, discount_cents, weight_grams })
+}
+
+/// New pricing's volume discount for `customer`, in percent, where the flags turn it on
+fn volume_discount(flags: &Flags, customer: &str) -> Option<u64> {
+    if !flags.boolean("new-pricing", customer, false) {
+        return None;
     }
+    let percent = flags.number("volume-discount", customer, DEFAULT_DISCOUNT_PERCENT);
+    // A percentage from 0 to 100, whole: anything else in the file falls back to the default.
+    let whole = if (0.0..=100.0).contains(&percent) { percent } else { DEFAULT_DISCOUNT_PERCENT };
+    Some(whole.floor() as u64)
 }
 
 struct AppState {
     http: reqwest::Client,
     catalog_url: String,
     logger: Logger,
+    flags: Flags,
     orders: Mutex<Vec<Order>>,
 }
 
@@ -127,15 +175,17 @@ impl AppState {
     }
 
     /// Stores an order under the next sequential id
-    fn store(&self, request: OrderRequest, total_cents: u64, weight_grams: u64) -> Order {
+    fn store(&self, request: OrderRequest, customer: String, priced: Priced) -> Order {
         let mut orders = self.orders.lock().unwrap_or_else(PoisonError::into_inner);
         let order = Order {
             id: (orders.len() + 1).to_string(),
+            customer,
             sku: request.sku,
             quantity: request.quantity,
             price_cents: request.price_cents,
-            total_cents,
-            weight_grams,
+            discount_cents: priced.discount_cents,
+            total_cents: priced.total_cents,
+            weight_grams: priced.weight_grams,
         };
         orders.push(order.clone());
         order
@@ -156,8 +206,9 @@ async fn create_order(
             return Err(ApiError::new(StatusCode::BAD_GATEWAY, "catalog unavailable"));
         }
     };
-    let (total_cents, weight_grams) = price(&product, &request)?;
-    let order = state.store(request, total_cents, weight_grams);
+    let customer = request.customer.clone().unwrap_or_else(|| GUEST.to_owned());
+    let priced = price(&product, &request, volume_discount(&state.flags, &customer))?;
+    let order = state.store(request, customer, priced);
     Ok((StatusCode::CREATED, Json(order)))
 }
 
@@ -175,9 +226,10 @@ async fn get_order(
 async fn run() -> Result<(), Box<dyn Error>> {
     let platform = Platform::from_env(SERVICE)?;
     let state = AppState {
-        http: reqwest::Client::builder().timeout(CATALOG_TIMEOUT).build()?,
+        http: reqwest::Client::builder().timeout(platform.request_timeout()).build()?,
         catalog_url: platform.dependency_url("catalog")?,
         logger: platform.logger(),
+        flags: platform.flags(),
         orders: Mutex::new(Vec::new()),
     };
     let router = Router::new()
@@ -204,7 +256,11 @@ mod tests {
     use super::*;
 
     fn request(sku: &str, quantity: u32, price_cents: u64) -> OrderRequest {
-        OrderRequest { sku: sku.to_owned(), quantity, price_cents }
+        OrderRequest { sku: sku.to_owned(), quantity, price_cents, customer: None }
+    }
+
+    fn priced(total_cents: u64, discount_cents: u64, weight_grams: u64) -> Priced {
+        Priced { total_cents, discount_cents, weight_grams }
     }
 
     const MUG: Product = Product { price_cents: 899, weight_grams: 310 };
@@ -222,12 +278,42 @@ mod tests {
 
     #[test]
     fn total_and_weight_scale_with_quantity() {
-        assert_eq!(price(&MUG, &request("MUG-2", 3, 899)), Ok((2697, 930)));
+        assert_eq!(price(&MUG, &request("MUG-2", 3, 899), None), Ok(priced(2697, 0, 930)));
+    }
+
+    #[test]
+    fn new_pricing_takes_its_percentage_off_volume_orders_only() {
+        let volume = request("MUG-2", 12, 899);
+        assert_eq!(price(&MUG, &volume, None), Ok(priced(10788, 0, 3720)), "off: list price");
+        assert_eq!(price(&MUG, &volume, Some(5)), Ok(priced(10249, 539, 3720)), "on: 5 % off");
+        assert_eq!(price(&MUG, &volume, Some(15)), Ok(priced(9170, 1618, 3720)));
+        let small = request("MUG-2", 9, 899);
+        assert_eq!(price(&MUG, &small, Some(15)), Ok(priced(8091, 0, 2790)), "under 10 items");
+    }
+
+    #[test]
+    fn the_flags_decide_per_customer_and_absent_flags_mean_list_prices() {
+        let dir = std::env::temp_dir().join(format!("shop-orders-flags-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("flags.json");
+        let logger = Logger::new(SERVICE, "test", slipway_platform::Level::Error);
+        let none = Flags::from_file(None, logger.clone());
+        assert_eq!(volume_discount(&none, "anyone"), None);
+        let on = r#"{"flags":{
+            "new-pricing":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on"},
+            "volume-discount":{"state":"ENABLED","variants":{"five":5,"fifteen":15},"defaultVariant":"fifteen"}}}"#;
+        std::fs::write(&file, on).unwrap();
+        let flags = Flags::from_file(Some(file.clone()), logger);
+        assert_eq!(volume_discount(&flags, "anyone"), Some(15));
+        std::fs::write(&file, on.replace(r#""defaultVariant":"on""#, r#""defaultVariant":"off""#))
+            .unwrap();
+        assert_eq!(volume_discount(&flags, "anyone"), None, "the changed file is read again");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn stale_price_is_a_conflict_carrying_the_current_price() {
-        let err = price(&MUG, &request("MUG-2", 1, 799)).unwrap_err();
+        let err = price(&MUG, &request("MUG-2", 1, 799), None).unwrap_err();
         assert_eq!(err.status, StatusCode::CONFLICT);
         assert_eq!(err.body, json!({"error": "price changed", "price_cents": 899}));
     }
@@ -235,7 +321,7 @@ mod tests {
     #[test]
     fn overflow_is_rejected_not_wrapped() {
         let huge = Product { price_cents: u64::MAX / 2, weight_grams: 1 };
-        let err = price(&huge, &request("X", 3, u64::MAX / 2)).unwrap_err();
+        let err = price(&huge, &request("X", 3, u64::MAX / 2), Some(5)).unwrap_err();
         assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
     }
 }

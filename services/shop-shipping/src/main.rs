@@ -7,7 +7,6 @@
 use std::error::Error;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -19,9 +18,6 @@ use serde_json::json;
 use slipway_platform::{Logger, Platform, describe};
 
 const SERVICE: &str = "shop-shipping";
-
-/// How long a call to the orders service may take, connection included
-const ORDERS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The base cost of shipping any order, in cents
 const BASE_CENTS: u64 = 499;
@@ -107,7 +103,7 @@ async fn quote(State(state): State<Arc<AppState>>, Path(order_id): Path<String>)
 async fn run() -> Result<(), Box<dyn Error>> {
     let platform = Platform::from_env(SERVICE)?;
     let state = AppState {
-        http: reqwest::Client::builder().timeout(ORDERS_TIMEOUT).build()?,
+        http: reqwest::Client::builder().timeout(platform.request_timeout()).build()?,
         orders_url: platform.dependency_url("orders")?,
         logger: platform.logger(),
     };

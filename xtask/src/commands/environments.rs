@@ -37,13 +37,18 @@ impl flags::Environments {
                 );
                 for (name, resolved) in &services {
                     eprintln!(
-                        "  {}  replicas {}..{}  log {}  cpu {}  memory {}",
+                        "  {}  replicas {}..{}  log {}  cpu {}  memory {}  timeout {}ms  rate limit {}",
                         environment.name.as_str().to_owned() + "-" + name,
                         resolved.replicas.min,
                         resolved.replicas.max,
                         resolved.log_level,
                         resolved.resources.cpu,
-                        resolved.resources.memory
+                        resolved.resources.memory,
+                        resolved.timeout_ms,
+                        match resolved.rate_limit {
+                            0 => "none".to_owned(),
+                            n => format!("{n}/s"),
+                        }
                     );
                     // Where each value came from, one line per layer that set any.
                     let mut by_source: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
