@@ -109,8 +109,10 @@ impl Configure {
         key: Option<&keys::SigningKey>,
         waivers: &[Waiver],
     ) -> Result<()> {
-        let env = target.name.as_str();
         let (workspace, declarations) = self.declared(project, workspace, ledger)?;
+        // The environment as the edited declaration has it: its own values are in it.
+        let target = environment(&workspace, target.name.as_str())?;
+        let env = target.name.as_str();
         let current = ledger
             .current(env)?
             .ok_or_else(|| PromoteError::NothingRunsYet { environment: env.to_owned() })?
