@@ -1067,17 +1067,28 @@ fn check_rendered(dir: &Path, store: &Path, environment: &str) {
         }
     }
     // The flags, as flagd-core (PyPI) evaluates them over 1,000 targeting keys: new-pricing
-    // is on in dev, off in staging, and on for about 10 % in prod.
+    // is on in dev, off in staging, and on for about 10 % in prod — and for every key, what
+    // the services decide (the platform crate, reading the same file) is the same.
     let flags = folder.join("flags.flagd.json");
     let script = common::repo_root().join("xtask/tests/validate/flagd.py");
-    let on: u32 = run_in(
+    let theirs: Value = serde_json::from_str(&run_in(
         dir,
         "python3",
-        &[script.to_str().unwrap(), flags.to_str().unwrap(), "new-pricing", "1000"],
-    )
-    .trim()
-    .parse()
+        &[script.to_str().unwrap(), flags.to_str().unwrap(), "1000", "new-pricing"],
+    ))
     .unwrap();
+    let ours = slipway_platform::Flags::from_file(
+        Some(flags.clone()),
+        slipway_platform::Logger::new("e2e", "test", slipway_platform::Level::Error),
+    );
+    let decided: Vec<bool> =
+        (0..1000).map(|i| ours.boolean("new-pricing", &format!("customer-{i}"), false)).collect();
+    assert_eq!(
+        theirs["new-pricing"],
+        serde_json::json!(decided),
+        "{environment}: flagd-core and the platform crate disagree"
+    );
+    let on = decided.iter().filter(|on| **on).count();
     let expected = match environment {
         "dev" => 1000..=1000,
         "prod" => 60..=140,
@@ -1198,6 +1209,77 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
         "",
         "the ledger leaves the work tree clean"
     );
+
+    // Configuration without a rebuild: a flag set in one environment is replayed with every
+    // suite the environment runs, recorded with its declaration in one commit, and rolled
+    // back like any entry; the images never change.
+    let flags_file = dir.path().join("infra/flags.toml");
+    let staging_flags = |dir: &Path| status(dir, &store)[1]["state"]["flags"].clone();
+    let images = |all: &Value| {
+        let services = all[1]["state"]["services"].as_object().unwrap().clone();
+        services.into_iter().map(|(name, s)| (name, s["image"].clone())).collect::<Vec<_>>()
+    };
+    let before = images(&status(dir.path(), &store));
+    let set = |args: &[&str]| run_signed(dir.path(), &store, &key, args);
+    let (ok, stderr) = set(&["flag", "set", "staging", "volume-discount", "fifteen"]);
+    assert!(ok, "{stderr}");
+    // New pricing with that deeper discount breaks what shipping's stored suite promised
+    // (an order just above 100.00 ships free): refused, naming the suite; nothing written.
+    let declared = std::fs::read_to_string(&flags_file).unwrap();
+    let (ok, stderr) = set(&["flag", "set", "staging", "new-pricing", "on"]);
+    assert!(
+        !ok && stderr.contains("shop-shipping-tests [running shop-shipping:")
+            && stderr.contains("orders_above_ten_thousand_cents_ship_free")
+            && stderr.contains("nothing was recorded"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&flags_file).unwrap(), declared);
+    assert_eq!(run_in(dir.path(), "git", &["status", "--porcelain"]), "");
+    // Rolled back, the discount is five again — in the ledger and in the declaration — and
+    // new pricing passes every suite of staging.
+    let (ok, stderr) = run_signed(dir.path(), &store, &key, &["rollback", "staging"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(staging_flags(dir.path())["volume-discount"]["variant"], "five");
+    let (ok, stderr) = set(&["flag", "set", "staging", "new-pricing", "on"]);
+    assert!(ok && stderr.contains("[running shop-orders:"), "{stderr}");
+    assert_eq!(staging_flags(dir.path())["new-pricing"]["variant"], "on");
+    let after = status(dir.path(), &store);
+    assert_eq!(images(&after), before, "no image changes");
+    assert_eq!(after[1]["state"]["build"], first[1]["state"]["build"]);
+    let changed = run_in(dir.path(), "git", &["show", "--name-only", "--format=%s", "HEAD"]);
+    assert!(
+        changed.starts_with("configure staging: new-pricing on")
+            && changed.contains("infra/flags.toml")
+            && changed.contains("manifests/staging/flags.flagd.json"),
+        "{changed}"
+    );
+    let (ok, stderr) = run_signed(dir.path(), &store, &key, &["rollback", "staging"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(staging_flags(dir.path())["new-pricing"]["variant"], "off");
+    let story = ledger_log(dir.path(), "staging");
+    assert!(
+        story[0].starts_with("rollback staging:")
+            && story[0].ends_with("new-pricing off")
+            && story[1] == "configure staging: new-pricing on"
+            && story[2].starts_with("rollback staging:")
+            && story[3] == "configure staging: volume-discount fifteen",
+        "{story:?}"
+    );
+    assert!(std::fs::read_to_string(&flags_file).unwrap().contains("staging = \"off\""));
+    check_rendered(dir.path(), &store, "staging");
+    // Settings go the same way: a rate limit the suites cannot live with is refused; a
+    // timeout is rendered into the service's ConfigMap.
+    let (ok, stderr) = set(&["config", "set", "staging", "shop-orders", "rate-limit", "5"]);
+    assert!(!ok && stderr.contains("shop-orders-tests [running shop-orders:"), "{stderr}");
+    let (ok, stderr) = set(&["config", "set", "staging", "shop-orders", "timeout", "2s"]);
+    assert!(ok, "{stderr}");
+    let config_map =
+        std::fs::read_to_string(dir.path().join("manifests/staging/k8s/staging-shop-orders.yaml"))
+            .unwrap();
+    assert!(config_map.contains("REQUEST_TIMEOUT: \"2000ms\""), "{config_map}");
+    let (ok, stderr) = set(&["promote", "staging", "--config-only"]);
+    assert!(ok && stderr.contains("nothing to do"), "{stderr}");
+    assert_eq!(run_in(dir.path(), "git", &["status", "--porcelain"]), "");
 
     // A second build through the chain, then prod rolled back to the first.
     edit(&dir.path().join("README.md"), "# Slipway", "# Slipway (second build)");
