@@ -95,6 +95,7 @@ pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) ->
             },
         );
     }
+    check_configuration(&mut report, &ledger, state)?;
     if let Some(entry) = entry {
         check_results(&mut report, project, &entry, &trusted);
     }
@@ -113,6 +114,40 @@ pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) ->
         },
     );
     Ok(report)
+}
+
+/// The configuration the state signs: the committed flags file hashes to its
+/// `configuration`, and each service's recorded settings to its `config` digest.
+fn check_configuration(report: &mut Report, ledger: &Ledger, state: &State) -> Result<()> {
+    let mut problems = Vec::new();
+    let committed = ledger.committed(&state.environment, crate::ledger::RENDERED_FLAGS)?;
+    match (&state.configuration, committed) {
+        (Some(digest), Some(bytes)) if crate::model::digest::Digest::of(&bytes) == *digest => {}
+        (Some(digest), Some(_)) => problems.push(format!(
+            "{} does not hash to the signed {}",
+            crate::ledger::RENDERED_FLAGS,
+            digest.short()
+        )),
+        (Some(_), None) => problems.push(format!("{} is missing", crate::ledger::RENDERED_FLAGS)),
+        (None, _) => {}
+    }
+    for (name, service) in &state.services {
+        if let Some(settings) = &service.settings
+            && settings.config_digest() != service.config
+        {
+            problems.push(format!("{name}'s settings do not hash to its config digest"));
+        }
+    }
+    let flags = state.flags.len();
+    report.record(
+        "configuration",
+        if problems.is_empty() {
+            Ok(format!("{flags} flag(s) and every service's settings match the signed state"))
+        } else {
+            Err(problems.join("; "))
+        },
+    );
+    Ok(())
 }
 
 /// The signed entry: its signature against the environment's keys, and the committed state
