@@ -15,6 +15,7 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("docker-registry", "docker-registry"),
     ("node", "nodejs"),
     ("npm", "npm"),
+    ("chromium", "chromium"),
 ];
 
 /// Python modules the independent checks import, with the pip requirement providing each.
@@ -32,6 +33,8 @@ pub const NPM_PACKAGES: &[&str] = &[
     "@kubernetes-models/argo-rollouts@2.0.0",
     "@kubernetes-models/prometheus-operator@6.0.0",
     "yaml@2.9.1",
+    "@backstage/catalog-model@1.10.3",
+    "playwright-core@1.64.1",
 ];
 
 /// Where the npm packages go, under the target directory.

@@ -64,6 +64,8 @@ pub enum Command {
     Hooks(Hooks),
     /// Render what an environment runs as Kubernetes manifests (as its ledger commit holds them), without promoting
     Render(Render),
+    /// The service catalogue: a static HTML page of every service and what runs where, and Backstage catalog-info.yaml files
+    Catalog(Catalog),
     /// Copy a build (its signed manifest, images, test packs, SBOMs, attestations) between two stores, digests unchanged
     Copy(Copy),
 }
@@ -344,6 +346,17 @@ pub struct Copy {
     /// Print a machine-readable summary on standard output
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Catalog {
+    /// Where to write `index.html` and `backstage/<service>/catalog-info.yaml`
+    /// [default: .slipway/catalog]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+    /// List the files it would write, and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
             Command::Hooks(hooks) => hooks.run(&project),
             Command::Copy(copy) => copy.run(&project),
             Command::Render(render) => render.run(&project),
+            Command::Catalog(catalog) => catalog.run(&project),
             Command::RunTests(_) => unreachable!("handled above"),
         });
     report(result)

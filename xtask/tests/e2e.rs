@@ -1464,6 +1464,46 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
     let stale_state =
         run_in(dir.path(), "git", &["log", "-1", "--format=%H", "--", "manifests/dev"]);
 
+    // The catalogue: Chromium shows every service, each environment, an edge per
+    // dependency and what each environment runs, with no console error, no request leaving
+    // the page and no sideways scrolling at phone width; Backstage's validators accept the
+    // entities.
+    xtask(dir.path(), &store).arg("catalog").assert().success();
+    let folder = dir.path().join(".slipway/catalog");
+    let entities: Vec<PathBuf> = ["shop-catalog", "shop-orders", "shop-shipping"]
+        .iter()
+        .map(|s| folder.join(format!("backstage/{s}/catalog-info.yaml")))
+        .collect();
+    let seen = common::check_catalog(
+        &folder.join("index.html"),
+        &out.path().join("catalog.png"),
+        &entities,
+    );
+    assert_eq!(
+        seen["services"],
+        serde_json::json!(["shop-catalog", "shop-orders", "shop-shipping"]),
+        "{seen}"
+    );
+    assert_eq!(seen["environments"], serde_json::json!(["dev", "staging", "prod"]), "{seen}");
+    assert_eq!(
+        seen["edges"],
+        serde_json::json!(["shop-orders->shop-catalog", "shop-shipping->shop-orders"]),
+        "{seen}"
+    );
+    let shown: Vec<&str> =
+        seen["versions"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    for version in [v1.as_str(), version(&status(dir.path(), &store), 0).as_str()] {
+        assert!(shown.contains(&version), "{version} not shown: {seen}");
+    }
+    assert_eq!(
+        (seen["errors"].as_array().map(Vec::len), seen["sideways"].as_bool()),
+        (Some(0), Some(false)),
+        "{seen}"
+    );
+    assert_eq!(seen["elsewhere"], serde_json::json!([]), "{seen}");
+    let prod_entity = std::fs::read_to_string(&entities[1]).unwrap();
+    assert!(prod_entity.contains("lifecycle: \"production\""), "{prod_entity}");
+
     // `verify --env` checks what dev runs end to end, the replay's attestation included…
     let (ok, stderr) = run_signed(dir.path(), &store, &key, &["verify", "--env", "dev"]);
     assert!(ok && stderr.contains("ok   replay") && stderr.contains("WARNED"), "{stderr}");

@@ -23,6 +23,8 @@ pub struct Service {
     pub manifest: PathBuf,
     pub id: ServiceId,
     pub version: String,
+    /// What it is for: its `Cargo.toml`'s `description`.
+    pub description: Option<String>,
     pub health: String,
     /// Roles of the same application this service calls.
     pub depends_on: Vec<Name>,
@@ -95,6 +97,8 @@ impl Workspace {
 pub struct Package {
     pub name: String,
     pub version: String,
+    /// `package.description`, when given.
+    pub description: Option<String>,
     /// Relative to the workspace root.
     pub manifest: PathBuf,
     /// `package.metadata`, or `null`.
@@ -109,6 +113,7 @@ impl Package {
         Package {
             name: package.name.to_string(),
             version: package.version.to_string(),
+            description: package.description.clone(),
             manifest: manifest.strip_prefix(root).unwrap_or(manifest).to_owned(),
             metadata: package.metadata.clone(),
             binaries: package
@@ -329,6 +334,7 @@ fn read_service(package: &Package, errors: &mut Vec<MetadataError>) -> Option<Se
         manifest: package.manifest.clone(),
         id: ServiceId { application: application?, role: role? },
         version: package.version.clone(),
+        description: package.description.clone(),
         health: health?,
         depends_on,
         binary: binary?,
@@ -691,6 +697,7 @@ mod tests {
         Package {
             name: dir.to_owned(),
             version: "0.1.0".to_owned(),
+            description: None,
             manifest: PathBuf::from(format!("services/{dir}/Cargo.toml")),
             metadata: json!({ "service": table }),
             binaries: vec![dir.to_owned()],
@@ -920,6 +927,7 @@ mod tests {
         let suite = Package {
             name: "shop-catalog-tests".into(),
             version: "0.1.0".into(),
+            description: None,
             manifest: "integration-tests/shop-catalog/Cargo.toml".into(),
             metadata: json!({"integration-tests": {"service": "shop-katalog"}}),
             binaries: vec![],

@@ -412,6 +412,7 @@ mod tests {
                 role: Name::parse("orders").unwrap(),
             },
             version: "0.1.0".into(),
+            description: None,
             health: "/health".into(),
             depends_on: vec![],
             binary: "shop-orders".into(),

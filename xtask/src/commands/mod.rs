@@ -1,5 +1,6 @@
 //! One module per command of the command line: each reads its flags and calls the engine.
 
+mod catalog;
 mod changes;
 mod ci;
 mod configure;

@@ -298,7 +298,33 @@ pub fn npm_validators() -> PathBuf {
         prefix.display(),
         missing.join(" ")
     );
-    let script = prefix.join("crds.mjs");
-    std::fs::write(&script, include_str!("../validate/crds.mjs")).unwrap();
+    npm_script(&prefix, "crds.mjs", include_str!("../validate/crds.mjs"))
+}
+
+/// A validator script placed beside the npm packages it imports (ES modules resolve their
+/// imports from where the script lives).
+fn npm_script(prefix: &Path, name: &str, text: &str) -> PathBuf {
+    let script = prefix.join(name);
+    std::fs::write(&script, text).unwrap();
     script
+}
+
+/// What Chromium shows of the catalogue page (`validate/catalog.mjs`), a screenshot at
+/// phone width written to `screenshot`; and Backstage's validators run over `entities`.
+pub fn check_catalog(page: &Path, screenshot: &Path, entities: &[PathBuf]) -> serde_json::Value {
+    require("chromium");
+    let crds = npm_validators();
+    let prefix = crds.parent().unwrap();
+    let backstage = npm_script(prefix, "backstage.mjs", include_str!("../validate/backstage.mjs"));
+    let output = Command::new("node").arg(&backstage).args(entities).output().unwrap();
+    assert!(
+        output.status.success(),
+        "@backstage/catalog-model refused: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let catalog = npm_script(prefix, "catalog.mjs", include_str!("../validate/catalog.mjs"));
+    let output = Command::new("node").arg(&catalog).arg(page).arg(screenshot).output().unwrap();
+    assert!(output.status.success(), "chromium: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
 }
