@@ -11,6 +11,7 @@ pub mod error;
 pub mod hooks;
 pub mod ledger;
 pub mod model;
+pub mod preview;
 pub mod project;
 pub mod promote;
 pub mod render;

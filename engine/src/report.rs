@@ -126,3 +126,13 @@ impl Report {
         self.checks.iter().filter(|c| !c.ok).map(|c| c.check.clone()).collect()
     }
 }
+
+/// Makes writing to a closed standard output end the process quietly, as Unix tools do
+/// (`cargo xtask status | head -3`), instead of a panic: Rust ignores SIGPIPE by default.
+#[allow(unsafe_code)]
+pub fn quiet_on_closed_pipe() {
+    // SAFETY: setting a signal's disposition to its default, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}

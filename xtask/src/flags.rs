@@ -64,6 +64,10 @@ pub enum Command {
     Hooks(Hooks),
     /// Render what an environment runs as Kubernetes manifests (as its ledger commit holds them), without promoting
     Render(Render),
+    /// Start a preview environment: a build's services (or what an environment runs), left running under a name
+    Up(Up),
+    /// Stop a preview environment and remove what it left
+    Down(Down),
     /// The service catalogue: a static HTML page of every service and what runs where, and Backstage catalog-info.yaml files
     Catalog(Catalog),
     /// Copy a build (its signed manifest, images, test packs, SBOMs, attestations) between two stores, digests unchanged
@@ -346,6 +350,38 @@ pub struct Copy {
     /// Print a machine-readable summary on standard output
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Up {
+    /// The preview's name: services run as `<name>-<application>-<role>` [default: the
+    /// current branch, made DNS-safe]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The build to run: a `sha256:` digest in slipway-builds, or its version [default: the newest ci build]
+    #[arg(long, value_name = "BUILD", conflicts_with = "env")]
+    pub build: Option<String>,
+    /// Run what this environment runs, with its settings and flags
+    #[arg(long, value_name = "ENV")]
+    pub env: Option<String>,
+    /// List the previews that are up, with their URLs
+    #[arg(long, conflicts_with_all = ["name", "build", "env"])]
+    pub list: bool,
+    /// Show what would start, and start nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the preview (or the list) as JSON on standard output
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Down {
+    /// The preview's name, as `up` printed it
+    pub name: String,
+    /// Show what would stop, and stop nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -11,6 +11,7 @@ use flags::{Cli, Command};
 use slipway::project::Project;
 
 fn main() -> ExitCode {
+    slipway::report::quiet_on_closed_pipe();
     let cli = Cli::parse();
     if let Command::RunTests(run) = cli.command {
         // Running a stored test pack needs the store and nothing else: no repository.
@@ -48,6 +49,8 @@ fn main() -> ExitCode {
             Command::Copy(copy) => copy.run(&project),
             Command::Render(render) => render.run(&project),
             Command::Catalog(catalog) => catalog.run(&project),
+            Command::Up(up) => up.run(&project),
+            Command::Down(down) => down.run(&project),
             Command::RunTests(_) => unreachable!("handled above"),
         });
     report(result)

@@ -819,8 +819,11 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
         &launches,
         slipway::model::workspace::Name::parse("audit").unwrap(),
         &alone.path().join("run"),
-        slipway::run::runtime::Kind::Process,
-        None,
+        slipway::run::runtime::Options {
+            kind: slipway::run::runtime::Kind::Process,
+            flags: None,
+            preview: None,
+        },
     )
     .unwrap();
     let shipping = summary["services"][2]["image"]["reference"].as_str().unwrap();
@@ -1503,6 +1506,46 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
     assert_eq!(seen["elsewhere"], serde_json::json!([]), "{seen}");
     let prod_entity = std::fs::read_to_string(&entities[1]).unwrap();
     assert!(prod_entity.contains("lifecycle: \"production\""), "{prod_entity}");
+
+    // Previews: two names side by side, one a build and one what prod runs, every health
+    // check answering; `down` of one leaves the other running and nothing of its own.
+    let up = |args: &[&str]| {
+        let output = xtask(dir.path(), &store).arg("up").args(args).arg("--json").output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()
+    };
+    let healthy = |record: &Value| {
+        let services = record["services"].as_array().unwrap();
+        assert_eq!(services.len(), 3, "{record}");
+        services.iter().all(|s| {
+            let addr = s["url"].as_str().unwrap().trim_start_matches("http://").parse().unwrap();
+            http_body(addr, "/health")
+                .is_ok_and(|body| body.contains(record["name"].as_str().unwrap()))
+        })
+    };
+    let twelve = up(&["--name", "pr-12"]);
+    let thirteen = up(&["--name", "pr-13", "--env", "prod"]);
+    assert!(healthy(&twelve) && healthy(&thirteen), "{twelve} {thirteen}");
+    assert!(thirteen["source"].as_str().unwrap().contains(&v1), "{thirteen}");
+    let listed = xtask(dir.path(), &store).args(["up", "--list"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("pr-12")
+            && listed.contains("pr-13")
+            && listed.contains("3 of 3 services up"),
+        "{listed}"
+    );
+    let (ok, stderr) = run_local(dir.path(), &store, &["up", "--name", "pr-12"]);
+    assert!(!ok && stderr.contains("is up already"), "{stderr}");
+    xtask(dir.path(), &store).args(["down", "pr-12"]).assert().success();
+    assert!(healthy(&thirteen), "pr-13 still answers");
+    let left = |name: &str| {
+        containers().iter().filter(|c| c.starts_with(&format!("slipway-{name}-"))).count()
+    };
+    assert_eq!((left("pr-12"), left("pr-13")), (0, 3));
+    assert!(!dir.path().join(".slipway/previews/pr-12").exists());
+    xtask(dir.path(), &store).args(["down", "pr-13"]).assert().success();
+    assert_eq!(left("pr-13"), 0);
 
     // `verify --env` checks what dev runs end to end, the replay's attestation included…
     let (ok, stderr) = run_signed(dir.path(), &store, &key, &["verify", "--env", "dev"]);

@@ -94,8 +94,7 @@ impl Replay<'_> {
             &self.launches,
             self.environment.clone(),
             &self.run_dir,
-            kind,
-            self.flags.as_deref(),
+            runtime::Options { kind, flags: self.flags.as_deref(), preview: None },
         )?;
         let containers = running.containers();
         if !containers.is_empty() {

@@ -248,6 +248,17 @@ impl Container {
         Ok(container)
     }
 
+    /// The container `id` started earlier from `bundle` (a preview's), to stop it.
+    pub fn existing(id: String, bundle: PathBuf) -> Container {
+        Container { id, bundle }
+    }
+
+    /// Left running: its id and bundle; dropping it no longer stops it.
+    pub fn release(self) -> (String, PathBuf) {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        (std::mem::take(&mut this.id), std::mem::take(&mut this.bundle))
+    }
+
     /// `running`, `stopped`, … as `runc state` says; `None` when runc knows no such container.
     pub fn status(&self) -> Option<String> {
         let output =

@@ -18,6 +18,39 @@ use crate::project::RuntimeChoice;
 use crate::run::runc::{self, Container, Limits, Reaper};
 use crate::store::{Repository, Store};
 
+/// How an environment starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Options<'a> {
+    pub kind: Kind,
+    /// The flagd file the services read; `None`: every flag at the caller's default.
+    pub flags: Option<&'a str>,
+    /// A preview's name: its services outlive Slipway (their own process group, no
+    /// reaper), its containers are named after it; `None`: they die with Slipway.
+    pub preview: Option<&'a str>,
+}
+
+/// A container's name and what it may see of the host.
+struct Bundle<'a> {
+    id: String,
+    binds: &'a [(&'a str, &'a Path)],
+}
+
+/// A service left running by `Environment::keep`: where it answers and how to stop it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Kept {
+    pub service: String,
+    pub url: String,
+    /// The process, under the process runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// The runc container and its bundle, under runc.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<PathBuf>,
+    pub log: PathBuf,
+}
+
 /// The contract variable naming the flags file, the file's name, and where a container
 /// finds its folder (as a pod does).
 pub const FLAGS_VAR: &str = "SLIPWAY_FLAGS";
@@ -127,17 +160,17 @@ impl Environment {
         self.running.iter().map(|r| (r.id.role.url_variable(), r.url.clone())).collect()
     }
 
-    /// Starts `launches` (in dependency order) from `store` under `run_dir` with the
-    /// runtime `kind`, each reading `flags` (a flagd file; none: every flag at the
-    /// caller's default), then waits until every one answers its health check.
+    /// Starts `launches` (in dependency order) from `store` under `run_dir` as `options`
+    /// say, then waits until every one answers its health check; if one does not, every
+    /// one started is stopped.
     pub fn start(
         store: &dyn Store,
         launches: &[Launch],
         name: Name,
         run_dir: &Path,
-        kind: Kind,
-        flags: Option<&str>,
+        options: Options,
     ) -> Result<Environment, RuntimeError> {
+        let Options { kind, flags, preview } = options;
         fs::create_dir_all(run_dir).map_err(io("create", run_dir))?;
         // The flags in a folder of their own: a container sees the folder, read-only, where
         // a pod mounts its flags ConfigMap.
@@ -162,9 +195,9 @@ impl Environment {
             ports.insert(launch.id.clone(), port);
         }
         drop(held);
-        let reaper = match kind {
-            Kind::Runc => Some(Reaper::new()?),
-            Kind::Process => None,
+        let reaper = match (kind, preview) {
+            (Kind::Runc, None) => Some(Reaper::new()?),
+            _ => None,
         };
         let mut environment = Environment { name, running: Vec::new(), flags, reaper };
         for launch in launches {
@@ -189,7 +222,10 @@ impl Environment {
                     if let Some(file) = &environment.flags {
                         contract.push((FLAGS_VAR.to_owned(), file.to_string_lossy().into_owned()));
                     }
-                    Handle::Process(start_process(store, launch, run_dir, &log, &contract)?)
+                    let detached = preview.is_some();
+                    Handle::Process(start_process(
+                        store, launch, run_dir, &log, &contract, detached,
+                    )?)
                 }
                 Kind::Runc => {
                     let binds: Vec<(&str, &Path)> = match &environment.flags {
@@ -200,12 +236,14 @@ impl Environment {
                         }
                         None => Vec::new(),
                     };
-                    let reaper = environment
-                        .reaper
-                        .as_mut()
-                        .unwrap_or_else(|| unreachable!("runc has a reaper"));
+                    let id = match preview {
+                        Some(preview) => format!("slipway-{preview}-{}", launch.id),
+                        None => format!("slipway-{}-{}", std::process::id(), launch.id),
+                    };
+                    let bundle = Bundle { id, binds: &binds };
+                    let reaper = environment.reaper.as_mut();
                     Handle::Container(start_container(
-                        store, launch, run_dir, &log, &contract, &binds, reaper,
+                        store, launch, run_dir, &log, &contract, bundle, reaper,
                     )?)
                 }
             };
@@ -220,6 +258,30 @@ impl Environment {
             running.wait_healthy(&launch.health)?;
         }
         Ok(environment)
+    }
+
+    /// Leaves every service running and says where each is: nothing stops them when
+    /// this is dropped (start it with a preview name, or they die with Slipway anyway).
+    pub fn keep(mut self) -> Vec<Kept> {
+        let mut kept = Vec::new();
+        for running in std::mem::take(&mut self.running) {
+            let (pid, container, bundle) = match running.handle {
+                Handle::Process(child) => (Some(child.id()), None, None),
+                Handle::Container(container) => {
+                    let (id, bundle) = container.release();
+                    (None, Some(id), Some(bundle))
+                }
+            };
+            kept.push(Kept {
+                service: running.id.to_string(),
+                url: running.url,
+                pid,
+                container,
+                bundle,
+                log: running.log,
+            });
+        }
+        kept
     }
 
     /// The runc containers running now, by id.
@@ -246,6 +308,7 @@ fn start_process(
     run_dir: &Path,
     log: &Path,
     contract: &[(String, String)],
+    detached: bool,
 ) -> Result<Child, RuntimeError> {
     let (binary, image_env) = extract_entrypoint(store, launch, run_dir)?;
     let log_file = File::create(log).map_err(io("create", log))?;
@@ -263,7 +326,13 @@ fn start_process(
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(log_err);
-    die_with_parent(&mut command);
+    if detached {
+        // A preview outlives Slipway, and a Ctrl-C in its terminal does not reach it.
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+    } else {
+        die_with_parent(&mut command);
+    }
     command.spawn().map_err(io("start", &binary))
 }
 
@@ -275,9 +344,10 @@ fn start_container(
     run_dir: &Path,
     log: &Path,
     contract: &[(String, String)],
-    binds: &[(&str, &Path)],
-    reaper: &mut Reaper,
+    bundle_of: Bundle,
+    reaper: Option<&mut Reaper>,
 ) -> Result<Container, RuntimeError> {
+    let Bundle { id, binds } = bundle_of;
     let bundle = run_dir.join("bundles").join(launch.id.to_string());
     let _ = fs::remove_dir_all(&bundle);
     let rootfs = bundle.join("rootfs");
@@ -291,8 +361,9 @@ fn start_container(
     let spec = runc::spec(&process, env, launch.limits, binds)
         .map_err(|why| RuntimeError::Bundle { service: launch.id.clone(), why })?;
     File::create(log).map_err(io("create", log))?;
-    let id = format!("slipway-{}-{}", std::process::id(), launch.id);
-    reaper.watch(&id)?;
+    if let Some(reaper) = reaper {
+        reaper.watch(&id)?;
+    }
     Ok(Container::start(id, &bundle, &spec, log)?)
 }
 

@@ -10,6 +10,7 @@ mod hooks;
 mod images;
 mod keygen;
 mod new_service;
+mod preview;
 mod promote;
 mod quarantine;
 mod render;

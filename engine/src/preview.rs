@@ -1,0 +1,387 @@
+//! Preview environments: `up` starts the services of a build (or of what an environment
+//! runs) under a name, leaves them running and records where they answer; `down` stops
+//! them and removes everything they left; `up --list` shows what runs. Two names run side
+//! by side: each has its own ports, containers and folder (`.slipway/previews/<name>/`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::attest::manifest;
+use crate::error::{Error, Hint, Result};
+use crate::ledger::Ledger;
+use crate::model::digest::Digest;
+use crate::model::workspace::{Name, Workspace, environment};
+use crate::project::Project;
+use crate::run::runc::{Container, Limits};
+use crate::run::runtime::{self, Environment, Kept, Launch, Options};
+use crate::shell::cmd;
+
+/// What a preview runs, and where.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub name: String,
+    /// `build 0.1.0-…` or `what dev runs`.
+    pub source: String,
+    pub build: Digest,
+    /// Seconds since the epoch.
+    pub started_at: u64,
+    pub services: Vec<Kept>,
+}
+
+/// A preview asked for: its name (default: the branch), and what it runs (default: the
+/// newest `ci` build).
+#[derive(Debug, Clone, Default)]
+pub struct Up {
+    pub name: Option<String>,
+    pub build: Option<String>,
+    pub environment: Option<String>,
+    pub dry_run: bool,
+    pub json: bool,
+}
+
+/// Why a preview cannot start or stop.
+#[derive(Debug, thiserror::Error)]
+pub enum PreviewError {
+    #[error("preview `{name}` is up already: {urls}")]
+    AlreadyUp { name: String, urls: String },
+    #[error("no preview `{name}` is up{}", if known.is_empty() { String::new() } else { format!(": up are {known}") })]
+    Unknown { name: String, known: String },
+    #[error("--name {name}: {why}")]
+    BadName { name: String, why: String },
+    #[error("{environment} runs nothing yet: there is nothing to preview")]
+    NothingRuns { environment: String },
+    #[error("preview `{name}`: cannot {action} `{path}`: {why}")]
+    Io { name: String, action: &'static str, path: PathBuf, why: String },
+}
+
+impl Hint for PreviewError {
+    fn help(&self) -> Option<String> {
+        Some(match self {
+            PreviewError::AlreadyUp { name, .. } => {
+                format!("`cargo xtask down {name}` first, or pick another --name")
+            }
+            PreviewError::Unknown { .. } => "`cargo xtask up --list` shows what runs".to_owned(),
+            PreviewError::BadName { .. } => {
+                "a name is lower-case letters, digits and `-`, starting with a letter".to_owned()
+            }
+            PreviewError::NothingRuns { environment } => {
+                format!(
+                    "`cargo xtask promote {environment}` first, or preview a build with --build"
+                )
+            }
+            PreviewError::Io { .. } => "check the permissions of .slipway/previews".to_owned(),
+        })
+    }
+}
+
+fn folder(project: &Project, name: &str) -> PathBuf {
+    project.state("previews").join(name)
+}
+
+fn record_path(project: &Project, name: &str) -> PathBuf {
+    folder(project, name).join("preview.json")
+}
+
+/// `name` made a DNS label that leaves room for `-<application>-<role>` of every service:
+/// lower case, `-` for anything else, starting with a letter.
+pub fn dns_safe(name: &str, workspace: &Workspace) -> String {
+    let mut safe = String::new();
+    for c in name.to_ascii_lowercase().chars() {
+        let c = if c.is_ascii_alphanumeric() { c } else { '-' };
+        if !(c == '-' && (safe.is_empty() || safe.ends_with('-'))) {
+            safe.push(c);
+        }
+    }
+    if !safe.starts_with(|c: char| c.is_ascii_lowercase()) {
+        safe.insert_str(0, "p-");
+    }
+    let longest = workspace.services.iter().map(|s| s.id.to_string().len()).max().unwrap_or(0);
+    safe.truncate(62usize.saturating_sub(longest).max(1));
+    safe.trim_end_matches('-').to_owned()
+}
+
+impl Up {
+    /// Starts the services, waits for every health check, records them and prints their
+    /// URLs; nothing is left running when one does not come up.
+    pub fn run(self, project: &Project) -> Result<()> {
+        let workspace = project.workspace()?;
+        let name = self.name(project, &workspace)?;
+        if let Some(record) = read(project, &name)? {
+            if record.services.iter().any(alive) {
+                let urls: Vec<String> = record.services.iter().map(|s| s.url.clone()).collect();
+                return Err(PreviewError::AlreadyUp { name, urls: urls.join(" ") }.into());
+            }
+            remove(project, &record)?;
+        }
+        let (source, build, launches, flags) = self.what(project, &workspace, &name)?;
+        let (kind, how) = runtime::select(project.runtime)?;
+        if self.dry_run {
+            eprintln!(
+                "plan: preview `{name}`: {source}, {} services as {how} (dry run: nothing is started)",
+                launches.len()
+            );
+            for launch in &launches {
+                eprintln!(
+                    "  {name}-{:<24} {} {}",
+                    launch.id,
+                    launch.repository,
+                    launch.image.short()
+                );
+            }
+            return Ok(());
+        }
+        eprintln!("preview `{name}`: {source}, {} services as {how}", launches.len());
+        let run_dir = folder(project, &name).join("run");
+        let label = Name::parse(&name).ok_or_else(|| PreviewError::BadName {
+            name: name.clone(),
+            why: "not a valid name".to_owned(),
+        })?;
+        let options = Options { kind, flags: flags.as_deref(), preview: Some(&name) };
+        let running = Environment::start(project.store(), &launches, label, &run_dir, options)?;
+        let record = Record {
+            name: name.clone(),
+            source,
+            build,
+            started_at: manifest::now_seconds(),
+            services: running.keep(),
+        };
+        let path = record_path(project, &name);
+        let bytes = serde_json::to_vec_pretty(&record).map_err(Error::Json)?;
+        crate::store::write_atomically(&path, &bytes)?;
+        if self.json {
+            crate::report::print_json(&record)?;
+        }
+        for service in &record.services {
+            println!("{name}-{:<24} {}", service.service, service.url);
+        }
+        eprintln!("left running: `cargo xtask down {name}` stops them");
+        Ok(())
+    }
+
+    /// `--name`, checked, or the current branch made DNS-safe.
+    fn name(&self, project: &Project, workspace: &Workspace) -> Result<String> {
+        if let Some(name) = &self.name {
+            let safe = dns_safe(name, workspace);
+            if &safe != name {
+                return Err(PreviewError::BadName {
+                    name: name.clone(),
+                    why: format!(
+                        "not a DNS label that leaves room for the services' names (try `{safe}`)"
+                    ),
+                }
+                .into());
+            }
+            return Ok(safe);
+        }
+        let sh = project.shell.sh();
+        let branch = project
+            .shell
+            .read(cmd!(sh, "git rev-parse --abbrev-ref HEAD").quiet())
+            .unwrap_or_else(|_| "preview".to_owned());
+        Ok(dns_safe(branch.trim(), workspace))
+    }
+
+    /// What runs: the launches, the flags file, and in words where they came from.
+    fn what(
+        &self,
+        project: &Project,
+        workspace: &Workspace,
+        name: &str,
+    ) -> Result<(String, Digest, Vec<Launch>, Option<String>)> {
+        let store = project.store();
+        let mut launches = Vec::new();
+        let launch = |service: &crate::model::workspace::Service,
+                      repository: &str,
+                      image: Digest,
+                      settings: Vec<(String, String)>,
+                      limits: Limits|
+         -> Result<Launch> {
+            Ok(Launch {
+                id: service.id.clone(),
+                repository: repository.parse()?,
+                image,
+                health: service.health.clone(),
+                depends_on: service.depends_on.clone(),
+                settings,
+                limits,
+            })
+        };
+        if let Some(env) = &self.environment {
+            let target = environment(workspace, env)?;
+            let ledger = Ledger::of(project, workspace, None).pin_offline()?;
+            let state = ledger
+                .current(target.name.as_str())?
+                .ok_or_else(|| PreviewError::NothingRuns { environment: env.clone() })?
+                .state;
+            for service in &workspace.services {
+                let id = service.id.to_string();
+                let Some(running) = state.services.get(&id) else { continue };
+                let resolved = running
+                    .settings
+                    .clone()
+                    .unwrap_or_else(|| workspace.environments.resolve(target, &id));
+                let limits = Limits::of(&resolved.resources);
+                launches.push(launch(
+                    service,
+                    &id,
+                    running.image.clone(),
+                    resolved.contract(),
+                    limits,
+                )?);
+            }
+            let flags = workspace.flags.with_states(target.name.as_str(), &state.flags);
+            let flags = crate::render::flags::file(&flags, target.name.as_str());
+            return Ok((
+                format!("what {env} runs ({})", state.version),
+                state.build,
+                launches,
+                flags,
+            ));
+        }
+        let build = match &self.build {
+            Some(text) => manifest::resolve_build(store, text)?.0,
+            None => crate::promote::gates::latest_build(project)?,
+        };
+        let envelope = manifest::stored_envelope(store, &build)?;
+        let statement =
+            manifest::unverified_statement(&envelope).map_err(|why| PreviewError::Io {
+                name: name.to_owned(),
+                action: "read",
+                path: PathBuf::from(build.to_string()),
+                why: why.to_string(),
+            })?;
+        let first = workspace.environments.chain().first();
+        for service in &workspace.services {
+            let id = service.id.to_string();
+            let Some(built) = statement.services().iter().find(|s| s.name == id) else { continue };
+            let limits = first
+                .map(|env| Limits::of(&workspace.environments.resolve(env, &id).resources))
+                .unwrap_or(Limits { memory_bytes: 256 << 20, cpu_millis: 1000, pids: 256 });
+            let settings = vec![("LOG_LEVEL".to_owned(), "info".to_owned())];
+            launches.push(launch(service, &id, built.image.digest.clone(), settings, limits)?);
+        }
+        let version = statement.predicate.build_definition.internal_parameters.version.clone();
+        Ok((format!("build {version}"), build, launches, None))
+    }
+}
+
+/// Stops preview `name`'s services (TERM, then KILL after 5 s) and removes its folder.
+pub fn down(project: &Project, name: &str, dry_run: bool) -> Result<()> {
+    let Some(record) = read(project, name)? else {
+        let known: Vec<String> = list(project)?.into_iter().map(|r| r.name).collect();
+        return Err(PreviewError::Unknown { name: name.to_owned(), known: known.join(", ") }.into());
+    };
+    if dry_run {
+        eprintln!("plan: stop preview `{name}` (dry run: nothing is stopped)");
+        for service in &record.services {
+            eprintln!("  {name}-{:<24} {}", service.service, service.url);
+        }
+        return Ok(());
+    }
+    remove(project, &record)?;
+    eprintln!("preview `{name}` stopped: {} services, its folder removed", record.services.len());
+    Ok(())
+}
+
+/// Every recorded preview, by name.
+pub fn list(project: &Project) -> Result<Vec<Record>> {
+    let dir = project.state("previews");
+    let mut records = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(records) };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        if let Some(record) = read(project, &name)? {
+            records.push(record);
+        }
+    }
+    Ok(records)
+}
+
+/// Whether a kept service still runs.
+pub fn alive(service: &Kept) -> bool {
+    match (&service.pid, &service.container, &service.bundle) {
+        (Some(pid), _, _) => Path::new(&format!("/proc/{pid}")).exists() && !zombie(*pid),
+        (None, Some(id), Some(bundle)) => {
+            let container = Container::existing(id.clone(), bundle.clone());
+            let running = container.status().as_deref() == Some("running");
+            let _ = container.release();
+            running
+        }
+        _ => false,
+    }
+}
+
+fn zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+fn read(project: &Project, name: &str) -> Result<Option<Record>> {
+    let path = record_path(project, name);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            PreviewError::Io { name: name.to_owned(), action: "read", path, why: e.to_string() }
+                .into()
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(PreviewError::Io {
+            name: name.to_owned(),
+            action: "read",
+            path,
+            why: e.to_string(),
+        }
+        .into()),
+    }
+}
+
+/// Stops what still runs of `record`, dependents first, and removes its folder.
+fn remove(project: &Project, record: &Record) -> Result<()> {
+    for service in record.services.iter().rev() {
+        match (&service.pid, &service.container, &service.bundle) {
+            (Some(pid), _, _) => stop_process(*pid),
+            (None, Some(id), Some(bundle)) => {
+                Container::existing(id.clone(), bundle.clone()).stop()
+            }
+            _ => {}
+        }
+    }
+    let dir = folder(project, &record.name);
+    std::fs::remove_dir_all(&dir).or_else(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Ok(()),
+        _ => Err(PreviewError::Io {
+            name: record.name.clone(),
+            action: "remove",
+            path: dir.clone(),
+            why: e.to_string(),
+        }),
+    })?;
+    Ok(())
+}
+
+/// TERM, up to 5 s to exit, then KILL.
+fn stop_process(pid: u32) {
+    let signal = |name: &str| {
+        let _ = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
+    };
+    let gone = || !Path::new(&format!("/proc/{pid}")).exists() || zombie(pid);
+    signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !gone() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !gone() {
+        signal("KILL");
+    }
+}
