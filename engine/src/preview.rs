@@ -46,7 +46,7 @@ pub struct Up {
 pub enum PreviewError {
     #[error("preview `{name}` is up already: {urls}")]
     AlreadyUp { name: String, urls: String },
-    #[error("no preview `{name}` is up{}", if known.is_empty() { String::new() } else { format!(": up are {known}") })]
+    #[error("no preview `{name}` is up{}", if known.is_empty() { String::new() } else { format!(": up here are {known}") })]
     Unknown { name: String, known: String },
     #[error("--name {name}: {why}")]
     BadName { name: String, why: String },
@@ -150,11 +150,13 @@ impl Up {
         let path = record_path(project, &name);
         let bytes = serde_json::to_vec_pretty(&record).map_err(Error::Json)?;
         crate::store::write_atomically(&path, &bytes)?;
+        for service in &record.services {
+            let line = format!("{name}-{:<24} {}", service.service, service.url);
+            // The URLs on standard output, unless that is the JSON's.
+            if self.json { eprintln!("{line}") } else { println!("{line}") }
+        }
         if self.json {
             crate::report::print_json(&record)?;
-        }
-        for service in &record.services {
-            println!("{name}-{:<24} {}", service.service, service.url);
         }
         eprintln!("left running: `cargo xtask down {name}` stops them");
         Ok(())

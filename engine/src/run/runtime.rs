@@ -25,7 +25,8 @@ pub struct Options<'a> {
     /// The flagd file the services read; `None`: every flag at the caller's default.
     pub flags: Option<&'a str>,
     /// A preview's name: its services outlive Slipway (their own process group, no
-    /// reaper), its containers are named after it; `None`: they die with Slipway.
+    /// reaper), its containers are named `slipway-<name>-<folder hash>-<service>`; `None`:
+    /// they die with Slipway.
     pub preview: Option<&'a str>,
 }
 
@@ -237,7 +238,20 @@ impl Environment {
                         None => Vec::new(),
                     };
                     let id = match preview {
-                        Some(preview) => format!("slipway-{preview}-{}", launch.id),
+                        Some(preview) => {
+                            // Container names are the machine's: the preview's folder
+                            // tells two repositories' previews of one name apart.
+                            let folder = Digest::of(run_dir.to_string_lossy().as_bytes());
+                            let id =
+                                format!("slipway-{preview}-{}-{}", &folder.hex()[..8], launch.id);
+                            // One a crashed `up` of this preview left behind goes first.
+                            runc::Container::existing(
+                                id.clone(),
+                                run_dir.join("bundles").join(launch.id.to_string()),
+                            )
+                            .stop();
+                            id
+                        }
                         None => format!("slipway-{}-{}", std::process::id(), launch.id),
                     };
                     let bundle = Bundle { id, binds: &binds };
