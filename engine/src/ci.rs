@@ -97,11 +97,12 @@ pub struct StepTiming {
     pub seconds: f64,
 }
 
-const CI_STEPS: [&str; 11] = [
+const CI_STEPS: [&str; 12] = [
     "format",
     "clippy",
     "metadata",
     "secrets",
+    "supply chain",
     "alerts",
     "unit tests",
     "static builds",
@@ -134,6 +135,13 @@ pub fn run(project: &Project, waive: &[String], reason: Option<&str>) -> Result<
     let mut plan = steps.run("metadata", |_| Plan::gather(project)).map_err(step("metadata"))?;
     plan.waivers = waivers;
     steps.run("secrets", |_| scan_secrets(project)).map_err(step("secrets"))?;
+    steps
+        .run("supply chain", |_| {
+            let said = crate::build::supply::check(&project.shell, &project.root)?;
+            eprintln!("    {said}");
+            Ok::<_, Error>(())
+        })
+        .map_err(step("supply chain"))?;
     steps
         .run("alerts", |_| {
             let dir = project.state("alerts");

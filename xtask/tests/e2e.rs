@@ -385,6 +385,43 @@ fn a_wrong_alert_threshold_fails_ci_at_the_alerts_step_naming_the_rule() {
 }
 
 #[test]
+fn a_dependency_with_a_forbidden_license_fails_ci_at_the_supply_chain_step() {
+    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
+    // A vendored helper under a license deny.toml does not allow, used by orders.
+    let helper = dir.path().join("vendor/pricing-rules");
+    std::fs::create_dir_all(helper.join("src")).unwrap();
+    std::fs::write(
+        helper.join("Cargo.toml"),
+        "[package]\nname = \"pricing-rules\"\nversion = \"0.1.0\"\nedition = \"2024\"\nlicense = \"GPL-3.0-only\"\npublish = false\n",
+    )
+    .unwrap();
+    std::fs::write(helper.join("src/lib.rs"), "//! Pricing rules.\n").unwrap();
+    edit(
+        &dir.path().join("Cargo.toml"),
+        "members = [",
+        "members = [\n    \"vendor/pricing-rules\",",
+    );
+    edit(
+        &dir.path().join("services/shop-orders/Cargo.toml"),
+        "[dependencies]\n",
+        "[dependencies]\npricing-rules = { path = \"../../vendor/pricing-rules\" }\n",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let store = out.path().join("store");
+    let stderr = ci_fails(dir.path(), &store);
+    assert!(stderr.contains("step `supply chain` failed"), "{stderr}");
+    assert!(
+        stderr.contains("pricing-rules")
+            && stderr.contains("GPL-3.0-only")
+            && stderr.contains("license is not explicitly allowed"),
+        "the crate and its license are named:\n{stderr}"
+    );
+    assert!(!store.exists(), "nothing is built");
+}
+
+#[test]
 fn new_service_passes_ci_with_no_edit() {
     let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,6 @@
 //! The build: static binaries from cargo, then everything assembled from them — images,
-//! test packs, SBOMs — each cached by the digest of its inputs; and the secrets scan that
-//! runs before anything is built.
+//! test packs, SBOMs — each cached by the digest of its inputs; and the checks that run
+//! before anything is built: the secrets scan and the supply chain.
 
 pub mod cache;
 pub mod cargo;
@@ -8,4 +8,5 @@ pub mod image;
 pub mod plan;
 pub mod sbom;
 pub mod secrets;
+pub mod supply;
 pub mod testpack;

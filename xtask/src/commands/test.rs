@@ -1,5 +1,6 @@
 //! `cargo xtask test`: Slipway's own test suite, after installing the Debian and Python tools
-//! it drives (as root), or printing the install line (otherwise).
+//! it drives (as root), or printing the install line (otherwise), the npm validators, and
+//! cargo-deny.
 
 use crate::flags;
 use slipway::build::cargo;
@@ -42,6 +43,9 @@ impl flags::Test {
             ))?;
         }
         cargo::ensure_target(&project.shell, &project.layout.target)?;
+        // `ci`'s supply-chain step needs cargo-deny; built once here (minutes), not inside
+        // a test's time.
+        slipway::build::supply::ensure_cargo_deny(&project.shell)?;
         // The integration suites run against live services, inside `ci` and the
         // end-to-end tests; on their own they would only find no `<ROLE>_URL`.
         let excluded: Vec<String> = workspace
