@@ -215,6 +215,13 @@ pub struct FlagSet {
     pub flag: String,
     /// `off`, a variant (`on`), or a boolean flag's share of `true`: `10%`
     pub value: String,
+    #[command(flatten)]
+    pub change: ConfigChange,
+}
+
+/// What every configuration-only change takes besides its edit.
+#[derive(Debug, clap::Args)]
+pub struct ConfigChange {
     /// Accept a known, intended break: `<service>@<version>:<test>` (repeat it); needs --reason
     #[arg(long, value_name = "SERVICE@VERSION:TEST", requires = "reason")]
     pub waive: Vec<String>,
@@ -250,14 +257,8 @@ pub struct ConfigSet {
     pub key: String,
     /// Its new value, e.g. `500ms`, `20`, `warn`
     pub value: String,
-    /// Accept a known, intended break: `<service>@<version>:<test>` (repeat it); needs --reason
-    #[arg(long, value_name = "SERVICE@VERSION:TEST", requires = "reason")]
-    pub waive: Vec<String>,
-    /// Why the waived tests may fail; recorded, signed, in the ledger entry
-    #[arg(long, value_name = "TEXT", requires = "waive")]
-    pub reason: Option<String>,
     #[command(flatten)]
-    pub ledger: LedgerChange,
+    pub change: ConfigChange,
 }
 
 #[derive(Debug, clap::Args)]

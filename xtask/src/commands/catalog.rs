@@ -1,7 +1,7 @@
 //! `cargo xtask catalog`: the service catalogue page and the Backstage entities, written
 //! under one folder.
 
-use slipway::error::{Error, Result};
+use slipway::error::Result;
 use slipway::project::Project;
 use slipway::render::catalog::{Catalog, PAGE};
 
@@ -28,17 +28,7 @@ impl flags::Catalog {
             }
             return Ok(());
         }
-        for (path, text) in &files {
-            let file = out.join(path);
-            if let Some(parent) = file.parent() {
-                std::fs::create_dir_all(parent).map_err(|source| Error::Io {
-                    action: "create",
-                    path: parent.to_owned(),
-                    source,
-                })?;
-            }
-            slipway::store::write_atomically(&file, text.as_bytes())?;
-        }
+        crate::commands::write_files(&out, &files)?;
         eprintln!(
             "wrote the catalogue of {} services: {} (and {} Backstage catalog-info.yaml files beside it)",
             workspace.services.len(),

@@ -4,36 +4,32 @@
 use slipway::project::Project;
 use slipway::promote::configure::{Configure, Edit};
 
-use crate::flags::{self, ConfigCommand, FlagCommand};
+use crate::flags::{self, ConfigChange, ConfigCommand, FlagCommand};
+
+fn configure(environment: String, edit: Edit, change: ConfigChange) -> Configure {
+    Configure {
+        environment,
+        edit,
+        waive: change.waive,
+        reason: change.reason,
+        remote: change.ledger.remote,
+        dry_run: change.ledger.dry_run,
+        json: change.ledger.json,
+    }
+}
 
 impl flags::Flag {
     pub fn run(self, project: &Project) -> slipway::Result<()> {
         let FlagCommand::Set(set) = self.command;
-        Configure {
-            environment: set.environment,
-            edit: Edit::Flag { flag: set.flag, value: set.value },
-            waive: set.waive,
-            reason: set.reason,
-            remote: set.ledger.remote,
-            dry_run: set.ledger.dry_run,
-            json: set.ledger.json,
-        }
-        .run(project)
+        let edit = Edit::Flag { flag: set.flag, value: set.value };
+        configure(set.environment, edit, set.change).run(project)
     }
 }
 
 impl flags::Config {
     pub fn run(self, project: &Project) -> slipway::Result<()> {
         let ConfigCommand::Set(set) = self.command;
-        Configure {
-            environment: set.environment,
-            edit: Edit::Setting { service: set.service, key: set.key, value: set.value },
-            waive: set.waive,
-            reason: set.reason,
-            remote: set.ledger.remote,
-            dry_run: set.ledger.dry_run,
-            json: set.ledger.json,
-        }
-        .run(project)
+        let edit = Edit::Setting { service: set.service, key: set.key, value: set.value };
+        configure(set.environment, edit, set.change).run(project)
     }
 }

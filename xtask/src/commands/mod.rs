@@ -19,3 +19,19 @@ mod run_tests;
 mod status;
 mod test;
 mod verify;
+
+/// Writes `files` (path under `out`, text) under `out`, each atomically, folders made.
+pub fn write_files(out: &std::path::Path, files: &[(String, String)]) -> slipway::Result<()> {
+    for (path, text) in files {
+        let file = out.join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| slipway::Error::Io {
+                action: "create",
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        slipway::store::write_atomically(&file, text.as_bytes())?;
+    }
+    Ok(())
+}

@@ -50,21 +50,7 @@ impl flags::Render {
         }
         match &self.out {
             Some(out) => {
-                for (path, text) in &rendered.files {
-                    let file = out.join(path);
-                    if let Some(parent) = file.parent() {
-                        std::fs::create_dir_all(parent).map_err(|source| Error::Io {
-                            action: "create",
-                            path: parent.to_owned(),
-                            source,
-                        })?;
-                    }
-                    std::fs::write(&file, text).map_err(|source| Error::Io {
-                        action: "write",
-                        path: file.clone(),
-                        source,
-                    })?;
-                }
+                crate::commands::write_files(out, &rendered.files)?;
                 eprintln!("wrote {} files under {}", rendered.files.len(), out.display());
             }
             None => {
