@@ -425,3 +425,49 @@ fn a_flag_with_an_unknown_environment_or_a_wrong_type_is_refused_before_any_buil
         "sum to 90",
     );
 }
+
+#[test]
+fn configuration_changes_refuse_bad_input_naming_file_and_key_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_workspace(dir.path());
+    let store = dir.path().join("store");
+    let refused = |args: &[&str], expected: &[&str]| {
+        let assert = xtask(dir.path(), &store).args(args).assert().failure();
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        for part in expected {
+            assert!(stderr.contains(part), "`{part}` missing from `{}`:\n{stderr}", args.join(" "));
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    };
+    refused(
+        &["flag", "set", "dev", "old-pricing", "on"],
+        &["infra/flags.toml", "no flag `old-pricing`"],
+    );
+    refused(
+        &["flag", "set", "dev", "new-pricing", "maybe"],
+        &["infra/flags.toml: `flag[0].environments.dev`", "neither `off`, a variant"],
+    );
+    refused(&["flag", "set", "qa", "new-pricing", "on"], &["qa"]);
+    refused(
+        &["config", "set", "prod", "shop-orders", "colour", "blue"],
+        &["infra/environments.toml", "not a setting `config set` changes"],
+    );
+    refused(
+        &["config", "set", "prod", "shop-orders", "timeout", "soon"],
+        &["infra/environments.toml: `environment[2].services.shop-orders.timeout`"],
+    );
+    refused(
+        &["config", "set", "prod", "shop-order", "timeout", "1s"],
+        &["no service `shop-order`"],
+    );
+    refused(&["flag", "set", "dev", "new-pricing", "off"], &["dev runs nothing yet"]);
+    refused(&["promote", "dev", "--config-only"], &["dev runs nothing yet"]);
+    edit(&dir.path().join("infra/flags.toml"), "prod = \"10%\"", "prod = \"20%\"");
+    refused(
+        &["flag", "set", "dev", "new-pricing", "off"],
+        &["infra/flags.toml` here differs from the ledger's commit", "commit `infra/flags.toml`"],
+    );
+    let status = common::run_in(dir.path(), "git", &["status", "--porcelain"]);
+    assert_eq!(status.trim(), "M infra/flags.toml", "nothing else was written");
+    assert!(!store.exists(), "nothing may be written to the store");
+}

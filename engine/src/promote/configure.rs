@@ -51,7 +51,7 @@ pub struct Configure {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigureError {
     #[error(
-        "`{path}` has changes that are not committed: a configuration change records the committed declaration"
+        "`{path}` here differs from the ledger's commit: a configuration change records the committed declaration"
     )]
     Uncommitted { path: String },
     #[error("`{path}` is not committed: a configuration change records the committed declaration")]
@@ -61,8 +61,11 @@ pub enum ConfigureError {
 impl Hint for ConfigureError {
     fn help(&self) -> Option<String> {
         Some(match self {
-            ConfigureError::Uncommitted { path } | ConfigureError::NotCommitted { path } => {
-                format!("commit `{path}` (or `git checkout -- {path}`) first, then run it again")
+            ConfigureError::Uncommitted { path } => format!(
+                "commit `{path}` (or `git checkout -- {path}`) first; if this clone is behind a shared ledger, `git pull`"
+            ),
+            ConfigureError::NotCommitted { path } => {
+                format!("commit `{path}` first, then run it again")
             }
         })
     }
