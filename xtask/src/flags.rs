@@ -399,7 +399,20 @@ pub struct Catalog {
 #[derive(Debug, clap::Args)]
 pub struct Render {
     /// The environment, e.g. `prod`
-    pub environment: String,
+    #[arg(required_unless_present_any = ["preview", "application_set"])]
+    pub environment: Option<String>,
+    /// Render a preview for a cluster instead: the first environment's objects in
+    /// namespace NAME, named `NAME-<application>-<role>`, for the build of this commit
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["environment", "application_set", "check"])]
+    pub preview: Option<String>,
+    /// With --preview: the build to render (a version or `sha256:` digest) [default: the
+    /// build of the checked-out commit]
+    #[arg(long, value_name = "BUILD", requires = "preview")]
+    pub build: Option<String>,
+    /// Render the Argo CD ApplicationSet that previews every pull request
+    /// (`[kubernetes] pull-requests`), and the plugin configuration it renders with
+    #[arg(long, conflicts_with_all = ["environment", "check"])]
+    pub application_set: bool,
     /// Write the files under this directory (`k8s/…`, `argocd-application.yaml`) instead of printing them
     #[arg(long, value_name = "DIR")]
     pub out: Option<std::path::PathBuf>,

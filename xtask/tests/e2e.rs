@@ -1039,22 +1039,17 @@ fn snapshot_documents(dir: &Path, store: &Path, status: &Value) {
 /// object valid against the schemas (`kubernetes-validate --strict`), every custom resource
 /// valid (`@kubernetes-models`, promtool for the rules), images by digest only, committed
 /// with the ledger entry, and rendering again gives the same bytes.
-fn check_rendered(dir: &Path, store: &Path, environment: &str) {
+/// Kubernetes manifests through kubernetes-validate (`--strict`, 1.30) and the custom
+/// resources through the @kubernetes-models validators (and promtool); returns what the
+/// latter said.
+fn validate_manifests(files: &[String]) -> String {
     assert!(
         slipway::selftest::on_path("kubernetes-validate"),
         "kubernetes-validate is missing: `python3 -m pip install kubernetes-validate==1.37.0` (or run `cargo xtask test`)"
     );
-    let folder = dir.join("manifests").join(environment);
-    let mut files: Vec<String> = std::fs::read_dir(folder.join("k8s"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path().display().to_string())
-        .collect();
-    files.sort();
-    assert_eq!(files.len(), 5, "one file per service, the synthetic tests, the flags: {files:?}");
-    files.push(folder.join("argocd-application.yaml").display().to_string());
     let strict = Command::new("kubernetes-validate")
         .args(["--strict", "--quiet", "-k", "1.30"])
-        .args(&files)
+        .args(files)
         .output()
         .unwrap();
     assert!(
@@ -1063,10 +1058,23 @@ fn check_rendered(dir: &Path, store: &Path, environment: &str) {
         String::from_utf8_lossy(&strict.stdout),
         String::from_utf8_lossy(&strict.stderr)
     );
-    let crds = Command::new("node").arg(common::npm_validators()).args(&files).output().unwrap();
+    let crds = Command::new("node").arg(common::npm_validators()).args(files).output().unwrap();
     let said =
         String::from_utf8_lossy(&crds.stdout).into_owned() + &String::from_utf8_lossy(&crds.stderr);
     assert!(crds.status.success() && said.contains(" 0 failures"), "{said}");
+    said
+}
+
+fn check_rendered(dir: &Path, store: &Path, environment: &str) {
+    let folder = dir.join("manifests").join(environment);
+    let mut files: Vec<String> = std::fs::read_dir(folder.join("k8s"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path().display().to_string())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 5, "one file per service, the synthetic tests, the flags: {files:?}");
+    files.push(folder.join("argocd-application.yaml").display().to_string());
+    let said = validate_manifests(&files);
     // Shipping declares 4..8 replicas for prod in its own Cargo.toml: prod's HPA only.
     let shipping =
         std::fs::read_to_string(folder.join(format!("k8s/{environment}-shop-shipping.yaml")))
@@ -1583,6 +1591,38 @@ fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
     assert!(!dir.path().join(".slipway/previews/pr-12").exists());
     xtask(dir.path(), &store).args(["down", "pr-13"]).assert().success();
     assert_eq!(left("pr-13"), 0);
+
+    // For a cluster: a preview of v1 rendered in its own namespace, and the ApplicationSet
+    // that makes one per pull request, both validated like an environment's manifests.
+    let rendered = out.path().join("pr-7");
+    xtask(dir.path(), &store)
+        .args(["render", "--preview", "pr-7", "--build", &v1, "--out"])
+        .arg(&rendered)
+        .assert()
+        .success();
+    let mut files: Vec<String> = std::fs::read_dir(rendered.join("k8s"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path().display().to_string())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 4, "{files:?}");
+    let orders = std::fs::read_to_string(rendered.join("k8s/pr-7-shop-orders.yaml")).unwrap();
+    assert!(
+        orders.contains("namespace: \"pr-7\"")
+            && orders.contains("CATALOG_URL: \"http://pr-7-shop-catalog\""),
+        "{orders}"
+    );
+    let set = out.path().join("application-set");
+    xtask(dir.path(), &store)
+        .args(["render", "--application-set", "--out"])
+        .arg(&set)
+        .assert()
+        .success();
+    files.push(set.join("applicationset.yaml").display().to_string());
+    let said = validate_manifests(&files);
+    assert!(said.contains("ApplicationSet shop-previews"), "{said}");
+    let text = std::fs::read_to_string(set.join("applicationset.yaml")).unwrap();
+    assert!(text.contains("pullRequest:") && text.contains("owner: \"example\""), "{text}");
 
     // `verify --env` checks what dev runs end to end, the replay's attestation included…
     let (ok, stderr) = run_signed(dir.path(), &store, &key, &["verify", "--env", "dev"]);

@@ -923,6 +923,9 @@ pub struct Kubernetes {
     pub prometheus: String,
     /// When each environment's synthetic tests (its suites' images, as a CronJob) run.
     pub synthetic_tests: String,
+    /// Where pull requests are opened, as `github:<owner>/<repository>`: a preview per
+    /// pull request (an Argo CD ApplicationSet) is rendered only when this is declared.
+    pub pull_requests: Option<(String, String)>,
 }
 
 impl Default for Kubernetes {
@@ -933,6 +936,7 @@ impl Default for Kubernetes {
             cluster: "https://kubernetes.default.svc".to_owned(),
             prometheus: "http://prometheus-operated.monitoring.svc:9090".to_owned(),
             synthetic_tests: "*/15 * * * *".to_owned(),
+            pull_requests: None,
         }
     }
 }
@@ -965,8 +969,14 @@ fn read_kubernetes(item: &Item, errors: &mut Vec<MetadataError>) -> Kubernetes {
                 _ => errors.push(failure(&full, "expected a cron schedule of five fields, like \"*/15 * * * *\"")),
             },
             ("cluster", Some(text)) if text.starts_with("https://") => kubernetes.cluster = text.to_owned(),
+            ("pull-requests", text) => match text.and_then(|t| t.strip_prefix("github:")).and_then(|t| t.split_once('/')) {
+                Some((owner, repository)) if !owner.is_empty() && !repository.is_empty() && !repository.contains('/') => {
+                    kubernetes.pull_requests = Some((owner.to_owned(), repository.to_owned()))
+                }
+                _ => errors.push(failure(&full, "expected where pull requests are opened, like \"github:acme/shop\"")),
+            },
             ("repo-url" | "cluster" | "prometheus", _) => errors.push(failure(&full, "expected a URL, like \"https://kubernetes.default.svc\"")),
-            _ => errors.push(failure(&full, "unknown key: expected `registry`, `repo-url`, `cluster`, `prometheus`, `synthetic-tests`")),
+            _ => errors.push(failure(&full, "unknown key: expected `registry`, `repo-url`, `cluster`, `prometheus`, `synthetic-tests`, `pull-requests`")),
         }
     }
     kubernetes

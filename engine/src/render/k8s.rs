@@ -524,13 +524,7 @@ pub fn for_state(
             (name.clone(), running)
         })
         .collect();
-    let store = project.store().location();
-    let registry = workspace
-        .environments
-        .kubernetes
-        .registry
-        .clone()
-        .or_else(|| store.strip_prefix(crate::store::registry::SCHEME).map(str::to_owned));
+    let registry = registry(project, workspace);
     let flags = workspace.flags.with_states(environment.name.as_str(), &state.flags);
     let files = render(&Inputs {
         workspace,
@@ -545,6 +539,227 @@ pub fn for_state(
         folders: vec![FOLDER.to_owned()],
         declarations: Vec::new(),
     })
+}
+
+/// Why a preview for a cluster cannot be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum PreviewRenderError {
+    #[error(
+        "--preview {name}: not a DNS label that leaves room for the services' names (try `{safe}`)"
+    )]
+    BadName { name: String, safe: String },
+    #[error("no build of this commit ({version}) in the store {store}")]
+    NoBuildOfSource { version: String, store: String },
+    #[error(
+        "no pull-request source declared: `[kubernetes] pull-requests` in infra/environments.toml"
+    )]
+    NoPullRequests,
+}
+
+impl crate::error::Hint for PreviewRenderError {
+    fn help(&self) -> Option<String> {
+        Some(match self {
+            PreviewRenderError::BadName { .. } => {
+                "lower-case letters, digits and `-`, starting with a letter".to_owned()
+            }
+            PreviewRenderError::NoBuildOfSource { .. } => {
+                "`cargo xtask ci` builds it (with --store the registry the cluster pulls from), or name one with --build".to_owned()
+            }
+            PreviewRenderError::NoPullRequests => {
+                "declare where pull requests are opened, like `pull-requests = \"github:acme/shop\"`".to_owned()
+            }
+        })
+    }
+}
+
+/// `name`, checked, made DNS-safe like a local preview's: a label that leaves room for
+/// `-<application>-<role>` of every service.
+pub fn preview_name(
+    name: &str,
+    workspace: &Workspace,
+) -> Result<crate::model::names::Name, PreviewRenderError> {
+    let longest = workspace.services.iter().map(|s| s.id.to_string().len()).max().unwrap_or(0);
+    let fits = name.len() + 1 + longest <= 63;
+    match crate::model::names::Name::parse(name).filter(|_| fits) {
+        Some(parsed) => Ok(parsed),
+        None => {
+            let mut safe: String = name
+                .to_ascii_lowercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            safe.truncate(62usize.saturating_sub(longest).max(1));
+            Err(PreviewRenderError::BadName { name: name.to_owned(), safe })
+        }
+    }
+}
+
+/// The build `render --preview` renders: `build` (a version or digest), else the build of
+/// the checked-out commit, as its CI stored it.
+pub fn preview_build(
+    project: &crate::project::Project,
+    workspace: &Workspace,
+    build: Option<&str>,
+) -> Result<crate::attest::provenance::Statement, crate::error::Error> {
+    let store = project.store();
+    let digest = match build {
+        Some(text) => crate::attest::manifest::resolve_build(store, text)?.0,
+        None => {
+            let source =
+                crate::model::source::Source::inspect(&project.shell, &project.layout.ledger)?;
+            let version = source.build_version(&workspace.version);
+            crate::attest::manifest::resolve_build(store, &version)
+                .map_err(|_| PreviewRenderError::NoBuildOfSource {
+                    version,
+                    store: store.location(),
+                })?
+                .0
+        }
+    };
+    let envelope = crate::attest::manifest::stored_envelope(store, &digest)?;
+    crate::attest::manifest::unverified_statement(&envelope)
+        .map_err(|why| crate::error::Error::Verification(vec![format!("build {digest}: {why}")]))
+}
+
+/// A preview of `build` named `name`, for a cluster: the first environment's Kubernetes
+/// objects and settings, in namespace `name`, each named `<name>-<application>-<role>`,
+/// delivered at once, flags at their defaults; no Argo CD Application (the ApplicationSet
+/// makes one per pull request).
+pub fn preview(
+    project: &crate::project::Project,
+    workspace: &Workspace,
+    name: &crate::model::names::Name,
+    statement: &crate::attest::provenance::Statement,
+) -> Result<Vec<File>, crate::error::Error> {
+    let Some(first) = workspace.environments.chain().first() else {
+        return Ok(Vec::new());
+    };
+    let mut environment = first.clone();
+    environment.name = name.clone();
+    environment.delivery = Delivery::Rolling;
+    let version = statement.predicate.build_definition.internal_parameters.version.clone();
+    let running: BTreeMap<String, Running> = statement
+        .services()
+        .iter()
+        .map(|service| {
+            let running = Running {
+                image: service.image.digest.clone(),
+                version: version.clone(),
+                test_images: service.test_images.iter().map(|t| t.digest.clone()).collect(),
+                settings: Some(workspace.environments.resolve(first, &service.name)),
+            };
+            (service.name.clone(), running)
+        })
+        .collect();
+    let registry = registry(project, workspace);
+    let flags = crate::model::flags::Flags::default();
+    let files = render(&Inputs {
+        workspace,
+        environment: &environment,
+        running: &running,
+        registry: registry.as_deref(),
+        root: &project.root,
+        flags: &flags,
+    })?;
+    Ok(files.into_iter().filter(|f| f.path.starts_with(FOLDER)).collect())
+}
+
+/// Where clusters pull images from: `[kubernetes] registry`, else the store when it is a
+/// registry.
+fn registry(project: &crate::project::Project, workspace: &Workspace) -> Option<String> {
+    let store = project.store().location();
+    workspace
+        .environments
+        .kubernetes
+        .registry
+        .clone()
+        .or_else(|| store.strip_prefix(crate::store::registry::SCHEME).map(str::to_owned))
+}
+
+/// The Argo CD plugin a preview's Application renders with: `cargo xtask render --preview`
+/// of the checked-out pull request, in the repo server's sidecar.
+pub const PREVIEW_PLUGIN: &str = "slipway-preview";
+
+/// An Argo CD ApplicationSet with a pull-request generator (`[kubernetes] pull-requests`):
+/// per open pull request an Application `pr-<number>` whose manifests the `slipway-preview`
+/// plugin renders from the pull request's head (`cargo xtask render --preview
+/// pr-<number>`: that commit's build, from the registry its CI pushed to), synced into
+/// namespace `pr-<number>` and pruned when the pull request closes; and the plugin's
+/// configuration. `None` when no pull-request source is declared.
+pub fn application_set(workspace: &Workspace) -> Option<Vec<File>> {
+    let kubernetes = &workspace.environments.kubernetes;
+    let (owner, repository) = kubernetes.pull_requests.clone()?;
+    let application = workspace
+        .services
+        .first()
+        .map_or_else(|| "services".to_owned(), |s| s.id.application.to_string());
+    let repo_url = kubernetes
+        .repo_url
+        .clone()
+        .or_else(|| workspace.repository.clone())
+        .unwrap_or_else(|| "https://example.invalid/repository.git".to_owned());
+    let preview = "pr-{{.number}}";
+    let labels = BTreeMap::from([
+        ("app.kubernetes.io/part-of".to_owned(), application.clone()),
+        ("app.kubernetes.io/managed-by".to_owned(), "slipway".to_owned()),
+    ]);
+    let set = object(
+        "argoproj.io/v1alpha1",
+        "ApplicationSet",
+        metadata("argocd", &format!("{application}-previews"), labels),
+        &[(
+            "spec",
+            json!({
+                "goTemplate": true,
+                "goTemplateOptions": ["missingkey=error"],
+                "generators": [{
+                    "pullRequest": {
+                        "github": {"owner": owner, "repo": repository},
+                        "requeueAfterSeconds": 300,
+                    },
+                }],
+                "template": {
+                    "metadata": {
+                        "name": preview,
+                        "labels": {"slipway.dev/preview": preview},
+                    },
+                    "spec": {
+                        "project": "default",
+                        "source": {
+                            "repoURL": repo_url,
+                            "targetRevision": "{{.head_sha}}",
+                            "path": ".",
+                            "plugin": {
+                                "name": PREVIEW_PLUGIN,
+                                "env": [{"name": "PREVIEW", "value": preview}],
+                            },
+                        },
+                        "destination": {"server": kubernetes.cluster, "namespace": preview},
+                        "syncPolicy": {
+                            "automated": {"prune": true, "selfHeal": true},
+                            "syncOptions": ["CreateNamespace=true"],
+                        },
+                    },
+                },
+            }),
+        )],
+    );
+    // Argo CD's plugin configuration (read by its sidecar, not applied to the cluster).
+    let plugin = json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "ConfigManagementPlugin",
+        "metadata": {"name": PREVIEW_PLUGIN},
+        "spec": {
+            "generate": {
+                "command": ["sh", "-c"],
+                "args": ["cargo xtask render --preview \"$ARGOCD_ENV_PREVIEW\""],
+            },
+        },
+    });
+    Some(vec![
+        File { path: "applicationset.yaml".to_owned(), text: yaml::to_string(&set) },
+        File { path: format!("{PREVIEW_PLUGIN}-plugin.yaml"), text: yaml::to_string(&plugin) },
+    ])
 }
 
 /// The Service a progressive rollout sends the new version's traffic to: the canary, or

@@ -1,18 +1,49 @@
 //! `cargo xtask render <env>`: what the environment runs, as the Kubernetes manifests and
-//! Argo CD `Application` its ledger commit holds — printed, written elsewhere, or checked.
+//! Argo CD `Application` its ledger commit holds — printed, written elsewhere, or checked;
+//! `--preview <name>` and `--application-set`: previews for a cluster.
 
 use slipway::error::{Error, Result};
 use slipway::ledger::Ledger;
 use slipway::model::workspace::environment;
 use slipway::project::Project;
 use slipway::promote::PromoteError;
+use slipway::render::k8s;
 
 use crate::flags;
 
 impl flags::Render {
     pub fn run(self, project: &Project) -> Result<()> {
         let workspace = project.workspace()?;
-        let target = environment(&workspace, &self.environment)?;
+        let preview = match (&self.preview, self.application_set) {
+            (Some(name), _) => {
+                let name = k8s::preview_name(name, &workspace)?;
+                let statement = k8s::preview_build(project, &workspace, self.build.as_deref())?;
+                Some(k8s::preview(project, &workspace, &name, &statement)?)
+            }
+            (None, true) => Some(
+                k8s::application_set(&workspace).ok_or(k8s::PreviewRenderError::NoPullRequests)?,
+            ),
+            (None, false) => None,
+        };
+        if let Some(files) = preview {
+            let files: Vec<(String, String)> =
+                files.into_iter().map(|f| (f.path, f.text)).collect();
+            match &self.out {
+                Some(out) => {
+                    crate::commands::write_files(out, &files)?;
+                    eprintln!("wrote {} files under {}", files.len(), out.display());
+                }
+                None => {
+                    for (path, text) in &files {
+                        // One YAML stream (what an Argo CD plugin prints): a separator per file.
+                        println!("---\n# {path}\n{text}");
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let name = self.environment.as_deref().unwrap_or_default();
+        let target = environment(&workspace, name)?;
         let ledger = Ledger::of(project, &workspace, None).pin_offline()?;
         let current = ledger
             .current(target.name.as_str())?

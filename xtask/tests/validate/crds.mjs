@@ -1,4 +1,4 @@
-// Validates the custom resources Slipway renders (Argo CD Application, Argo Rollouts
+// Validates the custom resources Slipway renders (Argo CD Application and ApplicationSet, Argo Rollouts
 // Rollout and AnalysisTemplate, Prometheus Operator PrometheusRule) with the
 // @kubernetes-models validators; kubernetes-validate only warns on CRDs. Every other kind
 // is left to kubernetes-validate. Each PrometheusRule's spec also goes through `promtool
@@ -8,11 +8,11 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
-import { Application } from "@kubernetes-models/argo-cd/argoproj.io/v1alpha1";
+import { Application, ApplicationSet } from "@kubernetes-models/argo-cd/argoproj.io/v1alpha1";
 import { AnalysisTemplate, Rollout } from "@kubernetes-models/argo-rollouts/argoproj.io/v1alpha1";
 import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1";
 
-const models = { Application, AnalysisTemplate, Rollout, PrometheusRule };
+const models = { Application, ApplicationSet, AnalysisTemplate, Rollout, PrometheusRule };
 let failed = 0;
 let checked = 0;
 for (const file of process.argv.slice(2)) {
