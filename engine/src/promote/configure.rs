@@ -6,13 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::attest::keys;
 use crate::attest::manifest;
 use crate::error::{Hint, Result};
 use crate::ledger::{Ledger, State};
-use crate::model::environments::{self, Environment as Declared};
+use crate::model::environments::{self, Environment as Declared, Resolved};
 use crate::model::flags::{self, Flags};
 use crate::model::names::MetadataErrors;
 use crate::model::waiver::Waiver;
@@ -304,8 +303,8 @@ fn every_suite(state: &State) -> Vec<Replayed> {
 pub fn changes(before: &State, after: &State) -> Vec<String> {
     let mut words = after.flag_changes(before);
     for (name, service) in &after.services {
-        let old = before.services.get(name).and_then(|s| s.settings.as_ref()).map(flatten);
-        let new = service.settings.as_ref().map(flatten).unwrap_or_default();
+        let old = before.services.get(name).and_then(|s| s.settings.as_ref()).map(worded);
+        let new = service.settings.as_ref().map(worded).unwrap_or_default();
         for (key, value) in &new {
             match old.as_ref().map(|old| old.get(key)) {
                 Some(Some(was)) if was == value => {}
@@ -324,27 +323,64 @@ pub fn changes(before: &State, after: &State) -> Vec<String> {
     words
 }
 
-/// A configuration as `key → value` with nested keys joined by dots.
-fn flatten(settings: &crate::model::environments::Resolved) -> BTreeMap<String, String> {
-    fn walk(prefix: &str, value: &Value, out: &mut BTreeMap<String, String>) {
-        match value {
-            Value::Object(map) => {
-                for (key, value) in map {
-                    let key =
-                        if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
-                    walk(&key, value, out);
-                }
-            }
-            Value::String(text) => {
-                out.insert(prefix.to_owned(), text.clone());
-            }
-            other => {
-                out.insert(prefix.to_owned(), other.to_string());
-            }
-        }
+/// A configuration in the words of its declaration (`config set`'s keys): `timeout` →
+/// `500ms`, `replicas.min` → `3`…
+fn worded(settings: &Resolved) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("replicas.min", settings.replicas.min.to_string()),
+        ("replicas.max", settings.replicas.max.to_string()),
+        ("log-level", settings.log_level.clone()),
+        ("resources.cpu", settings.resources.cpu.clone()),
+        ("resources.memory", settings.resources.memory.clone()),
+        ("alerts.error-ratio", settings.alerts.error_ratio.clone()),
+        ("alerts.latency-p99", format!("{}ms", settings.alerts.latency_p99_ms)),
+        ("timeout", format!("{}ms", settings.timeout_ms)),
+        ("rate-limit", settings.rate_limit.to_string()),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::ServiceState;
+    use crate::model::digest::Digest;
+    use crate::model::environments::Environments;
+
+    #[test]
+    fn changes_are_worded_as_declared() {
+        let envs = Environments::default();
+        let dev = envs.get("dev").unwrap();
+        let before = envs.resolve(dev, "shop-orders");
+        let after = Resolved { timeout_ms: 500, rate_limit: 20, ..before.clone() };
+        let service = |settings: &Resolved| ServiceState {
+            build: Digest::of(b"b"),
+            reference: "shop-orders:1".into(),
+            image: Digest::of(b"i"),
+            testpacks: Vec::new(),
+            test_images: Vec::new(),
+            sbom: Digest::of(b"s"),
+            config: settings.config_digest(),
+            settings: Some(settings.clone()),
+        };
+        let state = |settings: &Resolved, pricing: &str| State {
+            environment: "dev".into(),
+            build: Digest::of(b"b"),
+            version: "1".into(),
+            commit: "c".into(),
+            services: [("shop-orders".to_owned(), service(settings))].into(),
+            promoted_at: 1,
+            promoted_by: "t".into(),
+            flags: [("new-pricing".to_owned(), flags::State::Variant { variant: pricing.into() })]
+                .into(),
+            configuration: None,
+        };
+        assert_eq!(
+            changes(&state(&before, "off"), &state(&after, "on")),
+            [
+                "new-pricing on",
+                "shop-orders rate-limit 0 → 20",
+                "shop-orders timeout 3000ms → 500ms"
+            ]
+        );
     }
-    let mut out = BTreeMap::new();
-    walk("", &serde_json::to_value(settings).unwrap_or_default(), &mut out);
-    out.remove("sources");
-    out
 }
