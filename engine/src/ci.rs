@@ -112,6 +112,30 @@ const CI_STEPS: [&str; 12] = [
     "build manifest",
 ];
 
+/// `service`'s image as `ci` (and a preview of a build) runs it: the platform's defaults
+/// (no flags file: every flag at its default) and the first environment's limits — the
+/// low-volume copy of what ships.
+pub fn launch_of(
+    workspace: &Workspace,
+    service: &workspace::Service,
+    repository: Repository,
+    image: Digest,
+) -> Launch {
+    let first = workspace.environments.chain().first();
+    let resources = first
+        .map(|first| workspace.environments.resolve(first, &service.id.to_string()).resources)
+        .unwrap_or_else(|| Resources { cpu: "1".into(), memory: "256Mi".into() });
+    Launch {
+        id: service.id.clone(),
+        repository,
+        image,
+        health: service.health.clone(),
+        depends_on: service.depends_on.clone(),
+        settings: vec![("LOG_LEVEL".to_owned(), "info".to_owned())],
+        limits: Limits::of(&resources),
+    }
+}
+
 /// Every step of `ci`, in order: checks, tests, builds, the integration run against the
 /// images (with every recorded suite replayed), and the signed build manifest.
 pub fn run(project: &Project, waive: &[String], reason: Option<&str>) -> Result<Summary> {
@@ -789,27 +813,9 @@ fn integration_tests(
         .services
         .iter()
         .zip(built)
-        .map(|(planned, built)| Launch {
-            id: planned.service.id.clone(),
-            repository: planned.reference.repository.clone(),
-            image: built.image.digest.clone(),
-            health: planned.service.health.clone(),
-            depends_on: planned.service.depends_on.clone(),
-            // The platform's defaults (no flags file: every flag at its default), and the
-            // first environment's limits: ci runs the low-volume copy of what ships.
-            settings: vec![("LOG_LEVEL".to_owned(), "info".to_owned())],
-            limits: Limits::of(
-                &plan
-                    .workspace
-                    .environments
-                    .chain()
-                    .first()
-                    .map(|first| {
-                        plan.workspace.environments.resolve(first, &planned.service.id.to_string())
-                    })
-                    .map(|resolved| resolved.resources)
-                    .unwrap_or_else(|| Resources { cpu: "1".into(), memory: "256Mi".into() }),
-            ),
+        .map(|(planned, built)| {
+            let repository = planned.reference.repository.clone();
+            launch_of(&plan.workspace, &planned.service, repository, built.image.digest.clone())
         })
         .collect();
     steps.progress(&format!("starting {} services from their images", launches.len()));

@@ -14,7 +14,7 @@ use crate::ledger::Ledger;
 use crate::model::digest::Digest;
 use crate::model::workspace::{Name, Workspace, environment};
 use crate::project::Project;
-use crate::run::runc::{Container, Limits};
+use crate::run::runc::Container;
 use crate::run::runtime::{self, Environment, Kept, Launch, Options};
 use crate::shell::cmd;
 
@@ -84,24 +84,6 @@ fn record_path(project: &Project, name: &str) -> PathBuf {
     folder(project, name).join("preview.json")
 }
 
-/// `name` made a DNS label that leaves room for `-<application>-<role>` of every service:
-/// lower case, `-` for anything else, starting with a letter.
-pub fn dns_safe(name: &str, workspace: &Workspace) -> String {
-    let mut safe = String::new();
-    for c in name.to_ascii_lowercase().chars() {
-        let c = if c.is_ascii_alphanumeric() { c } else { '-' };
-        if !(c == '-' && (safe.is_empty() || safe.ends_with('-'))) {
-            safe.push(c);
-        }
-    }
-    if !safe.starts_with(|c: char| c.is_ascii_lowercase()) {
-        safe.insert_str(0, "p-");
-    }
-    let longest = workspace.services.iter().map(|s| s.id.to_string().len()).max().unwrap_or(0);
-    safe.truncate(62usize.saturating_sub(longest).max(1));
-    safe.trim_end_matches('-').to_owned()
-}
-
 impl Up {
     /// Starts the services, waits for every health check, records them and prints their
     /// URLs; nothing is left running when one does not come up.
@@ -115,7 +97,7 @@ impl Up {
             }
             remove(project, &record)?;
         }
-        let (source, build, launches, flags) = self.what(project, &workspace, &name)?;
+        let (source, build, launches, flags) = self.what(project, &workspace)?;
         let (kind, how) = runtime::select(project.runtime)?;
         if self.dry_run {
             eprintln!(
@@ -165,7 +147,7 @@ impl Up {
     /// `--name`, checked, or the current branch made DNS-safe.
     fn name(&self, project: &Project, workspace: &Workspace) -> Result<String> {
         if let Some(name) = &self.name {
-            let safe = dns_safe(name, workspace);
+            let safe = workspace.dns_label(name);
             if &safe != name {
                 return Err(PreviewError::BadName {
                     name: name.clone(),
@@ -182,7 +164,7 @@ impl Up {
             .shell
             .read(cmd!(sh, "git rev-parse --abbrev-ref HEAD").quiet())
             .unwrap_or_else(|_| "preview".to_owned());
-        Ok(dns_safe(branch.trim(), workspace))
+        Ok(workspace.dns_label(branch.trim()))
     }
 
     /// What runs: the launches, the flags file, and in words where they came from.
@@ -190,26 +172,7 @@ impl Up {
         &self,
         project: &Project,
         workspace: &Workspace,
-        name: &str,
     ) -> Result<(String, Digest, Vec<Launch>, Option<String>)> {
-        let store = project.store();
-        let mut launches = Vec::new();
-        let launch = |service: &crate::model::workspace::Service,
-                      repository: &str,
-                      image: Digest,
-                      settings: Vec<(String, String)>,
-                      limits: Limits|
-         -> Result<Launch> {
-            Ok(Launch {
-                id: service.id.clone(),
-                repository: repository.parse()?,
-                image,
-                health: service.health.clone(),
-                depends_on: service.depends_on.clone(),
-                settings,
-                limits,
-            })
-        };
         if let Some(env) = &self.environment {
             let target = environment(workspace, env)?;
             let ledger = Ledger::of(project, workspace, None).pin_offline()?;
@@ -217,52 +180,23 @@ impl Up {
                 .current(target.name.as_str())?
                 .ok_or_else(|| PreviewError::NothingRuns { environment: env.clone() })?
                 .state;
-            for service in &workspace.services {
-                let id = service.id.to_string();
-                let Some(running) = state.services.get(&id) else { continue };
-                let resolved = running
-                    .settings
-                    .clone()
-                    .unwrap_or_else(|| workspace.environments.resolve(target, &id));
-                let limits = Limits::of(&resolved.resources);
-                launches.push(launch(
-                    service,
-                    &id,
-                    running.image.clone(),
-                    resolved.contract(),
-                    limits,
-                )?);
-            }
-            let flags = workspace.flags.with_states(target.name.as_str(), &state.flags);
-            let flags = crate::render::flags::file(&flags, target.name.as_str());
-            return Ok((
-                format!("what {env} runs ({})", state.version),
-                state.build,
-                launches,
-                flags,
-            ));
+            let launches = crate::promote::replay::launches(workspace, target, &state.services)?;
+            let flags = crate::render::flags::for_states(&workspace.flags, env, &state.flags);
+            let source = format!("what {env} runs ({})", state.version);
+            return Ok((source, state.build, launches, flags));
         }
+        let store = project.store();
         let build = match &self.build {
             Some(text) => manifest::resolve_build(store, text)?.0,
             None => crate::promote::gates::latest_build(project)?,
         };
-        let envelope = manifest::stored_envelope(store, &build)?;
-        let statement =
-            manifest::unverified_statement(&envelope).map_err(|why| PreviewError::Io {
-                name: name.to_owned(),
-                action: "read",
-                path: PathBuf::from(build.to_string()),
-                why: why.to_string(),
-            })?;
-        let first = workspace.environments.chain().first();
+        let statement = manifest::unverified_statement(&manifest::stored_envelope(store, &build)?)?;
+        let mut launches = Vec::new();
         for service in &workspace.services {
             let id = service.id.to_string();
             let Some(built) = statement.services().iter().find(|s| s.name == id) else { continue };
-            let limits = first
-                .map(|env| Limits::of(&workspace.environments.resolve(env, &id).resources))
-                .unwrap_or(Limits { memory_bytes: 256 << 20, cpu_millis: 1000, pids: 256 });
-            let settings = vec![("LOG_LEVEL".to_owned(), "info".to_owned())];
-            launches.push(launch(service, &id, built.image.digest.clone(), settings, limits)?);
+            let image = built.image.digest.clone();
+            launches.push(crate::ci::launch_of(workspace, service, id.parse()?, image));
         }
         let version = statement.predicate.build_definition.internal_parameters.version.clone();
         Ok((format!("build {version}"), build, launches, None))

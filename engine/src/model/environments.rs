@@ -240,12 +240,7 @@ impl Environments {
         text: &str,
         services: &[String],
     ) -> Result<Environments, MetadataErrors> {
-        let in_file = |mut errors: MetadataErrors| {
-            for error in &mut errors.0 {
-                error.file = self.file.clone();
-            }
-            errors
-        };
+        let in_file = |errors: MetadataErrors| errors.in_file(&self.file);
         let mut environments = Environments::parse(text).map_err(in_file)?;
         environments.file = self.file.clone();
         environments.declared = self.declared.clone();
@@ -341,12 +336,7 @@ impl Environments {
     /// absent. Every trusted key must exist as `<name>.pub` among the layout's trusted keys.
     pub fn load(root: &Path, layout: &Layout) -> Result<Environments, MetadataErrors> {
         let file = layout.environments();
-        let in_file = |mut errors: MetadataErrors| {
-            for error in &mut errors.0 {
-                error.file = file.clone();
-            }
-            errors
-        };
+        let in_file = |errors: MetadataErrors| errors.in_file(&file);
         let mut environments = match std::fs::read_to_string(root.join(&file)) {
             Ok(text) => Environments::parse(&text).map_err(in_file)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -100,12 +100,7 @@ impl Flags {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Flags::default()),
             Err(e) => Err(MetadataErrors(vec![failure("", format!("cannot read: {e}"))])),
         }
-        .map_err(|mut errors| {
-            for error in &mut errors.0 {
-                error.file = file.clone();
-            }
-            errors
-        })
+        .map_err(|errors| errors.in_file(&file))
     }
 
     /// Parses `[[flag]]` tables.

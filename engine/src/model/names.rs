@@ -71,6 +71,18 @@ impl fmt::Display for MetadataError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct MetadataErrors(pub Vec<MetadataError>);
 
+impl MetadataErrors {
+    /// These problems, each named in `file` (a parser finds them before it knows where
+    /// the text came from).
+    pub fn in_file(mut self, file: impl Into<PathBuf>) -> MetadataErrors {
+        let file = file.into();
+        for error in &mut self.0 {
+            error.file = file.clone();
+        }
+        self
+    }
+}
+
 impl fmt::Display for MetadataErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "invalid declarations ({} problem", self.0.len())?;

@@ -86,6 +86,26 @@ impl Workspace {
         self.services.iter().filter(|s| wanted.contains(&s.id)).collect()
     }
 
+    /// `name` made a DNS label that leaves room for `-<application>-<role>` of every
+    /// service (a preview's or an environment's prefix): lower case, `-` for anything else
+    /// and never two in a row, starting with a letter (`p-` added), at most 63 characters
+    /// with the longest service name.
+    pub fn dns_label(&self, name: &str) -> String {
+        let mut safe = String::new();
+        for c in name.to_ascii_lowercase().chars() {
+            let c = if c.is_ascii_alphanumeric() { c } else { '-' };
+            if !(c == '-' && (safe.is_empty() || safe.ends_with('-'))) {
+                safe.push(c);
+            }
+        }
+        if !safe.starts_with(|c: char| c.is_ascii_lowercase()) {
+            safe.insert_str(0, "p-");
+        }
+        let longest = self.services.iter().map(|s| s.id.to_string().len()).max().unwrap_or(0);
+        safe.truncate(62usize.saturating_sub(longest).max(1));
+        safe.trim_end_matches('-').to_owned()
+    }
+
     /// The suites that test `service`.
     pub fn suites_of<'a>(&'a self, service: &'a ServiceId) -> impl Iterator<Item = &'a Suite> {
         self.suites.iter().filter(move |s| &s.service == service)

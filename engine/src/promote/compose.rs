@@ -89,8 +89,7 @@ pub fn compose(
             replay.extend(suites("sibling", name, state));
         }
     }
-    let mut seen = BTreeSet::new();
-    replay.retain(|r| seen.insert(r.testpack.clone()));
+    each_pack_once(&mut replay);
     for waiver in waivers {
         if !replay.iter().any(|r| r.service == waiver.service && r.tag() == waiver.version) {
             let replayed: BTreeSet<String> =
@@ -105,7 +104,14 @@ pub fn compose(
     Ok(Some(Composition { services, promoted, replay }))
 }
 
-fn suites<'a>(
+/// Keeps the first suite of each test pack: a pack unchanged between two versions runs once.
+pub fn each_pack_once(replay: &mut Vec<Replayed>) {
+    let mut seen = BTreeSet::new();
+    replay.retain(|r| seen.insert(r.testpack.clone()));
+}
+
+/// `service`'s suites as `state` records them, labelled `why`.
+pub fn suites<'a>(
     why: &'static str,
     service: &'a str,
     state: &'a ServiceState,

@@ -3,7 +3,7 @@
 //! every suite of the environment replayed with the new configuration, and a signed ledger
 //! entry, in one commit with the declaration it changed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -17,7 +17,7 @@ use crate::model::names::MetadataErrors;
 use crate::model::waiver::Waiver;
 use crate::model::workspace::{Workspace, environment};
 use crate::project::Project;
-use crate::promote::compose::Replayed;
+use crate::promote::compose::{self, Replayed};
 use crate::promote::{Decided, PromoteError, configured, replay_and_record};
 
 /// What a configuration change starts from.
@@ -271,30 +271,17 @@ fn committed(project: &Project, ledger: &Ledger, path: &str, absent_ok: bool) ->
 }
 
 fn in_file(path: &str) -> impl Fn(MetadataErrors) -> MetadataErrors + '_ {
-    move |mut errors| {
-        for error in &mut errors.0 {
-            error.file = path.into();
-        }
-        errors
-    }
+    move |errors| errors.in_file(path)
 }
 
 /// Every suite of every service the environment runs, each test pack once.
 fn every_suite(state: &State) -> Vec<Replayed> {
-    let mut seen = BTreeSet::new();
-    let mut replay = Vec::new();
-    for (name, service) in &state.services {
-        for pack in &service.testpacks {
-            if seen.insert(pack.clone()) {
-                replay.push(Replayed {
-                    why: "running",
-                    service: name.clone(),
-                    version: service.reference.clone(),
-                    testpack: pack.clone(),
-                });
-            }
-        }
-    }
+    let mut replay: Vec<Replayed> = state
+        .services
+        .iter()
+        .flat_map(|(name, service)| compose::suites("running", name, service))
+        .collect();
+    compose::each_pack_once(&mut replay);
     replay
 }
 

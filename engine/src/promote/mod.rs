@@ -196,7 +196,8 @@ impl Promotion {
                     configuration: None,
                     version,
                 };
-                let state = configured(&workspace, target, state);
+                // The services' settings are settled in the composition already.
+                let state = with_declared_flags(&workspace, target, state);
                 let message =
                     format!("promote {}: {} ({})", target.name, state.version, promoted.join(", "));
                 let decided = Decided {
@@ -258,7 +259,7 @@ impl Promotion {
             .iter()
             .filter(|s| self.only.is_empty() || self.only.contains(&s.name))
             .map(|service| {
-                let config = workspace.environments.resolve(target, &service.name).config_digest();
+                let (config, settings) = declared_settings(workspace, target, &service.name);
                 let state = ServiceState {
                     build: build.clone(),
                     reference: service.image.name.clone(),
@@ -267,13 +268,25 @@ impl Promotion {
                     test_images: service.test_images.iter().map(|p| p.digest.clone()).collect(),
                     sbom: service.sbom.digest.clone(),
                     config,
-                    settings: None,
+                    settings: Some(settings),
                 };
                 (service.name.clone(), state)
             })
             .collect();
         let current = ledger.current(target.name.as_str())?.map(|c| c.state.services);
-        Ok(compose(&current.unwrap_or_default(), &promoted, waivers)?)
+        let Some(mut composition) = compose(&current.unwrap_or_default(), &promoted, waivers)?
+        else {
+            return Ok(None);
+        };
+        // The services kept run with the settings declared now, like the promoted ones.
+        for (name, service) in &mut composition.services {
+            if !composition.promoted.contains(name) {
+                let (config, settings) = declared_settings(workspace, target, name);
+                service.config = config;
+                service.settings = Some(settings);
+            }
+        }
+        Ok(Some(composition))
     }
 
     /// `--dry-run`: the gates' results and what the promotion would run and replay.
@@ -371,8 +384,8 @@ pub fn replay_and_record(
     (waivers, key): (&[Waiver], &SigningKey),
 ) -> Result<()> {
     let Decided { state, replay, action, message, gates, declarations } = decided;
-    let flags = workspace.flags.with_states(target.name.as_str(), &state.flags);
-    let flags = crate::render::flags::file(&flags, target.name.as_str());
+    let flags =
+        crate::render::flags::for_states(&workspace.flags, target.name.as_str(), &state.flags);
     let outcome = replay_suites(
         project,
         workspace,
@@ -427,19 +440,36 @@ pub fn replay_and_record(
     record(project, ledger, &entry, &message, key, &rendered)
 }
 
-/// `state`'s configuration as `workspace` declares it for `target`: every service's
-/// resolved settings (and their digest), each flag's state and the flags file's digest.
-pub fn configured(workspace: &Workspace, target: &Declared, mut state: State) -> State {
-    for (name, service) in &mut state.services {
-        let resolved = workspace.environments.resolve(target, name);
-        service.config = resolved.config_digest();
-        service.settings = Some(Resolved { sources: Default::default(), ..resolved });
-    }
+/// `service`'s settings in `target` as `workspace` declares them (where each value came
+/// from aside), and their digest.
+fn declared_settings(
+    workspace: &Workspace,
+    target: &Declared,
+    service: &str,
+) -> (Digest, Resolved) {
+    let resolved = workspace.environments.resolve(target, service);
+    (resolved.config_digest(), Resolved { sources: Default::default(), ..resolved })
+}
+
+/// `state` with each flag's state as `workspace` declares it for `target`, and the flags
+/// file's digest.
+fn with_declared_flags(workspace: &Workspace, target: &Declared, mut state: State) -> State {
     let env = target.name.as_str();
     state.flags = workspace.flags.states(env);
     state.configuration =
         crate::render::flags::file(&workspace.flags, env).map(|text| Digest::of(text.as_bytes()));
     state
+}
+
+/// `state`'s configuration as `workspace` declares it for `target`: every service's
+/// resolved settings (and their digest), each flag's state and the flags file's digest.
+pub fn configured(workspace: &Workspace, target: &Declared, mut state: State) -> State {
+    for (name, service) in &mut state.services {
+        let (config, settings) = declared_settings(workspace, target, name);
+        service.config = config;
+        service.settings = Some(settings);
+    }
+    with_declared_flags(workspace, target, state)
 }
 
 /// What `promote --dry-run` shows: the gates, and the change it would make.

@@ -28,18 +28,14 @@ pub struct Replay {
     pub waivers: Vec<Waiver>,
 }
 
-/// Starts `composed` as `target` would run it, each service with its recorded settings and
-/// the environment's `flags` (flagd JSON), and replays `suites` against it (the one
-/// replay, `run::replay`); refuses unless every failed suite is covered by waivers.
-pub fn replay_suites(
-    project: &Project,
+/// `composed` as `target` runs it, dependencies first: each service's image with its
+/// recorded settings (the declared ones for a state recorded before settings were); refused
+/// when a service is no longer declared or a dependency would not run.
+pub fn launches(
     workspace: &Workspace,
     target: &Declared,
     composed: &BTreeMap<String, ServiceState>,
-    suites: &[Replayed],
-    waivers: &[Waiver],
-    flags: Option<&str>,
-) -> Result<Replay> {
+) -> Result<Vec<Launch>> {
     let mut launches = Vec::new();
     for (name, state) in composed {
         let Some(service) = workspace.services.iter().find(|s| &s.id.to_string() == name) else {
@@ -74,6 +70,22 @@ pub fn replay_suites(
     }
     // Start dependencies first, as the workspace orders them.
     launches.sort_by_key(|l| workspace.services.iter().position(|s| s.id == l.id));
+    Ok(launches)
+}
+
+/// Starts `composed` as `target` would run it, each service with its recorded settings and
+/// the environment's `flags` (flagd JSON), and replays `suites` against it (the one
+/// replay, `run::replay`); refuses unless every failed suite is covered by waivers.
+pub fn replay_suites(
+    project: &Project,
+    workspace: &Workspace,
+    target: &Declared,
+    composed: &BTreeMap<String, ServiceState>,
+    suites: &[Replayed],
+    waivers: &[Waiver],
+    flags: Option<&str>,
+) -> Result<Replay> {
+    let launches = launches(workspace, target, composed)?;
     let mut stored = Vec::new();
     for suite in suites {
         stored.push(StoredSuite {

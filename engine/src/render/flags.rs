@@ -55,6 +55,16 @@ pub fn summarize(text: &[u8]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The flagd file of `environment` with its flags in `states` (as a ledger state records
+/// them), `None` when no flag is declared.
+pub fn for_states(
+    flags: &Flags,
+    environment: &str,
+    states: &BTreeMap<String, crate::model::flags::State>,
+) -> Option<String> {
+    file(&flags.with_states(environment, states), environment)
+}
+
 /// The flagd file of `environment`, `None` when no flag is declared.
 pub fn file(flags: &Flags, environment: &str) -> Option<String> {
     (!flags.flags.is_empty()).then(|| render(flags, environment))

@@ -464,16 +464,24 @@ fn service_objects(
     objects
 }
 
+/// The git repository Argo CD reads from: `[kubernetes] repo-url`, else the workspace's
+/// `repository`.
+fn repo_url(workspace: &Workspace) -> String {
+    workspace
+        .environments
+        .kubernetes
+        .repo_url
+        .clone()
+        .or_else(|| workspace.repository.clone())
+        .unwrap_or_else(|| "https://example.invalid/repository.git".to_owned())
+}
+
 /// The environment's Argo CD `Application`: syncs `manifests/<env>/k8s` into the namespace
 /// named after the environment, pruning what the ledger no longer renders.
 fn application(inputs: &Inputs) -> Object {
     let env = inputs.environment.name.as_str();
     let kubernetes = &inputs.workspace.environments.kubernetes;
-    let repo_url = kubernetes
-        .repo_url
-        .clone()
-        .or_else(|| inputs.workspace.repository.clone())
-        .unwrap_or_else(|| "https://example.invalid/repository.git".to_owned());
+    let repo_url = repo_url(inputs.workspace);
     let ledger = inputs.workspace.environments.shared_ledger(None);
     let revision = ledger.map_or_else(|| "main".to_owned(), |l| l.branch);
     let metadata = metadata("argocd", env, environment_labels(env));
@@ -572,25 +580,16 @@ impl crate::error::Hint for PreviewRenderError {
     }
 }
 
-/// `name`, checked, made DNS-safe like a local preview's: a label that leaves room for
-/// `-<application>-<role>` of every service.
+/// `name`, checked: a DNS label that leaves room for `-<application>-<role>` of every
+/// service, as a local preview's (`Workspace::dns_label`).
 pub fn preview_name(
     name: &str,
     workspace: &Workspace,
 ) -> Result<crate::model::names::Name, PreviewRenderError> {
-    let longest = workspace.services.iter().map(|s| s.id.to_string().len()).max().unwrap_or(0);
-    let fits = name.len() + 1 + longest <= 63;
-    match crate::model::names::Name::parse(name).filter(|_| fits) {
+    let safe = workspace.dns_label(name);
+    match crate::model::names::Name::parse(name).filter(|_| safe == name) {
         Some(parsed) => Ok(parsed),
-        None => {
-            let mut safe: String = name
-                .to_ascii_lowercase()
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-                .collect();
-            safe.truncate(62usize.saturating_sub(longest).max(1));
-            Err(PreviewRenderError::BadName { name: name.to_owned(), safe })
-        }
+        None => Err(PreviewRenderError::BadName { name: name.to_owned(), safe }),
     }
 }
 
@@ -693,11 +692,7 @@ pub fn application_set(workspace: &Workspace) -> Option<Vec<File>> {
         .services
         .first()
         .map_or_else(|| "services".to_owned(), |s| s.id.application.to_string());
-    let repo_url = kubernetes
-        .repo_url
-        .clone()
-        .or_else(|| workspace.repository.clone())
-        .unwrap_or_else(|| "https://example.invalid/repository.git".to_owned());
+    let repo_url = repo_url(workspace);
     let preview = "pr-{{.number}}";
     let labels = BTreeMap::from([
         ("app.kubernetes.io/part-of".to_owned(), application.clone()),
