@@ -434,7 +434,11 @@ fn new_service_passes_ci_with_no_edit() {
         "    \"services/shop-gift-cards\",\n    \"integration-tests/shop-gift-cards\",\n"
     ));
     assert!(manifest.starts_with("# The Slipway workspace"), "comments are kept");
+    let lock = std::fs::read_to_string(dir.path().join("Cargo.lock")).unwrap();
+    assert!(lock.contains("name = \"shop-gift-cards-tests\""), "Cargo.lock has the new crates");
+    commit_all(dir.path(), "new service: shop gift-cards");
     let summary = run_json(dir.path(), &store, "e2e-a", &["ci"]);
+    assert_eq!(summary["dirty"], false, "the committed new service builds a clean version");
     let names: Vec<&str> = summary["services"]
         .as_array()
         .unwrap()
@@ -544,12 +548,13 @@ fn containers() -> Vec<String> {
         .collect()
 }
 
-/// A README code block that follows `<!-- auditor: NAME -->`, run with bash.
-fn run_readme_block(name: &str, envelope: &Path, pubkey: &Path) -> std::process::Output {
-    let readme = std::fs::read_to_string(common::repo_root().join("README.md")).unwrap();
+/// The code block of docs/auditing.md that follows `<!-- auditor: NAME -->`, run with bash.
+fn run_auditor_block(name: &str, envelope: &Path, pubkey: &Path) -> std::process::Output {
+    let readme = std::fs::read_to_string(common::repo_root().join("docs/auditing.md")).unwrap();
     let marker = format!("<!-- auditor: {name} -->\n```sh\n");
-    let start = readme.find(&marker).unwrap_or_else(|| panic!("README lacks the `{name}` block"))
-        + marker.len();
+    let start =
+        readme.find(&marker).unwrap_or_else(|| panic!("docs/auditing.md lacks the `{name}` block"))
+            + marker.len();
     let script = &readme[start..start + readme[start..].find("\n```").unwrap()];
     Command::new("bash")
         .args(["-c", script])
@@ -691,7 +696,7 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
     let digest = summary["manifest"]["digest"].as_str().unwrap();
     assert!(verify(dir.path(), &store, &[digest, "--no-local-keys"]).0, "verify by store digest");
     for block in ["openssl", "securesystemslib"] {
-        let run = run_readme_block(block, &envelope, &pubkey);
+        let run = run_auditor_block(block, &envelope, &pubkey);
         assert!(
             run.status.success(),
             "{block}: {}{}",
@@ -723,7 +728,7 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
     let independent = |envelope: &Path| {
         ["openssl", "securesystemslib"]
             .iter()
-            .all(|block| !run_readme_block(block, envelope, &pubkey).status.success())
+            .all(|block| !run_auditor_block(block, envelope, &pubkey).status.success())
     };
     let tampered = out.path().join("tampered.dsse.json");
     let check_envelope = |expected: &str, signature_breaks: bool| {

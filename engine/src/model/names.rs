@@ -96,6 +96,6 @@ impl fmt::Display for MetadataErrors {
 
 impl crate::error::Hint for MetadataErrors {
     fn help(&self) -> Option<String> {
-        Some("fix the keys above: services declare [package.metadata.service] (application, role, health, depends-on); environments live in infra/environments.toml (see README.md)".to_owned())
+        Some("fix the keys above: services declare [package.metadata.service] (application, role, health, depends-on); environments live in infra/environments.toml (see docs/services.md and docs/environments.md)".to_owned())
     }
 }
