@@ -169,9 +169,13 @@ pub fn run(project: &Project, waive: &[String], reason: Option<&str>) -> Result<
     steps
         .run("alerts", |_| {
             let dir = project.state("alerts");
-            let (rules, tests) = alerts::check(&project.shell, &plan.workspace, &dir)?;
+            let cache = Cache::new(project.state("cache"));
+            let checked = alerts::check(&project.shell, &plan.workspace, &dir, &cache)?;
             eprintln!(
-                "    promtool: {rules} rule files checked, {tests} test files passed ({})",
+                "    promtool: {} rule files checked, {} test files passed{} ({})",
+                checked.rule_files,
+                checked.test_files,
+                if checked.reused { " (reused: the same files passed before)" } else { "" },
                 project.layout.state("alerts").display()
             );
             Ok::<_, Error>(())
@@ -219,7 +223,18 @@ fn unit_tests(project: &Project, workspace: &Workspace) -> Result<()> {
         excluded.push("--exclude".to_owned());
         excluded.push(suite.package.clone());
     }
-    project.shell.run(cmd!(sh, "cargo test --workspace --lib --bins --quiet {excluded...}"))?;
+    // The tests' own output (logs of errors they cause on purpose, say) is shown only when
+    // one fails: a passing step reads as passing.
+    let output = project
+        .shell
+        .run_captured(cmd!(sh, "cargo test --workspace --lib --bins --quiet {excluded...}"))?;
+    let passed: usize = output
+        .lines()
+        .filter_map(|line| {
+            line.strip_prefix("test result: ok. ")?.split(' ').next()?.parse::<usize>().ok()
+        })
+        .sum();
+    eprintln!("    {passed} unit tests passed");
     Ok(())
 }
 
@@ -508,13 +523,14 @@ fn build_artifacts(
             let mut environment: Vec<String> =
                 needs.iter().map(|s| s.id.role.url_variable()).collect();
             environment.push("SLIPWAY_ENV".to_owned());
-            let descriptor = testpack::Descriptor::new(
+            let mut descriptor = testpack::Descriptor::new(
                 &suite.package,
                 &service.id.to_string(),
                 planned.reference.tag.as_str(),
                 needs.iter().map(|s| s.id.to_string()).collect(),
                 environment,
             );
+            descriptor.time_limit_seconds = suite.time_limit_seconds;
             parts.push(("descriptor".to_owned(), Digest::of(&canonical_json(&descriptor))));
             let key = Cache::key(&ArtifactInputs {
                 format: "slipway-testpack-v2",

@@ -61,7 +61,7 @@ impl Shell {
     /// Runs `cmd` to completion, its output on our standard error.
     pub fn run(&self, cmd: xshell::Cmd<'_>) -> Result<(), CommandError> {
         let command = cmd.to_string();
-        let mut process: Command = cmd.into();
+        let mut process = process(cmd);
         process.stdout(std::io::stderr()).stdin(Stdio::null());
         let status = process
             .status()
@@ -73,7 +73,7 @@ impl Shell {
     pub fn run_with_input(&self, cmd: xshell::Cmd<'_>, input: &[u8]) -> Result<(), CommandError> {
         use std::io::Write;
         let command = cmd.to_string();
-        let mut process: Command = cmd.into();
+        let mut process = process(cmd);
         process.stdout(std::io::stderr()).stdin(Stdio::piped());
         let spawn = |source| CommandError::Spawn { command: command.clone(), source };
         let mut child = process.spawn().map_err(spawn)?;
@@ -84,10 +84,33 @@ impl Shell {
         if status.success() { Ok(()) } else { Err(CommandError::Failed { command, status }) }
     }
 
+    /// Runs `cmd` with its standard output and error kept, and returns them (in one stream)
+    /// when it succeeds; when it fails, they are printed on our standard error first. For
+    /// commands whose output only matters when they fail (tests that log errors on purpose).
+    pub fn run_captured(&self, cmd: xshell::Cmd<'_>) -> Result<String, CommandError> {
+        let command = cmd.to_string();
+        let mut process = process(cmd);
+        let spawn = |source| CommandError::Spawn { command: command.clone(), source };
+        let (reader, writer) = std::io::pipe().map_err(spawn)?;
+        process.stdin(Stdio::null()).stdout(writer.try_clone().map_err(spawn)?).stderr(writer);
+        let mut child = process.spawn().map_err(spawn)?;
+        drop(process); // our copies of the pipe's writing end: the read below ends with the child
+        let mut output = Vec::new();
+        std::io::Read::read_to_end(&mut &reader, &mut output).map_err(spawn)?;
+        let status = child.wait().map_err(spawn)?;
+        let output = String::from_utf8_lossy(&output).into_owned();
+        if status.success() {
+            Ok(output)
+        } else {
+            eprint!("{output}");
+            Err(CommandError::Failed { command, status })
+        }
+    }
+
     /// Runs `cmd` and returns its standard output; its standard error passes through.
     pub fn read(&self, cmd: xshell::Cmd<'_>) -> Result<String, CommandError> {
         let command = cmd.to_string();
-        let mut process: Command = cmd.into();
+        let mut process = process(cmd);
         process.stdin(Stdio::null()).stderr(Stdio::inherit());
         let output = process
             .output()
@@ -97,6 +120,36 @@ impl Shell {
         }
         String::from_utf8(output.stdout).map_err(|_| CommandError::NotUtf8 { command })
     }
+}
+
+/// `cmd` as a process to start, without what `cargo run` set for us (below).
+pub fn process(cmd: xshell::Cmd<'_>) -> Command {
+    let mut process: Command = cmd.into();
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_run) {
+            process.env_remove(&name);
+        }
+    }
+    process
+}
+
+/// Whether `name` is one of the variables `cargo run` (or `cargo test`) sets for the program
+/// it runs. A nested cargo that inherits them sees a changed environment for build scripts
+/// that watch them (ring's does) and rebuilds them and everything above: `cargo xtask ci`
+/// would compile again on every run, and so would the next `cargo xtask`.
+fn set_by_cargo_run(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "CARGO_TARGET_TMPDIR"
+        )
 }
 
 /// Whether `program` is on PATH.
@@ -144,4 +197,19 @@ pub fn ensure_debian_tools(
 /// The `apt-get install` line for `packages`.
 pub fn install_line(packages: &[&str]) -> String {
     format!("apt-get install -y --no-install-recommends {}", packages.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::set_by_cargo_run;
+
+    #[test]
+    fn what_cargo_run_sets_is_dropped_and_the_users_cargo_settings_kept() {
+        for name in ["CARGO_MANIFEST_DIR", "CARGO_PKG_NAME", "CARGO_PKG_VERSION_MAJOR"] {
+            assert!(set_by_cargo_run(name), "{name}");
+        }
+        for name in ["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_BUILD_JOBS", "CARGO", "PATH"] {
+            assert!(!set_by_cargo_run(name), "{name}");
+        }
+    }
 }

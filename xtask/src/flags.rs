@@ -6,7 +6,7 @@ use slipway::store::Location;
 
 /// Slipway: build, test, sign and promote the services of this repository.
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", arg_required_else_help = true, version)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", arg_required_else_help = true, version)]
 pub struct Cli {
     /// The artifact store: a directory (one OCI image layout per repository) or a registry,
     /// `registry://HOST[:PORT][/NAMESPACE]` [default: .slipway/store]
@@ -145,6 +145,9 @@ pub struct Keygen {
     /// Add the key to these environments' trusted keys in infra/environments.toml
     #[arg(long, value_name = "ENV", num_args = 1..)]
     pub trust: Vec<String>,
+    /// Add the key to every environment's trusted keys: a release key for the whole chain
+    #[arg(long, conflicts_with = "trust")]
+    pub trust_all: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -217,6 +217,25 @@ fn keygen_trusts_the_key_in_the_named_environments_only_if_they_exist() {
 }
 
 #[test]
+fn keygen_trust_all_trusts_the_key_in_every_environment_of_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_workspace(dir.path());
+    let keys = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let out = keys.path().join("release.key");
+    xtask(dir.path(), &store)
+        .args(["keygen", "release", "--trust-all", "--out", out.to_str().unwrap()])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("trusted by:  dev, staging, prod"));
+    let output = xtask(dir.path(), &store).args(["environments", "--json"]).output().unwrap();
+    let environments: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for environment in environments.as_array().unwrap() {
+        assert_eq!(environment["trust"], serde_json::json!(["release"]), "{environment}");
+    }
+}
+
+#[test]
 fn new_service_refuses_a_taken_role_and_bad_names() {
     let dir = tempfile::tempdir().unwrap();
     copy_workspace(dir.path());

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use cargo_metadata::{Message, TargetKind};
 
@@ -84,7 +84,7 @@ pub fn executables(
         .env("CARGO_ENCODED_RUSTFLAGS", &rustflags)
         .env_remove("RUSTFLAGS");
     let command = cmd.to_string();
-    let mut process: Command = cmd.into();
+    let mut process = crate::shell::process(cmd);
     process.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let spawn = |source| CommandError::Spawn { command: command.clone(), source };
     let mut child = process.spawn().map_err(spawn)?;

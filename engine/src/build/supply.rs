@@ -25,6 +25,10 @@ pub enum SupplyError {
     Install { why: String },
     #[error("{CONFIG}: {why}")]
     BadConfig { why: String },
+    #[error(
+        "cannot download the crates cargo-deny reads (every platform's, as Cargo.lock lists them): {why}"
+    )]
+    Fetch { why: String },
 }
 
 impl Hint for SupplyError {
@@ -41,6 +45,7 @@ impl Hint for SupplyError {
             SupplyError::BadConfig { .. } => {
                 format!("fix {CONFIG}: cargo-deny's documentation lists its keys")
             }
+            SupplyError::Fetch { .. } => "run `cargo fetch --locked` where crates.io is reachable (once per Cargo.lock change), then `cargo xtask ci` again; if Cargo.lock is out of date, run `cargo update -w` and commit it".to_owned(),
         })
     }
 }
@@ -94,9 +99,14 @@ pub fn check(shell: &Shell, root: &Path) -> Result<String, Error> {
             checks.push("advisories");
             format!("advisories from the local database {}", path.display())
         }
-        None => "advisories NOT checked: no local advisory database (set `[advisories] db-path` in deny.toml to a copy of github.com/rustsec/advisory-db; this machine has no route to it)".to_owned(),
+        None => "advisories NOT checked: no local advisory database (set `[advisories] db-path` in deny.toml to a copy of github.com/rustsec/advisory-db)".to_owned(),
     };
     let sh = shell.sh();
+    // cargo-deny reads the whole graph, every platform's crates included, and offline; a
+    // host build downloads only the host's. Fetching first is a no-op once they are here.
+    shell
+        .run(cmd!(sh, "cargo fetch --locked --quiet"))
+        .map_err(|e| SupplyError::Fetch { why: e.to_string() })?;
     let which = &checks;
     let fetch: &[&str] = if database.is_some() { &["--disable-fetch"] } else { &[] };
     let ran = shell.run(

@@ -32,6 +32,10 @@ pub struct Descriptor {
     /// The environment variables the executables read (`<ROLE>_URL`, `SLIPWAY_ENV`).
     pub environment: Vec<String>,
     pub executables: Vec<Executable>,
+    /// How long one executable may run, in seconds, when the suite sets its own limit
+    /// (`time-limit`); packs without it run under the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit_seconds: Option<u64>,
 }
 
 /// One test executable inside the pack.
@@ -73,6 +77,7 @@ impl Descriptor {
             services,
             environment,
             executables: Vec::new(),
+            time_limit_seconds: None,
         }
     }
 }

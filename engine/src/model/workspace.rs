@@ -43,6 +43,9 @@ pub struct Suite {
     pub manifest: PathBuf,
     /// The `<application>-<role>` of the service it tests.
     pub service: ServiceId,
+    /// `time-limit`: how long one of its executables may run, in seconds; none for the
+    /// default (`run::suites::DEFAULT_TIME_LIMIT`).
+    pub time_limit_seconds: Option<u64>,
 }
 
 /// The whole validated workspace.
@@ -620,13 +623,24 @@ fn read_suite(
         errors.push(error(file, SUITE_TABLE, "expected a table with `service`"));
         return None;
     };
-    for key in table.keys().filter(|k| k.as_str() != "service") {
+    for key in table.keys().filter(|k| !matches!(k.as_str(), "service" | "time-limit")) {
         errors.push(error(
             file,
             format!("{SUITE_TABLE}.{key}"),
-            "unknown key: expected only `service`",
+            "unknown key: expected `service` and optionally `time-limit`",
         ));
     }
+    let time_limit_seconds = table.get("time-limit").and_then(|limit| {
+        let seconds = limit.as_str().and_then(crate::model::environments::parse_duration);
+        if seconds.is_none_or(|s| s == 0) {
+            errors.push(error(
+                file,
+                format!("{SUITE_TABLE}.time-limit"),
+                "expected a duration above zero, e.g. \"300s\" or \"10m\"",
+            ));
+        }
+        seconds
+    });
     let key = format!("{SUITE_TABLE}.service");
     let Some(wanted) = table.get("service").and_then(Value::as_str) else {
         errors.push(error(
@@ -641,6 +655,7 @@ fn read_suite(
             package: package.name.clone(),
             manifest: package.manifest.clone(),
             service: service.id.clone(),
+            time_limit_seconds,
         }),
         None => {
             let known: Vec<String> = services.iter().map(|s| format!("`{}`", s.id)).collect();

@@ -40,6 +40,18 @@ pub fn settle(title: &str, report: &Report) -> Result<()> {
     if failed.is_empty() { Ok(()) } else { Err(Error::Refused(failed)) }
 }
 
+/// When a bake that lacks `wait` seconds at `now` is over, in words.
+fn passes_at(now: u64, wait: u64) -> String {
+    let at = crate::determinism::SourceDateEpoch(now + wait).rfc3339();
+    let (hours, minutes, seconds) = (wait / 3600, wait % 3600 / 60, wait % 60);
+    let left = match (hours, minutes) {
+        (0, 0) => format!("{seconds}s"),
+        (0, _) => format!("{minutes}m {seconds}s"),
+        _ => format!("{hours}h {minutes}m"),
+    };
+    format!("passes at {at}, in {left}")
+}
+
 /// The gates a build passes before it may enter `environment`, in order: signature,
 /// store, bake time, quarantine, clean source.
 pub fn gates(
@@ -93,8 +105,11 @@ pub fn gates(
                 previous.name
             )),
             Some((baked, name)) if baked < needed => Err(format!(
-                "{name} ran only {baked}s in {}; {} needs {needed}s",
-                previous.name, target.name
+                "{name} ran only {baked}s in {}; {} needs {needed}s: {} (`bake-time` in {})",
+                previous.name,
+                target.name,
+                passes_at(now, needed - baked),
+                workspace.environments.file.display()
             )),
             Some((baked, _)) => {
                 Ok(format!("ran {baked}s or more in {} (needs {needed}s)", previous.name))
@@ -122,4 +137,17 @@ pub fn gates(
         },
     );
     Ok(Some(statement))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::passes_at;
+
+    #[test]
+    fn a_bake_refusal_says_when_it_passes() {
+        let check = |now, wait, expected: &str| assert_eq!(passes_at(now, wait), expected);
+        check(0, 42, "passes at 1970-01-01T00:00:42Z, in 42s");
+        check(0, 3570, "passes at 1970-01-01T00:59:30Z, in 59m 30s");
+        check(1_800_000_000, 7500, "passes at 2027-01-15T10:05:00Z, in 2h 5m");
+    }
 }

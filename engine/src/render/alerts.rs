@@ -341,7 +341,32 @@ pub fn rules(
 /// Writes every environment's rules and generated tests under `dir`, then runs `promtool
 /// check rules` over them and `promtool test rules` over the generated tests and every
 /// service's own tests. Returns how many rule files and test files it checked.
-pub fn check(shell: &Shell, workspace: &Workspace, dir: &Path) -> Result<(usize, usize), Error> {
+/// What the alerts check did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked {
+    pub rule_files: usize,
+    pub test_files: usize,
+    /// Every file was byte for byte what promtool last passed: it was not run again.
+    pub reused: bool,
+}
+
+/// What decides promtool's verdict: the version of promtool and every file it reads.
+#[derive(Serialize)]
+struct CheckInputs {
+    format: &'static str,
+    promtool: String,
+    files: Vec<(String, crate::model::digest::Digest)>,
+}
+
+/// Renders every environment's rules and their tests into `dir`, then runs `promtool check
+/// rules` and `promtool test rules` over them and the services' own rules and tests — unless
+/// `cache` holds a pass for exactly these files and this promtool.
+pub fn check(
+    shell: &Shell,
+    workspace: &Workspace,
+    dir: &Path,
+    cache: &crate::build::cache::Cache,
+) -> Result<Checked, Error> {
     crate::shell::ensure_debian_tools(shell, &[("promtool", "prometheus")])?;
     let root = shell.root();
     let _ = std::fs::remove_dir_all(dir);
@@ -379,6 +404,21 @@ pub fn check(shell: &Shell, workspace: &Workspace, dir: &Path) -> Result<(usize,
         }
     }
     let sh = shell.sh();
+    let mut files = Vec::new();
+    for path in rule_files.iter().chain(&test_files) {
+        let bytes = std::fs::read(path).map_err(io("read", path))?;
+        let name = path.strip_prefix(dir).or_else(|_| path.strip_prefix(root)).unwrap_or(path);
+        files.push((name.display().to_string(), crate::model::digest::Digest::of(&bytes)));
+    }
+    let promtool = shell.read(cmd!(sh, "promtool --version").quiet())?;
+    let promtool = promtool.lines().next().unwrap_or_default().to_owned();
+    let key =
+        crate::build::cache::Cache::key(&CheckInputs { format: "promtool-v1", promtool, files });
+    let mut checked =
+        Checked { rule_files: rule_files.len(), test_files: test_files.len(), reused: true };
+    if cache.get::<bool>("alerts", &key) == Some(true) {
+        return Ok(checked);
+    }
     let run = |what: &'static str, args: &[PathBuf]| -> Result<(), AlertsError> {
         let words: Vec<&str> = what.split(' ').collect();
         let output = cmd!(sh, "promtool {words...} {args...}")
@@ -395,7 +435,10 @@ pub fn check(shell: &Shell, workspace: &Workspace, dir: &Path) -> Result<(usize,
     };
     run("check rules", &rule_files)?;
     run("test rules", &test_files)?;
-    Ok((rule_files.len(), test_files.len()))
+    // A lost entry only means promtool runs again.
+    let _ = cache.put("alerts", &key, &true);
+    checked.reused = false;
+    Ok(checked)
 }
 
 #[cfg(test)]

@@ -17,7 +17,12 @@ pub struct SuiteRun {
     /// `<application>-<role>` of the service the suite tests.
     pub service: String,
     pub executable: PathBuf,
+    /// How long the executable may run before it is killed and failed.
+    pub time_limit: Duration,
 }
+
+/// How long one suite executable may run when its suite sets no `time-limit`.
+pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(300);
 
 /// How one executable did.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -48,6 +53,10 @@ pub fn runs_of(pack: &crate::build::testpack::Unpacked, suite: &str) -> Vec<Suit
             suite: suite.to_owned(),
             service: pack.descriptor.service.clone(),
             executable: pack.dir.join(&executable.path),
+            time_limit: pack
+                .descriptor
+                .time_limit_seconds
+                .map_or(DEFAULT_TIME_LIMIT, Duration::from_secs),
         })
         .collect()
 }
@@ -213,9 +222,19 @@ fn run_one(run: &SuiteRun, target: &Target, dir: &Path, name: &str) -> SuiteResu
     runtime::die_with_parent(&mut command);
     let status = match command
         .spawn()
-        .and_then(|mut child| wait_with_timeout(&mut child, Duration::from_secs(300)))
+        .and_then(|mut child| wait_with_timeout(&mut child, run.time_limit))
     {
-        Ok(status) => status,
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            let limit = run.time_limit.as_secs();
+            return result(
+                false,
+                format!(
+                    "timed out after {limit} s and was killed (raise `time-limit` under [package.metadata.integration-tests] of {})",
+                    run.suite.split(' ').next().unwrap_or(&run.suite)
+                ),
+            );
+        }
         Err(e) => return result(false, format!("cannot run {}: {e}", run.executable.display())),
     };
     let text = std::fs::read_to_string(output).unwrap_or_default();
@@ -228,18 +247,20 @@ fn run_one(run: &SuiteRun, target: &Target, dir: &Path, name: &str) -> SuiteResu
     result(status.success(), summary)
 }
 
+/// Waits for `child`, killing it past `limit`: its status, or none when it was killed.
 fn wait_with_timeout(
     child: &mut std::process::Child,
     limit: Duration,
-) -> std::io::Result<std::process::ExitStatus> {
+) -> std::io::Result<Option<std::process::ExitStatus>> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait()? {
-            return Ok(status);
+            return Ok(Some(status));
         }
         if Instant::now() > deadline {
             child.kill()?;
-            return child.wait();
+            child.wait()?;
+            return Ok(None);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -273,6 +294,10 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn run_script(dir: &Path, name: &str, body: &str) -> SuiteResult {
+        run_script_for(dir, name, body, DEFAULT_TIME_LIMIT)
+    }
+
+    fn run_script_for(dir: &Path, name: &str, body: &str, time_limit: Duration) -> SuiteResult {
         let script = dir.join(format!("{name}.sh"));
         std::fs::write(&script, format!("#!/bin/sh\n{body}")).unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -280,6 +305,7 @@ mod tests {
             suite: "shop-tests [previous shop:0.1.0-abc]".to_owned(),
             service: "shop-catalog".to_owned(),
             executable: script,
+            time_limit,
         };
         let target = Target { environment: "test".to_owned(), urls: BTreeMap::new(), flags: None };
         run_one(&run, &target, dir, &file_name(0, &format!("{name} [v 1.2]")))
@@ -306,5 +332,15 @@ mod tests {
             .collect();
         assert!(files.contains(&"complete__v_1_2_-0.out".to_owned()), "{files:?}");
         assert_eq!(files.len(), 4, "an .out and an .xml per run, none shared: {files:?}");
+    }
+
+    #[test]
+    fn a_suite_past_its_time_limit_is_killed_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let hung = run_script_for(dir.path(), "hung", "sleep 30\n", Duration::from_secs(1));
+        assert!(!hung.passed);
+        assert!(hung.summary.starts_with("timed out after 1 s"), "{}", hung.summary);
+        assert!(hung.summary.contains("of shop-tests)"), "{}", hung.summary);
+        assert!(hung.seconds < 10.0, "killed at the limit, not at the end: {}", hung.seconds);
     }
 }

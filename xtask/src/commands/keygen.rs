@@ -39,7 +39,12 @@ impl flags::Keygen {
         };
         // Check the environments before writing anything, so a typo loses nothing.
         let environments_file = project.root.join(project.layout.environments());
-        let edited = if self.trust.is_empty() {
+        let trust: Vec<String> = if self.trust_all {
+            project.workspace()?.environments.names().map(|name| name.to_string()).collect()
+        } else {
+            self.trust
+        };
+        let edited = if trust.is_empty() {
             None
         } else {
             let text = std::fs::read_to_string(&environments_file).map_err(|source| {
@@ -53,7 +58,7 @@ impl flags::Keygen {
                 &project.layout.environments(),
                 &text,
                 &name,
-                &self.trust,
+                &trust,
             )?)
         };
         let (private, public) = generate(password.as_deref())?;
@@ -69,7 +74,7 @@ impl flags::Keygen {
             slipway::store::write_atomically(&environments_file, edited.as_bytes())?;
             eprintln!(
                 "trusted by:  {} ({})",
-                self.trust.join(", "),
+                trust.join(", "),
                 project.layout.environments().display()
             );
         }

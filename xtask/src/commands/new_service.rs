@@ -58,8 +58,11 @@ impl flags::NewService {
         let sh = project.shell.sh();
         let tests = format!("{package}-tests");
         project.shell.run(cmd!(sh, "cargo fmt --package {package} --package {tests}"))?;
+        // Record the new crates in Cargo.lock now: committed with them, the next `ci` builds
+        // a clean version (a lock file that changes during the build would make it `-dirty`).
+        project.shell.read(cmd!(sh, "cargo metadata --format-version 1 --offline").quiet())?;
         eprintln!(
-            "created services/{package} and integration-tests/{package}, added to Cargo.toml"
+            "created services/{package} and integration-tests/{package}, added to Cargo.toml and Cargo.lock"
         );
         eprintln!("next: `cargo xtask ci` builds, tests and images it");
         Ok(())
