@@ -55,3 +55,50 @@ pub fn missing_npm_packages(prefix: &std::path::Path) -> Vec<&'static str> {
 }
 
 pub use crate::shell::{install_line, on_path};
+
+/// The test runner `cargo xtask test` installs when it is missing (the machine image of this
+/// kind ships it).
+pub const NEXTEST_VERSION: &str = "0.9.143";
+
+/// The `count` slowest test cases of a JUnit report (cargo-nextest's), slowest first:
+/// `<binary>::<test>` and seconds.
+pub fn slowest_tests(junit: &str, count: usize) -> Vec<(String, f64)> {
+    let attribute = |element: &str, name: &str| -> Option<String> {
+        let start = element.find(&format!(" {name}=\""))? + name.len() + 3;
+        let value = &element[start..];
+        Some(value[..value.find('"')?].replace("&quot;", "\"").replace("&amp;", "&"))
+    };
+    let mut cases: Vec<(String, f64)> = junit
+        .split("<testcase")
+        .skip(1)
+        .filter_map(|element| {
+            let element = &element[..element.find('>')?];
+            let name = attribute(element, "name")?;
+            let seconds = attribute(element, "time")?.parse().ok()?;
+            let binary = attribute(element, "classname").unwrap_or_default();
+            Some((if binary.is_empty() { name } else { format!("{binary}::{name}") }, seconds))
+        })
+        .collect();
+    cases.sort_by(|a, b| b.1.total_cmp(&a.1));
+    cases.truncate(count);
+    cases
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slowest_tests;
+
+    #[test]
+    fn the_slowest_test_cases_come_first_with_their_binary() {
+        let junit = r#"<testsuites><testsuite name="xtask::e2e">
+<testcase name="fast" classname="xtask::e2e" time="0.5"></testcase>
+<testcase name="slow" classname="xtask::e2e" time="42.25"><system-out/></testcase>
+<testcase name="middle" classname="slipway" time="3"/>
+</testsuite></testsuites>"#;
+        assert_eq!(
+            slowest_tests(junit, 2),
+            [("xtask::e2e::slow".to_owned(), 42.25), ("slipway::middle".to_owned(), 3.0)]
+        );
+        assert!(slowest_tests("no report", 10).is_empty());
+    }
+}

@@ -10,7 +10,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{commit_all, copy_workspace, edit, require, run_in, shared_copy, xtask};
@@ -18,9 +17,6 @@ use serde_json::Value;
 
 /// The release key's password in these tests.
 const PASSWORD: &str = "correct horse battery staple";
-
-/// The builds share target directories, so the tests take turns.
-static BUILDS: Mutex<()> = Mutex::new(());
 
 /// A target directory under this repository's `target/`, kept between runs so only the
 /// first run is cold.
@@ -115,7 +111,7 @@ fn processes_under(dir: &Path) -> Vec<String> {
 
 #[test]
 fn ci_builds_real_images_and_a_no_op_rerun_reuses_everything() {
-    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::build_turn(&target_dir("e2e-a"));
     for tool in ["oci-image-tool", "skopeo", "umoci", "runc"] {
         require(tool);
     }
@@ -286,7 +282,7 @@ fn http_body(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> 
 
 #[test]
 fn two_directories_build_identical_images() {
-    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::build_turn(&target_dir("e2e-a"));
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // The first copy shares the suite's build; the second's files are all new, so cargo
     // compiles the workspace's own crates again in another directory (the dependencies,
@@ -311,7 +307,7 @@ fn two_directories_build_identical_images() {
 
 #[test]
 fn a_committed_private_key_fails_ci_at_the_secrets_step() {
-    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::build_turn(&target_dir("e2e-a"));
     let dir = tempfile::tempdir().unwrap();
     let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let key = format!(
@@ -336,7 +332,7 @@ fn a_committed_private_key_fails_ci_at_the_secrets_step() {
 
 #[test]
 fn broken_metadata_fails_ci_at_the_metadata_step() {
-    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::build_turn(&target_dir("e2e-a"));
     let dir = tempfile::tempdir().unwrap();
     let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     edit(
@@ -357,7 +353,7 @@ fn broken_metadata_fails_ci_at_the_metadata_step() {
 
 #[test]
 fn a_wrong_alert_threshold_fails_ci_at_the_alerts_step_naming_the_rule() {
-    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::build_turn(&target_dir("e2e-a"));
     require("promtool");
     let dir = tempfile::tempdir().unwrap();
     let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
@@ -386,7 +382,7 @@ fn a_wrong_alert_threshold_fails_ci_at_the_alerts_step_naming_the_rule() {
 
 #[test]
 fn a_dependency_with_a_forbidden_license_fails_ci_at_the_supply_chain_step() {
-    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::build_turn(&target_dir("e2e-a"));
     let dir = tempfile::tempdir().unwrap();
     let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     // A vendored helper under a license deny.toml does not allow, used by orders.
@@ -423,7 +419,7 @@ fn a_dependency_with_a_forbidden_license_fails_ci_at_the_supply_chain_step() {
 
 #[test]
 fn new_service_passes_ci_with_no_edit() {
-    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::build_turn(&target_dir("e2e-a"));
     let dir = tempfile::tempdir().unwrap();
     let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let out = tempfile::tempdir().unwrap();
@@ -457,7 +453,7 @@ fn new_service_passes_ci_with_no_edit() {
 
 #[test]
 fn failing_and_interrupted_integration_runs_leave_no_process_behind() {
-    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::build_turn(&target_dir("e2e-a"));
     let dir = tempfile::tempdir().unwrap();
     let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let contract = dir.path().join("integration-tests/shop-catalog/tests/contract.rs");
@@ -639,7 +635,7 @@ fn rewrite_payload(envelope: &Path, out: &Path, edit: impl Fn(&mut Value), key: 
 
 #[test]
 fn signed_builds_verify_independently_and_every_tamper_is_refused() {
-    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::build_turn(&target_dir("e2e-a"));
     for tool in ["openssl", "jq"] {
         require(tool);
     }
@@ -909,7 +905,7 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
 
 #[test]
 fn a_source_that_does_not_reproduce_fails_verify_rebuild() {
-    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::build_turn(&target_dir("e2e-a"));
     let dir = tempfile::tempdir().unwrap();
     let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     // A build script that stamps the wall clock into the catalog binary.
@@ -1185,7 +1181,7 @@ fn ledger_log(dir: &Path, environment: &str) -> Vec<String> {
 
 #[test]
 fn promotion_replays_every_stored_suite_and_the_ledger_tells_the_story() {
-    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::build_turn(&target_dir("e2e-a"));
     let dir = tempfile::tempdir().unwrap();
     let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let out = tempfile::tempdir().unwrap();
@@ -1723,7 +1719,7 @@ fn newest_version(dir: &Path) -> String {
 
 #[test]
 fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
-    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::build_turn(&target_dir("e2e-a"));
     let dir = tempfile::tempdir().unwrap();
     let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let out = tempfile::tempdir().unwrap();
@@ -1843,7 +1839,7 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
 
 #[test]
 fn two_clones_promote_through_one_remote_and_its_ledger_stays_linear() {
-    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::build_turn(&target_dir("e2e-a"));
     let dir = tempfile::tempdir().unwrap();
     let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let out = tempfile::tempdir().unwrap();
@@ -1940,7 +1936,7 @@ fn skopeo_raw(name: &str) -> (Value, String) {
 
 #[test]
 fn a_registry_is_the_store_for_ci_copy_and_a_clone_with_an_empty_store() {
-    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::build_turn(&target_dir("e2e-a"));
     require("skopeo");
     let dir = tempfile::tempdir().unwrap();
     let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));

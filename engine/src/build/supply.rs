@@ -53,24 +53,32 @@ impl Hint for SupplyError {
 /// Installs cargo-deny with `cargo install` when `cargo deny` is not there, saying how long
 /// it took.
 pub fn ensure_cargo_deny(shell: &Shell) -> Result<(), Error> {
+    ensure_cargo_tool(shell, "cargo-deny", CARGO_DENY_VERSION)
+        .map_err(|e| SupplyError::Install { why: e.to_string() }.into())
+}
+
+/// Installs the cargo subcommand `tool` at `version` with `cargo install` when neither PATH
+/// nor cargo's home has it, saying how long it took.
+pub fn ensure_cargo_tool(
+    shell: &Shell,
+    tool: &str,
+    version: &str,
+) -> Result<(), crate::shell::CommandError> {
     let sh = shell.sh();
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
-    let installed = crate::shell::on_path("cargo-deny")
-        || cargo_home.is_some_and(|home| home.join("bin/cargo-deny").is_file());
+    let installed = crate::shell::on_path(tool)
+        || cargo_home.is_some_and(|home| home.join("bin").join(tool).is_file());
     if installed {
         return Ok(());
     }
     eprintln!(
-        "    cargo-deny is not installed: installing {CARGO_DENY_VERSION} with `cargo install` (once; about 2–4 minutes on 2 cores)"
+        "    {tool} is not installed: installing {version} with `cargo install` (once; a few minutes on 2 cores)"
     );
     let started = Instant::now();
-    let version = CARGO_DENY_VERSION;
-    shell
-        .run(cmd!(sh, "cargo install cargo-deny --locked --version {version} --quiet"))
-        .map_err(|e| SupplyError::Install { why: e.to_string() })?;
-    eprintln!("    installed cargo-deny {version} in {:.0} s", started.elapsed().as_secs_f64());
+    shell.run(cmd!(sh, "cargo install {tool} --locked --version {version} --quiet"))?;
+    eprintln!("    installed {tool} {version} in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 

@@ -6,7 +6,9 @@ use crate::flags;
 use slipway::build::cargo;
 use slipway::error::Result;
 use slipway::project::Project;
-use slipway::selftest::{NPM_DIR, PYTHON_MODULES, TOOLS, missing_npm_packages};
+use slipway::selftest::{
+    NEXTEST_VERSION, NPM_DIR, PYTHON_MODULES, TOOLS, missing_npm_packages, slowest_tests,
+};
 use slipway::shell::{cmd, ensure_debian_tools};
 
 impl flags::Test {
@@ -57,7 +59,26 @@ impl flags::Test {
             .flat_map(|s| ["--exclude".to_owned(), s.package.clone()])
             .collect();
         let args = self.args;
-        project.shell.run(cmd!(sh, "cargo test --workspace {excluded...} {args...}"))?;
+        slipway::build::supply::ensure_cargo_tool(
+            &project.shell,
+            "cargo-nextest",
+            NEXTEST_VERSION,
+        )?;
+        // cargo-nextest: each test in its own process, all binaries in one pool, and a JUnit
+        // report (.config/nextest.toml) from which the slowest tests are read.
+        let ran = project
+            .shell
+            .run(cmd!(sh, "cargo nextest run --workspace --no-fail-fast {excluded...} {args...}"));
+        let junit = workspace.target_directory.join("nextest/default/junit.xml");
+        let report = std::fs::read_to_string(&junit).unwrap_or_default();
+        let slowest = slowest_tests(&report, 10);
+        if !slowest.is_empty() {
+            eprintln!("the {} slowest tests:", slowest.len());
+            for (name, seconds) in slowest {
+                eprintln!("  {seconds:>7.1} s  {name}");
+            }
+        }
+        ran?;
         Ok(())
     }
 }

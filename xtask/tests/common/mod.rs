@@ -74,6 +74,17 @@ pub struct SharedCopy {
     record: PathBuf,
 }
 
+/// A turn at the target directory `target`: while the file it returns is open, no other test
+/// that asks for one builds there, in this process or another (cargo-nextest runs each test
+/// in its own).
+#[must_use = "the turn ends when the file is dropped"]
+pub fn build_turn(target: &Path) -> std::fs::File {
+    std::fs::create_dir_all(target).unwrap();
+    let file = std::fs::File::create(target.join(".e2e-turn")).unwrap();
+    file.lock().unwrap();
+    file
+}
+
 /// Copies the sample into `dest`, to build with the target directory `target`.
 pub fn shared_copy(dest: &Path, target: &Path) -> SharedCopy {
     copy_sample(dest);
