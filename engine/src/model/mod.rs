@@ -8,6 +8,8 @@ pub mod layout;
 pub mod lockfile;
 pub mod names;
 pub mod reference;
+#[cfg(test)]
+pub mod sample;
 pub mod source;
 pub mod waiver;
 pub mod workspace;

@@ -633,9 +633,6 @@ pub fn preview(
     let Some(first) = workspace.environments.chain().first() else {
         return Ok(Vec::new());
     };
-    let mut environment = first.clone();
-    environment.name = name.clone();
-    environment.delivery = Delivery::Rolling;
     let version = statement.predicate.build_definition.internal_parameters.version.clone();
     let running: BTreeMap<String, Running> = statement
         .services()
@@ -651,13 +648,30 @@ pub fn preview(
         })
         .collect();
     let registry = registry(project, workspace);
+    Ok(preview_files(workspace, name, &running, registry.as_deref(), &project.root)?)
+}
+
+/// What `preview` renders, given what runs: pure.
+fn preview_files(
+    workspace: &Workspace,
+    name: &crate::model::names::Name,
+    running: &BTreeMap<String, Running>,
+    registry: Option<&str>,
+    root: &Path,
+) -> Result<Vec<File>, AlertsError> {
+    let Some(first) = workspace.environments.chain().first() else {
+        return Ok(Vec::new());
+    };
+    let mut environment = first.clone();
+    environment.name = name.clone();
+    environment.delivery = Delivery::Rolling;
     let flags = crate::model::flags::Flags::default();
     let files = render(&Inputs {
         workspace,
         environment: &environment,
-        running: &running,
-        registry: registry.as_deref(),
-        root: &project.root,
+        running,
+        registry,
+        root,
         flags: &flags,
     })?;
     Ok(files.into_iter().filter(|f| f.path.starts_with(FOLDER)).collect())
@@ -887,3 +901,7 @@ fn progressive_objects(
     );
     Some(vec![preview_service, alerts_template, suites_template])
 }
+
+#[cfg(test)]
+#[path = "k8s_snapshots.rs"]
+mod snapshots;
