@@ -58,7 +58,7 @@ pub enum Command {
     Keygen(Keygen),
     /// Scaffold a service and its integration tests, and add both to the workspace
     NewService(NewService),
-    /// Run Slipway's own test suite, installing the Debian tools it needs when root
+    /// Run Slipway's own test suite (cargo-nextest), installing the tools it needs when root
     Test(Test),
     /// The git pre-commit hook: format, declarations and the secrets scan of staged files
     Hooks(Hooks),
@@ -167,7 +167,7 @@ pub struct NewService {
 
 #[derive(Debug, clap::Args)]
 pub struct Test {
-    /// Arguments passed on to `cargo test`, e.g. a test name filter
+    /// Arguments passed on to `cargo nextest run`, e.g. a test name filter
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
 }

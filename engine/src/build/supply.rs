@@ -45,7 +45,7 @@ impl Hint for SupplyError {
             SupplyError::BadConfig { .. } => {
                 format!("fix {CONFIG}: cargo-deny's documentation lists its keys")
             }
-            SupplyError::Fetch { .. } => "run `cargo fetch --locked` where crates.io is reachable (once per Cargo.lock change), then `cargo xtask ci` again; if Cargo.lock is out of date, run `cargo update -w` and commit it".to_owned(),
+            SupplyError::Fetch { .. } => "run `cargo fetch` where crates.io is reachable (once per Cargo.lock change), then `cargo xtask ci` again".to_owned(),
         })
     }
 }
@@ -113,7 +113,7 @@ pub fn check(shell: &Shell, root: &Path) -> Result<String, Error> {
     // cargo-deny reads the whole graph, every platform's crates included, and offline; a
     // host build downloads only the host's. Fetching first is a no-op once they are here.
     shell
-        .run(cmd!(sh, "cargo fetch --locked --quiet"))
+        .run(cmd!(sh, "cargo fetch --quiet"))
         .map_err(|e| SupplyError::Fetch { why: e.to_string() })?;
     let which = &checks;
     let fetch: &[&str] = if database.is_some() { &["--disable-fetch"] } else { &[] };

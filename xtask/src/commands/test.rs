@@ -47,7 +47,7 @@ impl flags::Test {
         cargo::ensure_target(&project.shell, &project.layout.target)?;
         // Every platform's crates: the tests' copies of the sample read their graph offline,
         // as `ci`'s supply-chain step does. A no-op once they are downloaded.
-        project.shell.run(cmd!(sh, "cargo fetch --locked --quiet"))?;
+        project.shell.run(cmd!(sh, "cargo fetch --quiet"))?;
         // `ci`'s supply-chain step needs cargo-deny; built once here (minutes), not inside
         // a test's time.
         slipway::build::supply::ensure_cargo_deny(&project.shell)?;

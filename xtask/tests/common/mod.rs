@@ -88,34 +88,45 @@ pub fn build_turn(target: &Path) -> std::fs::File {
 /// Copies the sample into `dest`, to build with the target directory `target`.
 pub fn shared_copy(dest: &Path, target: &Path) -> SharedCopy {
     copy_sample(dest);
-    std::fs::create_dir_all(target).unwrap();
-    let record = target.join(".e2e-copy-times");
-    let previous: std::collections::HashMap<String, (u64, u128)> = std::fs::read_to_string(&record)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.splitn(3, ' ');
-            let nanos = fields.next()?.parse().ok()?;
-            let hash = fields.next()?.parse().ok()?;
-            Some((fields.next()?.to_owned(), (hash, nanos)))
-        })
-        .collect();
-    // Until this copy is dropped, what the target directory holds is unknown: a test that
-    // dies before then leaves no record, and the next copy counts every file as new.
-    let _ = std::fs::remove_file(&record);
-    let now = std::time::SystemTime::now();
-    for (file, hash, _) in files(dest) {
-        let time = match previous.get(&file) {
-            Some(&(recorded, nanos)) if recorded == hash => {
-                std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos as u64)
-            }
-            _ => now,
-        };
-        let handle = std::fs::File::options().write(true).open(dest.join(&file)).unwrap();
-        handle.set_modified(time).unwrap();
-    }
+    let copy = SharedCopy::adopt(dest, target);
     commit_copy(dest);
-    SharedCopy { dir: dest.to_owned(), record }
+    copy
+}
+
+impl SharedCopy {
+    /// Takes on the work tree `dir` (a copy of the sample, or of a copy) to build with
+    /// `target`: each file gets the modification time the same content had in the copy last
+    /// built there, the current time where its content differs or nothing was recorded.
+    pub fn adopt(dir: &Path, target: &Path) -> SharedCopy {
+        std::fs::create_dir_all(target).unwrap();
+        let record = target.join(".e2e-copy-times");
+        let previous: std::collections::HashMap<String, (u64, u128)> =
+            std::fs::read_to_string(&record)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|line| {
+                    let mut fields = line.splitn(3, ' ');
+                    let nanos = fields.next()?.parse().ok()?;
+                    let hash = fields.next()?.parse().ok()?;
+                    Some((fields.next()?.to_owned(), (hash, nanos)))
+                })
+                .collect();
+        // Until this copy is dropped, what the target directory holds is unknown: a test
+        // that dies before then leaves no record, and the next copy counts every file as new.
+        let _ = std::fs::remove_file(&record);
+        let now = std::time::SystemTime::now();
+        for (file, hash, _) in files(dir) {
+            let time = match previous.get(&file) {
+                Some(&(recorded, nanos)) if recorded == hash => {
+                    std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos as u64)
+                }
+                _ => now,
+            };
+            let handle = std::fs::File::options().write(true).open(dir.join(&file)).unwrap();
+            handle.set_modified(time).unwrap();
+        }
+        SharedCopy { dir: dir.to_owned(), record }
+    }
 }
 
 impl Drop for SharedCopy {

@@ -1,0 +1,736 @@
+//! What the end-to-end tests share: running xtask on copies of the sample, the checks that
+//! several tests make, and the expensive states built once per run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{self, commit_all, edit, run_in, shared_copy, xtask};
+
+/// The release key's password in these tests.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A target directory under this repository's `target/`, kept between runs so only the
+/// first run is cold.
+pub fn target_dir(name: &str) -> PathBuf {
+    common::repo_root().join("target").join(name)
+}
+
+/// Runs `xtask <args> --json` in `dir` with `target`, returning the summary.
+pub fn run_json(dir: &Path, store: &Path, target: &str, args: &[&str]) -> Value {
+    let output = xtask(dir, store)
+        .env("CARGO_TARGET_DIR", target_dir(target))
+        .args(args)
+        .arg("--json")
+        .timeout(Duration::from_secs(1500))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "xtask {args:?} failed:\n{stderr}");
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!("--json output is not JSON ({e}):\n{}", String::from_utf8_lossy(&output.stdout))
+    })
+}
+
+/// Runs `xtask ci` in `dir` until the step after `step` starts, then stops it; returns
+/// standard error up to there.
+pub fn ci_until(dir: &Path, store: &Path, step: &str) -> String {
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("xtask"))
+        .arg("ci")
+        .current_dir(dir)
+        .env("SLIPWAY_STORE", store)
+        .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
+        .envs(common::SUITE_RELEASE_PROFILE)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = String::new();
+    let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0 {
+        stderr.push_str(&line);
+        if line.contains(&format!("] {step}")) {
+            break;
+        }
+        line.clear();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    stderr
+}
+
+/// Runs `xtask ci` in `dir` expecting failure; returns standard error.
+pub fn ci_fails(dir: &Path, store: &Path) -> String {
+    let output = xtask(dir, store)
+        .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
+        .arg("ci")
+        .timeout(Duration::from_secs(1500))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "ci should fail:\n{stderr}");
+    assert!(!stderr.contains("thread 'main' panicked"), "{stderr}");
+    stderr
+}
+
+pub fn digests(summary: &Value) -> Vec<(String, String)> {
+    summary["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["image"]["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Processes whose executable lies under `dir`.
+pub fn processes_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(exe) = std::fs::read_link(entry.path().join("exe"))
+            && exe.starts_with(dir)
+        {
+            found.push(format!("{} {}", entry.file_name().to_string_lossy(), exe.display()));
+        }
+    }
+    found
+}
+
+pub fn home_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Starts an unpacked image with runc on the host network and asks its health endpoint.
+/// Runs the unpacked image under runc, waits for `GET /health` to answer 200, and returns
+/// what `GET /metrics` answers then.
+pub fn runc_serves_health(dir: &Path, bundle: &Path) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config_path = bundle.join("config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["process"]["terminal"] = Value::Bool(false);
+    let env = config["process"]["env"].as_array_mut().unwrap();
+    env.push(format!("LISTEN_ADDR=127.0.0.1:{port}").into());
+    // What the services call: nothing answers there, and /health and /metrics do not ask.
+    for variable in ["CATALOG_URL", "ORDERS_URL", "SHIPPING_URL"] {
+        env.push(format!("{variable}=http://127.0.0.1:9").into());
+    }
+    let namespaces = config["linux"]["namespaces"].as_array_mut().unwrap();
+    namespaces.retain(|ns| ns["type"] != "network");
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let id = format!("slipway-e2e-{}", std::process::id());
+    let mut runc = Command::new("runc")
+        .args(["run", "--bundle", bundle.to_str().unwrap(), &id])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runc starts");
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut status = None;
+    while Instant::now() < deadline {
+        if let Ok(code) = slipway::run::runtime::http_status(addr, "/health") {
+            status = Some(code);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let metrics = http_body(addr, "/metrics");
+    let _ = Command::new("runc").args(["kill", &id, "KILL"]).status();
+    let _ = runc.wait();
+    let _ = Command::new("runc").args(["delete", "--force", &id]).status();
+    assert_eq!(status, Some(200), "the image under runc did not answer GET /health");
+    metrics.unwrap_or_else(|e| panic!("GET /metrics: {e}"))
+}
+
+/// The body of `GET path` over HTTP/1.0.
+pub fn http_body(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("answered {head}")));
+    }
+    Ok(body.to_owned())
+}
+
+/// The memory limit the kernel enforces on container `id` (cgroup v1 or v2).
+pub fn memory_limit(id: &str) -> u64 {
+    let state = Command::new("runc").args(["state", id]).output().unwrap();
+    let state: Value = serde_json::from_slice(&state.stdout).unwrap();
+    let pid = state["pid"].as_u64().unwrap();
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+        let file = if controllers.split(',').any(|c| c == "memory") {
+            format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")
+        } else if controllers.is_empty() {
+            format!("/sys/fs/cgroup{path}/memory.max")
+        } else {
+            continue;
+        };
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            return text.trim().parse().unwrap();
+        }
+    }
+    panic!("no memory cgroup for {id}:\n{cgroups}");
+}
+
+/// The runc containers Slipway started that still exist.
+pub fn containers() -> Vec<String> {
+    let listed = Command::new("runc").args(["list", "-q"]).output().unwrap();
+    String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter(|id| id.starts_with("slipway-"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The code block of docs/auditing.md that follows `<!-- auditor: NAME -->`, run with bash.
+pub fn run_auditor_block(name: &str, envelope: &Path, pubkey: &Path) -> std::process::Output {
+    let readme = std::fs::read_to_string(common::repo_root().join("docs/auditing.md")).unwrap();
+    let marker = format!("<!-- auditor: {name} -->\n```sh\n");
+    let start =
+        readme.find(&marker).unwrap_or_else(|| panic!("docs/auditing.md lacks the `{name}` block"))
+            + marker.len();
+    let script = &readme[start..start + readme[start..].find("\n```").unwrap()];
+    Command::new("bash")
+        .args(["-c", script])
+        .env("ENVELOPE", envelope)
+        .env("PUBKEY", pubkey)
+        .output()
+        .unwrap()
+}
+
+/// The auditor's check of every subject without Slipway: sha256 of the stored blob.
+pub fn subjects_match_store(envelope: &Path, store: &Path) -> Result<(), String> {
+    let envelope: Value =
+        serde_json::from_slice(&std::fs::read(envelope).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    let payload = Command::new("base64")
+        .arg("-d")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    payload
+        .stdin
+        .as_ref()
+        .unwrap()
+        .write_all(envelope["payload"].as_str().unwrap_or("").as_bytes())
+        .unwrap();
+    let payload = payload.wait_with_output().unwrap();
+    let statement: Value = serde_json::from_slice(&payload.stdout).map_err(|e| e.to_string())?;
+    for subject in statement["subject"].as_array().unwrap() {
+        let name = subject["name"].as_str().unwrap();
+        let repository = name.split(':').next().unwrap();
+        let hex = subject["digest"]["sha256"].as_str().unwrap();
+        let blob = store.join(repository).join("blobs/sha256").join(hex);
+        let sum = Command::new("sha256sum").arg(&blob).output().unwrap();
+        let sum = String::from_utf8_lossy(&sum.stdout);
+        if sum.split_whitespace().next() != Some(hex) {
+            return Err(format!("{name}: {} does not hash to {hex}", blob.display()));
+        }
+    }
+    Ok(())
+}
+
+/// `xtask verify <args>` in `dir`: (success, standard error).
+pub fn verify(dir: &Path, store: &Path, args: &[&str]) -> (bool, String) {
+    let output = xtask(dir, store).arg("verify").args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (output.status.success(), stderr)
+}
+
+pub fn flip_byte(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = at.min(bytes.len() - 1);
+    bytes[at] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    run_in(from, "cp", &["-a", from.to_str().unwrap(), to.to_str().unwrap()]);
+}
+
+/// Replaces the envelope's payload by `edit(statement)`; `sign` re-signs it when given.
+pub fn rewrite_payload(envelope: &Path, out: &Path, edit: impl Fn(&mut Value), key: Option<&Path>) {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut env: Value = serde_json::from_slice(&std::fs::read(envelope).unwrap()).unwrap();
+    let mut statement: Value =
+        serde_json::from_slice(&engine.decode(env["payload"].as_str().unwrap()).unwrap()).unwrap();
+    edit(&mut statement);
+    let payload = serde_json::to_vec(&statement).unwrap();
+    match key {
+        Some(key) => {
+            let key = slipway::attest::keys::SigningKey::open(key, Some(PASSWORD), false).unwrap();
+            env =
+                serde_json::to_value(slipway::attest::dsse::sign(&payload, &key).unwrap()).unwrap();
+        }
+        None => env["payload"] = Value::String(engine.encode(payload)),
+    }
+    std::fs::write(out, serde_json::to_vec(&env).unwrap()).unwrap();
+}
+
+/// `xtask <args>` in `dir` signed with `key`: (success, standard error).
+pub fn run_signed(dir: &Path, store: &Path, key: &Path, args: &[&str]) -> (bool, String) {
+    let output = xtask(dir, store)
+        .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
+        .env("SLIPWAY_SIGNING_KEY", key)
+        .args(args)
+        .timeout(Duration::from_secs(1500))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("thread 'main' panicked"), "{stderr}");
+    (output.status.success(), stderr)
+}
+
+/// Runs `xtask <args> --dry-run --json` and checks that it changed nothing: the same ledger
+/// commit, a clean work tree, the same files in the store. Returns the plan.
+pub fn dry_run(dir: &Path, store: &Path, args: &[&str]) -> Value {
+    let files = |store: &Path| -> Vec<(PathBuf, u64)> {
+        let mut found = Vec::new();
+        let mut next = vec![store.to_path_buf()];
+        while let Some(dir) = next.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let meta = entry.metadata().unwrap();
+                if meta.is_dir() {
+                    next.push(entry.path());
+                } else {
+                    found.push((entry.path(), meta.len()));
+                }
+            }
+        }
+        found.sort();
+        found
+    };
+    let (head, stored) = (run_in(dir, "git", &["rev-parse", "HEAD"]), files(store));
+    let output = xtask(dir, store).args(args).args(["--dry-run", "--json"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{args:?} --dry-run failed:\n{stderr}");
+    assert_eq!(run_in(dir, "git", &["rev-parse", "HEAD"]), head, "a dry run records nothing");
+    assert_eq!(run_in(dir, "git", &["status", "--porcelain"]), "", "a dry run writes nothing");
+    assert_eq!(files(store), stored, "a dry run stores nothing");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Snapshots of every document the project signs or prints, from a chain promoted once:
+/// the provenance statement, prod's ledger entry and state, a test pack's descriptor, an
+/// SBOM, the test-result attestation and `status --json` (digests, times and commit ids
+/// redacted).
+pub fn snapshot_documents(dir: &Path, store: &Path, status: &Value) {
+    let payload = |envelope: &[u8]| -> Value {
+        let envelope: Value = serde_json::from_slice(envelope).unwrap();
+        let payload = envelope["payload"].as_str().unwrap();
+        serde_json::from_slice(&slipway::attest::dsse::base64_decode(payload).unwrap()).unwrap()
+    };
+    let latest = std::fs::read(dir.join(".slipway/builds/latest.dsse.json")).unwrap();
+    insta::assert_json_snapshot!("provenance_statement", common::redacted(&payload(&latest)));
+    let entry = std::fs::read(dir.join("manifests/prod/entry.dsse.json")).unwrap();
+    let entry = payload(&entry);
+    insta::assert_json_snapshot!("ledger_entry", common::redacted(&entry));
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifests/prod/state.json")).unwrap())
+            .unwrap();
+    insta::assert_json_snapshot!("ledger_state_json", common::redacted(&state));
+    insta::assert_json_snapshot!("status_json", common::redacted(status));
+
+    let layout = slipway::store::LayoutStore::new(store.to_path_buf());
+    let orders = &state["services"]["shop-orders"];
+    let repository: slipway::store::Repository = "shop-orders".parse().unwrap();
+    let artifact = |digest: &Value| -> Vec<Value> {
+        let digest: slipway::model::digest::Digest = digest.as_str().unwrap().parse().unwrap();
+        let (_, layers) = slipway::store::artifact::read(&layout, &repository, &digest).unwrap();
+        layers.iter().filter_map(|layer| serde_json::from_slice(layer).ok()).collect()
+    };
+    let testpack: slipway::model::digest::Digest =
+        orders["testpacks"][0].as_str().unwrap().parse().unwrap();
+    let unpacked = tempfile::tempdir().unwrap();
+    let pack =
+        slipway::build::testpack::unpack(&layout, &repository, &testpack, unpacked.path()).unwrap();
+    let descriptor = serde_json::to_value(&pack.descriptor).unwrap();
+    insta::assert_json_snapshot!("testpack_json", common::redacted(&descriptor));
+    let sbom = artifact(&orders["sbom"]);
+    assert_eq!(sbom.len(), 1, "one JSON layer: the CycloneDX document");
+    insta::assert_json_snapshot!("sbom", common::redacted(&sbom[0]));
+
+    let results: slipway::model::digest::Digest =
+        entry["results"].as_str().unwrap().parse().unwrap();
+    let attestation = slipway::attest::manifest::stored_envelope(&layout, &results).unwrap();
+    insta::assert_json_snapshot!(
+        "test_result_attestation",
+        common::redacted(&payload(&attestation))
+    );
+}
+
+/// Checks `environment`'s rendered manifests as the ledger holds them: every Kubernetes
+/// object valid against the schemas (`kubernetes-validate --strict`), every custom resource
+/// valid (`@kubernetes-models`, promtool for the rules), images by digest only, committed
+/// with the ledger entry, and rendering again gives the same bytes.
+/// Kubernetes manifests through kubernetes-validate (`--strict`, 1.30) and the custom
+/// resources through the @kubernetes-models validators (and promtool); returns what the
+/// latter said.
+pub fn validate_manifests(files: &[String]) -> String {
+    assert!(
+        slipway::selftest::on_path("kubernetes-validate"),
+        "kubernetes-validate is missing: `python3 -m pip install kubernetes-validate==1.37.0` (or run `cargo xtask test`)"
+    );
+    let strict = Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet", "-k", "1.30"])
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        strict.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&strict.stdout),
+        String::from_utf8_lossy(&strict.stderr)
+    );
+    let crds = Command::new("node").arg(common::npm_validators()).args(files).output().unwrap();
+    let said =
+        String::from_utf8_lossy(&crds.stdout).into_owned() + &String::from_utf8_lossy(&crds.stderr);
+    assert!(crds.status.success() && said.contains(" 0 failures"), "{said}");
+    said
+}
+
+pub fn check_rendered(dir: &Path, store: &Path, environment: &str) {
+    let folder = dir.join("manifests").join(environment);
+    let mut files: Vec<String> = std::fs::read_dir(folder.join("k8s"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path().display().to_string())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 5, "one file per service, the synthetic tests, the flags: {files:?}");
+    files.push(folder.join("argocd-application.yaml").display().to_string());
+    let said = validate_manifests(&files);
+    // Shipping declares 4..8 replicas for prod in its own Cargo.toml: prod's HPA only.
+    let shipping =
+        std::fs::read_to_string(folder.join(format!("k8s/{environment}-shop-shipping.yaml")))
+            .unwrap();
+    let (min, max) = match environment {
+        "prod" => (4, 8),
+        "staging" => (1, 2),
+        _ => (1, 1),
+    };
+    assert!(
+        shipping.contains(&format!("minReplicas: {min}\n"))
+            && shipping.contains(&format!("maxReplicas: {max}\n")),
+        "{environment}: {min}..{max}\n{shipping}"
+    );
+    // Prod delivers progressively: a Rollout analysed by the alerts and the stored suites.
+    let orders =
+        std::fs::read_to_string(folder.join(format!("k8s/{environment}-shop-orders.yaml")))
+            .unwrap();
+    let progressive = environment == "prod";
+    assert_eq!(orders.contains("kind: \"Rollout\""), progressive, "{orders}");
+    assert_eq!(orders.contains("kind: \"Deployment\""), !progressive, "{orders}");
+    if progressive {
+        assert!(
+            said.contains("Rollout prod-shop-orders")
+                && said.contains("AnalysisTemplate prod-shop-orders-suites"),
+            "{said}"
+        );
+        assert!(
+            orders.contains("ShopOrdersErrorRatio") && orders.contains("shop-catalog-1"),
+            "{orders}"
+        );
+    }
+    let digest = regex::Regex::new(r#"^\s*image: "[a-z0-9./-]+@sha256:[0-9a-f]{64}"$"#).unwrap();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for line in text.lines().filter(|l| l.trim_start().starts_with("image:")) {
+            assert!(digest.is_match(line), "an image not by digest in {file}: {line}");
+        }
+    }
+    // The flags, as flagd-core (PyPI) evaluates them over 1,000 targeting keys: new-pricing
+    // is on in dev, off in staging, and on for about 10 % in prod — and for every key, what
+    // the services decide (the platform crate, reading the same file) is the same.
+    let flags = folder.join("flags.flagd.json");
+    let script = common::repo_root().join("xtask/tests/validate/flagd.py");
+    let theirs: Value = serde_json::from_str(&run_in(
+        dir,
+        "python3",
+        &[script.to_str().unwrap(), flags.to_str().unwrap(), "1000", "new-pricing"],
+    ))
+    .unwrap();
+    let ours = slipway_platform::Flags::from_file(
+        Some(flags.clone()),
+        slipway_platform::Logger::new("e2e", "test", slipway_platform::Level::Error),
+    );
+    let decided: Vec<bool> =
+        (0..1000).map(|i| ours.boolean("new-pricing", &format!("customer-{i}"), false)).collect();
+    assert_eq!(
+        theirs["new-pricing"],
+        serde_json::json!(decided),
+        "{environment}: flagd-core and the platform crate disagree"
+    );
+    let on = decided.iter().filter(|on| **on).count();
+    let expected = match environment {
+        "dev" => 1000..=1000,
+        "prod" => 60..=140,
+        _ => 0..=0,
+    };
+    assert!(expected.contains(&on), "{environment}: new-pricing on for {on} of 1000 keys");
+    let commit = |path: &str| run_in(dir, "git", &["log", "-1", "--format=%H", "--", path]);
+    assert_eq!(
+        commit(&format!("manifests/{environment}/k8s")),
+        commit(&format!("manifests/{environment}/entry.dsse.json")),
+        "rendered in the same commit as the ledger entry"
+    );
+    xtask(dir, store).args(["render", environment, "--check"]).assert().success();
+}
+
+pub fn status(dir: &Path, store: &Path) -> Value {
+    let output = xtask(dir, store).args(["status", "--json"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let status: Value = serde_json::from_slice(&output.stdout).unwrap();
+    status["environments"].clone()
+}
+
+/// A release key pair made with `keygen`: the private key in `out`, trusted by `environments`
+/// in `dir` (not committed yet).
+pub fn release_key(dir: &Path, store: &Path, out: &Path, environments: &[&str]) -> PathBuf {
+    let key = out.join("release.key");
+    xtask(dir, store)
+        .args(["keygen", "release", "--out", key.to_str().unwrap(), "--trust"])
+        .args(environments)
+        .assert()
+        .success();
+    key
+}
+
+pub fn ledger_log(dir: &Path, environment: &str) -> Vec<String> {
+    run_in(dir, "git", &["log", "--format=%s", "--", &format!("manifests/{environment}")])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `xtask <args>` in `dir`, signed with the local development key (dev accepts it):
+/// (success, standard error).
+pub fn run_local(dir: &Path, store: &Path, args: &[&str]) -> (bool, String) {
+    let output = xtask(dir, store)
+        .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
+        .args(args)
+        .timeout(Duration::from_secs(1500))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (output.status.success(), stderr)
+}
+
+/// A `promote` process started in the background.
+/// Spawns `xtask promote <args>` in `dir`, signing with `key` (else the local key).
+pub fn spawn_promote(
+    dir: &Path,
+    store: &Path,
+    key: Option<&Path>,
+    args: &[&str],
+) -> std::process::Child {
+    let mut promote = Command::new(assert_cmd::cargo::cargo_bin("xtask"));
+    if let Some(key) = key {
+        promote.env("SLIPWAY_SIGNING_KEY", key);
+    }
+    promote
+        .arg("promote")
+        .args(args)
+        .current_dir(dir)
+        .env("SLIPWAY_STORE", store)
+        .env_remove("CI")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+pub fn newest_version(dir: &Path) -> String {
+    let latest = std::fs::read(dir.join(".slipway/builds/latest.dsse.json")).unwrap();
+    let statement = slipway::attest::manifest::unverified_statement(&latest).unwrap();
+    statement.predicate.build_definition.internal_parameters.version
+}
+
+/// `skopeo inspect --raw <name>`: the manifest's bytes, and their sha256 digest.
+pub fn skopeo_raw(name: &str) -> (Value, String) {
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", name])
+        .output()
+        .unwrap();
+    assert!(
+        raw.status.success(),
+        "skopeo inspect {name}: {}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    let digest = slipway::model::digest::Digest::of(&raw.stdout).to_string();
+    (serde_json::from_slice(&raw.stdout).unwrap(), digest)
+}
+
+/// `name`'s folder, built by `build` once per test run (cargo-nextest runs each test in its
+/// own process: the run's id names the folder; under `cargo test`, the process id does) and
+/// read by every test that asks for it. Builders run one at a time per name, under a lock.
+pub fn fixture(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
+    let run = std::env::var("NEXTEST_RUN_ID").unwrap_or_else(|_| std::process::id().to_string());
+    let runs = target_dir("e2e-fixtures");
+    std::fs::create_dir_all(runs.join(&run)).unwrap();
+    let lock = std::fs::File::create(runs.join(&run).join(format!("{name}.lock"))).unwrap();
+    lock.lock().unwrap();
+    let dir = runs.join(&run).join(name);
+    let complete = dir.join(".complete");
+    if !complete.exists() {
+        // Earlier runs' fixtures are of no use to this one.
+        for entry in std::fs::read_dir(&runs).unwrap().flatten() {
+            if entry.file_name() != run.as_str() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        build(&dir);
+        std::fs::write(&complete, "").unwrap();
+    }
+    dir
+}
+
+/// A copy of the promotion chain (`chain`): the sample with a release key every environment
+/// trusts and no bake times, its first build (`v1`) promoted through dev, staging and prod.
+#[must_use]
+pub struct Chain {
+    /// The clone: a work tree, its git history and its `.slipway/`.
+    pub dir: PathBuf,
+    pub store: PathBuf,
+    /// The release key (not encrypted).
+    pub key: PathBuf,
+    /// The version every environment runs.
+    pub v1: String,
+    /// The fixture as built, for what its builder recorded (`plan.json`, `promote-<env>.txt`).
+    pub built: PathBuf,
+    /// Scratch space of this test's own.
+    pub out: PathBuf,
+    // Dropped in this order: the copy records its files for the next build, the build turn
+    // ends, the folder goes.
+    _copy: Option<common::SharedCopy>,
+    _turn: Option<std::fs::File>,
+    _root: tempfile::TempDir,
+}
+
+/// The chain, for a test that does not build: its own copy.
+pub fn chain() -> Chain {
+    copy_chain(false)
+}
+
+/// The chain, for a test that builds in the shared target directory: its own copy, with the
+/// build turn held until the test ends.
+pub fn chain_to_build() -> Chain {
+    copy_chain(true)
+}
+
+fn copy_chain(building: bool) -> Chain {
+    let built = fixture("chain", build_chain);
+    let turn = building.then(|| common::build_turn(&target_dir("e2e-a")));
+    let root = tempfile::tempdir().unwrap();
+    // `cp -a` keeps modification times: cargo finds the fixture's build fresh.
+    for part in ["work", "store", "keys"] {
+        run_in(root.path(), "cp", &["-a", built.join(part).to_str().unwrap(), "."]);
+    }
+    let dir = root.path().join("work");
+    let out = root.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let copy = building.then(|| common::SharedCopy::adopt(&dir, &target_dir("e2e-a")));
+    Chain {
+        store: root.path().join("store"),
+        key: root.path().join("keys/release.key"),
+        v1: std::fs::read_to_string(built.join("v1")).unwrap(),
+        dir,
+        built,
+        out,
+        _copy: copy,
+        _turn: turn,
+        _root: root,
+    }
+}
+
+impl Chain {
+    /// `xtask <args>` signed with the release key: (success, standard error).
+    pub fn run(&self, args: &[&str]) -> (bool, String) {
+        run_signed(&self.dir, &self.store, &self.key, args)
+    }
+
+    /// `xtask <args>` signed with the release key, which must succeed: standard error.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (ok, stderr) = self.run(args);
+        assert!(ok, "xtask {args:?} failed:\n{stderr}");
+        stderr
+    }
+
+    /// `status --json`'s environments.
+    pub fn status(&self) -> Value {
+        status(&self.dir, &self.store)
+    }
+
+    /// The version `environment` (0: dev, 1: staging, 2: prod) runs.
+    pub fn version(&self, environment: usize) -> String {
+        self.status()[environment]["state"]["version"].as_str().unwrap_or("").to_owned()
+    }
+
+    /// Commits a change to the catalog service (a comment), builds it and returns its version.
+    pub fn build_a_catalog_change(&self, subject: &str) -> String {
+        let main = self.dir.join("services/shop-catalog/src/main.rs");
+        let text = std::fs::read_to_string(&main).unwrap();
+        std::fs::write(&main, format!("{text}\n// {subject}\n")).unwrap();
+        commit_all(&self.dir, subject);
+        self.ok(&["ci"]);
+        newest_version(&self.dir)
+    }
+}
+
+/// Builds the chain into `root`: `work/` (the clone), `store/`, `keys/release.key`, `v1`, and
+/// what a test of the promotions themselves reads: `plan.json` (`promote dev --dry-run`
+/// before anything ran) and `promote-<env>.txt` (each promotion's standard error).
+fn build_chain(root: &Path) {
+    let _turn = common::build_turn(&target_dir("e2e-a"));
+    let dir = root.join("work");
+    let copy = shared_copy(&dir, &target_dir("e2e-a"));
+    let store = root.join("store");
+    std::fs::create_dir_all(root.join("keys")).unwrap();
+    let key = release_key(&dir, &store, &root.join("keys"), &["dev", "staging", "prod"]);
+    let environments = dir.join("infra/environments.toml");
+    edit(&environments, "bake-time = \"10m\"", "bake-time = \"0s\"");
+    edit(&environments, "bake-time = \"1h\"", "bake-time = \"0s\"");
+    run_in(&dir, "git", &["config", "user.name", "Release Bot"]);
+    run_in(&dir, "git", &["config", "user.email", "bot@slipway.invalid"]);
+    commit_all(&dir, "trust the release key");
+    let (ok, stderr) = run_signed(&dir, &store, &key, &["ci"]);
+    assert!(ok, "{stderr}");
+    let plan = dry_run(&dir, &store, &["promote", "dev"]);
+    std::fs::write(root.join("plan.json"), plan.to_string()).unwrap();
+    for environment in ["dev", "staging", "prod"] {
+        let (ok, stderr) = run_signed(&dir, &store, &key, &["promote", environment]);
+        assert!(ok, "promote {environment}:\n{stderr}");
+        std::fs::write(root.join(format!("promote-{environment}.txt")), stderr).unwrap();
+    }
+    let v1 = status(&dir, &store)[2]["state"]["version"].as_str().unwrap().to_owned();
+    std::fs::write(root.join("v1"), v1).unwrap();
+    drop(copy);
+}
