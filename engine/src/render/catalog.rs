@@ -438,4 +438,37 @@ mod tests {
     fn text_is_escaped() {
         assert_eq!(esc("<a href=\"x\">&'</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;");
     }
+
+    /// The sample's catalogue before anything was promoted: the page and each Backstage
+    /// entity, as snapshots (`catalog@<file>`).
+    #[test]
+    fn the_catalogue_of_the_sample_matches_its_snapshots() {
+        let workspace = crate::model::sample::workspace();
+        let first = &workspace.environments.chain()[0];
+        let mut alerts = BTreeMap::new();
+        for service in &workspace.services {
+            let name = service.id.to_string();
+            let thresholds = workspace.environments.resolve(first, &name).alerts;
+            let rules = crate::render::alerts::rules(
+                &crate::model::sample::root(),
+                first,
+                service,
+                &thresholds,
+            )
+            .expect("the sample's rules render");
+            let names =
+                rules.groups.iter().flat_map(|g| g.rules.iter().filter_map(|r| r.alert.clone()));
+            alerts.insert(name, names.collect());
+        }
+        let catalog = Catalog {
+            workspace: &workspace,
+            environments: workspace.environments.names().map(|n| (n.to_string(), None)).collect(),
+            quarantined: BTreeMap::new(),
+            alerts,
+            commit: "0123456789abcdef0123456789abcdef01234567".to_owned(),
+        };
+        for (path, text) in catalog.files() {
+            insta::assert_snapshot!(format!("catalog@{}", path.replace('/', "_")), text);
+        }
+    }
 }

@@ -205,14 +205,14 @@ pub fn run_in(dir: &Path, program: &str, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// How this suite's copies build the sample for release: without LTO, in 16 codegen units,
-/// at opt-level 1 — a fraction of the compile time of the release profile `ci` uses for
+/// How this suite's copies build the sample for release: unoptimized, without LTO, in 256
+/// codegen units — a fraction of the compile time of the release profile `ci` uses for
 /// real, through the same engine (cargo reads these as overrides of `[profile.release]`).
 /// Nothing a test checks depends on them: the images are just as reproducible.
 pub const SUITE_RELEASE_PROFILE: [(&str, &str); 3] = [
     ("CARGO_PROFILE_RELEASE_LTO", "off"),
-    ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
-    ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1"),
+    ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "256"),
+    ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "0"),
 ];
 
 /// The xtask binary, run in `dir` with its store at `store`.

@@ -12,7 +12,7 @@ use crate::support::*;
 
 #[test]
 fn ci_builds_real_images_and_a_no_op_rerun_reuses_everything() {
-    let _turn = common::build_turn(&target_dir("e2e-a"));
+    let _turn = build_turn();
     for tool in ["oci-image-tool", "skopeo", "umoci", "runc"] {
         require(tool);
     }
@@ -129,7 +129,7 @@ fn ci_builds_real_images_and_a_no_op_rerun_reuses_everything() {
 
 #[test]
 fn two_directories_build_identical_images() {
-    let _turn = common::build_turn(&target_dir("e2e-a"));
+    let _turn = build_turn();
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // The first copy shares the suite's build; the second's files are all new, so cargo
     // compiles the workspace's own crates again in another directory (the dependencies,
@@ -154,9 +154,9 @@ fn two_directories_build_identical_images() {
 
 #[test]
 fn a_committed_private_key_fails_ci_at_the_secrets_step() {
-    let _turn = common::build_turn(&target_dir("e2e-a"));
     let dir = tempfile::tempdir().unwrap();
-    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
+    // Refused before anything compiles: a plain copy, no turn at the shared build.
+    copy_workspace(dir.path());
     let key = format!(
         "-----BEGIN {}-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n",
         "EC PRIVATE KEY"
@@ -179,9 +179,9 @@ fn a_committed_private_key_fails_ci_at_the_secrets_step() {
 
 #[test]
 fn broken_metadata_fails_ci_at_the_metadata_step() {
-    let _turn = common::build_turn(&target_dir("e2e-a"));
     let dir = tempfile::tempdir().unwrap();
-    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
+    // Refused before anything compiles: a plain copy, no turn at the shared build.
+    copy_workspace(dir.path());
     edit(
         &dir.path().join("services/shop-shipping/Cargo.toml"),
         "role = \"shipping\"",
@@ -200,10 +200,10 @@ fn broken_metadata_fails_ci_at_the_metadata_step() {
 
 #[test]
 fn a_wrong_alert_threshold_fails_ci_at_the_alerts_step_naming_the_rule() {
-    let _turn = common::build_turn(&target_dir("e2e-a"));
     require("promtool");
     let dir = tempfile::tempdir().unwrap();
-    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
+    // Refused before anything compiles: a plain copy, no turn at the shared build.
+    copy_workspace(dir.path());
     // The rule now needs half the orders refused; its test still expects a third to fire.
     edit(&dir.path().join("services/shop-orders/alerts.yml"), "> 0.25", "> 0.5");
     let out = tempfile::tempdir().unwrap();
@@ -220,7 +220,7 @@ fn a_wrong_alert_threshold_fails_ci_at_the_alerts_step_naming_the_rule() {
         "alerts = { error-ratio = 0.01, latency-p99 = \"500ms\" }",
         "alerts = { error-ratio = 0.02, latency-p99 = \"500ms\" }",
     );
-    let stderr = ci_until(dir.path(), &store, "unit tests");
+    let stderr = ci_until(dir.path(), &store, "clippy");
     let rules =
         std::fs::read_to_string(dir.path().join(".slipway/alerts/prod-shop-orders.rules.yml"))
             .unwrap();
@@ -229,9 +229,9 @@ fn a_wrong_alert_threshold_fails_ci_at_the_alerts_step_naming_the_rule() {
 
 #[test]
 fn a_dependency_with_a_forbidden_license_fails_ci_at_the_supply_chain_step() {
-    let _turn = common::build_turn(&target_dir("e2e-a"));
     let dir = tempfile::tempdir().unwrap();
-    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
+    // Refused before anything compiles: a plain copy, no turn at the shared build.
+    copy_workspace(dir.path());
     // A vendored helper under a license deny.toml does not allow, used by orders.
     let helper = dir.path().join("vendor/pricing-rules");
     std::fs::create_dir_all(helper.join("src")).unwrap();
@@ -266,7 +266,7 @@ fn a_dependency_with_a_forbidden_license_fails_ci_at_the_supply_chain_step() {
 
 #[test]
 fn new_service_passes_ci_with_no_edit() {
-    let _turn = common::build_turn(&target_dir("e2e-a"));
+    let _turn = build_turn();
     let dir = tempfile::tempdir().unwrap();
     let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let out = tempfile::tempdir().unwrap();

@@ -11,7 +11,7 @@ use crate::support::*;
 
 #[test]
 fn a_registry_is_the_store_for_ci_copy_and_a_clone_with_an_empty_store() {
-    let _turn = common::build_turn(&target_dir("e2e-a"));
+    let _turn = build_turn();
     require("skopeo");
     let dir = tempfile::tempdir().unwrap();
     let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));

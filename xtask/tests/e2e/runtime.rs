@@ -9,7 +9,7 @@ use crate::support::*;
 
 #[test]
 fn failing_and_interrupted_integration_runs_leave_no_process_behind() {
-    let _turn = common::build_turn(&target_dir("e2e-a"));
+    let _turn = build_turn();
     let dir = tempfile::tempdir().unwrap();
     let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let contract = dir.path().join("integration-tests/shop-catalog/tests/contract.rs");

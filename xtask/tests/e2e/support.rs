@@ -37,7 +37,10 @@ pub fn run_json(dir: &Path, store: &Path, target: &str, args: &[&str]) -> Value 
 /// Runs `xtask ci` in `dir` until the step after `step` starts, then stops it; returns
 /// standard error up to there.
 pub fn ci_until(dir: &Path, store: &Path, step: &str) -> String {
+    use std::os::unix::process::CommandExt;
+    // In a process group of its own, so the cargo it may have started goes with it.
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("xtask"))
+        .process_group(0)
         .arg("ci")
         .current_dir(dir)
         .env("SLIPWAY_STORE", store)
@@ -57,7 +60,7 @@ pub fn ci_until(dir: &Path, store: &Path, step: &str) -> String {
         }
         line.clear();
     }
-    let _ = child.kill();
+    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
     let _ = child.wait();
     stderr
 }
@@ -633,6 +636,14 @@ pub struct Chain {
     _copy: Option<common::SharedCopy>,
     _turn: Option<std::fs::File>,
     _root: tempfile::TempDir,
+}
+
+/// A turn at the shared target directory for a test that builds there. The promotion chain
+/// is built first (its first `ci` is the run's cold build), so the many tests that start
+/// from it never wait behind the others' builds.
+pub fn build_turn() -> std::fs::File {
+    fixture("chain", build_chain);
+    common::build_turn(&target_dir("e2e-a"))
 }
 
 /// The chain, for a test that does not build: its own copy.

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{self, commit_all, edit, require, run_in, shared_copy, xtask};
+use crate::common::{commit_all, edit, require, run_in, shared_copy, xtask};
 use crate::support::*;
 
 #[test]
 fn signed_builds_verify_independently_and_every_tamper_is_refused() {
-    let _turn = common::build_turn(&target_dir("e2e-a"));
+    let _turn = build_turn();
     for tool in ["openssl", "jq"] {
         require(tool);
     }
@@ -282,7 +282,7 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
 
 #[test]
 fn a_source_that_does_not_reproduce_fails_verify_rebuild() {
-    let _turn = common::build_turn(&target_dir("e2e-a"));
+    let _turn = build_turn();
     let dir = tempfile::tempdir().unwrap();
     let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     // A build script that stamps the wall clock into the catalog binary.
