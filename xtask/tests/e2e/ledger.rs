@@ -9,9 +9,9 @@ use crate::support::*;
 
 #[test]
 fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
-    let _turn = build_turn();
+    let turn = build_turn();
     let dir = tempfile::tempdir().unwrap();
-    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
+    let copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let out = tempfile::tempdir().unwrap();
     let store = out.path().join("store");
     run_in(dir.path(), "git", &["config", "user.name", "Release Bot"]);
@@ -33,6 +33,9 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
     let (ok, stderr) = run_local(dir.path(), &store, &["ci"]);
     assert!(ok, "{stderr}");
     let v2 = newest_version(dir.path());
+    // Nothing below builds: other tests may build meanwhile.
+    drop(copy);
+    drop(turn);
 
     // Three promotions of dev at once, each moving a different service to v2: each
     // replays, the losers of the race replay again on the new state, none is lost. These
@@ -144,9 +147,9 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
 
 #[test]
 fn two_clones_promote_through_one_remote_and_its_ledger_stays_linear() {
-    let _turn = build_turn();
+    let turn = build_turn();
     let dir = tempfile::tempdir().unwrap();
-    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
+    let copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let out = tempfile::tempdir().unwrap();
     let store = out.path().join("store");
     let key = release_key(dir.path(), &store, out.path(), &["dev"]);
@@ -160,6 +163,9 @@ fn two_clones_promote_through_one_remote_and_its_ledger_stays_linear() {
     edit(&dir.path().join("README.md"), "# Slipway", "# Slipway (second build)");
     commit_all(dir.path(), "a second build");
     let v2 = built(dir.path());
+    // Nothing below builds: other tests may build meanwhile.
+    drop(copy);
+    drop(turn);
 
     // The ledger's home: a bare remote. Release bots work in clones of it.
     let remote = out.path().join("ledger.git");

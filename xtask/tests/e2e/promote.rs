@@ -85,8 +85,9 @@ fn the_signed_documents_of_a_promoted_build_match_their_snapshots() {
 
 #[test]
 fn ledger_commits_change_no_source_so_the_next_ci_reuses_every_image() {
-    let chain = chain_to_build();
+    let mut chain = chain_to_build();
     let stderr = chain.ok(&["ci"]);
+    chain.done_building();
     for service in ["shop-catalog", "shop-orders", "shop-shipping"] {
         assert!(stderr.contains(&format!("reused {service}:{} ", chain.v1)), "{stderr}");
     }
@@ -100,17 +101,19 @@ fn ledger_commits_change_no_source_so_the_next_ci_reuses_every_image() {
 
 #[test]
 fn a_dirty_build_is_refused_at_its_gate() {
-    let chain = chain_to_build();
+    let mut chain = chain_to_build();
     std::fs::write(chain.dir.join("notes.txt"), "uncommitted\n").unwrap();
     chain.ok(&["ci"]);
+    chain.done_building();
     let (ok, stderr) = chain.run(&["promote", "dev"]);
     assert!(!ok && stderr.contains("FAIL not dirty"), "{stderr}");
 }
 
 #[test]
 fn a_build_that_has_not_baked_is_refused_with_when_it_will_pass() {
-    let chain = chain_to_build();
+    let mut chain = chain_to_build();
     chain.build_a_catalog_change("a catalog change");
+    chain.done_building();
     chain.ok(&["promote", "dev"]);
     chain.ok(&["promote", "staging"]);
     edit(
@@ -150,13 +153,14 @@ fn ci_replays_the_suites_the_environments_run_and_names_the_one_a_change_breaks(
 
 #[test]
 fn an_intended_break_is_waived_in_ci_and_in_promotion_and_signed_into_both() {
-    let chain = chain_to_build();
+    let mut chain = chain_to_build();
     shrink_the_range(&chain.dir);
     commit_all(&chain.dir, "a smaller range");
     let test = "lists_products_with_prices_and_weights";
     let waiver = format!("shop-catalog@{}:{test}", chain.v1);
     let reason = "the range shrinks on purpose";
     let stderr = chain.ok(&["ci", "--waive", &waiver, "--reason", reason]);
+    chain.done_building();
     assert!(stderr.contains("WAIVED"), "{stderr}");
     let latest = std::fs::read(chain.dir.join(".slipway/builds/latest.dsse.json")).unwrap();
     let latest = slipway::attest::manifest::unverified_statement(&latest).unwrap();
@@ -213,8 +217,9 @@ fn shrink_the_range(dir: &std::path::Path) {
 
 #[test]
 fn changes_lists_the_commits_between_what_two_environments_run() {
-    let chain = chain_to_build();
+    let mut chain = chain_to_build();
     chain.build_a_catalog_change("a catalog change");
+    chain.done_building();
     chain.ok(&["promote", "dev"]);
     let output = xtask(&chain.dir, &chain.store)
         .args(["changes", "staging", "dev", "--json"])
@@ -255,8 +260,9 @@ fn changes_lists_the_commits_between_what_two_environments_run() {
 
 #[test]
 fn a_quarantined_build_goes_nowhere_further_and_no_rollback_returns_to_it() {
-    let chain = chain_to_build();
+    let mut chain = chain_to_build();
     let bad = chain.build_a_catalog_change("a catalog change");
+    chain.done_building();
     chain.ok(&["promote", "dev"]);
     chain.ok(&["promote", "staging"]);
     let stale = run_in(&chain.dir, "git", &["log", "-1", "--format=%H", "--", "manifests/dev"]);

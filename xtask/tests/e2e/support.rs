@@ -633,8 +633,8 @@ pub struct Chain {
     pub out: PathBuf,
     // Dropped in this order: the copy records its files for the next build, the build turn
     // ends, the folder goes.
-    _copy: Option<common::SharedCopy>,
-    _turn: Option<std::fs::File>,
+    copy: Option<common::SharedCopy>,
+    turn: Option<std::fs::File>,
     _root: tempfile::TempDir,
 }
 
@@ -676,13 +676,20 @@ fn copy_chain(building: bool) -> Chain {
         dir,
         built,
         out,
-        _copy: copy,
-        _turn: turn,
+        copy,
+        turn,
         _root: root,
     }
 }
 
 impl Chain {
+    /// Ends this test's turn at the shared target directory: nothing after this builds, and
+    /// other tests may build meanwhile.
+    pub fn done_building(&mut self) {
+        self.copy.take();
+        self.turn.take();
+    }
+
     /// `xtask <args>` signed with the release key: (success, standard error).
     pub fn run(&self, args: &[&str]) -> (bool, String) {
         run_signed(&self.dir, &self.store, &self.key, args)
@@ -720,7 +727,7 @@ impl Chain {
 /// what a test of the promotions themselves reads: `plan.json` (`promote dev --dry-run`
 /// before anything ran) and `promote-<env>.txt` (each promotion's standard error).
 fn build_chain(root: &Path) {
-    let _turn = common::build_turn(&target_dir("e2e-a"));
+    let turn = common::build_turn(&target_dir("e2e-a"));
     let dir = root.join("work");
     let copy = shared_copy(&dir, &target_dir("e2e-a"));
     let store = root.join("store");
@@ -734,6 +741,9 @@ fn build_chain(root: &Path) {
     commit_all(&dir, "trust the release key");
     let (ok, stderr) = run_signed(&dir, &store, &key, &["ci"]);
     assert!(ok, "{stderr}");
+    // Built: the promotions below do not build, others may meanwhile.
+    drop(copy);
+    drop(turn);
     let plan = dry_run(&dir, &store, &["promote", "dev"]);
     std::fs::write(root.join("plan.json"), plan.to_string()).unwrap();
     for environment in ["dev", "staging", "prod"] {
@@ -743,5 +753,4 @@ fn build_chain(root: &Path) {
     }
     let v1 = status(&dir, &store)[2]["state"]["version"].as_str().unwrap().to_owned();
     std::fs::write(root.join("v1"), v1).unwrap();
-    drop(copy);
 }

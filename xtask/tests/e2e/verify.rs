@@ -12,12 +12,12 @@ use crate::support::*;
 
 #[test]
 fn signed_builds_verify_independently_and_every_tamper_is_refused() {
-    let _turn = build_turn();
+    let turn = build_turn();
     for tool in ["openssl", "jq"] {
         require(tool);
     }
     let dir = tempfile::tempdir().unwrap();
-    let _copy = shared_copy(dir.path(), &target_dir("e2e-a"));
+    let copy = shared_copy(dir.path(), &target_dir("e2e-a"));
     let out = tempfile::tempdir().unwrap();
     let store = out.path().join("store");
     let key = out.path().join("keys/release.key");
@@ -58,6 +58,21 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
         );
         assert!(service["sbom"]["digest"].as_str().unwrap().starts_with("sha256:"), "{service}");
     }
+    // The auditor's rebuild reproduces every digest of this clean, committed build. (It
+    // shares the suite's target directory: the worktree's fresh files make cargo rebuild
+    // the workspace's own crates, the dependencies are reused. The fully independent
+    // build is `two_directories_build_identical_images`.)
+    let output = xtask(dir.path(), &store)
+        .env("SLIPWAY_REBUILD_TARGET_DIR", target_dir("e2e-a"))
+        .args(["verify", "--rebuild", "--no-local-keys"])
+        .timeout(Duration::from_secs(1500))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stderr.contains("ok   rebuild"), "{stderr}");
+    // Nothing below builds: other tests may build meanwhile.
+    drop(copy);
+    drop(turn);
 
     // Ours, openssl, securesystemslib, sha256sum: all accept the untouched build.
     let (ok, stderr) = verify(dir.path(), &store, &["--no-local-keys"]);
@@ -265,19 +280,6 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
         "{junit}"
     );
     assert!(junit.matches("<testcase ").count() >= 3, "{junit}");
-
-    // The auditor's rebuild reproduces every digest of this clean, committed build. (It
-    // shares the suite's target directory: the worktree's fresh files make cargo rebuild
-    // the workspace's own crates, the dependencies are reused. The fully independent
-    // build is `two_directories_build_identical_images`.)
-    let output = xtask(dir.path(), &store)
-        .env("SLIPWAY_REBUILD_TARGET_DIR", target_dir("e2e-a"))
-        .args(["verify", "--rebuild", "--no-local-keys"])
-        .timeout(Duration::from_secs(1500))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success() && stderr.contains("ok   rebuild"), "{stderr}");
 }
 
 #[test]
