@@ -60,45 +60,73 @@ pub use crate::shell::{install_line, on_path};
 /// kind ships it).
 pub const NEXTEST_VERSION: &str = "0.9.143";
 
-/// The `count` slowest test cases of a JUnit report (cargo-nextest's), slowest first:
-/// `<binary>::<test>` and seconds.
-pub fn slowest_tests(junit: &str, count: usize) -> Vec<(String, f64)> {
+/// One test case of a JUnit report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestCase {
+    /// `<binary>::<test>`.
+    pub name: String,
+    pub seconds: f64,
+    pub failed: bool,
+}
+
+/// Every test case of a JUnit report (cargo-nextest's), in the report's order.
+pub fn test_cases(junit: &str) -> Vec<TestCase> {
     let attribute = |element: &str, name: &str| -> Option<String> {
         let start = element.find(&format!(" {name}=\""))? + name.len() + 3;
         let value = &element[start..];
         Some(value[..value.find('"')?].replace("&quot;", "\"").replace("&amp;", "&"))
     };
-    let mut cases: Vec<(String, f64)> = junit
-        .split("<testcase")
-        .skip(1)
-        .filter_map(|element| {
-            let element = &element[..element.find('>')?];
+    let pieces: Vec<&str> = junit.split("<testcase").skip(1).collect();
+    pieces
+        .iter()
+        .filter_map(|piece| {
+            let element = &piece[..piece.find('>')?];
             let name = attribute(element, "name")?;
             let seconds = attribute(element, "time")?.parse().ok()?;
             let binary = attribute(element, "classname").unwrap_or_default();
-            Some((if binary.is_empty() { name } else { format!("{binary}::{name}") }, seconds))
+            // The case's body ends where the next case starts (or at a self-closing tag).
+            let body =
+                if element.ends_with('/') { "" } else { piece.split("</testcase>").next()? };
+            Some(TestCase {
+                name: if binary.is_empty() { name } else { format!("{binary}::{name}") },
+                seconds,
+                failed: body.contains("<failure") || body.contains("<error"),
+            })
         })
-        .collect();
-    cases.sort_by(|a, b| b.1.total_cmp(&a.1));
+        .collect()
+}
+
+/// The `count` slowest of `cases`, slowest first.
+pub fn slowest(mut cases: Vec<TestCase>, count: usize) -> Vec<TestCase> {
+    cases.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
     cases.truncate(count);
     cases
 }
 
 #[cfg(test)]
 mod tests {
-    use super::slowest_tests;
+    use super::{TestCase, slowest, test_cases};
 
     #[test]
-    fn the_slowest_test_cases_come_first_with_their_binary() {
+    fn test_cases_are_read_with_their_binary_time_and_outcome_and_the_slowest_come_first() {
         let junit = r#"<testsuites><testsuite name="xtask::e2e">
 <testcase name="fast" classname="xtask::e2e" time="0.5"></testcase>
-<testcase name="slow" classname="xtask::e2e" time="42.25"><system-out/></testcase>
+<testcase name="slow" classname="xtask::e2e" time="42.25"><failure message="x"/></testcase>
 <testcase name="middle" classname="slipway" time="3"/>
 </testsuite></testsuites>"#;
+        let cases = test_cases(junit);
+        let case =
+            |name: &str, seconds, failed| TestCase { name: name.to_owned(), seconds, failed };
         assert_eq!(
-            slowest_tests(junit, 2),
-            [("xtask::e2e::slow".to_owned(), 42.25), ("slipway::middle".to_owned(), 3.0)]
+            cases,
+            [
+                case("xtask::e2e::fast", 0.5, false),
+                case("xtask::e2e::slow", 42.25, true),
+                case("slipway::middle", 3.0, false)
+            ]
         );
-        assert!(slowest_tests("no report", 10).is_empty());
+        let names: Vec<String> = slowest(cases, 2).into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["xtask::e2e::slow", "slipway::middle"]);
+        assert!(test_cases("no report").is_empty());
     }
 }

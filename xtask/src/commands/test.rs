@@ -1,84 +1,131 @@
 //! `cargo xtask test`: Slipway's own test suite, after installing the Debian and Python tools
-//! it drives (as root), or printing the install line (otherwise), the npm validators, and
-//! cargo-deny.
+//! it drives (as root), or printing the install line (otherwise), the npm validators,
+//! cargo-deny and cargo-nextest.
+
+use std::path::Path;
 
 use crate::flags;
 use slipway::build::cargo;
-use slipway::error::Result;
+use slipway::error::{Error, Result};
+use slipway::model::workspace::Workspace;
 use slipway::project::Project;
 use slipway::selftest::{
-    NEXTEST_VERSION, NPM_DIR, PYTHON_MODULES, TOOLS, missing_npm_packages, slowest_tests,
+    NEXTEST_VERSION, NPM_DIR, PYTHON_MODULES, TOOLS, missing_npm_packages, slowest, test_cases,
 };
 use slipway::shell::{cmd, ensure_debian_tools};
 
 impl flags::Test {
     pub fn run(self, project: &Project) -> Result<()> {
-        let sh = project.shell.sh();
-        ensure_debian_tools(&project.shell, TOOLS)?;
-        let missing: Vec<&str> = PYTHON_MODULES
-            .iter()
-            .filter(|(module, _)| {
-                let code = format!("import {module}");
-                project.shell.read(cmd!(sh, "python3 -c {code}").quiet()).is_err()
-            })
-            .map(|(_, requirement)| *requirement)
-            .collect();
-        if !missing.is_empty() {
-            eprintln!("==> installing {} (pip install)", missing.join(" "));
-            project.shell.run(cmd!(
-                sh,
-                "python3 -m pip install --quiet --disable-pip-version-check {missing...}"
-            ))?;
-        }
+        install_tools(project)?;
         let workspace = project.workspace()?;
-        let prefix = workspace.target_directory.join(NPM_DIR);
-        let missing = missing_npm_packages(&prefix);
-        if !missing.is_empty() {
-            eprintln!(
-                "==> installing {} (npm install --prefix {})",
-                missing.join(" "),
-                prefix.display()
-            );
-            project.shell.run(cmd!(
-                sh,
-                "npm install --prefix {prefix} --no-audit --no-fund --silent {missing...}"
-            ))?;
-        }
-        cargo::ensure_target(&project.shell, &project.layout.target)?;
-        // Every platform's crates: the tests' copies of the sample read their graph offline,
-        // as `ci`'s supply-chain step does. A no-op once they are downloaded.
-        project.shell.run(cmd!(sh, "cargo fetch --quiet"))?;
-        // `ci`'s supply-chain step needs cargo-deny; built once here (minutes), not inside
-        // a test's time.
-        slipway::build::supply::ensure_cargo_deny(&project.shell)?;
-        // The integration suites run against live services, inside `ci` and the
-        // end-to-end tests; on their own they would only find no `<ROLE>_URL`.
-        let excluded: Vec<String> = workspace
-            .suites
-            .iter()
-            .flat_map(|s| ["--exclude".to_owned(), s.package.clone()])
-            .collect();
-        let args = self.args;
-        slipway::build::supply::ensure_cargo_tool(
-            &project.shell,
-            "cargo-nextest",
-            NEXTEST_VERSION,
-        )?;
-        // cargo-nextest: each test in its own process, all binaries in one pool, and a JUnit
-        // report (.config/nextest.toml) from which the slowest tests are read.
-        let ran = project
-            .shell
-            .run(cmd!(sh, "cargo nextest run --workspace --no-fail-fast {excluded...} {args...}"));
-        let junit = workspace.target_directory.join("nextest/default/junit.xml");
-        let report = std::fs::read_to_string(&junit).unwrap_or_default();
-        let slowest = slowest_tests(&report, 10);
-        if !slowest.is_empty() {
-            eprintln!("the {} slowest tests:", slowest.len());
-            for (name, seconds) in slowest {
-                eprintln!("  {seconds:>7.1} s  {name}");
-            }
-        }
-        ran?;
-        Ok(())
+        install_npm_packages(project, &workspace)?;
+        run_suite(project, &workspace, &self.args)
     }
+}
+
+/// The Debian packages (as root), the Python modules, the musl target, every platform's
+/// crates, cargo-deny and cargo-nextest.
+fn install_tools(project: &Project) -> Result<()> {
+    let sh = project.shell.sh();
+    ensure_debian_tools(&project.shell, TOOLS)?;
+    let missing: Vec<&str> = PYTHON_MODULES
+        .iter()
+        .filter(|(module, _)| {
+            let code = format!("import {module}");
+            project.shell.read(cmd!(sh, "python3 -c {code}").quiet()).is_err()
+        })
+        .map(|(_, requirement)| *requirement)
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("==> installing {} (pip install)", missing.join(" "));
+        project.shell.run(cmd!(
+            sh,
+            "python3 -m pip install --quiet --disable-pip-version-check {missing...}"
+        ))?;
+    }
+    cargo::ensure_target(&project.shell, &project.layout.target)?;
+    // Every platform's crates: the tests' copies of the sample read their graph offline, as
+    // `ci`'s supply-chain step does. A no-op once they are downloaded.
+    project.shell.run(cmd!(sh, "cargo fetch --quiet"))?;
+    // `ci`'s supply-chain step needs cargo-deny; built once here (minutes), not inside a
+    // test's time.
+    slipway::build::supply::ensure_cargo_deny(&project.shell)?;
+    slipway::build::supply::ensure_cargo_tool(&project.shell, "cargo-nextest", NEXTEST_VERSION)?;
+    Ok(())
+}
+
+/// The pinned npm validators, under the target directory.
+fn install_npm_packages(project: &Project, workspace: &Workspace) -> Result<()> {
+    let sh = project.shell.sh();
+    let prefix = workspace.target_directory.join(NPM_DIR);
+    let missing = missing_npm_packages(&prefix);
+    if !missing.is_empty() {
+        eprintln!(
+            "==> installing {} (npm install --prefix {})",
+            missing.join(" "),
+            prefix.display()
+        );
+        project.shell.run(cmd!(
+            sh,
+            "npm install --prefix {prefix} --no-audit --no-fund --silent {missing...}"
+        ))?;
+    }
+    Ok(())
+}
+
+/// The end-to-end tests are the long pole: their first test builds the sample from cold. So
+/// their binary is built first and starts at once, and the rest of the workspace compiles and
+/// runs beside it (its report printed after theirs). Both run under cargo-nextest (each test
+/// in its own process, `.config/nextest.toml`) and write a JUnit report, from which the ten
+/// slowest tests and the totals are printed last.
+fn run_suite(project: &Project, workspace: &Workspace, args: &[String]) -> Result<()> {
+    let sh = project.shell.sh();
+    // The integration suites run against live services, inside `ci` and the end-to-end
+    // tests; on their own they would only find no `<ROLE>_URL`.
+    let excluded: Vec<String> =
+        workspace.suites.iter().flat_map(|s| ["--exclude".to_owned(), s.package.clone()]).collect();
+    let end_to_end = ["--package", "xtask", "--test", "e2e"];
+    project.shell.run(cmd!(sh, "cargo nextest run {end_to_end...} --no-run"))?;
+    let nextest = workspace.target_directory.join("nextest");
+    let log = nextest.join("rest.log");
+    let io = |source| Error::Io { action: "write", path: log.clone(), source };
+    std::fs::create_dir_all(&nextest).map_err(io)?;
+    let file = std::fs::File::create(&log).map_err(io)?;
+    let rest_filter = "not binary_id(xtask::e2e)";
+    let mut rest = slipway::shell::process(cmd!(
+        sh,
+        "cargo nextest run --workspace --no-fail-fast --profile rest {excluded...} -E {rest_filter} {args...}"
+    ));
+    rest.stdout(file.try_clone().map_err(io)?).stderr(file);
+    let mut rest = rest.spawn().map_err(io)?;
+    let ran =
+        project.shell.run(cmd!(sh, "cargo nextest run {end_to_end...} --no-fail-fast {args...}"));
+    let status = rest.wait().map_err(io)?;
+    eprint!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+    report(&nextest);
+    ran?;
+    if !status.success() {
+        let command =
+            format!("cargo nextest run --profile rest (report above, in {})", log.display());
+        return Err(slipway::shell::CommandError::Failed { command, status }.into());
+    }
+    Ok(())
+}
+
+/// The ten slowest tests of both runs, then the totals.
+fn report(nextest: &Path) {
+    let cases: Vec<_> = ["default", "rest"]
+        .iter()
+        .flat_map(|profile| {
+            let junit = nextest.join(profile).join("junit.xml");
+            test_cases(&std::fs::read_to_string(junit).unwrap_or_default())
+        })
+        .collect();
+    let failed = cases.iter().filter(|case| case.failed).count();
+    let passed = cases.len() - failed;
+    eprintln!("the ten slowest tests:");
+    for case in slowest(cases, 10) {
+        eprintln!("  {:>7.1} s  {}", case.seconds, case.name);
+    }
+    eprintln!("tests: {passed} passed, {failed} failed");
 }
