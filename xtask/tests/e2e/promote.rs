@@ -111,9 +111,7 @@ fn a_dirty_build_is_refused_at_its_gate() {
 
 #[test]
 fn a_build_that_has_not_baked_is_refused_with_when_it_will_pass() {
-    let mut chain = chain_to_build();
-    chain.build_a_catalog_change("a catalog change");
-    chain.done_building();
+    let chain = chain_with_v2();
     chain.ok(&["promote", "dev"]);
     chain.ok(&["promote", "staging"]);
     edit(
@@ -217,9 +215,7 @@ fn shrink_the_range(dir: &std::path::Path) {
 
 #[test]
 fn changes_lists_the_commits_between_what_two_environments_run() {
-    let mut chain = chain_to_build();
-    chain.build_a_catalog_change("a catalog change");
-    chain.done_building();
+    let chain = chain_with_v2();
     chain.ok(&["promote", "dev"]);
     let output = xtask(&chain.dir, &chain.store)
         .args(["changes", "staging", "dev", "--json"])
@@ -260,9 +256,8 @@ fn changes_lists_the_commits_between_what_two_environments_run() {
 
 #[test]
 fn a_quarantined_build_goes_nowhere_further_and_no_rollback_returns_to_it() {
-    let mut chain = chain_to_build();
-    let bad = chain.build_a_catalog_change("a catalog change");
-    chain.done_building();
+    let chain = chain_with_v2();
+    let bad = chain.v2.clone();
     chain.ok(&["promote", "dev"]);
     chain.ok(&["promote", "staging"]);
     let stale = run_in(&chain.dir, "git", &["log", "-1", "--format=%H", "--", "manifests/dev"]);

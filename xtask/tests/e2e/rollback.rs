@@ -6,9 +6,8 @@ use crate::support::*;
 
 #[test]
 fn a_second_build_moves_through_the_chain_and_prod_rolls_back_to_the_first() {
-    let mut chain = chain_to_build();
-    let v2 = chain.build_a_catalog_change("a second build");
-    chain.done_building();
+    let chain = chain_with_v2();
+    let v2 = chain.v2.clone();
     for environment in ["dev", "staging", "prod"] {
         let stderr = chain.ok(&["promote", environment]);
         assert!(

@@ -1,10 +1,10 @@
 //! The integration run: a failing suite is named, and an interrupted run leaves no process
 //! or container behind.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{self, edit, require, run_in, shared_copy};
+use crate::common::{edit, require, run_in, shared_copy};
 use crate::support::*;
 
 #[test]
@@ -21,16 +21,7 @@ fn failing_and_interrupted_integration_runs_leave_no_process_behind() {
     std::fs::write(&contract, format!("{}{broken}", std::fs::read_to_string(&contract).unwrap()))
         .unwrap();
     // Other tests may run containers meanwhile: only this ci's (`slipway-<pid>-…`) count.
-    let ci = Command::new(assert_cmd::cargo::cargo_bin("xtask"))
-        .arg("ci")
-        .current_dir(dir.path())
-        .env("SLIPWAY_STORE", &store)
-        .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
-        .envs(common::SUITE_RELEASE_PROFILE)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let ci = ci_command(dir.path(), &store).stderr(Stdio::piped()).spawn().unwrap();
     let pid = ci.id();
     let output = ci.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -47,16 +38,7 @@ fn failing_and_interrupted_integration_runs_leave_no_process_behind() {
     let hang = "\n#[test]\nfn waits() {\n    std::thread::sleep(std::time::Duration::from_secs(600));\n}\n";
     edit(&contract, broken, hang);
     for signal in ["-INT", "-KILL"] {
-        let mut ci = Command::new(assert_cmd::cargo::cargo_bin("xtask"))
-            .arg("ci")
-            .current_dir(dir.path())
-            .env("SLIPWAY_STORE", &store)
-            .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
-            .envs(common::SUITE_RELEASE_PROFILE)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut ci = ci_command(dir.path(), &store).stderr(Stdio::null()).spawn().unwrap();
         // The suites run from the unpacked test pack under the copy's `.slipway/`: wait
         // for the hanging one.
         let deadline = Instant::now() + Duration::from_secs(900);

@@ -39,17 +39,7 @@ pub fn run_json(dir: &Path, store: &Path, target: &str, args: &[&str]) -> Value 
 pub fn ci_until(dir: &Path, store: &Path, step: &str) -> String {
     use std::os::unix::process::CommandExt;
     // In a process group of its own, so the cargo it may have started goes with it.
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("xtask"))
-        .process_group(0)
-        .arg("ci")
-        .current_dir(dir)
-        .env("SLIPWAY_STORE", store)
-        .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
-        .envs(common::SUITE_RELEASE_PROFILE)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = ci_command(dir, store).process_group(0).stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = String::new();
     let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
@@ -63,6 +53,20 @@ pub fn ci_until(dir: &Path, store: &Path, step: &str) -> String {
     let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
     let _ = child.wait();
     stderr
+}
+
+/// `xtask ci` in `dir` with its store at `store`, on the shared target, standard output
+/// dropped: a process to start.
+pub fn ci_command(dir: &Path, store: &Path) -> Command {
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("xtask"));
+    command
+        .arg("ci")
+        .current_dir(dir)
+        .env("SLIPWAY_STORE", store)
+        .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
+        .envs(common::SUITE_RELEASE_PROFILE)
+        .stdout(Stdio::null());
+    command
 }
 
 /// Runs `xtask ci` in `dir` expecting failure; returns standard error.
@@ -627,6 +631,8 @@ pub struct Chain {
     pub key: PathBuf,
     /// The version every environment runs.
     pub v1: String,
+    /// The second build's version (`chain_with_v2`), else empty.
+    pub v2: String,
     /// The fixture as built, for what its builder recorded (`plan.json`, `promote-<env>.txt`).
     pub built: PathBuf,
     /// Scratch space of this test's own.
@@ -657,8 +663,38 @@ pub fn chain_to_build() -> Chain {
     copy_chain(true)
 }
 
+/// The chain with a second build (`v2`, a commit "a catalog change") made but not promoted,
+/// for a test that does not build: its own copy.
+pub fn chain_with_v2() -> Chain {
+    let built = fixture("chain-v2", build_v2);
+    copy_fixture(built, false)
+}
+
 fn copy_chain(building: bool) -> Chain {
-    let built = fixture("chain", build_chain);
+    copy_fixture(fixture("chain", build_chain), building)
+}
+
+/// Builds the chain-with-v2 fixture into `root`: a copy of the chain, its second build made,
+/// and `v2`.
+fn build_v2(root: &Path) {
+    let mut chain = copy_fixture(fixture("chain", build_chain), true);
+    let v2 = chain.build_a_catalog_change("a catalog change");
+    chain.done_building();
+    for part in ["work", "store", "keys"] {
+        let from = chain.dir.parent().unwrap().join(part);
+        run_in(root, "cp", &["-a", from.to_str().unwrap(), "."]);
+    }
+    for recorded in
+        ["v1", "plan.json", "promote-dev.txt", "promote-staging.txt", "promote-prod.txt"]
+    {
+        std::fs::copy(chain.built.join(recorded), root.join(recorded)).unwrap();
+    }
+    std::fs::write(root.join("v2"), v2).unwrap();
+}
+
+/// A copy of the fixture `built`; with `building`, the build turn is taken first and the copy
+/// takes on the shared target's record.
+fn copy_fixture(built: PathBuf, building: bool) -> Chain {
     let turn = building.then(|| common::build_turn(&target_dir("e2e-a")));
     let root = tempfile::tempdir().unwrap();
     // `cp -a` keeps modification times: cargo finds the fixture's build fresh.
@@ -673,6 +709,7 @@ fn copy_chain(building: bool) -> Chain {
         store: root.path().join("store"),
         key: root.path().join("keys/release.key"),
         v1: std::fs::read_to_string(built.join("v1")).unwrap(),
+        v2: std::fs::read_to_string(built.join("v2")).unwrap_or_default(),
         dir,
         built,
         out,
