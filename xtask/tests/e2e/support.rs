@@ -472,8 +472,8 @@ pub fn check_rendered(dir: &Path, store: &Path, environment: &str) {
         }
     }
     // The flags, as flagd-core (PyPI) evaluates them over 1,000 targeting keys: new-pricing
-    // is on in dev, off in staging, and on for about 10 % in prod — and for every key, what
-    // the services decide (the platform crate, reading the same file) is the same.
+    // is on in dev, off in staging, and on for about 10 % in prod. (That the platform crate
+    // decides the same for every key is `platform/tests/flagd_agreement.rs`.)
     let flags = folder.join("flags.flagd.json");
     let script = common::repo_root().join("xtask/tests/validate/flagd.py");
     let theirs: Value = serde_json::from_str(&run_in(
@@ -482,18 +482,7 @@ pub fn check_rendered(dir: &Path, store: &Path, environment: &str) {
         &[script.to_str().unwrap(), flags.to_str().unwrap(), "1000", "new-pricing"],
     ))
     .unwrap();
-    let ours = slipway_platform::Flags::from_file(
-        Some(flags.clone()),
-        slipway_platform::Logger::new("e2e", "test", slipway_platform::Level::Error),
-    );
-    let decided: Vec<bool> =
-        (0..1000).map(|i| ours.boolean("new-pricing", &format!("customer-{i}"), false)).collect();
-    assert_eq!(
-        theirs["new-pricing"],
-        serde_json::json!(decided),
-        "{environment}: flagd-core and the platform crate disagree"
-    );
-    let on = decided.iter().filter(|on| **on).count();
+    let on = theirs["new-pricing"].as_array().unwrap().iter().filter(|on| **on == true).count();
     let expected = match environment {
         "dev" => 1000..=1000,
         "prod" => 60..=140,
