@@ -1,6 +1,7 @@
-//! The repository's own sample (shop: catalog ← orders ← shipping) as a validated
-//! `Workspace`, with its `infra/` declarations, for unit and snapshot tests that need a
-//! whole model without running cargo.
+//! A sample like the repository's own (shop: catalog ← orders ← shipping) as a validated
+//! `Workspace`, with declarations of its own — never the repository's `infra/`, which a team
+//! edits (a trusted key, a bake time) without breaking these tests — for unit and snapshot
+//! tests that need a whole model without running cargo.
 
 use std::path::{Path, PathBuf};
 
@@ -10,14 +11,70 @@ use crate::model::environments::Environments;
 use crate::model::flags::Flags;
 use crate::model::workspace::{Package, Workspace, validate};
 
-/// The declared environments, as `infra/environments.toml` has them.
-pub const ENVIRONMENTS: &str = include_str!("../../../infra/environments.toml");
-/// The declared flags, as `infra/flags.toml` has them.
-pub const FLAGS: &str = include_str!("../../../infra/flags.toml");
+/// The sample's environments (an `infra/environments.toml`).
+pub const ENVIRONMENTS: &str = r#"[kubernetes]
+registry = "registry.example.com/shop"
+repo-url = "https://example.invalid/slipway.git"
+pull-requests = "github:example/slipway"
 
-/// The repository's root, where the services' own alert rules are.
+[defaults]
+replicas = { min = 1, max = 1 }
+log-level = "info"
+resources = { cpu = "100m", memory = "64Mi" }
+alerts = { error-ratio = 0.05, latency-p99 = "1s" }
+
+[[environment]]
+name = "dev"
+accept-local-keys = true
+trust = []
+bake-time = "0s"
+log-level = "debug"
+
+[[environment]]
+name = "staging"
+accept-local-keys = false
+trust = []
+bake-time = "10m"
+replicas = { min = 1, max = 2 }
+
+[[environment]]
+name = "prod"
+accept-local-keys = false
+trust = []
+bake-time = "1h"
+delivery = { strategy = "canary", steps = [10, 50], pause = "2m" }
+log-level = "warn"
+replicas = { min = 2, max = 6 }
+resources = { cpu = "250m", memory = "128Mi" }
+alerts = { error-ratio = 0.01, latency-p99 = "500ms" }
+
+[environment.services.shop-orders]
+replicas = { min = 3, max = 10 }
+resources = { memory = "256Mi" }
+"#;
+
+/// The sample's flags (an `infra/flags.toml`).
+pub const FLAGS: &str = r#"[[flag]]
+name = "new-pricing"
+type = "boolean"
+description = "orders applies the new volume-discount rule"
+owner = "shop-orders"
+variants = { on = true, off = false }
+default = "off"
+environments = { dev = "on", staging = "off", prod = "10%" }
+
+[[flag]]
+name = "volume-discount"
+type = "number"
+description = "the percentage new pricing takes off an order of 10 items or more"
+owner = "shop-orders"
+variants = { five = 5, fifteen = 15 }
+default = "five"
+"#;
+
+/// The sample's root: no service there has alert rules of its own.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/model")
 }
 
 fn package(name: &str, folder: &str, metadata: Value) -> Package {

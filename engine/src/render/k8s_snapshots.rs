@@ -1,6 +1,6 @@
 //! Snapshot tests of every rendered Kubernetes document, one scenario per delivery (rolling,
-//! canary, blue-green), a preview and the ApplicationSet, over the repository's own sample:
-//! a change to one object fails the snapshot named after its scenario and file.
+//! canary, blue-green), a preview and the ApplicationSet, over `model::sample`: a change to
+//! one object fails the snapshot named after its scenario and file.
 
 use std::collections::BTreeMap;
 
