@@ -152,6 +152,13 @@ fn set_by_cargo_run(name: &str) -> bool {
         )
 }
 
+/// Cargo's home: `CARGO_HOME`, else `~/.cargo`.
+pub fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))
+}
+
 /// Whether `program` is on PATH.
 pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")

@@ -40,11 +40,8 @@ pub fn ensure_target(shell: &Shell, target: &str) -> Result<(), CommandError> {
 /// them (the e2e test `two_directories_build_identical_images` and `verify --rebuild` check
 /// that no host path and no difference slips through).
 fn remap_flags(target_directory: &Path) -> Vec<String> {
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
     let mut flags = vec![format!("--remap-path-prefix={}=/target", target_directory.display())];
-    if let Some(home) = cargo_home {
+    if let Some(home) = crate::shell::cargo_home() {
         flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));
     }
     flags

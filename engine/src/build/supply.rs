@@ -65,11 +65,8 @@ pub fn ensure_cargo_tool(
     version: &str,
 ) -> Result<(), crate::shell::CommandError> {
     let sh = shell.sh();
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
     let installed = crate::shell::on_path(tool)
-        || cargo_home.is_some_and(|home| home.join("bin").join(tool).is_file());
+        || crate::shell::cargo_home().is_some_and(|home| home.join("bin").join(tool).is_file());
     if installed {
         return Ok(());
     }
