@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
 
 use serde_json::json;
 
@@ -30,6 +31,25 @@ pub struct Catalog<'a> {
     pub commit: String,
 }
 
+/// Each service's alerts (standard and its own), by service name, as the first environment
+/// renders them.
+fn alert_names(
+    root: &Path,
+    workspace: &Workspace,
+) -> Result<BTreeMap<String, Vec<String>>, crate::render::alerts::AlertsError> {
+    let mut alerts = BTreeMap::new();
+    let Some(first) = workspace.environments.chain().first() else { return Ok(alerts) };
+    for service in &workspace.services {
+        let name = service.id.to_string();
+        let thresholds = workspace.environments.resolve(first, &name).alerts;
+        let rules = crate::render::alerts::rules(root, first, service, &thresholds)?;
+        let names =
+            rules.groups.iter().flat_map(|g| g.rules.iter().filter_map(|r| r.alert.clone()));
+        alerts.insert(name, names.collect());
+    }
+    Ok(alerts)
+}
+
 /// The files `write` makes under its folder: the page, and a Backstage entity per service.
 pub const PAGE: &str = "index.html";
 pub const BACKSTAGE: &str = "backstage";
@@ -45,21 +65,7 @@ impl<'a> Catalog<'a> {
             let current = ledger.current(&name)?;
             environments.push((name, current));
         }
-        let mut alerts = BTreeMap::new();
-        if let Some(first) = workspace.environments.chain().first() {
-            for service in &workspace.services {
-                let name = service.id.to_string();
-                let thresholds = workspace.environments.resolve(first, &name).alerts;
-                let rules =
-                    crate::render::alerts::rules(&project.root, first, service, &thresholds)?;
-                let names = rules
-                    .groups
-                    .iter()
-                    .flat_map(|g| g.rules.iter().filter_map(|r| r.alert.clone()))
-                    .collect();
-                alerts.insert(name, names);
-            }
-        }
+        let alerts = alert_names(&project.root, workspace)?;
         let source = crate::model::source::Source::inspect(&project.shell, &project.layout.ledger)?;
         Ok(Catalog {
             workspace,
@@ -444,22 +450,8 @@ mod tests {
     #[test]
     fn the_catalogue_of_the_sample_matches_its_snapshots() {
         let workspace = crate::model::sample::workspace();
-        let first = &workspace.environments.chain()[0];
-        let mut alerts = BTreeMap::new();
-        for service in &workspace.services {
-            let name = service.id.to_string();
-            let thresholds = workspace.environments.resolve(first, &name).alerts;
-            let rules = crate::render::alerts::rules(
-                &crate::model::sample::root(),
-                first,
-                service,
-                &thresholds,
-            )
+        let alerts = alert_names(&crate::model::sample::root(), &workspace)
             .expect("the sample's rules render");
-            let names =
-                rules.groups.iter().flat_map(|g| g.rules.iter().filter_map(|r| r.alert.clone()));
-            alerts.insert(name, names.collect());
-        }
         let catalog = Catalog {
             workspace: &workspace,
             environments: workspace.environments.names().map(|n| (n.to_string(), None)).collect(),
