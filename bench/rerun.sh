@@ -15,15 +15,21 @@ out=$(mktemp -d)
 
 target=${CARGO_TARGET_DIR:-$dir/target}
 
+# `cargo xtask ARGS…`, timed into $out/time, its standard error in $out/log; stops the script
+# when it fails.
+timed() {
+    /usr/bin/time -f "%e s %M KB" -o "$out/time" cargo xtask "$@" >/dev/null 2>"$out/log" || {
+        cat "$out/log" >&2
+        exit 1
+    }
+}
+
 measure() {
     local label=$1
     shift
     local engine
     engine=$(stat -c %Y "$target/debug/xtask")
-    /usr/bin/time -f "%e s %M KB" -o "$out/time" cargo xtask "$@" >/dev/null 2>"$out/log" || {
-        cat "$out/log" >&2
-        exit 1
-    }
+    timed "$@"
     if grep -q '^ *Compiling ' "$out/log"; then
         echo "\`cargo xtask $*\` compiled something after a ci:" >&2
         grep '^ *Compiling ' "$out/log" >&2
@@ -36,12 +42,9 @@ measure() {
     printf '| %-32s | %s |\n' "$label" "$(cat "$out/time")"
 }
 
-/usr/bin/time -f "%e s %M KB" -o "$out/cold" cargo xtask ci >/dev/null 2>"$out/log" || {
-    cat "$out/log" >&2
-    exit 1
-}
+timed ci
 printf '| %-32s | %s |\n' "command" "wall time, peak RSS"
-printf '| %-32s | %s |\n' "cargo xtask ci (cold)" "$(cat "$out/cold")"
+printf '| %-32s | %s |\n' "cargo xtask ci (cold)" "$(cat "$out/time")"
 measure "cargo xtask ci (again)" ci
 measure "cargo xtask status" status
 measure "cargo xtask verify" verify
