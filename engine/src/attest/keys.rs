@@ -39,6 +39,11 @@ pub enum KeyError {
     BadName { name: String },
     #[error("signing failed: {0}")]
     Sign(String),
+    #[error(
+        "the signing key `{origin}` (keyid {keyid}) is not one {environment} trusts ({}): nothing was run or recorded",
+        if trusted.is_empty() { "it trusts none".to_owned() } else { format!("it trusts {}", trusted.join(", ")) }
+    )]
+    NotTrusted { origin: String, keyid: String, environment: String, trusted: Vec<String> },
 }
 
 impl crate::error::Hint for KeyError {
@@ -50,6 +55,9 @@ impl crate::error::Hint for KeyError {
             KeyError::InsideRepository { .. } => {
                 Some("pass `--out` a path outside the repository".to_owned())
             }
+            KeyError::NotTrusted { environment, .. } => Some(format!(
+                "set {SIGNING_KEY_VAR} to the private half of a key {environment} trusts; to trust a new key: `cargo xtask keygen NAME --trust {environment}`, commit `infra/`, then sign with it"
+            )),
             _ => None,
         }
     }
@@ -208,6 +216,24 @@ pub fn signing_key(state_dir: &Path) -> Result<SigningKey, KeyError> {
     SigningKey::load(&private, true)
 }
 
+/// Refuses `key` for a change of `environment` unless it is one of `trusted` (the keys the
+/// environment trusts): an entry only a trusted key could sign is the only kind recorded.
+pub fn require_trusted(
+    key: &SigningKey,
+    trusted: &[PublicKey],
+    environment: &str,
+) -> Result<(), KeyError> {
+    if trusted.iter().any(|k| k.keyid == key.public.keyid) {
+        return Ok(());
+    }
+    Err(KeyError::NotTrusted {
+        origin: key.public.origin.clone(),
+        keyid: key.public.keyid.clone(),
+        environment: environment.to_owned(),
+        trusted: trusted.iter().map(|k| k.origin.clone()).collect(),
+    })
+}
+
 /// The public keys a verifier accepts: every `*.pub` in `keys_dir` (relative to `root`;
 /// `infra/keys/` by default), plus the local development key when `local` is true and one
 /// exists.
@@ -305,5 +331,20 @@ mod tests {
             SigStoreKeyPair::from_encrypted_pem(private.as_bytes(), b"correct horse").unwrap();
         assert!(SigningKey::from_pair(&pair, "enc.key", false).is_ok());
         assert!(SigStoreKeyPair::from_encrypted_pem(private.as_bytes(), b"wrong").is_err());
+    }
+
+    #[test]
+    fn a_signer_the_environment_does_not_trust_is_refused_naming_the_keys_it_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        write_private(&path, &generate(None).unwrap().0).unwrap();
+        let key = SigningKey::load(&path, false).unwrap();
+        let release =
+            PublicKey::from_pem(&generate(None).unwrap().1, "infra/keys/release.pub", false)
+                .unwrap();
+        let refused = require_trusted(&key, std::slice::from_ref(&release), "prod").unwrap_err();
+        let said = refused.to_string();
+        assert!(said.contains("not one prod trusts (it trusts infra/keys/release.pub)"), "{said}");
+        assert!(require_trusted(&key, &[release, key.public.clone()], "prod").is_ok());
     }
 }

@@ -35,7 +35,7 @@ impl Plan {
     /// Validates the workspace and computes names and versions; reads the store, writes nothing.
     pub fn gather(project: &Project) -> Result<Plan> {
         let workspace = project.workspace()?;
-        let source = Source::inspect(&project.shell, &project.layout.ledger)?;
+        let source = Source::inspect(&project.shell, &project.layout)?;
         let mut services = Vec::new();
         for service in &workspace.services {
             let reference = reference_of(service, &source)?;

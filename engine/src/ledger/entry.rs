@@ -28,6 +28,35 @@ pub struct Entry {
     pub results: Option<Digest>,
     #[serde(default)]
     pub waivers: Vec<Waiver>,
+    /// The sha256 of the entry this one replaced in its environment (none for the first):
+    /// the link of the environment's chain, always written, so an entry without the field
+    /// is one recorded before entries were linked.
+    #[serde(default)]
+    pub previous: Option<Digest>,
+    /// The digest of everything rendered beside the state (`ledger::rendered_digest`).
+    #[serde(default)]
+    pub rendered: Option<Digest>,
+    /// The id of the key that signed it (its fingerprint: the sha256 of its public key).
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+impl Entry {
+    /// An entry of `action` for `state`, admitted by `gates`; linked, bound to its rendering
+    /// and named by its key when recorded.
+    pub fn new(state: State, action: &str, gates: Vec<crate::report::Check>) -> Entry {
+        Entry {
+            state,
+            action: action.to_owned(),
+            gates,
+            replay: Vec::new(),
+            results: None,
+            waivers: Vec::new(),
+            previous: None,
+            rendered: None,
+            key: None,
+        }
+    }
 }
 
 /// A signed ledger entry verified against `trusted` and read (a state of the first ledger
@@ -49,15 +78,20 @@ pub fn read_entry(
     Ok((entry, key.origin.clone()))
 }
 
-/// Signs the entry with `key` and commits it to the ledger.
+/// Links the entry to the environment's current one, binds it to `rendered` and its key,
+/// signs it with `key` and commits it to the ledger on top of the pinned commit.
 pub fn record(
     project: &Project,
     ledger: &Ledger,
-    entry: &Entry,
+    mut entry: Entry,
     message: &str,
     key: &SigningKey,
     rendered: &Rendered,
 ) -> Result<()> {
+    entry.previous = ledger.entry(&entry.state.environment)?.map(|bytes| Digest::of(&bytes));
+    entry.rendered = Some(rendered.digest());
+    entry.key = Some(key.public.keyid.clone());
+    let entry = &entry;
     let envelope = dsse::sign_as(ENTRY_TYPE, &canonical_json(entry), key)?;
     let bytes = serde_json::to_vec_pretty(&envelope).map_err(Error::Json)?;
     let state = &entry.state;

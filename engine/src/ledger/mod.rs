@@ -2,8 +2,10 @@
 //! entry that put it there, one git commit per change written with gix. The branch update
 //! is a compare-and-swap, so of two racing writers exactly one wins and the other is told.
 
+pub mod chain;
 pub mod changes;
 pub mod entry;
+pub mod policy;
 pub mod quarantine;
 
 use std::collections::BTreeMap;
@@ -11,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ledger::chain::Link;
+use crate::ledger::policy::Policy;
 use crate::model::digest::Digest;
 use crate::model::environments::{Resolved, SharedLedger};
 use crate::model::flags::State as FlagState;
@@ -76,6 +80,10 @@ pub struct State {
     /// service's own settings have their digest in `services.<name>.config`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configuration: Option<Digest>,
+    /// The digest of the declarations this state was decided under (`policy::Policy`): every
+    /// file under `infra/` and every `Cargo.toml`, as the ledger commit holds them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Digest>,
 }
 
 impl State {
@@ -96,14 +104,28 @@ impl State {
 }
 
 /// What an environment's rendering adds to its ledger commit: files by path under the
-/// environment's folder, and the folders they replace as a whole.
+/// environment's folder, which with the state and its entry replace the folder as a whole.
 #[derive(Debug, Clone, Default)]
 pub struct Rendered {
     pub files: Vec<(String, String)>,
-    pub folders: Vec<String>,
     /// Declarations changed with this entry (`flag set`, `config set`), by path from the
     /// workspace root: committed with it, then checked out in the work tree.
     pub declarations: Vec<(String, String)>,
+}
+
+impl Rendered {
+    /// The digest a signed entry records of what was rendered beside its state.
+    pub fn digest(&self) -> Digest {
+        rendered_digest(self.files.iter().map(|(path, text)| (path.as_str(), text.as_bytes())))
+    }
+}
+
+/// The digest of rendered files (path under the environment's folder → content): of the
+/// canonical JSON of path → sha256.
+pub fn rendered_digest<'a>(files: impl Iterator<Item = (&'a str, &'a [u8])>) -> Digest {
+    let hexes: BTreeMap<&str, String> =
+        files.map(|(path, bytes)| (path, Digest::of(bytes).hex().to_owned())).collect();
+    Digest::of(&crate::determinism::canonical_json(&hexes))
 }
 
 /// One service as an environment runs it.
@@ -162,6 +184,17 @@ pub enum LedgerError {
     Remote { remote: String, why: String },
     #[error("ledger: cannot write `{path}`: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "ledger: the declarations in the work tree differ from {base}, which this change is decided on: {}; nothing was run or recorded",
+        files.join(", ")
+    )]
+    UncommittedPolicy { base: String, files: Vec<String> },
+    #[error(
+        "ledger: no git identity: every ledger change records who made it; nothing was run or recorded"
+    )]
+    NoIdentity,
+    #[error("ledger: {environment}'s ledger does not verify: {why}; nothing was run or recorded")]
+    Broken { environment: String, why: String },
 }
 
 impl LedgerError {
@@ -184,6 +217,15 @@ impl crate::error::Hint for LedgerError {
             LedgerError::Remote { remote, .. } => Some(format!(
                 "nothing was recorded; check that this clone can fetch from and push to `{remote}` (`git remote -v`, `git fetch {remote}`), then run the command again"
             )),
+            LedgerError::UncommittedPolicy { .. } => Some(
+                "gates and signed states read the committed declarations only: commit the change (`git add` and `git commit`; with a shared ledger, push it too) or discard it (`git checkout -- <file>`, or delete a file that was never committed)".to_owned(),
+            ),
+            LedgerError::Broken { environment, .. } => Some(format!(
+                "`cargo xtask verify --env {environment}` checks it end to end and `git log -p -- manifests/{environment}` shows each change: revert the commit named above (`git revert <commit>`), which restores the signed files"
+            )),
+            LedgerError::NoIdentity => Some(
+                "set one: `git config user.name \"Your Name\"` and `git config user.email you@example.com` (a bot can set GIT_COMMITTER_NAME and GIT_COMMITTER_EMAIL instead)".to_owned(),
+            ),
             _ => None,
         }
     }
@@ -202,6 +244,8 @@ pub struct Ledger {
     root: PathBuf,
     /// The ledger's folder in the repository (`Layout::ledger`), `/`-separated.
     dir: String,
+    /// The declarations' folder (`Layout::infra`), `/`-separated: part of the policy.
+    infra: String,
     /// Where the ledger is shared: reads come from that remote branch, fetched by `pin`, and
     /// a change is pushed there fast-forward only. None: this clone's HEAD.
     remote: Option<SharedLedger>,
@@ -213,6 +257,7 @@ impl Ledger {
         Ledger {
             root: root.to_owned(),
             dir: layout.ledger.display().to_string(),
+            infra: layout.infra.display().to_string(),
             remote: None,
             pinned: None,
         }
@@ -375,17 +420,9 @@ impl Ledger {
         files.extend(
             rendered.declarations.iter().map(|(path, text)| (path.clone(), text.as_bytes())),
         );
-        // The rendered folder is replaced as a whole: what is no longer rendered goes.
-        let replaced: Vec<String> =
-            rendered.folders.iter().map(|folder| self.path(env, folder)).collect();
-        let commit = self.commit(shell, &files, &replaced, message)?;
-        let declared: Vec<String> =
-            rendered.declarations.iter().map(|(path, _)| path.clone()).collect();
-        let here = self.open()?.head_id().map_err(git)?.detach().to_string();
-        if !declared.is_empty() && here == commit {
-            self.checkout(shell, &declared);
-        }
-        Ok(commit)
+        // The environment's folder is replaced as a whole: what is no longer rendered goes.
+        let replaced = [format!("{}/{env}", self.dir)];
+        self.commit(shell, &files, &replaced, message)
     }
 
     /// The builds quarantined at HEAD, by build digest.
@@ -441,33 +478,54 @@ impl Ledger {
         if repo.head_id().map_err(git)?.detach() != head.id {
             return Err(LedgerError::Raced { expected: head.id.to_string() });
         }
-        let tree = with_files(&repo, &head, files, replaced)?;
-        let signature = identity(&repo);
-        let time = gix::date::Time::now_local_or_utc();
-        let mut buf = gix::date::parse::TimeBuf::default();
-        let actor = gix::actor::SignatureRef {
-            name: signature.0.as_str().into(),
-            email: signature.1.as_str().into(),
-            time: time.to_str(&mut buf),
+        let id = write_commit(&repo, &head, files, replaced, message)?;
+        let branch = match repo.head_name().map_err(git)? {
+            Some(name) => name,
+            None => "HEAD".try_into().map_err(git)?,
         };
-        let commit = match repo.commit_as(actor, actor, "HEAD", message, tree, [head.id]) {
-            Ok(commit) => commit,
-            Err(e) => {
-                // The branch moved under us (or its lock is held by the writer that moved
-                // it): that is a lost race, not a failure of git.
-                let fresh = self.open()?;
-                let now = fresh.head_id().map_err(git)?.detach();
-                return Err(if now != head.id {
-                    LedgerError::Raced { expected: head.id.to_string() }
-                } else if e.to_string().contains("lock") {
-                    LedgerError::Locked { why: e.to_string() }
-                } else {
-                    git(e)
-                });
-            }
+        self.advance(shell, &repo, &branch, (head.id, id), &touched(&self.dir, files, replaced))?;
+        Ok(id.to_string())
+    }
+
+    /// Moves `branch` from `base` to `new` as a compare-and-swap. When it is the branch
+    /// checked out, the ledger's `paths` in the index and work tree take the new commit's
+    /// files first: a command killed in between leaves them ahead of HEAD (the next ledger
+    /// command restores HEAD's, saying so), never behind it for a plain `git commit` to
+    /// revert the change.
+    fn advance(
+        &self,
+        shell: &Shell,
+        repo: &gix::Repository,
+        branch: &gix::refs::FullName,
+        (base, new): (gix::ObjectId, gix::ObjectId),
+        paths: &[String],
+    ) -> Result<(), LedgerError> {
+        let checked_out = match repo.head_name().map_err(git)? {
+            Some(head) => &head == branch,
+            None => branch.as_bstr() == "HEAD",
         };
-        self.sync_work_tree(shell);
-        Ok(commit.to_string())
+        if checked_out {
+            self.checkout(shell, &new.to_string(), paths);
+        }
+        let expected = gix::refs::transaction::PreviousValue::MustExistAndMatch(base.into());
+        let Err(e) = repo.reference(branch.clone(), new, expected, "slipway: ledger change") else {
+            return Ok(());
+        };
+        if checked_out {
+            self.checkout(shell, "HEAD", paths);
+        }
+        // The branch moved under us (or its lock is held by the writer that moves it): that
+        // is a lost race, not a failure of git.
+        let fresh = self.open()?;
+        let mut now = fresh.find_reference(branch.as_ref()).map_err(git)?;
+        let moved = now.peel_to_id().map_err(git)?.detach() != base;
+        Err(if moved {
+            LedgerError::Raced { expected: base.to_string() }
+        } else if e.to_string().contains("lock") {
+            LedgerError::Locked { why: e.to_string() }
+        } else {
+            git(e)
+        })
     }
 
     /// The shared ledger's write: a commit on the fetched tip (the base), pushed to the
@@ -484,23 +542,7 @@ impl Ledger {
     ) -> Result<String, LedgerError> {
         let repo = self.open()?;
         let base = self.base(&repo)?;
-        let tree = with_files(&repo, &base, files, replaced)?;
-        let (name, email) = identity(&repo);
-        let signature = gix::actor::Signature {
-            name: name.into(),
-            email: email.into(),
-            time: gix::date::Time::now_local_or_utc(),
-        };
-        let commit = gix::objs::Commit {
-            tree,
-            parents: [base.id].into(),
-            author: signature.clone(),
-            committer: signature,
-            encoding: None,
-            message: message.into(),
-            extra_headers: Vec::new(),
-        };
-        let id = repo.write_object(&commit).map_err(git)?.detach();
+        let id = write_commit(&repo, &base, files, replaced, message)?;
         let (remote, branch) = (&shared.remote, &shared.branch);
         let target = format!("{id}:refs/heads/{branch}");
         let sh = shell.sh();
@@ -518,100 +560,249 @@ impl Ledger {
                 });
             }
         }
-        let local = format!("refs/heads/{branch}");
-        let (new, old) = (id.to_string(), base.id.to_string());
-        let followed = shell.read(cmd!(sh, "git update-ref {local} {new} {old}").quiet()).is_ok();
-        let checked_out =
-            repo.head_name().ok().flatten().is_some_and(|head| head.as_bstr() == local.as_str());
-        if followed && checked_out {
-            self.sync_work_tree(shell);
-        } else if !followed {
+        let local: gix::refs::FullName = format!("refs/heads/{branch}").try_into().map_err(git)?;
+        let paths = touched(&self.dir, files, replaced);
+        if self.advance(shell, &repo, &local, (base.id, id), &paths).is_err() {
             eprintln!(
                 "note: the ledger moved on {remote}/{branch}; this clone's {branch} was elsewhere and is left as it is (`git pull` brings the ledger here)"
             );
         }
-        Ok(new)
+        Ok(id.to_string())
     }
 }
 
+/// The commit of `base`'s tree with `files` written and `replaced` folders removed first,
+/// by the committer git is configured with; written, not yet on any branch.
+fn write_commit(
+    repo: &gix::Repository,
+    base: &gix::Commit<'_>,
+    files: &[(String, &[u8])],
+    replaced: &[String],
+    message: &str,
+) -> Result<gix::ObjectId, LedgerError> {
+    let tree = with_files(repo, base, files, replaced)?;
+    let (name, email) = identity(repo)?;
+    let signature = gix::actor::Signature {
+        name: name.into(),
+        email: email.into(),
+        time: gix::date::Time::now_local_or_utc(),
+    };
+    let commit = gix::objs::Commit {
+        tree,
+        parents: [base.id].into(),
+        author: signature.clone(),
+        committer: signature,
+        encoding: None,
+        message: message.into(),
+        extra_headers: Vec::new(),
+    };
+    Ok(repo.write_object(&commit).map_err(git)?.detach())
+}
+
+/// The paths a change touches, for the work tree: an environment's folder as a whole for
+/// what is in one, else the file itself.
+fn touched(dir: &str, files: &[(String, &[u8])], replaced: &[String]) -> Vec<String> {
+    let mut paths: Vec<String> = replaced.to_vec();
+    for (path, _) in files {
+        let folder = path
+            .strip_prefix(&format!("{dir}/"))
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(environment, _)| format!("{dir}/{environment}"));
+        paths.push(folder.unwrap_or_else(|| path.clone()));
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
 impl Ledger {
-    /// The ledger's own files at HEAD: every environment's state and entry, and the
-    /// quarantine list. Nothing else under `manifests/` (a README, say) is the ledger's.
-    fn files(&self) -> Result<Vec<String>, LedgerError> {
+    /// The ledger's own paths at HEAD: every environment's folder and the quarantine list.
+    /// Nothing else under `manifests/` (a README, say) is the ledger's.
+    fn paths(&self) -> Result<Vec<String>, LedgerError> {
         let repo = self.open()?;
         let tree = repo.head_commit().map_err(git)?.tree().map_err(git)?;
-        let mut files = Vec::new();
+        let mut paths = Vec::new();
         let Some(dir) = tree.lookup_entry_by_path(&self.dir).map_err(git)? else {
-            return Ok(files);
+            return Ok(paths);
         };
         let dir = dir.object().map_err(git)?.into_tree();
         for entry in dir.iter() {
             let entry = entry.map_err(git)?;
             let name = entry.filename().to_string();
-            if entry.mode().is_tree() {
-                files.extend(
-                    [STATE, ENTRY, RENDERED_FOLDER, RENDERED_APPLICATION, RENDERED_FLAGS]
-                        .map(|file| self.path(&name, file)),
-                );
-            } else if name == QUARANTINE {
-                files.push(format!("{}/{QUARANTINE}", self.dir));
+            let path = format!("{}/{name}", self.dir);
+            let environment = entry.mode().is_tree()
+                && tree.lookup_entry_by_path(format!("{path}/{STATE}")).map_err(git)?.is_some();
+            if environment || name == QUARANTINE {
+                paths.push(path);
             }
         }
-        files.retain(|path| tree.lookup_entry_by_path(path).ok().flatten().is_some());
-        Ok(files)
+        Ok(paths)
     }
 
     /// Brings the ledger's files in the index and work tree to what HEAD holds, touching
-    /// nothing else. Run after every commit, and before every ledger command: a writer
-    /// killed between its commit and this sync leaves a stale work tree that this repairs.
-    /// The commit is recorded either way, so this only retries while another git process
-    /// holds the index lock, then warns.
+    /// nothing else, and says so when they were not: run before every ledger command, it
+    /// repairs what a command killed while recording left. The commit is recorded either
+    /// way, so this only retries while another git process holds the index lock, then warns.
     pub fn sync_work_tree(&self, shell: &Shell) {
-        let Ok(files) = self.files() else { return };
-        self.checkout(shell, &files);
+        let Ok(paths) = self.paths() else { return };
+        if paths.is_empty() {
+            return;
+        }
+        let sh = shell.sh();
+        let listed = &paths;
+        let status = shell.read(cmd!(sh, "git status --porcelain -- {listed...}").quiet());
+        if status.is_ok_and(|changed| changed.trim().is_empty()) {
+            return;
+        }
+        eprintln!(
+            "note: the ledger's files in the work tree differ from HEAD (a ledger command killed while recording leaves them so): restoring HEAD's"
+        );
+        self.checkout(shell, "HEAD", &paths);
     }
 
-    /// `files` in the index and work tree brought to what HEAD holds, retried while
-    /// another git process holds the index lock, else a warning.
-    fn checkout(&self, shell: &Shell, files: &[String]) {
-        if files.is_empty() {
+    /// `paths` in the index and work tree brought to what `commit` holds (files it lacks
+    /// removed), retried while another git process holds the index lock, else a warning.
+    fn checkout(&self, shell: &Shell, commit: &str, paths: &[String]) {
+        if paths.is_empty() {
             return;
         }
         let sh = shell.sh();
         for attempt in 0..40 {
-            let paths = files;
-            if shell.read(cmd!(sh, "git checkout --quiet HEAD -- {paths...}").quiet()).is_ok() {
+            let checkout = cmd!(sh, "git checkout --quiet --no-overlay {commit} -- {paths...}");
+            if shell.read(checkout.quiet()).is_ok() {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(25 * (attempt % 8 + 1)));
         }
         eprintln!(
-            "warning: the ledger is committed, but its files in the work tree could not be updated: run `git checkout HEAD -- {}`",
-            files.join(" ")
+            "warning: the ledger's files in the work tree could not be updated: run `git checkout --no-overlay HEAD -- {}`",
+            paths.join(" ")
         );
     }
 }
 
 impl Ledger {
     /// Who changes the ledger, as `Name <email>`: the same identity its commits carry.
-    pub fn promoter(&self) -> String {
-        let (name, email) =
-            self.open().map(|repo| identity(&repo)).unwrap_or_else(|_| fallback_identity());
-        format!("{name} <{email}>")
+    pub fn promoter(&self) -> Result<String, LedgerError> {
+        let (name, email) = identity(&self.open()?)?;
+        Ok(format!("{name} <{email}>"))
+    }
+
+    /// A name for the base, for people: `HEAD (0123456789ab)`, `origin/main (…)`.
+    fn base_name(&self) -> Result<String, LedgerError> {
+        let id = self.base(&self.open()?)?.id.to_string();
+        let name = match &self.remote {
+            Some(shared) => format!("{}/{}", shared.remote, shared.branch),
+            None => "HEAD".to_owned(),
+        };
+        Ok(format!("{name} ({})", &id[..12]))
+    }
+
+    /// The declarations as the base commit holds them.
+    pub fn policy(&self) -> Result<Policy, LedgerError> {
+        let repo = self.open()?;
+        let tree = self.base(&repo)?.tree().map_err(git)?;
+        let mut files = BTreeMap::new();
+        for entry in tree.traverse().breadthfirst.files().map_err(git)? {
+            let path = entry.filepath.to_string();
+            if entry.mode.is_blob() && policy::is_declaration(&path, &self.infra, &self.dir) {
+                let blob = repo.find_object(entry.oid).map_err(git)?;
+                files.insert(path, Digest::of(&blob.data));
+            }
+        }
+        Ok(Policy { files })
+    }
+
+    /// The policy at the base, once the work tree is found to hold exactly its declarations
+    /// (the workspace's manifests and everything under `infra/` included): what a change
+    /// reads from the work tree is then what is committed. Refused otherwise, naming each
+    /// file that differs.
+    pub fn committed_policy(&self, workspace: &Workspace) -> Result<Policy, LedgerError> {
+        let policy = self.policy()?;
+        let manifests = workspace.services.iter().map(|s| &s.manifest);
+        let manifests = manifests.chain(workspace.suites.iter().map(|s| &s.manifest));
+        let paths = policy.files.keys().cloned().chain(["Cargo.toml".to_owned()]);
+        let paths = paths.chain(manifests.map(|m| m.display().to_string()));
+        let files =
+            policy::differences(&policy, &policy::work_tree(&self.root, &self.infra, paths));
+        if files.is_empty() {
+            Ok(policy)
+        } else {
+            Err(LedgerError::UncommittedPolicy { base: self.base_name()?, files })
+        }
+    }
+
+    /// `environment`'s ledger folder through the branch's first-parent history, newest
+    /// first: one link per change of its state or entry, back to before its first change.
+    pub fn links(&self, environment: &str) -> Result<Vec<Link>, LedgerError> {
+        let repo = self.open()?;
+        let head = self.base(&repo)?.id;
+        let paths = [self.path(environment, STATE), self.path(environment, ENTRY)];
+        let mut links: Vec<Link> = Vec::new();
+        let mut last = None;
+        for info in repo.rev_walk([head]).first_parent_only().all().map_err(git)? {
+            let commit = info.map_err(git)?.object().map_err(git)?;
+            let tree = commit.tree().map_err(git)?;
+            let mut ids = Vec::new();
+            for path in &paths {
+                ids.push(tree.lookup_entry_by_path(path).map_err(git)?.map(|e| e.object_id()));
+            }
+            if ids.iter().all(Option::is_none) {
+                break;
+            }
+            if last.as_ref() == Some(&ids) {
+                // The same files as the newer commit: this older commit made them.
+                if let Some(link) = links.last_mut() {
+                    link.commit = commit.id.to_string();
+                }
+                continue;
+            }
+            let read = |id: Option<gix::ObjectId>| -> Result<Option<Vec<u8>>, LedgerError> {
+                id.map(|id| Ok(repo.find_object(id).map_err(git)?.data.clone())).transpose()
+            };
+            links.push(Link {
+                commit: commit.id.to_string(),
+                state: read(ids[0])?,
+                entry: read(ids[1])?,
+            });
+            last = Some(ids);
+        }
+        Ok(links)
+    }
+
+    /// What is rendered beside `environment`'s state at the base: every file of its folder
+    /// but the state and the entry, by path under the folder.
+    pub fn committed_rendered(
+        &self,
+        environment: &str,
+    ) -> Result<BTreeMap<String, Vec<u8>>, LedgerError> {
+        let repo = self.open()?;
+        let tree = self.base(&repo)?.tree().map_err(git)?;
+        let mut files = BTreeMap::new();
+        let folder = format!("{}/{environment}", self.dir);
+        let Some(entry) = tree.lookup_entry_by_path(&folder).map_err(git)? else {
+            return Ok(files);
+        };
+        let folder = entry.object().map_err(git)?.into_tree();
+        for entry in folder.traverse().breadthfirst.files().map_err(git)? {
+            let path = entry.filepath.to_string();
+            if entry.mode.is_blob() && path != STATE && path != ENTRY {
+                files.insert(path, repo.find_object(entry.oid).map_err(git)?.data.clone());
+            }
+        }
+        Ok(files)
     }
 }
 
-fn fallback_identity() -> (String, String) {
-    (std::env::var("USER").unwrap_or_else(|_| "slipway".to_owned()), "slipway@localhost".to_owned())
-}
-
-/// The committer: git's configured user, else the login name (or `slipway`).
-fn identity(repo: &gix::Repository) -> (String, String) {
-    let config = repo.config_snapshot();
-    let (fallback_name, fallback_email) = fallback_identity();
-    let name = config.string("user.name").map(|n| n.to_string()).unwrap_or(fallback_name);
-    let email = config.string("user.email").map(|e| e.to_string()).unwrap_or(fallback_email);
-    (name, email)
+/// The committer git records: `user.name` and `user.email` (or `GIT_COMMITTER_NAME` and
+/// `GIT_COMMITTER_EMAIL`); refused when either is missing or empty.
+fn identity(repo: &gix::Repository) -> Result<(String, String), LedgerError> {
+    let signature = repo.committer().ok_or(LedgerError::NoIdentity)?.map_err(git)?;
+    let (name, email) = (signature.name.to_string(), signature.email.to_string());
+    if name.trim().is_empty() || email.trim().is_empty() {
+        return Err(LedgerError::NoIdentity);
+    }
+    Ok((name, email))
 }
 
 /// Reads a state, also as the first ledger format wrote it: services without their own
@@ -698,6 +889,7 @@ mod tests {
             promoted_by: "tests".to_owned(),
             flags: BTreeMap::new(),
             configuration: None,
+            policy: None,
         }
     }
 
@@ -708,7 +900,6 @@ mod tests {
         let ledger = Ledger::new(dir.path(), &Layout::default());
         let rendered = |files: &[&str]| Rendered {
             files: files.iter().map(|f| (format!("k8s/{f}"), format!("{f}\n"))).collect(),
-            folders: vec!["k8s".to_owned()],
             declarations: Vec::new(),
         };
         ledger

@@ -1,8 +1,10 @@
-//! What the source is: the newest commit that changed the source (not only the ledger), its
-//! time (the build's `SOURCE_DATE_EPOCH`), whether the work tree is dirty, and which files
+//! What the source is: the newest commit that changed a build input (not only the ledger or
+//! the declarations under `infra/`), its time (the build's `SOURCE_DATE_EPOCH`), whether the work tree is dirty, and which files
 //! git tracks.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use crate::model::layout::Layout;
 
 use crate::determinism::SourceDateEpoch;
 use crate::shell::{CommandError, Shell, cmd};
@@ -10,8 +12,9 @@ use crate::shell::{CommandError, Shell, cmd};
 /// The source a build is made from.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Source {
-    /// The full id of the newest commit that changed something outside the ledger: a
-    /// promotion's commit does not make the same source a new version.
+    /// The full id of the newest commit that changed something outside the ledger and the
+    /// declarations: a promotion's commit, a `flag set` or `config set` does not make the
+    /// same source a new version.
     pub commit: String,
     /// That commit's time.
     pub epoch: SourceDateEpoch,
@@ -33,9 +36,9 @@ pub enum SourceError {
 }
 
 impl Source {
-    /// Reads the source facts of the repository the shell is rooted in; `ledger` is the
-    /// ledger's folder, whose commits change no source.
-    pub fn inspect(shell: &Shell, ledger: &Path) -> Result<Source, SourceError> {
+    /// Reads the source facts of the repository the shell is rooted in; the layout's ledger
+    /// and declarations (`infra/`) are no build input, so commits there change no version.
+    pub fn inspect(shell: &Shell, layout: &Layout) -> Result<Source, SourceError> {
         let sh = shell.sh();
         // Only an existing repository without a commit is "no commit"; git missing, not a
         // repository, or git refusing the directory keep their own error.
@@ -43,9 +46,10 @@ impl Source {
             shell.read(cmd!(sh, "git rev-parse --is-inside-work-tree").quiet())?;
             return Err(SourceError::NoCommit);
         }
-        let outside = format!(":(exclude){}", ledger.display());
+        let outside = [layout.ledger.display(), layout.infra.display()]
+            .map(|folder| format!(":(exclude){folder}"));
         let source =
-            shell.read(cmd!(sh, "git log -1 --format=%H%x20%ct -- . {outside}").quiet())?;
+            shell.read(cmd!(sh, "git log -1 --format=%H%x20%ct -- . {outside...}").quiet())?;
         // A history of ledger commits only (a fresh repository of manifests) has HEAD.
         let head = match source.trim() {
             "" => shell.read(cmd!(sh, "git log -1 --format=%H%x20%ct").quiet())?,

@@ -18,7 +18,9 @@ use crate::model::waiver::Waiver;
 use crate::model::workspace::{Workspace, environment};
 use crate::project::Project;
 use crate::promote::compose::{self, Replayed};
-use crate::promote::{Decided, PromoteError, configured, replay_and_record};
+use crate::promote::{
+    Decided, PromoteError, committed_and_verified, configured, replay_and_record,
+};
 
 /// What a configuration change starts from.
 #[derive(Debug, Clone)]
@@ -94,7 +96,7 @@ impl Configure {
             return self.decide(project, &workspace, target, &ledger.pin()?, None, &waivers);
         }
         ledger.sync_work_tree(&project.shell);
-        let key = keys::signing_key(&project.state("keys"))?;
+        let key = crate::promote::signer(project, &ledger, target)?;
         crate::ledger::decide_until_recorded(
             target.name.as_str(),
             "replaying the new configuration on the new state",
@@ -111,6 +113,7 @@ impl Configure {
         key: Option<&keys::SigningKey>,
         waivers: &[Waiver],
     ) -> Result<()> {
+        let policy = committed_and_verified(project, workspace, ledger, target)?;
         let (workspace, declarations) = self.declared(project, workspace, ledger)?;
         // The environment as the edited declaration has it: its own values are in it.
         let target = environment(&workspace, target.name.as_str())?;
@@ -124,7 +127,8 @@ impl Configure {
             target,
             State {
                 promoted_at: manifest::now_seconds(),
-                promoted_by: ledger.promoter(),
+                promoted_by: ledger.promoter()?,
+                policy: Some(policy.with(&declarations).digest()),
                 ..current.clone()
             },
         );
@@ -360,6 +364,7 @@ mod tests {
             flags: [("new-pricing".to_owned(), flags::State::Variant { variant: pricing.into() })]
                 .into(),
             configuration: None,
+            policy: None,
         };
         assert_eq!(
             changes(&state(&before, "off"), &state(&after, "on")),

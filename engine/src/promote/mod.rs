@@ -136,12 +136,13 @@ impl Promotion {
         let waivers = Waiver::parse_all(&self.waive, self.reason.as_deref())?;
         if self.dry_run {
             let ledger = ledger.pin()?;
+            committed_and_verified(project, &workspace, &ledger, target)?;
             let build = self.build(project, &workspace, target, &ledger)?;
             return self.show_plan(project, &workspace, target, &ledger, &build, &waivers);
         }
         ledger.sync_work_tree(&project.shell);
         // Loaded once: an encrypted key costs a deliberately slow key derivation.
-        let key = keys::signing_key(&project.state("keys"))?;
+        let key = signer(project, &ledger, target)?;
         crate::ledger::decide_until_recorded(
             target.name.as_str(),
             "replaying against the new state",
@@ -150,6 +151,7 @@ impl Promotion {
                 // it; the build meant and the gates are decided again each time: the previous
                 // environment may have moved on, a quarantine may have landed.
                 let ledger = ledger.pin()?;
+                let policy = committed_and_verified(project, &workspace, &ledger, target)?;
                 let build = self.build(project, &workspace, target, &ledger)?;
                 let mut report = Report {
                     manifest: format!("{}@{build}", provenance::REPOSITORY),
@@ -191,9 +193,10 @@ impl Promotion {
                     commit: statement.source().commit.clone(),
                     services,
                     promoted_at: manifest::now_seconds(),
-                    promoted_by: ledger.promoter(),
+                    promoted_by: ledger.promoter()?,
                     flags: Default::default(),
                     configuration: None,
+                    policy: Some(policy.digest()),
                     version,
                 };
                 // The services' settings are settled in the composition already.
@@ -428,16 +431,42 @@ pub fn replay_and_record(
         state.build.short()
     );
     let entry = Entry {
-        state,
-        action: action.to_owned(),
-        gates,
         replay: outcome.results,
         results: Some(results),
         waivers: outcome.waivers,
+        ..Entry::new(state, action, gates)
     };
     let mut rendered = crate::render::k8s::for_state(project, workspace, target, &entry.state)?;
     rendered.declarations = declarations;
-    record(project, ledger, &entry, &message, key, &rendered)
+    record(project, ledger, entry, &message, key, &rendered)
+}
+
+/// Who signs a change of `target`, checked before anything runs: a git identity for the
+/// ledger's commit, and a signing key `target` trusts (loaded once: an encrypted key costs
+/// a deliberately slow key derivation).
+pub fn signer(project: &Project, ledger: &Ledger, target: &Declared) -> Result<SigningKey> {
+    ledger.promoter()?;
+    let key = keys::signing_key(&project.state("keys"))?;
+    keys::require_trusted(&key, &keys::keys_of(project, target)?, target.name.as_str())?;
+    Ok(key)
+}
+
+/// What every change of `target` checks on its pinned ledger commit before deciding: the
+/// work tree's declarations are the committed ones (returned: the policy the signed state
+/// records), and the ledgers it reads — `target`'s and the previous environment's — verify.
+pub fn committed_and_verified(
+    project: &Project,
+    workspace: &Workspace,
+    ledger: &Ledger,
+    target: &Declared,
+) -> Result<crate::ledger::policy::Policy> {
+    let policy = ledger.committed_policy(workspace)?;
+    let previous = workspace.environments.previous(target.name.as_str());
+    for environment in std::iter::once(target).chain(previous) {
+        let trusted = keys::keys_of(project, environment)?;
+        crate::ledger::chain::verified(ledger, environment.name.as_str(), &trusted)?;
+    }
+    Ok(policy)
 }
 
 /// `service`'s settings in `target` as `workspace` declares them (where each value came

@@ -1,8 +1,7 @@
 //! `rollback`: an environment put back to an earlier state of its ledger, verified again
 //! and recorded as a new signed entry; quarantined builds are never returned to.
 
-use crate::attest::keys;
-use crate::attest::keys::keys_of;
+use crate::attest::keys::{SigningKey, keys_of};
 use crate::attest::manifest;
 use crate::attest::provenance;
 use crate::error::{Error, Result};
@@ -12,8 +11,8 @@ use crate::ledger::{Ledger, State};
 use crate::model::environments::Environment as Declared;
 use crate::model::workspace::{Workspace, environment};
 use crate::project::Project;
-use crate::promote::PromoteError;
 use crate::promote::gates::settle;
+use crate::promote::{PromoteError, committed_and_verified};
 use crate::report::Report;
 
 /// A rollback asked for: the environment, and optionally the commit of the state to return to.
@@ -58,13 +57,17 @@ impl Rollback {
             .into());
         }
         let ledger = Ledger::of(project, &workspace, self.remote.as_deref());
-        if !self.dry_run {
-            ledger.sync_work_tree(&project.shell);
-        }
+        let key = match self.dry_run {
+            true => None,
+            false => {
+                ledger.sync_work_tree(&project.shell);
+                Some(crate::promote::signer(project, &ledger, target)?)
+            }
+        };
         crate::ledger::decide_until_recorded(
             target.name.as_str(),
             "deciding again on the new state",
-            || self.attempt(project, &workspace, target, &ledger),
+            || self.attempt(project, &workspace, target, (&ledger, key.as_ref())),
         )
     }
 
@@ -74,9 +77,10 @@ impl Rollback {
         project: &Project,
         workspace: &Workspace,
         target: &Declared,
-        ledger: &Ledger,
+        (ledger, key): (&Ledger, Option<&SigningKey>),
     ) -> Result<()> {
         let ledger = ledger.pin()?;
+        let policy = committed_and_verified(project, workspace, &ledger, target)?;
         let history = ledger.history(target.name.as_str())?;
         let quarantined = ledger.quarantined()?;
         let Some(current) = history.first() else {
@@ -169,6 +173,8 @@ impl Rollback {
             let failed = report.failures();
             return if failed.is_empty() { Ok(()) } else { Err(Error::Refused(failed)) };
         }
+        // Only a dry run has no key, and it stopped above.
+        let Some(key) = key else { return Ok(()) };
         settle(
             &format!(
                 "rolling {} back from {} to {}",
@@ -178,7 +184,8 @@ impl Rollback {
         )?;
         let state = State {
             promoted_at: manifest::now_seconds(),
-            promoted_by: ledger.promoter(),
+            promoted_by: ledger.promoter()?,
+            policy: Some(policy.digest()),
             ..earlier.state.clone()
         };
         let mut message = format!(
@@ -192,18 +199,10 @@ impl Rollback {
         if !flags.is_empty() {
             message.push_str(&format!(": {}", flags.join(", ")));
         }
-        let entry = Entry {
-            state,
-            action: "rollback".to_owned(),
-            gates: report.checks,
-            replay: Vec::new(),
-            results: None,
-            waivers: Vec::new(),
-        };
+        let entry = Entry::new(state, "rollback", report.checks);
         let mut rendered = crate::render::k8s::for_state(project, workspace, target, &entry.state)?;
         rendered.declarations =
             crate::promote::configure::declare_flags_of(project, &ledger, workspace, &entry.state)?;
-        let key = keys::signing_key(&project.state("keys"))?;
-        record(project, &ledger, &entry, &message, &key, &rendered)
+        record(project, &ledger, entry, &message, key, &rendered)
     }
 }

@@ -66,7 +66,7 @@ impl<'a> Catalog<'a> {
             environments.push((name, current));
         }
         let alerts = alert_names(&project.root, workspace)?;
-        let source = crate::model::source::Source::inspect(&project.shell, &project.layout.ledger)?;
+        let source = crate::model::source::Source::inspect(&project.shell, &project.layout)?;
         Ok(Catalog {
             workspace,
             environments,

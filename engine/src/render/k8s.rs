@@ -544,7 +544,6 @@ pub fn for_state(
     })?;
     Ok(crate::ledger::Rendered {
         files: files.into_iter().map(|file| (file.path, file.text)).collect(),
-        folders: vec![FOLDER.to_owned()],
         declarations: Vec::new(),
     })
 }
@@ -604,8 +603,7 @@ pub fn preview_build(
     let digest = match build {
         Some(text) => crate::attest::manifest::resolve_build(store, text)?.0,
         None => {
-            let source =
-                crate::model::source::Source::inspect(&project.shell, &project.layout.ledger)?;
+            let source = crate::model::source::Source::inspect(&project.shell, &project.layout)?;
             let version = source.build_version(&workspace.version);
             crate::attest::manifest::resolve_build(store, &version)
                 .map_err(|_| PreviewRenderError::NoBuildOfSource {

@@ -9,9 +9,12 @@ use crate::attest::dsse;
 use crate::attest::manifest;
 use crate::attest::testresult;
 use crate::error::Result;
+use crate::ledger::chain;
 use crate::ledger::entry::Entry;
 use crate::ledger::quarantine;
 use crate::ledger::{Change, Ledger, State};
+use crate::model::environments::Environment as Declared;
+use crate::model::workspace::Workspace;
 use crate::project::Project;
 use crate::report::Report;
 
@@ -21,6 +24,35 @@ pub struct Row<'a> {
     pub environment: &'a str,
     pub commit: Option<&'a str>,
     pub state: Option<&'a State>,
+    /// Why its ledger does not verify (`doubt`), when it does not.
+    pub problem: Option<&'a str>,
+}
+
+/// The cheap part of `verify --env`, for `status`: the environment's chain holds, its newest
+/// entry is signed by a key it trusts, and the files beside the state are the ones the entry
+/// signs. Why not, when not; none when it verifies or runs nothing.
+pub fn doubt(project: &Project, ledger: &Ledger, environment: &Declared) -> Result<Option<String>> {
+    let name = environment.name.as_str();
+    let trusted = crate::attest::keys::keys_of(project, environment)?;
+    if let Err(e) = chain::verified(ledger, name, &trusted) {
+        return Ok(Some(match e {
+            crate::ledger::LedgerError::Broken { why, .. } => why,
+            other => other.to_string(),
+        }));
+    }
+    let Some(bytes) = ledger.entry(name)? else { return Ok(None) };
+    let Ok((entry, _)) = crate::ledger::entry::read_entry(&bytes, &trusted) else {
+        return Ok(Some("its entry does not verify".to_owned()));
+    };
+    let committed = ledger.committed_rendered(name)?;
+    let digest =
+        crate::ledger::rendered_digest(committed.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
+    Ok(match entry.rendered {
+        Some(signed) if signed != digest => {
+            Some(format!("the files in manifests/{name}/ are not the ones its entry signs"))
+        }
+        _ => None,
+    })
 }
 
 /// One service across the chain: the image each environment runs, and whether they agree.
@@ -55,6 +87,10 @@ pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) ->
         ..Report::default()
     };
     let entry = check_entry(&mut report, &ledger, &change, &trusted)?;
+    check_chain(&mut report, &ledger, target.name.as_str())?;
+    if let Some(entry) = &entry {
+        check_rendered(&mut report, project, (&workspace, target), &ledger, entry)?;
+    }
     let state = &change.state;
     for build in crate::ledger::entry::builds_of(state) {
         let Ok(envelope) = manifest::stored_envelope(project.store(), &build) else {
@@ -179,6 +215,85 @@ fn check_entry(
         },
     );
     Ok(Some(entry))
+}
+
+/// The environment's chain through git history: each entry this environment's, beside its
+/// exact state, and following the one before it.
+fn check_chain(report: &mut Report, ledger: &Ledger, environment: &str) -> Result<()> {
+    let links = ledger.links(environment)?;
+    let result = chain::check(environment, &links).map_err(|b| b.to_string()).map(|holds| {
+        let older = match holds.unchained {
+            0 => String::new(),
+            n => format!(", after {n} recorded before entries were linked"),
+        };
+        format!("{} entries, each following the one before{older}", holds.entries)
+    });
+    report.record("ledger chain", result);
+    Ok(())
+}
+
+/// What is committed beside the state — the files Argo CD applies and the services read —
+/// is what the entry signs, and what the signed state renders to, byte for byte, under the
+/// committed declarations.
+fn check_rendered(
+    report: &mut Report,
+    project: &Project,
+    (workspace, target): (&Workspace, &Declared),
+    ledger: &Ledger,
+    entry: &Entry,
+) -> Result<()> {
+    let env = target.name.as_str();
+    let committed = ledger.committed_rendered(env)?;
+    let digest =
+        crate::ledger::rendered_digest(committed.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
+    report.record(
+        "rendered files",
+        match &entry.rendered {
+            None => Ok("the entry was recorded before entries signed their rendering".to_owned()),
+            Some(signed) if *signed == digest => Ok(format!(
+                "{} files in manifests/{env}/ are the ones the entry signs",
+                committed.len()
+            )),
+            Some(_) => Err(format!(
+                "the files in manifests/{env}/ are not the ones the entry signs: they were edited"
+            )),
+        },
+    );
+    let policy = match ledger.committed_policy(workspace) {
+        Ok(policy) => policy,
+        Err(e) => {
+            report.record("declarations", Err(e.to_string()));
+            return Ok(());
+        }
+    };
+    if entry.state.policy.as_ref().is_some_and(|signed| *signed != policy.digest()) {
+        report.record(
+            "rendered again",
+            Ok(format!("not compared: the declarations changed since this entry (`cargo xtask promote {env} --config-only` applies them)")),
+        );
+        return Ok(());
+    }
+    let again = crate::render::k8s::for_state(project, workspace, target, &entry.state)?;
+    let again: BTreeMap<&str, &[u8]> =
+        again.files.iter().map(|(path, text)| (path.as_str(), text.as_bytes())).collect();
+    let paths: BTreeSet<&str> =
+        again.keys().copied().chain(committed.keys().map(String::as_str)).collect();
+    let differ: Vec<&str> = paths
+        .into_iter()
+        .filter(|path| again.get(path).copied() != committed.get(*path).map(Vec::as_slice))
+        .collect();
+    report.record(
+        "rendered again",
+        if differ.is_empty() {
+            Ok(format!("the signed state renders to exactly the {} committed files", again.len()))
+        } else {
+            Err(format!(
+                "{} in manifests/{env}/ differ from what the signed state renders to (`cargo xtask render {env} --check` shows how)",
+                differ.join(", ")
+            ))
+        },
+    );
+    Ok(())
 }
 
 /// The replay's attestation: signed by a trusted key, about exactly the images the state

@@ -33,7 +33,7 @@ impl flags::Quarantine {
         if !self.ledger.dry_run {
             ledger.sync_work_tree(&project.shell);
         }
-        let by = ledger.promoter();
+        let by = ledger.promoter()?;
         for attempt in 1..=slipway::ledger::ATTEMPTS {
             let pinned = ledger.pin()?;
             let mut quarantined = pinned.quarantined()?;

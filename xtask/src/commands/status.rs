@@ -6,7 +6,7 @@ use slipway::error::Result;
 use slipway::ledger::{Change, Ledger};
 use slipway::project::Project;
 use slipway::render::flags::summarize;
-use slipway::verify::environment::{Across, Row};
+use slipway::verify::environment::{Across, Row, doubt};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl flags::Status {
@@ -16,8 +16,13 @@ impl flags::Status {
         let ledger = Ledger::of(project, &workspace, None).pin()?;
         let quarantined = ledger.quarantined()?;
         let mut changes: Vec<(&str, Option<Change>)> = Vec::new();
+        let mut problems: BTreeMap<&str, String> = BTreeMap::new();
         for environment in workspace.environments.chain() {
-            changes.push((environment.name.as_str(), ledger.current(environment.name.as_str())?));
+            let name = environment.name.as_str();
+            changes.push((name, ledger.current(name)?));
+            if let Some(why) = doubt(project, &ledger, environment)? {
+                problems.insert(name, why);
+            }
         }
         let mut services: BTreeSet<String> =
             workspace.services.iter().map(|s| s.id.to_string()).collect();
@@ -67,6 +72,7 @@ impl flags::Status {
                     environment: env,
                     commit: c.as_ref().map(|c| c.commit.as_str()),
                     state: c.as_ref().map(|c| &c.state),
+                    problem: problems.get(env).map(String::as_str),
                 })
                 .collect();
             let json = serde_json::json!({
@@ -88,6 +94,9 @@ impl flags::Status {
                     SourceDateEpoch(change.state.promoted_at).rfc3339(),
                     change.state.promoted_by
                 ),
+            }
+            if let Some(why) = problems.get(env) {
+                println!("{:<10} ✗ DOES NOT VERIFY: {why} (`cargo xtask verify --env {env}`)", "");
             }
         }
         println!();
