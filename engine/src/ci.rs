@@ -379,16 +379,24 @@ fn labels(plan: &Plan, planned: &PlannedService) -> BTreeMap<String, String> {
 
 /// A manifest the cache says was already stored for `key`, if the store still has it and
 /// every blob it names; otherwise the artifact is built (and its blobs written) again.
+/// Every blob is re-hashed: a corrupt store is repaired by the build, and said so.
 fn cached_manifest(
-    project: &Project,
+    (project, steps): (&Project, &Steps),
     cache: &Cache,
     kind: &str,
     key: &Digest,
     repository: &Repository,
 ) -> Option<StoredManifest> {
     let cached = cache.get::<Cached>(kind, key)?;
-    let manifest = project.store().get_manifest(repository, &cached.manifest).ok()?;
-    artifact::complete(project.store(), repository, &manifest).then_some(manifest)
+    let manifest = project.store().get_manifest(repository, &cached.manifest).ok();
+    let intact = manifest.filter(|m| artifact::complete(project.store(), repository, m));
+    if intact.is_none() {
+        steps.note(&format!(
+            "the store's copy of {repository} {} is missing or corrupt: building it again",
+            cached.manifest.short()
+        ));
+    }
+    intact
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>> {
@@ -428,7 +436,8 @@ fn build_images(
             labels: &labels,
         });
         let repository = &planned.reference.repository;
-        if let Some(manifest) = cached_manifest(project, cache, "images", &key, repository) {
+        if let Some(manifest) = cached_manifest((project, steps), cache, "images", &key, repository)
+        {
             if planned.stored.as_ref() != Some(&manifest.digest) {
                 store.put_manifest(repository, &manifest, Some(&planned.reference.tag))?;
             }
@@ -540,35 +549,36 @@ fn build_artifacts(
                 parts,
                 epoch: epoch.0,
             });
-            let digest = match cached_manifest(project, cache, "testpacks", &key, repository) {
-                Some(manifest) => {
-                    // Idempotent: heals a referrers index that lost the entry.
-                    artifact::add_referrer(store, repository, &image.digest, &manifest)?;
-                    steps.note(&format!(
-                        "reused test pack {} {}",
-                        suite.package,
-                        manifest.digest.short()
-                    ));
-                    manifest.digest
-                }
-                None => {
-                    steps.progress(&format!("packing {}", suite.package));
-                    let pack = testpack::assemble(descriptor, &files, epoch, &image)
-                        .map_err(ImageError::Tar)?;
-                    artifact::publish(store, repository, &pack, Some(&image.digest), None)?;
-                    cache.put(
-                        "testpacks",
-                        &key,
-                        &Cached { manifest: pack.manifest.digest.clone() },
-                    )?;
-                    steps.note(&format!(
-                        "packed {} {}",
-                        suite.package,
-                        pack.manifest.digest.short()
-                    ));
-                    pack.manifest.digest
-                }
-            };
+            let digest =
+                match cached_manifest((project, steps), cache, "testpacks", &key, repository) {
+                    Some(manifest) => {
+                        // Idempotent: heals a referrers index that lost the entry.
+                        artifact::add_referrer(store, repository, &image.digest, &manifest)?;
+                        steps.note(&format!(
+                            "reused test pack {} {}",
+                            suite.package,
+                            manifest.digest.short()
+                        ));
+                        manifest.digest
+                    }
+                    None => {
+                        steps.progress(&format!("packing {}", suite.package));
+                        let pack = testpack::assemble(descriptor, &files, epoch, &image)
+                            .map_err(ImageError::Tar)?;
+                        artifact::publish(store, repository, &pack, Some(&image.digest), None)?;
+                        cache.put(
+                            "testpacks",
+                            &key,
+                            &Cached { manifest: pack.manifest.digest.clone() },
+                        )?;
+                        steps.note(&format!(
+                            "packed {} {}",
+                            suite.package,
+                            pack.manifest.digest.short()
+                        ));
+                        pack.manifest.digest
+                    }
+                };
             testpacks.push((suite.package.clone(), digest));
             test_images.extend(build_test_images(
                 project,
@@ -589,7 +599,7 @@ fn build_artifacts(
             ],
             epoch: epoch.0,
         });
-        let sbom = match cached_manifest(project, cache, "sboms", &key, repository) {
+        let sbom = match cached_manifest((project, steps), cache, "sboms", &key, repository) {
             Some(manifest) => {
                 artifact::add_referrer(store, repository, &image.digest, &manifest)?;
                 manifest.digest
@@ -652,7 +662,9 @@ fn build_test_images(
             epoch: plan.source.epoch.0,
             labels: &labels,
         });
-        if let Some(manifest) = cached_manifest(project, cache, "test-images", &key, repository) {
+        if let Some(manifest) =
+            cached_manifest((project, steps), cache, "test-images", &key, repository)
+        {
             steps.note(&format!("reused test image {name} {}", manifest.digest.short()));
             built.push((name, manifest.digest));
             continue;

@@ -72,6 +72,8 @@ pub enum Command {
     Catalog(Catalog),
     /// Copy a build (its signed manifest, images, test packs, SBOMs, attestations) between two stores, digests unchanged
     Copy(Copy),
+    /// The store itself: `store check` re-hashes every blob and repairs what it can
+    Store(Store),
 }
 
 #[derive(Debug, clap::Args)]
@@ -201,6 +203,29 @@ pub struct Promote {
 pub struct Flag {
     #[command(subcommand)]
     pub command: FlagCommand,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Store {
+    #[command(subcommand)]
+    pub command: StoreCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Re-hash every blob in the local store; replace a corrupt one by an intact copy of the
+    /// same digest, else remove it (the next `ci` writes it again); fail while any is left
+    Check(StoreCheck),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StoreCheck {
+    /// Report what is damaged, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print what was found as JSON on standard output
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
             Command::Test(test) => test.run(&project),
             Command::Hooks(hooks) => hooks.run(&project),
             Command::Copy(copy) => copy.run(&project),
+            Command::Store(store) => store.run(&project),
             Command::Render(render) => render.run(&project),
             Command::Catalog(catalog) => catalog.run(&project),
             Command::Up(up) => up.run(&project),

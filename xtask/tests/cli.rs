@@ -484,7 +484,7 @@ fn configuration_changes_refuse_bad_input_naming_file_and_key_and_write_nothing(
     edit(&dir.path().join("infra/flags.toml"), "prod = \"10%\"", "prod = \"20%\"");
     refused(
         &["flag", "set", "dev", "new-pricing", "off"],
-        &["infra/flags.toml` here differs from the ledger's commit", "commit `infra/flags.toml`"],
+        &["infra/flags.toml (modified)", "nothing was run or recorded", "commit the change"],
     );
     let status = common::run_in(dir.path(), "git", &["status", "--porcelain"]);
     assert_eq!(status.trim(), "M infra/flags.toml", "nothing else was written");

@@ -96,7 +96,7 @@ impl Configure {
             return self.decide(project, &workspace, target, &ledger.pin()?, None, &waivers);
         }
         ledger.sync_work_tree(&project.shell);
-        let key = crate::promote::signer(project, &ledger, target)?;
+        let key = crate::promote::signer(project, &ledger)?;
         crate::ledger::decide_until_recorded(
             target.name.as_str(),
             "replaying the new configuration on the new state",

@@ -142,7 +142,7 @@ impl Promotion {
         }
         ledger.sync_work_tree(&project.shell);
         // Loaded once: an encrypted key costs a deliberately slow key derivation.
-        let key = signer(project, &ledger, target)?;
+        let key = signer(project, &ledger)?;
         crate::ledger::decide_until_recorded(
             target.name.as_str(),
             "replaying against the new state",
@@ -387,6 +387,7 @@ pub fn replay_and_record(
     (waivers, key): (&[Waiver], &SigningKey),
 ) -> Result<()> {
     let Decided { state, replay, action, message, gates, declarations } = decided;
+    require_trusted(project, target, key)?;
     let flags =
         crate::render::flags::for_states(&workspace.flags, target.name.as_str(), &state.flags);
     let outcome = replay_suites(
@@ -441,14 +442,18 @@ pub fn replay_and_record(
     record(project, ledger, entry, &message, key, &rendered)
 }
 
-/// Who signs a change of `target`, checked before anything runs: a git identity for the
-/// ledger's commit, and a signing key `target` trusts (loaded once: an encrypted key costs
-/// a deliberately slow key derivation).
-pub fn signer(project: &Project, ledger: &Ledger, target: &Declared) -> Result<SigningKey> {
+/// Who signs a ledger change: a git identity for the ledger's commit (refused at once
+/// without one), and the signing key (loaded once: an encrypted key costs a deliberately
+/// slow key derivation; whether `target` trusts it is `require_trusted`'s to say).
+pub fn signer(project: &Project, ledger: &Ledger) -> Result<SigningKey> {
     ledger.promoter()?;
-    let key = keys::signing_key(&project.state("keys"))?;
-    keys::require_trusted(&key, &keys::keys_of(project, target)?, target.name.as_str())?;
-    Ok(key)
+    Ok(keys::signing_key(&project.state("keys"))?)
+}
+
+/// Refuses `key` unless `target` trusts it: checked once the change is decided (the user's
+/// input and the gates said their piece first), before anything is started or recorded.
+pub fn require_trusted(project: &Project, target: &Declared, key: &SigningKey) -> Result<()> {
+    Ok(keys::require_trusted(key, &keys::keys_of(project, target)?, target.name.as_str())?)
 }
 
 /// What every change of `target` checks on its pinned ledger commit before deciding: the

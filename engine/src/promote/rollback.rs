@@ -61,7 +61,7 @@ impl Rollback {
             true => None,
             false => {
                 ledger.sync_work_tree(&project.shell);
-                Some(crate::promote::signer(project, &ledger, target)?)
+                Some(crate::promote::signer(project, &ledger)?)
             }
         };
         crate::ledger::decide_until_recorded(
@@ -175,6 +175,7 @@ impl Rollback {
         }
         // Only a dry run has no key, and it stopped above.
         let Some(key) = key else { return Ok(()) };
+        crate::promote::require_trusted(project, target, key)?;
         settle(
             &format!(
                 "rolling {} back from {} to {}",

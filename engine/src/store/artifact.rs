@@ -185,12 +185,13 @@ pub fn referrers(
     Ok(index.manifests().clone())
 }
 
-/// Whether every blob a stored manifest names (its config and layers) is in the store.
+/// Whether every blob a stored manifest names (its config and layers) is in the store,
+/// intact (`Store::has_intact_blob`).
 pub fn complete(store: &dyn Store, repository: &Repository, manifest: &StoredManifest) -> bool {
     let Ok(parsed) = serde_json::from_slice::<ImageManifest>(&manifest.bytes) else { return false };
     std::iter::once(parsed.config()).chain(parsed.layers()).all(|d| {
         Digest::from_oci(d.digest())
-            .is_ok_and(|digest| store.has_blob(repository, &digest).unwrap_or(false))
+            .is_ok_and(|digest| store.has_intact_blob(repository, &digest).unwrap_or(false))
     })
 }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use oci_spec::image::{ANNOTATION_REF_NAME, Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
 
-use super::{Repository, Store, StoreError, StoredManifest, Tag};
+use super::{Checked, Damage, Repository, Store, StoreError, StoredManifest, Tag};
 use crate::determinism::canonical_json;
 use crate::model::digest::Digest;
 
@@ -31,6 +31,34 @@ impl LayoutStore {
     /// The layout directory of `repository`.
     pub fn layout_dir(&self, repository: &Repository) -> PathBuf {
         self.root.join(repository.as_str())
+    }
+
+    /// Every file in every repository's `blobs/sha256/`, in path order.
+    fn blob_files(&self) -> Result<Vec<PathBuf>, StoreError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io { path, source }
+        };
+        let mut files = Vec::new();
+        let repositories = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(files),
+            Err(source) => return Err(StoreError::Io { path: self.root.clone(), source }),
+        };
+        for repository in repositories {
+            let blobs = repository.map_err(io(&self.root))?.path().join("blobs/sha256");
+            let Ok(entries) = fs::read_dir(&blobs) else { continue };
+            for entry in entries {
+                files.push(entry.map_err(io(&blobs))?.path());
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    fn damage(&self, path: &Path, what: &'static str, repaired: bool, how: &str) -> Damage {
+        let path = path.strip_prefix(&self.root).unwrap_or(path).display().to_string();
+        Damage { path, what, repaired, how: how.to_owned() }
     }
 
     fn blob_path(&self, repository: &Repository, digest: &Digest) -> PathBuf {
@@ -115,6 +143,70 @@ impl Store for LayoutStore {
 
     fn has_blob(&self, repository: &Repository, digest: &Digest) -> Result<bool, StoreError> {
         Ok(self.blob_path(repository, digest).is_file())
+    }
+
+    fn check(&self, repair: bool) -> Result<Checked, StoreError> {
+        let mut checked = Checked::default();
+        let mut intact: HashMap<String, PathBuf> = HashMap::new();
+        let mut corrupt = Vec::new();
+        for path in self.blob_files()? {
+            let name =
+                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if name.starts_with(".tmp-") {
+                let removed = repair && fs::remove_file(&path).is_ok();
+                let how = if removed { "removed" } else { "remove it (`store check` does)" };
+                checked.damaged.push(self.damage(&path, "left by a killed write", removed, how));
+                continue;
+            }
+            let bytes = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let found = File::open(&path).and_then(Digest::of_reader);
+            checked.blobs += 1;
+            checked.bytes += bytes;
+            match found {
+                Ok(digest) if digest.hex() == name => {
+                    intact.insert(name, path);
+                }
+                _ => corrupt.push((name, path)),
+            }
+        }
+        for (name, path) in corrupt {
+            let damage = match (intact.get(&name), repair) {
+                (Some(copy), true) => {
+                    let copied = fs::read(copy)
+                        .map_err(|source| StoreError::Io { path: copy.clone(), source })?;
+                    write_atomically(&path, &copied)?;
+                    let from = copy.strip_prefix(&self.root).unwrap_or(copy).display().to_string();
+                    self.damage(
+                        &path,
+                        "corrupt",
+                        true,
+                        &format!("replaced by the intact copy in {from}"),
+                    )
+                }
+                (None, true) => {
+                    fs::remove_file(&path)
+                        .map_err(|source| StoreError::Io { path: path.clone(), source })?;
+                    self.damage(&path, "corrupt", false, "removed: the next `cargo xtask ci` writes it again if the current source builds it; otherwise copy its build in from another store (`cargo xtask copy`)")
+                }
+                (_, false) => self.damage(
+                    &path,
+                    "corrupt",
+                    false,
+                    "run `cargo xtask store check` to repair it",
+                ),
+            };
+            checked.damaged.push(damage);
+        }
+        Ok(checked)
+    }
+
+    fn has_intact_blob(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> Result<bool, StoreError> {
+        let found = fs::File::open(self.blob_path(repository, digest)).and_then(Digest::of_reader);
+        Ok(found.is_ok_and(|found| &found == digest))
     }
 
     fn get_blob(&self, repository: &Repository, digest: &Digest) -> Result<Vec<u8>, StoreError> {
@@ -325,6 +417,36 @@ mod tests {
         // Writing the same content again repairs the corrupt blob.
         store.put_blob(&repo(), b"hello").unwrap();
         assert_eq!(store.get_blob(&repo(), &digest).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn check_repairs_from_an_intact_copy_and_removes_what_it_cannot_repair() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::new(dir.path());
+        let orders: Repository = "shop-orders".parse().unwrap();
+        let shared = store.put_blob(&repo(), b"a layer both hold").unwrap();
+        store.put_blob(&orders, b"a layer both hold").unwrap();
+        let alone = store.put_blob(&repo(), b"a layer only catalog holds").unwrap();
+        let blob = |repository: &str, digest: &Digest| {
+            dir.path().join(repository).join("blobs/sha256").join(digest.hex())
+        };
+        fs::write(blob("shop-catalog", &shared), b"flipped").unwrap();
+        fs::write(blob("shop-catalog", &alone), b"flipped").unwrap();
+        fs::write(dir.path().join("shop-orders/blobs/sha256/.tmp-x-1-0"), b"half").unwrap();
+        let found = store.check(false).unwrap();
+        assert_eq!((found.blobs, found.damaged.len()), (3, 3));
+        assert!(found.damaged.iter().all(|d| !d.repaired), "a dry check changes nothing");
+        let repaired = store.check(true).unwrap();
+        let mut outcome: Vec<(&str, bool)> =
+            repaired.damaged.iter().map(|d| (d.what, d.repaired)).collect();
+        outcome.sort();
+        assert_eq!(
+            outcome,
+            [("corrupt", false), ("corrupt", true), ("left by a killed write", true)]
+        );
+        assert_eq!(store.get_blob(&repo(), &shared).unwrap(), b"a layer both hold");
+        assert!(matches!(store.get_blob(&repo(), &alone), Err(StoreError::NotFound { .. })));
+        assert!(store.check(true).unwrap().damaged.is_empty(), "whole again");
     }
 
     #[test]

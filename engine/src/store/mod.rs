@@ -71,15 +71,23 @@ pub enum StoreError {
     BadLocation { text: String, why: String },
     #[error("store: the referrers index of {subject} in {repository} kept changing under us")]
     Contended { repository: Repository, subject: Digest },
+    #[error(
+        "store: {location} is a registry, which checks every blob's digest as it is uploaded: `store check` checks a local store"
+    )]
+    NotLocal { location: String },
+    #[error("store: damaged and not repaired: {}", left.join(", "))]
+    Damaged { left: Vec<String> },
 }
 
 impl crate::error::Hint for StoreError {
     fn help(&self) -> Option<String> {
         match self {
-            StoreError::Corrupt { path, .. } => Some(format!(
-                "delete `{}` and re-run `cargo xtask ci` to write it again",
-                path.display()
-            )),
+            StoreError::Corrupt { .. } => Some(
+                "`cargo xtask store check` repairs or removes it; then `cargo xtask ci` writes what it removed again".to_owned(),
+            ),
+            StoreError::Damaged { .. } => Some(
+                "what to do for each is shown above: `cargo xtask ci` writes a removed blob of the current source again, `cargo xtask copy` brings an older build from another store".to_owned(),
+            ),
             StoreError::NotFound { .. } => Some("run `cargo xtask ci` to build it".to_owned()),
             StoreError::BadManifest { repository, digest, .. } => Some(format!(
                 "delete `{repository}/blobs/sha256/{}` in the store and re-run `cargo xtask ci`",
@@ -149,6 +157,29 @@ impl Location {
     }
 }
 
+/// What `Store::check` found: how much it re-hashed, and every damaged blob.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Checked {
+    pub blobs: usize,
+    pub bytes: u64,
+    pub damaged: Vec<Damage>,
+}
+
+/// A blob that did not hash to its name (or a temporary file a killed write left), and what
+/// was done about it.
+#[derive(Debug, serde::Serialize)]
+pub struct Damage {
+    /// The file, from the store's root.
+    pub path: String,
+    /// What is wrong: `corrupt`, `left by a killed write`.
+    pub what: &'static str,
+    /// Whether the store is whole again where it was: an intact copy put in its place, or a
+    /// temporary file removed.
+    pub repaired: bool,
+    /// What was done, or what to do.
+    pub how: String,
+}
+
 /// A content-addressed artifact store. Blobs are immutable and named by digest; a manifest
 /// may carry a tag. Every read re-checks the digest. Shared across threads (images are
 /// published in parallel); a tag's index update takes the layout's lock.
@@ -177,6 +208,16 @@ pub trait Store: Sync + Send + fmt::Debug {
     /// Whether `repository` holds the blob `digest`.
     fn has_blob(&self, repository: &Repository, digest: &Digest) -> Result<bool, StoreError>;
 
+    /// Whether `repository` holds the blob `digest` intact: a local backend re-hashes it (a
+    /// registry checks digests itself, on upload), so what a build reuses is never corrupt.
+    fn has_intact_blob(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> Result<bool, StoreError> {
+        self.has_blob(repository, digest)
+    }
+
     /// Reads the blob `digest`, re-checking its digest.
     fn get_blob(&self, repository: &Repository, digest: &Digest) -> Result<Vec<u8>, StoreError>;
 
@@ -197,6 +238,14 @@ pub trait Store: Sync + Send + fmt::Debug {
         repository: &Repository,
         digest: &Digest,
     ) -> Result<StoredManifest, StoreError>;
+
+    /// Re-hashes every blob the store holds; with `repair`, replaces a corrupt blob by an
+    /// intact copy of the same digest where the store holds one, else removes it (a reader
+    /// then finds it missing, not wrong, and the next build writes it again).
+    fn check(&self, repair: bool) -> Result<Checked, StoreError> {
+        let _ = repair;
+        Err(StoreError::NotLocal { location: self.location() })
+    }
 
     /// Runs `work` holding `repository`'s exclusive lock named `name`, so a
     /// read-modify-write of a tag (e.g. a referrers index) loses no concurrent update.

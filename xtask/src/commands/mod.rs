@@ -17,6 +17,7 @@ mod render;
 mod rollback;
 mod run_tests;
 mod status;
+mod store;
 mod test;
 mod verify;
 

@@ -128,6 +128,10 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
         }
         let after = run_in(dir.path(), "git", &["rev-parse", "HEAD"]);
         if after != before {
+            // The work tree took the entry before the branch moved: never behind HEAD, for
+            // a plain `git commit` to revert the promotion.
+            let behind = run_in(dir.path(), "git", &["status", "--porcelain", "--", "manifests"]);
+            assert_eq!(behind, "", "killed after {delay} ms, the work tree is behind HEAD");
             let (ok, stderr) = run_local(dir.path(), &store, &["verify", "--env", "dev"]);
             assert!(ok, "killed after {delay} ms, the entry is not whole:\n{stderr}");
             landed = true;

@@ -17,4 +17,5 @@ mod promote;
 mod registry;
 mod rollback;
 mod runtime;
+mod trust;
 mod verify;

@@ -1,0 +1,185 @@
+//! The ledger's trust, tried as an attacker would on the promoted chain: uncommitted policy,
+//! untrusted signers and a missing identity are refused before anything runs; a swapped,
+//! replayed, edited or deleted entry is found by `verify --env`, marked by `status` and
+//! refused by the next change; configuration changes make no new version.
+
+use std::path::Path;
+
+use crate::common::{commit_all, edit, run_in};
+use crate::support::{
+    Chain, chain, chain_to_build, digests, ledger_log, newest_version, run_json, run_local,
+};
+
+/// `xtask <args>` signed with the release key, which must fail: standard error.
+fn refused(chain: &Chain, args: &[&str]) -> String {
+    let (ok, stderr) = chain.run(args);
+    assert!(!ok, "xtask {args:?} should be refused:\n{stderr}");
+    stderr
+}
+
+/// What the ledger of `dir` holds: the commit at HEAD and every environment's story.
+fn ledger_now(dir: &Path) -> (String, Vec<Vec<String>>) {
+    let head = run_in(dir, "git", &["rev-parse", "HEAD"]);
+    (head, ["dev", "staging", "prod"].map(|env| ledger_log(dir, env)).to_vec())
+}
+
+#[test]
+fn uncommitted_policy_untrusted_signers_and_no_identity_are_refused_recording_nothing() {
+    let chain = chain();
+    let before = ledger_now(&chain.dir);
+    let environments = chain.dir.join("infra/environments.toml");
+    let text = std::fs::read_to_string(&environments).unwrap();
+    edit(
+        &environments,
+        "name = \"prod\"\naccept-local-keys = false",
+        "name = \"prod\"\naccept-local-keys = true",
+    );
+    let stderr = refused(&chain, &["promote", "prod", "--build", &chain.v1]);
+    assert!(stderr.contains("infra/environments.toml (modified)"), "{stderr}");
+    assert!(stderr.contains("commit the change"), "{stderr}");
+    std::fs::write(&environments, text).unwrap();
+    std::fs::write(chain.dir.join("infra/keys/mallory.pub"), "not even a key\n").unwrap();
+    let stderr = refused(&chain, &["flag", "set", "prod", "new-pricing", "on"]);
+    assert!(stderr.contains("infra/keys/mallory.pub (not committed)"), "{stderr}");
+    std::fs::remove_file(chain.dir.join("infra/keys/mallory.pub")).unwrap();
+
+    // Signed with the local development key, which prod does not trust.
+    for args in [
+        &["promote", "prod", "--build", &chain.v1][..],
+        &["flag", "set", "prod", "new-pricing", "on"],
+        &["config", "set", "prod", "shop-orders", "timeout", "500ms"],
+    ] {
+        let (ok, stderr) = run_local(&chain.dir, &chain.store, args);
+        assert!(
+            !ok && stderr.contains("is not one prod trusts (it trusts infra/keys/release.pub)"),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("nothing was run or recorded"), "{stderr}");
+    }
+
+    run_in(&chain.dir, "git", &["config", "--unset", "user.name"]);
+    run_in(&chain.dir, "git", &["config", "--unset", "user.email"]);
+    let output = crate::common::xtask(&chain.dir, &chain.store)
+        .env("SLIPWAY_SIGNING_KEY", &chain.key)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("EMAIL")
+        .args(["flag", "set", "dev", "new-pricing", "off"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("no git identity"), "{stderr}");
+    assert!(stderr.contains("git config user.name"), "{stderr}");
+    assert_eq!(ledger_now(&chain.dir), before, "nothing was recorded");
+}
+
+#[test]
+fn swapped_replayed_edited_and_deleted_entries_fail_verify_and_block_the_next_change() {
+    let chain = chain();
+    chain.ok(&["verify", "--env", "prod"]);
+    chain.ok(&["flag", "set", "dev", "new-pricing", "off"]);
+    let head =
+        |dir: &Path| run_in(dir, "git", &["rev-parse", "--short=12", "HEAD"]).trim().to_owned();
+
+    // staging's entry and state copied into prod's folder.
+    for file in ["entry.dsse.json", "state.json"] {
+        let from = chain.dir.join("manifests/staging").join(file);
+        std::fs::copy(from, chain.dir.join("manifests/prod").join(file)).unwrap();
+    }
+    commit_all(&chain.dir, "prod is staging now");
+    let swapped = head(&chain.dir);
+    let stderr = refused(&chain, &["verify", "--env", "prod"]);
+    assert!(
+        stderr.contains(&format!("commit {swapped}: the entry in manifests/prod/ is staging's")),
+        "{stderr}"
+    );
+    assert!(chain.status()[2]["problem"].as_str().is_some_and(|p| p.contains("staging's")));
+    let stderr = refused(&chain, &["promote", "prod", "--build", &chain.v1]);
+    assert!(
+        stderr.contains("prod's ledger does not verify") && stderr.contains("git revert"),
+        "{stderr}"
+    );
+    run_in(&chain.dir, "git", &["revert", "--no-edit", "HEAD"]);
+    chain.ok(&["verify", "--env", "prod"]);
+
+    // dev's earlier entry, state and flags restored by hand: a rollback nobody signed.
+    run_in(&chain.dir, "git", &["checkout", "HEAD~2", "--", "manifests/dev", "infra/flags.toml"]);
+    commit_all(&chain.dir, "dev as it was");
+    let replayed = head(&chain.dir);
+    let stderr = refused(&chain, &["verify", "--env", "dev"]);
+    assert!(
+        stderr.contains(&format!("commit {replayed}: the entry does not follow the one before it")),
+        "{stderr}"
+    );
+    // Staging reads dev's history for its bake gate: it will not read this one.
+    let stderr = refused(&chain, &["promote", "staging", "--build", &chain.v1]);
+    assert!(stderr.contains("dev's ledger does not verify"), "{stderr}");
+    run_in(&chain.dir, "git", &["revert", "--no-edit", "HEAD"]);
+
+    // The file Argo CD applies, its image digest zeroed.
+    let applied = chain.dir.join("manifests/prod/k8s/prod-shop-orders.yaml");
+    let text = std::fs::read_to_string(&applied).unwrap();
+    let digest = regex::Regex::new(r"sha256:[0-9a-f]{64}").unwrap();
+    std::fs::write(
+        &applied,
+        digest.replace_all(&text, format!("sha256:{}", "0".repeat(64))).as_bytes(),
+    )
+    .unwrap();
+    commit_all(&chain.dir, "zero the digest");
+    let stderr = refused(&chain, &["verify", "--env", "prod"]);
+    assert!(stderr.contains("are not the ones the entry signs"), "{stderr}");
+    assert!(stderr.contains("k8s/prod-shop-orders.yaml in manifests/prod/ differ"), "{stderr}");
+    run_in(&chain.dir, "git", &["revert", "--no-edit", "HEAD"]);
+
+    // prod's entry deleted: found, and the next promotion says how to restore it.
+    run_in(&chain.dir, "git", &["rm", "-q", "manifests/prod/entry.dsse.json"]);
+    commit_all(&chain.dir, "no entry");
+    let deleted = head(&chain.dir);
+    let stderr = refused(&chain, &["promote", "prod", "--build", &chain.v1]);
+    assert!(
+        stderr.contains(&format!(
+            "commit {deleted}: manifests/prod/state.json has no signed entry beside it"
+        )),
+        "{stderr}"
+    );
+    run_in(&chain.dir, "git", &["revert", "--no-edit", "HEAD"]);
+    for environment in ["dev", "staging", "prod"] {
+        chain.ok(&["verify", "--env", environment]);
+    }
+}
+
+#[test]
+fn after_a_flag_change_ci_keeps_the_version_and_rebuilds_only_a_corrupt_blob() {
+    let mut chain = chain_to_build();
+    let built = run_json(&chain.dir, &chain.store, "e2e-a", &["images"]);
+    chain.ok(&["flag", "set", "dev", "new-pricing", "off"]);
+    // One layer of the orders image, corrupted in the store.
+    let orders = chain.store.join("shop-orders");
+    let (_, digest) = digests(&built).into_iter().find(|(name, _)| name == "shop-orders").unwrap();
+    let blob =
+        |digest: &str| orders.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&digest)).unwrap()).unwrap();
+    let layer = blob(manifest["layers"][0]["digest"].as_str().unwrap());
+    let mut bytes = std::fs::read(&layer).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&layer, bytes).unwrap();
+    let layer_name = layer.strip_prefix(&chain.store).unwrap().display().to_string();
+    let stderr = refused(&chain, &["store", "check", "--dry-run"]);
+    assert!(stderr.contains(&format!("LEFT     {layer_name} (corrupt)")), "{stderr}");
+    let stderr = chain.ok(&["ci"]);
+    chain.done_building();
+    assert_eq!(newest_version(&chain.dir), chain.v1, "a flag is no build input:\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the store's copy of shop-orders {} is missing or corrupt",
+            &digest[7..19]
+        )),
+        "{stderr}"
+    );
+    let again = run_json(&chain.dir, &chain.store, "e2e-a", &["images"]);
+    assert_eq!(digests(&again), digests(&built));
+    chain.ok(&["verify", &chain.v1]);
+    let stderr = chain.ok(&["store", "check"]);
+    assert!(stderr.contains("checked ") && !stderr.contains("LEFT"), "{stderr}");
+}
