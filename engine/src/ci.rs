@@ -359,8 +359,8 @@ struct Cached {
 fn labels(plan: &Plan, planned: &PlannedService) -> BTreeMap<String, String> {
     let service = &planned.service;
     let mut labels = BTreeMap::from([
-        ("org.opencontainers.image.created".to_owned(), plan.source.epoch.rfc3339()),
-        ("org.opencontainers.image.revision".to_owned(), plan.source.commit.clone()),
+        ("org.opencontainers.image.created".to_owned(), planned.source.epoch.rfc3339()),
+        ("org.opencontainers.image.revision".to_owned(), planned.source.commit.clone()),
         ("org.opencontainers.image.version".to_owned(), planned.reference.tag.to_string()),
         ("org.opencontainers.image.title".to_owned(), service.id.to_string()),
         ("dev.slipway.application".to_owned(), service.id.application.to_string()),
@@ -432,7 +432,7 @@ fn build_images(
             format: "slipway-image-v3",
             reference: &planned.reference,
             binary: &Digest::of(&binary),
-            epoch: plan.source.epoch.0,
+            epoch: planned.source.epoch.0,
             labels: &labels,
         });
         let repository = &planned.reference.repository;
@@ -451,7 +451,7 @@ fn build_images(
             binary_name: service.binary.clone(),
             binary,
             extra: Vec::new(),
-            epoch: plan.source.epoch,
+            epoch: planned.source.epoch,
             labels,
         };
         to_build.push((out.len(), &planned.reference, key, spec));
@@ -512,13 +512,13 @@ fn build_artifacts(
     steps: &Steps,
 ) -> Result<Vec<BuiltService>> {
     let store = project.store();
-    let epoch = plan.source.epoch;
     let locked = lockfile::read(&project.root)?;
     let lock_digest = Digest::of(&read_file(&project.root.join("Cargo.lock"))?);
     let mut metadata = None;
     let mut built = Vec::new();
     for (planned, (image, image_reused)) in plan.services.iter().zip(images) {
         let service = &planned.service;
+        let epoch = planned.source.epoch;
         let repository = &planned.reference.repository;
         let mut testpacks = Vec::new();
         let mut test_images = Vec::new();
@@ -659,7 +659,7 @@ fn build_test_images(
                 tag: planned.reference.tag.clone(),
             },
             binary: &Digest::of(&binary),
-            epoch: plan.source.epoch.0,
+            epoch: planned.source.epoch.0,
             labels: &labels,
         });
         if let Some(manifest) =
@@ -675,7 +675,7 @@ fn build_test_images(
             binary_name: executable,
             binary,
             extra: Vec::new(),
-            epoch: plan.source.epoch,
+            epoch: planned.source.epoch,
             labels,
         };
         let image = image::assemble(&spec)?;

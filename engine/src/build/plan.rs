@@ -26,6 +26,9 @@ pub struct Plan {
 #[derive(Debug)]
 pub struct PlannedService {
     pub service: Service,
+    /// The service's own source: the newest commit that changed what it is built from, whose
+    /// time is its `SOURCE_DATE_EPOCH` and whose id its version names.
+    pub source: Source,
     pub reference: ImageRef,
     /// The digest the reference already names in the store, if any.
     pub stored: Option<Digest>,
@@ -38,9 +41,15 @@ impl Plan {
         let source = Source::inspect(&project.shell, &project.layout)?;
         let mut services = Vec::new();
         for service in &workspace.services {
-            let reference = reference_of(service, &source)?;
+            let own = source.of_inputs(&project.shell, &service.inputs)?;
+            let reference = reference_of(service, &own)?;
             let stored = project.store().resolve(&reference.repository, &reference.tag)?;
-            services.push(PlannedService { service: service.clone(), reference, stored });
+            services.push(PlannedService {
+                service: service.clone(),
+                source: own,
+                reference,
+                stored,
+            });
         }
         let version = source.build_version(&workspace.version);
         Ok(Plan {

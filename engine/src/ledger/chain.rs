@@ -49,56 +49,85 @@ fn payload(bytes: &[u8]) -> Result<(Entry, bool), String> {
     Ok((entry, linked))
 }
 
-/// Checks `links` (newest first) of `environment`: every state beside its entry, every entry
-/// this environment's and the exact state beside it, each linked to the one before it, and
-/// the oldest linked to none.
+/// Checks `links` (newest first) of `environment` from its newest entry back: each entry on
+/// the chain is this environment's, beside the state it signs, and names the digest of the
+/// entry before it, which the history must hold; the newest was never replaced by an entry
+/// that names it (a replay, or a revert nobody signed). Versions off the chain — a tamper
+/// that was reverted — do not count.
 pub fn check(environment: &str, links: &[Link]) -> Result<Holds, Break> {
     let mut holds = Holds { entries: 0, unchained: 0 };
-    let mut unlinked: Option<&String> = None;
-    for (n, link) in links.iter().enumerate() {
-        let fail = |why: String| Break { commit: link.commit.clone(), why };
-        let Some(bytes) = &link.entry else {
-            return Err(fail(format!(
+    let Some(newest) = links.first() else { return Ok(holds) };
+    let fail = |link: &Link, why: String| Break { commit: link.commit.clone(), why };
+    let Some(bytes) = &newest.entry else {
+        return Err(fail(
+            newest,
+            format!(
                 "manifests/{environment}/state.json has no signed entry beside it: the entry was deleted"
-            )));
+            ),
+        ));
+    };
+    let entries: Vec<Option<(Entry, bool)>> =
+        links.iter().map(|l| l.entry.as_deref().and_then(|b| payload(b).ok())).collect();
+    let digest = Digest::of(bytes);
+    let successor = links.iter().zip(&entries).find(|(_, entry)| {
+        entry.as_ref().is_some_and(|(e, _)| {
+            e.previous.as_ref() == Some(&digest) && e.state.environment == environment
+        })
+    });
+    if let Some((later, _)) = successor {
+        return Err(fail(
+            newest,
+            format!(
+                "the entry was replaced by a later one (commit {}) and then put back: replayed, or reverted without a signed rollback",
+                short(&later.commit)
+            ),
+        ));
+    }
+    let mut at = 0;
+    loop {
+        let link = &links[at];
+        let Some(bytes) = &link.entry else {
+            return Err(fail(link, "the state has no signed entry beside it".to_owned()));
         };
-        let (entry, linked) = payload(bytes).map_err(fail)?;
+        let (entry, linked) = payload(bytes).map_err(|why| fail(link, why))?;
         if entry.state.environment != environment {
-            return Err(fail(format!(
-                "the entry in manifests/{environment}/ is {}'s: copied from another environment",
-                entry.state.environment
-            )));
+            return Err(fail(
+                link,
+                format!(
+                    "the entry in manifests/{environment}/ is {}'s: copied from another environment",
+                    entry.state.environment
+                ),
+            ));
         }
         let state = link.state.as_deref().map(crate::ledger::parse_state);
         if !matches!(state, Some(Ok(ref s)) if *s == entry.state) {
-            return Err(fail("state.json is not the state its entry signs".to_owned()));
+            return Err(fail(link, "state.json is not the state its entry signs".to_owned()));
         }
         if !linked {
-            holds.unchained += 1;
-            unlinked.get_or_insert(&link.commit);
-            continue;
-        }
-        if let Some(newer) = unlinked {
-            return Err(Break {
-                commit: newer.clone(),
-                why: "an entry without a link, newer than linked ones: replayed from before entries were linked".to_owned(),
-            });
+            let later_linked = entries[..at].iter().flatten().any(|(_, linked)| *linked);
+            if later_linked || at == 0 && entries.iter().flatten().any(|(_, linked)| *linked) {
+                return Err(fail(link, "an entry without a link, newer than linked ones: replayed from before entries were linked".to_owned()));
+            }
+            holds.unchained = 1;
+            return Ok(holds);
         }
         holds.entries += 1;
-        let older = links.get(n + 1);
-        let expected = older.and_then(|l| l.entry.as_deref()).map(Digest::of);
-        if entry.previous != expected {
-            let why = match older {
-                None => "the entry follows an entry the history does not hold: an earlier entry was deleted".to_owned(),
-                Some(older) => format!(
-                    "the entry does not follow the one before it (commit {}): replayed, re-ordered or swapped",
-                    &older.commit[..12.min(older.commit.len())]
-                ),
-            };
-            return Err(fail(why));
-        }
+        let Some(previous) = &entry.previous else { return Ok(holds) };
+        // The oldest commit holding that entry: the one that recorded it.
+        let found = links[at + 1..]
+            .iter()
+            .rposition(|l| l.entry.as_deref().map(Digest::of).as_ref() == Some(previous));
+        at = match found {
+            Some(offset) => at + 1 + offset,
+            None => {
+                return Err(fail(link, "the entry follows an entry the history does not hold: an earlier entry was deleted".to_owned()));
+            }
+        };
     }
-    Ok(holds)
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..12.min(commit.len())]
 }
 
 /// `environment`'s ledger at the pinned commit, checked before a change reads it: its chain
@@ -180,10 +209,20 @@ mod tests {
         let broken = check("prod", &links).unwrap_err();
         assert_eq!(broken.commit, "d".repeat(40));
         assert!(
-            broken.why.contains("does not follow the one before it (commit cccccccccccc)"),
+            broken.why.contains("replaced by a later one (commit bbbbbbbbbbbb) and then put back"),
             "{}",
             broken.why
         );
+    }
+
+    #[test]
+    fn a_tamper_that_was_reverted_leaves_the_chain_whole() {
+        let mut links = history();
+        let staging = link("d", "staging", "3", None);
+        let reverted = Link { commit: "e".repeat(40), ..links[0].clone() };
+        links.insert(0, staging);
+        links.insert(0, reverted);
+        assert_eq!(check("prod", &links), Ok(Holds { entries: 3, unchained: 0 }));
     }
 
     #[test]

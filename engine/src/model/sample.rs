@@ -85,6 +85,7 @@ fn package(name: &str, folder: &str, metadata: Value) -> Package {
         manifest: PathBuf::from(format!("{folder}/{name}/Cargo.toml")),
         metadata,
         binaries: vec![name.to_owned()],
+        path_dependencies: Vec::new(),
     }
 }
 

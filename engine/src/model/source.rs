@@ -55,19 +55,28 @@ impl Source {
             "" => shell.read(cmd!(sh, "git log -1 --format=%H%x20%ct").quiet())?,
             _ => source,
         };
-        let (commit, time) =
-            head.trim().split_once(' ').ok_or_else(|| SourceError::Unexpected(head.clone()))?;
-        let epoch = time.parse().map_err(|_| SourceError::Unexpected(head.clone()))?;
+        let (commit, epoch) = commit_and_time(&head)?;
         let status =
             shell.read(cmd!(sh, "git status --porcelain --untracked-files=normal").quiet())?;
         let git_ref = shell.read(cmd!(sh, "git symbolic-ref -q HEAD").quiet()).ok();
         let git_ref = git_ref.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
-        Ok(Source {
-            commit: commit.to_owned(),
-            epoch: SourceDateEpoch(epoch),
-            dirty: !status.trim().is_empty(),
-            git_ref,
-        })
+        Ok(Source { commit, epoch, dirty: !status.trim().is_empty(), git_ref })
+    }
+
+    /// The source of what is built from the folders `inputs` (and `WORKSPACE_INPUTS`): the
+    /// newest commit that changed one of them, and its time — a service's own version,
+    /// which a change to another service, the declarations or the ledger does not move.
+    /// The whole source's where none of them was ever committed.
+    pub fn of_inputs(&self, shell: &Shell, inputs: &[PathBuf]) -> Result<Source, SourceError> {
+        let sh = shell.sh();
+        let paths = inputs.iter().map(|p| p.display().to_string());
+        let paths: Vec<String> = paths.chain(WORKSPACE_INPUTS.map(str::to_owned)).collect();
+        let found = shell.read(cmd!(sh, "git log -1 --format=%H%x20%ct -- {paths...}").quiet())?;
+        if found.trim().is_empty() {
+            return Ok(self.clone());
+        }
+        let (commit, epoch) = commit_and_time(&found)?;
+        Ok(Source { commit, epoch, ..self.clone() })
     }
 
     /// The first 12 hex digits of the commit.
@@ -81,6 +90,18 @@ impl Source {
         let dirty = if self.dirty { "-dirty" } else { "" };
         format!("{semver}-{}{dirty}", self.short_commit()).replace('+', "_")
     }
+}
+
+/// What every binary is built with, beside its crates' folders: the workspace manifest
+/// (profiles, shared dependencies), the lock file, the toolchain pin, cargo's configuration.
+pub const WORKSPACE_INPUTS: [&str; 5] =
+    ["Cargo.toml", "Cargo.lock", "rust-toolchain.toml", "rust-toolchain", ".cargo"];
+
+/// `<commit> <unix time>`, as `git log --format=%H%x20%ct` prints it.
+fn commit_and_time(line: &str) -> Result<(String, SourceDateEpoch), SourceError> {
+    let unexpected = || SourceError::Unexpected(line.to_owned());
+    let (commit, time) = line.trim().split_once(' ').ok_or_else(unexpected)?;
+    Ok((commit.to_owned(), SourceDateEpoch(time.parse().map_err(|_| unexpected())?)))
 }
 
 /// Files git tracks, plus untracked files it does not ignore, relative to the root.
@@ -118,5 +139,50 @@ mod tests {
         source.dirty = true;
         assert_eq!(source.build_version("1.2.3+meta"), "1.2.3_meta-0123456789ab-dirty");
         assert!(source.build_version("1.2.3+meta").parse::<crate::model::reference::Tag>().is_ok());
+    }
+
+    #[test]
+    fn a_service_is_versioned_by_the_newest_commit_to_what_it_is_built_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}");
+        };
+        let commit = |file: &str, subject: &str| {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, subject).unwrap();
+            git(&["add", "-A"]);
+            git(&["commit", "-q", "-m", subject]);
+        };
+        git(&["init", "-q"]);
+        commit("Cargo.toml", "workspace");
+        commit("services/a/src/main.rs", "a");
+        commit("services/b/src/main.rs", "b");
+        commit("infra/flags.toml", "a flag");
+        let shell = Shell::new(dir.path()).unwrap();
+        let source = Source::inspect(&shell, &Layout::default()).unwrap();
+        let subject = |source: &Source| {
+            let sh = shell.sh();
+            let commit = &source.commit;
+            shell.read(cmd!(sh, "git log -1 --format=%s {commit}").quiet()).unwrap()
+        };
+        assert_eq!(subject(&source).trim(), "b", "the declarations are no build input");
+        let a = source.of_inputs(&shell, &["services/a".into()]).unwrap();
+        assert_eq!(subject(&a).trim(), "a", "b's commit does not move a's version");
+        // A folder never committed still has the workspace's own inputs.
+        let fresh = source.of_inputs(&shell, &["services/never-committed".into()]).unwrap();
+        assert_eq!(fresh.commit, subject_commit_of(&shell, "workspace"));
+    }
+
+    fn subject_commit_of(shell: &Shell, subject: &str) -> String {
+        let sh = shell.sh();
+        let grep = format!("--grep=^{subject}$");
+        shell.read(cmd!(sh, "git log -1 --format=%H {grep}").quiet()).unwrap().trim().to_owned()
     }
 }

@@ -34,6 +34,9 @@ pub struct Service {
     pub owns: Vec<Name>,
     /// Its own parameters per environment, layered under `infra/`'s per-service overrides.
     pub environments: BTreeMap<String, Params>,
+    /// The folders its binary is built from: its own and every workspace member it depends
+    /// on, transitively (`path` dependencies, dev-dependencies aside), relative to the root.
+    pub inputs: Vec<PathBuf>,
 }
 
 /// A package of black-box integration tests for one service.
@@ -127,6 +130,9 @@ pub struct Package {
     /// `package.metadata`, or `null`.
     pub metadata: Value,
     pub binaries: Vec<String>,
+    /// The names of the workspace members it depends on to build (`path` dependencies and
+    /// build-dependencies; dev-dependencies aside).
+    pub path_dependencies: Vec<String>,
 }
 
 impl Package {
@@ -145,7 +151,34 @@ impl Package {
                 .filter(|t| t.is_bin())
                 .map(|t| t.name.clone())
                 .collect(),
+            path_dependencies: package
+                .dependencies
+                .iter()
+                .filter(|d| {
+                    d.path.is_some() && d.kind != cargo_metadata::DependencyKind::Development
+                })
+                .map(|d| d.name.clone())
+                .collect(),
         }
+    }
+
+    /// The folders `self` is built from: its own and every member it depends on,
+    /// transitively, among `members`; sorted.
+    pub fn input_folders(&self, members: &[Package]) -> Vec<PathBuf> {
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        let mut next = vec![self];
+        let mut folders = Vec::new();
+        while let Some(package) = next.pop() {
+            if !seen.insert(package.name.as_str()) {
+                continue;
+            }
+            folders.extend(package.manifest.parent().map(Path::to_path_buf));
+            for name in &package.path_dependencies {
+                next.extend(members.iter().find(|m| &m.name == name));
+            }
+        }
+        folders.sort();
+        folders
     }
 
     fn is_under(&self, folder: &str) -> bool {
@@ -173,7 +206,7 @@ pub fn validate(
     let mut services = Vec::new();
     for package in packages.iter().filter(|p| p.is_under("services")) {
         if let Some(service) = read_service(package, &mut errors) {
-            services.push(service);
+            services.push(Service { inputs: package.input_folders(packages), ..service });
         }
     }
     check_unique_roles(&services, &mut errors);
@@ -363,6 +396,7 @@ fn read_service(package: &Package, errors: &mut Vec<MetadataError>) -> Option<Se
         binary: binary?,
         owns,
         environments,
+        inputs: Vec::new(),
     })
 }
 
@@ -736,6 +770,7 @@ mod tests {
             manifest: PathBuf::from(format!("services/{dir}/Cargo.toml")),
             metadata: json!({ "service": table }),
             binaries: vec![dir.to_owned()],
+            path_dependencies: Vec::new(),
         }
     }
 
@@ -966,6 +1001,7 @@ mod tests {
             manifest: "integration-tests/shop-catalog/Cargo.toml".into(),
             metadata: json!({"integration-tests": {"service": "shop-katalog"}}),
             binaries: vec![],
+            path_dependencies: Vec::new(),
         };
         check(
             &[shop("catalog", &[]), suite],

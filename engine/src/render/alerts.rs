@@ -461,6 +461,7 @@ mod tests {
             binary: "shop-orders".into(),
             owns: vec![],
             environments: BTreeMap::new(),
+            inputs: vec!["services/shop-orders".into()],
         }
     }
 

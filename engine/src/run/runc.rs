@@ -301,22 +301,50 @@ impl Drop for Container {
 
 /// A watcher that deletes the containers it was given when Slipway exits by any means,
 /// SIGKILL included: a shell reading a pipe only Slipway holds open, ignoring the
-/// terminal's signals; when the pipe closes it kills and deletes every container.
+/// terminal's signals. Told `--done` (Slipway stopped them itself), it deletes what is left
+/// once. When the pipe closes unannounced, Slipway was killed — maybe while a `runc run` of
+/// it was still creating a container, which goes on without it: the watcher deletes every
+/// container named until none has been seen for `REAPER_QUIET` rounds in a row.
 #[derive(Debug)]
 pub struct Reaper {
     child: Child,
     ids: Vec<String>,
 }
 
+/// Half-second rounds without a container before a killed Slipway's watcher stops (and at
+/// most 120 rounds in all).
+const REAPER_QUIET: u32 = 6;
+const REAPER_SCRIPT: &str = r#"trap '' INT TERM HUP QUIT
+done=0
+while read -r id; do
+  if [ "$id" = "--done" ]; then done=1; break; fi
+  ids="$ids $id"
+done
+quiet=0
+rounds=0
+while [ "$rounds" -lt 120 ]; do
+  seen=0
+  for id in $ids; do
+    if runc state "$id" >/dev/null 2>&1; then
+      seen=1
+      runc kill "$id" KILL 2>/dev/null
+      runc delete --force "$id" 2>/dev/null
+    fi
+  done
+  if [ "$done" = 1 ]; then exit 0; fi
+  if [ "$seen" = 1 ]; then quiet=0; else quiet=$((quiet + 1)); fi
+  if [ "$quiet" -ge QUIET ]; then exit 0; fi
+  rounds=$((rounds + 1))
+  sleep 0.5
+done
+exit 0"#;
+
 impl Reaper {
     pub fn new() -> Result<Reaper, RuncError> {
-        let script = r#"trap '' INT TERM HUP QUIT
-while read -r id; do ids="$ids $id"; done
-for id in $ids; do runc kill "$id" KILL 2>/dev/null; runc delete --force "$id" 2>/dev/null; done
-exit 0"#;
+        let script = REAPER_SCRIPT.replace("QUIET", &REAPER_QUIET.to_string());
         let mut command = Command::new("sh");
         command
-            .args(["-c", script])
+            .args(["-c", &script])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -348,9 +376,11 @@ exit 0"#;
 }
 
 impl Drop for Reaper {
-    /// Closing the pipe lets it delete whatever is left, then it exits.
+    /// Slipway ends on its own: the watcher deletes whatever is left, once, and exits.
     fn drop(&mut self) {
-        drop(self.child.stdin.take());
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = writeln!(stdin, "--done");
+        }
         let _ = self.child.wait();
     }
 }

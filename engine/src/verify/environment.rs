@@ -246,19 +246,6 @@ fn check_rendered(
     let committed = ledger.committed_rendered(env)?;
     let digest =
         crate::ledger::rendered_digest(committed.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
-    report.record(
-        "rendered files",
-        match &entry.rendered {
-            None => Ok("the entry was recorded before entries signed their rendering".to_owned()),
-            Some(signed) if *signed == digest => Ok(format!(
-                "{} files in manifests/{env}/ are the ones the entry signs",
-                committed.len()
-            )),
-            Some(_) => Err(format!(
-                "the files in manifests/{env}/ are not the ones the entry signs: they were edited"
-            )),
-        },
-    );
     let policy = match ledger.committed_policy(workspace) {
         Ok(policy) => policy,
         Err(e) => {
@@ -266,13 +253,6 @@ fn check_rendered(
             return Ok(());
         }
     };
-    if entry.state.policy.as_ref().is_some_and(|signed| *signed != policy.digest()) {
-        report.record(
-            "rendered again",
-            Ok(format!("not compared: the declarations changed since this entry (`cargo xtask promote {env} --config-only` applies them)")),
-        );
-        return Ok(());
-    }
     let again = crate::render::k8s::for_state(project, workspace, target, &entry.state)?;
     let again: BTreeMap<&str, &[u8]> =
         again.files.iter().map(|(path, text)| (path.as_str(), text.as_bytes())).collect();
@@ -282,15 +262,33 @@ fn check_rendered(
         .into_iter()
         .filter(|path| again.get(path).copied() != committed.get(*path).map(Vec::as_slice))
         .collect();
+    let listed = differ.join(", ");
+    report.record(
+        "rendered files",
+        match &entry.rendered {
+            None => Ok("the entry was recorded before entries signed their rendering".to_owned()),
+            Some(signed) if *signed == digest => Ok(format!(
+                "{} files in manifests/{env}/ are the ones the entry signs",
+                committed.len()
+            )),
+            Some(_) => Err(format!(
+                "the files in manifests/{env}/ are not the ones the entry signs: edited ({listed} differ from a rendering of the signed state)"
+            )),
+        },
+    );
+    let changed_since = entry.state.policy.as_ref().is_some_and(|p| *p != policy.digest());
     report.record(
         "rendered again",
-        if differ.is_empty() {
-            Ok(format!("the signed state renders to exactly the {} committed files", again.len()))
-        } else {
-            Err(format!(
-                "{} in manifests/{env}/ differ from what the signed state renders to (`cargo xtask render {env} --check` shows how)",
-                differ.join(", ")
-            ))
+        match (differ.is_empty(), changed_since) {
+            (true, _) => {
+                Ok(format!("the signed state renders to exactly the {} committed files", again.len()))
+            }
+            (false, true) => Ok(format!(
+                "{listed} render otherwise now: the declarations changed since this entry (`cargo xtask promote {env} --config-only` applies them)"
+            )),
+            (false, false) => Err(format!(
+                "{listed} in manifests/{env}/ differ from what the signed state renders to (`cargo xtask render {env} --check` shows how)"
+            )),
         },
     );
     Ok(())

@@ -28,8 +28,7 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
     let v1 = newest_version(dir.path());
     let (ok, stderr) = run_local(dir.path(), &store, &["promote", "dev"]);
     assert!(ok, "{stderr}");
-    edit(&dir.path().join("README.md"), "# Slipway", "# Slipway (second build)");
-    commit_all(dir.path(), "a second build");
+    change_every_service(dir.path(), "a second build");
     let (ok, stderr) = run_local(dir.path(), &store, &["ci"]);
     assert!(ok, "{stderr}");
     let v2 = newest_version(dir.path());
@@ -164,8 +163,7 @@ fn two_clones_promote_through_one_remote_and_its_ledger_stays_linear() {
         newest_version(dir)
     };
     let v1 = built(dir.path());
-    edit(&dir.path().join("README.md"), "# Slipway", "# Slipway (second build)");
-    commit_all(dir.path(), "a second build");
+    change_every_service(dir.path(), "a second build");
     let v2 = built(dir.path());
     // Nothing below builds: other tests may build meanwhile.
     drop(copy);

@@ -63,6 +63,51 @@ fn failing_and_interrupted_integration_runs_leave_no_process_behind() {
     }
 }
 
+#[test]
+fn a_configuration_change_killed_at_any_moment_leaves_no_container_behind() {
+    require("runc");
+    let chain = chain();
+    // Each run sets another timeout, so each is a change that starts dev's three services.
+    let change = |timeout: u32| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("xtask"))
+            .args(["config", "set", "dev", "shop-orders", "timeout", &format!("{timeout}ms")])
+            .args(["--runtime", "runc"])
+            .current_dir(&chain.dir)
+            .env("SLIPWAY_STORE", &chain.store)
+            .env("SLIPWAY_SIGNING_KEY", &chain.key)
+            .env_remove("CI")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let started = Instant::now();
+    assert!(change(2001).wait().unwrap().success(), "a whole run");
+    let whole = started.elapsed();
+    // Twelve moments spread over a run: before, while and after its containers start.
+    for moment in 1..=12u32 {
+        let mut run = change(2001 + moment);
+        let delay = whole * moment / 13;
+        std::thread::sleep(delay);
+        run.kill().unwrap();
+        let _ = run.wait();
+        let pid = run.id();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !containers_of(pid).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(containers_of(pid), Vec::<String>::new(), "killed after {delay:?}");
+    }
+    let git_dir = chain.dir.join(".git");
+    for lock in ["index.lock", "HEAD.lock", "refs/heads/main.lock"] {
+        // A kill inside git's own update can leave its lock, as after a killed `git commit`.
+        let _ = std::fs::remove_file(git_dir.join(lock));
+    }
+    // The next change puts the ledger's files back where a kill left them ahead, and lands.
+    chain.ok(&["config", "set", "dev", "shop-orders", "timeout", "1999ms"]);
+    chain.ok(&["verify", "--env", "dev"]);
+}
+
 /// The runc containers of the `ci` with process id `pid`.
 fn containers_of(pid: u32) -> Vec<String> {
     containers().into_iter().filter(|id| id.starts_with(&format!("slipway-{pid}-"))).collect()

@@ -34,6 +34,15 @@ pub fn run_json(dir: &Path, store: &Path, target: &str, args: &[&str]) -> Value 
     })
 }
 
+/// Commits a change every service is built from (a comment in the shared platform crate):
+/// the next build re-versions them all, to the build's own version.
+pub fn change_every_service(dir: &Path, subject: &str) {
+    let platform = dir.join("platform/src/lib.rs");
+    let text = std::fs::read_to_string(&platform).unwrap();
+    std::fs::write(&platform, format!("{text}\n// {subject}\n")).unwrap();
+    commit_all(dir, subject);
+}
+
 /// Runs `xtask ci` in `dir` until the step after `step` starts, then stops it; returns
 /// standard error up to there.
 pub fn ci_until(dir: &Path, store: &Path, step: &str) -> String {

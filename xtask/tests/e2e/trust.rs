@@ -7,7 +7,8 @@ use std::path::Path;
 
 use crate::common::{commit_all, edit, run_in};
 use crate::support::{
-    Chain, chain, chain_to_build, digests, ledger_log, newest_version, run_json, run_local,
+    Chain, chain, chain_to_build, chain_with_v2, digests, ledger_log, newest_version, run_json,
+    run_local,
 };
 
 /// `xtask <args>` signed with the release key, which must fail: standard error.
@@ -25,7 +26,8 @@ fn ledger_now(dir: &Path) -> (String, Vec<Vec<String>>) {
 
 #[test]
 fn uncommitted_policy_untrusted_signers_and_no_identity_are_refused_recording_nothing() {
-    let chain = chain();
+    let chain = chain_with_v2();
+    chain.ok(&["promote", "dev"]);
     let before = ledger_now(&chain.dir);
     let environments = chain.dir.join("infra/environments.toml");
     let text = std::fs::read_to_string(&environments).unwrap();
@@ -34,7 +36,7 @@ fn uncommitted_policy_untrusted_signers_and_no_identity_are_refused_recording_no
         "name = \"prod\"\naccept-local-keys = false",
         "name = \"prod\"\naccept-local-keys = true",
     );
-    let stderr = refused(&chain, &["promote", "prod", "--build", &chain.v1]);
+    let stderr = refused(&chain, &["promote", "staging"]);
     assert!(stderr.contains("infra/environments.toml (modified)"), "{stderr}");
     assert!(stderr.contains("commit the change"), "{stderr}");
     std::fs::write(&environments, text).unwrap();
@@ -43,18 +45,20 @@ fn uncommitted_policy_untrusted_signers_and_no_identity_are_refused_recording_no
     assert!(stderr.contains("infra/keys/mallory.pub (not committed)"), "{stderr}");
     std::fs::remove_file(chain.dir.join("infra/keys/mallory.pub")).unwrap();
 
-    // Signed with the local development key, which prod does not trust.
+    // Signed with the local development key, which staging and prod do not trust.
     for args in [
-        &["promote", "prod", "--build", &chain.v1][..],
+        &["promote", "staging"][..],
         &["flag", "set", "prod", "new-pricing", "on"],
         &["config", "set", "prod", "shop-orders", "timeout", "500ms"],
     ] {
         let (ok, stderr) = run_local(&chain.dir, &chain.store, args);
         assert!(
-            !ok && stderr.contains("is not one prod trusts (it trusts infra/keys/release.pub)"),
+            !ok && stderr.contains("is not one")
+                && stderr.contains("trusts (it trusts infra/keys/release.pub)"),
             "{args:?}: {stderr}"
         );
         assert!(stderr.contains("nothing was run or recorded"), "{stderr}");
+        assert!(!stderr.contains("JUnit XML in"), "no suite ran: {stderr}");
     }
 
     run_in(&chain.dir, "git", &["config", "--unset", "user.name"]);
@@ -103,7 +107,7 @@ fn swapped_replayed_edited_and_deleted_entries_fail_verify_and_block_the_next_ch
     chain.ok(&["verify", "--env", "prod"]);
 
     // dev's earlier entry, state and flags restored by hand: a rollback nobody signed.
-    run_in(&chain.dir, "git", &["checkout", "HEAD~2", "--", "manifests/dev", "infra/flags.toml"]);
+    run_in(&chain.dir, "git", &["checkout", "HEAD~3", "--", "manifests/dev", "infra/flags.toml"]);
     commit_all(&chain.dir, "dev as it was");
     let replayed = head(&chain.dir);
     let stderr = refused(&chain, &["verify", "--env", "dev"]);
@@ -127,8 +131,11 @@ fn swapped_replayed_edited_and_deleted_entries_fail_verify_and_block_the_next_ch
     .unwrap();
     commit_all(&chain.dir, "zero the digest");
     let stderr = refused(&chain, &["verify", "--env", "prod"]);
-    assert!(stderr.contains("are not the ones the entry signs"), "{stderr}");
-    assert!(stderr.contains("k8s/prod-shop-orders.yaml in manifests/prod/ differ"), "{stderr}");
+    assert!(
+        stderr
+            .contains("are not the ones the entry signs: edited (k8s/prod-shop-orders.yaml differ"),
+        "{stderr}"
+    );
     run_in(&chain.dir, "git", &["revert", "--no-edit", "HEAD"]);
 
     // prod's entry deleted: found, and the next promotion says how to restore it.
@@ -149,7 +156,7 @@ fn swapped_replayed_edited_and_deleted_entries_fail_verify_and_block_the_next_ch
 }
 
 #[test]
-fn after_a_flag_change_ci_keeps_the_version_and_rebuilds_only_a_corrupt_blob() {
+fn ci_rebuilds_only_what_a_change_or_a_corrupt_blob_touches_and_a_flag_touches_nothing() {
     let mut chain = chain_to_build();
     let built = run_json(&chain.dir, &chain.store, "e2e-a", &["images"]);
     chain.ok(&["flag", "set", "dev", "new-pricing", "off"]);
@@ -168,7 +175,6 @@ fn after_a_flag_change_ci_keeps_the_version_and_rebuilds_only_a_corrupt_blob() {
     let stderr = refused(&chain, &["store", "check", "--dry-run"]);
     assert!(stderr.contains(&format!("LEFT     {layer_name} (corrupt)")), "{stderr}");
     let stderr = chain.ok(&["ci"]);
-    chain.done_building();
     assert_eq!(newest_version(&chain.dir), chain.v1, "a flag is no build input:\n{stderr}");
     assert!(
         stderr.contains(&format!(
@@ -182,4 +188,20 @@ fn after_a_flag_change_ci_keeps_the_version_and_rebuilds_only_a_corrupt_blob() {
     chain.ok(&["verify", &chain.v1]);
     let stderr = chain.ok(&["store", "check"]);
     assert!(stderr.contains("checked ") && !stderr.contains("LEFT"), "{stderr}");
+
+    // A one-line change to one service re-versions that service alone.
+    let shipping = chain.dir.join("services/shop-shipping/src/main.rs");
+    let text = std::fs::read_to_string(&shipping).unwrap();
+    std::fs::write(&shipping, format!("{text}\n// one line\n")).unwrap();
+    commit_all(&chain.dir, "one line in shipping");
+    chain.ok(&["ci"]);
+    chain.done_building();
+    let changed = run_json(&chain.dir, &chain.store, "e2e-a", &["images"]);
+    let differ: Vec<String> = digests(&changed)
+        .into_iter()
+        .zip(digests(&built))
+        .filter(|(now, before)| now != before)
+        .map(|(now, _)| now.0)
+        .collect();
+    assert_eq!(differ, ["shop-shipping"]);
 }
