@@ -57,56 +57,29 @@ fn payload(bytes: &[u8]) -> Result<(Entry, bool), String> {
 pub fn check(environment: &str, links: &[Link]) -> Result<Holds, Break> {
     let mut holds = Holds { entries: 0, unchained: 0 };
     let Some(newest) = links.first() else { return Ok(holds) };
-    let fail = |link: &Link, why: String| Break { commit: link.commit.clone(), why };
-    let Some(bytes) = &newest.entry else {
-        return Err(fail(
-            newest,
-            format!(
-                "manifests/{environment}/state.json has no signed entry beside it: the entry was deleted"
-            ),
-        ));
-    };
     let entries: Vec<Option<(Entry, bool)>> =
         links.iter().map(|l| l.entry.as_deref().and_then(|b| payload(b).ok())).collect();
-    let digest = Digest::of(bytes);
-    let successor = links.iter().zip(&entries).find(|(_, entry)| {
-        entry.as_ref().is_some_and(|(e, _)| {
-            e.previous.as_ref() == Some(&digest) && e.state.environment == environment
-        })
-    });
-    if let Some((later, _)) = successor {
-        return Err(fail(
-            newest,
-            format!(
+    if let Some(later) = replaced(environment, newest, links, &entries) {
+        return Err(Break {
+            commit: newest.commit.clone(),
+            why: format!(
                 "the entry was replaced by a later one (commit {}) and then put back: replayed, or reverted without a signed rollback",
                 short(&later.commit)
             ),
-        ));
+        });
     }
     let mut at = 0;
     loop {
         let link = &links[at];
-        let Some(bytes) = &link.entry else {
-            return Err(fail(link, "the state has no signed entry beside it".to_owned()));
-        };
-        let (entry, linked) = payload(bytes).map_err(|why| fail(link, why))?;
-        if entry.state.environment != environment {
-            return Err(fail(
-                link,
-                format!(
-                    "the entry in manifests/{environment}/ is {}'s: copied from another environment",
-                    entry.state.environment
-                ),
-            ));
-        }
-        let state = link.state.as_deref().map(crate::ledger::parse_state);
-        if !matches!(state, Some(Ok(ref s)) if *s == entry.state) {
-            return Err(fail(link, "state.json is not the state its entry signs".to_owned()));
-        }
+        let (entry, linked) = signed_state(environment, link)?;
         if !linked {
-            let later_linked = entries[..at].iter().flatten().any(|(_, linked)| *linked);
-            if later_linked || at == 0 && entries.iter().flatten().any(|(_, linked)| *linked) {
-                return Err(fail(link, "an entry without a link, newer than linked ones: replayed from before entries were linked".to_owned()));
+            // Reached from a linked entry, it is where the chain began; as the newest, it
+            // must not be newer than any linked one.
+            if at == 0 && entries.iter().flatten().any(|(_, linked)| *linked) {
+                return Err(Break {
+                    commit: link.commit.clone(),
+                    why: "an entry without a link, newer than linked ones: replayed from before entries were linked".to_owned(),
+                });
             }
             holds.unchained = 1;
             return Ok(holds);
@@ -117,13 +90,53 @@ pub fn check(environment: &str, links: &[Link]) -> Result<Holds, Break> {
         let found = links[at + 1..]
             .iter()
             .rposition(|l| l.entry.as_deref().map(Digest::of).as_ref() == Some(previous));
-        at = match found {
-            Some(offset) => at + 1 + offset,
-            None => {
-                return Err(fail(link, "the entry follows an entry the history does not hold: an earlier entry was deleted".to_owned()));
-            }
+        let Some(offset) = found else {
+            return Err(Break {
+                commit: link.commit.clone(),
+                why: "the entry follows an entry the history does not hold: an earlier entry was deleted".to_owned(),
+            });
         };
+        at += 1 + offset;
     }
+}
+
+/// The later link whose entry names `newest`'s entry as its predecessor, if any: the newest
+/// entry was replaced and then put back.
+fn replaced<'l>(
+    environment: &str,
+    newest: &Link,
+    links: &'l [Link],
+    entries: &[Option<(Entry, bool)>],
+) -> Option<&'l Link> {
+    let digest = newest.entry.as_deref().map(Digest::of)?;
+    links.iter().zip(entries).find_map(|(link, entry)| {
+        let (entry, _) = entry.as_ref()?;
+        (entry.previous.as_ref() == Some(&digest) && entry.state.environment == environment)
+            .then_some(link)
+    })
+}
+
+/// The entry of `link`, read, with whether it is linked: refused unless it is there, is
+/// `environment`'s, and signs exactly the state beside it.
+fn signed_state(environment: &str, link: &Link) -> Result<(Entry, bool), Break> {
+    let fail = |why: String| Break { commit: link.commit.clone(), why };
+    let Some(bytes) = &link.entry else {
+        return Err(fail(format!(
+            "manifests/{environment}/state.json has no signed entry beside it: the entry was deleted"
+        )));
+    };
+    let (entry, linked) = payload(bytes).map_err(fail)?;
+    if entry.state.environment != environment {
+        return Err(fail(format!(
+            "the entry in manifests/{environment}/ is {}'s: copied from another environment",
+            entry.state.environment
+        )));
+    }
+    let state = link.state.as_deref().map(crate::ledger::parse_state);
+    if !matches!(state, Some(Ok(ref s)) if *s == entry.state) {
+        return Err(fail("state.json is not the state its entry signs".to_owned()));
+    }
+    Ok((entry, linked))
 }
 
 fn short(commit: &str) -> &str {
@@ -186,6 +199,33 @@ mod tests {
             state: Some(serde_json::to_vec_pretty(&entry.state).unwrap()),
             entry: Some(serde_json::to_vec(&envelope).unwrap()),
         }
+    }
+
+    /// A change recorded before entries were linked: no `previous` field at all.
+    fn unlinked(commit: &str, environment: &str, version: &str) -> Link {
+        let mut made = link(commit, environment, version, None);
+        let envelope: dsse::Envelope =
+            serde_json::from_slice(made.entry.as_ref().unwrap()).unwrap();
+        let mut payload: serde_json::Value =
+            serde_json::from_slice(&dsse::base64_decode(&envelope.payload).unwrap()).unwrap();
+        payload.as_object_mut().unwrap().remove("previous");
+        let envelope = dsse::Envelope {
+            payload: base64::engine::general_purpose::STANDARD.encode(payload.to_string()),
+            ..envelope
+        };
+        made.entry = Some(serde_json::to_vec(&envelope).unwrap());
+        made
+    }
+
+    #[test]
+    fn a_chain_begins_after_unlinked_entries_and_none_may_come_back_after_it() {
+        let first = unlinked("a", "prod", "1");
+        let second = link("b", "prod", "2", Some(&first));
+        let links = vec![second.clone(), first.clone()];
+        assert_eq!(check("prod", &links), Ok(Holds { entries: 1, unchained: 1 }));
+        let put_back = Link { commit: "c".repeat(40), ..unlinked("a", "prod", "0") };
+        let broken = check("prod", &[put_back, second, first]).unwrap_err();
+        assert!(broken.why.contains("newer than linked ones"), "{}", broken.why);
     }
 
     /// prod promoted to 1, 2 and 3 (commits a, b, c), newest first.

@@ -599,6 +599,13 @@ fn write_commit(
     Ok(repo.write_object(&commit).map_err(git)?.detach())
 }
 
+/// Says that the ledger's files in the work tree differ from HEAD, and `what` follows.
+fn say_stale(what: &str) {
+    eprintln!(
+        "note: the ledger's files in the work tree differ from HEAD (a ledger command killed while recording leaves them so): {what}"
+    );
+}
+
 /// The paths a change touches, for the work tree: an environment's folder as a whole for
 /// what is in one, else the file itself.
 fn touched(dir: &str, files: &[(String, &[u8])], replaced: &[String]) -> Vec<String> {
@@ -644,20 +651,29 @@ impl Ledger {
     /// repairs what a command killed while recording left. The commit is recorded either
     /// way, so this only retries while another git process holds the index lock, then warns.
     pub fn sync_work_tree(&self, shell: &Shell) {
-        let Ok(paths) = self.paths() else { return };
-        if paths.is_empty() {
-            return;
+        let Some(paths) = self.stale_paths(shell) else { return };
+        say_stale("restoring HEAD's");
+        self.checkout(shell, "HEAD", &paths);
+    }
+
+    /// For the commands that only read (`status`, `verify --env`): says first when the
+    /// ledger's files in the work tree differ from HEAD, which is what they read.
+    pub fn warn_if_stale(&self, shell: &Shell) {
+        if let Some(paths) = self.stale_paths(shell) {
+            say_stale(&format!(
+                "this reads HEAD's; the next ledger command restores them, or `git checkout --no-overlay HEAD -- {}`",
+                paths.join(" ")
+            ));
         }
+    }
+
+    /// The ledger's paths when their index or work-tree files differ from HEAD's.
+    fn stale_paths(&self, shell: &Shell) -> Option<Vec<String>> {
+        let paths = self.paths().ok().filter(|paths| !paths.is_empty())?;
         let sh = shell.sh();
         let listed = &paths;
         let status = shell.read(cmd!(sh, "git status --porcelain -- {listed...}").quiet());
-        if status.is_ok_and(|changed| changed.trim().is_empty()) {
-            return;
-        }
-        eprintln!(
-            "note: the ledger's files in the work tree differ from HEAD (a ledger command killed while recording leaves them so): restoring HEAD's"
-        );
-        self.checkout(shell, "HEAD", &paths);
+        status.is_ok_and(|changed| !changed.trim().is_empty()).then_some(paths)
     }
 
     /// `paths` in the index and work tree brought to what `commit` holds (files it lacks

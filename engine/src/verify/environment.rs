@@ -72,6 +72,7 @@ pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) ->
     let target = crate::model::workspace::environment(&workspace, name)?;
     // State, entry and quarantine list all from one commit of the ledger.
     let ledger = Ledger::of(project, &workspace, None).pin()?;
+    ledger.warn_if_stale(&project.shell);
     let Some(change) = ledger.current(target.name.as_str())? else {
         return Err(crate::verify::VerifyError::NothingToVerify {
             environment: target.name.to_string(),

@@ -14,16 +14,13 @@ impl flags::Status {
         let workspace = project.workspace()?;
         // One commit of the ledger for the whole table.
         let ledger = Ledger::of(project, &workspace, None).pin()?;
+        ledger.warn_if_stale(&project.shell);
         let quarantined = ledger.quarantined()?;
         let mut changes: Vec<(&str, Option<Change>)> = Vec::new();
-        let mut problems: BTreeMap<&str, String> = BTreeMap::new();
         for environment in workspace.environments.chain() {
-            let name = environment.name.as_str();
-            changes.push((name, ledger.current(name)?));
-            if let Some(why) = doubt(project, &ledger, environment)? {
-                problems.insert(name, why);
-            }
+            changes.push((environment.name.as_str(), ledger.current(environment.name.as_str())?));
         }
+        let problems = problems(project, &workspace, &ledger)?;
         let mut services: BTreeSet<String> =
             workspace.services.iter().map(|s| s.id.to_string()).collect();
         for (_, change) in &changes {
@@ -161,4 +158,19 @@ impl flags::Status {
         }
         Ok(())
     }
+}
+
+/// Why each environment whose ledger does not verify does not (`doubt`), by name.
+fn problems<'w>(
+    project: &Project,
+    workspace: &'w slipway::model::workspace::Workspace,
+    ledger: &Ledger,
+) -> Result<BTreeMap<&'w str, String>> {
+    let mut problems = BTreeMap::new();
+    for environment in workspace.environments.chain() {
+        if let Some(why) = doubt(project, ledger, environment)? {
+            problems.insert(environment.name.as_str(), why);
+        }
+    }
+    Ok(problems)
 }
