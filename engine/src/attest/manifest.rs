@@ -60,6 +60,7 @@ fn statement(
             application: planned.service.id.application.to_string(),
             role: planned.service.id.role.to_string(),
             version: planned.reference.tag.to_string(),
+            commit: Some(planned.source.commit.clone()),
             repository: planned.reference.repository.to_string(),
             image: ArtifactRef { name: reference.clone(), digest: built.image.digest.clone() },
             testpacks: built

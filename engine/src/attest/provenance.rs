@@ -88,6 +88,11 @@ pub struct ServiceEntry {
     pub application: String,
     pub role: String,
     pub version: String,
+    /// The service's own source commit — the newest that changed what it is built from —
+    /// which its version names and its images' revision label carries (absent in builds
+    /// made before services were versioned on their own: the build's commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
     pub repository: String,
     pub image: ArtifactRef,
     pub testpacks: Vec<ArtifactRef>,
@@ -198,6 +203,7 @@ mod tests {
             application: "shop".to_owned(),
             role: name.trim_start_matches("shop-").to_owned(),
             version: "0.1.0".to_owned(),
+            commit: None,
             repository: name.to_owned(),
             image: artifact(&format!("{name}:0.1.0")),
             testpacks: (0..suites)

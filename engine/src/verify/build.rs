@@ -122,8 +122,8 @@ pub fn check_artifacts(report: &mut Report, store: &dyn Store, statement: &State
             Err(problems.join("; "))
         },
     );
-    let commit = &statement.source().commit;
     for service in statement.services() {
+        let commit = service.commit.as_ref().unwrap_or(&statement.source().commit);
         let repository: Repository = match service.repository.parse() {
             Ok(repository) => repository,
             Err(e) => {
@@ -184,7 +184,7 @@ pub fn check_artifacts(report: &mut Report, store: &dyn Store, statement: &State
 }
 
 /// Re-hashes an image's manifest, config and layers, checks each layer against its
-/// `diff_id` and the revision label against the statement's commit.
+/// `diff_id` and the revision label against the service's own commit.
 fn check_image(
     store: &dyn Store,
     repository: &Repository,
@@ -221,7 +221,7 @@ fn check_image(
         .and_then(|c| c.labels().as_ref())
         .and_then(|l| l.get("org.opencontainers.image.revision"));
     if revision.map(String::as_str) != Some(commit) {
-        return Err(format!("revision label {revision:?} is not the statement's commit {commit}"));
+        return Err(format!("revision label {revision:?} is not the service's commit {commit}"));
     }
     Ok(format!(
         "{} layer(s) and config re-hashed, diff_ids match, revision {}",

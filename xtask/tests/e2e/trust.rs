@@ -112,7 +112,7 @@ fn swapped_replayed_edited_and_deleted_entries_fail_verify_and_block_the_next_ch
     let replayed = head(&chain.dir);
     let stderr = refused(&chain, &["verify", "--env", "dev"]);
     assert!(
-        stderr.contains(&format!("commit {replayed}: the entry does not follow the one before it")),
+        stderr.contains(&format!("commit {replayed}: the entry was replaced by a later one")),
         "{stderr}"
     );
     // Staging reads dev's history for its bake gate: it will not read this one.
