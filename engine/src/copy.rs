@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::attest::cosign;
 use crate::attest::manifest;
 use crate::error::Result;
 use crate::model::digest::Digest;
@@ -61,8 +62,8 @@ pub fn plan(from: &dyn Store, name: &str) -> Result<Plan> {
     Ok(Plan { version, build, images })
 }
 
-/// Copies the images first and the build manifest last, so a store that has the manifest
-/// has everything it names; re-running after an interruption sends only what is missing.
+/// Copies the images (with their cosign signatures) first and the build manifest last, so a
+/// store that has the manifest has everything it names; re-running after an interruption sends only what is missing.
 pub fn run(from: &dyn Store, to: &dyn Store, plan: &Plan) -> Result<Moved> {
     let mut moved = Moved::default();
     for image in &plan.images {
@@ -74,6 +75,10 @@ pub fn run(from: &dyn Store, to: &dyn Store, plan: &Plan) -> Result<Moved> {
             image.tag.as_ref(),
             &mut moved,
         )?;
+        // Its cosign signatures, added to any the destination holds already.
+        let signatures = cosign::signatures(from, &image.repository, &image.digest)?;
+        moved.manifests +=
+            usize::from(cosign::add(to, &image.repository, &image.digest, &signatures)? > 0);
     }
     let tag: Tag = plan.version.parse()?;
     transfer::manifest(from, to, &manifest::repository(), &plan.build, Some(&tag), &mut moved)?;

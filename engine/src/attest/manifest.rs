@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::attest::cosign;
 use crate::attest::dsse::{self, Envelope};
 use crate::attest::keys;
 use crate::attest::provenance::{
@@ -133,6 +134,7 @@ pub fn write(
             keys::SIGNING_KEY_VAR
         );
     }
+    sign_images(project, plan, built, &key, steps)?;
     let unsigned = statement(project, plan, built, RunMetadata::default())?;
     let cache_key = Cache::key(&(&unsigned, &key.public.keyid));
     let repository = repository();
@@ -192,6 +194,28 @@ pub fn write(
         &key.public.keyid[..12]
     ));
     Ok(summary)
+}
+
+/// Every service image signed for cosign with the build key (`attest::cosign`), once per
+/// key: a later `ci` finds the signature there.
+fn sign_images(
+    project: &Project,
+    plan: &Plan,
+    built: &[BuiltService],
+    key: &keys::SigningKey,
+    steps: &Steps,
+) -> Result<()> {
+    let store = project.store();
+    let registry = plan.workspace.environments.kubernetes.registry.as_deref();
+    for (planned, built) in plan.services.iter().zip(built) {
+        let repository = &planned.reference.repository;
+        let identity = cosign::identity(&store.location(), registry, repository);
+        if cosign::sign(store, repository, &identity, &built.image.digest, key)? {
+            let tag = cosign::tag(&built.image.digest);
+            steps.note(&format!("signed {} for cosign as {identity} ({tag})", planned.reference));
+        }
+    }
+    Ok(())
 }
 
 fn versioned(project: &Project, plan: &Plan) -> PathBuf {

@@ -67,7 +67,7 @@ pub fn gates(
     let trusted = keys_of(project, target)?;
     let statement = crate::verify::build::check_envelope(report, &envelope, &trusted);
     let Some(statement) = statement else { return Ok(None) };
-    crate::verify::build::check_artifacts(report, project.store(), &statement);
+    crate::verify::build::check_artifacts(report, project.store(), &statement, &trusted);
     if let Some(previous) = workspace.environments.previous(target.name.as_str()) {
         // Per service: an environment can mix builds (`--only`), so each promoted service
         // must have run from this very build in the previous environment, without a break,

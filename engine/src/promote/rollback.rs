@@ -138,7 +138,12 @@ impl Rollback {
             if let Some(statement) =
                 crate::verify::build::check_envelope(&mut report, &envelope, &trusted)
             {
-                crate::verify::build::check_artifacts(&mut report, project.store(), &statement);
+                crate::verify::build::check_artifacts(
+                    &mut report,
+                    project.store(),
+                    &statement,
+                    &trusted,
+                );
             }
         }
         if self.dry_run {

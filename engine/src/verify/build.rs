@@ -88,7 +88,12 @@ fn artifacts_of(service: &ServiceEntry) -> impl Iterator<Item = &provenance::Art
 }
 
 /// Checks the subjects against the service map, then every artifact in the store.
-pub fn check_artifacts(report: &mut Report, store: &dyn Store, statement: &Statement) {
+pub fn check_artifacts(
+    report: &mut Report,
+    store: &dyn Store,
+    statement: &Statement,
+    trusted: &[keys::PublicKey],
+) {
     let mut problems = Vec::new();
     for service in statement.services() {
         for artifact in artifacts_of(service) {
@@ -134,6 +139,19 @@ pub fn check_artifacts(report: &mut Report, store: &dyn Store, statement: &State
         report.record(
             format!("image {}", service.name),
             check_image(store, &repository, &service.image.digest, commit),
+        );
+        let signed =
+            crate::attest::cosign::verify(store, &repository, &service.image.digest, trusted);
+        report.record(
+            format!("cosign {}", service.name),
+            signed
+                .map(|origin| {
+                    format!(
+                        "{} signed by {origin}",
+                        crate::attest::cosign::tag(&service.image.digest)
+                    )
+                })
+                .map_err(|e| e.to_string()),
         );
         for test_image in &service.test_images {
             let name = test_image.name.rsplit('/').next().unwrap_or(&test_image.name);

@@ -106,7 +106,7 @@ pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) ->
         else {
             continue;
         };
-        crate::verify::build::check_artifacts(&mut report, project.store(), &statement);
+        crate::verify::build::check_artifacts(&mut report, project.store(), &statement, &trusted);
         let mut problems = Vec::new();
         let mut matched = 0;
         for (name, running) in state.services.iter().filter(|(_, s)| s.build == build) {

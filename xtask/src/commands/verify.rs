@@ -50,7 +50,7 @@ impl flags::Verify {
         let mut report = Report { manifest: label, ..Report::default() };
         let statement = check_envelope(&mut report, &bytes, &trusted);
         if let Some(statement) = &statement {
-            check_artifacts(&mut report, project.store(), statement);
+            check_artifacts(&mut report, project.store(), statement, &trusted);
             if self.rebuild {
                 check_rebuild(&mut report, project, statement);
             }

@@ -76,6 +76,8 @@ fn a_registry_is_the_store_for_ci_copy_and_a_clone_with_an_empty_store() {
         assert_eq!(skopeo_raw(&target).1, digest, "skopeo copy keeps the digest");
     }
 
+    cosign_signatures_verify_with_skopeo_and_openssl(&registry, &summary, dir.path(), out.path());
+
     // A second ci with no change uploads no blob.
     let uploads = registry.uploads();
     assert!(uploads > 0, "ci uploaded nothing?");
@@ -145,4 +147,116 @@ fn a_registry_is_the_store_for_ci_copy_and_a_clone_with_an_empty_store() {
     let (ok, stderr) =
         run_signed(&clone, Path::new(&mirror_url), &key, &["verify", &version, "--no-local-keys"]);
     assert!(ok, "{stderr}");
+}
+
+/// cosign's signature of each image, checked with other tools than ours: skopeo reads the
+/// `sha256-<hex>.sig` tag and its simple-signing payload (Debian's skopeo is built without
+/// sigstore, so it cannot apply a `sigstoreSigned` policy itself) and openssl verifies the
+/// signature with the release key. Another key, and the catalog's signature tag put in
+/// place of the orders one, are refused — by openssl, by the payload's digest, and by `verify`.
+fn cosign_signatures_verify_with_skopeo_and_openssl(
+    registry: &common::registry::Registry,
+    summary: &Value,
+    dir: &Path,
+    out: &Path,
+) {
+    let anything = out.join("anything.json");
+    std::fs::write(&anything, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
+    let skopeo = |args: &[&str]| {
+        let mut all = vec!["--policy", anything.to_str().unwrap()];
+        all.extend(args);
+        run_in(out, "skopeo", &all)
+    };
+    let service = |name: &str| {
+        let services = summary["services"].as_array().unwrap();
+        let entry = services.iter().find(|s| s["name"] == name).unwrap();
+        (registry.skopeo_name("shop", name), entry["image"]["digest"].as_str().unwrap().to_owned())
+    };
+    let sig_tag = |digest: &str| format!("{}.sig", digest.replace(':', "-"));
+    // What the signature tag of `repository` for `digest` holds: (payload, DER signature).
+    let read = |repository: &str, digest: &str| -> (Value, Vec<u8>, std::path::PathBuf) {
+        let layout = out.join(format!("sig-{}", &digest[7..19]));
+        let _ = std::fs::remove_dir_all(&layout);
+        let source = format!("{repository}:{}", sig_tag(digest));
+        let target = format!("oci:{}:sig", layout.display());
+        skopeo(&["copy", "-q", "--preserve-digests", "--src-tls-verify=false", &source, &target]);
+        let manifest: Value =
+            serde_json::from_str(&skopeo(&["inspect", "--raw", "--tls-verify=false", &source]))
+                .unwrap();
+        let layer = &manifest["layers"][0];
+        assert_eq!(layer["mediaType"], "application/vnd.dev.cosign.simplesigning.v1+json");
+        let blob = layer["digest"].as_str().unwrap().trim_start_matches("sha256:");
+        let payload_path = layout.join("blobs/sha256").join(blob);
+        let payload = serde_json::from_slice(&std::fs::read(&payload_path).unwrap()).unwrap();
+        let signature =
+            layer["annotations"]["dev.cosignproject.cosign/signature"].as_str().unwrap();
+        use base64::Engine;
+        let der = base64::engine::general_purpose::STANDARD.decode(signature).unwrap();
+        (payload, der, payload_path)
+    };
+    let openssl_verifies = |key: &Path, payload: &Path, der: &[u8]| {
+        let signature = out.join("signature.der");
+        std::fs::write(&signature, der).unwrap();
+        let output = Command::new("openssl")
+            .args(["dgst", "-sha256", "-verify"])
+            .arg(key)
+            .arg("-signature")
+            .arg(&signature)
+            .arg(payload)
+            .output()
+            .unwrap();
+        eprintln!(
+            "openssl: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output.status.success()
+    };
+    let release = dir.join("infra/keys/release.pub");
+    for name in ["shop-catalog", "shop-orders", "shop-shipping"] {
+        let (repository, digest) = service(name);
+        let (payload, der, path) = read(&repository, &digest);
+        let critical = &payload["critical"];
+        assert_eq!(critical["type"], "cosign container image signature");
+        assert_eq!(critical["image"]["docker-manifest-digest"], digest.as_str());
+        let identity = format!("127.0.0.1:{}/shop/{name}", registry.port);
+        assert_eq!(critical["identity"]["docker-reference"], identity.as_str());
+        assert!(
+            openssl_verifies(&release, &path, &der),
+            "openssl refused {name}'s signature: {}\n{payload}",
+            std::fs::read_to_string(&release).unwrap()
+        );
+    }
+    let (orders, orders_digest) = service("shop-orders");
+    let (_, der, path) = read(&orders, &orders_digest);
+    let stranger = out.join("stranger.pub");
+    let private = out.join("stranger.key");
+    let (private_path, stranger_path) = (private.to_str().unwrap(), stranger.to_str().unwrap());
+    run_in(
+        out,
+        "openssl",
+        &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", private_path],
+    );
+    run_in(out, "openssl", &["ec", "-in", private_path, "-pubout", "-out", stranger_path]);
+    assert!(!openssl_verifies(&stranger, &path, &der), "another key verified the signature");
+    // The catalog's signature tag put in place of the orders one: it names another digest.
+    let (catalog, catalog_digest) = service("shop-catalog");
+    let orders_sig = format!("{orders}:{}", sig_tag(&orders_digest));
+    let saved = format!("oci:{}:orders", out.join("saved-sig").display());
+    let copy = |from: &str, to: &str| {
+        let flags = ["copy", "-q", "--preserve-digests", "--src-tls-verify=false"];
+        skopeo(&[&flags[..], &["--dest-tls-verify=false", from, to]].concat());
+    };
+    copy(&orders_sig, &saved);
+    copy(&format!("{catalog}:{}", sig_tag(&catalog_digest)), &orders_sig);
+    let (swapped, _, _) = read(&orders, &orders_digest);
+    assert_ne!(swapped["critical"]["image"]["docker-manifest-digest"], orders_digest.as_str());
+    let url = registry.url("shop");
+    let version = summary["version"].as_str().unwrap();
+    let verify = xtask(dir, Path::new(&url)).args(["verify", version]).output().unwrap();
+    let said = String::from_utf8_lossy(&verify.stderr);
+    assert!(!verify.status.success() && said.contains("FAIL cosign shop-orders"), "{said}");
+    copy(&saved, &orders_sig);
+    let verify = xtask(dir, Path::new(&url)).args(["verify", version]).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
 }

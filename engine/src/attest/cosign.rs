@@ -1,0 +1,313 @@
+//! cosign's signature beside an image, which the ecosystem reads (cosign, containers/image's
+//! skopeo and podman, Kyverno): the simple-signing payload naming the image's digest, signed
+//! with the build key, as a layer of the manifest tagged `sha256-<hex>.sig` in the image's
+//! repository. Added read-modify-write, so another signer's layers stay; read back verified.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use oci_spec::image::{Descriptor, ImageManifest, ImageManifestBuilder, MediaType};
+use serde_json::json;
+
+use crate::attest::keys::{KeyError, PublicKey, SigningKey};
+use crate::determinism::canonical_json;
+use crate::model::digest::Digest;
+use crate::store::{Repository, Store, StoreError, StoredManifest, Tag};
+
+/// The media type of a signature layer: the simple-signing payload.
+pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// The layer annotation holding the base64 signature of the payload.
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// The payload's `critical.type`.
+const SIGNATURE_TYPE: &str = "cosign container image signature";
+
+/// Why an image's cosign signature does not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum CosignError {
+    #[error("no cosign signature: the tag {tag} is missing")]
+    Unsigned { tag: String },
+    #[error("the tag {tag} is not a cosign signature manifest: {why}")]
+    Malformed { tag: String, why: String },
+    #[error(
+        "no signature in {tag} verifies with a trusted key ({found} signature(s), none by {trusted})"
+    )]
+    Untrusted { tag: String, found: usize, trusted: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+impl crate::error::Hint for CosignError {
+    fn help(&self) -> Option<String> {
+        Some(
+            "`cargo xtask ci` signs every image of the build it makes with SLIPWAY_SIGNING_KEY"
+                .to_owned(),
+        )
+    }
+}
+
+/// The name a signature names its image by (`docker-reference`): where a cluster pulls it —
+/// the registry store's name when the store is a registry, else the declared Kubernetes
+/// registry (`[kubernetes] registry`), else the bare repository.
+pub fn identity(store: &str, registry: Option<&str>, repository: &Repository) -> String {
+    match store.strip_prefix(crate::store::registry::SCHEME).or(registry) {
+        Some(prefix) => format!("{}/{repository}", prefix.trim_end_matches('/')),
+        None => repository.to_string(),
+    }
+}
+
+/// The tag cosign keeps an image's signatures under: `sha256-<hex>.sig`.
+pub fn tag(image: &Digest) -> Tag {
+    format!("sha256-{}.sig", image.hex())
+        .parse()
+        .unwrap_or_else(|_| unreachable!("a digest makes a valid tag"))
+}
+
+/// The simple-signing payload: the image `identity` (its repository as pulled) at `image`.
+pub fn payload(identity: &str, image: &Digest) -> Vec<u8> {
+    canonical_json(&json!({
+        "critical": {
+            "identity": { "docker-reference": identity },
+            "image": { "docker-manifest-digest": image.to_string() },
+            "type": SIGNATURE_TYPE,
+        },
+        "optional": null,
+    }))
+}
+
+/// One signature: the payload and the base64 signature over it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    pub payload: Vec<u8>,
+    pub signature: String,
+}
+
+/// Signs `image` of `repository` as `identity` with `key`, unless a signature by `key` of
+/// this very payload is there already; keeps every other layer of the tag.
+pub fn sign(
+    store: &dyn Store,
+    repository: &Repository,
+    identity: &str,
+    image: &Digest,
+    key: &SigningKey,
+) -> Result<bool, CosignError> {
+    let payload = payload(identity, image);
+    let present = signatures(store, repository, image)?;
+    if present.iter().any(|s| s.payload == payload && verifies(&key.public, s)) {
+        return Ok(false);
+    }
+    let signature = Signature { signature: STANDARD.encode(key.sign(&payload)?), payload };
+    add(store, repository, image, &[signature])?;
+    Ok(true)
+}
+
+/// Adds `new` signatures to `image`'s tag (those not there already), read-modify-write under
+/// the repository's lock; returns how many it added. Across machines on one registry, two
+/// writers at once can still drop each other's layer, as for the referrers index.
+pub fn add(
+    store: &dyn Store,
+    repository: &Repository,
+    image: &Digest,
+    new: &[Signature],
+) -> Result<usize, CosignError> {
+    let mut added = 0;
+    let mut failed = None;
+    store.exclusively(repository, "cosign", &mut || {
+        let result = (|| -> Result<usize, CosignError> {
+            let mut all = signatures(store, repository, image)?;
+            let missing: Vec<&Signature> = new.iter().filter(|s| !all.contains(s)).collect();
+            if missing.is_empty() {
+                return Ok(0);
+            }
+            all.extend(missing.iter().map(|s| (*s).clone()));
+            write(store, repository, image, &all)?;
+            Ok(missing.len())
+        })();
+        match result {
+            Ok(n) => added = n,
+            Err(e) => failed = Some(e),
+        }
+        Ok(())
+    })?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(added),
+    }
+}
+
+/// The signatures under `image`'s tag (none when there is no tag).
+pub fn signatures(
+    store: &dyn Store,
+    repository: &Repository,
+    image: &Digest,
+) -> Result<Vec<Signature>, CosignError> {
+    let tag = tag(image);
+    let Some(digest) = store.resolve(repository, &tag)? else { return Ok(Vec::new()) };
+    let malformed = |why: String| CosignError::Malformed { tag: tag.to_string(), why };
+    let stored = store.get_manifest(repository, &digest)?;
+    let manifest: ImageManifest =
+        serde_json::from_slice(&stored.bytes).map_err(|e| malformed(e.to_string()))?;
+    let mut found = Vec::new();
+    for layer in manifest.layers().iter().filter(|l| l.media_type().to_string() == SIMPLE_SIGNING) {
+        let signature = layer
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(SIGNATURE_ANNOTATION))
+            .ok_or_else(|| malformed(format!("a layer lacks `{SIGNATURE_ANNOTATION}`")))?;
+        let digest = Digest::from_oci(layer.digest()).map_err(StoreError::from)?;
+        let payload = store.get_blob(repository, &digest)?;
+        found.push(Signature { payload, signature: signature.clone() });
+    }
+    Ok(found)
+}
+
+/// The key in `trusted` that signed `image` (its origin), checked: a signature that verifies
+/// over a payload of cosign's type naming exactly this digest.
+pub fn verify(
+    store: &dyn Store,
+    repository: &Repository,
+    image: &Digest,
+    trusted: &[PublicKey],
+) -> Result<String, CosignError> {
+    let tag = tag(image);
+    let found = signatures(store, repository, image)?;
+    if found.is_empty() {
+        return Err(CosignError::Unsigned { tag: tag.to_string() });
+    }
+    for signature in found.iter().filter(|s| names(&s.payload, image)) {
+        if let Some(key) = trusted.iter().find(|key| verifies(key, signature)) {
+            return Ok(key.origin.clone());
+        }
+    }
+    let trusted: Vec<&str> = trusted.iter().map(|k| k.origin.as_str()).collect();
+    Err(CosignError::Untrusted {
+        tag: tag.to_string(),
+        found: found.len(),
+        trusted: trusted.join(", "),
+    })
+}
+
+/// Whether `payload` is a cosign signature payload about `image`.
+fn names(payload: &[u8], image: &Digest) -> bool {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(payload) else { return false };
+    let critical = &value["critical"];
+    critical["type"] == SIGNATURE_TYPE
+        && critical["image"]["docker-manifest-digest"] == image.to_string().as_str()
+}
+
+fn verifies(key: &PublicKey, signature: &Signature) -> bool {
+    STANDARD
+        .decode(&signature.signature)
+        .is_ok_and(|bytes| key.verifies(&signature.payload, &bytes))
+}
+
+/// Writes the signature manifest of `image` holding `all`, as cosign lays it out: one
+/// simple-signing layer per signature, a config listing them as its layers.
+fn write(
+    store: &dyn Store,
+    repository: &Repository,
+    image: &Digest,
+    all: &[Signature],
+) -> Result<(), CosignError> {
+    let diff_ids: Vec<String> = all.iter().map(|s| Digest::of(&s.payload).to_string()).collect();
+    let config = canonical_json(&json!({
+        "architecture": "",
+        "config": {},
+        "created": "0001-01-01T00:00:00Z",
+        "history": [{ "created": "0001-01-01T00:00:00Z" }],
+        "os": "",
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+    }));
+    let descriptor = |media_type: MediaType, bytes: &[u8]| {
+        Descriptor::new(media_type, bytes.len() as u64, Digest::of(bytes).to_oci())
+    };
+    let layers: Vec<Descriptor> = all
+        .iter()
+        .map(|s| {
+            let mut layer = descriptor(MediaType::from(SIMPLE_SIGNING), &s.payload);
+            let annotations =
+                BTreeMap::from([(SIGNATURE_ANNOTATION.to_owned(), s.signature.clone())]);
+            layer.set_annotations(Some(annotations.into_iter().collect()));
+            layer
+        })
+        .collect();
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(descriptor(MediaType::ImageConfig, &config))
+        .layers(layers)
+        .build()
+        .unwrap_or_else(|e| unreachable!("a signature manifest has its fields: {e}"));
+    let mut blobs: Vec<&[u8]> = vec![&config];
+    blobs.extend(all.iter().map(|s| s.payload.as_slice()));
+    store.put_blobs(repository, &blobs)?;
+    let stored =
+        StoredManifest::new(MediaType::ImageManifest.to_string(), None, canonical_json(&manifest));
+    store.put_manifest(repository, &stored, Some(&tag(image)))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LayoutStore;
+
+    fn key(dir: &std::path::Path, name: &str) -> SigningKey {
+        let path = dir.join(format!("{name}.key"));
+        crate::attest::keys::write_private(&path, &crate::attest::keys::generate(None).unwrap().0)
+            .unwrap();
+        SigningKey::load(&path, false).unwrap()
+    }
+
+    #[test]
+    fn two_signers_keep_each_others_signature_and_each_verifies_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::new(dir.path().join("store"));
+        let repository: Repository = "shop-orders".parse().unwrap();
+        let image = Digest::of(b"an image manifest");
+        let (ours, theirs) = (key(dir.path(), "ours"), key(dir.path(), "theirs"));
+        assert!(matches!(
+            verify(&store, &repository, &image, std::slice::from_ref(&ours.public)),
+            Err(CosignError::Unsigned { .. })
+        ));
+        assert!(
+            sign(&store, &repository, "registry.example.com/shop-orders", &image, &ours).unwrap()
+        );
+        assert!(
+            !sign(&store, &repository, "registry.example.com/shop-orders", &image, &ours).unwrap(),
+            "signed once"
+        );
+        assert!(
+            sign(&store, &repository, "registry.example.com/shop-orders", &image, &theirs).unwrap()
+        );
+        assert_eq!(signatures(&store, &repository, &image).unwrap().len(), 2);
+        for signer in [&ours, &theirs] {
+            assert!(
+                verify(&store, &repository, &image, std::slice::from_ref(&signer.public)).is_ok()
+            );
+        }
+        let other = Digest::of(b"another image");
+        assert!(matches!(
+            verify(&store, &repository, &other, std::slice::from_ref(&ours.public)),
+            Err(CosignError::Unsigned { .. })
+        ));
+        let stranger = key(dir.path(), "stranger");
+        assert!(matches!(
+            verify(&store, &repository, &image, std::slice::from_ref(&stranger.public)),
+            Err(CosignError::Untrusted { found: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn the_payload_is_cosigns_simple_signing_document() {
+        let image = Digest::of(b"i");
+        let payload: serde_json::Value =
+            serde_json::from_slice(&payload("example.com/shop-orders", &image)).unwrap();
+        assert_eq!(payload["critical"]["type"], "cosign container image signature");
+        assert_eq!(payload["critical"]["image"]["docker-manifest-digest"], image.to_string());
+        assert_eq!(payload["critical"]["identity"]["docker-reference"], "example.com/shop-orders");
+        assert!(payload["optional"].is_null());
+    }
+}
