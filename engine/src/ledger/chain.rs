@@ -170,18 +170,7 @@ mod tests {
     use base64::Engine;
 
     fn state(environment: &str, version: &str) -> State {
-        State {
-            environment: environment.to_owned(),
-            build: Digest::of(version.as_bytes()),
-            version: version.to_owned(),
-            commit: "0".repeat(40),
-            services: Default::default(),
-            promoted_at: 1,
-            promoted_by: "tests".to_owned(),
-            flags: Default::default(),
-            configuration: None,
-            policy: None,
-        }
+        crate::ledger::sample_state(environment, version)
     }
 
     /// The link a change of `environment` to `version` makes after `older` (newest first).

@@ -872,6 +872,23 @@ fn read_state(commit: &gix::Commit<'_>, path: String) -> Result<Option<Change>, 
     Ok(Some(Change { commit: commit.id.to_string(), state }))
 }
 
+/// A state of `environment` at `version` with no service, for tests.
+#[cfg(test)]
+pub(crate) fn sample_state(environment: &str, version: &str) -> State {
+    State {
+        environment: environment.to_owned(),
+        build: Digest::of(version.as_bytes()),
+        version: version.to_owned(),
+        commit: "0".repeat(40),
+        services: BTreeMap::new(),
+        promoted_at: 1,
+        promoted_by: "tests".to_owned(),
+        flags: BTreeMap::new(),
+        configuration: None,
+        policy: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -895,18 +912,7 @@ mod tests {
     }
 
     fn state(environment: &str, version: &str) -> State {
-        State {
-            environment: environment.to_owned(),
-            build: Digest::of(version.as_bytes()),
-            version: version.to_owned(),
-            commit: "0".repeat(40),
-            services: BTreeMap::new(),
-            promoted_at: 1,
-            promoted_by: "tests".to_owned(),
-            flags: BTreeMap::new(),
-            configuration: None,
-            policy: None,
-        }
+        sample_state(environment, version)
     }
 
     #[test]
