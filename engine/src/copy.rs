@@ -62,8 +62,9 @@ pub fn plan(from: &dyn Store, name: &str) -> Result<Plan> {
     Ok(Plan { version, build, images })
 }
 
-/// Copies the images (with their cosign signatures) first and the build manifest last, so a
-/// store that has the manifest has everything it names; re-running after an interruption sends only what is missing.
+/// Copies the images (with their cosign signatures and attestations) first and the build
+/// manifest last, so a store that has the manifest has everything it names; re-running
+/// after an interruption sends only what is missing.
 pub fn run(from: &dyn Store, to: &dyn Store, plan: &Plan) -> Result<Moved> {
     let mut moved = Moved::default();
     for image in &plan.images {
@@ -75,10 +76,12 @@ pub fn run(from: &dyn Store, to: &dyn Store, plan: &Plan) -> Result<Moved> {
             image.tag.as_ref(),
             &mut moved,
         )?;
-        // Its cosign signatures, added to any the destination holds already.
-        let signatures = cosign::signatures(from, &image.repository, &image.digest)?;
-        moved.manifests +=
-            usize::from(cosign::add(to, &image.repository, &image.digest, &signatures)? > 0);
+        // Its cosign signatures and attestations, added to any the destination holds.
+        for kind in [cosign::Kind::Signature, cosign::Kind::Attestation] {
+            let layers = cosign::layers(from, &image.repository, &image.digest, kind)?;
+            let added = cosign::add(to, &image.repository, &image.digest, kind, &layers)?;
+            moved.manifests += usize::from(added > 0);
+        }
     }
     let tag: Tag = plan.version.parse()?;
     transfer::manifest(from, to, &manifest::repository(), &plan.build, Some(&tag), &mut moved)?;

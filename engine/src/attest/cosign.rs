@@ -1,7 +1,9 @@
-//! cosign's signature beside an image, which the ecosystem reads (cosign, containers/image's
-//! skopeo and podman, Kyverno): the simple-signing payload naming the image's digest, signed
-//! with the build key, as a layer of the manifest tagged `sha256-<hex>.sig` in the image's
-//! repository. Added read-modify-write, so another signer's layers stay; read back verified.
+//! cosign's signatures and attestations beside an image, which the ecosystem reads (cosign,
+//! containers/image's skopeo and podman, Kyverno): the simple-signing payload naming the
+//! image's digest, signed with the build key, as a layer of the manifest tagged
+//! `sha256-<hex>.sig`; DSSE envelopes of in-toto statements about the image (its SLSA
+//! provenance) as layers of `sha256-<hex>.att`. Added read-modify-write, so another
+//! writer's layers stay; read back verified.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use oci_spec::image::{Descriptor, ImageManifest, ImageManifestBuilder, MediaType};
 use serde_json::json;
 
+use crate::attest::dsse;
 use crate::attest::keys::{KeyError, PublicKey, SigningKey};
 use crate::determinism::canonical_json;
 use crate::model::digest::Digest;
@@ -21,16 +24,50 @@ pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+js
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// The payload's `critical.type`.
 const SIGNATURE_TYPE: &str = "cosign container image signature";
+/// The layer annotation naming an attestation's predicate type.
+pub const PREDICATE_ANNOTATION: &str = "predicateType";
+
+/// What cosign keeps beside an image, under a tag of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `sha256-<hex>.sig`: simple-signing payloads, each with its signature annotation.
+    Signature,
+    /// `sha256-<hex>.att`: DSSE envelopes of in-toto statements, each with its predicate type.
+    Attestation,
+}
+
+impl Kind {
+    fn suffix(self) -> &'static str {
+        match self {
+            Kind::Signature => "sig",
+            Kind::Attestation => "att",
+        }
+    }
+
+    fn media_type(self) -> &'static str {
+        match self {
+            Kind::Signature => SIMPLE_SIGNING,
+            Kind::Attestation => crate::attest::provenance::ENVELOPE_MEDIA_TYPE,
+        }
+    }
+}
+
+/// One layer under such a tag: its content and annotations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    pub bytes: Vec<u8>,
+    pub annotations: BTreeMap<String, String>,
+}
 
 /// Why an image's cosign signature does not verify.
 #[derive(Debug, thiserror::Error)]
 pub enum CosignError {
-    #[error("no cosign signature: the tag {tag} is missing")]
+    #[error("the tag {tag} is missing")]
     Unsigned { tag: String },
-    #[error("the tag {tag} is not a cosign signature manifest: {why}")]
+    #[error("the tag {tag} is not a cosign manifest: {why}")]
     Malformed { tag: String, why: String },
     #[error(
-        "no signature in {tag} verifies with a trusted key ({found} signature(s), none by {trusted})"
+        "nothing in {tag} verifies for this image with a trusted key ({found} layer(s); trusted: {trusted})"
     )]
     Untrusted { tag: String, found: usize, trusted: String },
     #[error(transparent)]
@@ -58,9 +95,9 @@ pub fn identity(store: &str, registry: Option<&str>, repository: &Repository) ->
     }
 }
 
-/// The tag cosign keeps an image's signatures under: `sha256-<hex>.sig`.
-pub fn tag(image: &Digest) -> Tag {
-    format!("sha256-{}.sig", image.hex())
+/// The tag cosign keeps an image's signatures (or attestations) under: `sha256-<hex>.sig`.
+pub fn tag(image: &Digest, kind: Kind) -> Tag {
+    format!("sha256-{}.{}", image.hex(), kind.suffix())
         .parse()
         .unwrap_or_else(|_| unreachable!("a digest makes a valid tag"))
 }
@@ -84,6 +121,14 @@ pub struct Signature {
     pub signature: String,
 }
 
+impl Signature {
+    fn attached(&self) -> Attached {
+        let annotations =
+            BTreeMap::from([(SIGNATURE_ANNOTATION.to_owned(), self.signature.clone())]);
+        Attached { bytes: self.payload.clone(), annotations }
+    }
+}
+
 /// Signs `image` of `repository` as `identity` with `key`, unless a signature by `key` of
 /// this very payload is there already; keeps every other layer of the tag.
 pub fn sign(
@@ -99,30 +144,45 @@ pub fn sign(
         return Ok(false);
     }
     let signature = Signature { signature: STANDARD.encode(key.sign(&payload)?), payload };
-    add(store, repository, image, &[signature])?;
-    Ok(true)
+    Ok(add(store, repository, image, Kind::Signature, &[signature.attached()])? > 0)
 }
 
-/// Adds `new` signatures to `image`'s tag (those not there already), read-modify-write under
-/// the repository's lock; returns how many it added. Across machines on one registry, two
-/// writers at once can still drop each other's layer, as for the referrers index.
+/// Attaches the DSSE `envelope` of an in-toto statement about `image` (one of its subjects)
+/// with `predicate_type`, unless the very envelope is there already.
+pub fn attest(
+    store: &dyn Store,
+    repository: &Repository,
+    image: &Digest,
+    envelope: &[u8],
+    predicate_type: &str,
+) -> Result<bool, CosignError> {
+    let annotations =
+        BTreeMap::from([(PREDICATE_ANNOTATION.to_owned(), predicate_type.to_owned())]);
+    let attached = Attached { bytes: envelope.to_vec(), annotations };
+    Ok(add(store, repository, image, Kind::Attestation, &[attached])? > 0)
+}
+
+/// Adds `new` layers to `image`'s tag of `kind` (those not there already), read-modify-write
+/// under the repository's lock; returns how many it added. Across machines on one registry,
+/// two writers at once can still drop each other's layer, as for the referrers index.
 pub fn add(
     store: &dyn Store,
     repository: &Repository,
     image: &Digest,
-    new: &[Signature],
+    kind: Kind,
+    new: &[Attached],
 ) -> Result<usize, CosignError> {
     let mut added = 0;
     let mut failed = None;
-    store.exclusively(repository, "cosign", &mut || {
+    store.exclusively(repository, &format!("cosign-{}", kind.suffix()), &mut || {
         let result = (|| -> Result<usize, CosignError> {
-            let mut all = signatures(store, repository, image)?;
-            let missing: Vec<&Signature> = new.iter().filter(|s| !all.contains(s)).collect();
+            let mut all = layers(store, repository, image, kind)?;
+            let missing: Vec<&Attached> = new.iter().filter(|a| !all.contains(a)).collect();
             if missing.is_empty() {
                 return Ok(0);
             }
-            all.extend(missing.iter().map(|s| (*s).clone()));
-            write(store, repository, image, &all)?;
+            all.extend(missing.iter().map(|a| (*a).clone()));
+            write(store, repository, image, kind, &all)?;
             Ok(missing.len())
         })();
         match result {
@@ -137,30 +197,50 @@ pub fn add(
     }
 }
 
-/// The signatures under `image`'s tag (none when there is no tag).
-pub fn signatures(
+/// The layers under `image`'s tag of `kind` (none when there is no tag), blobs re-hashed.
+pub fn layers(
     store: &dyn Store,
     repository: &Repository,
     image: &Digest,
-) -> Result<Vec<Signature>, CosignError> {
-    let tag = tag(image);
+    kind: Kind,
+) -> Result<Vec<Attached>, CosignError> {
+    let tag = tag(image, kind);
     let Some(digest) = store.resolve(repository, &tag)? else { return Ok(Vec::new()) };
     let malformed = |why: String| CosignError::Malformed { tag: tag.to_string(), why };
     let stored = store.get_manifest(repository, &digest)?;
     let manifest: ImageManifest =
         serde_json::from_slice(&stored.bytes).map_err(|e| malformed(e.to_string()))?;
     let mut found = Vec::new();
-    for layer in manifest.layers().iter().filter(|l| l.media_type().to_string() == SIMPLE_SIGNING) {
-        let signature = layer
-            .annotations()
-            .as_ref()
-            .and_then(|a| a.get(SIGNATURE_ANNOTATION))
-            .ok_or_else(|| malformed(format!("a layer lacks `{SIGNATURE_ANNOTATION}`")))?;
+    for layer in
+        manifest.layers().iter().filter(|l| l.media_type().to_string() == kind.media_type())
+    {
         let digest = Digest::from_oci(layer.digest()).map_err(StoreError::from)?;
-        let payload = store.get_blob(repository, &digest)?;
-        found.push(Signature { payload, signature: signature.clone() });
+        let annotations = layer.annotations().clone().unwrap_or_default().into_iter().collect();
+        found.push(Attached { bytes: store.get_blob(repository, &digest)?, annotations });
     }
     Ok(found)
+}
+
+/// The signatures under `image`'s `.sig` tag.
+pub fn signatures(
+    store: &dyn Store,
+    repository: &Repository,
+    image: &Digest,
+) -> Result<Vec<Signature>, CosignError> {
+    let tag = tag(image, Kind::Signature);
+    layers(store, repository, image, Kind::Signature)?
+        .into_iter()
+        .map(|layer| {
+            let signature =
+                layer.annotations.get(SIGNATURE_ANNOTATION).cloned().ok_or_else(|| {
+                    CosignError::Malformed {
+                        tag: tag.to_string(),
+                        why: format!("a layer lacks `{SIGNATURE_ANNOTATION}`"),
+                    }
+                })?;
+            Ok(Signature { payload: layer.bytes, signature })
+        })
+        .collect()
 }
 
 /// The key in `trusted` that signed `image` (its origin), checked: a signature that verifies
@@ -171,7 +251,7 @@ pub fn verify(
     image: &Digest,
     trusted: &[PublicKey],
 ) -> Result<String, CosignError> {
-    let tag = tag(image);
+    let tag = tag(image, Kind::Signature);
     let found = signatures(store, repository, image)?;
     if found.is_empty() {
         return Err(CosignError::Unsigned { tag: tag.to_string() });
@@ -189,6 +269,48 @@ pub fn verify(
     })
 }
 
+/// The key in `trusted` that signed an attestation of `predicate_type` about `image` (its
+/// origin), checked: a DSSE envelope that verifies, of an in-toto statement of that
+/// predicate type with `image`'s digest among its subjects.
+pub fn verify_attestation(
+    store: &dyn Store,
+    repository: &Repository,
+    image: &Digest,
+    predicate_type: &str,
+    trusted: &[PublicKey],
+) -> Result<String, CosignError> {
+    let tag = tag(image, Kind::Attestation);
+    let found = layers(store, repository, image, Kind::Attestation)?;
+    let of_type = found.iter().filter(|l| {
+        l.annotations.get(PREDICATE_ANNOTATION).map(String::as_str) == Some(predicate_type)
+    });
+    for layer in of_type {
+        let Ok(envelope) = dsse::parse(&layer.bytes) else { continue };
+        let Ok((payload, key)) = dsse::verify(&envelope, trusted) else { continue };
+        if about(&payload, predicate_type, image) {
+            return Ok(key.origin.clone());
+        }
+    }
+    if found.is_empty() {
+        return Err(CosignError::Unsigned { tag: tag.to_string() });
+    }
+    let trusted: Vec<&str> = trusted.iter().map(|k| k.origin.as_str()).collect();
+    Err(CosignError::Untrusted {
+        tag: tag.to_string(),
+        found: found.len(),
+        trusted: trusted.join(", "),
+    })
+}
+
+/// Whether `statement` is an in-toto statement of `predicate_type` with `image` a subject.
+fn about(statement: &[u8], predicate_type: &str, image: &Digest) -> bool {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(statement) else { return false };
+    value["predicateType"] == predicate_type
+        && value["subject"]
+            .as_array()
+            .is_some_and(|subjects| subjects.iter().any(|s| s["digest"]["sha256"] == image.hex()))
+}
+
 /// Whether `payload` is a cosign signature payload about `image`.
 fn names(payload: &[u8], image: &Digest) -> bool {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(payload) else { return false };
@@ -203,15 +325,16 @@ fn verifies(key: &PublicKey, signature: &Signature) -> bool {
         .is_ok_and(|bytes| key.verifies(&signature.payload, &bytes))
 }
 
-/// Writes the signature manifest of `image` holding `all`, as cosign lays it out: one
-/// simple-signing layer per signature, a config listing them as its layers.
+/// Writes `image`'s manifest of `kind` holding `all`, as cosign lays it out: one layer per
+/// signature or attestation, a config listing them as its layers.
 fn write(
     store: &dyn Store,
     repository: &Repository,
     image: &Digest,
-    all: &[Signature],
+    kind: Kind,
+    all: &[Attached],
 ) -> Result<(), CosignError> {
-    let diff_ids: Vec<String> = all.iter().map(|s| Digest::of(&s.payload).to_string()).collect();
+    let diff_ids: Vec<String> = all.iter().map(|a| Digest::of(&a.bytes).to_string()).collect();
     let config = canonical_json(&json!({
         "architecture": "",
         "config": {},
@@ -225,11 +348,9 @@ fn write(
     };
     let layers: Vec<Descriptor> = all
         .iter()
-        .map(|s| {
-            let mut layer = descriptor(MediaType::from(SIMPLE_SIGNING), &s.payload);
-            let annotations =
-                BTreeMap::from([(SIGNATURE_ANNOTATION.to_owned(), s.signature.clone())]);
-            layer.set_annotations(Some(annotations.into_iter().collect()));
+        .map(|a| {
+            let mut layer = descriptor(MediaType::from(kind.media_type()), &a.bytes);
+            layer.set_annotations(Some(a.annotations.clone().into_iter().collect()));
             layer
         })
         .collect();
@@ -239,13 +360,13 @@ fn write(
         .config(descriptor(MediaType::ImageConfig, &config))
         .layers(layers)
         .build()
-        .unwrap_or_else(|e| unreachable!("a signature manifest has its fields: {e}"));
+        .unwrap_or_else(|e| unreachable!("a cosign manifest has its fields: {e}"));
     let mut blobs: Vec<&[u8]> = vec![&config];
-    blobs.extend(all.iter().map(|s| s.payload.as_slice()));
+    blobs.extend(all.iter().map(|a| a.bytes.as_slice()));
     store.put_blobs(repository, &blobs)?;
     let stored =
         StoredManifest::new(MediaType::ImageManifest.to_string(), None, canonical_json(&manifest));
-    store.put_manifest(repository, &stored, Some(&tag(image)))?;
+    store.put_manifest(repository, &stored, Some(&tag(image, kind)))?;
     Ok(())
 }
 
@@ -298,6 +419,35 @@ mod tests {
             verify(&store, &repository, &image, std::slice::from_ref(&stranger.public)),
             Err(CosignError::Untrusted { found: 2, .. })
         ));
+    }
+
+    #[test]
+    fn an_attestation_verifies_for_a_subject_of_its_statement_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::new(dir.path().join("store"));
+        let repository: Repository = "shop-orders".parse().unwrap();
+        let (image, other) = (Digest::of(b"an image"), Digest::of(b"another image"));
+        let ours = key(dir.path(), "ours");
+        let provenance = crate::attest::provenance::PREDICATE_TYPE;
+        let statement = json!({
+            "_type": crate::attest::provenance::STATEMENT_TYPE,
+            "subject": [{ "name": "shop-orders:1", "digest": { "sha256": image.hex() } }],
+            "predicateType": provenance,
+            "predicate": {},
+        });
+        let envelope = canonical_json(&dsse::sign(&canonical_json(&statement), &ours).unwrap());
+        assert!(attest(&store, &repository, &image, &envelope, provenance).unwrap());
+        assert!(!attest(&store, &repository, &image, &envelope, provenance).unwrap(), "once");
+        let trusted = std::slice::from_ref(&ours.public);
+        assert!(verify_attestation(&store, &repository, &image, provenance, trusted).is_ok());
+        attest(&store, &repository, &other, &envelope, provenance).unwrap();
+        assert!(matches!(
+            verify_attestation(&store, &repository, &other, provenance, trusted),
+            Err(CosignError::Untrusted { .. })
+        ));
+        let stranger = key(dir.path(), "stranger");
+        let strangers = std::slice::from_ref(&stranger.public);
+        assert!(verify_attestation(&store, &repository, &image, provenance, strangers).is_err());
     }
 
     #[test]

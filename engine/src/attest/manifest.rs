@@ -145,6 +145,7 @@ pub fn write(
     {
         write_file(&path, envelope)?;
         write_file(&versioned(project, plan), envelope)?;
+        attest_images(project, plan, built, envelope, steps)?;
         summary.reused = true;
         steps.note(&format!("reused build manifest {}", summary.digest.short()));
         return Ok(summary);
@@ -179,6 +180,7 @@ pub fn write(
     artifact::publish(project.store(), &repository, &artifact, None, Some(&tag))?;
     write_file(&versioned(project, plan), &bytes)?;
     write_file(&path, &bytes)?;
+    attest_images(project, plan, built, &bytes, steps)?;
     let summary = ManifestSummary {
         digest: artifact.manifest.digest.clone(),
         path,
@@ -211,8 +213,28 @@ fn sign_images(
         let repository = &planned.reference.repository;
         let identity = cosign::identity(&store.location(), registry, repository);
         if cosign::sign(store, repository, &identity, &built.image.digest, key)? {
-            let tag = cosign::tag(&built.image.digest);
+            let tag = cosign::tag(&built.image.digest, cosign::Kind::Signature);
             steps.note(&format!("signed {} for cosign as {identity} ({tag})", planned.reference));
+        }
+    }
+    Ok(())
+}
+
+/// The signed build manifest — an in-toto statement of SLSA provenance whose subjects are
+/// every image — attached to each service image as cosign's attestation (`.att`), once.
+fn attest_images(
+    project: &Project,
+    plan: &Plan,
+    built: &[BuiltService],
+    envelope: &[u8],
+    steps: &Steps,
+) -> Result<()> {
+    let store = project.store();
+    for (planned, built) in plan.services.iter().zip(built) {
+        let (repository, image) = (&planned.reference.repository, &built.image.digest);
+        if cosign::attest(store, repository, image, envelope, provenance::PREDICATE_TYPE)? {
+            let tag = cosign::tag(image, cosign::Kind::Attestation);
+            steps.note(&format!("attached the provenance to {} ({tag})", planned.reference));
         }
     }
     Ok(())

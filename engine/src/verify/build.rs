@@ -140,19 +140,7 @@ pub fn check_artifacts(
             format!("image {}", service.name),
             check_image(store, &repository, &service.image.digest, commit),
         );
-        let signed =
-            crate::attest::cosign::verify(store, &repository, &service.image.digest, trusted);
-        report.record(
-            format!("cosign {}", service.name),
-            signed
-                .map(|origin| {
-                    format!(
-                        "{} signed by {origin}",
-                        crate::attest::cosign::tag(&service.image.digest)
-                    )
-                })
-                .map_err(|e| e.to_string()),
-        );
+        check_cosign(report, store, &repository, service, trusted);
         for test_image in &service.test_images {
             let name = test_image.name.rsplit('/').next().unwrap_or(&test_image.name);
             report.record(
@@ -199,6 +187,33 @@ pub fn check_artifacts(
             }),
         );
     }
+}
+
+/// cosign's signature and provenance attestation of `service`'s image, each verified with
+/// a trusted key.
+fn check_cosign(
+    report: &mut Report,
+    store: &dyn Store,
+    repository: &Repository,
+    service: &ServiceEntry,
+    trusted: &[keys::PublicKey],
+) {
+    use crate::attest::cosign::{self, Kind};
+    let image = &service.image.digest;
+    let said = |kind: Kind| {
+        move |origin: String| format!("{} signed by {origin}", cosign::tag(image, kind))
+    };
+    let signed = cosign::verify(store, repository, image, trusted);
+    report.record(
+        format!("cosign {}", service.name),
+        signed.map(said(Kind::Signature)).map_err(|e| e.to_string()),
+    );
+    let attested =
+        cosign::verify_attestation(store, repository, image, provenance::PREDICATE_TYPE, trusted);
+    report.record(
+        format!("provenance {}", service.name),
+        attested.map(said(Kind::Attestation)).map_err(|e| e.to_string()),
+    );
 }
 
 /// Re-hashes an image's manifest, config and layers, checks each layer against its
