@@ -49,3 +49,4 @@ measure "cargo xtask ci (again)" ci
 measure "cargo xtask status" status
 measure "cargo xtask verify" verify
 measure "cargo xtask ci (a third time)" ci
+measure "cargo xtask store check" store check

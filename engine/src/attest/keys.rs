@@ -39,6 +39,8 @@ pub enum KeyError {
     BadName { name: String },
     #[error("signing failed: {0}")]
     Sign(String),
+    #[error("{SIGNING_KEY_VAR} names `env://{variable}`, and the variable `{variable}` is not set")]
+    NoVariable { variable: String },
     #[error(
         "the signing key `{origin}` (keyid {keyid}) is not one {environment} trusts ({}): nothing was run or recorded",
         if trusted.is_empty() { "it trusts none".to_owned() } else { format!("it trusts {}", trusted.join(", ")) }
@@ -132,17 +134,27 @@ impl SigningKey {
     pub fn open(path: &Path, password: Option<&str>, local: bool) -> Result<SigningKey, KeyError> {
         let bytes = std::fs::read(path)
             .map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
-        let invalid = |why: String| KeyError::Invalid { path: path.to_owned(), why };
-        let text = String::from_utf8_lossy(&bytes);
+        SigningKey::parse(&bytes, &path.display().to_string(), password, local)
+    }
+
+    /// A private key from its PEM text (`origin` names where it came from, for people),
+    /// decrypted with `password` when it is encrypted.
+    pub fn parse(
+        bytes: &[u8],
+        origin: &str,
+        password: Option<&str>,
+        local: bool,
+    ) -> Result<SigningKey, KeyError> {
+        let invalid = |why: String| KeyError::Invalid { path: origin.into(), why };
+        let text = String::from_utf8_lossy(bytes);
         let pair = if text.contains("ENCRYPTED") {
-            let password =
-                password.ok_or_else(|| KeyError::NoPassword { path: path.to_owned() })?;
-            SigStoreKeyPair::from_encrypted_pem(&bytes, password.as_bytes())
+            let password = password.ok_or_else(|| KeyError::NoPassword { path: origin.into() })?;
+            SigStoreKeyPair::from_encrypted_pem(bytes, password.as_bytes())
                 .map_err(|e| invalid(e.to_string()))?
         } else {
-            SigStoreKeyPair::from_pem(&bytes).map_err(|e| invalid(e.to_string()))?
+            SigStoreKeyPair::from_pem(bytes).map_err(|e| invalid(e.to_string()))?
         };
-        Self::from_pair(&pair, &path.display().to_string(), local)
+        Self::from_pair(&pair, origin, local)
     }
 
     fn from_pair(
@@ -199,11 +211,27 @@ pub fn write_private(path: &Path, pem: &str) -> Result<(), KeyError> {
     file.sync_all().map_err(write)
 }
 
-/// The key to sign with: `SLIPWAY_SIGNING_KEY` when set, else the local development key in
-/// `state_dir`, created on first use.
+/// The key to sign with: `SLIPWAY_SIGNING_KEY` when set — a file, `env://VAR` (the PEM in
+/// the variable `VAR`, as cosign names it) or `-` (the PEM on standard input), so a release
+/// bot's key need not sit on its disk — else the local development key in `state_dir`,
+/// created on first use.
 pub fn signing_key(state_dir: &Path) -> Result<SigningKey, KeyError> {
-    if let Some(path) = std::env::var_os(SIGNING_KEY_VAR) {
-        return SigningKey::load(Path::new(&path), false);
+    if let Some(named) = std::env::var_os(SIGNING_KEY_VAR) {
+        let named = named.to_string_lossy().into_owned();
+        let password =
+            std::env::var(PASSWORD_VAR).or_else(|_| std::env::var("COSIGN_PASSWORD")).ok();
+        if let Some(variable) = named.strip_prefix("env://") {
+            let pem = std::env::var(variable)
+                .map_err(|_| KeyError::NoVariable { variable: variable.to_owned() })?;
+            return SigningKey::parse(pem.as_bytes(), &named, password.as_deref(), false);
+        }
+        if named == "-" {
+            let mut pem = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut pem)
+                .map_err(|source| KeyError::Read { path: "standard input".into(), source })?;
+            return SigningKey::parse(&pem, "standard input", password.as_deref(), false);
+        }
+        return SigningKey::load(Path::new(&named), false);
     }
     let private = state_dir.join(format!("{LOCAL_KEY}.key"));
     if !private.exists() {

@@ -18,6 +18,21 @@ fn refused(chain: &Chain, args: &[&str]) -> String {
     stderr
 }
 
+/// `xtask <args>` signed with the release key handed over without a file on the signer's
+/// side — `env://SLIPWAY_RELEASE_PEM` or `-` (standard input) — which must succeed.
+fn signed_without_a_key_file(chain: &Chain, how: &str, args: &[&str]) {
+    let pem = std::fs::read_to_string(&chain.key).unwrap();
+    let output = crate::common::xtask(&chain.dir, &chain.store)
+        .env("SLIPWAY_SIGNING_KEY", how)
+        .env("SLIPWAY_RELEASE_PEM", &pem)
+        .write_stdin(pem.clone())
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "xtask {args:?} with the key as {how}:\n{stderr}");
+}
+
 /// What the ledger of `dir` holds: the commit at HEAD and every environment's story.
 fn ledger_now(dir: &Path) -> (String, Vec<Vec<String>>) {
     let head = run_in(dir, "git", &["rev-parse", "HEAD"]);
@@ -27,7 +42,7 @@ fn ledger_now(dir: &Path) -> (String, Vec<Vec<String>>) {
 #[test]
 fn uncommitted_policy_untrusted_signers_and_no_identity_are_refused_recording_nothing() {
     let chain = chain_with_v2();
-    chain.ok(&["promote", "dev"]);
+    signed_without_a_key_file(&chain, "env://SLIPWAY_RELEASE_PEM", &["promote", "dev"]);
     let before = ledger_now(&chain.dir);
     let environments = chain.dir.join("infra/environments.toml");
     let text = std::fs::read_to_string(&environments).unwrap();
@@ -81,7 +96,7 @@ fn uncommitted_policy_untrusted_signers_and_no_identity_are_refused_recording_no
 fn swapped_replayed_edited_and_deleted_entries_fail_verify_and_block_the_next_change() {
     let chain = chain();
     chain.ok(&["verify", "--env", "prod"]);
-    chain.ok(&["flag", "set", "dev", "new-pricing", "off"]);
+    signed_without_a_key_file(&chain, "-", &["flag", "set", "dev", "new-pricing", "off"]);
     let head =
         |dir: &Path| run_in(dir, "git", &["rev-parse", "--short=12", "HEAD"]).trim().to_owned();
 
