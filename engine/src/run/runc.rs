@@ -304,15 +304,16 @@ impl Drop for Container {
 /// terminal's signals. Told `--done` (Slipway stopped them itself), it deletes what is left
 /// once. When the pipe closes unannounced, Slipway was killed — maybe while a `runc run` of
 /// it was still creating a container, which goes on without it: the watcher deletes every
-/// container named until none has been seen for `REAPER_QUIET` rounds in a row.
+/// container named until neither it nor a `runc run` naming it has been seen for
+/// `REAPER_QUIET` rounds in a row.
 #[derive(Debug)]
 pub struct Reaper {
     child: Child,
     ids: Vec<String>,
 }
 
-/// Half-second rounds without a container before a killed Slipway's watcher stops (and at
-/// most 120 rounds in all).
+/// Half-second rounds without a container, or a `runc run` naming one, before a killed
+/// Slipway's watcher stops (and at most 240 rounds, two minutes, in all).
 const REAPER_QUIET: u32 = 6;
 const REAPER_SCRIPT: &str = r#"trap '' INT TERM HUP QUIT
 done=0
@@ -322,14 +323,18 @@ while read -r id; do
 done
 quiet=0
 rounds=0
-while [ "$rounds" -lt 120 ]; do
+while [ "$rounds" -lt 240 ]; do
   seen=0
+  # Every process's command line, one string: a `runc run` still at work names its id.
+  procs=""
+  [ "$done" = 1 ] || procs=" $(cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\000' ' ') "
   for id in $ids; do
     if runc state "$id" >/dev/null 2>&1; then
       seen=1
       runc kill "$id" KILL 2>/dev/null
       runc delete --force "$id" 2>/dev/null
     fi
+    case "$procs" in *" $id "*) seen=1 ;; esac
   done
   if [ "$done" = 1 ]; then exit 0; fi
   if [ "$seen" = 1 ]; then quiet=0; else quiet=$((quiet + 1)); fi
