@@ -92,10 +92,16 @@ fn a_configuration_change_killed_at_any_moment_leaves_no_container_behind() {
         run.kill().unwrap();
         let _ = run.wait();
         let pid = run.id();
-        // The reaper waits out a `runc run` the kill left at work, which a loaded machine
-        // can keep busy for tens of seconds; it gives up after two minutes.
+        // Gone for good: absent 5 s in a row, longer than the reaper's 3 s of quiet — a `runc
+        // run` the kill left at work can create its container after a first empty look.
         let deadline = Instant::now() + Duration::from_secs(150);
-        while !containers_of(pid).is_empty() && Instant::now() < deadline {
+        let mut absent_since: Option<Instant> = None;
+        while Instant::now() < deadline {
+            if !containers_of(pid).is_empty() {
+                absent_since = None;
+            } else if absent_since.get_or_insert_with(Instant::now).elapsed().as_secs() >= 5 {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
         assert_eq!(containers_of(pid), Vec::<String>::new(), "killed after {delay:?}");
