@@ -32,6 +32,7 @@ pub const NPM_PACKAGES: &[&str] = &[
     "@kubernetes-models/argo-cd@4.0.0",
     "@kubernetes-models/argo-rollouts@2.0.0",
     "@kubernetes-models/prometheus-operator@6.0.0",
+    "@kubernetes-models/kyverno@2.0.0",
     "yaml@2.9.1",
     "@backstage/catalog-model@1.10.3",
     "playwright-core@1.64.1",

@@ -198,8 +198,24 @@ pub fn write(
     Ok(summary)
 }
 
-/// Every service image signed for cosign with the build key (`attest::cosign`), once per
-/// key: a later `ci` finds the signature there.
+/// Every image of the build — each service's, and each of its suites' that a cluster runs
+/// in analysis and synthetic tests — by its repository, its name for people and its digest.
+fn every_image<'a>(
+    plan: &'a Plan,
+    built: &'a [BuiltService],
+) -> impl Iterator<Item = (&'a Repository, String, &'a Digest)> {
+    plan.services.iter().zip(built).flat_map(|(planned, built)| {
+        let repository = &planned.reference.repository;
+        let suites = built.test_images.iter().map(move |(name, digest)| {
+            (repository, format!("{} (suite {name})", planned.reference), digest)
+        });
+        std::iter::once((repository, planned.reference.to_string(), &built.image.digest))
+            .chain(suites)
+    })
+}
+
+/// Every image signed for cosign with the build key (`attest::cosign`), once per key: a
+/// later `ci` finds the signature there.
 fn sign_images(
     project: &Project,
     plan: &Plan,
@@ -209,19 +225,18 @@ fn sign_images(
 ) -> Result<()> {
     let store = project.store();
     let registry = plan.workspace.environments.kubernetes.registry.as_deref();
-    for (planned, built) in plan.services.iter().zip(built) {
-        let repository = &planned.reference.repository;
+    for (repository, name, image) in every_image(plan, built) {
         let identity = cosign::identity(&store.location(), registry, repository);
-        if cosign::sign(store, repository, &identity, &built.image.digest, key)? {
-            let tag = cosign::tag(&built.image.digest, cosign::Kind::Signature);
-            steps.note(&format!("signed {} for cosign as {identity} ({tag})", planned.reference));
+        if cosign::sign(store, repository, &identity, image, key)? {
+            let tag = cosign::tag(image, cosign::Kind::Signature);
+            steps.note(&format!("signed {name} for cosign as {identity} ({tag})"));
         }
     }
     Ok(())
 }
 
 /// The signed build manifest — an in-toto statement of SLSA provenance whose subjects are
-/// every image — attached to each service image as cosign's attestation (`.att`), once.
+/// every image — attached to each image as cosign's attestation (`.att`), once.
 fn attest_images(
     project: &Project,
     plan: &Plan,
@@ -230,11 +245,10 @@ fn attest_images(
     steps: &Steps,
 ) -> Result<()> {
     let store = project.store();
-    for (planned, built) in plan.services.iter().zip(built) {
-        let (repository, image) = (&planned.reference.repository, &built.image.digest);
+    for (repository, name, image) in every_image(plan, built) {
         if cosign::attest(store, repository, image, envelope, provenance::PREDICATE_TYPE)? {
             let tag = cosign::tag(image, cosign::Kind::Attestation);
-            steps.note(&format!("attached the provenance to {} ({tag})", planned.reference));
+            steps.note(&format!("attached the provenance to {name} ({tag})"));
         }
     }
     Ok(())

@@ -120,12 +120,14 @@ impl Rendered {
     }
 }
 
-/// The digest of rendered files (path under the environment's folder → content): of the
-/// canonical JSON of path → sha256.
+/// The digest of rendered files (path under the environment's folder → content).
 pub fn rendered_digest<'a>(files: impl Iterator<Item = (&'a str, &'a [u8])>) -> Digest {
-    let hexes: BTreeMap<&str, String> =
-        files.map(|(path, bytes)| (path, Digest::of(bytes).hex().to_owned())).collect();
-    Digest::of(&crate::determinism::canonical_json(&hexes))
+    policy::files_digest(files.map(|(path, bytes)| (path, Digest::of(bytes))))
+}
+
+/// The digest of the files `Ledger::committed_rendered` read.
+pub fn committed_digest(files: &BTreeMap<String, Vec<u8>>) -> Digest {
+    rendered_digest(files.iter().map(|(path, bytes)| (path.as_str(), bytes.as_slice())))
 }
 
 /// One service as an environment runs it.
@@ -807,6 +809,12 @@ impl Ledger {
             }
         }
         Ok(files)
+    }
+
+    /// The digest of the files committed beside `environment`'s state, as its entry signs
+    /// them (`rendered_digest`).
+    pub fn committed_rendered_digest(&self, environment: &str) -> Result<Digest, LedgerError> {
+        Ok(committed_digest(&self.committed_rendered(environment)?))
     }
 }
 

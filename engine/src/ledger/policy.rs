@@ -15,11 +15,9 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The digest a signed state records: of the canonical JSON of path → sha256.
+    /// The digest a signed state records (`files_digest`).
     pub fn digest(&self) -> Digest {
-        let hexes: BTreeMap<&str, &str> =
-            self.files.iter().map(|(path, digest)| (path.as_str(), digest.hex())).collect();
-        Digest::of(&canonical_json(&hexes))
+        files_digest(self.files.iter().map(|(path, digest)| (path.as_str(), digest.clone())))
     }
 
     /// This policy with `changed` files (path, new text) as a change commits them with its
@@ -30,6 +28,14 @@ impl Policy {
         }
         self
     }
+}
+
+/// The one digest of a set of files, as signed entries record them (the declarations, the
+/// files rendered beside a state): of the canonical JSON of path → sha256 in hex.
+pub fn files_digest<'a>(files: impl Iterator<Item = (&'a str, Digest)>) -> Digest {
+    let hexes: BTreeMap<&str, String> =
+        files.map(|(path, digest)| (path, digest.hex().to_owned())).collect();
+    Digest::of(&canonical_json(&hexes))
 }
 
 /// Whether `path` (from the root, `/`-separated) is a declaration: under `infra`, or a

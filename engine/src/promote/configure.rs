@@ -51,10 +51,6 @@ pub struct Configure {
 /// Why a configuration change cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigureError {
-    #[error(
-        "`{path}` here differs from the ledger's commit: a configuration change records the committed declaration"
-    )]
-    Uncommitted { path: String },
     #[error("`{path}` is not committed: a configuration change records the committed declaration")]
     NotCommitted { path: String },
 }
@@ -62,9 +58,6 @@ pub enum ConfigureError {
 impl Hint for ConfigureError {
     fn help(&self) -> Option<String> {
         Some(match self {
-            ConfigureError::Uncommitted { path } => format!(
-                "commit `{path}` (or `git checkout -- {path}`) first; if this clone is behind a shared ledger, `git pull`"
-            ),
             ConfigureError::NotCommitted { path } => {
                 format!("commit `{path}` first, then run it again")
             }
@@ -259,18 +252,14 @@ pub fn declare_flags_of(
     Ok(vec![(path, text)])
 }
 
-/// The declaration at `path` as committed at the pinned ledger commit, refused when the
-/// work tree's differs; with `absent_ok`, a file neither committed nor present is empty.
+/// The declaration at `path` as committed at the pinned ledger commit (the work tree's was
+/// checked against it with every other declaration, `Ledger::committed_policy`); with
+/// `absent_ok`, a file neither committed nor present is empty.
 fn committed(project: &Project, ledger: &Ledger, path: &str, absent_ok: bool) -> Result<String> {
-    let committed = ledger.committed_file(path)?;
-    let here = std::fs::read(project.root.join(path)).ok();
-    match (committed, here) {
-        (None, None) if absent_ok => Ok(String::new()),
-        (None, _) => Err(ConfigureError::NotCommitted { path: path.to_owned() }.into()),
-        (Some(committed), Some(here)) if committed == here => {
-            Ok(String::from_utf8_lossy(&committed).into_owned())
-        }
-        (Some(_), _) => Err(ConfigureError::Uncommitted { path: path.to_owned() }.into()),
+    match ledger.committed_file(path)? {
+        Some(committed) => Ok(String::from_utf8_lossy(&committed).into_owned()),
+        None if absent_ok && !project.root.join(path).exists() => Ok(String::new()),
+        None => Err(ConfigureError::NotCommitted { path: path.to_owned() }.into()),
     }
 }
 

@@ -19,6 +19,7 @@ use crate::model::digest::Digest;
 use crate::model::environments::{Delivery, Environment, Resolved};
 use crate::model::flags::Flags;
 use crate::model::workspace::{Service, Workspace};
+use crate::render::admission::{self, TrustedKey};
 use crate::render::alerts::{self, AlertsError};
 
 use crate::ledger::{RENDERED_APPLICATION as APPLICATION, RENDERED_FOLDER as FOLDER};
@@ -82,6 +83,8 @@ pub struct Inputs<'a> {
     pub root: &'a Path,
     /// The environment's feature flags, each in the state it has here.
     pub flags: &'a Flags,
+    /// The keys it trusts, which its admission policy names.
+    pub keys: &'a [TrustedKey],
 }
 
 /// Every file of the environment's folder (`k8s/<env>-<service>.yaml`, one per service) and
@@ -122,6 +125,19 @@ pub fn render(inputs: &Inputs) -> Result<Vec<File>, AlertsError> {
         files.push(File {
             path: format!("{FOLDER}/{env}-synthetic-tests.yaml"),
             text: yaml::to_string(&cron),
+        });
+    }
+    if let Some(policy) = inputs.registry.and_then(|registry| {
+        admission::policy(&admission::Inputs {
+            environment: env,
+            registry,
+            keys: inputs.keys,
+            accepts_local_keys: inputs.environment.accept_local_keys,
+        })
+    }) {
+        files.push(File {
+            path: format!("{FOLDER}/{}", admission::file_name(env)),
+            text: yaml::to_string(&policy),
         });
     }
     files.push(File { path: APPLICATION.to_owned(), text: yaml::to_string(&application(inputs)) });
@@ -517,7 +533,7 @@ pub fn for_state(
     workspace: &Workspace,
     environment: &Environment,
     state: &crate::ledger::State,
-) -> Result<crate::ledger::Rendered, AlertsError> {
+) -> crate::error::Result<crate::ledger::Rendered> {
     let running: BTreeMap<String, Running> = state
         .services
         .iter()
@@ -541,11 +557,32 @@ pub fn for_state(
         registry: registry.as_deref(),
         root: &project.root,
         flags: &flags,
+        keys: &trusted_keys(project, environment)?,
     })?;
     Ok(crate::ledger::Rendered {
         files: files.into_iter().map(|file| (file.path, file.text)).collect(),
         declarations: Vec::new(),
     })
+}
+
+/// The keys `environment`'s trust list names (`infra/keys/<name>.pub`), for its admission
+/// policy: a local development key is no key a cluster can know.
+fn trusted_keys(
+    project: &crate::project::Project,
+    environment: &Environment,
+) -> crate::error::Result<Vec<TrustedKey>> {
+    let keys = crate::attest::keys::keys_of(project, environment)?;
+    Ok(keys
+        .into_iter()
+        .filter(|key| !key.local)
+        .map(|key| TrustedKey {
+            name: Path::new(&key.origin)
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            pem: key.pem().to_owned(),
+        })
+        .collect())
 }
 
 /// Why a preview for a cluster cannot be rendered.
@@ -671,6 +708,7 @@ fn preview_files(
         registry,
         root,
         flags: &flags,
+        keys: &[],
     })?;
     Ok(files.into_iter().filter(|f| f.path.starts_with(FOLDER)).collect())
 }

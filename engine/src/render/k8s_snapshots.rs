@@ -4,13 +4,19 @@
 
 use std::collections::BTreeMap;
 
-use super::{Inputs, Running, application_set, preview_files, render};
+use super::{Inputs, Running, TrustedKey, application_set, preview_files, render};
 use crate::model::digest::Digest;
 use crate::model::names::Name;
 use crate::model::sample;
 use crate::model::workspace::Workspace;
 
 const REGISTRY: &str = "registry.example.com/shop";
+/// The public half of a key each environment trusts, as `infra/keys/release.pub` holds one.
+const RELEASE_KEY: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAErIWzKcntJJHGJnljyX/Ja5CGLGuV
+Qpb3FsBs5EW9QTOw7nFXLmcUyDcin1S6ygQu9vBNk2hJ6jmccPPoswxezw==
+-----END PUBLIC KEY-----
+";
 
 /// What runs: each service of the sample at one version, with made-up digests.
 fn running(workspace: &Workspace) -> BTreeMap<String, Running> {
@@ -43,6 +49,7 @@ fn check_environment(scenario: &str, workspace: &Workspace, environment: &str) {
         registry: Some(REGISTRY),
         root: &root,
         flags: &workspace.flags,
+        keys: &[TrustedKey { name: "release".to_owned(), pem: RELEASE_KEY.to_owned() }],
     })
     .expect("the sample renders");
     check_files(scenario, files);

@@ -3,6 +3,7 @@
 //! them, the service catalogue. Rendering is pure and deterministic: the same inputs give
 //! the same bytes.
 
+pub mod admission;
 pub mod alerts;
 pub mod catalog;
 pub mod flags;

@@ -44,15 +44,54 @@ pub fn doubt(project: &Project, ledger: &Ledger, environment: &Declared) -> Resu
     let Ok((entry, _)) = crate::ledger::entry::read_entry(&bytes, &trusted) else {
         return Ok(Some("its entry does not verify".to_owned()));
     };
-    let committed = ledger.committed_rendered(name)?;
-    let digest =
-        crate::ledger::rendered_digest(committed.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
+    let digest = ledger.committed_rendered_digest(name)?;
     Ok(match entry.rendered {
         Some(signed) if signed != digest => {
             Some(format!("the files in manifests/{name}/ are not the ones its entry signs"))
         }
         _ => None,
     })
+}
+
+/// A service an environment runs from a build signed by no key the environment trusts now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedByUntrusted {
+    pub service: String,
+    pub reference: String,
+    /// The keys the build is signed with.
+    pub keyids: Vec<String>,
+}
+
+/// The services `state` runs from builds signed by no key `environment` trusts now — what
+/// removing a key from its trust list leaves running, and what its admission policy refuses
+/// from the next rendering on. Builds the store does not hold are left out.
+pub fn signed_by_untrusted(
+    project: &Project,
+    environment: &Declared,
+    state: &State,
+) -> Result<Vec<SignedByUntrusted>> {
+    let trusted = crate::attest::keys::keys_of(project, environment)?;
+    let mut keyids_of: BTreeMap<&crate::model::digest::Digest, Vec<String>> = BTreeMap::new();
+    let mut found = Vec::new();
+    for (service, running) in &state.services {
+        if !keyids_of.contains_key(&running.build) {
+            let Ok(bytes) = manifest::stored_envelope(project.store(), &running.build) else {
+                continue;
+            };
+            let Ok(envelope) = serde_json::from_slice::<dsse::Envelope>(&bytes) else { continue };
+            let keyids = envelope.signatures.into_iter().map(|s| s.keyid).collect();
+            keyids_of.insert(&running.build, keyids);
+        }
+        let keyids = &keyids_of[&running.build];
+        if !keyids.iter().any(|id| trusted.iter().any(|key| key.keyid == *id)) {
+            found.push(SignedByUntrusted {
+                service: service.clone(),
+                reference: running.reference.clone(),
+                keyids: keyids.clone(),
+            });
+        }
+    }
+    Ok(found)
 }
 
 /// One service across the chain: the image each environment runs, and whether they agree.
@@ -245,8 +284,7 @@ fn check_rendered(
 ) -> Result<()> {
     let env = target.name.as_str();
     let committed = ledger.committed_rendered(env)?;
-    let digest =
-        crate::ledger::rendered_digest(committed.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
+    let digest = crate::ledger::committed_digest(&committed);
     let policy = match ledger.committed_policy(workspace) {
         Ok(policy) => policy,
         Err(e) => {

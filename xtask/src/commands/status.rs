@@ -6,7 +6,7 @@ use slipway::error::Result;
 use slipway::ledger::{Change, Ledger};
 use slipway::project::Project;
 use slipway::render::flags::summarize;
-use slipway::verify::environment::{Across, Row, doubt};
+use slipway::verify::environment::{Across, Row, doubt, signed_by_untrusted};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl flags::Status {
@@ -171,6 +171,28 @@ fn problems<'w>(
         if let Some(why) = doubt(project, ledger, environment)? {
             problems.insert(environment.name.as_str(), why);
         }
+        warn_of_untrusted_builds(project, ledger, environment)?;
     }
     Ok(problems)
+}
+
+/// A warning per service `environment` runs from a build signed by no key it trusts now
+/// (a key removed from its trust list): its admission policy refuses those images.
+fn warn_of_untrusted_builds(
+    project: &Project,
+    ledger: &Ledger,
+    environment: &slipway::model::environments::Environment,
+) -> Result<()> {
+    let env = environment.name.as_str();
+    let Some(current) = ledger.current(env)? else { return Ok(()) };
+    for untrusted in signed_by_untrusted(project, environment, &current.state)? {
+        let keys: Vec<&str> = untrusted.keyids.iter().map(|id| &id[..id.len().min(12)]).collect();
+        eprintln!(
+            "warning: {env} runs {} ({}) from a build signed by key {}, which {env} no longer trusts: its admission policy refuses that image from the next rendering; promote a build signed by a key {env} trusts",
+            untrusted.service,
+            untrusted.reference,
+            keys.join(", ")
+        );
+    }
+    Ok(())
 }

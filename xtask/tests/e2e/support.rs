@@ -438,9 +438,17 @@ pub fn check_rendered(dir: &Path, store: &Path, environment: &str) {
         .map(|entry| entry.unwrap().path().display().to_string())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 5, "one file per service, the synthetic tests, the flags: {files:?}");
+    assert_eq!(
+        files.len(),
+        6,
+        "one file per service, the synthetic tests, the flags, the admission policy: {files:?}"
+    );
     files.push(folder.join("argocd-application.yaml").display().to_string());
     let said = validate_manifests(&files);
+    assert!(
+        said.contains(&format!("ImageValidatingPolicy {environment}-slipway-images")),
+        "{said}"
+    );
     // Shipping declares 4..8 replicas for prod in its own Cargo.toml: prod's HPA only.
     let shipping =
         std::fs::read_to_string(folder.join(format!("k8s/{environment}-shop-shipping.yaml")))

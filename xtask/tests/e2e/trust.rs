@@ -92,79 +92,76 @@ fn uncommitted_policy_untrusted_signers_and_no_identity_are_refused_recording_no
     assert_eq!(ledger_now(&chain.dir), before, "nothing was recorded");
 }
 
+/// Commits the clone as `tamper` left it, as `subject`: the commit's short id.
+fn tampered(chain: &Chain, subject: &str, tamper: impl FnOnce(&Path)) -> String {
+    tamper(&chain.dir);
+    commit_all(&chain.dir, subject);
+    run_in(&chain.dir, "git", &["rev-parse", "--short=12", "HEAD"]).trim().to_owned()
+}
+
+/// `xtask <args>` signed with the release key, refused with `expected` in what it says.
+fn refused_naming(chain: &Chain, args: &[&str], expected: &str) -> String {
+    let stderr = refused(chain, args);
+    assert!(stderr.contains(expected), "xtask {args:?} should name `{expected}`:\n{stderr}");
+    stderr
+}
+
+/// Undoes the last tamper as its author would: `git revert`.
+fn revert(chain: &Chain) {
+    run_in(&chain.dir, "git", &["revert", "--no-edit", "HEAD"]);
+}
+
 #[test]
 fn swapped_replayed_edited_and_deleted_entries_fail_verify_and_block_the_next_change() {
     let chain = chain();
     chain.ok(&["verify", "--env", "prod"]);
     signed_without_a_key_file(&chain, "-", &["flag", "set", "dev", "new-pricing", "off"]);
-    let head =
-        |dir: &Path| run_in(dir, "git", &["rev-parse", "--short=12", "HEAD"]).trim().to_owned();
 
-    // staging's entry and state copied into prod's folder.
-    for file in ["entry.dsse.json", "state.json"] {
-        let from = chain.dir.join("manifests/staging").join(file);
-        std::fs::copy(from, chain.dir.join("manifests/prod").join(file)).unwrap();
-    }
-    commit_all(&chain.dir, "prod is staging now");
-    let swapped = head(&chain.dir);
-    let stderr = refused(&chain, &["verify", "--env", "prod"]);
-    assert!(
-        stderr.contains(&format!("commit {swapped}: the entry in manifests/prod/ is staging's")),
-        "{stderr}"
-    );
+    let swapped = tampered(&chain, "prod is staging now", |dir| {
+        for file in ["entry.dsse.json", "state.json"] {
+            let from = dir.join("manifests/staging").join(file);
+            std::fs::copy(from, dir.join("manifests/prod").join(file)).unwrap();
+        }
+    });
+    let why = format!("commit {swapped}: the entry in manifests/prod/ is staging's");
+    refused_naming(&chain, &["verify", "--env", "prod"], &why);
     assert!(chain.status()[2]["problem"].as_str().is_some_and(|p| p.contains("staging's")));
-    let stderr = refused(&chain, &["promote", "prod", "--build", &chain.v1]);
-    assert!(
-        stderr.contains("prod's ledger does not verify") && stderr.contains("git revert"),
-        "{stderr}"
-    );
-    run_in(&chain.dir, "git", &["revert", "--no-edit", "HEAD"]);
+    let promote_v1 = ["promote", "prod", "--build", &chain.v1];
+    let stderr = refused_naming(&chain, &promote_v1, "prod's ledger does not verify");
+    assert!(stderr.contains("git revert"), "{stderr}");
+    revert(&chain);
     chain.ok(&["verify", "--env", "prod"]);
 
     // dev's earlier entry, state and flags restored by hand: a rollback nobody signed.
-    run_in(&chain.dir, "git", &["checkout", "HEAD~3", "--", "manifests/dev", "infra/flags.toml"]);
-    commit_all(&chain.dir, "dev as it was");
-    let replayed = head(&chain.dir);
-    let stderr = refused(&chain, &["verify", "--env", "dev"]);
-    assert!(
-        stderr.contains(&format!("commit {replayed}: the entry was replaced by a later one")),
-        "{stderr}"
-    );
+    let replayed = tampered(&chain, "dev as it was", |dir| {
+        run_in(dir, "git", &["checkout", "HEAD~3", "--", "manifests/dev", "infra/flags.toml"]);
+    });
+    let why = format!("commit {replayed}: the entry was replaced by a later one");
+    refused_naming(&chain, &["verify", "--env", "dev"], &why);
     // Staging reads dev's history for its bake gate: it will not read this one.
-    let stderr = refused(&chain, &["promote", "staging", "--build", &chain.v1]);
-    assert!(stderr.contains("dev's ledger does not verify"), "{stderr}");
-    run_in(&chain.dir, "git", &["revert", "--no-edit", "HEAD"]);
+    let promote_staging = ["promote", "staging", "--build", &chain.v1];
+    refused_naming(&chain, &promote_staging, "dev's ledger does not verify");
+    revert(&chain);
 
     // The file Argo CD applies, its image digest zeroed.
-    let applied = chain.dir.join("manifests/prod/k8s/prod-shop-orders.yaml");
-    let text = std::fs::read_to_string(&applied).unwrap();
-    let digest = regex::Regex::new(r"sha256:[0-9a-f]{64}").unwrap();
-    std::fs::write(
-        &applied,
-        digest.replace_all(&text, format!("sha256:{}", "0".repeat(64))).as_bytes(),
-    )
-    .unwrap();
-    commit_all(&chain.dir, "zero the digest");
-    let stderr = refused(&chain, &["verify", "--env", "prod"]);
-    assert!(
-        stderr
-            .contains("are not the ones the entry signs: edited (k8s/prod-shop-orders.yaml differ"),
-        "{stderr}"
-    );
-    run_in(&chain.dir, "git", &["revert", "--no-edit", "HEAD"]);
+    tampered(&chain, "zero the digest", |dir| {
+        let applied = dir.join("manifests/prod/k8s/prod-shop-orders.yaml");
+        let text = std::fs::read_to_string(&applied).unwrap();
+        let digest = regex::Regex::new(r"sha256:[0-9a-f]{64}").unwrap();
+        let zeroed = digest.replace_all(&text, format!("sha256:{}", "0".repeat(64)));
+        std::fs::write(&applied, zeroed.as_bytes()).unwrap();
+    });
+    let why = "are not the ones the entry signs: edited (k8s/prod-shop-orders.yaml differ";
+    refused_naming(&chain, &["verify", "--env", "prod"], why);
+    revert(&chain);
 
     // prod's entry deleted: found, and the next promotion says how to restore it.
-    run_in(&chain.dir, "git", &["rm", "-q", "manifests/prod/entry.dsse.json"]);
-    commit_all(&chain.dir, "no entry");
-    let deleted = head(&chain.dir);
-    let stderr = refused(&chain, &["promote", "prod", "--build", &chain.v1]);
-    assert!(
-        stderr.contains(&format!(
-            "commit {deleted}: manifests/prod/state.json has no signed entry beside it"
-        )),
-        "{stderr}"
-    );
-    run_in(&chain.dir, "git", &["revert", "--no-edit", "HEAD"]);
+    let deleted = tampered(&chain, "no entry", |dir| {
+        run_in(dir, "git", &["rm", "-q", "manifests/prod/entry.dsse.json"]);
+    });
+    let why = format!("commit {deleted}: manifests/prod/state.json has no signed entry beside it");
+    refused_naming(&chain, &promote_v1, &why);
+    revert(&chain);
     for environment in ["dev", "staging", "prod"] {
         chain.ok(&["verify", "--env", environment]);
     }
@@ -219,4 +216,46 @@ fn ci_rebuilds_only_what_a_change_or_a_corrupt_blob_touches_and_a_flag_touches_n
         .map(|(now, _)| now.0)
         .collect();
     assert_eq!(differ, ["shop-shipping"]);
+}
+
+#[test]
+fn each_environment_admits_its_trusted_keys_and_status_names_what_a_removed_key_leaves() {
+    let chain = chain();
+    let policy = |env: &str| {
+        let path = chain.dir.join(format!("manifests/{env}/k8s/{env}-admission.yaml"));
+        std::fs::read_to_string(path).unwrap()
+    };
+    let release = std::fs::read_to_string(chain.dir.join("infra/keys/release.pub")).unwrap();
+    let release_body = release.lines().nth(1).unwrap();
+    assert!(policy("prod").contains(release_body), "{}", policy("prod"));
+    assert!(policy("prod").contains("\"Deny\"") && policy("dev").contains("\"Audit\""));
+
+    // A new key for prod, and the release key taken off prod's trust list.
+    let new_key = chain.out.join("release-2027.key");
+    crate::common::xtask(&chain.dir, &chain.store)
+        .args(["keygen", "release-2027", "--out", new_key.to_str().unwrap(), "--trust", "prod"])
+        .assert()
+        .success();
+    let environments = chain.dir.join("infra/environments.toml");
+    edit(&environments, "trust = [\"release\", \"release-2027\"]", "trust = [\"release-2027\"]");
+    commit_all(&chain.dir, "prod trusts the 2027 key alone");
+    let output = crate::common::xtask(&chain.dir, &chain.store).args(["status"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    for service in ["shop-catalog", "shop-orders", "shop-shipping"] {
+        assert!(
+            stderr.contains(&format!("warning: prod runs {service} (")),
+            "{service} is left running under a key prod no longer trusts:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("which prod no longer trusts"), "{stderr}");
+    assert!(!stderr.contains("warning: staging runs"), "staging still trusts it:\n{stderr}");
+    // The next rendering of prod admits the new key alone.
+    let output = crate::common::xtask(&chain.dir, &chain.store)
+        .args(["render", "prod", "--check"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("prod-admission.yaml differs"), "{stderr}");
+    assert!(!stderr.contains("prod-shop-orders.yaml differs"), "{stderr}");
 }

@@ -1,5 +1,6 @@
 // Validates the custom resources Slipway renders (Argo CD Application and ApplicationSet, Argo Rollouts
-// Rollout and AnalysisTemplate, Prometheus Operator PrometheusRule) with the
+// Rollout and AnalysisTemplate, Prometheus Operator PrometheusRule, Kyverno
+// ImageValidatingPolicy) with the
 // @kubernetes-models validators; kubernetes-validate only warns on CRDs. Every other kind
 // is left to kubernetes-validate. Each PrometheusRule's spec also goes through `promtool
 // check rules`. Usage: node crds.mjs FILE...; exits 1 naming each failure.
@@ -11,8 +12,16 @@ import { parseAllDocuments } from "yaml";
 import { Application, ApplicationSet } from "@kubernetes-models/argo-cd/argoproj.io/v1alpha1";
 import { AnalysisTemplate, Rollout } from "@kubernetes-models/argo-rollouts/argoproj.io/v1alpha1";
 import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1";
+import { ImageValidatingPolicy } from "@kubernetes-models/kyverno/policies.kyverno.io/v1";
 
-const models = { Application, ApplicationSet, AnalysisTemplate, Rollout, PrometheusRule };
+const models = {
+  Application,
+  ApplicationSet,
+  AnalysisTemplate,
+  Rollout,
+  PrometheusRule,
+  ImageValidatingPolicy,
+};
 let failed = 0;
 let checked = 0;
 for (const file of process.argv.slice(2)) {
