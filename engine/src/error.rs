@@ -33,7 +33,7 @@ pub enum Error {
     #[error("cannot write JSON: {0}")]
     Json(serde_json::Error),
     #[error("step `{step}` failed: {source}")]
-    Step { step: &'static str, source: Box<Error> },
+    Step { step: &'static str, help: Option<&'static str>, source: Box<Error> },
     #[error("missing tools: {}", .0.join(", "))]
     MissingTools(Vec<String>, String),
 }
@@ -43,14 +43,12 @@ impl Error {
     pub fn help(&self) -> Option<String> {
         match self {
             Error::Room(error) => error.help(),
-            Error::Refused(_) => Some("nothing was recorded in the ledger; each failure is shown above".to_owned()),
+            Error::Refused(_) => {
+                Some("nothing was recorded in the ledger; each failure is shown above".to_owned())
+            }
             Error::NoWorkspace(_) => Some("run Slipway inside the repository".to_owned()),
             Error::Suites(_) => Some("each failing suite's output is printed above".to_owned()),
-            Error::Step { step: "format", .. } => Some("run `cargo fmt --all` and commit the result".to_owned()),
-            Error::Step { step: "clippy", .. } => Some(
-                "fix the warnings above; `cargo clippy --workspace --all-targets -- -D warnings` shows them again".to_owned(),
-            ),
-            Error::Step { step: "unit tests", .. } => Some("the failing tests are named above".to_owned()),
+            Error::Step { help: Some(help), .. } => Some((*help).to_owned()),
             Error::Step { source, .. } => source.help(),
             Error::MissingTools(_, install) => Some(install.clone()),
             _ => None,
@@ -68,9 +66,10 @@ impl Error {
         }
     }
 
-    /// Wraps the error with the name of the step it failed in.
-    pub fn in_step(self, step: &'static str) -> Error {
-        Error::Step { step, source: Box::new(self) }
+    /// Wraps the error with the name of the step it failed in, and what to do about a
+    /// failure of that step when the step knows (else the error's own help stands).
+    pub fn in_step(self, step: &'static str, help: Option<&'static str>) -> Error {
+        Error::Step { step, help, source: Box::new(self) }
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::build::secrets::{self, AllowList};
+use crate::ci::Step;
 use crate::error::{Error, Hint, Result};
 use crate::project::Project;
 use crate::shell::cmd;
@@ -93,21 +94,22 @@ pub fn uninstall(path: &Path) -> Result<bool, HookError> {
 /// the staged content (what the commit will hold, not the work tree).
 pub fn run(project: &Project) -> Result<()> {
     let sh = project.shell.sh();
-    let timed = |name: &'static str, check: &dyn Fn() -> Result<String>| -> Result<()> {
+    let timed = |step: Step, check: &dyn Fn() -> Result<String>| -> Result<()> {
         let started = Instant::now();
-        let done = check().map_err(|e| e.in_step(name))?;
+        let done = check().map_err(|e| step.failed(e))?;
+        let name = step.name();
         eprintln!("ok   {name} ({done}, {:.1}s)", started.elapsed().as_secs_f64());
         Ok(())
     };
-    timed("format", &|| {
+    timed(Step::Format, &|| {
         project.shell.run(cmd!(sh, "cargo fmt --all -- --check").quiet())?;
         Ok("cargo fmt --check".to_owned())
     })?;
-    timed("metadata", &|| {
+    timed(Step::Metadata, &|| {
         let workspace = project.workspace()?;
         Ok(format!("{} services, {} suites", workspace.services.len(), workspace.suites.len()))
     })?;
-    timed("secrets", &|| {
+    timed(Step::Secrets, &|| {
         let staged = project
             .shell
             .read(cmd!(sh, "git diff --cached --name-only --diff-filter=ACMRT -z").quiet())?;

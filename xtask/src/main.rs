@@ -1,13 +1,13 @@
 //! `cargo xtask`: parses the command line and dispatches to `commands/`; all logic lives in
 //! the `slipway` engine library.
 
+mod cli;
 mod commands;
-mod flags;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use flags::{Cli, Command};
+use cli::{Cli, Command};
 use slipway::project::Project;
 
 fn main() -> ExitCode {

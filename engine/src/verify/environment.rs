@@ -1,9 +1,7 @@
-//! What environments run now, from the ledger: `status` (environment × service, and where
-//! environments differ) and `verify --env` (one environment checked end to end).
+//! One environment checked from its ledger: `verify --env` end to end, and the cheap part
+//! of it `status` runs for every environment (`doubt`, `signed_by_untrusted`).
 
 use std::collections::{BTreeMap, BTreeSet};
-
-use serde::Serialize;
 
 use crate::attest::dsse;
 use crate::attest::manifest;
@@ -17,16 +15,6 @@ use crate::model::environments::Environment as Declared;
 use crate::model::workspace::Workspace;
 use crate::project::Project;
 use crate::report::Report;
-
-/// One environment as `status --json` shows it.
-#[derive(Debug, Serialize)]
-pub struct Row<'a> {
-    pub environment: &'a str,
-    pub commit: Option<&'a str>,
-    pub state: Option<&'a State>,
-    /// Why its ledger does not verify (`doubt`), when it does not.
-    pub problem: Option<&'a str>,
-}
 
 /// The cheap part of `verify --env`, for `status`: the environment's chain holds, its newest
 /// entry is signed by a key it trusts, and the files beside the state are the ones the entry
@@ -92,15 +80,6 @@ pub fn signed_by_untrusted(
         }
     }
     Ok(found)
-}
-
-/// One service across the chain: the image each environment runs, and whether they agree.
-#[derive(Debug, Serialize)]
-pub struct Across {
-    /// Environment → image reference (absent where the service does not run).
-    pub references: BTreeMap<String, String>,
-    /// Whether every environment runs the same image digest (and all run it).
-    pub same: bool,
 }
 
 /// `verify --env`: the ledger entry's signature and state, every build the environment's

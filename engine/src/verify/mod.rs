@@ -5,6 +5,7 @@
 pub mod build;
 pub mod environment;
 pub mod rebuild;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 

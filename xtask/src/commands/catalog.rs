@@ -5,9 +5,9 @@ use slipway::error::Result;
 use slipway::project::Project;
 use slipway::render::catalog::{Catalog, PAGE};
 
-use crate::flags;
+use crate::cli;
 
-impl flags::Catalog {
+impl cli::Catalog {
     pub fn run(self, project: &Project) -> Result<()> {
         let workspace = project.workspace()?;
         let catalog = Catalog::read(project, &workspace)?;

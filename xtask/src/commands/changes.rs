@@ -6,9 +6,9 @@ use slipway::ledger::changes::{Changes, between};
 use slipway::model::workspace::environment;
 use slipway::project::Project;
 
-use crate::flags;
+use crate::cli;
 
-impl flags::Changes {
+impl cli::Changes {
     pub fn run(self, project: &Project) -> slipway::Result<()> {
         let workspace = project.workspace()?;
         let (from, to) = (environment(&workspace, &self.from)?, environment(&workspace, &self.to)?);

@@ -3,9 +3,9 @@
 use slipway::build::plan::Plan;
 use slipway::project::Project;
 
-use crate::flags;
+use crate::cli;
 
-impl flags::Ci {
+impl cli::Ci {
     pub fn run(self, project: &Project) -> slipway::Result<()> {
         if self.dry_run {
             Plan::gather(project)?.print(&project.store().location());

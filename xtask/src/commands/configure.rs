@@ -4,7 +4,7 @@
 use slipway::project::Project;
 use slipway::promote::configure::{Configure, Edit};
 
-use crate::flags::{self, ConfigChange, ConfigCommand, FlagCommand};
+use crate::cli::{self, ConfigChange, ConfigCommand, FlagCommand};
 
 fn configure(environment: String, edit: Edit, change: ConfigChange) -> Configure {
     Configure {
@@ -18,7 +18,7 @@ fn configure(environment: String, edit: Edit, change: ConfigChange) -> Configure
     }
 }
 
-impl flags::Flag {
+impl cli::Flag {
     pub fn run(self, project: &Project) -> slipway::Result<()> {
         let FlagCommand::Set(set) = self.command;
         let edit = Edit::Flag { flag: set.flag, value: set.value };
@@ -26,7 +26,7 @@ impl flags::Flag {
     }
 }
 
-impl flags::Config {
+impl cli::Config {
     pub fn run(self, project: &Project) -> slipway::Result<()> {
         let ConfigCommand::Set(set) = self.command;
         let edit = Edit::Setting { service: set.service, key: set.key, value: set.value };

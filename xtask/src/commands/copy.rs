@@ -6,9 +6,9 @@ use slipway::copy::{Summary, plan, run};
 use slipway::error::Result;
 use slipway::project::{Project, registry_copies};
 
-use crate::flags;
+use crate::cli;
 
-impl flags::Copy {
+impl cli::Copy {
     pub fn run(self, project: &Project) -> Result<()> {
         let cwd = std::env::current_dir().map_err(|source| slipway::Error::Io {
             action: "read",

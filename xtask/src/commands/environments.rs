@@ -1,12 +1,12 @@
 //! `cargo xtask environments`: the promotion chain and every service's resolved parameters per
 //! environment, as a table or `--json`.
 
-use crate::flags;
+use crate::cli;
 use slipway::model::environments::Resolved;
 use slipway::model::workspace::Name;
 use std::collections::BTreeMap;
 
-impl flags::Environments {
+impl cli::Environments {
     /// Prints the chain and, per environment, each service's resolved configuration.
     pub fn run(self, project: &slipway::project::Project) -> slipway::error::Result<()> {
         let workspace = project.workspace()?;

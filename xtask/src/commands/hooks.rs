@@ -3,9 +3,9 @@
 use slipway::hooks;
 use slipway::project::Project;
 
-use crate::flags::{self, HookAction};
+use crate::cli::{self, HookAction};
 
-impl flags::Hooks {
+impl cli::Hooks {
     pub fn run(self, project: &Project) -> slipway::Result<()> {
         match self.action {
             HookAction::Install => {

@@ -2,9 +2,9 @@
 
 use slipway::project::Project;
 
-use crate::flags;
+use crate::cli;
 
-impl flags::Images {
+impl cli::Images {
     pub fn run(self, project: &Project) -> slipway::Result<()> {
         let summary = slipway::ci::images(project)?;
         slipway::ci::finish(&summary, self.json)

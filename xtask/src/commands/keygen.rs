@@ -1,13 +1,13 @@
 //! `cargo xtask keygen`: a signing key pair — the private key outside the repository, the
 //! public key in `infra/keys/` — and, with `--trust`, the environments that trust it.
 
-use crate::flags;
+use crate::cli;
 use slipway::attest::keys::{
     KeyError, PASSWORD_VAR, PublicKey, SIGNING_KEY_VAR, default_key_dir, generate, write_private,
 };
 use std::path::Path;
 
-impl flags::Keygen {
+impl cli::Keygen {
     pub fn run(self, project: &slipway::project::Project) -> slipway::error::Result<()> {
         let name = slipway::model::workspace::Name::parse(&self.name)
             .ok_or_else(|| KeyError::BadName { name: self.name.clone() })?;

@@ -1,7 +1,7 @@
 //! `cargo xtask new-service`: a service and its integration tests from the templates, added
 //! to the workspace's members.
 
-use crate::flags;
+use crate::cli;
 use slipway::error::{Error, Result};
 use slipway::model::workspace::{Name, ServiceId};
 use slipway::project::Project;
@@ -9,7 +9,7 @@ use slipway::scaffold::{ScaffoldError, TEMPLATES, add_members, fill, write};
 use slipway::shell::cmd;
 use std::fs;
 
-impl flags::NewService {
+impl cli::NewService {
     pub fn run(self, project: &Project) -> Result<()> {
         let name = |what: &'static str, text: &str| {
             Name::parse(text).ok_or_else(|| ScaffoldError::BadName { what, text: text.to_owned() })

@@ -4,9 +4,9 @@ use slipway::error::Result;
 use slipway::preview::{self, Up};
 use slipway::project::Project;
 
-use crate::flags;
+use crate::cli;
 
-impl flags::Up {
+impl cli::Up {
     pub fn run(self, project: &Project) -> Result<()> {
         if self.list {
             let records = preview::list(project)?;
@@ -45,7 +45,7 @@ impl flags::Up {
     }
 }
 
-impl flags::Down {
+impl cli::Down {
     pub fn run(self, project: &Project) -> Result<()> {
         preview::down(project, &self.name, self.dry_run)
     }

@@ -3,9 +3,9 @@
 use slipway::project::Project;
 use slipway::promote::Promotion;
 
-use crate::flags;
+use crate::cli;
 
-impl flags::Promote {
+impl cli::Promote {
     pub fn run(self, project: &Project) -> slipway::Result<()> {
         Promotion {
             environment: self.environment,

@@ -3,17 +3,16 @@
 
 use std::collections::BTreeMap;
 
-use crate::flags;
-use slipway::attest::manifest;
+use crate::cli;
 use slipway::attest::manifest::resolve_build;
 use slipway::error::Result;
-use slipway::ledger::quarantine::QuarantineError;
+use slipway::ledger::quarantine::{Outcome, QuarantineError, Request, change};
 use slipway::ledger::{Ledger, Quarantine};
 use slipway::model::digest::Digest;
 use slipway::model::workspace::Workspace;
 use slipway::project::Project;
 
-impl flags::Quarantine {
+impl cli::Quarantine {
     pub fn run(self, project: &Project) -> Result<()> {
         // One line: the reason goes into a commit message.
         let reason = self.reason.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -33,56 +32,34 @@ impl flags::Quarantine {
         if !self.ledger.dry_run {
             ledger.sync_work_tree(&project.shell);
         }
-        let by = ledger.promoter()?;
-        for attempt in 1..=slipway::ledger::ATTEMPTS {
-            let pinned = ledger.pin()?;
-            let mut quarantined = pinned.quarantined()?;
-            let message = if self.release {
-                if quarantined.remove(&build).is_none() {
-                    return Err(QuarantineError::NotQuarantined { version }.into());
-                }
-                format!("release {version} from quarantine: {reason}")
-            } else {
-                if let Some(existing) = quarantined.get(&build) {
-                    eprintln!(
-                        "{version} is already quarantined, by {}: {}",
-                        existing.by, existing.reason
-                    );
-                    return Ok(());
-                }
-                let entry = Quarantine {
-                    version: version.clone(),
-                    reason: reason.clone(),
-                    by: by.clone(),
-                    at: manifest::now_seconds(),
-                };
-                quarantined.insert(build.clone(), entry);
-                format!("quarantine {version}: {reason}")
-            };
-            if self.ledger.dry_run {
-                return self.show_plan(&build, &version, &message, &quarantined);
+        let request = Request {
+            build: &build,
+            version: &version,
+            reason: &reason,
+            release: self.release,
+            dry_run: self.ledger.dry_run,
+        };
+        match change(&ledger, &project.shell, &request)? {
+            Outcome::Already(existing) => {
+                eprintln!(
+                    "{version} is already quarantined, by {}: {}",
+                    existing.by, existing.reason
+                );
             }
-            let message = format!("{message}\n\nSlipway-Build: {build}\nQuarantined-By: {by}\n");
-            match pinned.write_quarantine(&project.shell, &quarantined, &message) {
-                Ok(commit) => {
-                    let done = if self.release { "released" } else { "quarantined" };
-                    eprintln!(
-                        "{done} {version} ({}): ledger commit {}",
-                        build.short(),
-                        &commit[..12]
-                    );
-                    if !self.release {
-                        // The commit changed only the quarantine list: what the
-                        // environments run is what `pinned` read.
-                        warn_where_running(&workspace, &pinned, &build)?;
-                    }
-                    return Ok(());
+            Outcome::Planned { message, list } => {
+                self.show_plan(&build, &version, &message, &list)?;
+            }
+            Outcome::Recorded { commit, read } => {
+                let done = if self.release { "released" } else { "quarantined" };
+                eprintln!("{done} {version} ({}): ledger commit {}", build.short(), &commit[..12]);
+                if !self.release {
+                    // The commit changed only the quarantine list: what the environments
+                    // run is what the change read.
+                    warn_where_running(&workspace, &read, &build)?;
                 }
-                Err(e) if e.is_raced() && attempt < slipway::ledger::ATTEMPTS => continue,
-                Err(e) => return Err(e.into()),
             }
         }
-        unreachable!("the last attempt returns")
+        Ok(())
     }
 
     /// `--dry-run`: the ledger change it would commit, and the quarantine list after it.

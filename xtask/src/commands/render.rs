@@ -9,9 +9,9 @@ use slipway::project::Project;
 use slipway::promote::PromoteError;
 use slipway::render::k8s;
 
-use crate::flags;
+use crate::cli;
 
-impl flags::Render {
+impl cli::Render {
     pub fn run(self, project: &Project) -> Result<()> {
         let workspace = project.workspace()?;
         let preview = match (&self.preview, self.application_set) {

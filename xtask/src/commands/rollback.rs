@@ -3,9 +3,9 @@
 use slipway::project::Project;
 use slipway::promote::rollback::Rollback;
 
-use crate::flags;
+use crate::cli;
 
-impl flags::Rollback {
+impl cli::Rollback {
     pub fn run(self, project: &Project) -> slipway::Result<()> {
         Rollback {
             environment: self.environment,

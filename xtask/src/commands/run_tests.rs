@@ -1,11 +1,11 @@
 //! `cargo xtask run-tests`: stored test packs run against any URLs; needs only the store.
 
-use crate::flags;
+use crate::cli;
 use slipway::run::suites::{RunTestsError, Target, report, run_all, runs_of};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-impl flags::RunTests {
+impl cli::RunTests {
     /// Runs stored test packs against services at the given URLs; needs only the store.
     pub fn run(self, store: &dyn slipway::store::Store) -> slipway::error::Result<()> {
         use slipway::error::Error;

@@ -5,9 +5,9 @@ use slipway::error::Result;
 use slipway::project::Project;
 use slipway::store::StoreError;
 
-use crate::flags::{self, StoreCommand};
+use crate::cli::{self, StoreCommand};
 
-impl flags::Store {
+impl cli::Store {
     pub fn run(self, project: &Project) -> Result<()> {
         let StoreCommand::Check(check) = self.command;
         let store = project.store();

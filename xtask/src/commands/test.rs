@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::flags;
+use crate::cli;
 use slipway::build::cargo;
 use slipway::error::{Error, Result};
 use slipway::model::workspace::Workspace;
@@ -14,7 +14,7 @@ use slipway::selftest::{
 };
 use slipway::shell::{cmd, ensure_debian_tools};
 
-impl flags::Test {
+impl cli::Test {
     pub fn run(self, project: &Project) -> Result<()> {
         install_tools(project)?;
         let workspace = project.workspace()?;
@@ -75,9 +75,10 @@ fn install_npm_packages(project: &Project, workspace: &Workspace) -> Result<()> 
 
 /// The end-to-end tests are the long pole: their first test builds the sample from cold. So
 /// their binary is built first and starts at once, and the rest of the workspace compiles and
-/// runs beside it (its report printed after theirs). Both run under cargo-nextest (each test
-/// in its own process, `.config/nextest.toml`) and write a JUnit report, from which the ten
-/// slowest tests and the totals are printed last.
+/// runs beside it once they have started (its report printed after theirs): started earlier,
+/// its compile would hold cargo's lock on the target directory and keep them waiting. Both
+/// run under cargo-nextest (each test in its own process, `.config/nextest.toml`) and write
+/// a JUnit report, from which the ten slowest tests and the totals are printed last.
 fn run_suite(project: &Project, workspace: &Workspace, args: &[String]) -> Result<()> {
     let sh = project.shell.sh();
     // The integration suites run against live services, inside `ci` and the end-to-end
@@ -91,25 +92,55 @@ fn run_suite(project: &Project, workspace: &Workspace, args: &[String]) -> Resul
     let io = |source| Error::Io { action: "write", path: log.clone(), source };
     std::fs::create_dir_all(&nextest).map_err(io)?;
     let file = std::fs::File::create(&log).map_err(io)?;
+    let mut e2e = slipway::shell::process(cmd!(
+        sh,
+        "cargo nextest run {end_to_end...} --no-fail-fast {args...}"
+    ));
+    e2e.stderr(std::process::Stdio::piped());
+    let mut e2e = e2e.spawn().map_err(io)?;
+    let started = forward_until_started(e2e.stderr.take());
     let rest_filter = "not binary_id(xtask::e2e)";
     let mut rest = slipway::shell::process(cmd!(
         sh,
         "cargo nextest run --workspace --no-fail-fast --profile rest {excluded...} -E {rest_filter} {args...}"
     ));
     rest.stdout(file.try_clone().map_err(io)?).stderr(file);
+    // Whether or not the end-to-end run got as far as its tests, the rest runs.
+    let _ = started.recv();
     let mut rest = rest.spawn().map_err(io)?;
-    let ran =
-        project.shell.run(cmd!(sh, "cargo nextest run {end_to_end...} --no-fail-fast {args...}"));
+    let ran = e2e.wait().map_err(io)?;
     let status = rest.wait().map_err(io)?;
     eprint!("{}", std::fs::read_to_string(&log).unwrap_or_default());
     report(&nextest);
-    ran?;
+    if !ran.success() {
+        let command = format!("cargo nextest run {}", end_to_end.join(" "));
+        return Err(slipway::shell::CommandError::Failed { command, status: ran }.into());
+    }
     if !status.success() {
         let command =
             format!("cargo nextest run --profile rest (report above, in {})", log.display());
         return Err(slipway::shell::CommandError::Failed { command, status }.into());
     }
     Ok(())
+}
+
+/// Copies `stderr` (cargo-nextest's) to ours on a thread of its own; the receiver hears once
+/// nextest says it is starting the tests (its build done), or once it ends without.
+fn forward_until_started(
+    stderr: Option<std::process::ChildStderr>,
+) -> std::sync::mpsc::Receiver<()> {
+    let (tell, started) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Some(stderr) = stderr else { return };
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(|l| l.ok()) {
+            eprintln!("{line}");
+            if line.trim_start().starts_with("Starting ") {
+                let _ = tell.send(());
+            }
+        }
+        // Dropping `tell` wakes a receiver still waiting.
+    });
+    started
 }
 
 /// The ten slowest tests of both runs, then the totals.

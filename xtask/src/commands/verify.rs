@@ -1,7 +1,7 @@
 //! `cargo xtask verify`: a signed build manifest and every artifact it names, checked offline;
 //! `--env` checks an environment from its ledger entry; `--rebuild` rebuilds and compares.
 
-use crate::flags;
+use crate::cli;
 use slipway::attest::keys;
 use slipway::attest::manifest;
 use slipway::attest::provenance;
@@ -13,7 +13,7 @@ use slipway::verify::build::{check_artifacts, check_envelope};
 use slipway::verify::rebuild::check_rebuild;
 use std::path::PathBuf;
 
-impl flags::Verify {
+impl cli::Verify {
     pub fn run(self, project: &Project) -> Result<()> {
         let mut report = match &self.env {
             Some(environment) => slipway::verify::environment::verify_environment(

@@ -35,6 +35,9 @@ use crate::shell::cmd;
 use crate::store::artifact;
 use crate::store::{ImageRef, Repository, StoredManifest};
 
+pub mod step;
+pub use step::Step;
+
 /// The machine-readable summary of a run, printed by `--json`.
 #[derive(Debug, Serialize)]
 pub struct Summary {
@@ -97,23 +100,6 @@ pub struct StepTiming {
     pub seconds: f64,
 }
 
-/// Cheap checks first: a broken declaration, a committed secret, a refused license or a
-/// wrong alert fails in seconds, before anything compiles.
-const CI_STEPS: [&str; 12] = [
-    "format",
-    "metadata",
-    "secrets",
-    "supply chain",
-    "alerts",
-    "clippy",
-    "unit tests",
-    "static builds",
-    "images",
-    "test packs and SBOMs",
-    "integration tests",
-    "build manifest",
-];
-
 /// `service`'s image as `ci` (and a preview of a build) runs it: the platform's defaults
 /// (no flags file: every flag at its default) and the first environment's limits — the
 /// low-volume copy of what ships.
@@ -141,60 +127,48 @@ pub fn launch_of(
 /// Every step of `ci`, in order: checks, tests, builds, the integration run against the
 /// images (with every recorded suite replayed), and the signed build manifest.
 pub fn run(project: &Project, waive: &[String], reason: Option<&str>) -> Result<Summary> {
-    let mut steps = Steps::new(CI_STEPS.len());
+    let mut steps = Steps::new(Step::CI.len());
     let sh = project.shell.sh();
-    let step = |name: &'static str| move |e: Error| e.in_step(name);
-    steps
-        .run("format", |_| {
-            project.shell.run(cmd!(sh, "cargo fmt --all -- --check")).map_err(Error::from)
-        })
-        .map_err(step("format"))?;
+    Step::Format.run(&mut steps, |_| {
+        project.shell.run(cmd!(sh, "cargo fmt --all -- --check")).map_err(Error::from)
+    })?;
     let waivers = Waiver::parse_all(waive, reason)?;
-    let mut plan = steps.run("metadata", |_| Plan::gather(project)).map_err(step("metadata"))?;
+    let mut plan = Step::Metadata.run(&mut steps, |_| Plan::gather(project))?;
     plan.waivers = waivers;
-    steps.run("secrets", |_| scan_secrets(project)).map_err(step("secrets"))?;
-    steps
-        .run("supply chain", |_| {
-            let said = crate::build::supply::check(&project.shell, &project.root)?;
-            eprintln!("    {said}");
-            Ok::<_, Error>(())
-        })
-        .map_err(step("supply chain"))?;
-    steps
-        .run("alerts", |_| {
-            let dir = project.state("alerts");
-            let cache = Cache::new(project.state("cache"));
-            let checked = alerts::check(&project.shell, &plan.workspace, &dir, &cache)?;
-            eprintln!(
-                "    promtool: {} rule files checked, {} test files passed{} ({})",
-                checked.rule_files,
-                checked.test_files,
-                if checked.reused { " (reused: the same files passed before)" } else { "" },
-                project.layout.state("alerts").display()
-            );
-            Ok::<_, Error>(())
-        })
-        .map_err(step("alerts"))?;
-    steps
-        .run("clippy", |_| {
-            project
-                .shell
-                .run(cmd!(sh, "cargo clippy --workspace --all-targets --quiet -- -D warnings"))
-                .map_err(Error::from)
-        })
-        .map_err(step("clippy"))?;
-    steps
-        .run("unit tests", |_| unit_tests(project, &plan.workspace))
-        .map_err(step("unit tests"))?;
+    Step::Secrets.run(&mut steps, |_| scan_secrets(project))?;
+    Step::SupplyChain.run(&mut steps, |_| {
+        let said = crate::build::supply::check(&project.shell, &project.root)?;
+        eprintln!("    {said}");
+        Ok(())
+    })?;
+    Step::Alerts.run(&mut steps, |_| {
+        let dir = project.state("alerts");
+        let cache = Cache::new(project.state("cache"));
+        let checked = alerts::check(&project.shell, &plan.workspace, &dir, &cache)?;
+        eprintln!(
+            "    promtool: {} rule files checked, {} test files passed{} ({})",
+            checked.rule_files,
+            checked.test_files,
+            if checked.reused { " (reused: the same files passed before)" } else { "" },
+            project.layout.state("alerts").display()
+        );
+        Ok(())
+    })?;
+    Step::Clippy.run(&mut steps, |_| {
+        project
+            .shell
+            .run(cmd!(sh, "cargo clippy --workspace --all-targets --quiet -- -D warnings"))
+            .map_err(Error::from)
+    })?;
+    Step::UnitTests.run(&mut steps, |_| unit_tests(project, &plan.workspace))?;
     build_and_test(project, &plan, &mut steps, true)
 }
 
 /// `images`: the static builds, images, test packs and SBOMs only — no checks, tests or
 /// signature.
 pub fn images(project: &Project) -> Result<Summary> {
-    let mut steps = Steps::new(4);
-    let plan =
-        steps.run("metadata", |_| Plan::gather(project)).map_err(|e| e.in_step("metadata"))?;
+    let mut steps = Steps::new(Step::IMAGES.len());
+    let plan = Step::Metadata.run(&mut steps, |_| Plan::gather(project))?;
     build_and_test(project, &plan, &mut steps, false)
 }
 
@@ -248,42 +222,25 @@ fn build_and_test(
     full: bool,
 ) -> Result<Summary> {
     let started = manifest::now_seconds();
-    let executables = steps
-        .run("static builds", |_| {
-            cargo::ensure_target(&project.shell, &plan.target)?;
-            Ok::<_, Error>(cargo::executables(
-                &project.shell,
-                &plan.workspace,
-                &plan.source,
-                &plan.target,
-            )?)
-        })
-        .map_err(|e| e.in_step("static builds"))?;
+    let executables = Step::StaticBuilds.run(steps, |_| {
+        cargo::ensure_target(&project.shell, &plan.target)?;
+        Ok(cargo::executables(&project.shell, &plan.workspace, &plan.source, &plan.target)?)
+    })?;
     let cache = Cache::new(project.state("cache"));
-    let images = steps
-        .run("images", |steps| build_images(project, plan, &executables, &cache, steps))
-        .map_err(|e| e.in_step("images"))?;
-    let built = steps
-        .run("test packs and SBOMs", |steps| {
-            build_artifacts(project, plan, images, &executables, &cache, steps)
-        })
-        .map_err(|e| e.in_step("test packs and SBOMs"))?;
+    let images = Step::Images
+        .run(steps, |steps| build_images(project, plan, &executables, &cache, steps))?;
+    let built = Step::TestPacksAndSboms
+        .run(steps, |steps| build_artifacts(project, plan, images, &executables, &cache, steps))?;
     let mut results = Vec::new();
     let mut reused = false;
     let mut signed = None;
     if full {
-        (results, reused) = steps
-            .run("integration tests", |steps| {
-                integration_tests(project, plan, &built, &cache, steps)
-            })
-            .map_err(|e| e.in_step("integration tests"))?;
-        signed = Some(
-            steps
-                .run("build manifest", |steps| {
-                    manifest::write(project, plan, &built, &cache, started, steps)
-                })
-                .map_err(|e| e.in_step("build manifest"))?,
-        );
+        (results, reused) = Step::IntegrationTests
+            .run(steps, |steps| integration_tests(project, plan, &built, &cache, steps))?;
+        signed =
+            Some(Step::BuildManifest.run(steps, |steps| {
+                manifest::write(project, plan, &built, &cache, started, steps)
+            })?);
     }
     let store = project.store().location();
     let services = plan
