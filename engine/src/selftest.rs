@@ -33,6 +33,8 @@ pub const NPM_PACKAGES: &[&str] = &[
     "@kubernetes-models/argo-rollouts@2.0.0",
     "@kubernetes-models/prometheus-operator@6.0.0",
     "@kubernetes-models/kyverno@2.0.0",
+    "@sigstore/verify@3.1.1",
+    "@sigstore/bundle@4.0.0",
     "yaml@2.9.1",
     "@backstage/catalog-model@1.10.3",
     "playwright-core@1.64.1",

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::attest::bundle::{self, Bundle};
 use crate::attest::cosign;
 use crate::attest::dsse::{self, Envelope};
 use crate::attest::keys;
@@ -231,6 +232,11 @@ fn sign_images(
             let tag = cosign::tag(image, cosign::Kind::Signature);
             steps.note(&format!("signed {name} for cosign as {identity} ({tag})"));
         }
+        let manifest = store.get_manifest(repository, image)?;
+        let signature = Bundle::signing(&manifest.bytes, key)?;
+        if bundle::add(store, repository, &manifest, &signature, None)? {
+            steps.note(&format!("signed {name} as a Sigstore bundle (a referrer)"));
+        }
     }
     Ok(())
 }
@@ -245,10 +251,15 @@ fn attest_images(
     steps: &Steps,
 ) -> Result<()> {
     let store = project.store();
+    let bundled = Bundle::attesting(&dsse::parse(envelope)?);
     for (repository, name, image) in every_image(plan, built) {
         if cosign::attest(store, repository, image, envelope, provenance::PREDICATE_TYPE)? {
             let tag = cosign::tag(image, cosign::Kind::Attestation);
             steps.note(&format!("attached the provenance to {name} ({tag})"));
+        }
+        let manifest = store.get_manifest(repository, image)?;
+        if bundle::add(store, repository, &manifest, &bundled, Some(provenance::PREDICATE_TYPE))? {
+            steps.note(&format!("attached the provenance to {name} as a Sigstore bundle"));
         }
     }
     Ok(())

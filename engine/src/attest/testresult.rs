@@ -15,6 +15,14 @@ use crate::store::artifact::{self, Layer};
 use crate::store::{Store, StoreError};
 
 pub const PREDICATE_TYPE: &str = "https://in-toto.io/attestation/test-result/v0.1";
+
+/// The predicate type of the test-result attestation a promotion to `environment` attaches
+/// to every image it runs there: the in-toto test-result predicate under a type that names
+/// the environment, so a cluster's policy picks its own among those an image collects on
+/// its way through the chain.
+pub fn tested_for(environment: &str) -> String {
+    format!("https://slipway.dev/tested/{environment}/v0.1")
+}
 pub const ARTIFACT_TYPE: &str = "application/vnd.slipway.test-result.v1";
 
 /// The attestation: its subjects are the images of the environment the suites ran against.

@@ -52,6 +52,9 @@ pub fn decide_until_recorded<T>(
 /// Where the ledger lives, relative to the workspace root.
 const STATE: &str = "state.json";
 const ENTRY: &str = "entry.dsse.json";
+/// In the git directory while a ledger change has checked out its files but not yet moved
+/// the branch: the new commit, then the paths it checked out.
+const ADVANCING: &str = "slipway-ledger-advancing";
 /// The quarantined builds, beside the environments' directories.
 const QUARANTINE: &str = "quarantine.json";
 /// The folder an environment's rendered Kubernetes manifests live in, in its ledger folder.
@@ -506,16 +509,21 @@ impl Ledger {
             Some(head) => &head == branch,
             None => branch.as_bstr() == "HEAD",
         };
+        let marker = repo.git_dir().join(ADVANCING);
         if checked_out {
+            // What a kill from here to the compare-and-swap leaves ahead of HEAD, for the
+            // next ledger command to put back (`sync_work_tree`).
+            let listed = format!("{new}\n{}\n", paths.join("\n"));
+            let _ = crate::store::write_atomically(&marker, listed.as_bytes());
             self.checkout(shell, &new.to_string(), paths);
         }
         let expected = gix::refs::transaction::PreviousValue::MustExistAndMatch(base.into());
-        let Err(e) = repo.reference(branch.clone(), new, expected, "slipway: ledger change") else {
-            return Ok(());
-        };
-        if checked_out {
+        let moved = repo.reference(branch.clone(), new, expected, "slipway: ledger change");
+        if checked_out && moved.is_err() {
             self.checkout(shell, "HEAD", paths);
         }
+        let _ = std::fs::remove_file(&marker);
+        let Err(e) = moved else { return Ok(()) };
         // The branch moved under us (or its lock is held by the writer that moves it): that
         // is a lost race, not a failure of git.
         let fresh = self.open()?;
@@ -653,9 +661,38 @@ impl Ledger {
     /// repairs what a command killed while recording left. The commit is recorded either
     /// way, so this only retries while another git process holds the index lock, then warns.
     pub fn sync_work_tree(&self, shell: &Shell) {
+        self.restore_declarations_left_ahead(shell);
         let Some(paths) = self.stale_paths(shell) else { return };
         say_stale("restoring HEAD's");
         self.checkout(shell, "HEAD", &paths);
+    }
+
+    /// The files a change killed before its compare-and-swap checked out besides the
+    /// ledger's own (the declarations `flag set` and `config set` commit with their entry):
+    /// put back to HEAD's where they still hold exactly what that change wrote — never a
+    /// file edited since, which stays for its author to commit or discard.
+    fn restore_declarations_left_ahead(&self, shell: &Shell) {
+        let Ok(repo) = self.open() else { return };
+        let marker = repo.git_dir().join(ADVANCING);
+        let Ok(listed) = std::fs::read_to_string(&marker) else { return };
+        let mut lines = listed.lines();
+        let new = lines.next().unwrap_or_default().to_owned();
+        let head = repo.head_id().map(|id| id.to_string()).unwrap_or_default();
+        if head != new {
+            let sh = shell.sh();
+            let declarations: Vec<&str> =
+                lines.filter(|path| !path.starts_with(&format!("{}/", self.dir))).collect();
+            for path in declarations {
+                let as_written = cmd!(sh, "git diff --quiet {new} -- {path}").quiet();
+                if shell.read(as_written).is_ok() {
+                    eprintln!(
+                        "note: {path} holds what a ledger change that never landed (killed before its commit) wrote: restoring HEAD's"
+                    );
+                    self.checkout(shell, "HEAD", &[path.to_owned()]);
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&marker);
     }
 
     /// For the commands that only read (`status`, `verify --env`): says first when the
@@ -1023,6 +1060,41 @@ mod tests {
             " M README.md\n",
             "only the user's edit is left"
         );
+    }
+
+    /// Leaves the work tree as a change killed before its compare-and-swap does: `text` in
+    /// `path` (index and work tree) from a commit no branch reached, and the marker naming it.
+    fn killed_before_the_swap(dir: &Path, path: &str, text: &str) {
+        std::fs::write(dir.join(path), text).unwrap();
+        git(dir, &["commit", "-q", "-am", "a change that never lands"]);
+        let new = git(dir, &["rev-parse", "HEAD"]);
+        git(dir, &["reset", "-q", "--soft", "HEAD~1"]);
+        let marker = dir.join(".git").join(ADVANCING);
+        std::fs::write(marker, format!("{}\n{path}\n", new.trim())).unwrap();
+    }
+
+    #[test]
+    fn a_declaration_a_killed_change_left_ahead_is_restored_and_an_edited_one_is_left() {
+        let dir = repository();
+        let shell = Shell::new(dir.path()).unwrap();
+        let ledger = Ledger::new(dir.path(), &Layout::default());
+        let declared = Rendered {
+            declarations: vec![("infra/flags.toml".to_owned(), "a = 1\n".to_owned())],
+            ..Rendered::default()
+        };
+        ledger.record(&shell, &state("prod", "1"), b"{}", &declared, "promote prod: 1").unwrap();
+        killed_before_the_swap(dir.path(), "infra/flags.toml", "a = 2\n");
+        ledger.sync_work_tree(&shell);
+        assert_eq!(git(dir.path(), &["status", "--porcelain"]), "", "HEAD's declaration is back");
+        killed_before_the_swap(dir.path(), "infra/flags.toml", "a = 2\n");
+        std::fs::write(dir.path().join("infra/flags.toml"), "a = 3\n").unwrap();
+        ledger.sync_work_tree(&shell);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("infra/flags.toml")).unwrap(),
+            "a = 3\n",
+            "an edit made since is its author's"
+        );
+        assert!(!dir.path().join(".git").join(ADVANCING).exists());
     }
 
     #[test]

@@ -15,8 +15,8 @@ use crate::model::names::{MetadataError, MetadataErrors, Name};
 const LOG_LEVELS: [&str; 4] = ["error", "warn", "info", "debug"];
 const PARAM_KEYS: [&str; 6] =
     ["replicas", "log-level", "resources", "alerts", "timeout", "rate-limit"];
-const ENVIRONMENT_KEYS: [&str; 6] =
-    ["name", "accept-local-keys", "trust", "bake-time", "services", "delivery"];
+const ENVIRONMENT_KEYS: [&str; 7] =
+    ["name", "accept-local-keys", "require-tested", "trust", "bake-time", "services", "delivery"];
 
 /// Service parameters as declared at one level; unset fields come from the level above.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -117,6 +117,9 @@ pub struct Environment {
     pub name: Name,
     /// Whether builds signed with a local development key may enter.
     pub accept_local_keys: bool,
+    /// Whether its cluster admits an image only with the test-result attestation of a
+    /// promotion to this environment (`require-tested`).
+    pub require_tested: bool,
     /// Names of the keys in `infra/keys/` whose signatures it accepts.
     pub trust: Vec<Name>,
     /// How long a build must have run in the previous environment.
@@ -174,6 +177,7 @@ impl Default for Environments {
             .filter_map(|n| Name::parse(n))
             .map(|name| Environment {
                 accept_local_keys: name.as_str() == "dev",
+                require_tested: false,
                 name,
                 trust: Vec::new(),
                 bake_time_seconds: 0,
@@ -456,13 +460,15 @@ fn read_environment(
             None
         }
     };
-    let accept_local_keys = match table.get("accept-local-keys") {
+    let mut flag = |key: &str| match table.get(key) {
         None => false,
         Some(item) => item.as_bool().unwrap_or_else(|| {
-            errors.push(failure(&format!("{prefix}.accept-local-keys"), "expected true or false"));
+            errors.push(failure(&format!("{prefix}.{key}"), "expected true or false"));
             false
         }),
     };
+    let accept_local_keys = flag("accept-local-keys");
+    let require_tested = flag("require-tested");
     let mut trust = Vec::new();
     match table.get("trust") {
         None => {}
@@ -527,6 +533,7 @@ fn read_environment(
     Some(Environment {
         name: name?,
         accept_local_keys,
+        require_tested,
         trust,
         bake_time_seconds,
         delivery,

@@ -40,6 +40,7 @@ replicas = { min = 1, max = 2 }
 [[environment]]
 name = "prod"
 accept-local-keys = false
+require-tested = true
 trust = []
 bake-time = "1h"
 delivery = { strategy = "canary", steps = [10, 50], pause = "2m" }

@@ -431,6 +431,7 @@ pub fn replay_and_record(
         attestation.predicate.result,
         state.build.short()
     );
+    attach_tested(project, target.name.as_str(), &state, attestation, key)?;
     let entry = Entry {
         replay: outcome.results,
         results: Some(results),
@@ -440,6 +441,56 @@ pub fn replay_and_record(
     let mut rendered = crate::render::k8s::for_state(project, workspace, target, &entry.state)?;
     rendered.declarations = declarations;
     record(project, ledger, entry, &message, key, &rendered)
+}
+
+/// The replay's result attached to every image `state` runs in `environment` — each
+/// service's and each suite's — as a cosign attestation of the environment's own type
+/// (`testresult::tested_for`), before the ledger records it: a cluster that requires one
+/// finds it once Argo CD applies the change.
+fn attach_tested(
+    project: &Project,
+    environment: &str,
+    state: &State,
+    replayed: crate::attest::testresult::Statement,
+    key: &SigningKey,
+) -> Result<()> {
+    let predicate_type = crate::attest::testresult::tested_for(environment);
+    let mut images: Vec<(crate::store::Repository, Digest)> = Vec::new();
+    for (name, service) in &state.services {
+        let repository: crate::store::Repository = name.parse()?;
+        for image in std::iter::once(&service.image).chain(&service.test_images) {
+            images.push((repository.clone(), image.clone()));
+        }
+    }
+    let subject = images
+        .iter()
+        .map(|(repository, image)| {
+            crate::attest::testresult::subject(&format!("{repository}@{image}"), image)
+        })
+        .collect();
+    let tested = crate::attest::testresult::Statement {
+        subject,
+        predicate_type: predicate_type.clone(),
+        ..replayed
+    };
+    let envelope = crate::determinism::canonical_json(&crate::attest::dsse::sign(
+        &crate::determinism::canonical_json(&tested),
+        key,
+    )?);
+    for (repository, image) in &images {
+        crate::attest::cosign::attest(
+            project.store(),
+            repository,
+            image,
+            &envelope,
+            &predicate_type,
+        )?;
+    }
+    eprintln!(
+        "attached the test result for {environment} to {} images ({predicate_type})",
+        images.len()
+    );
+    Ok(())
 }
 
 /// Who signs a ledger change: a git identity for the ledger's commit (refused at once

@@ -2,19 +2,22 @@
 //! a Kyverno `ImageValidatingPolicy` that admits a pod in the environment's namespace only
 //! when every image it pulls from the environment's registry carries a cosign signature
 //! (`.sig`) by a key the environment trusts and Slipway's SLSA provenance (`.att`), signed by
-//! such a key, of Slipway's build type. Typed documents; pure.
+//! such a key, of Slipway's build type — and, where the environment requires it, the test
+//! result of a promotion to that environment. Typed documents; pure.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::attest::provenance::{BUILD_TYPE, PREDICATE_TYPE};
+use crate::attest::testresult::tested_for;
 
 /// The API the policy is written in (Kyverno's policy types, v1).
 pub const API_VERSION: &str = "policies.kyverno.io/v1";
 pub const KIND: &str = "ImageValidatingPolicy";
-/// The name the provenance attestation goes by in the policy's CEL.
+/// The names the attestations go by in the policy's CEL.
 const PROVENANCE: &str = "provenance";
+const TESTED: &str = "tested";
 
 /// A key the environment trusts: its name (`infra/keys/<name>.pub`) and its PEM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +38,8 @@ pub struct Inputs<'a> {
     /// Whether the environment also takes builds signed with a local development key: the
     /// policy then only audits, since such builds carry no signature a cluster can check.
     pub accepts_local_keys: bool,
+    /// Whether an image needs the passing test result of a promotion to this environment.
+    pub require_tested: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,7 +67,7 @@ struct Spec {
     match_image_references: [Glob; 1],
     validation_configurations: ValidationConfigurations,
     attestors: Vec<Attestor>,
-    attestations: [Attestation; 1],
+    attestations: Vec<Attestation>,
     validations: Vec<Validation>,
 }
 
@@ -101,8 +106,9 @@ struct ValidationConfigurations {
     mutate_digest: bool,
 }
 
+/// One trusted key as a policy names it.
 #[derive(Debug, Serialize)]
-struct Attestor {
+pub struct Attestor {
     name: String,
     cosign: Cosign,
 }
@@ -126,7 +132,7 @@ struct Attestation {
 #[derive(Debug, Serialize)]
 struct InToto {
     #[serde(rename = "type")]
-    predicate_type: &'static str,
+    predicate_type: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -146,14 +152,7 @@ pub fn policy(inputs: &Inputs) -> Option<Policy> {
         return None;
     }
     let env = inputs.environment;
-    let attestors: Vec<Attestor> = inputs
-        .keys
-        .iter()
-        .map(|key| Attestor {
-            name: attestor_name(&key.name),
-            cosign: Cosign { key: Key { data: key.pem.clone() } },
-        })
-        .collect();
+    let attestors: Vec<Attestor> = inputs.keys.iter().map(attestor).collect();
     let names: Vec<String> =
         attestors.iter().map(|attestor| format!("attestors.{}", attestor.name)).collect();
     let any_trusted = format!("[{}]", names.join(", "));
@@ -161,7 +160,7 @@ pub fn policy(inputs: &Inputs) -> Option<Policy> {
         inputs.keys.iter().map(|key| format!("infra/keys/{}.pub", key.name)).collect();
     let files = files.join(", ");
     let every_image = |check: String| format!("images.containers.map(image, {check}).all(e, e)");
-    let validations = vec![
+    let mut validations = vec![
         Validation {
             expression: every_image(format!("verifyImageSignatures(image, {any_trusted}) > 0")),
             message: format!("an image is not signed by a key {env} trusts ({files})"),
@@ -179,6 +178,22 @@ pub fn policy(inputs: &Inputs) -> Option<Policy> {
             message: format!("an image was not built by Slipway (build type {BUILD_TYPE})"),
         },
     ];
+    let mut attestations = vec![Attestation {
+        name: PROVENANCE,
+        intoto: InToto { predicate_type: PREDICATE_TYPE.to_owned() },
+    }];
+    if inputs.require_tested {
+        attestations
+            .push(Attestation { name: TESTED, intoto: InToto { predicate_type: tested_for(env) } });
+        validations.push(Validation {
+            expression: every_image(format!(
+                "verifyAttestationSignatures(image, attestations.{TESTED}, {any_trusted}) > 0 && extractPayload(image, attestations.{TESTED}).predicate.result != 'FAILED'"
+            )),
+            message: format!(
+                "an image has no passing test result of a promotion to {env}, signed by a key {env} trusts"
+            ),
+        });
+    }
     Some(Policy {
         api_version: API_VERSION,
         kind: KIND,
@@ -212,13 +227,18 @@ pub fn policy(inputs: &Inputs) -> Option<Policy> {
                 mutate_digest: false,
             },
             attestors,
-            attestations: [Attestation {
-                name: PROVENANCE,
-                intoto: InToto { predicate_type: PREDICATE_TYPE },
-            }],
+            attestations,
             validations,
         },
     })
+}
+
+/// `key` as the policies of the environments that trust it name it (`keygen` prints it).
+pub fn attestor(key: &TrustedKey) -> Attestor {
+    Attestor {
+        name: attestor_name(&key.name),
+        cosign: Cosign { key: Key { data: key.pem.clone() } },
+    }
 }
 
 /// A key's name as a CEL identifier (`attestors.<name>`): `-` is not one of its letters.
@@ -235,11 +255,20 @@ mod tests {
     }
 
     fn rendered(keys: &[TrustedKey], accepts_local_keys: bool) -> Option<serde_json::Value> {
+        render(keys, accepts_local_keys, false)
+    }
+
+    fn render(
+        keys: &[TrustedKey],
+        accepts_local_keys: bool,
+        require_tested: bool,
+    ) -> Option<serde_json::Value> {
         let inputs = Inputs {
             environment: "prod",
             registry: "registry.example.com/shop",
             keys,
             accepts_local_keys,
+            require_tested,
         };
         policy(&inputs).map(|policy| serde_json::to_value(policy).unwrap())
     }
@@ -274,5 +303,20 @@ mod tests {
     fn an_environment_that_accepts_local_keys_only_audits() {
         let policy = rendered(&[key("release")], true).unwrap();
         assert_eq!(policy["spec"]["validationActions"][0], "Audit");
+    }
+
+    #[test]
+    fn an_environment_that_requires_it_admits_only_images_tested_for_it() {
+        let policy = render(&[key("release")], false, true).unwrap();
+        let tested = &policy["spec"]["attestations"][1];
+        assert_eq!(tested["intoto"]["type"], "https://slipway.dev/tested/prod/v0.1");
+        let last = policy["spec"]["validations"].as_array().unwrap().last().unwrap().clone();
+        let expression = last["expression"].as_str().unwrap();
+        assert!(
+            expression.contains("attestations.tested, [attestors.key_release]"),
+            "{expression}"
+        );
+        let without = rendered(&[key("release")], false).unwrap();
+        assert_eq!(without["spec"]["attestations"].as_array().unwrap().len(), 1);
     }
 }

@@ -133,6 +133,7 @@ pub fn render(inputs: &Inputs) -> Result<Vec<File>, AlertsError> {
             registry,
             keys: inputs.keys,
             accepts_local_keys: inputs.environment.accept_local_keys,
+            require_tested: inputs.environment.require_tested,
         })
     }) {
         files.push(File {

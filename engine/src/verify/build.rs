@@ -189,8 +189,8 @@ pub fn check_artifacts(
     }
 }
 
-/// cosign's signature and provenance attestation of `service`'s image, each verified with
-/// a trusted key.
+/// cosign's signature and provenance attestation of `service`'s image, and the same as
+/// Sigstore bundles among its referrers, each verified with a trusted key.
 fn check_cosign(
     report: &mut Report,
     store: &dyn Store,
@@ -213,6 +213,12 @@ fn check_cosign(
     report.record(
         format!("provenance {}", service.name),
         attested.map(said(Kind::Attestation)).map_err(|e| e.to_string()),
+    );
+    let bundled = crate::attest::bundle::verify(store, repository, image, trusted);
+    report.record(
+        format!("bundles {}", service.name),
+        bundled
+            .map(|origin| format!("the Sigstore bundles among its referrers, signed by {origin}")),
     );
 }
 

@@ -154,6 +154,9 @@ pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) ->
     if let Some(entry) = entry {
         check_results(&mut report, project, &entry, &trusted);
     }
+    if target.require_tested {
+        check_tested(&mut report, project, target.name.as_str(), state, &trusted);
+    }
     let quarantined = ledger.quarantined()?;
     report.record(
         "not quarantined",
@@ -169,6 +172,43 @@ pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) ->
         },
     );
     Ok(report)
+}
+
+/// What an environment that requires it admits: every image it runs carries the test
+/// result of a promotion to it, signed by a trusted key (`testresult::tested_for`).
+fn check_tested(
+    report: &mut Report,
+    project: &Project,
+    environment: &str,
+    state: &State,
+    trusted: &[crate::attest::keys::PublicKey],
+) {
+    let predicate_type = testresult::tested_for(environment);
+    for (name, service) in &state.services {
+        let Ok(repository) = name.parse::<crate::store::Repository>() else { continue };
+        let images = std::iter::once(&service.image).chain(&service.test_images);
+        let missing: Vec<String> = images
+            .filter_map(|image| {
+                crate::attest::cosign::verify_attestation(
+                    project.store(),
+                    &repository,
+                    image,
+                    &predicate_type,
+                    trusted,
+                )
+                .err()
+                .map(|e| format!("{}: {e}", image.short()))
+            })
+            .collect();
+        report.record(
+            format!("tested for {environment}: {name}"),
+            if missing.is_empty() {
+                Ok(format!("its images carry a test result of {environment} ({predicate_type})"))
+            } else {
+                Err(missing.join("; "))
+            },
+        );
+    }
 }
 
 /// The configuration the state signs: the committed flags file hashes to its

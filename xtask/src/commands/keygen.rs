@@ -5,6 +5,7 @@ use crate::cli;
 use slipway::attest::keys::{
     KeyError, PASSWORD_VAR, PublicKey, SIGNING_KEY_VAR, default_key_dir, generate, write_private,
 };
+use slipway::render::admission::{self, TrustedKey};
 use std::path::Path;
 
 impl cli::Keygen {
@@ -84,6 +85,9 @@ impl cli::Keygen {
             if self.encrypt { ", encrypted" } else { "" }
         );
         eprintln!("public key:  {} (keyid {})", public_path.display(), key.keyid);
+        // On standard output, as each trusting environment's admission policy names it.
+        let trusted = TrustedKey { name: name.to_string(), pem: public.clone() };
+        print!("{}", slipway::determinism::yaml::to_string(&[admission::attestor(&trusted)]));
         eprintln!("sign with it: export {SIGNING_KEY_VAR}={}", out.display());
         eprintln!(
             "commit {} so verifiers trust it",

@@ -323,6 +323,30 @@ pub fn npm_validators() -> PathBuf {
     npm_script(&prefix, "crds.mjs", include_str!("../validate/crds.mjs"))
 }
 
+/// `@sigstore/verify` over `bundles` (`validate/bundles.mjs`): each verified offline with
+/// `pubkey` (id `keyid`) against the image manifest at `manifest`; (success, what it said).
+pub fn sigstore_verify(
+    pubkey: &Path,
+    keyid: &str,
+    manifest: &Path,
+    bundles: &[PathBuf],
+) -> (bool, String) {
+    let crds = npm_validators();
+    let script =
+        npm_script(crds.parent().unwrap(), "bundles.mjs", include_str!("../validate/bundles.mjs"));
+    let output = Command::new("node")
+        .arg(&script)
+        .arg(pubkey)
+        .arg(keyid)
+        .arg(manifest)
+        .args(bundles)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), said)
+}
+
 /// A validator script placed beside the npm packages it imports (ES modules resolve their
 /// imports from where the script lives).
 fn npm_script(prefix: &Path, name: &str, text: &str) -> PathBuf {

@@ -56,9 +56,17 @@ fn a_registry_is_the_store_for_ci_copy_and_a_clone_with_an_empty_store() {
             types.push(referrer["artifactType"].as_str().unwrap().to_owned());
         }
         types.sort();
+        // The SBOM, the test pack, and the image's signature and provenance as Sigstore
+        // bundles.
+        let bundle = slipway::attest::bundle::MEDIA_TYPE;
         assert_eq!(
             types,
-            ["application/vnd.cyclonedx+json", "application/vnd.slipway.testpack.v1"]
+            [
+                "application/vnd.cyclonedx+json",
+                bundle,
+                bundle,
+                "application/vnd.slipway.testpack.v1"
+            ]
         );
         let target = format!("oci:{}:{name}", copied.display());
         run_in(

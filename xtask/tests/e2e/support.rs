@@ -600,6 +600,35 @@ pub fn skopeo_raw(name: &str) -> (Value, String) {
     (serde_json::from_slice(&raw.stdout).unwrap(), digest)
 }
 
+/// In the OCI layout repository `repository`: the blob of `image`'s manifest, and the blob
+/// of each Sigstore bundle among its referrers.
+pub fn bundles_of(repository: &Path, image: &str) -> (PathBuf, Vec<PathBuf>) {
+    let blob =
+        |digest: &str| repository.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    let json =
+        |path: PathBuf| -> Value { serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap() };
+    let index = json(repository.join("index.json"));
+    let tag = format!("sha256-{}", image.trim_start_matches("sha256:"));
+    let referrers = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag.as_str())
+        .unwrap_or_else(|| panic!("no referrers index of {image}"));
+    let referrers = json(blob(referrers["digest"].as_str().unwrap()));
+    let bundles = referrers["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["artifactType"] == slipway::attest::bundle::MEDIA_TYPE)
+        .map(|m| {
+            let manifest = json(blob(m["digest"].as_str().unwrap()));
+            blob(manifest["layers"][0]["digest"].as_str().unwrap())
+        })
+        .collect();
+    (blob(image), bundles)
+}
+
 /// `name`'s folder, built by `build` once per test run (cargo-nextest runs each test in its
 /// own process: the run's id names the folder; under `cargo test`, the process id does) and
 /// read by every test that asks for it. Builders run one at a time per name, under a lock.

@@ -218,8 +218,37 @@ fn ci_rebuilds_only_what_a_change_or_a_corrupt_blob_touches_and_a_flag_touches_n
     assert_eq!(differ, ["shop-shipping"]);
 }
 
+/// Takes every attestation of `predicate_type` off `image`'s cosign tag in the OCI layout
+/// `repository`, as someone with write access to the store could.
+fn drop_attestations(repository: &Path, image: &str, predicate_type: &str) {
+    let blob = |digest: &str| repository.join("blobs/sha256").join(&digest[7..]);
+    let index_path = repository.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let tag = format!("sha256-{}.att", &image[7..]);
+    let entry = index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag.as_str())
+        .unwrap();
+    let old = entry["digest"].as_str().unwrap().to_owned();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&old)).unwrap()).unwrap();
+    let layers = manifest["layers"].as_array_mut().unwrap();
+    let before = layers.len();
+    layers.retain(|layer| layer["annotations"]["predicateType"] != predicate_type);
+    assert!(layers.len() < before, "no {predicate_type} attestation on {image}");
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let digest = slipway::model::digest::Digest::of(&bytes).to_string();
+    std::fs::write(blob(&digest), &bytes).unwrap();
+    entry["digest"] = digest.into();
+    entry["size"] = bytes.len().into();
+    std::fs::write(index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
 #[test]
-fn each_environment_admits_its_trusted_keys_and_status_names_what_a_removed_key_leaves() {
+fn admission_names_the_trusted_keys_prod_requires_its_tests_and_status_warns_of_a_removed_key() {
     let chain = chain();
     let policy = |env: &str| {
         let path = chain.dir.join(format!("manifests/{env}/k8s/{env}-admission.yaml"));
@@ -229,6 +258,18 @@ fn each_environment_admits_its_trusted_keys_and_status_names_what_a_removed_key_
     let release_body = release.lines().nth(1).unwrap();
     assert!(policy("prod").contains(release_body), "{}", policy("prod"));
     assert!(policy("prod").contains("\"Deny\"") && policy("dev").contains("\"Audit\""));
+    // Prod requires a test result of its own promotion on every image, and has one.
+    let tested = "https://slipway.dev/tested/prod/v0.1";
+    assert!(policy("prod").contains(tested) && !policy("staging").contains("/tested/"));
+    let stderr = chain.ok(&["verify", "--env", "prod"]);
+    assert!(stderr.contains("ok   tested for prod: shop-orders"), "{stderr}");
+    // Taken off the orders image: found, naming it.
+    let orders =
+        chain.status()[2]["state"]["services"]["shop-orders"]["image"].as_str().unwrap().to_owned();
+    drop_attestations(&chain.store.join("shop-orders"), &orders, tested);
+    let stderr = refused(&chain, &["verify", "--env", "prod"]);
+    assert!(stderr.contains("FAIL tested for prod: shop-orders"), "{stderr}");
+    assert!(stderr.contains(&format!("{}:", &orders[7..19])), "{stderr}");
 
     // A new key for prod, and the release key taken off prod's trust list.
     let new_key = chain.out.join("release-2027.key");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{commit_all, edit, require, run_in, shared_copy, xtask};
+use crate::common::{commit_all, edit, require, run_in, shared_copy, sigstore_verify, xtask};
 use crate::support::*;
 
 #[test]
@@ -93,6 +93,41 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
         );
     }
     subjects_match_store(&envelope, &store).unwrap();
+    // @sigstore/verify accepts every image's bundles with the release key alone, and
+    // refuses a bundle or an image with one byte changed.
+    let pem = std::fs::read_to_string(&pubkey).unwrap();
+    let keyid = slipway::attest::keys::PublicKey::from_pem(&pem, "release", false).unwrap().keyid;
+    for service in summary["services"].as_array().unwrap() {
+        let repository = store.join(service["name"].as_str().unwrap());
+        let (manifest, bundles) =
+            bundles_of(&repository, service["image"]["digest"].as_str().unwrap());
+        assert_eq!(bundles.len(), 2, "a signature and the provenance: {bundles:?}");
+        let (ok, said) = sigstore_verify(&pubkey, &keyid, &manifest, &bundles);
+        assert!(ok && said.matches("ok   ").count() == 2, "{said}");
+        let flipped = out.path().join("flipped-manifest.json");
+        std::fs::copy(&manifest, &flipped).unwrap();
+        flip_byte(&flipped, 20);
+        let (ok, said) = sigstore_verify(&pubkey, &keyid, &flipped, &bundles);
+        assert!(!ok && said.matches("FAIL ").count() == 2, "a changed image: {said}");
+        for bundle in &bundles {
+            let mut json: Value = serde_json::from_slice(&std::fs::read(bundle).unwrap()).unwrap();
+            let signature = match json.get_mut("messageSignature") {
+                Some(signed) => &mut signed["signature"],
+                None => &mut json["dsseEnvelope"]["signatures"][0]["sig"],
+            };
+            let text = signature.as_str().unwrap().to_owned();
+            let changed = if text.starts_with('M') {
+                text.replacen('M', "N", 1)
+            } else {
+                format!("M{}", &text[1..])
+            };
+            *signature = changed.into();
+            let tampered = out.path().join("tampered-bundle.json");
+            std::fs::write(&tampered, serde_json::to_vec(&json).unwrap()).unwrap();
+            let (ok, said) = sigstore_verify(&pubkey, &keyid, &manifest, &[tampered]);
+            assert!(!ok && said.contains("FAIL"), "a changed bundle: {said}");
+        }
+    }
     for service in summary["services"].as_array().unwrap() {
         let repository = service["name"].as_str().unwrap();
         let sbom = service["sbom"]["digest"].as_str().unwrap().trim_start_matches("sha256:");
