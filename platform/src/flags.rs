@@ -19,8 +19,7 @@ use serde_json::Value;
 
 use crate::log::Logger;
 
-/// The variable holding the path of the flagd file
-pub const FLAGS_VAR: &str = "SLIPWAY_FLAGS";
+use slipway_contract::FLAGS as FLAGS_VAR;
 
 /// The environment's flags, cheap to clone into handler state
 #[derive(Clone)]

@@ -50,9 +50,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::signal::unix::{SignalKind, signal};
 
-pub use flags::{FLAGS_VAR, Flags};
+pub use flags::Flags;
 pub use log::{Level, Logger};
 pub use metrics::{BuildInfo, Metrics};
+use slipway_contract as contract;
+/// The variable holding the path of the flagd file
+pub use slipway_contract::FLAGS as FLAGS_VAR;
 
 /// The listen address used when `LISTEN_ADDR` is unset
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
@@ -103,21 +106,7 @@ impl fmt::Display for PlatformError {
 impl std::error::Error for PlatformError {}
 
 /// The variable holding the base URL of the dependency with `role`: `order-history` → `ORDER_HISTORY_URL`
-pub fn dependency_var(role: &str) -> String {
-    format!("{}_URL", role.to_ascii_uppercase().replace('-', "_"))
-}
-
-/// `3s`, `500ms`, `2m`: a whole number with its unit
-fn parse_duration(text: &str) -> Option<Duration> {
-    let unit_at = text.find(|c: char| !c.is_ascii_digit())?;
-    let number: u64 = text[..unit_at].parse().ok()?;
-    match &text[unit_at..] {
-        "ms" => Some(Duration::from_millis(number)),
-        "s" => Some(Duration::from_secs(number)),
-        "m" => Some(Duration::from_secs(number.checked_mul(60)?)),
-        _ => None,
-    }
-}
+pub use slipway_contract::url_var as dependency_var;
 
 /// An error and all its sources on one line, `outer: inner: root`, for logging
 pub fn describe(error: &dyn std::error::Error) -> String {
@@ -145,31 +134,47 @@ impl Platform {
         vars: HashMap<String, String>,
     ) -> Result<Platform, PlatformError> {
         let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let listen = get("LISTEN_ADDR").unwrap_or(DEFAULT_LISTEN_ADDR);
+        let listen = get(contract::LISTEN_ADDR).unwrap_or(DEFAULT_LISTEN_ADDR);
         let listen_addr = listen.parse().map_err(|_| {
-            PlatformError::invalid("LISTEN_ADDR", listen, "a socket address such as 0.0.0.0:8080")
+            PlatformError::invalid(
+                contract::LISTEN_ADDR,
+                listen,
+                "a socket address such as 0.0.0.0:8080",
+            )
         })?;
-        let level = match get("LOG_LEVEL") {
+        let level = match get(contract::LOG_LEVEL) {
             None => Level::Info,
             Some(value) => Level::parse(value).ok_or_else(|| {
-                PlatformError::invalid("LOG_LEVEL", value, "one of error, warn, info, debug")
+                PlatformError::invalid(
+                    contract::LOG_LEVEL,
+                    value,
+                    "one of error, warn, info, debug",
+                )
             })?,
         };
-        let environment = get("SLIPWAY_ENV").unwrap_or("local").to_owned();
-        let version = get("SLIPWAY_VERSION").unwrap_or("unknown").to_owned();
-        let commit = get("SLIPWAY_COMMIT").unwrap_or("unknown").to_owned();
+        let environment = get(contract::ENVIRONMENT).unwrap_or("local").to_owned();
+        let version = get(contract::VERSION).unwrap_or("unknown").to_owned();
+        let commit = get(contract::COMMIT).unwrap_or("unknown").to_owned();
         let logger = Logger::new(service, &environment, level);
-        let flags_path = get(FLAGS_VAR).map(PathBuf::from);
-        let request_timeout = match get("REQUEST_TIMEOUT") {
+        let flags_path = get(contract::FLAGS).map(PathBuf::from);
+        let request_timeout = match get(contract::REQUEST_TIMEOUT) {
             None => DEFAULT_REQUEST_TIMEOUT,
-            Some(value) => parse_duration(value).ok_or_else(|| {
-                PlatformError::invalid("REQUEST_TIMEOUT", value, "a duration such as 3s or 500ms")
+            Some(value) => contract::parse_duration(value).ok_or_else(|| {
+                PlatformError::invalid(
+                    contract::REQUEST_TIMEOUT,
+                    value,
+                    "a duration such as 3s or 500ms",
+                )
             })?,
         };
-        let rate_limit = match get("RATE_LIMIT") {
+        let rate_limit = match get(contract::RATE_LIMIT) {
             None => 0,
             Some(value) => value.parse().map_err(|_| {
-                PlatformError::invalid("RATE_LIMIT", value, "requests per second, 0 for no limit")
+                PlatformError::invalid(
+                    contract::RATE_LIMIT,
+                    value,
+                    "requests per second, 0 for no limit",
+                )
             })?,
         };
         Ok(Platform {

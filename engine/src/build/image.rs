@@ -110,7 +110,8 @@ fn root_filesystem(spec: &ImageSpec) -> Result<Vec<u8>, TarError> {
 /// The image's environment: where its binary is, where it listens, and the build it is
 /// (`SLIPWAY_VERSION`, `SLIPWAY_COMMIT`: the platform's metrics report them).
 fn environment(spec: &ImageSpec) -> Vec<String> {
-    let mut env = vec![format!("PATH=/{BIN_DIR}"), format!("LISTEN_ADDR=0.0.0.0:{DEFAULT_PORT}")];
+    let listen = slipway_contract::LISTEN_ADDR;
+    let mut env = vec![format!("PATH=/{BIN_DIR}"), format!("{listen}=0.0.0.0:{DEFAULT_PORT}")];
     env.push(format!("SLIPWAY_VERSION={}", spec.tag));
     if let Some(commit) = spec.labels.get("org.opencontainers.image.revision") {
         env.push(format!("SLIPWAY_COMMIT={commit}"));

@@ -119,7 +119,7 @@ pub fn launch_of(
         image,
         health: service.health.clone(),
         depends_on: service.depends_on.clone(),
-        settings: vec![("LOG_LEVEL".to_owned(), "info".to_owned())],
+        settings: vec![(slipway_contract::LOG_LEVEL.to_owned(), "info".to_owned())],
         limits: Limits::of(&resources),
     }
 }
@@ -490,7 +490,7 @@ fn build_artifacts(
             let needs = plan.workspace.closure(&service.id);
             let mut environment: Vec<String> =
                 needs.iter().map(|s| s.id.role.url_variable()).collect();
-            environment.push("SLIPWAY_ENV".to_owned());
+            environment.push(slipway_contract::ENVIRONMENT.to_owned());
             let mut descriptor = testpack::Descriptor::new(
                 &suite.package,
                 &service.id.to_string(),

@@ -61,8 +61,6 @@ const QUARANTINE: &str = "quarantine.json";
 pub const RENDERED_FOLDER: &str = "k8s";
 /// The environment's Argo CD `Application`, beside the folder it syncs.
 pub const RENDERED_APPLICATION: &str = "argocd-application.yaml";
-/// The environment's feature flags, in the flagd format.
-pub const RENDERED_FLAGS: &str = "flags.flagd.json";
 
 /// What an environment runs now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -371,7 +369,7 @@ impl Ledger {
         self.committed(environment, ENTRY)
     }
 
-    /// A file of `environment`'s ledger folder (e.g. `RENDERED_FLAGS`) as committed at HEAD.
+    /// A file of `environment`'s ledger folder (e.g. `slipway_contract::FLAGS_FILE`) as committed at HEAD.
     pub fn committed(&self, environment: &str, file: &str) -> Result<Option<Vec<u8>>, LedgerError> {
         self.committed_file(&self.path(environment, file))
     }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use slipway_contract as contract;
 use toml_edit::{DocumentMut, Item, TableLike, Value};
 
 use crate::model::layout::Layout;
@@ -77,9 +78,9 @@ impl Resolved {
     /// the rendered ConfigMap alike.
     pub fn contract(&self) -> Vec<(String, String)> {
         vec![
-            ("LOG_LEVEL".to_owned(), self.log_level.clone()),
-            ("REQUEST_TIMEOUT".to_owned(), format!("{}ms", self.timeout_ms)),
-            ("RATE_LIMIT".to_owned(), self.rate_limit.to_string()),
+            (contract::LOG_LEVEL.to_owned(), self.log_level.clone()),
+            (contract::REQUEST_TIMEOUT.to_owned(), format!("{}ms", self.timeout_ms)),
+            (contract::RATE_LIMIT.to_owned(), self.rate_limit.to_string()),
         ]
     }
 
@@ -798,28 +799,15 @@ pub fn set_param(
     Ok(document.to_string())
 }
 
+/// A duration in the contract's one grammar (`slipway_contract::parse_duration`: `500ms`,
+/// `3s`, `2m`, `1h`, `1d`, `0`) in milliseconds.
 pub fn parse_millis(text: &str) -> Option<u64> {
-    if let Some(ms) = text.strip_suffix("ms") {
-        return ms.parse().ok();
-    }
-    text.strip_suffix('s')?.parse::<u64>().ok()?.checked_mul(1000)
+    contract::parse_duration(text).and_then(|d| u64::try_from(d.as_millis()).ok())
 }
 
-/// `"90s"`, `"30m"`, `"2h"`, `"1d"` or `"0"` in seconds.
+/// The same in whole seconds; a duration with a part of a second is none.
 pub fn parse_duration(text: &str) -> Option<u64> {
-    if text == "0" {
-        return Some(0);
-    }
-    let unit = text.chars().last()?;
-    let number: u64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
-    let scale = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        _ => return None,
-    };
-    number.checked_mul(scale)
+    contract::parse_duration(text).filter(|d| d.subsec_nanos() == 0).map(|d| d.as_secs())
 }
 
 /// How a new version reaches an environment.
@@ -1252,6 +1240,8 @@ resources = { memory = "256Mi" }
             ("h", None),
             ("5w", None),
             ("-1s", None),
+            ("1500ms", None),
+            ("2000ms", Some(2)),
         ] {
             assert_eq!(parse_duration(text), seconds, "{text}");
         }

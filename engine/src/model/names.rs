@@ -22,7 +22,7 @@ impl Name {
 
     /// The variable a dependent reads this role's base URL from: `<ROLE>_URL`.
     pub fn url_variable(&self) -> String {
-        format!("{}_URL", self.0.to_ascii_uppercase().replace('-', "_"))
+        slipway_contract::url_var(&self.0)
     }
 }
 

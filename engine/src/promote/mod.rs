@@ -413,7 +413,7 @@ pub fn replay_and_record(
         .collect();
     if let Some(digest) = &state.configuration {
         configuration.push(provenance::ResourceDescriptor {
-            uri: format!("manifests/{}/{}", target.name, crate::render::flags::FILE),
+            uri: format!("manifests/{}/{}", target.name, slipway_contract::FLAGS_FILE),
             digest: [("sha256".to_owned(), digest.hex().to_owned())].into(),
         });
     }

@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use crate::model::flags::{Flags, State};
 
 pub const SCHEMA: &str = "https://flagd.dev/schema/v0/flags.json";
-pub use crate::ledger::RENDERED_FLAGS as FILE;
 
 #[derive(Debug, Serialize)]
 struct FlagdFile {

@@ -26,7 +26,7 @@ use crate::ledger::{RENDERED_APPLICATION as APPLICATION, RENDERED_FOLDER as FOLD
 /// The port every service listens on in its pod.
 const PORT: u16 = 8080;
 /// Pods mount the flags ConfigMap where a replay's containers find their flags.
-use crate::run::runtime::{FLAGS_FILE as FLAGS_KEY, FLAGS_MOUNT as FLAGS_DIR, FLAGS_VAR};
+use slipway_contract::{self as contract, FLAGS_FILE as FLAGS_KEY, FLAGS_MOUNT as FLAGS_DIR};
 
 /// What an environment runs: per service (`<application>-<role>`), its image digest and
 /// version tag.
@@ -119,7 +119,7 @@ pub fn render(inputs: &Inputs) -> Result<Vec<File>, AlertsError> {
             path: format!("{FOLDER}/{env}-flags.yaml"),
             text: yaml::to_string(&config_map),
         });
-        files.push(File { path: crate::render::flags::FILE.to_owned(), text: flags });
+        files.push(File { path: contract::FLAGS_FILE.to_owned(), text: flags });
     }
     if let Some(cron) = synthetic_tests(inputs) {
         files.push(File {
@@ -164,7 +164,7 @@ fn suite_containers(inputs: &Inputs, target: Option<(&Service, &str)>) -> Vec<Va
     let mut containers = Vec::new();
     for service in &inputs.workspace.services {
         let Some(running) = inputs.running.get(&service.id.to_string()) else { continue };
-        let mut variables = vec![json!({"name": "SLIPWAY_ENV", "value": env})];
+        let mut variables = vec![json!({"name": contract::ENVIRONMENT, "value": env})];
         let siblings =
             inputs.workspace.services.iter().filter(|o| o.id.application == service.id.application);
         for other in siblings {
@@ -297,8 +297,8 @@ fn service_objects(
     let version = running.version.as_str();
     let image = image(inputs, &service.id.to_string(), &running.image);
     let mut config = BTreeMap::from([
-        ("LISTEN_ADDR".to_owned(), format!("0.0.0.0:{PORT}")),
-        ("SLIPWAY_ENV".to_owned(), env.to_owned()),
+        (contract::LISTEN_ADDR.to_owned(), format!("0.0.0.0:{PORT}")),
+        (contract::ENVIRONMENT.to_owned(), env.to_owned()),
     ]);
     config.extend(resolved.contract());
     let flagged = !inputs.flags.flags.is_empty();
@@ -309,7 +309,7 @@ fn service_objects(
     if flagged {
         // The flags ConfigMap as a volume: the kubelet updates the file in place, and the
         // platform crate reads it again, so a flag change needs no restart.
-        config.insert(FLAGS_VAR.to_owned(), format!("{FLAGS_DIR}/{FLAGS_KEY}"));
+        config.insert(contract::FLAGS.to_owned(), format!("{FLAGS_DIR}/{FLAGS_KEY}"));
         mounts.push(json!({"name": "flags", "mountPath": FLAGS_DIR, "readOnly": true}));
         volumes.push(json!({"name": "flags", "configMap": {"name": format!("{env}-flags")}}));
     }

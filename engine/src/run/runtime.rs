@@ -52,11 +52,7 @@ pub struct Kept {
     pub log: PathBuf,
 }
 
-/// The contract variable naming the flags file, the file's name, and where a container
-/// finds its folder (as a pod does).
-pub const FLAGS_VAR: &str = "SLIPWAY_FLAGS";
-pub const FLAGS_FILE: &str = "flags.json";
-pub const FLAGS_MOUNT: &str = "/etc/slipway/flags";
+use slipway_contract::{FLAGS as FLAGS_VAR, FLAGS_FILE, FLAGS_MOUNT};
 
 /// How long a service may take to answer its health check.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -206,8 +202,8 @@ impl Environment {
             // The platform contract, after the image's own environment.
             let mut contract = vec![
                 ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
-                ("LISTEN_ADDR".to_owned(), format!("127.0.0.1:{port}")),
-                ("SLIPWAY_ENV".to_owned(), environment.name.as_str().to_owned()),
+                (slipway_contract::LISTEN_ADDR.to_owned(), format!("127.0.0.1:{port}")),
+                (slipway_contract::ENVIRONMENT.to_owned(), environment.name.as_str().to_owned()),
             ];
             contract.extend(launch.settings.iter().cloned());
             for role in &launch.depends_on {

@@ -213,9 +213,9 @@ fn run_one(run: &SuiteRun, target: &Target, dir: &Path, name: &str) -> SuiteResu
     command
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("SLIPWAY_ENV", &target.environment)
+        .env(slipway_contract::ENVIRONMENT, &target.environment)
         .envs(&target.urls)
-        .envs(target.flags.iter().map(|file| (runtime::FLAGS_VAR, file)))
+        .envs(target.flags.iter().map(|file| (slipway_contract::FLAGS, file)))
         .stdin(Stdio::null())
         .stdout(file.0)
         .stderr(file.1);

@@ -215,15 +215,15 @@ fn check_tested(
 /// `configuration`, and each service's recorded settings to its `config` digest.
 fn check_configuration(report: &mut Report, ledger: &Ledger, state: &State) -> Result<()> {
     let mut problems = Vec::new();
-    let committed = ledger.committed(&state.environment, crate::ledger::RENDERED_FLAGS)?;
+    let committed = ledger.committed(&state.environment, slipway_contract::FLAGS_FILE)?;
     match (&state.configuration, committed) {
         (Some(digest), Some(bytes)) if crate::model::digest::Digest::of(&bytes) == *digest => {}
         (Some(digest), Some(_)) => problems.push(format!(
             "{} does not hash to the signed {}",
-            crate::ledger::RENDERED_FLAGS,
+            slipway_contract::FLAGS_FILE,
             digest.short()
         )),
-        (Some(_), None) => problems.push(format!("{} is missing", crate::ledger::RENDERED_FLAGS)),
+        (Some(_), None) => problems.push(format!("{} is missing", slipway_contract::FLAGS_FILE)),
         (None, _) => {}
     }
     for (name, service) in &state.services {

@@ -128,7 +128,7 @@ fn across(environments: &[Row], name: &str) -> Across {
 fn flags(ledger: &Ledger, environments: &[Row]) -> Result<BTreeMap<String, FlagRow>> {
     let mut by_flag: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for row in environments {
-        let committed = ledger.committed(&row.environment, crate::ledger::RENDERED_FLAGS)?;
+        let committed = ledger.committed(&row.environment, slipway_contract::FLAGS_FILE)?;
         for (flag, summary) in committed.map(|text| summarize(&text)).unwrap_or_default() {
             by_flag.entry(flag).or_default().insert(row.environment.clone(), summary);
         }

@@ -15,9 +15,7 @@ use ureq::Agent;
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The variable naming the base URL of the service with `role`: `order-history` → `ORDER_HISTORY_URL`
-pub fn url_var(role: &str) -> String {
-    format!("{}_URL", role.to_ascii_uppercase().replace('-', "_"))
-}
+pub use slipway_contract::url_var;
 
 /// The base URL of the service with `role`, from `<ROLE>_URL`, without a trailing `/`
 ///

@@ -116,8 +116,8 @@ fn a_build_that_has_not_baked_is_refused_with_when_it_will_pass() {
     chain.ok(&["promote", "staging"]);
     edit(
         &chain.dir.join("infra/environments.toml"),
-        "name = \"prod\"\naccept-local-keys = false\ntrust = [\"release\"]\nbake-time = \"0s\"",
-        "name = \"prod\"\naccept-local-keys = false\ntrust = [\"release\"]\nbake-time = \"1h\"",
+        "require-tested = true\ntrust = [\"release\"]\nbake-time = \"0s\"",
+        "require-tested = true\ntrust = [\"release\"]\nbake-time = \"1h\"",
     );
     commit_all(&chain.dir, "prod bakes for an hour");
     let before = ledger_log(&chain.dir, "prod");

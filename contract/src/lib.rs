@@ -1,0 +1,83 @@
+//! The contract between Slipway, the services it ships and their suites, spelled once: every
+//! variable a service or a suite reads, the rule that names a dependency's URL variable, the
+//! one duration grammar, and where a service finds its flags. The engine, the platform crate
+//! and the test-support crate all use it. No dependencies.
+
+use std::time::Duration;
+
+/// The socket address a service listens on (`0.0.0.0:8080`).
+pub const LISTEN_ADDR: &str = "LISTEN_ADDR";
+/// `error`, `warn`, `info` or `debug`.
+pub const LOG_LEVEL: &str = "LOG_LEVEL";
+/// The environment a service runs in: `dev`, `prod`, `ci`, a preview's name.
+pub const ENVIRONMENT: &str = "SLIPWAY_ENV";
+/// The version and the source commit of the running build.
+pub const VERSION: &str = "SLIPWAY_VERSION";
+pub const COMMIT: &str = "SLIPWAY_COMMIT";
+/// How long a request may take (a duration, `parse_duration`).
+pub const REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
+/// Requests per second, `0` for no limit.
+pub const RATE_LIMIT: &str = "RATE_LIMIT";
+/// The path of the environment's feature flags, a flagd file.
+pub const FLAGS: &str = "SLIPWAY_FLAGS";
+/// The flags file's name — in the ledger beside an environment's state, and in a container
+/// — and the folder a container (or a pod) finds it in.
+pub const FLAGS_FILE: &str = "flags.flagd.json";
+pub const FLAGS_MOUNT: &str = "/etc/slipway/flags";
+
+/// The variable holding the base URL of the dependency with `role`: `catalog` →
+/// `CATALOG_URL`, `order-history` → `ORDER_HISTORY_URL`.
+pub fn url_var(role: &str) -> String {
+    format!("{}_URL", role.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// A whole number and its unit — `ms`, `s`, `m`, `h` or `d` (`500ms`, `3s`, `2m`, `1h`,
+/// `1d`) — or `0` alone; nothing else.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    if text == "0" {
+        return Some(Duration::ZERO);
+    }
+    let unit_at = text.find(|c: char| !c.is_ascii_digit()).filter(|&at| at > 0)?;
+    let number: u64 = text[..unit_at].parse().ok()?;
+    let seconds = |scale: u64| number.checked_mul(scale).map(Duration::from_secs);
+    match &text[unit_at..] {
+        "ms" => Some(Duration::from_millis(number)),
+        "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        "d" => seconds(86_400),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_names_its_url_variable() {
+        assert_eq!(url_var("catalog"), "CATALOG_URL");
+        assert_eq!(url_var("order-history"), "ORDER_HISTORY_URL");
+    }
+
+    #[test]
+    fn durations_are_a_whole_number_and_a_unit() {
+        let ms = |text| parse_duration(text).map(|d| d.as_millis());
+        assert_eq!(ms("500ms"), Some(500));
+        assert_eq!(ms("3s"), Some(3000));
+        assert_eq!(ms("2m"), Some(120_000));
+        assert_eq!(ms("1h"), Some(3_600_000));
+        assert_eq!(ms("1d"), Some(86_400_000));
+        assert_eq!(ms("0"), Some(0));
+        assert_eq!(ms("0s"), Some(0));
+    }
+
+    #[test]
+    fn anything_else_is_no_duration() {
+        for text in
+            ["", "s", "3", "3 s", "1.5s", "-1s", "3sec", "2w", "ms", "99999999999999999999s"]
+        {
+            assert_eq!(parse_duration(text), None, "{text:?}");
+        }
+    }
+}
