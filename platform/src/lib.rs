@@ -406,12 +406,6 @@ mod tests {
     }
 
     #[test]
-    fn role_to_variable_name() {
-        assert_eq!(dependency_var("catalog"), "CATALOG_URL");
-        assert_eq!(dependency_var("order-history"), "ORDER_HISTORY_URL");
-    }
-
-    #[test]
     fn defaults_when_unset() {
         let p = Platform::from_vars("shop-catalog", vars(&[])).unwrap();
         assert_eq!(p.listen_addr(), DEFAULT_LISTEN_ADDR.parse().unwrap());

@@ -682,7 +682,7 @@ fn recorded_waivers(project: &Project, plan: &Plan, ledger: &Ledger) -> Result<V
 struct Recorded {
     environments: Vec<String>,
     service: String,
-    reference: String,
+    reference: ImageRef,
     testpack: Digest,
 }
 
@@ -784,10 +784,7 @@ fn integration_tests(
             repository: suite.service.parse()?,
             testpack: suite.testpack.clone(),
             label: format!("[recorded in {}: {}]", suite.environments.join(", "), suite.reference),
-            origin: Some((
-                suite.service.clone(),
-                crate::store::tag_of(&suite.reference).to_owned(),
-            )),
+            origin: Some((suite.service.clone(), suite.reference.tag.to_string())),
         });
     }
     if !recorded.is_empty() {

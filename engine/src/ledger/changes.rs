@@ -29,8 +29,8 @@ pub struct Commit {
 pub struct ServiceChange {
     pub service: String,
     /// The image reference each environment runs (none where it does not run).
-    pub from: Option<String>,
-    pub to: Option<String>,
+    pub from: Option<crate::model::reference::ImageRef>,
+    pub to: Option<crate::model::reference::ImageRef>,
     /// Both run the very same image.
     pub same: bool,
     /// Commits in the source of `to`'s version, not in `from`'s, that touch the service:

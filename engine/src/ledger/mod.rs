@@ -136,7 +136,8 @@ pub fn committed_digest(files: &BTreeMap<String, Vec<u8>>) -> Digest {
 pub struct ServiceState {
     /// The build manifest this service came from (an environment can mix builds: `--only`).
     pub build: Digest,
-    pub reference: String,
+    /// `<repository>:<version>`, as the state's JSON writes it.
+    pub reference: crate::model::reference::ImageRef,
     pub image: Digest,
     pub testpacks: Vec<Digest>,
     /// The suites as runnable images, for rollout analysis and synthetic tests.

@@ -14,12 +14,6 @@ pub struct Repository(String);
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Tag(String);
 
-/// The tag of an `<repository>:<tag>` reference as the ledger and provenance record it
-/// (the version), or the whole text when it has none.
-pub fn tag_of(reference: &str) -> &str {
-    reference.split_once(':').map_or(reference, |(_, tag)| tag)
-}
-
 /// `<repository>:<tag>`, the name people use for an image.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ImageRef {
@@ -140,5 +134,18 @@ macro_rules! serialize_as_text {
     )*};
 }
 serialize_as_text!(ImageRef, Repository, Tag);
+
+/// Read back from their text, checked as `FromStr` checks it.
+macro_rules! deserialize_from_text {
+    ($($name:ty),*) => {$(
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+deserialize_from_text!(ImageRef, Repository, Tag);
 
 impl crate::error::Hint for NameError {}

@@ -18,14 +18,14 @@ pub struct Replayed {
     pub why: &'static str,
     pub service: String,
     /// The image reference, `<application>-<role>:<version>`.
-    pub version: String,
+    pub version: crate::model::reference::ImageRef,
     pub testpack: Digest,
 }
 
 impl Replayed {
     /// The version alone, as `--waive` names it.
     pub fn tag(&self) -> &str {
-        crate::model::reference::tag_of(&self.version)
+        self.version.tag.as_str()
     }
 }
 
@@ -135,7 +135,7 @@ mod tests {
         let state = ServiceState {
             build: digest(build),
             image: digest(&reference),
-            reference,
+            reference: reference.parse().expect("a reference"),
             testpacks: packs.iter().map(|p| digest(p)).collect(),
             test_images: Vec::new(),
             sbom: digest("sbom"),

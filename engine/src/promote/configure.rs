@@ -334,7 +334,7 @@ mod tests {
         let after = Resolved { timeout_ms: 500, rate_limit: 20, ..before.clone() };
         let service = |settings: &Resolved| ServiceState {
             build: Digest::of(b"b"),
-            reference: "shop-orders:1".into(),
+            reference: "shop-orders:1".parse().expect("a reference"),
             image: Digest::of(b"i"),
             testpacks: Vec::new(),
             test_images: Vec::new(),

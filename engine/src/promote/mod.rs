@@ -265,7 +265,7 @@ impl Promotion {
                 let (config, settings) = declared_settings(workspace, target, &service.name);
                 let state = ServiceState {
                     build: build.clone(),
-                    reference: service.image.name.clone(),
+                    reference: service.image.name.parse()?,
                     image: service.image.digest.clone(),
                     testpacks: service.testpacks.iter().map(|p| p.digest.clone()).collect(),
                     test_images: service.test_images.iter().map(|p| p.digest.clone()).collect(),
@@ -273,9 +273,9 @@ impl Promotion {
                     config,
                     settings: Some(settings),
                 };
-                (service.name.clone(), state)
+                Ok((service.name.clone(), state))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let current = ledger.current(target.name.as_str())?.map(|c| c.state.services);
         let Some(mut composition) = compose(&current.unwrap_or_default(), &promoted, waivers)?
         else {
@@ -402,7 +402,7 @@ pub fn replay_and_record(
     let subjects = state
         .services
         .values()
-        .map(|s| crate::attest::testresult::subject(&s.reference, &s.image))
+        .map(|s| crate::attest::testresult::subject(&s.reference.to_string(), &s.image))
         .collect();
     let mut configuration: Vec<provenance::ResourceDescriptor> = replay
         .iter()

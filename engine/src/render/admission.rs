@@ -153,47 +153,7 @@ pub fn policy(inputs: &Inputs) -> Option<Policy> {
     }
     let env = inputs.environment;
     let attestors: Vec<Attestor> = inputs.keys.iter().map(attestor).collect();
-    let names: Vec<String> =
-        attestors.iter().map(|attestor| format!("attestors.{}", attestor.name)).collect();
-    let any_trusted = format!("[{}]", names.join(", "));
-    let files: Vec<String> =
-        inputs.keys.iter().map(|key| format!("infra/keys/{}.pub", key.name)).collect();
-    let files = files.join(", ");
-    let every_image = |check: String| format!("images.containers.map(image, {check}).all(e, e)");
-    let mut validations = vec![
-        Validation {
-            expression: every_image(format!("verifyImageSignatures(image, {any_trusted}) > 0")),
-            message: format!("an image is not signed by a key {env} trusts ({files})"),
-        },
-        Validation {
-            expression: every_image(format!(
-                "verifyAttestationSignatures(image, attestations.{PROVENANCE}, {any_trusted}) > 0"
-            )),
-            message: format!("an image has no provenance signed by a key {env} trusts ({files})"),
-        },
-        Validation {
-            expression: every_image(format!(
-                "extractPayload(image, attestations.{PROVENANCE}).predicate.buildDefinition.buildType == '{BUILD_TYPE}'"
-            )),
-            message: format!("an image was not built by Slipway (build type {BUILD_TYPE})"),
-        },
-    ];
-    let mut attestations = vec![Attestation {
-        name: PROVENANCE,
-        intoto: InToto { predicate_type: PREDICATE_TYPE.to_owned() },
-    }];
-    if inputs.require_tested {
-        attestations
-            .push(Attestation { name: TESTED, intoto: InToto { predicate_type: tested_for(env) } });
-        validations.push(Validation {
-            expression: every_image(format!(
-                "verifyAttestationSignatures(image, attestations.{TESTED}, {any_trusted}) > 0 && extractPayload(image, attestations.{TESTED}).predicate.result != 'FAILED'"
-            )),
-            message: format!(
-                "an image has no passing test result of a promotion to {env}, signed by a key {env} trusts"
-            ),
-        });
-    }
+    let (attestations, validations) = checks(inputs, &attestors);
     Some(Policy {
         api_version: API_VERSION,
         kind: KIND,
@@ -231,6 +191,56 @@ pub fn policy(inputs: &Inputs) -> Option<Policy> {
             validations,
         },
     })
+}
+
+/// What every image must carry, and the CEL that checks it against `attestors`: a
+/// signature, Slipway's provenance, and — where the environment requires it — a passing
+/// test result of a promotion to it.
+fn checks(inputs: &Inputs, attestors: &[Attestor]) -> (Vec<Attestation>, Vec<Validation>) {
+    let env = inputs.environment;
+    let names: Vec<String> =
+        attestors.iter().map(|attestor| format!("attestors.{}", attestor.name)).collect();
+    let any_trusted = format!("[{}]", names.join(", "));
+    let files: Vec<String> =
+        inputs.keys.iter().map(|key| format!("infra/keys/{}.pub", key.name)).collect();
+    let files = files.join(", ");
+    let every_image = |check: String, message: String| Validation {
+        expression: format!("images.containers.map(image, {check}).all(e, e)"),
+        message,
+    };
+    let attested = |name: &str| {
+        format!("verifyAttestationSignatures(image, attestations.{name}, {any_trusted}) > 0")
+    };
+    let payload = |name: &str| format!("extractPayload(image, attestations.{name}).predicate");
+    let mut attestations = vec![Attestation {
+        name: PROVENANCE,
+        intoto: InToto { predicate_type: PREDICATE_TYPE.to_owned() },
+    }];
+    let mut validations = vec![
+        every_image(
+            format!("verifyImageSignatures(image, {any_trusted}) > 0"),
+            format!("an image is not signed by a key {env} trusts ({files})"),
+        ),
+        every_image(
+            attested(PROVENANCE),
+            format!("an image has no provenance signed by a key {env} trusts ({files})"),
+        ),
+        every_image(
+            format!("{}.buildDefinition.buildType == '{BUILD_TYPE}'", payload(PROVENANCE)),
+            format!("an image was not built by Slipway (build type {BUILD_TYPE})"),
+        ),
+    ];
+    if inputs.require_tested {
+        attestations
+            .push(Attestation { name: TESTED, intoto: InToto { predicate_type: tested_for(env) } });
+        validations.push(every_image(
+            format!("{} && {}.result != 'FAILED'", attested(TESTED), payload(TESTED)),
+            format!(
+                "an image has no passing test result of a promotion to {env}, signed by a key {env} trusts"
+            ),
+        ));
+    }
+    (attestations, validations)
 }
 
 /// `key` as the policies of the environments that trust it name it (`keygen` prints it).

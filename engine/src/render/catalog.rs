@@ -227,7 +227,7 @@ fn runs_where(catalog: &Catalog) -> String {
                     let _ = write!(
                         out,
                         "<td>{}<br><code title=\"{}\">{}</code>{mark}</td>",
-                        esc(crate::store::tag_of(&state.reference)),
+                        esc(state.reference.tag.as_str()),
                         esc(&state.image.to_string()),
                         esc(state.image.short()),
                     );

@@ -539,7 +539,7 @@ pub fn for_state(
         .services
         .iter()
         .map(|(name, service)| {
-            let version = crate::store::tag_of(&service.reference).to_owned();
+            let version = service.reference.tag.to_string();
             let running = Running {
                 image: service.image.clone(),
                 version,

@@ -15,7 +15,7 @@ pub use layout::LayoutStore;
 pub use layout::{replace_atomically, write_atomically};
 pub use registry::RegistryStore;
 
-pub use crate::model::reference::{ImageRef, NameError, Repository, Tag, tag_of};
+pub use crate::model::reference::{ImageRef, NameError, Repository, Tag};
 
 use crate::model::digest::{Digest, DigestError};
 

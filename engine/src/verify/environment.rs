@@ -45,7 +45,7 @@ pub fn doubt(project: &Project, ledger: &Ledger, environment: &Declared) -> Resu
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedByUntrusted {
     pub service: String,
-    pub reference: String,
+    pub reference: crate::model::reference::ImageRef,
     /// The keys the build is signed with.
     pub keyids: Vec<String>,
 }
@@ -376,7 +376,7 @@ fn check_results(
                 .state
                 .services
                 .values()
-                .map(|s| (s.reference.clone(), s.image.hex().to_owned()))
+                .map(|s| (s.reference.to_string(), s.image.hex().to_owned()))
                 .collect();
             let subjects: BTreeSet<(String, String)> = statement
                 .subject

@@ -45,7 +45,7 @@ pub struct Row {
 #[derive(Debug, Serialize)]
 pub struct Across {
     /// Environment → image reference (absent where the service does not run).
-    pub references: BTreeMap<String, String>,
+    pub references: BTreeMap<String, crate::model::reference::ImageRef>,
     /// Whether every environment runs the same image digest (and all run it).
     pub same: bool,
 }
@@ -64,7 +64,7 @@ pub struct FlagRow {
 pub struct Untrusted {
     pub environment: String,
     pub service: String,
-    pub reference: String,
+    pub reference: crate::model::reference::ImageRef,
     pub keyids: Vec<String>,
 }
 

@@ -75,14 +75,3 @@ fn read(mut response: ureq::http::Response<ureq::Body>, method: &str, url: &str)
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, body)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn role_to_variable_name() {
-        assert_eq!(url_var("catalog"), "CATALOG_URL");
-        assert_eq!(url_var("order-history"), "ORDER_HISTORY_URL");
-    }
-}

@@ -25,8 +25,8 @@ impl cli::Changes {
 fn print(changes: &Changes) {
     println!("{} → {}", changes.from, changes.to);
     for service in &changes.services {
-        let side = |reference: &Option<String>| {
-            reference.as_deref().map_or("—", slipway::store::tag_of).to_owned()
+        let side = |reference: &Option<slipway::store::ImageRef>| {
+            reference.as_ref().map_or("—", |r| r.tag.as_str()).to_owned()
         };
         let verdict = if service.same { "same" } else { "DIFFERS" };
         println!(

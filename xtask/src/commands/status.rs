@@ -96,7 +96,7 @@ fn print_services(status: &Status, workspace: &slipway::model::workspace::Worksp
             match row.state.as_ref().and_then(|state| state.services.get(name)) {
                 None => "—".to_owned(),
                 Some(s) => {
-                    let tag = slipway::store::tag_of(&s.reference);
+                    let tag = &s.reference.tag;
                     let flag = if status.quarantined.contains_key(&s.build) { " !" } else { "" };
                     format!("{tag} {}{flag}", s.image.short())
                 }
