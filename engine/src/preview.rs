@@ -321,3 +321,29 @@ fn stop_process(pid: u32) {
         signal("KILL");
     }
 }
+
+/// The build `render --preview` renders: `build` (a version or digest), else the build of
+/// the checked-out commit, as its CI stored it.
+pub fn build_to_render(
+    project: &crate::project::Project,
+    workspace: &Workspace,
+    build: Option<&str>,
+) -> Result<crate::attest::provenance::Statement, crate::error::Error> {
+    let store = project.store();
+    let digest = match build {
+        Some(text) => crate::attest::manifest::resolve_build(store, text)?.0,
+        None => {
+            let source = crate::model::source::Source::inspect(&project.shell, &project.layout)?;
+            let version = source.build_version(&workspace.version);
+            crate::attest::manifest::resolve_build(store, &version)
+                .map_err(|_| crate::render::k8s::PreviewRenderError::NoBuildOfSource {
+                    version,
+                    store: store.location(),
+                })?
+                .0
+        }
+    };
+    let envelope = crate::attest::manifest::stored_envelope(store, &digest)?;
+    crate::attest::manifest::unverified_statement(&envelope)
+        .map_err(|why| crate::error::Error::Verification(vec![format!("build {digest}: {why}")]))
+}

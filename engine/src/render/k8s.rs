@@ -285,6 +285,26 @@ fn object(
     Object { api_version, kind, metadata, body: body.iter().cloned().collect() }
 }
 
+/// One service in one environment: what each of its objects is made from.
+struct Subject<'a> {
+    inputs: &'a Inputs<'a>,
+    service: &'a Service,
+    env: &'a str,
+    /// `<env>-<application>-<role>`, every object's name.
+    name: String,
+}
+
+impl Subject<'_> {
+    /// The objects' metadata; `version` labels the workload and its pods.
+    fn metadata(&self, version: Option<&str>) -> Metadata {
+        metadata(self.env, &self.name, labels(self.env, self.service, version))
+    }
+
+    fn object(&self, api_version: &'static str, kind: &'static str, spec: Value) -> Object {
+        object(api_version, kind, self.metadata(None), &[("spec", spec)])
+    }
+}
+
 fn service_objects(
     inputs: &Inputs,
     service: &Service,
@@ -293,20 +313,49 @@ fn service_objects(
     rules: alerts::RuleFile,
 ) -> Vec<Object> {
     let env = inputs.environment.name.as_str();
-    let name = format!("{env}-{}", service.id);
-    let version = running.version.as_str();
-    let image = image(inputs, &service.id.to_string(), &running.image);
+    let subject = Subject { inputs, service, env, name: format!("{env}-{}", service.id) };
+    let (config_map, mounts, volumes) = config_map(&subject, resolved);
+    let template = pod_template(&subject, running, resolved, mounts, volumes);
+    let workload = workload(&subject, &running.version, template);
+    let k8s_service = subject.object(
+        "v1",
+        "Service",
+        json!({
+            "selector": selector(env, service),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        }),
+    );
+    let autoscaler = autoscaler(&subject, &workload, resolved);
+    let disruption = subject.object(
+        "policy/v1",
+        "PodDisruptionBudget",
+        json!({"selector": {"matchLabels": selector(env, service)}, "maxUnavailable": 1}),
+    );
+    let network = network_policy(&subject);
+    let prometheus_rule =
+        subject.object("monitoring.coreos.com/v1", "PrometheusRule", json!(&rules));
+    let mut objects = vec![config_map, workload, k8s_service];
+    if let Some(extra) = progressive_objects(inputs, service, &subject.name, &rules) {
+        objects.extend(extra);
+    }
+    objects.extend([autoscaler, disruption, network, prometheus_rule]);
+    objects
+}
+
+/// The ConfigMap of the platform contract, and the pod's mounts and volumes: a writable
+/// `/tmp`, and the environment's flags where it has any.
+fn config_map(subject: &Subject, resolved: &Resolved) -> (Object, Vec<Value>, Vec<Value>) {
+    let (env, service) = (subject.env, subject.service);
     let mut config = BTreeMap::from([
         (contract::LISTEN_ADDR.to_owned(), format!("0.0.0.0:{PORT}")),
         (contract::ENVIRONMENT.to_owned(), env.to_owned()),
     ]);
     config.extend(resolved.contract());
-    let flagged = !inputs.flags.flags.is_empty();
     let (mut mounts, mut volumes) = (
         vec![json!({"name": "tmp", "mountPath": "/tmp"})],
         vec![json!({"name": "tmp", "emptyDir": {}})],
     );
-    if flagged {
+    if !subject.inputs.flags.flags.is_empty() {
         // The flags ConfigMap as a volume: the kubelet updates the file in place, and the
         // platform crate reads it again, so a flag change needs no restart.
         config.insert(contract::FLAGS.to_owned(), format!("{FLAGS_DIR}/{FLAGS_KEY}"));
@@ -317,6 +366,20 @@ fn service_objects(
         config
             .insert(role.url_variable(), format!("http://{env}-{}-{role}", service.id.application));
     }
+    let config_map = object("v1", "ConfigMap", subject.metadata(None), &[("data", json!(config))]);
+    (config_map, mounts, volumes)
+}
+
+/// The pod: the image by digest, probes on the health path, the resolved resources,
+/// non-root with a read-only root and no privilege; a new configuration rolls it.
+fn pod_template(
+    subject: &Subject,
+    running: &Running,
+    resolved: &Resolved,
+    mounts: Vec<Value>,
+    volumes: Vec<Value>,
+) -> Value {
+    let service = subject.service;
     let probe = |period: u32| {
         json!({
             "httpGet": {"path": service.health, "port": "http"},
@@ -325,9 +388,9 @@ fn service_objects(
             "failureThreshold": 3,
         })
     };
-    let template = json!({
+    json!({
         "metadata": {
-            "labels": labels(env, service, Some(version)),
+            "labels": labels(subject.env, service, Some(&running.version)),
             // A new configuration rolls the pods.
             "annotations": {"slipway.dev/config": resolved.config_digest().to_string()},
         },
@@ -342,9 +405,9 @@ fn service_objects(
             },
             "containers": [{
                 "name": service.id.to_string(),
-                "image": image,
+                "image": image(subject.inputs, &service.id.to_string(), &running.image),
                 "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
-                "envFrom": [{"configMapRef": {"name": name}}],
+                "envFrom": [{"configMapRef": {"name": subject.name}}],
                 "readinessProbe": probe(5),
                 "livenessProbe": probe(10),
                 "resources": {
@@ -361,12 +424,17 @@ fn service_objects(
             }],
             "volumes": volumes,
         },
-    });
-    let workload = match &inputs.environment.delivery {
+    })
+}
+
+/// A Deployment, or a Rollout where the environment delivers progressively.
+fn workload(subject: &Subject, version: &str, template: Value) -> Object {
+    let (env, service) = (subject.env, subject.service);
+    match &subject.inputs.environment.delivery {
         Delivery::Rolling => object(
             "apps/v1",
             "Deployment",
-            metadata(env, &name, labels(env, service, Some(version))),
+            subject.metadata(Some(version)),
             &[(
                 "spec",
                 json!({
@@ -377,58 +445,37 @@ fn service_objects(
                 }),
             )],
         ),
-        delivery => rollout(inputs, service, &name, version, template, delivery),
-    };
-    let k8s_service = object(
-        "v1",
-        "Service",
-        metadata(env, &name, labels(env, service, None)),
-        &[(
-            "spec",
-            json!({
-                "selector": selector(env, service),
-                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-            }),
-        )],
-    );
-    let config_map = object(
-        "v1",
-        "ConfigMap",
-        metadata(env, &name, labels(env, service, None)),
-        &[("data", json!(config))],
-    );
-    let autoscaler = object(
+        delivery => rollout(subject.inputs, service, &subject.name, version, template, delivery),
+    }
+}
+
+/// The HorizontalPodAutoscaler of `workload`: the resolved replicas, 80 % CPU.
+fn autoscaler(subject: &Subject, workload: &Object, resolved: &Resolved) -> Object {
+    subject.object(
         "autoscaling/v2",
         "HorizontalPodAutoscaler",
-        metadata(env, &name, labels(env, service, None)),
-        &[(
-            "spec",
-            json!({
-                "scaleTargetRef": {
-                    "apiVersion": workload.api_version,
-                    "kind": workload.kind,
-                    "name": name,
-                },
-                "minReplicas": resolved.replicas.min,
-                "maxReplicas": resolved.replicas.max,
-                "metrics": [{
-                    "type": "Resource",
-                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
-                }],
-            }),
-        )],
-    );
-    let disruption = object(
-        "policy/v1",
-        "PodDisruptionBudget",
-        metadata(env, &name, labels(env, service, None)),
-        &[(
-            "spec",
-            json!({"selector": {"matchLabels": selector(env, service)}, "maxUnavailable": 1}),
-        )],
-    );
-    // Only the services that declare they call this one, and Prometheus, may reach it.
-    let callers: Vec<Value> = inputs
+        json!({
+            "scaleTargetRef": {
+                "apiVersion": workload.api_version,
+                "kind": workload.kind,
+                "name": subject.name,
+            },
+            "minReplicas": resolved.replicas.min,
+            "maxReplicas": resolved.replicas.max,
+            "metrics": [{
+                "type": "Resource",
+                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+            }],
+        }),
+    )
+}
+
+/// Only the services that declare they call this one, the environment's test pods and
+/// Prometheus may reach it.
+fn network_policy(subject: &Subject) -> Object {
+    let (env, service) = (subject.env, subject.service);
+    let callers: Vec<Value> = subject
+        .inputs
         .workspace
         .services
         .iter()
@@ -454,31 +501,15 @@ fn service_objects(
         }],
         "ports": [{"port": "http", "protocol": "TCP"}],
     }));
-    let network = object(
+    subject.object(
         "networking.k8s.io/v1",
         "NetworkPolicy",
-        metadata(env, &name, labels(env, service, None)),
-        &[(
-            "spec",
-            json!({
-                "podSelector": {"matchLabels": selector(env, service)},
-                "policyTypes": ["Ingress"],
-                "ingress": ingress,
-            }),
-        )],
-    );
-    let prometheus_rule = object(
-        "monitoring.coreos.com/v1",
-        "PrometheusRule",
-        metadata(env, &name, labels(env, service, None)),
-        &[("spec", json!(&rules))],
-    );
-    let mut objects = vec![config_map, workload, k8s_service];
-    if let Some(extra) = progressive_objects(inputs, service, &name, &rules) {
-        objects.extend(extra);
-    }
-    objects.extend([autoscaler, disruption, network, prometheus_rule]);
-    objects
+        json!({
+            "podSelector": {"matchLabels": selector(env, service)},
+            "policyTypes": ["Ingress"],
+            "ingress": ingress,
+        }),
+    )
 }
 
 /// The git repository Argo CD reads from: `[kubernetes] repo-url`, else the workspace's
@@ -628,32 +659,6 @@ pub fn preview_name(
         Some(parsed) => Ok(parsed),
         None => Err(PreviewRenderError::BadName { name: name.to_owned(), safe }),
     }
-}
-
-/// The build `render --preview` renders: `build` (a version or digest), else the build of
-/// the checked-out commit, as its CI stored it.
-pub fn preview_build(
-    project: &crate::project::Project,
-    workspace: &Workspace,
-    build: Option<&str>,
-) -> Result<crate::attest::provenance::Statement, crate::error::Error> {
-    let store = project.store();
-    let digest = match build {
-        Some(text) => crate::attest::manifest::resolve_build(store, text)?.0,
-        None => {
-            let source = crate::model::source::Source::inspect(&project.shell, &project.layout)?;
-            let version = source.build_version(&workspace.version);
-            crate::attest::manifest::resolve_build(store, &version)
-                .map_err(|_| PreviewRenderError::NoBuildOfSource {
-                    version,
-                    store: store.location(),
-                })?
-                .0
-        }
-    };
-    let envelope = crate::attest::manifest::stored_envelope(store, &digest)?;
-    crate::attest::manifest::unverified_statement(&envelope)
-        .map_err(|why| crate::error::Error::Verification(vec![format!("build {digest}: {why}")]))
 }
 
 /// A preview of `build` named `name`, for a cluster: the first environment's Kubernetes

@@ -17,7 +17,8 @@ impl cli::Render {
         let preview = match (&self.preview, self.application_set) {
             (Some(name), _) => {
                 let name = k8s::preview_name(name, &workspace)?;
-                let statement = k8s::preview_build(project, &workspace, self.build.as_deref())?;
+                let statement =
+                    slipway::preview::build_to_render(project, &workspace, self.build.as_deref())?;
                 Some(k8s::preview(project, &workspace, &name, &statement)?)
             }
             (None, true) => Some(
