@@ -468,74 +468,16 @@ fn build_artifacts(
     cache: &Cache,
     steps: &Steps,
 ) -> Result<Vec<BuiltService>> {
-    let store = project.store();
-    let locked = lockfile::read(&project.root)?;
-    let lock_digest = Digest::of(&read_file(&project.root.join("Cargo.lock"))?);
+    let packing = Packing { project, plan, cache, steps };
+    let lock =
+        (lockfile::read(&project.root)?, Digest::of(&read_file(&project.root.join("Cargo.lock"))?));
     let mut metadata = None;
     let mut built = Vec::new();
     for (planned, (image, image_reused)) in plan.services.iter().zip(images) {
-        let service = &planned.service;
-        let epoch = planned.source.epoch;
-        let repository = &planned.reference.repository;
         let mut testpacks = Vec::new();
         let mut test_images = Vec::new();
-        for suite in plan.workspace.suites_of(&service.id) {
-            let mut parts = Vec::new();
-            let mut files = Vec::new();
-            for (name, path) in executables.suites.get(&suite.package).into_iter().flatten() {
-                let bytes = read_file(path)?;
-                parts.push((name.clone(), Digest::of(&bytes)));
-                files.push((name.clone(), bytes));
-            }
-            let needs = plan.workspace.closure(&service.id);
-            let mut environment: Vec<String> =
-                needs.iter().map(|s| s.id.role.url_variable()).collect();
-            environment.push(slipway_contract::ENVIRONMENT.to_owned());
-            let mut descriptor = testpack::Descriptor::new(
-                &suite.package,
-                &service.id.to_string(),
-                planned.reference.tag.as_str(),
-                needs.iter().map(|s| s.id.to_string()).collect(),
-                environment,
-            );
-            descriptor.time_limit_seconds = suite.time_limit_seconds;
-            parts.push(("descriptor".to_owned(), Digest::of(&canonical_json(&descriptor))));
-            let key = Cache::key(&ArtifactInputs {
-                format: "slipway-testpack-v2",
-                image: &image.digest,
-                parts,
-                epoch: epoch.0,
-            });
-            let digest =
-                match cached_manifest((project, steps), cache, "testpacks", &key, repository) {
-                    Some(manifest) => {
-                        // Idempotent: heals a referrers index that lost the entry.
-                        artifact::add_referrer(store, repository, &image.digest, &manifest)?;
-                        steps.note(&format!(
-                            "reused test pack {} {}",
-                            suite.package,
-                            manifest.digest.short()
-                        ));
-                        manifest.digest
-                    }
-                    None => {
-                        steps.progress(&format!("packing {}", suite.package));
-                        let pack = testpack::assemble(descriptor, &files, epoch, &image)
-                            .map_err(ImageError::Tar)?;
-                        artifact::publish(store, repository, &pack, Some(&image.digest), None)?;
-                        cache.put(
-                            "testpacks",
-                            &key,
-                            &Cached { manifest: pack.manifest.digest.clone() },
-                        )?;
-                        steps.note(&format!(
-                            "packed {} {}",
-                            suite.package,
-                            pack.manifest.digest.short()
-                        ));
-                        pack.manifest.digest
-                    }
-                };
+        for suite in plan.workspace.suites_of(&planned.service.id) {
+            let (digest, files) = packing.test_pack(planned, suite, &image, executables)?;
             testpacks.push((suite.package.clone(), digest));
             test_images.extend(build_test_images(
                 project,
@@ -547,6 +489,89 @@ fn build_artifacts(
                 steps,
             )?);
         }
+        let sbom = packing.sbom(planned, &image, &lock, &mut metadata)?;
+        built.push(BuiltService { image, image_reused, testpacks, test_images, sbom });
+    }
+    Ok(built)
+}
+
+/// A suite's test executable: its target name and its bytes.
+type Executable = (String, Vec<u8>);
+
+/// What packing a service's artifacts reads besides the service.
+struct Packing<'a> {
+    project: &'a Project,
+    plan: &'a Plan,
+    cache: &'a Cache,
+    steps: &'a Steps,
+}
+
+impl Packing<'_> {
+    /// `suite`'s test pack beside `image` (reused when its inputs are), and its executables.
+    fn test_pack(
+        &self,
+        planned: &PlannedService,
+        suite: &workspace::Suite,
+        image: &StoredManifest,
+        executables: &Executables,
+    ) -> Result<(Digest, Vec<Executable>)> {
+        let (project, plan, steps) = (self.project, self.plan, self.steps);
+        let (store, service) = (project.store(), &planned.service);
+        let (epoch, repository) = (planned.source.epoch, &planned.reference.repository);
+        let mut parts = Vec::new();
+        let mut files = Vec::new();
+        for (name, path) in executables.suites.get(&suite.package).into_iter().flatten() {
+            let bytes = read_file(path)?;
+            parts.push((name.clone(), Digest::of(&bytes)));
+            files.push((name.clone(), bytes));
+        }
+        let needs = plan.workspace.closure(&service.id);
+        let mut environment: Vec<String> = needs.iter().map(|s| s.id.role.url_variable()).collect();
+        environment.push(slipway_contract::ENVIRONMENT.to_owned());
+        let mut descriptor = testpack::Descriptor::new(
+            &suite.package,
+            &service.id.to_string(),
+            planned.reference.tag.as_str(),
+            needs.iter().map(|s| s.id.to_string()).collect(),
+            environment,
+        );
+        descriptor.time_limit_seconds = suite.time_limit_seconds;
+        parts.push(("descriptor".to_owned(), Digest::of(&canonical_json(&descriptor))));
+        let key = Cache::key(&ArtifactInputs {
+            format: "slipway-testpack-v2",
+            image: &image.digest,
+            parts,
+            epoch: epoch.0,
+        });
+        if let Some(manifest) =
+            cached_manifest((project, steps), self.cache, "testpacks", &key, repository)
+        {
+            // Idempotent: heals a referrers index that lost the entry.
+            artifact::add_referrer(store, repository, &image.digest, &manifest)?;
+            let short = manifest.digest.short();
+            steps.note(&format!("reused test pack {} {short}", suite.package));
+            return Ok((manifest.digest, files));
+        }
+        steps.progress(&format!("packing {}", suite.package));
+        let pack = testpack::assemble(descriptor, &files, epoch, image).map_err(ImageError::Tar)?;
+        artifact::publish(store, repository, &pack, Some(&image.digest), None)?;
+        let digest = pack.manifest.digest;
+        self.cache.put("testpacks", &key, &Cached { manifest: digest.clone() })?;
+        steps.note(&format!("packed {} {}", suite.package, digest.short()));
+        Ok((digest, files))
+    }
+
+    /// The service's CycloneDX SBOM beside `image` (reused when its inputs are); cargo's
+    /// full metadata is read once, for the first SBOM made.
+    fn sbom(
+        &self,
+        planned: &PlannedService,
+        image: &StoredManifest,
+        (locked, lock_digest): &(BTreeMap<(String, String), lockfile::Locked>, Digest),
+        metadata: &mut Option<cargo_metadata::Metadata>,
+    ) -> Result<Digest> {
+        let (store, service) = (self.project.store(), &planned.service);
+        let (epoch, repository) = (planned.source.epoch, &planned.reference.repository);
         let key = Cache::key(&ArtifactInputs {
             format: "slipway-sbom-v1",
             image: &image.digest,
@@ -556,16 +581,19 @@ fn build_artifacts(
             ],
             epoch: epoch.0,
         });
-        let sbom = match cached_manifest((project, steps), cache, "sboms", &key, repository) {
+        let cached =
+            cached_manifest((self.project, self.steps), self.cache, "sboms", &key, repository);
+        let digest = match cached {
             Some(manifest) => {
                 artifact::add_referrer(store, repository, &image.digest, &manifest)?;
                 manifest.digest
             }
             None => {
                 if metadata.is_none() {
-                    metadata = Some(workspace::full_metadata(&project.shell, &plan.target)?);
+                    *metadata =
+                        Some(workspace::full_metadata(&self.project.shell, &self.plan.target)?);
                 }
-                let Some(metadata) = &metadata else { unreachable!("just filled") };
+                let Some(metadata) = metadata.as_ref() else { unreachable!("just filled") };
                 let id = metadata
                     .workspace_packages()
                     .into_iter()
@@ -574,17 +602,17 @@ fn build_artifacts(
                     .ok_or_else(|| {
                         Error::CargoMetadata(format!("no package `{}`", service.package))
                     })?;
-                let bom = sbom::document(metadata, &id, &locked, epoch);
-                let artifact = sbom::assemble(&bom, &image, epoch);
+                let bom = sbom::document(metadata, &id, locked, epoch);
+                let artifact = sbom::assemble(&bom, image, epoch);
                 artifact::publish(store, repository, &artifact, Some(&image.digest), None)?;
-                cache.put("sboms", &key, &Cached { manifest: artifact.manifest.digest.clone() })?;
-                artifact.manifest.digest
+                let digest = artifact.manifest.digest;
+                self.cache.put("sboms", &key, &Cached { manifest: digest.clone() })?;
+                digest
             }
         };
-        steps.note(&format!("SBOM of {} {}", service.id, sbom.short()));
-        built.push(BuiltService { image, image_reused, testpacks, test_images, sbom });
+        self.steps.note(&format!("SBOM of {} {}", service.id, digest.short()));
+        Ok(digest)
     }
-    Ok(built)
 }
 
 /// A suite's test executables as runnable `FROM scratch` images beside its test pack, one
@@ -599,7 +627,7 @@ fn build_test_images(
     plan: &Plan,
     planned: &crate::build::plan::PlannedService,
     suite: &str,
-    files: Vec<(String, Vec<u8>)>,
+    files: Vec<Executable>,
     cache: &Cache,
     steps: &Steps,
 ) -> Result<Vec<(String, Digest)>> {

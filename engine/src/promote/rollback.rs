@@ -7,13 +7,15 @@ use crate::attest::provenance;
 use crate::error::{Error, Result};
 use crate::ledger::entry::{Entry, builds_of, record};
 use crate::ledger::quarantine;
-use crate::ledger::{Ledger, State};
+use crate::ledger::{Ledger, Quarantine, State};
+use crate::model::digest::Digest;
 use crate::model::environments::Environment as Declared;
 use crate::model::workspace::{Workspace, environment};
 use crate::project::Project;
 use crate::promote::gates::settle;
 use crate::promote::{PromoteError, committed_and_verified};
 use crate::report::Report;
+use std::collections::BTreeMap;
 
 /// A rollback asked for: the environment, and optionally the commit of the state to return to.
 #[derive(Debug, Clone, Default)]
@@ -82,101 +84,10 @@ impl Rollback {
         let ledger = ledger.pin()?;
         let policy = committed_and_verified(project, workspace, &ledger, target)?;
         let history = ledger.history(target.name.as_str())?;
-        let quarantined = ledger.quarantined()?;
-        let Some(current) = history.first() else {
-            return Err(
-                PromoteError::NothingToRollBack { environment: target.name.to_string() }.into()
-            );
-        };
-        let earlier = match &self.to {
-            Some(commit) => {
-                let matching: Vec<&crate::ledger::Change> = history
-                    .iter()
-                    .skip(1)
-                    .filter(|c| c.commit.starts_with(commit.as_str()))
-                    .collect();
-                let [earlier] = *matching.as_slice() else {
-                    return Err(PromoteError::AmbiguousCommit {
-                        commit: commit.clone(),
-                        matches: matching.len(),
-                        environment: target.name.to_string(),
-                    }
-                    .into());
-                };
-                if let Some((build, q)) = quarantine::blocking(&quarantined, &earlier.state) {
-                    return Err(PromoteError::QuarantinedState {
-                        commit: earlier.commit[..12].to_owned(),
-                        build: build.short().to_string(),
-                        version: q.version.clone(),
-                        by: q.by.clone(),
-                        reason: q.reason.clone(),
-                    }
-                    .into());
-                }
-                earlier
-            }
-            None => {
-                let mut candidates = history.iter().skip(1);
-                candidates
-                    .find(|c| {
-                        !c.state.runs_as(&current.state)
-                            && quarantine::blocking(&quarantined, &c.state).is_none()
-                    })
-                    .ok_or_else(|| PromoteError::NoEarlierState {
-                        environment: target.name.to_string(),
-                    })?
-            }
-        };
-        // The emergency path: each build's signature and artifacts, no replay.
-        let mut report = Report {
-            manifest: format!("{}@{}", provenance::REPOSITORY, earlier.state.build),
-            ..Report::default()
-        };
-        let trusted = keys_of(project, target)?;
-        for build in builds_of(&earlier.state) {
-            let envelope = manifest::stored_envelope(project.store(), &build)?;
-            if let Some(statement) =
-                crate::verify::build::check_envelope(&mut report, &envelope, &trusted)
-            {
-                crate::verify::build::check_artifacts(
-                    &mut report,
-                    project.store(),
-                    &statement,
-                    &trusted,
-                );
-            }
-        }
+        let (current, earlier) = self.choose(target, &history, &ledger.quarantined()?)?;
+        let report = check_builds(project, target, &earlier.state)?;
         if self.dry_run {
-            let plan = RollbackPlan {
-                environment: target.name.as_str(),
-                from: &current.state.version,
-                to: &earlier.state.version,
-                state_of: &earlier.commit,
-                checks: &report.checks,
-                passed: report.failures().is_empty(),
-                state: &earlier.state,
-            };
-            if self.json {
-                crate::report::print_json(&plan)?;
-            } else {
-                eprintln!(
-                    "plan: roll {} back from {} to {} (the state of {}; dry run: nothing is written)",
-                    target.name,
-                    current.state.version,
-                    earlier.state.version,
-                    &earlier.commit[..12]
-                );
-                report.print();
-                for (name, state) in &earlier.state.services {
-                    eprintln!(
-                        "  would run {name:<24} {:<36} {}",
-                        state.reference,
-                        state.image.short()
-                    );
-                }
-            }
-            let failed = report.failures();
-            return if failed.is_empty() { Ok(()) } else { Err(Error::Refused(failed)) };
+            return self.show_plan(target, current, earlier, &report);
         }
         // Only a dry run has no key, and it stopped above.
         let Some(key) = key else { return Ok(()) };
@@ -211,4 +122,115 @@ impl Rollback {
             crate::promote::configure::declare_flags_of(project, &ledger, workspace, &entry.state)?;
         record(project, &ledger, entry, &message, key, &rendered)
     }
+
+    /// What runs now, and the state to return to: the one `--to` names, else the newest
+    /// earlier one that runs otherwise; never a quarantined one.
+    fn choose<'h>(
+        &self,
+        target: &Declared,
+        history: &'h [crate::ledger::Change],
+        quarantined: &BTreeMap<Digest, Quarantine>,
+    ) -> Result<(&'h crate::ledger::Change, &'h crate::ledger::Change)> {
+        let environment = target.name.to_string();
+        let Some(current) = history.first() else {
+            return Err(PromoteError::NothingToRollBack { environment }.into());
+        };
+        let Some(commit) = &self.to else {
+            let earlier = history
+                .iter()
+                .skip(1)
+                .find(|c| {
+                    !c.state.runs_as(&current.state)
+                        && quarantine::blocking(quarantined, &c.state).is_none()
+                })
+                .ok_or(PromoteError::NoEarlierState { environment })?;
+            return Ok((current, earlier));
+        };
+        let matching: Vec<&crate::ledger::Change> =
+            history.iter().skip(1).filter(|c| c.commit.starts_with(commit.as_str())).collect();
+        let [earlier] = *matching.as_slice() else {
+            let matches = matching.len();
+            return Err(PromoteError::AmbiguousCommit {
+                commit: commit.clone(),
+                matches,
+                environment,
+            }
+            .into());
+        };
+        if let Some((build, q)) = quarantine::blocking(quarantined, &earlier.state) {
+            return Err(PromoteError::QuarantinedState {
+                commit: earlier.commit[..12].to_owned(),
+                build: build.short().to_string(),
+                version: q.version.clone(),
+                by: q.by.clone(),
+                reason: q.reason.clone(),
+            }
+            .into());
+        }
+        Ok((current, earlier))
+    }
+
+    /// `--dry-run`: the states, the checks, what would run; refused as the rollback would be.
+    fn show_plan(
+        &self,
+        target: &Declared,
+        current: &crate::ledger::Change,
+        earlier: &crate::ledger::Change,
+        report: &Report,
+    ) -> Result<()> {
+        let plan = RollbackPlan {
+            environment: target.name.as_str(),
+            from: &current.state.version,
+            to: &earlier.state.version,
+            state_of: &earlier.commit,
+            checks: &report.checks,
+            passed: report.failures().is_empty(),
+            state: &earlier.state,
+        };
+        if self.json {
+            crate::report::print_json(&plan)?;
+        } else {
+            eprintln!(
+                "plan: roll {} back from {} to {} (the state of {}; dry run: nothing is written)",
+                target.name,
+                current.state.version,
+                earlier.state.version,
+                &earlier.commit[..12]
+            );
+            report.print();
+            for (name, state) in &earlier.state.services {
+                eprintln!(
+                    "  would run {name:<24} {:<36} {}",
+                    state.reference.to_string(),
+                    state.image.short()
+                );
+            }
+        }
+        let failed = report.failures();
+        if failed.is_empty() { Ok(()) } else { Err(Error::Refused(failed)) }
+    }
+}
+
+/// The emergency path's checks of the state to return to: each build's signature and every
+/// artifact it names, no replay.
+fn check_builds(project: &Project, target: &Declared, state: &State) -> Result<Report> {
+    let mut report = Report {
+        manifest: format!("{}@{}", provenance::REPOSITORY, state.build),
+        ..Report::default()
+    };
+    let trusted = keys_of(project, target)?;
+    for build in builds_of(state) {
+        let envelope = manifest::stored_envelope(project.store(), &build)?;
+        if let Some(statement) =
+            crate::verify::build::check_envelope(&mut report, &envelope, &trusted)
+        {
+            crate::verify::build::check_artifacts(
+                &mut report,
+                project.store(),
+                &statement,
+                &trusted,
+            );
+        }
+    }
+    Ok(report)
 }
