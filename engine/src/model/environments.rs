@@ -543,7 +543,8 @@ fn read_environment(
     })
 }
 
-/// Reads `replicas`, `log-level` and `resources` from `table`; other keys must be in `also`.
+/// Reads the service parameters (`replicas`, `log-level`, `timeout`, `rate-limit`,
+/// `alerts`, `resources`) from `table`; other keys must be in `also`.
 pub fn read_params(
     table: &dyn TableLike,
     prefix: &str,
@@ -560,44 +561,7 @@ pub fn read_params(
         ));
     }
     if let Some(item) = table.get("replicas") {
-        match item.as_table_like() {
-            Some(replicas) => {
-                for (key, _) in replicas.iter().filter(|(k, _)| !["min", "max"].contains(k)) {
-                    errors.push(failure(
-                        &format!("{prefix}.replicas.{key}"),
-                        "unknown key: expected min and max",
-                    ));
-                }
-                let count = |key: &str, errors: &mut Vec<MetadataError>| {
-                    let item = replicas.get(key)?;
-                    match item.as_integer().and_then(|n| u32::try_from(n).ok()).filter(|n| *n >= 1)
-                    {
-                        Some(n) => Some(n),
-                        None => {
-                            errors.push(failure(
-                                &format!("{prefix}.replicas.{key}"),
-                                "expected a whole number of at least 1",
-                            ));
-                            None
-                        }
-                    }
-                };
-                params.replicas_min = count("min", errors);
-                params.replicas_max = count("max", errors);
-                if let (Some(min), Some(max)) = (params.replicas_min, params.replicas_max)
-                    && max < min
-                {
-                    errors.push(failure(
-                        &format!("{prefix}.replicas.max"),
-                        format!("max ({max}) is less than min ({min})"),
-                    ));
-                }
-            }
-            None => errors.push(failure(
-                &format!("{prefix}.replicas"),
-                "expected a table like { min = 1, max = 3 }",
-            )),
-        }
+        read_replicas(item, prefix, &mut params, errors);
     }
     if let Some(item) = table.get("log-level") {
         match item.as_str().filter(|l| LOG_LEVELS.contains(l)) {
@@ -627,75 +591,122 @@ pub fn read_params(
         }
     }
     if let Some(item) = table.get("alerts") {
-        match item.as_table_like() {
-            Some(alerts) => {
-                for (key, value) in alerts.iter() {
-                    let full = format!("{prefix}.alerts.{key}");
-                    match key {
-                        "error-ratio" => {
-                            let ratio = value.as_float().or_else(|| value.as_integer().map(|i| i as f64));
-                            match ratio.filter(|r| *r > 0.0 && *r <= 1.0) {
-                                Some(ratio) => params.error_ratio = Some(ratio.to_string()),
-                                None => errors.push(failure(
-                                    &full,
-                                    "expected the share of 5xx answers that fires the alert, above 0 and at most 1, like 0.05",
-                                )),
-                            }
-                        }
-                        "latency-p99" => match value.as_str().and_then(parse_millis) {
-                            Some(ms) if ms > 0 => params.latency_p99_ms = Some(ms),
-                            _ => errors.push(failure(
-                                &full,
-                                "expected the p99 latency that fires the alert, like \"250ms\" or \"2s\"",
-                            )),
-                        },
-                        _ => errors.push(failure(&full, "unknown key: expected error-ratio and latency-p99")),
-                    }
-                }
-            }
-            None => errors.push(failure(
-                &format!("{prefix}.alerts"),
-                "expected a table like { error-ratio = 0.05, latency-p99 = \"500ms\" }",
-            )),
-        }
+        read_alerts(item, prefix, &mut params, errors);
     }
     if let Some(item) = table.get("resources") {
-        match item.as_table_like() {
-            Some(resources) => {
-                for (key, value) in resources.iter() {
-                    let text = value.as_str().unwrap_or("");
-                    let valid = match key {
-                        "cpu" => quantity(text, &["m"]),
-                        "memory" => quantity(text, &["Ki", "Mi", "Gi", "Ti"]),
-                        _ => {
-                            errors.push(failure(
-                                &format!("{prefix}.resources.{key}"),
-                                "unknown key: expected cpu and memory",
-                            ));
-                            continue;
-                        }
-                    };
-                    if !valid {
-                        let example =
-                            if key == "cpu" { "\"250m\" or \"2\"" } else { "\"256Mi\" or \"1Gi\"" };
-                        errors.push(failure(
-                            &format!("{prefix}.resources.{key}"),
-                            format!("expected a Kubernetes quantity like {example}"),
-                        ));
-                    } else if key == "cpu" {
-                        params.cpu = Some(text.to_owned());
-                    } else {
-                        params.memory = Some(text.to_owned());
-                    }
-                }
-            }
-            None => errors.push(failure(
-                &format!("{prefix}.resources"),
-                "expected a table like { cpu = \"250m\", memory = \"256Mi\" }",
-            )),
-        }
+        read_resources(item, prefix, &mut params, errors);
     }
     params
+}
+
+/// `replicas = { min, max }`: whole numbers of at least 1, max not below min.
+fn read_replicas(item: &Item, prefix: &str, params: &mut Params, errors: &mut Vec<MetadataError>) {
+    let Some(replicas) = item.as_table_like() else {
+        errors.push(failure(
+            &format!("{prefix}.replicas"),
+            "expected a table like { min = 1, max = 3 }",
+        ));
+        return;
+    };
+    for (key, _) in replicas.iter().filter(|(k, _)| !["min", "max"].contains(k)) {
+        errors.push(failure(
+            &format!("{prefix}.replicas.{key}"),
+            "unknown key: expected min and max",
+        ));
+    }
+    let count = |key: &str, errors: &mut Vec<MetadataError>| {
+        let item = replicas.get(key)?;
+        match item.as_integer().and_then(|n| u32::try_from(n).ok()).filter(|n| *n >= 1) {
+            Some(n) => Some(n),
+            None => {
+                errors.push(failure(
+                    &format!("{prefix}.replicas.{key}"),
+                    "expected a whole number of at least 1",
+                ));
+                None
+            }
+        }
+    };
+    params.replicas_min = count("min", errors);
+    params.replicas_max = count("max", errors);
+    if let (Some(min), Some(max)) = (params.replicas_min, params.replicas_max)
+        && max < min
+    {
+        errors.push(failure(
+            &format!("{prefix}.replicas.max"),
+            format!("max ({max}) is less than min ({min})"),
+        ));
+    }
+}
+
+/// `alerts = { error-ratio, latency-p99 }`: a share in (0, 1] and a duration.
+fn read_alerts(item: &Item, prefix: &str, params: &mut Params, errors: &mut Vec<MetadataError>) {
+    let Some(alerts) = item.as_table_like() else {
+        errors.push(failure(
+            &format!("{prefix}.alerts"),
+            "expected a table like { error-ratio = 0.05, latency-p99 = \"500ms\" }",
+        ));
+        return;
+    };
+    for (key, value) in alerts.iter() {
+        let full = format!("{prefix}.alerts.{key}");
+        match key {
+            "error-ratio" => {
+                let ratio = value.as_float().or_else(|| value.as_integer().map(|i| i as f64));
+                match ratio.filter(|r| *r > 0.0 && *r <= 1.0) {
+                    Some(ratio) => params.error_ratio = Some(ratio.to_string()),
+                    None => errors.push(failure(
+                        &full,
+                        "expected the share of 5xx answers that fires the alert, above 0 and at most 1, like 0.05",
+                    )),
+                }
+            }
+            "latency-p99" => match value.as_str().and_then(parse_millis) {
+                Some(ms) if ms > 0 => params.latency_p99_ms = Some(ms),
+                _ => errors.push(failure(
+                    &full,
+                    "expected the p99 latency that fires the alert, like \"250ms\" or \"2s\"",
+                )),
+            },
+            _ => errors.push(failure(&full, "unknown key: expected error-ratio and latency-p99")),
+        }
+    }
+}
+
+/// `resources = { cpu, memory }`: Kubernetes quantities.
+fn read_resources(item: &Item, prefix: &str, params: &mut Params, errors: &mut Vec<MetadataError>) {
+    let Some(resources) = item.as_table_like() else {
+        errors.push(failure(
+            &format!("{prefix}.resources"),
+            "expected a table like { cpu = \"250m\", memory = \"256Mi\" }",
+        ));
+        return;
+    };
+    for (key, value) in resources.iter() {
+        let text = value.as_str().unwrap_or("");
+        let valid = match key {
+            "cpu" => quantity(text, &["m"]),
+            "memory" => quantity(text, &["Ki", "Mi", "Gi", "Ti"]),
+            _ => {
+                errors.push(failure(
+                    &format!("{prefix}.resources.{key}"),
+                    "unknown key: expected cpu and memory",
+                ));
+                continue;
+            }
+        };
+        if !valid {
+            let example = if key == "cpu" { "\"250m\" or \"2\"" } else { "\"256Mi\" or \"1Gi\"" };
+            errors.push(failure(
+                &format!("{prefix}.resources.{key}"),
+                format!("expected a Kubernetes quantity like {example}"),
+            ));
+        } else if key == "cpu" {
+            params.cpu = Some(text.to_owned());
+        } else {
+            params.memory = Some(text.to_owned());
+        }
+    }
 }
 
 /// Whether `text` is a positive whole number with one of `suffixes` (or none).
@@ -706,7 +717,6 @@ fn quantity(text: &str, suffixes: &[&str]) -> bool {
         && number.bytes().any(|b| b != b'0')
 }
 
-/// `"250ms"` or `"2s"` in milliseconds.
 /// The keys `config set` may change, with the TOML type each takes.
 pub const SETTABLE: [(&str, &str); 9] = [
     ("log-level", "string"),

@@ -281,12 +281,49 @@ fn read_flag(
         }
         known
     });
+    let variants = read_variants(table.get("variants"), &prefix, kind.as_deref(), errors);
+    let default = text("default", errors).filter(|default| {
+        let known = variants.contains_key(default) || variants.is_empty();
+        if !known {
+            errors.push(failure(
+                &format!("{prefix}.default"),
+                format!("no variant `{default}`: expected one of {}", names(&variants)),
+            ));
+        }
+        known
+    });
+    let shape = Shape { kind: kind.as_deref(), variants: &variants, default: default.as_deref() };
+    let states = match table.get("environments") {
+        Some(item) => read_states(item, &prefix, environments, &shape, errors),
+        None => BTreeMap::new(),
+    };
+    if errors.len() > before {
+        return None;
+    }
+    Some(Flag {
+        name: name?,
+        kind: kind?,
+        description: description?,
+        owner: owner?,
+        variants,
+        default: default?,
+        environments: states,
+    })
+}
+
+/// `variants = { on = true, off = false }`: each of the flag's type.
+fn read_variants(
+    item: Option<&Item>,
+    prefix: &str,
+    kind: Option<&str>,
+    errors: &mut Vec<MetadataError>,
+) -> BTreeMap<String, Value> {
     let mut variants = BTreeMap::new();
-    match table.get("variants").and_then(Item::as_table_like) {
+    match item.and_then(Item::as_table_like) {
         Some(declared) if !declared.is_empty() => {
             for (variant, value) in declared.iter() {
                 let key = format!("{prefix}.variants.{variant}");
-                match (kind.as_deref(), value_of(value)) {
+                match (kind, value_of(value)) {
                     (Some(kind), Some(value)) if type_of(&value) == kind => {
                         variants.insert(variant.to_owned(), value);
                     }
@@ -301,63 +338,49 @@ fn read_flag(
             "missing: expected a table of variants, like { on = true, off = false }",
         )),
     }
-    let default = text("default", errors).filter(|default| {
-        let known = variants.contains_key(default) || variants.is_empty();
-        if !known {
-            errors.push(failure(
-                &format!("{prefix}.default"),
-                format!("no variant `{default}`: expected one of {}", names(&variants)),
-            ));
-        }
-        known
-    });
+    variants
+}
+
+/// What a flag's state in an environment is read against: its type, variants, default.
+struct Shape<'a> {
+    kind: Option<&'a str>,
+    variants: &'a BTreeMap<String, Value>,
+    default: Option<&'a str>,
+}
+
+/// `environments = { dev = "on", prod = "10%" }`: the flag's state in each environment
+/// that declares one.
+fn read_states(
+    item: &Item,
+    prefix: &str,
+    environments: &Environments,
+    shape: &Shape,
+    errors: &mut Vec<MetadataError>,
+) -> BTreeMap<String, State> {
     let mut states = BTreeMap::new();
-    if let Some(item) = table.get("environments") {
-        match item.as_table_like() {
-            Some(declared) => {
-                for (environment, value) in declared.iter() {
-                    let key = format!("{prefix}.environments.{environment}");
-                    if environments.get(environment).is_none() {
-                        let known: Vec<&str> = environments.names().map(Name::as_str).collect();
-                        errors.push(failure(
-                            &key,
-                            format!(
-                                "no environment `{environment}`: expected one of {}",
-                                known.join(", ")
-                            ),
-                        ));
-                        continue;
-                    }
-                    if let Some(state) = read_state(
-                        value,
-                        &key,
-                        kind.as_deref(),
-                        &variants,
-                        default.as_deref(),
-                        errors,
-                    ) {
-                        states.insert(environment.to_owned(), state);
-                    }
-                }
-            }
-            None => errors.push(failure(
-                &format!("{prefix}.environments"),
-                "expected a table like { dev = \"on\", prod = \"10%\" }",
-            )),
+    let Some(table) = item.as_table_like() else {
+        errors.push(failure(
+            &format!("{prefix}.environments"),
+            "expected a table like { dev = \"on\", prod = \"10%\" }",
+        ));
+        return states;
+    };
+    for (environment, value) in table.iter() {
+        let key = format!("{prefix}.environments.{environment}");
+        if environments.get(environment).is_none() {
+            let known: Vec<&str> = environments.names().map(Name::as_str).collect();
+            errors.push(failure(
+                &key,
+                format!("no environment `{environment}`: expected one of {}", known.join(", ")),
+            ));
+            continue;
+        }
+        let Shape { kind, variants, default } = *shape;
+        if let Some(state) = read_state(value, &key, kind, variants, default, errors) {
+            states.insert(environment.to_owned(), state);
         }
     }
-    if errors.len() > before {
-        return None;
-    }
-    Some(Flag {
-        name: name?,
-        kind: kind?,
-        description: description?,
-        owner: owner?,
-        variants,
-        default: default?,
-        environments: states,
-    })
+    states
 }
 
 /// `"off"`, a variant name, `"N%"` (a boolean flag: N % on), or a table of weights

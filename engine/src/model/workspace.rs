@@ -314,72 +314,9 @@ fn read_service(package: &Package, errors: &mut Vec<MetadataError>) -> Option<Se
     };
     let application = name("application", errors);
     let role = name("role", errors);
-    let health = match table.get("health") {
-        Some(Value::String(path))
-            if path.starts_with('/') && !path.contains(char::is_whitespace) =>
-        {
-            Some(path.clone())
-        }
-        Some(other) => {
-            errors.push(error(
-                file,
-                format!("{SERVICE_TABLE}.health"),
-                format!("expected an HTTP path starting with `/`, like \"/health\", found {other}"),
-            ));
-            None
-        }
-        None => {
-            errors.push(error(
-                file,
-                format!("{SERVICE_TABLE}.health"),
-                "missing: expected the health endpoint's path, like \"/health\"",
-            ));
-            None
-        }
-    };
-    let mut depends_on = Vec::new();
-    match table.get("depends-on") {
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                match item.as_str().and_then(Name::parse) {
-                    Some(name) => depends_on.push(name),
-                    None => errors.push(error(
-                        file,
-                        format!("{SERVICE_TABLE}.depends-on[{i}]"),
-                        format!(
-                            "expected the role of a service of the same application, found {item}"
-                        ),
-                    )),
-                }
-            }
-        }
-        Some(other) => errors.push(error(
-            file,
-            format!("{SERVICE_TABLE}.depends-on"),
-            format!("expected a list of roles, like [\"catalog\"], found {other}"),
-        )),
-        None => errors.push(error(
-            file,
-            format!("{SERVICE_TABLE}.depends-on"),
-            "missing: expected a list of the roles this service calls ([] for none)",
-        )),
-    }
-    let binary = if package.binaries.iter().any(|b| b == &package.name) {
-        Some(package.name.clone())
-    } else if let [only] = package.binaries.as_slice() {
-        Some(only.clone())
-    } else {
-        errors.push(error(
-            file,
-            "bin",
-            format!(
-                "a service needs one binary target (or one named `{}`); found {}",
-                package.name,
-                package.binaries.len()
-            ),
-        ));
-        None
-    };
+    let health = read_health(file, table.get("health"), errors);
+    let depends_on = read_depends_on(file, table.get("depends-on"), errors);
+    let binary = read_binary(package, errors);
     let owns = read_owns(file, table.get("owns"), errors);
     let environments = read_environments(file, table.get("environments"), errors);
     if errors.len() > before {
@@ -398,6 +335,90 @@ fn read_service(package: &Package, errors: &mut Vec<MetadataError>) -> Option<Se
         environments,
         inputs: Vec::new(),
     })
+}
+
+/// `health = "/health"`: the path of the service's health endpoint.
+fn read_health(
+    file: &Path,
+    item: Option<&Value>,
+    errors: &mut Vec<MetadataError>,
+) -> Option<String> {
+    let key = format!("{SERVICE_TABLE}.health");
+    match item {
+        Some(Value::String(path))
+            if path.starts_with('/') && !path.contains(char::is_whitespace) =>
+        {
+            return Some(path.clone());
+        }
+        Some(other) => errors.push(error(
+            file,
+            key,
+            format!("expected an HTTP path starting with `/`, like \"/health\", found {other}"),
+        )),
+        None => errors.push(error(
+            file,
+            key,
+            "missing: expected the health endpoint's path, like \"/health\"",
+        )),
+    }
+    None
+}
+
+/// `depends-on = ["catalog", …]`: the roles of the services of the same application it calls.
+fn read_depends_on(
+    file: &Path,
+    item: Option<&Value>,
+    errors: &mut Vec<MetadataError>,
+) -> Vec<Name> {
+    let key = format!("{SERVICE_TABLE}.depends-on");
+    let mut depends_on = Vec::new();
+    match item {
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str().and_then(Name::parse) {
+                    Some(name) => depends_on.push(name),
+                    None => errors.push(error(
+                        file,
+                        format!("{key}[{i}]"),
+                        format!(
+                            "expected the role of a service of the same application, found {item}"
+                        ),
+                    )),
+                }
+            }
+        }
+        Some(other) => errors.push(error(
+            file,
+            key,
+            format!("expected a list of roles, like [\"catalog\"], found {other}"),
+        )),
+        None => errors.push(error(
+            file,
+            key,
+            "missing: expected a list of the roles this service calls ([] for none)",
+        )),
+    }
+    depends_on
+}
+
+/// The service's binary: the one named after its package, else its only one.
+fn read_binary(package: &Package, errors: &mut Vec<MetadataError>) -> Option<String> {
+    if package.binaries.iter().any(|b| b == &package.name) {
+        return Some(package.name.clone());
+    }
+    if let [only] = package.binaries.as_slice() {
+        return Some(only.clone());
+    }
+    errors.push(error(
+        package.manifest.as_path(),
+        "bin",
+        format!(
+            "a service needs one binary target (or one named `{}`); found {}",
+            package.name,
+            package.binaries.len()
+        ),
+    ));
+    None
 }
 
 /// `owns = ["orders-events", …]`: names of the resources the service writes to.

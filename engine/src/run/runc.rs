@@ -91,28 +91,48 @@ pub fn spec(
     limits: Limits,
     binds: &[(&str, &Path)],
 ) -> Result<Spec, String> {
-    let error = |e: oci_spec::OciSpecError| e.to_string();
+    SpecBuilder::default()
+        .version("1.0.2")
+        .root(RootBuilder::default().path("rootfs").readonly(true).build().map_err(error)?)
+        .hostname("slipway")
+        .process(oci_process(process, env)?)
+        .mounts(mounts(binds)?)
+        .linux(linux(limits)?)
+        .build()
+        .map_err(error)
+}
+
+fn error(e: oci_spec::OciSpecError) -> String {
+    e.to_string()
+}
+
+/// The image's process as its user, with the contract `env`, no capability and no new
+/// privileges.
+fn oci_process(process: &Process, env: Vec<String>) -> Result<oci_spec::runtime::Process, String> {
     let empty = std::collections::HashSet::<oci_spec::runtime::Capability>::new;
-    let none = || {
-        LinuxCapabilitiesBuilder::default()
-            .bounding(empty())
-            .effective(empty())
-            .inheritable(empty())
-            .permitted(empty())
-            .ambient(empty())
-            .build()
-    };
+    let none = LinuxCapabilitiesBuilder::default()
+        .bounding(empty())
+        .effective(empty())
+        .inheritable(empty())
+        .permitted(empty())
+        .ambient(empty())
+        .build()
+        .map_err(error)?;
     let user = UserBuilder::default().uid(process.uid).gid(process.gid).build().map_err(error)?;
-    let oci_process = ProcessBuilder::default()
+    ProcessBuilder::default()
         .terminal(false)
         .user(user)
         .args(process.args.clone())
         .env(env)
         .cwd(process.cwd.clone())
-        .capabilities(none().map_err(error)?)
+        .capabilities(none)
         .no_new_privileges(true)
         .build()
-        .map_err(error)?;
+        .map_err(error)
+}
+
+/// `/proc`, `/dev`, a writable `/tmp`, the host's name resolution, and `binds` read-only.
+fn mounts(binds: &[(&str, &Path)]) -> Result<Vec<oci_spec::runtime::Mount>, String> {
     let mount = |destination: &str, kind: &str, source: &str, options: &[&str]| {
         MountBuilder::default()
             .destination(destination)
@@ -122,6 +142,7 @@ pub fn spec(
             .build()
             .map_err(error)
     };
+    let read_only = ["rbind", "ro", "nosuid", "nodev", "noexec"];
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
@@ -133,23 +154,18 @@ pub fn spec(
         )?,
         mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777", "size=65536k"])?,
         // Names resolve as on the host: `localhost` for the services each one calls.
-        mount("/etc/hosts", "bind", "/etc/hosts", &["rbind", "ro", "nosuid", "nodev", "noexec"])?,
-        mount(
-            "/etc/resolv.conf",
-            "bind",
-            "/etc/resolv.conf",
-            &["rbind", "ro", "nosuid", "nodev", "noexec"],
-        )?,
+        mount("/etc/hosts", "bind", "/etc/hosts", &read_only)?,
+        mount("/etc/resolv.conf", "bind", "/etc/resolv.conf", &read_only)?,
     ];
     for (destination, source) in binds {
-        let source = source.to_string_lossy();
-        mounts.push(mount(
-            destination,
-            "bind",
-            &source,
-            &["rbind", "ro", "nosuid", "nodev", "noexec"],
-        )?);
+        mounts.push(mount(destination, "bind", &source.to_string_lossy(), &read_only)?);
     }
+    Ok(mounts)
+}
+
+/// Its own pid, ipc, uts and mount namespaces (the host's network: services listen on
+/// loopback), `limits`, and the kernel's files masked or read-only.
+fn linux(limits: Limits) -> Result<oci_spec::runtime::Linux, String> {
     let namespaces = [
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Ipc,
@@ -168,7 +184,7 @@ pub fn spec(
         .pids(LinuxPidsBuilder::default().limit(limits.pids).build().map_err(error)?)
         .build()
         .map_err(error)?;
-    let linux = LinuxBuilder::default()
+    LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources)
         .masked_paths(
@@ -181,15 +197,6 @@ pub fn spec(
                 .map(str::to_owned)
                 .to_vec(),
         )
-        .build()
-        .map_err(error)?;
-    SpecBuilder::default()
-        .version("1.0.2")
-        .root(RootBuilder::default().path("rootfs").readonly(true).build().map_err(error)?)
-        .hostname("slipway")
-        .process(oci_process)
-        .mounts(mounts)
-        .linux(linux)
         .build()
         .map_err(error)
 }

@@ -181,17 +181,7 @@ impl Environment {
                 Some(file)
             }
         };
-        // Hold every listener until all ports are chosen, so no two services get one port.
-        let mut ports = BTreeMap::new();
-        let mut held = Vec::new();
-        for launch in launches {
-            let listener =
-                TcpListener::bind("127.0.0.1:0").map_err(io("find a free port for", run_dir))?;
-            let port = listener.local_addr().map_err(io("find a free port for", run_dir))?.port();
-            held.push(listener);
-            ports.insert(launch.id.clone(), port);
-        }
-        drop(held);
+        let ports = free_ports(launches, run_dir)?;
         let reaper = match (kind, preview) {
             (Kind::Runc, None) => Some(Reaper::new()?),
             _ => None,
@@ -199,20 +189,7 @@ impl Environment {
         let mut environment = Environment { name, running: Vec::new(), flags, reaper };
         for launch in launches {
             let port = ports[&launch.id];
-            // The platform contract, after the image's own environment.
-            let mut contract = vec![
-                ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
-                (slipway_contract::LISTEN_ADDR.to_owned(), format!("127.0.0.1:{port}")),
-                (slipway_contract::ENVIRONMENT.to_owned(), environment.name.as_str().to_owned()),
-            ];
-            contract.extend(launch.settings.iter().cloned());
-            for role in &launch.depends_on {
-                let dependency =
-                    ServiceId { application: launch.id.application.clone(), role: role.clone() };
-                if let Some(port) = ports.get(&dependency) {
-                    contract.push((role.url_variable(), format!("http://localhost:{port}")));
-                }
-            }
+            let mut contract = contract_of(launch, port, &ports, environment.name.as_str());
             let log = run_dir.join(format!("{}.log", launch.id));
             let handle = match kind {
                 Kind::Process => {
@@ -233,24 +210,8 @@ impl Environment {
                         }
                         None => Vec::new(),
                     };
-                    let id = match preview {
-                        Some(preview) => {
-                            // Container names are the machine's: the preview's folder
-                            // tells two repositories' previews of one name apart.
-                            let folder = Digest::of(run_dir.to_string_lossy().as_bytes());
-                            let id =
-                                format!("slipway-{preview}-{}-{}", &folder.hex()[..8], launch.id);
-                            // One a crashed `up` of this preview left behind goes first.
-                            runc::Container::existing(
-                                id.clone(),
-                                run_dir.join("bundles").join(launch.id.to_string()),
-                            )
-                            .stop();
-                            id
-                        }
-                        None => format!("slipway-{}-{}", std::process::id(), launch.id),
-                    };
-                    let bundle = Bundle { id, binds: &binds };
+                    let bundle =
+                        Bundle { id: container_id(preview, run_dir, launch), binds: &binds };
                     let reaper = environment.reaper.as_mut();
                     Handle::Container(start_container(
                         store, launch, run_dir, &log, &contract, bundle, reaper,
@@ -499,3 +460,60 @@ pub fn die_with_parent(command: &mut Command) {
 }
 
 impl crate::error::Hint for RuntimeError {}
+
+/// A free loopback port per launch: every listener is held until all are chosen, so no two
+/// services get one port.
+fn free_ports(
+    launches: &[Launch],
+    run_dir: &Path,
+) -> Result<BTreeMap<ServiceId, u16>, RuntimeError> {
+    let mut ports = BTreeMap::new();
+    let mut held = Vec::new();
+    for launch in launches {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").map_err(io("find a free port for", run_dir))?;
+        let port = listener.local_addr().map_err(io("find a free port for", run_dir))?.port();
+        held.push(listener);
+        ports.insert(launch.id.clone(), port);
+    }
+    Ok(ports)
+}
+
+/// The platform contract of `launch` listening on `port` in `environment`, after the
+/// image's own environment: its settings and the URL of each dependency that runs.
+fn contract_of(
+    launch: &Launch,
+    port: u16,
+    ports: &BTreeMap<ServiceId, u16>,
+    environment: &str,
+) -> Vec<(String, String)> {
+    let mut contract = vec![
+        ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
+        (slipway_contract::LISTEN_ADDR.to_owned(), format!("127.0.0.1:{port}")),
+        (slipway_contract::ENVIRONMENT.to_owned(), environment.to_owned()),
+    ];
+    contract.extend(launch.settings.iter().cloned());
+    for role in &launch.depends_on {
+        let dependency =
+            ServiceId { application: launch.id.application.clone(), role: role.clone() };
+        if let Some(port) = ports.get(&dependency) {
+            contract.push((role.url_variable(), format!("http://localhost:{port}")));
+        }
+    }
+    contract
+}
+
+/// The runc container's id: `slipway-<pid>-<service>`, or for a preview (which outlives
+/// this process) `slipway-<preview>-<hash of its folder>-<service>` — container names are
+/// the machine's, and the folder tells two repositories' previews of one name apart. One a
+/// crashed `up` of this preview left behind is stopped first.
+fn container_id(preview: Option<&str>, run_dir: &Path, launch: &Launch) -> String {
+    let Some(preview) = preview else {
+        return format!("slipway-{}-{}", std::process::id(), launch.id);
+    };
+    let folder = Digest::of(run_dir.to_string_lossy().as_bytes());
+    let id = format!("slipway-{preview}-{}-{}", &folder.hex()[..8], launch.id);
+    runc::Container::existing(id.clone(), run_dir.join("bundles").join(launch.id.to_string()))
+        .stop();
+    id
+}
