@@ -1,6 +1,7 @@
 //! Checks of the repository itself: every Rust file says what it is for, no ignored tests
 //! or leftover debug prints, the README's commands exist, the CI script runs the test
-//! command, and the Nix flake parses.
+//! command, the Nix flake parses, no function runs past a hundred lines, and the platform
+//! contract is spelled in one crate.
 
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used)]
@@ -330,4 +331,90 @@ fn every_declared_dependency_is_used() {
         }
     }
     assert!(unused.is_empty(), "declared but never used (remove them): {unused:#?}");
+}
+
+/// The functions of `text` longer than `limit` lines (signature to closing brace), test
+/// modules aside: `(line, name, length)`. A function is a line starting (after its indent)
+/// with `fn`, `pub fn` or `pub(crate) fn`, and ends at the first `}` at that indent — as
+/// rustfmt lays code out.
+fn long_functions(text: &str, limit: usize) -> Vec<(usize, String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let end = lines.iter().position(|l| l.starts_with("#[cfg(test)]")).unwrap_or(lines.len());
+    let mut long = Vec::new();
+    for (at, line) in lines[..end].iter().enumerate() {
+        let body = line.trim_start();
+        let indent = line.len() - body.len();
+        let Some(rest) =
+            ["fn ", "pub fn ", "pub(crate) fn "].iter().find_map(|p| body.strip_prefix(p))
+        else {
+            continue;
+        };
+        if body.ends_with('}') || body.ends_with(';') {
+            continue; // on one line, or a declaration without a body
+        }
+        let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let closing = format!("{}}}", " ".repeat(indent));
+        if let Some(length) = lines[at..end].iter().position(|l| *l == closing)
+            && length + 1 > limit
+        {
+            long.push((at + 1, name, length + 1));
+        }
+    }
+    long
+}
+
+#[test]
+fn no_function_is_longer_than_a_hundred_lines() {
+    let mut long = Vec::new();
+    for path in rust_files() {
+        let shown = path.strip_prefix(repo_root()).unwrap().to_owned();
+        let code = ["engine/src", "xtask/src", "platform/src", "contract/src"];
+        if !code.iter().any(|dir| shown.starts_with(dir)) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (line, name, length) in long_functions(&text, 100) {
+            long.push(format!("{}:{line} {name} ({length} lines)", shown.display()));
+        }
+    }
+    assert!(long.is_empty(), "split these into functions that each do one thing: {long:#?}");
+}
+
+#[test]
+fn the_function_length_check_finds_a_long_function_and_skips_tests() {
+    let body = "    step();\n".repeat(101);
+    let text = format!(
+        "//! x\n\npub fn long() {{\n{body}}}\n\nfn short() {{}}\n\n#[cfg(test)]\nmod tests {{\n    fn long() {{\n{body}    }}\n}}\n"
+    );
+    assert_eq!(long_functions(&text, 100), [(3, "long".to_owned(), 103)]);
+}
+
+/// The contract's words, each spelled in `contract/` only: every other crate names them
+/// through `slipway_contract`.
+#[test]
+fn the_platform_contract_is_spelled_once() {
+    let words = [
+        "\"SLIPWAY_FLAGS\"",
+        "\"SLIPWAY_ENV\"",
+        "\"LISTEN_ADDR\"",
+        "\"REQUEST_TIMEOUT\"",
+        "\"RATE_LIMIT\"",
+        "\"flags.flagd.json\"",
+        "\"/etc/slipway/flags\"",
+        "_URL\", ",
+    ];
+    let mut spelled = Vec::new();
+    for path in rust_files() {
+        let shown = path.strip_prefix(repo_root()).unwrap().to_owned();
+        let code = ["engine/src", "platform/src", "integration-tests/support/src"];
+        if !code.iter().any(|dir| shown.starts_with(dir)) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for word in words.iter().filter(|word| code.contains(*word)) {
+            spelled.push(format!("{} spells {word}", shown.display()));
+        }
+    }
+    assert!(spelled.is_empty(), "use `slipway_contract`'s name instead: {spelled:#?}");
 }

@@ -470,27 +470,8 @@ fn read_environment(
     };
     let accept_local_keys = flag("accept-local-keys");
     let require_tested = flag("require-tested");
-    let mut trust = Vec::new();
-    match table.get("trust") {
-        None => {}
-        Some(item) => match item.as_array() {
-            Some(array) => {
-                for (j, value) in array.iter().enumerate() {
-                    match value.as_str().and_then(Name::parse) {
-                        Some(key) => trust.push(key),
-                        None => errors.push(failure(
-                            &format!("{prefix}.trust[{j}]"),
-                            "expected the name of a key in infra/keys/, like \"release\"",
-                        )),
-                    }
-                }
-            }
-            None => errors.push(failure(
-                &format!("{prefix}.trust"),
-                "expected a list of key names, like [\"release\"]",
-            )),
-        },
-    }
+    let trust =
+        table.get("trust").map(|item| read_trust(item, &prefix, errors)).unwrap_or_default();
     let bake_time_seconds = match table.get("bake-time") {
         None => 0,
         Some(item) => item.as_str().and_then(parse_duration).unwrap_or_else(|| {
@@ -501,26 +482,8 @@ fn read_environment(
             0
         }),
     };
-    let mut services = BTreeMap::new();
-    if let Some(item) = table.get("services") {
-        match item.as_table_like() {
-            Some(services_table) => {
-                for (service, item) in services_table.iter() {
-                    let key = format!("{prefix}.services.{service}");
-                    match item.as_table_like() {
-                        Some(table) => {
-                            services
-                                .insert(service.to_owned(), read_params(table, &key, &[], errors));
-                        }
-                        None => errors.push(failure(&key, "expected a table of parameters")),
-                    }
-                }
-            }
-            None => {
-                errors.push(failure(&format!("{prefix}.services"), "expected a table of services"))
-            }
-        }
-    }
+    let services =
+        table.get("services").map(|item| read_services(item, &prefix, errors)).unwrap_or_default();
     if errors.len() > before {
         return None;
     }
@@ -541,6 +504,51 @@ fn read_environment(
         params,
         services,
     })
+}
+
+/// `trust = ["release", …]`: names of keys in `infra/keys/`.
+fn read_trust(item: &Item, prefix: &str, errors: &mut Vec<MetadataError>) -> Vec<Name> {
+    let Some(array) = item.as_array() else {
+        errors.push(failure(
+            &format!("{prefix}.trust"),
+            "expected a list of key names, like [\"release\"]",
+        ));
+        return Vec::new();
+    };
+    let mut trust = Vec::new();
+    for (j, value) in array.iter().enumerate() {
+        match value.as_str().and_then(Name::parse) {
+            Some(key) => trust.push(key),
+            None => errors.push(failure(
+                &format!("{prefix}.trust[{j}]"),
+                "expected the name of a key in infra/keys/, like \"release\"",
+            )),
+        }
+    }
+    trust
+}
+
+/// `services.<name> = { … }`: a service's own parameters in this environment.
+fn read_services(
+    item: &Item,
+    prefix: &str,
+    errors: &mut Vec<MetadataError>,
+) -> BTreeMap<String, Params> {
+    let mut services = BTreeMap::new();
+    let Some(table) = item.as_table_like() else {
+        errors.push(failure(&format!("{prefix}.services"), "expected a table of services"));
+        return services;
+    };
+    for (service, item) in table.iter() {
+        let key = format!("{prefix}.services.{service}");
+        match item.as_table_like() {
+            Some(table) => {
+                services.insert(service.to_owned(), read_params(table, &key, &[], errors));
+            }
+            None => errors.push(failure(&key, "expected a table of parameters")),
+        }
+    }
+    services
 }
 
 /// Reads the service parameters (`replicas`, `log-level`, `timeout`, `rate-limit`,
