@@ -92,14 +92,11 @@ impl Bundle {
 
     /// A signature of `message` (an image manifest's bytes) by `key`.
     pub fn signing(message: &[u8], key: &SigningKey) -> Result<Bundle, CosignError> {
-        let digest = Digest::of(message);
-        let raw = (0..digest.hex().len() / 2)
-            .filter_map(|i| u8::from_str_radix(&digest.hex()[2 * i..2 * i + 2], 16).ok())
-            .collect::<Vec<u8>>();
+        use sha2::Digest as _;
         let signature = MessageSignature {
             message_digest: MessageDigest {
                 algorithm: "SHA2_256".to_owned(),
-                digest: STANDARD.encode(raw),
+                digest: STANDARD.encode(sha2::Sha256::digest(message)),
             },
             signature: STANDARD.encode(key.sign(message)?),
         };
@@ -237,12 +234,8 @@ pub fn verify(
 /// Whether `envelope`'s statement names `image` among its subjects.
 fn names(envelope: &Envelope, image: &Digest) -> bool {
     let Ok(payload) = dsse::base64_decode(&envelope.payload) else { return false };
-    let Ok(statement) = serde_json::from_slice::<serde_json::Value>(&payload) else {
-        return false;
-    };
-    statement["subject"].as_array().is_some_and(|subjects| {
-        subjects.iter().any(|s| s["digest"]["sha256"].as_str() == Some(image.hex()))
-    })
+    serde_json::from_slice::<serde_json::Value>(&payload)
+        .is_ok_and(|statement| crate::attest::provenance::has_subject(&statement, image))
 }
 
 #[cfg(test)]

@@ -306,9 +306,7 @@ pub fn verify_attestation(
 fn about(statement: &[u8], predicate_type: &str, image: &Digest) -> bool {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(statement) else { return false };
     value["predicateType"] == predicate_type
-        && value["subject"]
-            .as_array()
-            .is_some_and(|subjects| subjects.iter().any(|s| s["digest"]["sha256"] == image.hex()))
+        && crate::attest::provenance::has_subject(&value, image)
 }
 
 /// Whether `payload` is a cosign signature payload about `image`.

@@ -10,6 +10,13 @@ use crate::model::digest::Digest;
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
 pub const BUILD_TYPE: &str = "https://slipway.dev/build/v1";
+
+/// Whether the in-toto `statement` (any predicate) names `image` among its subjects.
+pub fn has_subject(statement: &serde_json::Value, image: &Digest) -> bool {
+    statement["subject"]
+        .as_array()
+        .is_some_and(|subjects| subjects.iter().any(|s| s["digest"]["sha256"] == image.hex()))
+}
 pub const BUILDER_ID: &str = "https://slipway.dev/builder/xtask";
 /// The store repository build manifests are kept in.
 pub const REPOSITORY: &str = "slipway-builds";

@@ -152,6 +152,13 @@ pub struct ServiceState {
     pub settings: Option<Resolved>,
 }
 
+impl ServiceState {
+    /// Every image a cluster runs of it: the service's, then each of its suites'.
+    pub fn images(&self) -> impl Iterator<Item = &Digest> {
+        std::iter::once(&self.image).chain(&self.test_images)
+    }
+}
+
 /// Why a build may not be promoted, and who said so.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quarantine {

@@ -458,9 +458,7 @@ fn attach_tested(
     let mut images: Vec<(crate::store::Repository, Digest)> = Vec::new();
     for (name, service) in &state.services {
         let repository: crate::store::Repository = name.parse()?;
-        for image in std::iter::once(&service.image).chain(&service.test_images) {
-            images.push((repository.clone(), image.clone()));
-        }
+        images.extend(service.images().map(|image| (repository.clone(), image.clone())));
     }
     let subject = images
         .iter()

@@ -3,7 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::Serialize;
+
 use crate::attest::dsse;
+use crate::attest::keys::PublicKey;
 use crate::attest::manifest;
 use crate::attest::testresult;
 use crate::error::Result;
@@ -18,18 +21,16 @@ use crate::report::Report;
 
 /// The cheap part of `verify --env`, for `status`: the environment's chain holds, its newest
 /// entry is signed by a key it trusts, and the files beside the state are the ones the entry
-/// signs. Why not, when not; none when it verifies or runs nothing.
-pub fn doubt(project: &Project, ledger: &Ledger, environment: &Declared) -> Result<Option<String>> {
-    let name = environment.name.as_str();
-    let trusted = crate::attest::keys::keys_of(project, environment)?;
-    if let Err(e) = chain::verified(ledger, name, &trusted) {
+/// signs, by the keys it `trusted`. Why not, when not; none when it verifies or runs nothing.
+pub fn doubt(ledger: &Ledger, name: &str, trusted: &[PublicKey]) -> Result<Option<String>> {
+    if let Err(e) = chain::verified(ledger, name, trusted) {
         return Ok(Some(match e {
             crate::ledger::LedgerError::Broken { why, .. } => why,
             other => other.to_string(),
         }));
     }
     let Some(bytes) = ledger.entry(name)? else { return Ok(None) };
-    let Ok((entry, _)) = crate::ledger::entry::read_entry(&bytes, &trusted) else {
+    let Ok((entry, _)) = crate::ledger::entry::read_entry(&bytes, trusted) else {
         return Ok(Some("its entry does not verify".to_owned()));
     };
     let digest = ledger.committed_rendered_digest(name)?;
@@ -42,23 +43,25 @@ pub fn doubt(project: &Project, ledger: &Ledger, environment: &Declared) -> Resu
 }
 
 /// A service an environment runs from a build signed by no key the environment trusts now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedByUntrusted {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Untrusted {
+    pub environment: String,
     pub service: String,
     pub reference: crate::model::reference::ImageRef,
     /// The keys the build is signed with.
     pub keyids: Vec<String>,
 }
 
-/// The services `state` runs from builds signed by no key `environment` trusts now — what
-/// removing a key from its trust list leaves running, and what its admission policy refuses
-/// from the next rendering on. Builds the store does not hold are left out.
+/// The services `state` runs in `environment` from builds signed by none of the keys it
+/// `trusted` now — what removing a key from its trust list leaves running, and what its
+/// admission policy refuses from the next rendering on. Builds the store does not hold are
+/// left out.
 pub fn signed_by_untrusted(
     project: &Project,
-    environment: &Declared,
+    environment: &str,
+    trusted: &[PublicKey],
     state: &State,
-) -> Result<Vec<SignedByUntrusted>> {
-    let trusted = crate::attest::keys::keys_of(project, environment)?;
+) -> Vec<Untrusted> {
     let mut keyids_of: BTreeMap<&crate::model::digest::Digest, Vec<String>> = BTreeMap::new();
     let mut found = Vec::new();
     for (service, running) in &state.services {
@@ -72,14 +75,15 @@ pub fn signed_by_untrusted(
         }
         let keyids = &keyids_of[&running.build];
         if !keyids.iter().any(|id| trusted.iter().any(|key| key.keyid == *id)) {
-            found.push(SignedByUntrusted {
+            found.push(Untrusted {
+                environment: environment.to_owned(),
                 service: service.clone(),
                 reference: running.reference.clone(),
                 keyids: keyids.clone(),
             });
         }
     }
-    Ok(found)
+    found
 }
 
 /// `verify --env`: the ledger entry's signature and state, every build the environment's
@@ -186,8 +190,8 @@ fn check_tested(
     let predicate_type = testresult::tested_for(environment);
     for (name, service) in &state.services {
         let Ok(repository) = name.parse::<crate::store::Repository>() else { continue };
-        let images = std::iter::once(&service.image).chain(&service.test_images);
-        let missing: Vec<String> = images
+        let missing: Vec<String> = service
+            .images()
             .filter_map(|image| {
                 crate::attest::cosign::verify_attestation(
                     project.store(),

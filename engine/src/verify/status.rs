@@ -13,7 +13,7 @@ use crate::model::digest::Digest;
 use crate::model::workspace::Workspace;
 use crate::project::Project;
 use crate::render::flags::summarize;
-use crate::verify::environment::{SignedByUntrusted, doubt, signed_by_untrusted};
+use crate::verify::environment::{Untrusted, doubt, signed_by_untrusted};
 
 /// The whole chain, as `status --json` shows it.
 #[derive(Debug, Serialize)]
@@ -59,15 +59,6 @@ pub struct FlagRow {
     pub same: bool,
 }
 
-/// A service an environment runs from a build signed by no key it trusts now.
-#[derive(Debug, Serialize)]
-pub struct Untrusted {
-    pub environment: String,
-    pub service: String,
-    pub reference: crate::model::reference::ImageRef,
-    pub keyids: Vec<String>,
-}
-
 /// The chain as `ledger` (pinned: one commit for the whole table) holds it.
 pub fn status(project: &Project, workspace: &Workspace, ledger: &Ledger) -> Result<Status> {
     let mut environments = Vec::new();
@@ -75,22 +66,14 @@ pub fn status(project: &Project, workspace: &Workspace, ledger: &Ledger) -> Resu
     for environment in workspace.environments.chain() {
         let env = environment.name.as_str();
         let change = ledger.current(env)?;
+        let trusted = crate::attest::keys::keys_of(project, environment)?;
         if let Some(change) = &change {
-            untrusted.extend(
-                signed_by_untrusted(project, environment, &change.state)?.into_iter().map(
-                    |SignedByUntrusted { service, reference, keyids }| Untrusted {
-                        environment: env.to_owned(),
-                        service,
-                        reference,
-                        keyids,
-                    },
-                ),
-            );
+            untrusted.extend(signed_by_untrusted(project, env, &trusted, &change.state));
         }
         environments.push(Row {
             environment: env.to_owned(),
             commit: change.as_ref().map(|c| c.commit.clone()),
-            problem: doubt(project, ledger, environment)?,
+            problem: doubt(ledger, env, &trusted)?,
             state: change.map(|c| c.state),
         });
     }
