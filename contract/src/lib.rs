@@ -24,6 +24,24 @@ pub const FLAGS: &str = "SLIPWAY_FLAGS";
 /// — and the folder a container (or a pod) finds it in.
 pub const FLAGS_FILE: &str = "flags.flagd.json";
 pub const FLAGS_MOUNT: &str = "/etc/slipway/flags";
+/// The database a data store's migration image migrates: a `postgres://` URL. The services
+/// that depend on the store read the same URL from their `<ROLE>_URL`.
+pub const DATABASE_URL: &str = "DATABASE_URL";
+/// Where a data store's migrations are, in its crate: `migrations/V<n>__<what>.sql`.
+pub const MIGRATIONS_DIR: &str = "migrations";
+
+/// A migration's file name read as its version and what it does: `V2__add_notes.sql` →
+/// `(2, "add_notes")`; `None` for any other name (no `V`, a version that is not a whole
+/// number from 1, no `__`, an empty description, not `.sql`).
+pub fn parse_migration_name(file: &str) -> Option<(u32, &str)> {
+    let rest = file.strip_prefix('V')?.strip_suffix(".sql")?;
+    let (version, what) = rest.split_once("__")?;
+    let version_ok = !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit());
+    let what_ok = !what.is_empty()
+        && what.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let number: u32 = version.parse().ok().filter(|_| version_ok && what_ok)?;
+    (number > 0).then_some((number, what))
+}
 
 /// The variable holding the base URL of the dependency with `role`: `catalog` →
 /// `CATALOG_URL`, `order-history` → `ORDER_HISTORY_URL`.
@@ -58,6 +76,24 @@ mod tests {
     fn a_role_names_its_url_variable() {
         assert_eq!(url_var("catalog"), "CATALOG_URL");
         assert_eq!(url_var("order-history"), "ORDER_HISTORY_URL");
+    }
+
+    #[test]
+    fn a_migration_is_named_by_its_version_and_what_it_does() {
+        assert_eq!(parse_migration_name("V1__create_orders.sql"), Some((1, "create_orders")));
+        assert_eq!(parse_migration_name("V12__add-notes.sql"), Some((12, "add-notes")));
+        for file in [
+            "V0__x.sql",
+            "V__x.sql",
+            "v1__x.sql",
+            "V1_x.sql",
+            "V1__.sql",
+            "V1__x.txt",
+            "V1a__x.sql",
+            "V1__a b.sql",
+        ] {
+            assert_eq!(parse_migration_name(file), None, "{file}");
+        }
     }
 
     #[test]

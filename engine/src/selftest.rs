@@ -16,6 +16,8 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("node", "nodejs"),
     ("npm", "npm"),
     ("chromium", "chromium"),
+    ("initdb", "postgresql"),
+    ("postgres", "postgresql"),
 ];
 
 /// Python modules the independent checks import, with the pip requirement providing each.

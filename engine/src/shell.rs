@@ -166,6 +166,28 @@ pub fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Where `program` is: on PATH, else in the newest `/usr/lib/postgresql/<major>/bin`, where
+/// Debian keeps PostgreSQL's server programs off PATH.
+pub fn find_program(program: &str) -> Option<std::path::PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|dir| dir.join(program)).find(|p| is_executable(p))
+    });
+    on_path.or_else(|| {
+        let mut majors: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let major = entry.file_name().to_str()?.parse().ok()?;
+                Some((major, entry.path().join("bin").join(program)))
+            })
+            .filter(|(_, path)| is_executable(path))
+            .collect();
+        majors.sort();
+        majors.pop().map(|(_, path)| path)
+    })
+}
+
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -177,8 +199,11 @@ pub fn ensure_debian_tools(
     shell: &Shell,
     tools: &[(&str, &str)],
 ) -> Result<(), crate::error::Error> {
-    let mut missing: Vec<&str> =
-        tools.iter().filter(|(tool, _)| !on_path(tool)).map(|(_, package)| *package).collect();
+    let mut missing: Vec<&str> = tools
+        .iter()
+        .filter(|(tool, _)| find_program(tool).is_none())
+        .map(|(_, package)| *package)
+        .collect();
     missing.dedup();
     if missing.is_empty() {
         return Ok(());

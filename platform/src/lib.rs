@@ -221,6 +221,24 @@ impl Platform {
         }
     }
 
+    /// The `postgres://` URL of the data store with `role` (`orders-db` → `ORDERS_DB_URL`).
+    pub fn database_url(&self, role: &str) -> Result<String, PlatformError> {
+        let var = dependency_var(role);
+        let value = self.vars.get(&var).map(|v| v.trim()).unwrap_or_default();
+        if value.is_empty() {
+            let problem = format!("is not set: the URL of the {role} database is required");
+            return Err(PlatformError::Config { var, problem });
+        }
+        match value.split_once("://") {
+            Some(("postgres" | "postgresql", rest)) if !rest.is_empty() => Ok(value.to_owned()),
+            _ => Err(PlatformError::invalid(
+                &var,
+                value,
+                "a URL such as postgres://user@host:5432/db",
+            )),
+        }
+    }
+
     pub fn service(&self) -> &'static str {
         self.service
     }
@@ -477,5 +495,20 @@ mod tests {
         assert!(empty.contains("ORDERS_URL"), "{empty}");
         let invalid = p.dependency_url("order-history").unwrap_err().to_string();
         assert!(invalid.contains("ORDER_HISTORY_URL"), "{invalid}");
+    }
+
+    #[test]
+    fn a_database_url_is_a_postgres_url_or_a_clear_error() {
+        let env = [
+            ("ORDERS_DB_URL", "postgres://slipway@127.0.0.1:5432/postgres"),
+            ("CATALOG_URL", "http://c"),
+        ];
+        let p = Platform::from_vars("shop-orders", vars(&env)).unwrap();
+        assert_eq!(
+            p.database_url("orders-db").unwrap(),
+            "postgres://slipway@127.0.0.1:5432/postgres"
+        );
+        assert!(p.database_url("catalog").unwrap_err().to_string().contains("CATALOG_URL"));
+        assert!(p.database_url("stock-db").unwrap_err().to_string().contains("STOCK_DB_URL"));
     }
 }

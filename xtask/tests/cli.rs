@@ -30,7 +30,9 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
         .success()
         .stderr(predicate::str::contains("shop-catalog:0.1.0-"))
         .stderr(predicate::str::contains("shop-orders"))
-        .stderr(predicate::str::contains("depends on [catalog]"))
+        .stderr(predicate::str::contains("depends on [catalog, orders-db]"))
+        .stderr(predicate::str::contains("shop-orders-db"))
+        .stderr(predicate::str::contains("postgres, migrations up to V1"))
         .stderr(predicate::str::contains("to build"));
     assert!(!store.exists());
 }
@@ -78,8 +80,8 @@ fn bad_name_is_refused() {
 fn unknown_dependency_is_refused() {
     check_refused(
         ORDERS,
-        "depends-on = [\"catalog\"]",
-        "depends-on = [\"inventory\"]",
+        "depends-on = [\"catalog\", \"orders-db\"]",
+        "depends-on = [\"inventory\", \"orders-db\"]",
         "package.metadata.service.depends-on[0]",
         "no service `shop-inventory`",
     );

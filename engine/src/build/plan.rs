@@ -77,10 +77,10 @@ impl Plan {
             };
             let deps: Vec<&str> = planned.service.depends_on.iter().map(Name::as_str).collect();
             eprintln!(
-                "  {:<24} {:<36} {state}; health {}; depends on [{}]",
+                "  {:<24} {:<36} {state}; {}; depends on [{}]",
                 planned.service.id.to_string(),
                 planned.reference.to_string(),
-                planned.service.health,
+                readiness(&planned.service.kind),
                 deps.join(", ")
             );
         }
@@ -106,4 +106,16 @@ pub struct BuiltService {
     /// (`<suite>-<executable>`, runnable test image digest), one per test executable
     pub test_images: Vec<(String, Digest)>,
     pub sbom: Digest,
+}
+
+/// What says a service is ready, in a plan's line: `health /health`, or a store's
+/// `postgres, migrations up to V3`.
+fn readiness(kind: &crate::model::workspace::Kind) -> String {
+    match kind {
+        crate::model::workspace::Kind::Http { health } => format!("health {health}"),
+        crate::model::workspace::Kind::Postgres { migrations } => {
+            let last = migrations.last().map_or(0, |m| m.version);
+            format!("postgres, migrations up to V{last}")
+        }
+    }
 }

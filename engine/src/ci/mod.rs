@@ -61,7 +61,12 @@ pub struct ServiceSummary {
     pub application: String,
     pub role: String,
     pub version: String,
-    pub health: String,
+    /// An HTTP service's health path; none for a data store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// A data store's migrations, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<workspace::Migration>,
     pub depends_on: Vec<Name>,
     pub image: ImageSummary,
     /// The stored test packs, one per suite.
@@ -117,7 +122,7 @@ pub fn launch_of(
         id: service.id.clone(),
         repository,
         image,
-        health: service.health.clone(),
+        kind: service.kind.clone(),
         depends_on: service.depends_on.clone(),
         settings: vec![(slipway_contract::LOG_LEVEL.to_owned(), "info".to_owned())],
         limits: Limits::of(&resources),
@@ -254,7 +259,11 @@ fn build_and_test(
                 application: service.id.application.to_string(),
                 role: service.id.role.to_string(),
                 version: service.version.clone(),
-                health: service.health.clone(),
+                health: service.kind.health().map(str::to_owned),
+                migrations: match &service.kind {
+                    workspace::Kind::Postgres { migrations } => migrations.clone(),
+                    workspace::Kind::Http { .. } => Vec::new(),
+                },
                 depends_on: service.depends_on.clone(),
                 image: ImageSummary {
                     reference: planned.reference.clone(),
@@ -322,7 +331,10 @@ fn labels(plan: &Plan, planned: &PlannedService) -> BTreeMap<String, String> {
         ("org.opencontainers.image.title".to_owned(), service.id.to_string()),
         ("dev.slipway.application".to_owned(), service.id.application.to_string()),
         ("dev.slipway.role".to_owned(), service.id.role.to_string()),
-        ("dev.slipway.health".to_owned(), service.health.clone()),
+        (
+            service.kind.health().map_or("dev.slipway.kind", |_| "dev.slipway.health").to_owned(),
+            service.kind.health().unwrap_or("postgres").to_owned(),
+        ),
         (
             "dev.slipway.depends-on".to_owned(),
             service.depends_on.iter().map(Name::as_str).collect::<Vec<_>>().join(","),

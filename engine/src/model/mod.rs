@@ -11,5 +11,6 @@ pub mod reference;
 #[cfg(test)]
 pub mod sample;
 pub mod source;
+pub mod store;
 pub mod waiver;
 pub mod workspace;

@@ -14,6 +14,7 @@ use crate::model::layout::Layout;
 use crate::shell::{Shell, cmd};
 
 pub use crate::model::names::{MetadataError, MetadataErrors, Name, ServiceId};
+pub use crate::model::store::{Kind, Migration};
 
 /// A declared, validated service.
 #[derive(Clone, Debug)]
@@ -25,7 +26,8 @@ pub struct Service {
     pub version: String,
     /// What it is for: its `Cargo.toml`'s `description`.
     pub description: Option<String>,
-    pub health: String,
+    /// An HTTP service with its health endpoint, or a data store with its migrations.
+    pub kind: Kind,
     /// Roles of the same application this service calls.
     pub depends_on: Vec<Name>,
     /// The binary target the image runs.
@@ -186,10 +188,10 @@ impl Package {
     }
 }
 
-const SERVICE_TABLE: &str = "package.metadata.service";
+pub(crate) const SERVICE_TABLE: &str = "package.metadata.service";
 const SUITE_TABLE: &str = "package.metadata.integration-tests";
-const SERVICE_KEYS: [&str; 6] =
-    ["application", "role", "health", "depends-on", "owns", "environments"];
+const SERVICE_KEYS: [&str; 7] =
+    ["application", "role", "kind", "health", "depends-on", "owns", "environments"];
 /// Kubernetes names every resource with a DNS label: at most 63 characters.
 const DNS_LABEL_MAX: usize = 63;
 
@@ -205,12 +207,13 @@ pub fn validate(
     let mut errors = Vec::new();
     let mut services = Vec::new();
     for package in packages.iter().filter(|p| p.is_under("services")) {
-        if let Some(service) = read_service(package, &mut errors) {
+        if let Some(service) = read_service(root, package, &mut errors) {
             services.push(Service { inputs: package.input_folders(packages), ..service });
         }
     }
     check_unique_roles(&services, &mut errors);
     check_owners(&services, &mut errors);
+    check_stores(&services, &mut errors);
     let mut environments = environments;
     for service in &services {
         for (name, params) in &service.environments {
@@ -274,7 +277,11 @@ fn error(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Met
     MetadataError { file: file.to_owned(), key: key.into(), message: message.into() }
 }
 
-fn read_service(package: &Package, errors: &mut Vec<MetadataError>) -> Option<Service> {
+fn read_service(
+    root: &Path,
+    package: &Package,
+    errors: &mut Vec<MetadataError>,
+) -> Option<Service> {
     let file = package.manifest.as_path();
     let Some(table) = package.metadata.get("service") else {
         errors.push(error(
@@ -314,8 +321,12 @@ fn read_service(package: &Package, errors: &mut Vec<MetadataError>) -> Option<Se
     };
     let application = name("application", errors);
     let role = name("role", errors);
-    let health = read_health(file, table.get("health"), errors);
-    let depends_on = read_depends_on(file, table.get("depends-on"), errors);
+    let crate_dir = root.join(file.parent().unwrap_or(Path::new("")));
+    let kind = crate::model::store::read_kind(file, table, &crate_dir, errors);
+    let depends_on = match (&kind, table.get("depends-on")) {
+        (Some(Kind::Postgres { .. }), None) => Vec::new(),
+        (_, item) => read_depends_on(file, item, errors),
+    };
     let binary = read_binary(package, errors);
     let owns = read_owns(file, table.get("owns"), errors);
     let environments = read_environments(file, table.get("environments"), errors);
@@ -328,7 +339,7 @@ fn read_service(package: &Package, errors: &mut Vec<MetadataError>) -> Option<Se
         id: ServiceId { application: application?, role: role? },
         version: package.version.clone(),
         description: package.description.clone(),
-        health: health?,
+        kind: kind?,
         depends_on,
         binary: binary?,
         owns,
@@ -338,7 +349,7 @@ fn read_service(package: &Package, errors: &mut Vec<MetadataError>) -> Option<Se
 }
 
 /// `health = "/health"`: the path of the service's health endpoint.
-fn read_health(
+pub(crate) fn read_health(
     file: &Path,
     item: Option<&Value>,
     errors: &mut Vec<MetadataError>,
@@ -519,6 +530,21 @@ fn check_owners(services: &[Service], errors: &mut Vec<MetadataError>) {
                     format!("`{resource}` is already owned by {} ({}): a resource has one owner, the service that writes to it", owner.id, owner.manifest.display()),
                 ));
             }
+        }
+    }
+}
+
+/// Each data store is owned by one service that depends on it.
+fn check_stores(services: &[Service], errors: &mut Vec<MetadataError>) {
+    for store in services.iter().filter(|s| s.kind.is_store()) {
+        let owners: Vec<(String, bool)> = services
+            .iter()
+            .filter(|s| s.id.application == store.id.application && s.owns.contains(&store.id.role))
+            .map(|s| (s.id.to_string(), s.depends_on.contains(&store.id.role)))
+            .collect();
+        let owners: Vec<(&str, bool)> = owners.iter().map(|(o, d)| (o.as_str(), *d)).collect();
+        if let Err(why) = crate::model::store::check_owned(&store.id.role, &owners) {
+            errors.push(error(&store.manifest, format!("{SERVICE_TABLE}.kind"), why));
         }
     }
 }

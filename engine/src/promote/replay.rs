@@ -62,7 +62,7 @@ pub fn launches(
             id: service.id.clone(),
             repository: name.parse()?,
             image: state.image.clone(),
-            health: service.health.clone(),
+            kind: service.kind.clone(),
             depends_on: service.depends_on.clone(),
             settings: resolved.contract(),
             limits: Limits::of(&resolved.resources),

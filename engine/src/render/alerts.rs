@@ -456,7 +456,7 @@ mod tests {
             },
             version: "0.1.0".into(),
             description: None,
-            health: "/health".into(),
+            kind: crate::model::workspace::Kind::Http { health: "/health".into() },
             depends_on: vec![],
             binary: "shop-orders".into(),
             owns: vec![],

@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::ledger::{Change, Ledger, Quarantine};
 use crate::model::digest::Digest;
 use crate::model::flags::describe;
-use crate::model::workspace::{Service, Workspace};
+use crate::model::workspace::{Kind, Service, Workspace};
 use crate::project::Project;
 
 /// What the catalogue shows, read beforehand.
@@ -313,7 +313,20 @@ fn card(catalog: &Catalog, service: &Service) -> String {
     let mut facts: Vec<(&str, String)> = vec![
         ("application", esc(service.id.application.as_str())),
         ("role", esc(service.id.role.as_str())),
-        ("health", format!("<code>GET {}</code>", esc(&service.health))),
+        match &service.kind {
+            Kind::Http { health } => ("health", format!("<code>GET {}</code>", esc(health))),
+            Kind::Postgres { migrations } => (
+                "data store",
+                format!(
+                    "PostgreSQL, migrations {}",
+                    migrations
+                        .iter()
+                        .map(|m| format!("<code>{}</code>", esc(&m.file)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        },
     ];
     let calls: Vec<String> = service
         .depends_on
@@ -402,10 +415,13 @@ pub fn backstage(catalog: &Catalog, service: &Service) -> String {
     let in_production = last
         .and_then(|(_, change)| change.as_ref())
         .is_some_and(|c| c.state.services.contains_key(&name));
-    let mut annotations = BTreeMap::from([
-        ("slipway.dev/health".to_owned(), service.health.clone()),
-        ("slipway.dev/manifest".to_owned(), service.manifest.display().to_string()),
-    ]);
+    let mut annotations = BTreeMap::from([(
+        "slipway.dev/manifest".to_owned(),
+        service.manifest.display().to_string(),
+    )]);
+    if let Some(health) = service.kind.health() {
+        annotations.insert("slipway.dev/health".to_owned(), health.to_owned());
+    }
     for (env, change) in &catalog.environments {
         if let Some(state) = change.as_ref().and_then(|c| c.state.services.get(&name)) {
             annotations.insert(format!("slipway.dev/{env}-image"), state.image.to_string());

@@ -23,6 +23,8 @@ use crate::render::admission::{self, TrustedKey};
 use crate::render::alerts::{self, AlertsError};
 
 use crate::ledger::{RENDERED_APPLICATION as APPLICATION, RENDERED_FOLDER as FOLDER};
+
+mod store;
 /// The port every service listens on in its pod.
 const PORT: u16 = 8080;
 /// Pods mount the flags ConfigMap where a replay's containers find their flags.
@@ -95,6 +97,15 @@ pub fn render(inputs: &Inputs) -> Result<Vec<File>, AlertsError> {
     for service in &inputs.workspace.services {
         let name = service.id.to_string();
         let Some(running) = inputs.running.get(&name) else { continue };
+        if service.kind.is_store() {
+            let subject = Subject { inputs, service, env, name: format!("{env}-{}", service.id) };
+            let objects = store::objects(&subject, &running.image);
+            files.push(File {
+                path: format!("{FOLDER}/{env}-{name}.yaml"),
+                text: yaml::documents(&objects),
+            });
+            continue;
+        }
         let resolved = running
             .settings
             .clone()
@@ -162,12 +173,12 @@ const TEST_POD: (&str, &str) = ("slipway.dev/tests", "true");
 fn suite_containers(inputs: &Inputs, target: Option<(&Service, &str)>) -> Vec<Value> {
     let env = inputs.environment.name.as_str();
     let mut containers = Vec::new();
-    for service in &inputs.workspace.services {
+    for service in inputs.workspace.services.iter().filter(|s| !s.kind.is_store()) {
         let Some(running) = inputs.running.get(&service.id.to_string()) else { continue };
         let mut variables = vec![json!({"name": contract::ENVIRONMENT, "value": env})];
         let siblings =
             inputs.workspace.services.iter().filter(|o| o.id.application == service.id.application);
-        for other in siblings {
+        for other in siblings.filter(|o| !o.kind.is_store()) {
             let url = match target {
                 Some((canary, url)) if canary.id == other.id => url.to_owned(),
                 _ => format!("http://{env}-{}", other.id),
@@ -363,8 +374,13 @@ fn config_map(subject: &Subject, resolved: &Resolved) -> (Object, Vec<Value>, Ve
         volumes.push(json!({"name": "flags", "configMap": {"name": format!("{env}-flags")}}));
     }
     for role in &service.depends_on {
-        config
-            .insert(role.url_variable(), format!("http://{env}-{}-{role}", service.id.application));
+        let url = match subject.inputs.workspace.services.iter().find(|s| {
+            s.id.application == service.id.application && &s.id.role == role && s.kind.is_store()
+        }) {
+            Some(store) => store::url(env, store),
+            None => format!("http://{env}-{}-{role}", service.id.application),
+        };
+        config.insert(role.url_variable(), url);
     }
     let config_map = object("v1", "ConfigMap", subject.metadata(None), &[("data", json!(config))]);
     (config_map, mounts, volumes)
@@ -382,7 +398,7 @@ fn pod_template(
     let service = subject.service;
     let probe = |period: u32| {
         json!({
-            "httpGet": {"path": service.health, "port": "http"},
+            "httpGet": {"path": service.kind.health().unwrap_or("/"), "port": "http"},
             "periodSeconds": period,
             "timeoutSeconds": 2,
             "failureThreshold": 3,

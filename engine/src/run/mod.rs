@@ -2,6 +2,7 @@
 //! suites run against them, their JUnit reports, and the waivers that accept a known break.
 
 pub mod junit;
+pub mod postgres;
 pub mod replay;
 pub mod runc;
 pub mod runtime;

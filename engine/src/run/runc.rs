@@ -76,7 +76,7 @@ pub fn unusable() -> Option<String> {
 }
 
 #[allow(unsafe_code)]
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid(2) has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
@@ -217,24 +217,7 @@ impl Container {
         spec: &Spec,
         log: &Path,
     ) -> Result<Container, RuncError> {
-        let io = |action, path: &Path| {
-            let path = path.to_owned();
-            move |source| RuncError::Io { action, path, source }
-        };
-        // tmpfs keeps the mode of the directory it is mounted on.
-        let tmp = bundle.join("rootfs/tmp");
-        fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).map_err(io("chmod", &tmp))?;
-        let config = bundle.join("config.json");
-        let json = serde_json::to_vec_pretty(spec).map_err(|e| RuncError::Io {
-            action: "write",
-            path: config.clone(),
-            source: e.into(),
-        })?;
-        fs::write(&config, json).map_err(io("write", &config))?;
-        let out = File::options().create(true).append(true).open(log).map_err(io("open", log))?;
-        let err = out.try_clone().map_err(io("open", log))?;
+        let (out, err) = write_bundle(bundle, spec, log)?;
         let container = Container { id, bundle: bundle.to_owned() };
         let status = Command::new("runc")
             .args(["run", "-d", "--bundle"])
@@ -244,7 +227,11 @@ impl Container {
             .stdout(out)
             .stderr(err)
             .status()
-            .map_err(io("start runc for", bundle))?;
+            .map_err(|source| RuncError::Io {
+                action: "start runc for",
+                path: bundle.to_owned(),
+                source,
+            })?;
         if !status.success() {
             return Err(RuncError::Failed {
                 id: container.id.clone(),
@@ -253,6 +240,46 @@ impl Container {
             });
         }
         Ok(container)
+    }
+
+    /// Runs the container in the foreground until its process exits, or kills it after
+    /// `limit` (`None`); the exit status, the container deleted.
+    pub fn run_to_end(
+        id: String,
+        bundle: &Path,
+        spec: &Spec,
+        log: &Path,
+        limit: Duration,
+    ) -> Result<Option<std::process::ExitStatus>, RuncError> {
+        let (out, err) = write_bundle(bundle, spec, log)?;
+        let mut container = Container { id, bundle: bundle.to_owned() };
+        let mut child = Command::new("runc")
+            .args(["run", "--bundle"])
+            .arg(bundle)
+            .arg(&container.id)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|source| RuncError::Io {
+                action: "start runc for",
+                path: bundle.to_owned(),
+                source,
+            })?;
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => break None,
+            }
+        };
+        container.stop();
+        let _ = child.kill();
+        let _ = child.wait();
+        Ok(status)
     }
 
     /// The container `id` started earlier from `bundle` (a preview's), to stop it.
@@ -304,6 +331,30 @@ impl Drop for Container {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Writes `config.json` (and a `/tmp` for the tmpfs) into `bundle`; the log, opened for
+/// appending, as the container's standard output and error.
+fn write_bundle(bundle: &Path, spec: &Spec, log: &Path) -> Result<(File, File), RuncError> {
+    let io = |action, path: &Path| {
+        let path = path.to_owned();
+        move |source| RuncError::Io { action, path, source }
+    };
+    // tmpfs keeps the mode of the directory it is mounted on.
+    let tmp = bundle.join("rootfs/tmp");
+    fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).map_err(io("chmod", &tmp))?;
+    let config = bundle.join("config.json");
+    let json = serde_json::to_vec_pretty(spec).map_err(|e| RuncError::Io {
+        action: "write",
+        path: config.clone(),
+        source: e.into(),
+    })?;
+    fs::write(&config, json).map_err(io("write", &config))?;
+    let out = File::options().create(true).append(true).open(log).map_err(io("open", log))?;
+    let err = out.try_clone().map_err(io("open", log))?;
+    Ok((out, err))
 }
 
 /// A watcher that deletes the containers it was given when Slipway exits by any means,

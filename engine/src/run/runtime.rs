@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::build::image::{self, ImageError};
 use crate::model::digest::Digest;
-use crate::model::workspace::{Name, ServiceId};
+use crate::model::workspace::{Kind as ServiceKind, Name, ServiceId};
 use crate::project::RuntimeChoice;
+use crate::run::postgres::{self, PostgresError, Server};
 use crate::run::runc::{self, Container, Limits, Reaper};
 use crate::store::{Repository, Store};
 
@@ -56,6 +57,8 @@ use slipway_contract::{FLAGS as FLAGS_VAR, FLAGS_FILE, FLAGS_MOUNT};
 
 /// How long a service may take to answer its health check.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a data store's image may take to apply its migrations.
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// One service to run: which image, where its health endpoint is, what it calls.
 #[derive(Clone, Debug)]
@@ -63,7 +66,8 @@ pub struct Launch {
     pub id: ServiceId,
     pub repository: Repository,
     pub image: Digest,
-    pub health: String,
+    /// An HTTP service (health-checked) or a data store (a server, then its migrations).
+    pub kind: ServiceKind,
     pub depends_on: Vec<Name>,
     /// The environment's settings for this service, as contract variables (`LOG_LEVEL`,
     /// `REQUEST_TIMEOUT`, `RATE_LIMIT`).
@@ -118,6 +122,8 @@ struct Running {
 enum Handle {
     Process(Child),
     Container(Container),
+    /// A data store's server, its migrations applied.
+    Database(Server),
 }
 
 /// Why an environment could not start.
@@ -139,6 +145,10 @@ pub enum RuntimeError {
     Runc(#[from] runc::RuncError),
     #[error("runtime: cannot write the runc bundle of {service}: {why}")]
     Bundle { service: ServiceId, why: String },
+    #[error(transparent)]
+    Postgres(#[from] PostgresError),
+    #[error("runtime: the migrations of {service} failed ({status}); its log ends:\n{log}")]
+    Migrations { service: ServiceId, status: String, log: String },
 }
 
 impl Environment {
@@ -182,6 +192,7 @@ impl Environment {
             }
         };
         let ports = free_ports(launches, run_dir)?;
+        let urls = contract_urls(launches, &ports);
         let reaper = match (kind, preview) {
             (Kind::Runc, None) => Some(Reaper::new()?),
             _ => None,
@@ -189,10 +200,18 @@ impl Environment {
         let mut environment = Environment { name, running: Vec::new(), flags, reaper };
         for launch in launches {
             let port = ports[&launch.id];
-            let mut contract = contract_of(launch, port, &ports, environment.name.as_str());
+            let mut contract = contract_of(launch, port, &urls, environment.name.as_str());
             let log = run_dir.join(format!("{}.log", launch.id));
-            let handle = match kind {
-                Kind::Process => {
+            let handle = match (&launch.kind, kind) {
+                (ServiceKind::Postgres { .. }, _) => {
+                    let dir = run_dir.join("databases").join(launch.id.to_string());
+                    let server = Server::start(&dir, port, &log, preview.is_some())?;
+                    contract.push((slipway_contract::DATABASE_URL.to_owned(), server.url()));
+                    let once = Once { store, launch, run_dir, contract: &contract, preview };
+                    migrate(once, kind, environment.reaper.as_mut())?;
+                    Handle::Database(server)
+                }
+                (ServiceKind::Http { .. }, Kind::Process) => {
                     if let Some(file) = &environment.flags {
                         contract.push((FLAGS_VAR.to_owned(), file.to_string_lossy().into_owned()));
                     }
@@ -201,7 +220,7 @@ impl Environment {
                         store, launch, run_dir, &log, &contract, detached,
                     )?)
                 }
-                Kind::Runc => {
+                (ServiceKind::Http { .. }, Kind::Runc) => {
                     let binds: Vec<(&str, &Path)> = match &environment.flags {
                         Some(_) => {
                             let inside = format!("{FLAGS_MOUNT}/{FLAGS_FILE}");
@@ -221,12 +240,14 @@ impl Environment {
             environment.running.push(Running {
                 id: launch.id.clone(),
                 handle,
-                url: format!("http://127.0.0.1:{port}"),
+                url: urls[&launch.id].replace("localhost", "127.0.0.1"),
                 log,
             });
         }
         for (running, launch) in environment.running.iter_mut().zip(launches) {
-            running.wait_healthy(&launch.health)?;
+            if let ServiceKind::Http { health } = &launch.kind {
+                running.wait_healthy(health)?;
+            }
         }
         Ok(environment)
     }
@@ -242,6 +263,7 @@ impl Environment {
                     let (id, bundle) = container.release();
                     (None, Some(id), Some(bundle))
                 }
+                Handle::Database(server) => (server.keep(), None, None),
             };
             kept.push(Kept {
                 service: running.id.to_string(),
@@ -261,7 +283,7 @@ impl Environment {
             .iter()
             .filter_map(|r| match &r.handle {
                 Handle::Container(container) => Some(container.id.clone()),
-                Handle::Process(_) => None,
+                Handle::Process(_) | Handle::Database(_) => None,
             })
             .collect()
     }
@@ -324,11 +346,7 @@ fn start_container(
     let rootfs = bundle.join("rootfs");
     fs::create_dir_all(&rootfs).map_err(io("create", &rootfs))?;
     let process = image::unpack(store, &launch.repository, &launch.image, &rootfs)?;
-    let mut env: Vec<String> = process.env.clone();
-    for (name, value) in contract {
-        env.retain(|pair| pair.split_once('=').is_none_or(|(n, _)| n != name));
-        env.push(format!("{name}={value}"));
-    }
+    let env = with_contract(process.env.clone(), contract);
     let spec = runc::spec(&process, env, launch.limits, binds)
         .map_err(|why| RuntimeError::Bundle { service: launch.id.clone(), why })?;
     File::create(log).map_err(io("create", log))?;
@@ -348,6 +366,7 @@ impl Running {
                 Some(status) => Some(format!("container {status}")),
                 None => Some("container gone".to_owned()),
             },
+            Handle::Database(_) => None,
         }
     }
 
@@ -444,14 +463,19 @@ pub fn tail(path: &Path) -> String {
 
 /// Makes the kernel kill the child when Slipway dies, even by SIGKILL, so no service
 /// outlives the run that started it.
-#[allow(unsafe_code)]
 pub fn die_with_parent(command: &mut Command) {
+    die_with_parent_by(command, libc::SIGKILL);
+}
+
+/// Makes the kernel send `signal` to the child when Slipway dies.
+#[allow(unsafe_code)]
+pub fn die_with_parent_by(command: &mut Command, signal: libc::c_int) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs in the child between fork and exec and only calls
     // prctl(2), which is async-signal-safe.
     unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal) == -1 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -479,12 +503,25 @@ fn free_ports(
     Ok(ports)
 }
 
+/// What each launch's dependents read in its `<ROLE>_URL`: an HTTP base URL, or a data
+/// store's `postgres://` URL.
+fn contract_urls(
+    launches: &[Launch],
+    ports: &BTreeMap<ServiceId, u16>,
+) -> BTreeMap<ServiceId, String> {
+    let url = |launch: &Launch| match launch.kind {
+        ServiceKind::Http { .. } => format!("http://localhost:{}", ports[&launch.id]),
+        ServiceKind::Postgres { .. } => postgres::url(ports[&launch.id]),
+    };
+    launches.iter().map(|launch| (launch.id.clone(), url(launch))).collect()
+}
+
 /// The platform contract of `launch` listening on `port` in `environment`, after the
 /// image's own environment: its settings and the URL of each dependency that runs.
 fn contract_of(
     launch: &Launch,
     port: u16,
-    ports: &BTreeMap<ServiceId, u16>,
+    urls: &BTreeMap<ServiceId, String>,
     environment: &str,
 ) -> Vec<(String, String)> {
     let mut contract = vec![
@@ -496,11 +533,85 @@ fn contract_of(
     for role in &launch.depends_on {
         let dependency =
             ServiceId { application: launch.id.application.clone(), role: role.clone() };
-        if let Some(port) = ports.get(&dependency) {
-            contract.push((role.url_variable(), format!("http://localhost:{port}")));
+        if let Some(url) = urls.get(&dependency) {
+            contract.push((role.url_variable(), url.clone()));
         }
     }
     contract
+}
+
+/// A data store's image, run once.
+struct Once<'a> {
+    store: &'a dyn Store,
+    launch: &'a Launch,
+    run_dir: &'a Path,
+    contract: &'a [(String, String)],
+    preview: Option<&'a str>,
+}
+
+/// Runs the store's image to its end — its migrations applied to the server its contract
+/// names — as a process or a runc container; its output in `<service>-migrations.log`.
+fn migrate(once: Once, kind: Kind, reaper: Option<&mut Reaper>) -> Result<(), RuntimeError> {
+    let Once { store, launch, run_dir, contract, preview } = once;
+    let log = run_dir.join(format!("{}-migrations.log", launch.id));
+    let status = match kind {
+        Kind::Process => {
+            let mut child = start_process(store, launch, run_dir, &log, contract, false)?;
+            wait_for(&mut child, MIGRATION_TIMEOUT)
+        }
+        Kind::Runc => {
+            let id = format!("{}-migrate", container_id(preview, run_dir, launch));
+            let bundle = run_dir.join("bundles").join(format!("{}-migrate", launch.id));
+            let _ = fs::remove_dir_all(&bundle);
+            let rootfs = bundle.join("rootfs");
+            fs::create_dir_all(&rootfs).map_err(io("create", &rootfs))?;
+            let process = image::unpack(store, &launch.repository, &launch.image, &rootfs)?;
+            let env = with_contract(process.env.clone(), contract);
+            let spec = runc::spec(&process, env, launch.limits, &[])
+                .map_err(|why| RuntimeError::Bundle { service: launch.id.clone(), why })?;
+            File::create(&log).map_err(io("create", &log))?;
+            if let Some(reaper) = reaper {
+                reaper.watch(&id)?;
+            }
+            Container::run_to_end(id, &bundle, &spec, &log, MIGRATION_TIMEOUT)?
+        }
+    };
+    match status {
+        Some(status) if status.success() => Ok(()),
+        status => Err(RuntimeError::Migrations {
+            service: launch.id.clone(),
+            status: status.map_or_else(
+                || format!("still running after {}s, killed", MIGRATION_TIMEOUT.as_secs()),
+                |s| s.to_string(),
+            ),
+            log: tail(&log),
+        }),
+    }
+}
+
+/// The child's exit status, or `None` (killed) when it outlives `limit`.
+fn wait_for(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+/// An image's environment with `contract` laid over it, one entry per name.
+fn with_contract(mut env: Vec<String>, contract: &[(String, String)]) -> Vec<String> {
+    for (name, value) in contract {
+        env.retain(|pair| pair.split_once('=').is_none_or(|(n, _)| n != name));
+        env.push(format!("{name}={value}"));
+    }
+    env
 }
 
 /// The runc container's id: `slipway-<pid>-<service>`, or for a preview (which outlives

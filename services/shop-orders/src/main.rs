@@ -1,4 +1,5 @@
-//! The shop's orders service: checks each order against the catalog and keeps it in memory
+//! The shop's orders service: checks each order against the catalog and keeps it in its
+//! database, `orders-db` (PostgreSQL at `ORDERS_DB_URL`), so orders outlive the process
 //!
 //! - `POST /orders` with `{"sku","quantity","price_cents"}` (and optionally `"customer"`) looks
 //!   the product up at `{CATALOG_URL}/products/{sku}` and answers `201` with the order, `422` for
@@ -13,7 +14,7 @@
 
 use std::error::Error;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -24,6 +25,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use slipway_platform::{Flags, Logger, Platform, describe};
+use slipway_postgres::Client;
 
 const SERVICE: &str = "shop-orders";
 
@@ -154,7 +156,7 @@ struct AppState {
     catalog_url: String,
     logger: Logger,
     flags: Flags,
-    orders: Mutex<Vec<Order>>,
+    orders: Client,
 }
 
 impl AppState {
@@ -174,11 +176,34 @@ impl AppState {
         }
     }
 
-    /// Stores an order under the next sequential id
-    fn store(&self, request: OrderRequest, customer: String, priced: Priced) -> Order {
-        let mut orders = self.orders.lock().unwrap_or_else(PoisonError::into_inner);
-        let order = Order {
-            id: (orders.len() + 1).to_string(),
+    /// Stores an order; the database gives it the next id
+    async fn store(
+        &self,
+        request: OrderRequest,
+        customer: String,
+        priced: Priced,
+    ) -> Result<Order, ApiError> {
+        let cents = |value: u64| i64::try_from(value).map_err(|_| too_large());
+        let row = self
+            .orders
+            .query_one(
+                "INSERT INTO orders (customer, sku, quantity, price_cents, discount_cents, \
+                 total_cents, weight_grams) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                &[
+                    &customer,
+                    &request.sku,
+                    &i32::try_from(request.quantity).map_err(|_| too_large())?,
+                    &cents(request.price_cents)?,
+                    &cents(priced.discount_cents)?,
+                    &cents(priced.total_cents)?,
+                    &cents(priced.weight_grams)?,
+                ],
+            )
+            .await
+            .map_err(|e| self.unavailable(&e))?;
+        let id: i64 = row.get(0);
+        Ok(Order {
+            id: id.to_string(),
             customer,
             sku: request.sku,
             quantity: request.quantity,
@@ -186,10 +211,45 @@ impl AppState {
             discount_cents: priced.discount_cents,
             total_cents: priced.total_cents,
             weight_grams: priced.weight_grams,
-        };
-        orders.push(order.clone());
-        order
+        })
     }
+
+    /// The order with `id`, if there is one
+    async fn order(&self, id: i64) -> Result<Option<Order>, ApiError> {
+        let row = self
+            .orders
+            .query_opt(
+                "SELECT id, customer, sku, quantity, price_cents, discount_cents, total_cents, \
+                 weight_grams FROM orders WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(|e| self.unavailable(&e))?;
+        Ok(row.map(|row| Order {
+            id: row.get::<_, i64>(0).to_string(),
+            customer: row.get(1),
+            sku: row.get(2),
+            quantity: u32::try_from(row.get::<_, i32>(3)).unwrap_or_default(),
+            price_cents: unsigned(row.get(4)),
+            discount_cents: unsigned(row.get(5)),
+            total_cents: unsigned(row.get(6)),
+            weight_grams: unsigned(row.get(7)),
+        }))
+    }
+
+    /// A database error, logged; the client sees `503`
+    fn unavailable(&self, error: &slipway_postgres::Error) -> ApiError {
+        self.logger.error(&format!("orders-db: {}", slipway_postgres::migrate::message(error)));
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "orders database unavailable")
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "quantity too large")
+}
+
+fn unsigned(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
 }
 
 async fn create_order(
@@ -208,7 +268,7 @@ async fn create_order(
     };
     let customer = request.customer.clone().unwrap_or_else(|| GUEST.to_owned());
     let priced = price(&product, &request, volume_discount(&state.flags, &customer))?;
-    let order = state.store(request, customer, priced);
+    let order = state.store(request, customer, priced).await?;
     Ok((StatusCode::CREATED, Json(order)))
 }
 
@@ -216,11 +276,9 @@ async fn get_order(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Order>, ApiError> {
-    let orders = state.orders.lock().unwrap_or_else(PoisonError::into_inner);
-    match orders.iter().find(|o| o.id == id) {
-        Some(order) => Ok(Json(order.clone())),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("unknown order {id}"))),
-    }
+    let unknown = || ApiError::new(StatusCode::NOT_FOUND, format!("unknown order {id}"));
+    let number: i64 = id.parse().map_err(|_| unknown())?;
+    state.order(number).await?.map(Json).ok_or_else(unknown)
 }
 
 async fn run() -> Result<(), Box<dyn Error>> {
@@ -230,7 +288,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         catalog_url: platform.dependency_url("catalog")?,
         logger: platform.logger(),
         flags: platform.flags(),
-        orders: Mutex::new(Vec::new()),
+        orders: slipway_postgres::connect(&platform.database_url("orders-db")?).await?,
     };
     let router = Router::new()
         .route("/orders", post(create_order))

@@ -262,7 +262,12 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
             },
             repository: s["name"].as_str().unwrap().parse().unwrap(),
             image: s["image"]["digest"].as_str().unwrap().parse().unwrap(),
-            health: "/health".to_owned(),
+            kind: match s["health"].as_str() {
+                Some(health) => slipway::model::workspace::Kind::Http { health: health.to_owned() },
+                None => slipway::model::workspace::Kind::Postgres {
+                    migrations: serde_json::from_value(s["migrations"].clone()).unwrap(),
+                },
+            },
             depends_on: s["depends_on"]
                 .as_array()
                 .unwrap()

@@ -1,0 +1,211 @@
+//! What kind of service a crate declares (`kind`): an HTTP service with its health endpoint,
+//! or a PostgreSQL data store with its forward-only migrations (`migrations/V<n>__….sql`,
+//! each checksummed), owned by the one service that writes to it.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::model::digest::Digest;
+use crate::model::names::{MetadataError, Name};
+
+/// How a service runs, and what says it is ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// An HTTP server, ready when `GET <health>` answers 200.
+    Http { health: String },
+    /// A PostgreSQL database, ready when its image has applied `migrations` (oldest first).
+    Postgres { migrations: Vec<Migration> },
+}
+
+impl Kind {
+    /// The health endpoint's path, for an HTTP service.
+    pub fn health(&self) -> Option<&str> {
+        match self {
+            Kind::Http { health } => Some(health),
+            Kind::Postgres { .. } => None,
+        }
+    }
+
+    /// Whether it is a data store.
+    pub fn is_store(&self) -> bool {
+        matches!(self, Kind::Postgres { .. })
+    }
+}
+
+/// One migration file of a data store.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Migration {
+    pub version: u32,
+    /// `V<version>__<what>.sql`.
+    pub file: String,
+    /// The sha256 of its SQL: what the database's history records.
+    pub checksum: Digest,
+}
+
+/// Reads `kind` (default `"http"`) and what it needs: `health` for an HTTP service, the
+/// migrations under `crate_dir` for a store; every problem pushed to `errors`.
+pub fn read_kind(
+    file: &Path,
+    table: &serde_json::Map<String, Value>,
+    crate_dir: &Path,
+    errors: &mut Vec<MetadataError>,
+) -> Option<Kind> {
+    let error = |key: &str, message: String| MetadataError {
+        file: file.to_owned(),
+        key: format!("{}.{key}", super::workspace::SERVICE_TABLE),
+        message,
+    };
+    match table.get("kind").map(|v| (v, v.as_str())) {
+        None | Some((_, Some("http"))) => {
+            let health = super::workspace::read_health(file, table.get("health"), errors)?;
+            Some(Kind::Http { health })
+        }
+        Some((_, Some("postgres"))) => {
+            if table.contains_key("health") {
+                let why = "a data store has no health endpoint: it is ready once its migrations are applied; remove `health`";
+                errors.push(error("health", why.to_owned()));
+                return None;
+            }
+            let migrations = read_migrations(crate_dir, file, errors)?;
+            Some(Kind::Postgres { migrations })
+        }
+        Some((other, _)) => {
+            let why = format!("expected \"http\" (the default) or \"postgres\", found {other}");
+            errors.push(error("kind", why));
+            None
+        }
+    }
+}
+
+/// `<crate_dir>/migrations/V<n>__<what>.sql`, sorted by version: at least one, every file
+/// so named, no version twice.
+pub fn read_migrations(
+    crate_dir: &Path,
+    manifest: &Path,
+    errors: &mut Vec<MetadataError>,
+) -> Option<Vec<Migration>> {
+    let dir = crate_dir.join(slipway_contract::MIGRATIONS_DIR);
+    let shown = manifest.with_file_name(slipway_contract::MIGRATIONS_DIR);
+    let error =
+        |file: String, message: String| MetadataError { file: shown.clone(), key: file, message };
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            let why = format!(
+                "cannot read the folder ({e}): a data store keeps its migrations there, V1__<what>.sql first"
+            );
+            errors.push(error(String::new(), why));
+            return None;
+        }
+    };
+    let before = errors.len();
+    let mut migrations: Vec<Migration> = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((version, _)) = slipway_contract::parse_migration_name(&name) else {
+            let why = "expected V<version>__<what>.sql (a whole version from 1, letters, digits, `_` or `-`); other files do not belong here".to_owned();
+            errors.push(error(name, why));
+            continue;
+        };
+        match std::fs::read(entry.path()) {
+            Ok(sql) => {
+                migrations.push(Migration { version, file: name, checksum: Digest::of(&sql) })
+            }
+            Err(e) => errors.push(error(name, format!("cannot read: {e}"))),
+        }
+    }
+    migrations.sort_by_key(|m| m.version);
+    for pair in migrations.windows(2) {
+        if pair[0].version == pair[1].version {
+            let why = format!(
+                "version {} is also {}: one migration per version",
+                pair[0].version, pair[0].file
+            );
+            errors.push(error(pair[1].file.clone(), why));
+        }
+    }
+    if migrations.is_empty() && errors.len() == before {
+        errors.push(error(
+            String::new(),
+            "no migration: a data store starts with V1__<what>.sql".to_owned(),
+        ));
+    }
+    (errors.len() == before).then_some(migrations)
+}
+
+/// The store `role` is owned by exactly one service, which depends on it: `Err` says what is
+/// wrong, for the store's manifest.
+pub fn check_owned(role: &Name, owners: &[(&str, bool)]) -> Result<(), String> {
+    match owners {
+        [] => Err(format!(
+            "no service owns the data store `{role}`: the service that writes to it lists it in `owns` and `depends-on`"
+        )),
+        [(_, true)] => Ok(()),
+        [(owner, false)] => Err(format!(
+            "{owner} owns the data store `{role}` but does not list it in `depends-on`: it would not get its URL"
+        )),
+        _ => Err(format!("`{role}` has more than one owner")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("migrations")).unwrap();
+        for (name, sql) in files {
+            std::fs::write(dir.path().join("migrations").join(name), sql).unwrap();
+        }
+        dir
+    }
+
+    fn read(dir: &Path) -> Result<Vec<Migration>, Vec<MetadataError>> {
+        let mut errors = Vec::new();
+        let manifest = Path::new("services/shop-orders-db/Cargo.toml");
+        read_migrations(dir, manifest, &mut errors).ok_or(errors)
+    }
+
+    #[test]
+    fn migrations_are_read_in_version_order_with_their_checksums() {
+        let dir = folder(&[("V10__c.sql", "C"), ("V2__b.sql", "B"), ("V1__a.sql", "")]);
+        let migrations = read(dir.path()).unwrap();
+        let files: Vec<&str> = migrations.iter().map(|m| m.file.as_str()).collect();
+        assert_eq!(files, ["V1__a.sql", "V2__b.sql", "V10__c.sql"]);
+        assert_eq!(
+            migrations[0].checksum.hex(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn a_stray_file_and_a_version_twice_are_named() {
+        let dir = folder(&[("V1__a.sql", ""), ("V1__again.sql", ""), ("notes.txt", "")]);
+        let errors = read(dir.path()).unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"notes.txt"), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.message.contains("one migration per version")),
+            "{errors:?}"
+        );
+        assert!(errors.iter().all(|e| e.file.ends_with("shop-orders-db/migrations")));
+    }
+
+    #[test]
+    fn a_store_without_migrations_is_refused() {
+        let errors = read(folder(&[]).path()).unwrap_err();
+        assert!(errors[0].message.contains("V1__"), "{errors:?}");
+        let missing = read(Path::new("/nonexistent")).unwrap_err();
+        assert!(missing[0].message.contains("cannot read the folder"), "{missing:?}");
+    }
+
+    #[test]
+    fn a_store_has_one_owner_that_depends_on_it() {
+        let role = Name::parse("orders-db").unwrap();
+        assert!(check_owned(&role, &[("shop-orders", true)]).is_ok());
+        assert!(check_owned(&role, &[]).unwrap_err().contains("no service owns"));
+        assert!(check_owned(&role, &[("shop-orders", false)]).unwrap_err().contains("depends-on"));
+    }
+}
