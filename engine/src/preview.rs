@@ -120,7 +120,9 @@ impl Up {
             name: name.clone(),
             why: "not a valid name".to_owned(),
         })?;
-        let options = Options { kind, flags: flags.as_deref(), preview: Some(&name) };
+        let databases = std::collections::BTreeMap::new();
+        let options =
+            Options { kind, flags: flags.as_deref(), preview: Some(&name), databases: &databases };
         let running = Environment::start(project.store(), &launches, label, &run_dir, options)?;
         let record = Record {
             name: name.clone(),

@@ -4,8 +4,11 @@
 use std::path::Path;
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    println!("cargo::rerun-if-changed={}", dir.display());
+    // Read when the script runs, not compiled in: one script serves every checkout that
+    // shares a target directory.
+    let root = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = Path::new(&root).join("migrations");
+    println!("cargo::rerun-if-changed=migrations");
     let mut found = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("a data store has a migrations/ folder") {
         let path = entry.expect("migrations/ is readable").path();

@@ -853,6 +853,7 @@ fn integration_tests(
         results_dir: project.state("results").join(&plan.version),
         runtime: project.runtime,
         flags: None,
+        databases: Default::default(),
     }
     .run(project.store())?;
     waiver::note_unused(&plan.waivers, &outcome.accepted);

@@ -21,7 +21,7 @@ use crate::model::workspace::environment;
 use crate::project::Project;
 use crate::promote::compose::{Composition, compose};
 use crate::promote::gates::{gates, latest_build, settle};
-use crate::promote::replay::replay_suites;
+use crate::promote::replay::{States, replay_suites};
 use crate::report::Check;
 use crate::report::Report;
 use crate::run::waiver::Waiver;
@@ -390,11 +390,12 @@ pub fn replay_and_record(
     require_trusted(project, target, key)?;
     let flags =
         crate::render::flags::for_states(&workspace.flags, target.name.as_str(), &state.flags);
+    let now = ledger.current(target.name.as_str())?.map(|change| change.state.services);
     let outcome = replay_suites(
         project,
         workspace,
         target,
-        &state.services,
+        States { now: now.as_ref(), next: &state.services },
         replay,
         waivers,
         flags.as_deref(),

@@ -73,19 +73,34 @@ pub fn launches(
     Ok(launches)
 }
 
-/// Starts `composed` as `target` would run it, each service with its recorded settings and
-/// the environment's `flags` (flagd JSON), and replays `suites` against it (the one
-/// replay, `run::replay`); refuses unless every failed suite is covered by waivers.
+/// An environment's services before and after a change.
+#[derive(Debug, Clone, Copy)]
+pub struct States<'a> {
+    /// What it runs now; `None` before its first change.
+    pub now: Option<&'a BTreeMap<String, ServiceState>>,
+    /// What it would run.
+    pub next: &'a BTreeMap<String, ServiceState>,
+}
+
+/// Starts `states.next` as `target` would run it, each service with its recorded settings
+/// and the environment's `flags` (flagd JSON), and replays `suites` against it (the one
+/// replay, `run::replay`); refuses unless every failed suite is covered by waivers. Where it
+/// runs a data store, the database first holds what `states.now` wrote and migrated
+/// (`old_logic_on_new_data`).
 pub fn replay_suites(
     project: &Project,
     workspace: &Workspace,
     target: &Declared,
-    composed: &BTreeMap<String, ServiceState>,
+    states: States,
     suites: &[Replayed],
     waivers: &[Waiver],
     flags: Option<&str>,
 ) -> Result<Replay> {
+    let composed = states.next;
     let launches = launches(workspace, target, composed)?;
+    let context = Context { project, workspace, target, waivers, flags };
+    let migrated = old_logic_on_new_data(&context, states)?;
+    let databases = migrated.iter().map(|(id, m)| (id.clone(), m.server.url())).collect();
     let mut stored = Vec::new();
     for suite in suites {
         stored.push(StoredSuite {
@@ -108,8 +123,10 @@ pub fn replay_suites(
         results_dir: project.state("results").join(format!("promote-{stamp}")),
         runtime: project.runtime,
         flags: flags.map(str::to_owned),
+        databases,
     }
     .run(project.store())?;
+    drop(migrated);
     waiver::note_unused(waivers, &outcome.accepted);
     if !outcome.failed.is_empty() {
         return Err(Error::Refused(outcome.failed));
@@ -119,4 +136,71 @@ pub fn replay_suites(
         waived: outcome.accepted.tests,
         waivers: outcome.accepted.waivers,
     })
+}
+
+/// What a replay runs in.
+struct Context<'a> {
+    project: &'a Project,
+    workspace: &'a Workspace,
+    target: &'a Declared,
+    waivers: &'a [Waiver],
+    flags: Option<&'a str>,
+}
+
+/// For each data store whose image the change replaces in `target`: what it runs now writes
+/// its data, the new store image migrates it, and what it runs now is tried on the
+/// migrated data (`run::data`); the databases are left for the replay of the change.
+fn old_logic_on_new_data(
+    context: &Context,
+    states: States,
+) -> Result<Vec<(crate::model::names::ServiceId, run::data::Migrated)>> {
+    let Context { project, workspace, target, waivers, flags } = *context;
+    let Some(now) = states.now else { return Ok(Vec::new()) };
+    let mut migrated = Vec::new();
+    for store in workspace.services.iter().filter(|s| s.kind.is_store()) {
+        let name = store.id.to_string();
+        let (Some(before), Some(after)) = (now.get(&name), states.next.get(&name)) else {
+            continue;
+        };
+        if before.image == after.image {
+            continue;
+        }
+        let running = launches(workspace, target, now)?;
+        let Some(new_store) =
+            launches(workspace, target, states.next)?.into_iter().find(|l| l.id == store.id)
+        else {
+            continue;
+        };
+        let mut suites = Vec::new();
+        for (service, state) in now.iter().filter(|(s, _)| **s != name) {
+            for pack in &state.testpacks {
+                suites.push(StoredSuite {
+                    repository: service.parse()?,
+                    testpack: pack.clone(),
+                    label: format!("[running in {}: {}]", target.name, state.reference),
+                    origin: Some((service.clone(), state.reference.tag.to_string())),
+                });
+            }
+        }
+        eprintln!(
+            "old logic on new data in {}: what it runs writes its data, {} migrates it, the same suites run again",
+            target.name, states.next[&name].reference
+        );
+        let stamp = format!("{}-{}-{}", target.name, manifest::now_seconds(), std::process::id());
+        let check = run::data::Check {
+            running: run::data::Running {
+                environment: target.name.clone(),
+                launches: running,
+                suites,
+            },
+            store: new_store,
+            waivers,
+            run_dir: project.state("run").join(format!("data-{stamp}")),
+            results_dir: project.state("results").join(format!("data-{stamp}")),
+            runtime: project.runtime,
+            flags: flags.map(str::to_owned),
+        };
+        migrated.push((store.id.clone(), check.run(project.store())?));
+    }
+    Ok(migrated)
 }

@@ -163,8 +163,9 @@ pub fn policy(inputs: &Inputs) -> Option<Policy> {
                 ("app.kubernetes.io/managed-by", "slipway".to_owned()),
                 ("slipway.dev/environment", env.to_owned()),
             ]),
-            // Before the workloads it guards: Argo CD applies lower waves first.
-            annotations: BTreeMap::from([("argocd.argoproj.io/sync-wave", "-1")]),
+            // Before the workloads it guards, a data store's migration Job included: Argo CD applies
+            // lower waves first.
+            annotations: BTreeMap::from([("argocd.argoproj.io/sync-wave", "-3")]),
         },
         spec: Spec {
             validation_actions: [if inputs.accepts_local_keys { "Audit" } else { "Deny" }],

@@ -1,6 +1,7 @@
 //! Running what was built: stored images started as runc containers or processes, stored
 //! suites run against them, their JUnit reports, and the waivers that accept a known break.
 
+pub mod data;
 pub mod junit;
 pub mod postgres;
 pub mod replay;

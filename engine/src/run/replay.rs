@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::build::testpack;
 use crate::error::{Error, Result};
 use crate::model::digest::Digest;
-use crate::model::names::Name;
+use crate::model::names::{Name, ServiceId};
 use crate::model::waiver::{Origin, Waiver};
 use crate::project::RuntimeChoice;
 use crate::run::runtime::{self, Environment, Launch};
@@ -46,6 +46,8 @@ pub struct Replay<'a> {
     pub runtime: RuntimeChoice,
     /// The flagd file the services and suites read; `None`: every flag at its default.
     pub flags: Option<String>,
+    /// Data stores served already, by URL (`run::runtime::Options::databases`).
+    pub databases: BTreeMap<ServiceId, String>,
 }
 
 /// What a replay found.
@@ -56,6 +58,8 @@ pub struct Outcome {
     pub accepted: Accepted,
     /// Every suite that failed and no waiver accepted, with its failed tests.
     pub failed: Vec<String>,
+    /// The migrations the data stores' images applied before the suites ran.
+    pub migrated: Vec<String>,
 }
 
 impl Replay<'_> {
@@ -94,8 +98,17 @@ impl Replay<'_> {
             &self.launches,
             self.environment.clone(),
             &self.run_dir,
-            runtime::Options { kind, flags: self.flags.as_deref(), preview: None },
+            runtime::Options {
+                kind,
+                flags: self.flags.as_deref(),
+                preview: None,
+                databases: &self.databases,
+            },
         )?;
+        let migrated = running.migrated().to_vec();
+        if !migrated.is_empty() {
+            eprintln!("    migrations applied: {}", migrated.join(" "));
+        }
         let containers = running.containers();
         if !containers.is_empty() {
             eprintln!("    containers: {}", containers.join(" "));
@@ -119,6 +132,6 @@ impl Replay<'_> {
         } else {
             eprintln!("service logs are in {}", self.run_dir.display());
         }
-        Ok(Outcome { results, accepted, failed })
+        Ok(Outcome { results, accepted, failed, migrated })
     }
 }

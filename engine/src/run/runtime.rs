@@ -29,6 +29,9 @@ pub struct Options<'a> {
     /// reaper), its containers are named `slipway-<name>-<folder hash>-<service>`; `None`:
     /// they die with Slipway.
     pub preview: Option<&'a str>,
+    /// Data stores already served (a URL per store): their migrations are applied there and
+    /// no server is started for them.
+    pub databases: &'a BTreeMap<ServiceId, String>,
 }
 
 /// A container's name and what it may see of the host.
@@ -108,6 +111,8 @@ pub struct Environment {
     flags: Option<PathBuf>,
     /// Deletes the containers if Slipway dies before it can; dropped after them.
     reaper: Option<Reaper>,
+    /// The migrations the data stores' images applied as it started, in order.
+    migrated: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -124,6 +129,8 @@ enum Handle {
     Container(Container),
     /// A data store's server, its migrations applied.
     Database(Server),
+    /// A data store served by someone else (`Options::databases`), its migrations applied.
+    External,
 }
 
 /// Why an environment could not start.
@@ -177,7 +184,7 @@ impl Environment {
         run_dir: &Path,
         options: Options,
     ) -> Result<Environment, RuntimeError> {
-        let Options { kind, flags, preview } = options;
+        let Options { kind, flags, preview, databases } = options;
         fs::create_dir_all(run_dir).map_err(io("create", run_dir))?;
         // The flags in a folder of their own: a container sees the folder, read-only, where
         // a pod mounts its flags ConfigMap.
@@ -192,24 +199,33 @@ impl Environment {
             }
         };
         let ports = free_ports(launches, run_dir)?;
-        let urls = contract_urls(launches, &ports);
+        let mut urls = contract_urls(launches, &ports);
+        urls.extend(databases.iter().map(|(id, url)| (id.clone(), url.clone())));
         let reaper = match (kind, preview) {
             (Kind::Runc, None) => Some(Reaper::new()?),
             _ => None,
         };
-        let mut environment = Environment { name, running: Vec::new(), flags, reaper };
+        let mut environment =
+            Environment { name, running: Vec::new(), flags, reaper, migrated: Vec::new() };
         for launch in launches {
             let port = ports[&launch.id];
             let mut contract = contract_of(launch, port, &urls, environment.name.as_str());
             let log = run_dir.join(format!("{}.log", launch.id));
             let handle = match (&launch.kind, kind) {
                 (ServiceKind::Postgres { .. }, _) => {
-                    let dir = run_dir.join("databases").join(launch.id.to_string());
-                    let server = Server::start(&dir, port, &log, preview.is_some())?;
-                    contract.push((slipway_contract::DATABASE_URL.to_owned(), server.url()));
+                    let server = match databases.get(&launch.id) {
+                        Some(_) => None,
+                        None => {
+                            let dir = run_dir.join("databases").join(launch.id.to_string());
+                            Some(Server::start(&dir, port, &log, preview.is_some())?)
+                        }
+                    };
+                    let url = urls[&launch.id].clone();
+                    contract.push((slipway_contract::DATABASE_URL.to_owned(), url));
                     let once = Once { store, launch, run_dir, contract: &contract, preview };
-                    migrate(once, kind, environment.reaper.as_mut())?;
-                    Handle::Database(server)
+                    let applied = migrate(once, kind, environment.reaper.as_mut())?;
+                    environment.migrated.extend(applied);
+                    server.map_or(Handle::External, Handle::Database)
                 }
                 (ServiceKind::Http { .. }, Kind::Process) => {
                     if let Some(file) = &environment.flags {
@@ -264,6 +280,7 @@ impl Environment {
                     (None, Some(id), Some(bundle))
                 }
                 Handle::Database(server) => (server.keep(), None, None),
+                Handle::External => (None, None, None),
             };
             kept.push(Kept {
                 service: running.id.to_string(),
@@ -277,13 +294,18 @@ impl Environment {
         kept
     }
 
+    /// The migrations the data stores' images applied as it started (`V2__add_notes.sql`).
+    pub fn migrated(&self) -> &[String] {
+        &self.migrated
+    }
+
     /// The runc containers running now, by id.
     pub fn containers(&self) -> Vec<String> {
         self.running
             .iter()
             .filter_map(|r| match &r.handle {
                 Handle::Container(container) => Some(container.id.clone()),
-                Handle::Process(_) | Handle::Database(_) => None,
+                Handle::Process(_) | Handle::Database(_) | Handle::External => None,
             })
             .collect()
     }
@@ -366,7 +388,7 @@ impl Running {
                 Some(status) => Some(format!("container {status}")),
                 None => Some("container gone".to_owned()),
             },
-            Handle::Database(_) => None,
+            Handle::Database(_) | Handle::External => None,
         }
     }
 
@@ -550,8 +572,13 @@ struct Once<'a> {
 }
 
 /// Runs the store's image to its end — its migrations applied to the server its contract
-/// names — as a process or a runc container; its output in `<service>-migrations.log`.
-fn migrate(once: Once, kind: Kind, reaper: Option<&mut Reaper>) -> Result<(), RuntimeError> {
+/// names — as a process or a runc container; its output in `<service>-migrations.log`. The
+/// migrations it applied, as it says.
+fn migrate(
+    once: Once,
+    kind: Kind,
+    reaper: Option<&mut Reaper>,
+) -> Result<Vec<String>, RuntimeError> {
     let Once { store, launch, run_dir, contract, preview } = once;
     let log = run_dir.join(format!("{}-migrations.log", launch.id));
     let status = match kind {
@@ -577,7 +604,9 @@ fn migrate(once: Once, kind: Kind, reaper: Option<&mut Reaper>) -> Result<(), Ru
         }
     };
     match status {
-        Some(status) if status.success() => Ok(()),
+        Some(status) if status.success() => {
+            Ok(applied(&fs::read_to_string(&log).unwrap_or_default()))
+        }
         status => Err(RuntimeError::Migrations {
             service: launch.id.clone(),
             status: status.map_or_else(
@@ -587,6 +616,13 @@ fn migrate(once: Once, kind: Kind, reaper: Option<&mut Reaper>) -> Result<(), Ru
             log: tail(&log),
         }),
     }
+}
+
+/// The files a migration log says were applied (`<store>: applied V2__add_notes.sql`).
+fn applied(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|line| line.split_once(": applied ").map(|(_, file)| file.trim().to_owned()))
+        .collect()
 }
 
 /// The child's exit status, or `None` (killed) when it outlives `limit`.

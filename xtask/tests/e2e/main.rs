@@ -11,6 +11,7 @@ mod support;
 
 mod ci;
 mod configure;
+mod data;
 mod ledger;
 mod preview;
 mod promote;

@@ -17,8 +17,11 @@ fn previews_run_side_by_side_and_down_stops_only_its_own() {
     };
     let healthy = |record: &Value| {
         let services = record["services"].as_array().unwrap();
-        assert_eq!(services.len(), 3, "{record}");
-        services.iter().all(|s| {
+        assert_eq!(services.len(), 4, "{record}");
+        let database = services.iter().find(|s| s["service"] == "shop-orders-db").unwrap();
+        assert!(database["url"].as_str().unwrap().starts_with("postgres://"), "{record}");
+        let http = services.iter().filter(|s| s["url"].as_str().unwrap().starts_with("http://"));
+        http.into_iter().all(|s| {
             let addr = s["url"].as_str().unwrap().trim_start_matches("http://").parse().unwrap();
             http_body(addr, "/health")
                 .is_ok_and(|body| body.contains(record["name"].as_str().unwrap()))
@@ -63,7 +66,7 @@ fn a_preview_and_the_application_set_render_valid_manifests_for_a_cluster() {
         .map(|entry| entry.unwrap().path().display().to_string())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 4, "{files:?}");
+    assert_eq!(files.len(), 5, "{files:?}");
     let orders = std::fs::read_to_string(rendered.join("k8s/pr-7-shop-orders.yaml")).unwrap();
     assert!(
         orders.contains("namespace: \"pr-7\"")

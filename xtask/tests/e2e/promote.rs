@@ -297,10 +297,11 @@ fn the_catalogue_shows_every_service_environment_and_version_at_phone_width() {
     let chain = chain();
     xtask(&chain.dir, &chain.store).arg("catalog").assert().success();
     let folder = chain.dir.join(".slipway/catalog");
-    let entities: Vec<std::path::PathBuf> = ["shop-catalog", "shop-orders", "shop-shipping"]
-        .iter()
-        .map(|s| folder.join(format!("backstage/{s}/catalog-info.yaml")))
-        .collect();
+    let entities: Vec<std::path::PathBuf> =
+        ["shop-catalog", "shop-orders-db", "shop-orders", "shop-shipping"]
+            .iter()
+            .map(|s| folder.join(format!("backstage/{s}/catalog-info.yaml")))
+            .collect();
     let seen = common::check_catalog(
         &folder.join("index.html"),
         &chain.out.join("catalog.png"),
@@ -308,7 +309,7 @@ fn the_catalogue_shows_every_service_environment_and_version_at_phone_width() {
     );
     assert_eq!(
         seen["services"],
-        serde_json::json!(["shop-catalog", "shop-orders", "shop-shipping"]),
+        serde_json::json!(["shop-catalog", "shop-orders-db", "shop-orders", "shop-shipping"]),
         "{seen}"
     );
     assert_eq!(seen["environments"], serde_json::json!(["dev", "staging", "prod"]), "{seen}");

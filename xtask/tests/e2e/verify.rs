@@ -208,7 +208,7 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
     std::fs::rename(out.path().join("release.pub"), &pubkey).unwrap();
 
     // A flipped byte in a blob (a config) and in a layer of the stored image.
-    let orders = &summary["services"][1];
+    let orders = named(&summary, "shop-orders");
     let repository = orders["name"].as_str().unwrap();
     let manifest: Value = serde_json::from_slice(
         &std::fs::read(
@@ -293,10 +293,11 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
             kind: slipway::run::runtime::Kind::Process,
             flags: None,
             preview: None,
+            databases: &Default::default(),
         },
     )
     .unwrap();
-    let shipping = summary["services"][2]["image"]["reference"].as_str().unwrap();
+    let shipping = named(&summary, "shop-shipping")["image"]["reference"].as_str().unwrap();
     let mut run_tests = Command::new(assert_cmd::cargo::cargo_bin("xtask"));
     run_tests.current_dir(alone.path()).args([
         "run-tests",
@@ -361,4 +362,9 @@ fn a_source_that_does_not_reproduce_fails_verify_rebuild() {
         "{stderr}"
     );
     assert!(!stderr.contains("shop-orders image"), "only the stamped service differs:\n{stderr}");
+}
+
+/// The service called `name` in `ci --json`'s summary.
+fn named<'a>(summary: &'a Value, name: &str) -> &'a Value {
+    summary["services"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()
 }

@@ -1,0 +1,158 @@
+//! Old logic on new data: before a build's migrations reach an environment, what the
+//! environment runs writes its data (its own stored suites, each service from the image it
+//! runs), the build's data-store image migrates that data, and the same suites run again on
+//! the migrated data, against the same old images. A migration that breaks a running version
+//! fails here, naming the migrations, the version, the suite and the test — before it runs
+//! anywhere that matters.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use crate::error::Result;
+use crate::model::names::Name;
+use crate::model::waiver::Waiver;
+use crate::project::RuntimeChoice;
+use crate::run::postgres::Server;
+use crate::run::replay::{Replay, StoredSuite};
+use crate::run::runtime::Launch;
+use crate::store::Store;
+
+/// What an environment runs now.
+#[derive(Debug, Clone)]
+pub struct Running {
+    /// Its name, as the services see it: `dev`.
+    pub environment: Name,
+    /// Its services from their images, dependencies first, its data store's image among them.
+    pub launches: Vec<Launch>,
+    /// The stored suites of the versions it runs; each label names the version.
+    pub suites: Vec<StoredSuite>,
+}
+
+/// One check: `running`'s data migrated by `store`, the build's data-store image.
+#[derive(Debug)]
+pub struct Check<'a> {
+    pub running: Running,
+    pub store: Launch,
+    pub waivers: &'a [Waiver],
+    /// Logs and unpacked suites; removed when everything passed.
+    pub run_dir: PathBuf,
+    pub results_dir: PathBuf,
+    pub runtime: RuntimeChoice,
+    pub flags: Option<String>,
+}
+
+/// Why old logic failed on new data.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error(
+        "{environment}'s own suites fail against what it runs before any new migration: {}",
+        failed.join(", ")
+    )]
+    Before { environment: Name, failed: Vec<String> },
+    #[error(
+        "old logic on new data: after {store}'s migrations {}, what {environment} runs fails its own suites: {}",
+        migrations.join(" "),
+        failed.join(", ")
+    )]
+    Broken { store: String, environment: Name, migrations: Vec<String>, failed: Vec<String> },
+    #[error("cannot find a free loopback port for the database: {0}")]
+    Port(std::io::Error),
+}
+
+impl crate::error::Hint for DataError {
+    fn help(&self) -> Option<String> {
+        match self {
+            DataError::Broken { environment, .. } => Some(format!(
+                "nothing was recorded. Change the schema in two builds: first expand (add what the new code needs, keep what {environment}'s version reads), promote it everywhere, then contract (drop or rename) in a later build"
+            )),
+            DataError::Before { .. } => {
+                Some("each failing suite's output is printed above".to_owned())
+            }
+            DataError::Port(_) => None,
+        }
+    }
+}
+
+/// The database a check leaves: the environment's data, migrated; stopped when dropped.
+#[derive(Debug)]
+pub struct Migrated {
+    pub server: Server,
+    /// The migrations the running version met, in order.
+    pub applied: Vec<String>,
+}
+
+impl Check<'_> {
+    /// Runs the check on a server of its own, and leaves it running with the migrated data.
+    pub fn run(self, store: &dyn Store) -> Result<Migrated> {
+        let port = free_port()?;
+        let id = &self.store.id;
+        let log = self.run_dir.join(format!("{id}-server.log"));
+        std::fs::create_dir_all(&self.run_dir).map_err(|source| crate::error::Error::Io {
+            action: "create",
+            path: self.run_dir.clone(),
+            source,
+        })?;
+        let server = Server::start(&self.run_dir.join("database"), port, &log, false)
+            .map_err(crate::run::runtime::RuntimeError::from)?;
+        let databases = BTreeMap::from([(id.clone(), server.url())]);
+        let environment = self.running.environment.clone();
+        let before = self.replay("before the migrations", &self.running.launches, &databases);
+        let outcome = before.run(store)?;
+        if !outcome.failed.is_empty() {
+            return Err(DataError::Before { environment, failed: outcome.failed }.into());
+        }
+        let migrated: Vec<Launch> = self
+            .running
+            .launches
+            .iter()
+            .map(|l| if &l.id == id { self.store.clone() } else { l.clone() })
+            .collect();
+        let after = self.replay("on the migrated data", &migrated, &databases).run(store)?;
+        if !after.failed.is_empty() {
+            return Err(DataError::Broken {
+                store: format!("{id}"),
+                environment,
+                migrations: after.migrated,
+                failed: after.failed,
+            }
+            .into());
+        }
+        Ok(Migrated { server, applied: after.migrated })
+    }
+
+    /// The running suites against `launches`, each label saying `when`.
+    fn replay(
+        &self,
+        when: &str,
+        launches: &[Launch],
+        databases: &BTreeMap<crate::model::names::ServiceId, String>,
+    ) -> Replay<'_> {
+        let folder = when.replace(' ', "-");
+        let suites = self
+            .running
+            .suites
+            .iter()
+            .map(|suite| StoredSuite {
+                label: format!("{}, {when}", suite.label.trim_end_matches(']')) + "]",
+                ..suite.clone()
+            })
+            .collect();
+        Replay {
+            environment: self.running.environment.clone(),
+            launches: launches.to_vec(),
+            suites,
+            waivers: self.waivers,
+            run_dir: self.run_dir.join(&folder),
+            results_dir: self.results_dir.join(&folder),
+            runtime: self.runtime,
+            flags: self.flags.clone(),
+            databases: databases.clone(),
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(DataError::Port)?;
+    Ok(listener.local_addr().map_err(DataError::Port)?.port())
+}
