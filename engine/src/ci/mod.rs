@@ -35,6 +35,7 @@ use crate::shell::cmd;
 use crate::store::artifact;
 use crate::store::{ImageRef, Repository, StoredManifest};
 
+pub mod data;
 pub mod step;
 pub use step::Step;
 
@@ -842,6 +843,8 @@ fn integration_tests(
             launch_of(&plan.workspace, &planned.service, repository, built.image.digest.clone())
         })
         .collect();
+    crate::run::postgres::ensure_installed(&project.shell, &launches)?;
+    data::old_logic_on_new_data(project, plan, built, &ledger, &waivers)?;
     steps.progress(&format!("starting {} services from their images", launches.len()));
     let run_dir = project.state("run").join(format!("ci-{}", std::process::id()));
     let outcome = Replay {

@@ -98,6 +98,7 @@ pub fn replay_suites(
 ) -> Result<Replay> {
     let composed = states.next;
     let launches = launches(workspace, target, composed)?;
+    run::postgres::ensure_installed(&project.shell, &launches)?;
     let context = Context { project, workspace, target, waivers, flags };
     let migrated = old_logic_on_new_data(&context, states)?;
     let databases = migrated.iter().map(|(id, m)| (id.clone(), m.server.url())).collect();
@@ -154,7 +155,7 @@ fn old_logic_on_new_data(
     context: &Context,
     states: States,
 ) -> Result<Vec<(crate::model::names::ServiceId, run::data::Migrated)>> {
-    let Context { project, workspace, target, waivers, flags } = *context;
+    let Context { project, workspace, target, .. } = *context;
     let Some(now) = states.now else { return Ok(Vec::new()) };
     let mut migrated = Vec::new();
     for store in workspace.services.iter().filter(|s| s.kind.is_store()) {
@@ -165,42 +166,102 @@ fn old_logic_on_new_data(
         if before.image == after.image {
             continue;
         }
-        let running = launches(workspace, target, now)?;
         let Some(new_store) =
             launches(workspace, target, states.next)?.into_iter().find(|l| l.id == store.id)
         else {
             continue;
         };
-        let mut suites = Vec::new();
-        for (service, state) in now.iter().filter(|(s, _)| **s != name) {
-            for pack in &state.testpacks {
-                suites.push(StoredSuite {
-                    repository: service.parse()?,
-                    testpack: pack.clone(),
-                    label: format!("[running in {}: {}]", target.name, state.reference),
-                    origin: Some((service.clone(), state.reference.tag.to_string())),
-                });
-            }
-        }
+        let before = running(workspace, target, now)?;
         eprintln!(
             "old logic on new data in {}: what it runs writes its data, {} migrates it, the same suites run again",
-            target.name, states.next[&name].reference
+            target.name, after.reference
         );
-        let stamp = format!("{}-{}-{}", target.name, manifest::now_seconds(), std::process::id());
         let check = run::data::Check {
-            running: run::data::Running {
-                environment: target.name.clone(),
-                launches: running,
-                suites,
-            },
-            store: new_store,
-            waivers,
-            run_dir: project.state("run").join(format!("data-{stamp}")),
-            results_dir: project.state("results").join(format!("data-{stamp}")),
-            runtime: project.runtime,
-            flags: flags.map(str::to_owned),
+            after: before.with_store(&new_store),
+            before,
+            why: run::data::Why::Migrations,
+            ..data_check(context)
         };
         migrated.push((store.id.clone(), check.run(project.store())?));
     }
     Ok(migrated)
+}
+
+/// What `target` runs in `services`, its services' own suites labelled with where they run.
+pub fn running(
+    workspace: &Workspace,
+    target: &Declared,
+    services: &BTreeMap<String, ServiceState>,
+) -> Result<run::data::Running> {
+    let mut suites = Vec::new();
+    for (service, state) in services {
+        let declared = workspace.services.iter().find(|s| &s.id.to_string() == service);
+        if declared.is_some_and(|s| s.kind.is_store()) {
+            continue;
+        }
+        for pack in &state.testpacks {
+            suites.push(StoredSuite {
+                repository: service.parse()?,
+                testpack: pack.clone(),
+                label: format!("[running in {}: {}]", target.name, state.reference),
+                origin: Some((service.clone(), state.reference.tag.to_string())),
+            });
+        }
+    }
+    let launches = launches(workspace, target, services)?;
+    Ok(run::data::Running { environment: target.name.clone(), launches, suites })
+}
+
+/// A data check in `context`'s project, with its folders; `before`, `after` and `why` to
+/// be given.
+fn data_check<'a>(context: &Context<'a>) -> run::data::Check<'a> {
+    let Context { project, target, waivers, flags, .. } = *context;
+    let stamp = format!("{}-{}-{}", target.name, manifest::now_seconds(), std::process::id());
+    let nothing = run::data::Running {
+        environment: target.name.clone(),
+        launches: Vec::new(),
+        suites: Vec::new(),
+    };
+    run::data::Check {
+        before: nothing.clone(),
+        after: nothing,
+        why: run::data::Why::Migrations,
+        waivers,
+        run_dir: project.state("run").join(format!("data-{stamp}")),
+        results_dir: project.state("results").join(format!("data-{stamp}")),
+        runtime: project.runtime,
+        flags: flags.map(str::to_owned),
+    }
+}
+
+/// A rollback that changes a data store's image: what runs now writes its data, then the
+/// earlier state runs its own suites, from its own images, on that data at the level the
+/// migrations left it (they are never reverted); refused with "roll forward instead" when
+/// they fail.
+pub fn rollback_on_current_data(
+    project: &Project,
+    workspace: &Workspace,
+    target: &Declared,
+    now: &crate::ledger::State,
+    to: &crate::ledger::State,
+) -> Result<()> {
+    let changes_store = workspace.services.iter().filter(|s| s.kind.is_store()).any(|s| {
+        let name = s.id.to_string();
+        matches!((now.services.get(&name), to.services.get(&name)), (Some(a), Some(b)) if a.image != b.image)
+    });
+    if !changes_store {
+        return Ok(());
+    }
+    eprintln!(
+        "rolling back across a data store's image: {} runs its suites on the data {} has now",
+        to.version, target.name
+    );
+    let context = Context { project, workspace, target, waivers: &[], flags: None };
+    let check = run::data::Check {
+        before: running(workspace, target, &now.services)?,
+        after: running(workspace, target, &to.services)?,
+        why: run::data::Why::Rollback { to: to.version.clone() },
+        ..data_check(&context)
+    };
+    check.run(project.store()).map(drop)
 }

@@ -99,6 +99,13 @@ impl Rollback {
             ),
             &report,
         )?;
+        crate::promote::replay::rollback_on_current_data(
+            project,
+            workspace,
+            target,
+            &current.state,
+            &earlier.state,
+        )?;
         let state = State {
             promoted_at: manifest::now_seconds(),
             promoted_by: ledger.promoter()?,

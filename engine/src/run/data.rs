@@ -29,11 +29,35 @@ pub struct Running {
     pub suites: Vec<StoredSuite>,
 }
 
-/// One check: `running`'s data migrated by `store`, the build's data-store image.
+impl Running {
+    /// The same services and suites with `store`'s image for the data store it names.
+    pub fn with_store(&self, store: &Launch) -> Running {
+        let launches = self
+            .launches
+            .iter()
+            .map(|l| if l.id == store.id { store.clone() } else { l.clone() })
+            .collect();
+        Running { launches, ..self.clone() }
+    }
+}
+
+/// Why data is tried: a build's migrations, or a rollback to an earlier state.
+#[derive(Debug, Clone)]
+pub enum Why {
+    /// `after` is what runs now with the build's store image: old logic on new data.
+    Migrations,
+    /// `after` is the earlier state a rollback returns to, named by its version.
+    Rollback { to: String },
+}
+
+/// One check: the data `before` writes, then `after` on it.
 #[derive(Debug)]
 pub struct Check<'a> {
-    pub running: Running,
-    pub store: Launch,
+    /// What the environment runs now: it writes the data.
+    pub before: Running,
+    /// What runs on that data next, with its own suites.
+    pub after: Running,
+    pub why: Why,
     pub waivers: &'a [Waiver],
     /// Logs and unpacked suites; removed when everything passed.
     pub run_dir: PathBuf,
@@ -56,6 +80,11 @@ pub enum DataError {
         failed.join(", ")
     )]
     Broken { store: String, environment: Name, migrations: Vec<String>, failed: Vec<String> },
+    #[error(
+        "roll forward instead: {to} fails its own suites on the data {environment} has now: {}",
+        failed.join(", ")
+    )]
+    RollForward { environment: Name, to: String, failed: Vec<String> },
     #[error("cannot find a free loopback port for the database: {0}")]
     Port(std::io::Error),
 }
@@ -69,6 +98,9 @@ impl crate::error::Hint for DataError {
             DataError::Before { .. } => {
                 Some("each failing suite's output is printed above".to_owned())
             }
+            DataError::RollForward { .. } => Some(
+                "nothing was recorded; Slipway never reverts a migration: fix forward with a new build that works on the migrated data".to_owned(),
+            ),
             DataError::Port(_) => None,
         }
     }
@@ -86,8 +118,7 @@ impl Check<'_> {
     /// Runs the check on a server of its own, and leaves it running with the migrated data.
     pub fn run(self, store: &dyn Store) -> Result<Migrated> {
         let port = free_port()?;
-        let id = &self.store.id;
-        let log = self.run_dir.join(format!("{id}-server.log"));
+        let log = self.run_dir.join("database.log");
         std::fs::create_dir_all(&self.run_dir).map_err(|source| crate::error::Error::Io {
             action: "create",
             path: self.run_dir.clone(),
@@ -95,42 +126,51 @@ impl Check<'_> {
         })?;
         let server = Server::start(&self.run_dir.join("database"), port, &log, false)
             .map_err(crate::run::runtime::RuntimeError::from)?;
-        let databases = BTreeMap::from([(id.clone(), server.url())]);
-        let environment = self.running.environment.clone();
-        let before = self.replay("before the migrations", &self.running.launches, &databases);
-        let outcome = before.run(store)?;
-        if !outcome.failed.is_empty() {
-            return Err(DataError::Before { environment, failed: outcome.failed }.into());
-        }
-        let migrated: Vec<Launch> = self
-            .running
+        let databases: BTreeMap<_, _> = self
+            .before
             .launches
             .iter()
-            .map(|l| if &l.id == id { self.store.clone() } else { l.clone() })
+            .filter(|l| l.kind.is_store())
+            .map(|l| (l.id.clone(), server.url()))
             .collect();
-        let after = self.replay("on the migrated data", &migrated, &databases).run(store)?;
-        if !after.failed.is_empty() {
-            return Err(DataError::Broken {
-                store: format!("{id}"),
-                environment,
-                migrations: after.migrated,
-                failed: after.failed,
-            }
-            .into());
+        let environment = self.before.environment.clone();
+        let before = self.replay(&self.before, "before the change", &databases).run(store)?;
+        if !before.failed.is_empty() {
+            return Err(DataError::Before { environment, failed: before.failed }.into());
         }
-        Ok(Migrated { server, applied: after.migrated })
+        let when = match self.why {
+            Why::Migrations => "on the migrated data",
+            Why::Rollback { .. } => "on the data it has now",
+        };
+        let after = self.replay(&self.after, when, &databases).run(store)?;
+        match (&self.why, after.failed.is_empty()) {
+            (_, true) => Ok(Migrated { server, applied: after.migrated }),
+            (Why::Migrations, false) => {
+                let stores = databases.keys().map(ToString::to_string).collect::<Vec<_>>();
+                Err(DataError::Broken {
+                    store: stores.join(", "),
+                    environment,
+                    migrations: after.migrated,
+                    failed: after.failed,
+                }
+                .into())
+            }
+            (Why::Rollback { to }, false) => {
+                Err(DataError::RollForward { environment, to: to.clone(), failed: after.failed }
+                    .into())
+            }
+        }
     }
 
-    /// The running suites against `launches`, each label saying `when`.
+    /// `running`'s suites against its services, each label saying `when`.
     fn replay(
         &self,
+        running: &Running,
         when: &str,
-        launches: &[Launch],
         databases: &BTreeMap<crate::model::names::ServiceId, String>,
     ) -> Replay<'_> {
         let folder = when.replace(' ', "-");
-        let suites = self
-            .running
+        let suites = running
             .suites
             .iter()
             .map(|suite| StoredSuite {
@@ -139,8 +179,8 @@ impl Check<'_> {
             })
             .collect();
         Replay {
-            environment: self.running.environment.clone(),
-            launches: launches.to_vec(),
+            environment: running.environment.clone(),
+            launches: running.launches.clone(),
             suites,
             waivers: self.waivers,
             run_dir: self.run_dir.join(&folder),

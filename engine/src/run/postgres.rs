@@ -143,6 +143,21 @@ impl Drop for Server {
     }
 }
 
+/// Makes sure the server's programs are here when `launches` has a data store: as root,
+/// installs Debian's `postgresql`; otherwise fails with the line that does.
+pub fn ensure_installed(
+    shell: &crate::shell::Shell,
+    launches: &[super::runtime::Launch],
+) -> Result<(), crate::error::Error> {
+    if !launches.iter().any(|l| l.kind.is_store()) {
+        return Ok(());
+    }
+    crate::shell::ensure_debian_tools(
+        shell,
+        &[("initdb", "postgresql"), ("postgres", "postgresql")],
+    )
+}
+
 /// The URL of the database on `port`.
 pub fn url(port: u16) -> String {
     format!("postgres://{USER}@127.0.0.1:{port}/{DATABASE}")

@@ -30,10 +30,11 @@ fn ci_builds_real_images_and_a_no_op_rerun_reuses_everything() {
     assert!(summary["version"].as_str().unwrap().starts_with("0.1.0-"));
     let services = summary["services"].as_array().unwrap();
     let names: Vec<&str> = services.iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["shop-catalog", "shop-orders", "shop-shipping"]);
+    assert_eq!(names, ["shop-catalog", "shop-orders-db", "shop-orders", "shop-shipping"]);
     for service in services {
         assert_eq!(service["application"], "shop");
-        assert_eq!(service["health"], "/health");
+        let database = service["name"] == "shop-orders-db";
+        assert_eq!(service["health"], if database { Value::Null } else { "/health".into() });
         let reference = service["image"]["reference"].as_str().unwrap();
         let (repository, tag) = reference.split_once(':').unwrap();
         assert_eq!(repository, service["name"]);
@@ -84,8 +85,13 @@ fn ci_builds_real_images_and_a_no_op_rerun_reuses_everything() {
     // Every service's metrics, as Prometheus reads them: promtool accepts them, and the
     // build info comes from the image's own configuration.
     require("promtool");
+    let log = out.path().join("database.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let database =
+        slipway::run::postgres::Server::start(&out.path().join("db"), port, &log, false).unwrap();
     for service in ["shop-catalog", "shop-orders", "shop-shipping"] {
-        let metrics = runc_serves_health(dir.path(), &out.path().join(format!("bundle-{service}")));
+        let bundle = out.path().join(format!("bundle-{service}"));
+        let metrics = runc_serves_health(dir.path(), &bundle, &database.url());
         let scraped = out.path().join(format!("metrics-{service}.txt"));
         std::fs::write(&scraped, &metrics).unwrap();
         let lint = Command::new("promtool")

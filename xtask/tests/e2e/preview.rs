@@ -36,13 +36,23 @@ fn previews_run_side_by_side_and_down_stops_only_its_own() {
     assert!(
         listed.contains("pr-12")
             && listed.contains("pr-13")
-            && listed.contains("3 of 3 services up"),
+            && listed.contains("4 of 4 services up"),
         "{listed}"
     );
     let (ok, stderr) = run_local(&chain.dir, &chain.store, &["up", "--name", "pr-12"]);
     assert!(!ok && stderr.contains("is up already"), "{stderr}");
+    // Each preview's database server runs until its `down` (an exited one may linger as a
+    // zombie until something reaps it).
+    let database_runs = |record: &Value| {
+        let services = record["services"].as_array().unwrap();
+        let store = services.iter().find(|s| s["service"] == "shop-orders-db").unwrap();
+        let stat = format!("/proc/{}/stat", store["pid"].as_u64().unwrap());
+        std::fs::read_to_string(stat).is_ok_and(|s| !s.contains(") Z "))
+    };
+    assert!(database_runs(&twelve), "pr-12's database runs until down: {twelve}");
     xtask(&chain.dir, &chain.store).args(["down", "pr-12"]).assert().success();
-    assert!(healthy(&thirteen), "pr-13 still answers");
+    assert!(!database_runs(&twelve), "down stops pr-12's database");
+    assert!(healthy(&thirteen) && database_runs(&thirteen), "pr-13 still answers");
     let left = |name: &str| {
         containers().iter().filter(|c| c.starts_with(&format!("slipway-{name}-"))).count()
     };

@@ -20,7 +20,7 @@ fn the_plan_of_a_promotion_names_its_gates_and_every_suite_it_replays() {
     let replay = plan["change"]["replay"].as_array().unwrap();
     assert_eq!(replay.len(), 3, "{plan:#}");
     assert!(replay.iter().all(|suite| suite["why"] == "promoted"), "{plan:#}");
-    assert_eq!(plan["change"]["services"].as_object().unwrap().len(), 3);
+    assert_eq!(plan["change"]["services"].as_object().unwrap().len(), 4);
 }
 
 #[test]
@@ -315,7 +315,11 @@ fn the_catalogue_shows_every_service_environment_and_version_at_phone_width() {
     assert_eq!(seen["environments"], serde_json::json!(["dev", "staging", "prod"]), "{seen}");
     assert_eq!(
         seen["edges"],
-        serde_json::json!(["shop-orders->shop-catalog", "shop-shipping->shop-orders"]),
+        serde_json::json!([
+            "shop-orders->shop-catalog",
+            "shop-orders->shop-orders-db",
+            "shop-shipping->shop-orders"
+        ]),
         "{seen}"
     );
     let shown: Vec<&str> =

@@ -130,7 +130,7 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Starts an unpacked image with runc on the host network and asks its health endpoint.
 /// Runs the unpacked image under runc, waits for `GET /health` to answer 200, and returns
 /// what `GET /metrics` answers then.
-pub fn runc_serves_health(dir: &Path, bundle: &Path) -> String {
+pub fn runc_serves_health(dir: &Path, bundle: &Path, database: &str) -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config_path = bundle.join("config.json");
     let mut config: Value =
@@ -142,6 +142,8 @@ pub fn runc_serves_health(dir: &Path, bundle: &Path) -> String {
     for variable in ["CATALOG_URL", "ORDERS_URL", "SHIPPING_URL"] {
         env.push(format!("{variable}=http://127.0.0.1:9").into());
     }
+    // The orders service connects to its database as it starts.
+    env.push(format!("ORDERS_DB_URL={database}").into());
     let namespaces = config["linux"]["namespaces"].as_array_mut().unwrap();
     namespaces.retain(|ns| ns["type"] != "network");
     std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
