@@ -205,6 +205,28 @@ fn layers(
     })
 }
 
+/// The labels of the stored image `digest` of `repository`.
+pub fn labels(
+    store: &dyn Store,
+    repository: &Repository,
+    digest: &Digest,
+) -> Result<std::collections::HashMap<String, String>, ImageError> {
+    let (_, config) = read_image(store, repository, digest)?;
+    Ok(config.config().as_ref().and_then(|c| c.labels().clone()).unwrap_or_default())
+}
+
+/// The migrations a data store's image carries (its `dev.slipway.migrations` label); `None`
+/// when it has no readable one.
+pub fn migrations(
+    store: &dyn Store,
+    repository: &Repository,
+    digest: &Digest,
+) -> Result<Option<Vec<crate::model::store::Migration>>, ImageError> {
+    let labels = labels(store, repository, digest)?;
+    let label = labels.get(crate::model::store::MIGRATIONS_LABEL);
+    Ok(label.and_then(|text| crate::model::store::from_label(text)))
+}
+
 /// Reads the image `digest` of `repository` back from the store and takes its entrypoint
 /// binary out of its layer, so what runs is exactly what the image holds.
 pub fn entrypoint(

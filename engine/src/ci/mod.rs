@@ -341,6 +341,10 @@ fn labels(plan: &Plan, planned: &PlannedService) -> BTreeMap<String, String> {
             service.depends_on.iter().map(Name::as_str).collect::<Vec<_>>().join(","),
         ),
     ]);
+    if let workspace::Kind::Postgres { migrations } = &service.kind {
+        let label = crate::model::store::label(migrations);
+        labels.insert(crate::model::store::MIGRATIONS_LABEL.to_owned(), label);
+    }
     if let Some(repository) = &plan.workspace.repository {
         labels.insert("org.opencontainers.image.source".to_owned(), repository.clone());
     }

@@ -150,6 +150,10 @@ pub struct ServiceState {
     /// recorded before it was kept: the declaration's is used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Resolved>,
+    /// A data store's migration level: every migration its database has applied here, in
+    /// version order (never fewer than before: migrations are not reverted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<crate::model::store::Migration>,
 }
 
 impl ServiceState {

@@ -43,6 +43,63 @@ pub struct Migration {
     pub checksum: Digest,
 }
 
+/// The image label that carries a store's migrations, so what an image applies is known from
+/// the signed image alone.
+pub const MIGRATIONS_LABEL: &str = "dev.slipway.migrations";
+
+/// `migrations` as the label writes them: `V1__a.sql=sha256:… V2__b.sql=sha256:…`.
+pub fn label(migrations: &[Migration]) -> String {
+    let each: Vec<String> =
+        migrations.iter().map(|m| format!("{}={}", m.file, m.checksum)).collect();
+    each.join(" ")
+}
+
+/// The migrations a label names, in version order; `None` when it is not one.
+pub fn from_label(text: &str) -> Option<Vec<Migration>> {
+    let mut migrations = Vec::new();
+    for pair in text.split_whitespace() {
+        let (file, checksum) = pair.split_once('=')?;
+        let (version, _) = slipway_contract::parse_migration_name(file)?;
+        migrations.push(Migration {
+            version,
+            file: file.to_owned(),
+            checksum: checksum.parse().ok()?,
+        });
+    }
+    migrations.sort_by_key(|m| m.version);
+    Some(migrations)
+}
+
+/// The migrations a database has after `image`'s ran on one that had `applied`: every one
+/// applied stays (Slipway never reverts one), and the image's newer ones join them.
+pub fn level_after(applied: &[Migration], image: &[Migration]) -> Vec<Migration> {
+    let mut level = applied.to_vec();
+    for migration in image {
+        if !level.iter().any(|m| m.version == migration.version) {
+            level.push(migration.clone());
+        }
+    }
+    level.sort_by_key(|m| m.version);
+    level
+}
+
+/// Where `image`'s migrations disagree with what a database has applied: a version applied
+/// with other SQL (`V2__a.sql applied as sha256:…, the image has sha256:…`).
+pub fn conflicts(applied: &[Migration], image: &[Migration]) -> Vec<String> {
+    image
+        .iter()
+        .filter_map(|ours| {
+            let theirs = applied.iter().find(|m| m.version == ours.version)?;
+            (theirs.checksum != ours.checksum).then(|| {
+                format!(
+                    "{} applied as {}, the image has {}",
+                    theirs.file, theirs.checksum, ours.checksum
+                )
+            })
+        })
+        .collect()
+}
+
 /// Reads `kind` (default `"http"`) and what it needs: `health` for an HTTP service, the
 /// migrations under `crate_dir` for a store; every problem pushed to `errors`.
 pub fn read_kind(
@@ -199,6 +256,31 @@ mod tests {
         assert!(errors[0].message.contains("V1__"), "{errors:?}");
         let missing = read(Path::new("/nonexistent")).unwrap_err();
         assert!(missing[0].message.contains("cannot read the folder"), "{missing:?}");
+    }
+
+    fn migration(version: u32, sql: &str) -> Migration {
+        let file = format!("V{version}__m.sql");
+        Migration { version, file, checksum: Digest::of(sql.as_bytes()) }
+    }
+
+    #[test]
+    fn the_label_reads_back_as_the_migrations_it_carries() {
+        let migrations = vec![migration(1, "a"), migration(2, "b")];
+        assert_eq!(from_label(&label(&migrations)), Some(migrations));
+        assert_eq!(from_label(""), Some(Vec::new()));
+        assert_eq!(from_label("V1__a.sql"), None);
+        assert_eq!(from_label("notes.txt=sha256:00"), None);
+    }
+
+    #[test]
+    fn a_level_only_grows_and_a_changed_migration_is_a_conflict() {
+        let applied = vec![migration(1, "a"), migration(2, "b")];
+        assert_eq!(level_after(&applied, &[migration(1, "a")]), applied, "an older image");
+        let newer = [migration(1, "a"), migration(2, "b"), migration(3, "c")];
+        assert_eq!(level_after(&applied, &newer).len(), 3);
+        assert!(conflicts(&applied, &newer).is_empty());
+        let edited = conflicts(&applied, &[migration(2, "B")]);
+        assert!(edited.len() == 1 && edited[0].starts_with("V2__m.sql applied as"), "{edited:?}");
     }
 
     #[test]

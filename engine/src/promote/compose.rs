@@ -141,6 +141,7 @@ mod tests {
             sbom: digest("sbom"),
             config: digest("config"),
             settings: None,
+            migrations: Vec::new(),
         };
         (service.to_owned(), state)
     }

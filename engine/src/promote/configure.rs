@@ -341,6 +341,7 @@ mod tests {
             sbom: Digest::of(b"s"),
             config: settings.config_digest(),
             settings: Some(settings.clone()),
+            migrations: Vec::new(),
         };
         let state = |settings: &Resolved, pricing: &str| State {
             environment: "dev".into(),

@@ -26,6 +26,7 @@ use crate::report::Check;
 use crate::report::Report;
 use crate::run::waiver::Waiver;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Why a promotion or a rollback cannot start: each names what to run or change.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,12 @@ pub enum PromoteError {
     QuarantinedState { commit: String, build: String, version: String, by: String, reason: String },
     #[error("{environment} has no earlier state to roll back to that is not quarantined")]
     NoEarlierState { environment: String },
+    #[error(
+        "the data store {service}'s image {image} carries no readable `dev.slipway.migrations` label"
+    )]
+    NoMigrationsLabel { service: String, image: Digest },
+    #[error("{service}: an applied migration changed: {}", conflicts.join("; "))]
+    MigrationChanged { service: String, conflicts: Vec<String> },
 }
 
 impl crate::error::Hint for PromoteError {
@@ -86,6 +93,12 @@ impl crate::error::Hint for PromoteError {
             }
             PromoteError::NothingToRollBack { .. } | PromoteError::NoEarlierState { .. } => {
                 "nothing was changed; `cargo xtask status` shows what runs".to_owned()
+            }
+            PromoteError::NoMigrationsLabel { .. } => {
+                "build it again with `cargo xtask ci`: a data store's image names its migrations".to_owned()
+            }
+            PromoteError::MigrationChanged { .. } => {
+                "an applied migration is never edited: restore its SQL and put the change in a new migration".to_owned()
             }
             PromoteError::QuarantinedState { .. } => {
                 "pick another state, or release the build: `cargo xtask quarantine <build> --release --reason …`".to_owned()
@@ -272,6 +285,7 @@ impl Promotion {
                     sbom: service.sbom.digest.clone(),
                     config,
                     settings: Some(settings),
+                    migrations: Vec::new(),
                 };
                 Ok((service.name.clone(), state))
             })
@@ -386,11 +400,12 @@ pub fn replay_and_record(
     decided: Decided,
     (waivers, key): (&[Waiver], &SigningKey),
 ) -> Result<()> {
-    let Decided { state, replay, action, message, gates, declarations } = decided;
+    let Decided { mut state, replay, action, message, gates, declarations } = decided;
     require_trusted(project, target, key)?;
+    let now = ledger.current(target.name.as_str())?.map(|change| change.state.services);
+    migration_levels(project, workspace, &now.clone().unwrap_or_default(), &mut state.services)?;
     let flags =
         crate::render::flags::for_states(&workspace.flags, target.name.as_str(), &state.flags);
-    let now = ledger.current(target.name.as_str())?.map(|change| change.state.services);
     let outcome = replay_suites(
         project,
         workspace,
@@ -568,4 +583,36 @@ pub struct PromotionPlan<'a> {
     /// The environment after the promotion and the suites replayed first; `null` when the
     /// gates refuse or the environment runs this build already.
     pub change: Option<&'a Composition>,
+}
+
+/// Each data store's migration level in `next`: what `now` recorded, and the migrations its
+/// image in `next` carries (its `dev.slipway.migrations` label) that were not applied yet.
+/// An image whose migration differs from the one applied under its version is refused.
+pub fn migration_levels(
+    project: &Project,
+    workspace: &Workspace,
+    now: &BTreeMap<String, ServiceState>,
+    next: &mut BTreeMap<String, ServiceState>,
+) -> Result<()> {
+    use crate::model::store;
+    for declared in workspace.services.iter().filter(|s| s.kind.is_store()) {
+        let name = declared.id.to_string();
+        let Some(state) = next.get_mut(&name) else { continue };
+        let carried =
+            crate::build::image::migrations(project.store(), &name.parse()?, &state.image)?;
+        let Some(carried) = carried else {
+            return Err(PromoteError::NoMigrationsLabel {
+                service: name,
+                image: state.image.clone(),
+            }
+            .into());
+        };
+        let applied = now.get(&name).map(|s| s.migrations.as_slice()).unwrap_or_default();
+        let conflicts = store::conflicts(applied, &carried);
+        if !conflicts.is_empty() {
+            return Err(PromoteError::MigrationChanged { service: name, conflicts }.into());
+        }
+        state.migrations = store::level_after(applied, &carried);
+    }
+    Ok(())
 }

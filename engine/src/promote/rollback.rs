@@ -106,12 +106,15 @@ impl Rollback {
             &current.state,
             &earlier.state,
         )?;
-        let state = State {
+        let mut state = State {
             promoted_at: manifest::now_seconds(),
             promoted_by: ledger.promoter()?,
             policy: Some(policy.digest()),
             ..earlier.state.clone()
         };
+        // The data stays as the migrations left it: the level never goes back.
+        let now = &current.state.services;
+        crate::promote::migration_levels(project, workspace, now, &mut state.services)?;
         let mut message = format!(
             "rollback {}: to {} (from {}, state of {})",
             target.name,

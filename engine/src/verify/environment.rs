@@ -155,6 +155,7 @@ pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) ->
         );
     }
     check_configuration(&mut report, &ledger, state)?;
+    check_migrations(&mut report, project, &workspace, state);
     if let Some(entry) = entry {
         check_results(&mut report, project, &entry, &trusted);
     }
@@ -176,6 +177,51 @@ pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) ->
         },
     );
     Ok(report)
+}
+
+/// Each data store's recorded migration level holds every migration its image carries,
+/// each with the same SQL (checksum) as applied.
+fn check_migrations(report: &mut Report, project: &Project, workspace: &Workspace, state: &State) {
+    use crate::model::store;
+    for declared in workspace.services.iter().filter(|s| s.kind.is_store()) {
+        let name = declared.id.to_string();
+        let Some(running) = state.services.get(&name) else { continue };
+        let carried = match name.parse() {
+            Ok(repository) => {
+                crate::build::image::migrations(project.store(), &repository, &running.image)
+                    .map_err(|e| e.to_string())
+                    .and_then(|m| {
+                        m.ok_or_else(|| {
+                            format!("its image carries no `{}` label", store::MIGRATIONS_LABEL)
+                        })
+                    })
+            }
+            Err(e) => Err(format!("{e}")),
+        };
+        let outcome = carried.and_then(|carried| {
+            let mut problems = store::conflicts(&running.migrations, &carried);
+            let missing: Vec<&str> = carried
+                .iter()
+                .filter(|m| !running.migrations.iter().any(|a| a.version == m.version))
+                .map(|m| m.file.as_str())
+                .collect();
+            if !missing.is_empty() {
+                problems.push(format!(
+                    "its image applies {} but the level lacks them",
+                    missing.join(", ")
+                ));
+            }
+            let last = running.migrations.last().map_or(0, |m| m.version);
+            match problems.is_empty() {
+                true => Ok(format!(
+                    "{} migration(s), up to V{last}; its image's are among them",
+                    running.migrations.len()
+                )),
+                false => Err(problems.join("; ")),
+            }
+        });
+        report.record(format!("migrations {name}"), outcome);
+    }
 }
 
 /// What an environment that requires it admits: every image it runs carries the test

@@ -103,6 +103,7 @@ fn print_services(status: &Status, workspace: &slipway::model::workspace::Worksp
             }
         });
         println!("{}", line(name, cells, across.same));
+        print_migrations(status, name);
     }
     if status.services.values().any(|a| !a.same) {
         let chain: Vec<&str> = workspace.environments.names().map(|n| n.as_str()).collect();
@@ -113,6 +114,25 @@ fn print_services(status: &Status, workspace: &slipway::model::workspace::Worksp
             );
         }
     }
+}
+
+/// A data store's migration level in each environment, under its row: `up to V2`.
+fn print_migrations(status: &Status, name: &str) {
+    let levels: Vec<Option<&slipway::model::store::Migration>> = status
+        .environments
+        .iter()
+        .map(|row| row.state.as_ref().and_then(|s| s.services.get(name)))
+        .map(|service| service.and_then(|s| s.migrations.last()))
+        .collect();
+    if levels.iter().all(Option::is_none) {
+        return;
+    }
+    let cells = levels.iter().map(|level| match level {
+        Some(last) => format!("migrated up to V{}", last.version),
+        None => "—".to_owned(),
+    });
+    let same = levels.iter().all(|l| l.map(|m| m.version) == levels[0].map(|m| m.version));
+    println!("{}", line("  its migrations", cells, same));
 }
 
 /// Flag × environment: each flag's state there.

@@ -132,7 +132,7 @@ fn a_registry_is_the_store_for_ci_copy_and_a_clone_with_an_empty_store() {
     assert_eq!((plan["dry_run"].as_bool(), plan["moved"].is_null()), (Some(true), true), "{plan}");
     assert_eq!(
         plan["plan"]["images"].as_array().unwrap().len(),
-        6,
+        7,
         "images and test images: {plan}"
     );
     assert_eq!(mirror.uploads(), 0, "a dry run sends nothing");
