@@ -208,12 +208,7 @@ impl Platform {
 
     /// The base URL of the dependency with `role`, from `<ROLE>_URL`, without a trailing `/`
     pub fn dependency_url(&self, role: &str) -> Result<String, PlatformError> {
-        let var = dependency_var(role);
-        let value = self.vars.get(&var).map(|v| v.trim()).unwrap_or_default();
-        if value.is_empty() {
-            let problem = format!("is not set: the base URL of the {role} service is required");
-            return Err(PlatformError::Config { var, problem });
-        }
+        let (var, value) = self.required(role, "the base URL of the {role} service")?;
         let url = value.trim_end_matches('/');
         match url.split_once("://") {
             Some(("http" | "https", host)) if !host.is_empty() => Ok(url.to_owned()),
@@ -223,12 +218,7 @@ impl Platform {
 
     /// The `postgres://` URL of the data store with `role` (`orders-db` → `ORDERS_DB_URL`).
     pub fn database_url(&self, role: &str) -> Result<String, PlatformError> {
-        let var = dependency_var(role);
-        let value = self.vars.get(&var).map(|v| v.trim()).unwrap_or_default();
-        if value.is_empty() {
-            let problem = format!("is not set: the URL of the {role} database is required");
-            return Err(PlatformError::Config { var, problem });
-        }
+        let (var, value) = self.required(role, "the URL of the {role} database")?;
         match value.split_once("://") {
             Some(("postgres" | "postgresql", rest)) if !rest.is_empty() => Ok(value.to_owned()),
             _ => Err(PlatformError::invalid(
@@ -237,6 +227,18 @@ impl Platform {
                 "a URL such as postgres://user@host:5432/db",
             )),
         }
+    }
+
+    /// `<ROLE>_URL` and its value, trimmed, or the error saying it is not set (`what` it is,
+    /// `{role}` in it named).
+    fn required(&self, role: &str, what: &str) -> Result<(String, &str), PlatformError> {
+        let var = dependency_var(role);
+        let value = self.vars.get(&var).map(|v| v.trim()).unwrap_or_default();
+        if value.is_empty() {
+            let problem = format!("is not set: {} is required", what.replace("{role}", role));
+            return Err(PlatformError::Config { var, problem });
+        }
+        Ok((var, value))
     }
 
     pub fn service(&self) -> &'static str {

@@ -13,7 +13,6 @@ use crate::model::digest::Digest;
 use crate::model::environments::Environment;
 use crate::project::Project;
 use crate::run::data::{Check, Running};
-use crate::run::replay::StoredSuite;
 use crate::run::runtime::Launch;
 use crate::run::waiver::Waiver;
 
@@ -85,14 +84,7 @@ fn running(
         if service.kind.is_store() {
             continue;
         }
-        for pack in &state.testpacks {
-            suites.push(StoredSuite {
-                repository: id.parse()?,
-                testpack: pack.clone(),
-                label: format!("[running in {}: {}]", environment.name, state.reference),
-                origin: Some((id.clone(), state.reference.tag.to_string())),
-            });
-        }
+        suites.extend(state.running_suites(&id, environment.name.as_str())?);
     }
     Ok(Running { environment: environment.name.clone(), launches, suites })
 }

@@ -157,6 +157,27 @@ pub struct ServiceState {
 }
 
 impl ServiceState {
+    /// Its stored suites as `service` runs them in `environment`, labelled so
+    /// (`[running in dev: shop-orders:0.1.0-…]`) and waivable by its version.
+    pub fn running_suites(
+        &self,
+        service: &str,
+        environment: &str,
+    ) -> std::result::Result<Vec<crate::run::replay::StoredSuite>, crate::model::reference::NameError>
+    {
+        let repository: crate::store::Repository = service.parse()?;
+        Ok(self
+            .testpacks
+            .iter()
+            .map(|pack| crate::run::replay::StoredSuite {
+                repository: repository.clone(),
+                testpack: pack.clone(),
+                label: format!("[running in {environment}: {}]", self.reference),
+                origin: Some((service.to_owned(), self.reference.tag.to_string())),
+            })
+            .collect())
+    }
+
     /// Every image a cluster runs of it: the service's, then each of its suites'.
     pub fn images(&self) -> impl Iterator<Item = &Digest> {
         std::iter::once(&self.image).chain(&self.test_images)

@@ -199,14 +199,7 @@ pub fn running(
         if declared.is_some_and(|s| s.kind.is_store()) {
             continue;
         }
-        for pack in &state.testpacks {
-            suites.push(StoredSuite {
-                repository: service.parse()?,
-                testpack: pack.clone(),
-                label: format!("[running in {}: {}]", target.name, state.reference),
-                origin: Some((service.clone(), state.reference.tag.to_string())),
-            });
-        }
+        suites.extend(state.running_suites(service, target.name.as_str())?);
     }
     let launches = launches(workspace, target, services)?;
     Ok(run::data::Running { environment: target.name.clone(), launches, suites })

@@ -354,6 +354,9 @@ fn card(catalog: &Catalog, service: &Service) -> String {
         let names: Vec<String> = alerts.iter().map(|a| esc(a)).collect();
         facts.push(("alerts", names.join(", ")));
     }
+    if service.kind.is_store() {
+        facts.extend(store_facts(catalog, service));
+    }
     let mut out = format!(
         "<section class=\"card\" id=\"{}\" data-service=\"{}\">\n<h3>{}</h3>\n<p class=\"muted\">{}</p>\n<dl>",
         esc(&name),
@@ -366,6 +369,33 @@ fn card(catalog: &Catalog, service: &Service) -> String {
     }
     out.push_str("</dl>\n</section>\n");
     out
+}
+
+/// A data store's owner, and its migration level in each environment.
+fn store_facts(catalog: &Catalog, store: &Service) -> Vec<(&'static str, String)> {
+    let owner = catalog
+        .workspace
+        .services
+        .iter()
+        .find(|s| s.id.application == store.id.application && s.owns.contains(&store.id.role));
+    let owner = owner.map_or_else(
+        || "nobody".to_owned(),
+        |o| format!("<a href=\"#{}\">{}</a>", esc(&o.id.to_string()), esc(&o.id.to_string())),
+    );
+    let name = store.id.to_string();
+    let levels: Vec<String> = catalog
+        .environments
+        .iter()
+        .map(|(env, change)| {
+            let level = change
+                .as_ref()
+                .and_then(|c| c.state.services.get(&name))
+                .and_then(|s| s.migrations.last())
+                .map_or_else(|| "—".to_owned(), |m| format!("V{}", m.version));
+            format!("{} {level}", esc(env))
+        })
+        .collect();
+    vec![("owner", owner), ("migrated", levels.join(", "))]
 }
 
 /// Every flag's state per environment, as each environment's ledger commit holds it.

@@ -488,9 +488,10 @@ fn autoscaler(subject: &Subject, workload: &Object, resolved: &Resolved) -> Obje
 
 /// Only the services that declare they call this one, the environment's test pods and
 /// Prometheus may reach it.
-fn network_policy(subject: &Subject) -> Object {
+/// A NetworkPolicy peer for each service that depends on `subject`'s.
+fn callers(subject: &Subject) -> Vec<Value> {
     let (env, service) = (subject.env, subject.service);
-    let callers: Vec<Value> = subject
+    subject
         .inputs
         .workspace
         .services
@@ -500,7 +501,12 @@ fn network_policy(subject: &Subject) -> Object {
                 && caller.depends_on.contains(&service.id.role)
         })
         .map(|caller| json!({"podSelector": {"matchLabels": selector(env, caller)}}))
-        .collect();
+        .collect()
+}
+
+fn network_policy(subject: &Subject) -> Object {
+    let (env, service) = (subject.env, subject.service);
+    let callers = callers(subject);
     let mut ingress = Vec::new();
     if !callers.is_empty() {
         ingress.push(json!({"from": callers, "ports": [{"port": "http", "protocol": "TCP"}]}));

@@ -4,6 +4,7 @@
 pub mod data;
 pub mod junit;
 pub mod postgres;
+pub mod process;
 pub mod replay;
 pub mod runc;
 pub mod runtime;

@@ -89,7 +89,7 @@ impl Server {
             command.process_group(0);
         } else {
             // SIGINT: PostgreSQL's fast shutdown, so no shared memory is left behind.
-            super::runtime::die_with_parent_by(&mut command, libc::SIGINT);
+            super::process::die_with_parent_by(&mut command, libc::SIGINT);
         }
         let child = command.spawn().map_err(io("start the server for", &data))?;
         let mut server = Server { child: Some(child), data, port };
@@ -116,7 +116,7 @@ impl Server {
                     port: self.port,
                     data: self.data.clone(),
                     status: status.to_string(),
-                    log: super::runtime::tail(log),
+                    log: super::process::tail(log),
                 });
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
@@ -126,7 +126,7 @@ impl Server {
                 return Err(PostgresError::Timeout {
                     port: self.port,
                     seconds: START_TIMEOUT.as_secs(),
-                    log: super::runtime::tail(log),
+                    log: super::process::tail(log),
                 });
             }
             std::thread::sleep(Duration::from_millis(50));

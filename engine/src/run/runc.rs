@@ -266,19 +266,8 @@ impl Container {
                 path: bundle.to_owned(),
                 source,
             })?;
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => break None,
-            }
-        };
+        let status = crate::run::process::wait_for(&mut child, limit);
         container.stop();
-        let _ = child.kill();
-        let _ = child.wait();
         Ok(status)
     }
 

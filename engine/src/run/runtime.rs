@@ -16,6 +16,7 @@ use crate::model::digest::Digest;
 use crate::model::workspace::{Kind as ServiceKind, Name, ServiceId};
 use crate::project::RuntimeChoice;
 use crate::run::postgres::{self, PostgresError, Server};
+use crate::run::process::{die_with_parent, tail, wait_for};
 use crate::run::runc::{self, Container, Limits, Reaper};
 use crate::store::{Repository, Store};
 
@@ -32,6 +33,32 @@ pub struct Options<'a> {
     /// Data stores already served (a URL per store): their migrations are applied there and
     /// no server is started for them.
     pub databases: &'a BTreeMap<ServiceId, String>,
+}
+
+/// What every launch of one `Environment::start` shares.
+#[derive(Clone, Copy)]
+struct Start<'a> {
+    store: &'a dyn Store,
+    run_dir: &'a Path,
+    /// The folder of the flags file, which a container sees.
+    flags_dir: &'a Path,
+    options: Options<'a>,
+    /// Each launch's URL, as its dependents read it.
+    urls: &'a BTreeMap<ServiceId, String>,
+}
+
+/// The flags in a folder of their own under `run_dir` (a container sees the folder,
+/// read-only, where a pod mounts its flags ConfigMap): the folder, and the file if any.
+fn write_flags(
+    run_dir: &Path,
+    flags: Option<&str>,
+) -> Result<(PathBuf, Option<PathBuf>), RuntimeError> {
+    let flags_dir = run_dir.join("flags");
+    let Some(text) = flags else { return Ok((flags_dir, None)) };
+    fs::create_dir_all(&flags_dir).map_err(io("create", &flags_dir))?;
+    let file = flags_dir.join(FLAGS_FILE);
+    fs::write(&file, text).map_err(io("write", &file))?;
+    Ok((flags_dir, Some(file)))
 }
 
 /// A container's name and what it may see of the host.
@@ -184,75 +211,21 @@ impl Environment {
         run_dir: &Path,
         options: Options,
     ) -> Result<Environment, RuntimeError> {
-        let Options { kind, flags, preview, databases } = options;
         fs::create_dir_all(run_dir).map_err(io("create", run_dir))?;
-        // The flags in a folder of their own: a container sees the folder, read-only, where
-        // a pod mounts its flags ConfigMap.
-        let flags_dir = run_dir.join("flags");
-        let flags = match flags {
-            None => None,
-            Some(text) => {
-                fs::create_dir_all(&flags_dir).map_err(io("create", &flags_dir))?;
-                let file = flags_dir.join(FLAGS_FILE);
-                fs::write(&file, text).map_err(io("write", &file))?;
-                Some(file)
-            }
-        };
+        let (flags_dir, flags) = write_flags(run_dir, options.flags)?;
         let ports = free_ports(launches, run_dir)?;
         let mut urls = contract_urls(launches, &ports);
-        urls.extend(databases.iter().map(|(id, url)| (id.clone(), url.clone())));
-        let reaper = match (kind, preview) {
+        urls.extend(options.databases.iter().map(|(id, url)| (id.clone(), url.clone())));
+        let reaper = match (options.kind, options.preview) {
             (Kind::Runc, None) => Some(Reaper::new()?),
             _ => None,
         };
         let mut environment =
             Environment { name, running: Vec::new(), flags, reaper, migrated: Vec::new() };
+        let start = Start { store, run_dir, flags_dir: &flags_dir, options, urls: &urls };
         for launch in launches {
-            let port = ports[&launch.id];
-            let mut contract = contract_of(launch, port, &urls, environment.name.as_str());
             let log = run_dir.join(format!("{}.log", launch.id));
-            let handle = match (&launch.kind, kind) {
-                (ServiceKind::Postgres { .. }, _) => {
-                    let server = match databases.get(&launch.id) {
-                        Some(_) => None,
-                        None => {
-                            let dir = run_dir.join("databases").join(launch.id.to_string());
-                            Some(Server::start(&dir, port, &log, preview.is_some())?)
-                        }
-                    };
-                    let url = urls[&launch.id].clone();
-                    contract.push((slipway_contract::DATABASE_URL.to_owned(), url));
-                    let once = Once { store, launch, run_dir, contract: &contract, preview };
-                    let applied = migrate(once, kind, environment.reaper.as_mut())?;
-                    environment.migrated.extend(applied);
-                    server.map_or(Handle::External, Handle::Database)
-                }
-                (ServiceKind::Http { .. }, Kind::Process) => {
-                    if let Some(file) = &environment.flags {
-                        contract.push((FLAGS_VAR.to_owned(), file.to_string_lossy().into_owned()));
-                    }
-                    let detached = preview.is_some();
-                    Handle::Process(start_process(
-                        store, launch, run_dir, &log, &contract, detached,
-                    )?)
-                }
-                (ServiceKind::Http { .. }, Kind::Runc) => {
-                    let binds: Vec<(&str, &Path)> = match &environment.flags {
-                        Some(_) => {
-                            let inside = format!("{FLAGS_MOUNT}/{FLAGS_FILE}");
-                            contract.push((FLAGS_VAR.to_owned(), inside));
-                            vec![(FLAGS_MOUNT, flags_dir.as_path())]
-                        }
-                        None => Vec::new(),
-                    };
-                    let bundle =
-                        Bundle { id: container_id(preview, run_dir, launch), binds: &binds };
-                    let reaper = environment.reaper.as_mut();
-                    Handle::Container(start_container(
-                        store, launch, run_dir, &log, &contract, bundle, reaper,
-                    )?)
-                }
-            };
+            let handle = environment.launch(&start, launch, ports[&launch.id], &log)?;
             environment.running.push(Running {
                 id: launch.id.clone(),
                 handle,
@@ -266,6 +239,70 @@ impl Environment {
             }
         }
         Ok(environment)
+    }
+
+    /// Starts one launch listening on `port`, its output to `log`.
+    fn launch(
+        &mut self,
+        start: &Start,
+        launch: &Launch,
+        port: u16,
+        log: &Path,
+    ) -> Result<Handle, RuntimeError> {
+        let Start { store, run_dir, flags_dir, options, urls } = *start;
+        let preview = options.preview;
+        let mut contract = contract_of(launch, port, urls, self.name.as_str());
+        match (&launch.kind, options.kind) {
+            (ServiceKind::Postgres { .. }, _) => self.start_store(start, launch, port, log),
+            (ServiceKind::Http { .. }, Kind::Process) => {
+                if let Some(file) = &self.flags {
+                    contract.push((FLAGS_VAR.to_owned(), file.to_string_lossy().into_owned()));
+                }
+                let detached = preview.is_some();
+                let child = start_process(store, launch, run_dir, log, &contract, detached)?;
+                Ok(Handle::Process(child))
+            }
+            (ServiceKind::Http { .. }, Kind::Runc) => {
+                let binds: Vec<(&str, &Path)> = match &self.flags {
+                    Some(_) => {
+                        let inside = format!("{FLAGS_MOUNT}/{FLAGS_FILE}");
+                        contract.push((FLAGS_VAR.to_owned(), inside));
+                        vec![(FLAGS_MOUNT, flags_dir)]
+                    }
+                    None => Vec::new(),
+                };
+                let bundle = Bundle { id: container_id(preview, run_dir, launch), binds: &binds };
+                let reaper = self.reaper.as_mut();
+                let container =
+                    start_container(store, launch, run_dir, log, &contract, bundle, reaper)?;
+                Ok(Handle::Container(container))
+            }
+        }
+    }
+
+    /// A data store: its server (unless `Options::databases` names one), then its image run
+    /// once to apply its migrations there.
+    fn start_store(
+        &mut self,
+        start: &Start,
+        launch: &Launch,
+        port: u16,
+        log: &Path,
+    ) -> Result<Handle, RuntimeError> {
+        let Start { store, run_dir, options, urls, .. } = *start;
+        let server = match options.databases.get(&launch.id) {
+            Some(_) => None,
+            None => {
+                let dir = run_dir.join("databases").join(launch.id.to_string());
+                Some(Server::start(&dir, port, log, options.preview.is_some())?)
+            }
+        };
+        let mut contract = contract_of(launch, port, urls, self.name.as_str());
+        contract.push((slipway_contract::DATABASE_URL.to_owned(), urls[&launch.id].clone()));
+        let once = Once { store, launch, run_dir, contract: &contract, preview: options.preview };
+        let applied = migrate(once, options.kind, self.reaper.as_mut())?;
+        self.migrated.extend(applied);
+        Ok(server.map_or(Handle::External, Handle::Database))
     }
 
     /// Leaves every service running and says where each is: nothing stops them when
@@ -475,36 +512,6 @@ pub fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text}")))
 }
 
-/// The last lines of a log, for error messages.
-pub fn tail(path: &Path) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let start = lines.len().saturating_sub(20);
-    lines[start..].iter().map(|l| format!("      | {l}")).collect::<Vec<_>>().join("\n")
-}
-
-/// Makes the kernel kill the child when Slipway dies, even by SIGKILL, so no service
-/// outlives the run that started it.
-pub fn die_with_parent(command: &mut Command) {
-    die_with_parent_by(command, libc::SIGKILL);
-}
-
-/// Makes the kernel send `signal` to the child when Slipway dies.
-#[allow(unsafe_code)]
-pub fn die_with_parent_by(command: &mut Command, signal: libc::c_int) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the child between fork and exec and only calls
-    // prctl(2), which is async-signal-safe.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, signal) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
 impl crate::error::Hint for RuntimeError {}
 
 /// A free loopback port per launch: every listener is held until all are chosen, so no two
@@ -623,22 +630,6 @@ fn applied(log: &str) -> Vec<String> {
     log.lines()
         .filter_map(|line| line.split_once(": applied ").map(|(_, file)| file.trim().to_owned()))
         .collect()
-}
-
-/// The child's exit status, or `None` (killed) when it outlives `limit`.
-fn wait_for(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
 }
 
 /// An image's environment with `contract` laid over it, one entry per name.

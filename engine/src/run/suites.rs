@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::run::junit;
-use crate::run::runtime::{self, Environment};
+use crate::run::runtime::Environment;
 
 /// One test executable of one suite.
 #[derive(Clone, Debug)]
@@ -219,7 +219,7 @@ fn run_one(run: &SuiteRun, target: &Target, dir: &Path, name: &str) -> SuiteResu
         .stdin(Stdio::null())
         .stdout(file.0)
         .stderr(file.1);
-    runtime::die_with_parent(&mut command);
+    crate::run::process::die_with_parent(&mut command);
     let status = match command
         .spawn()
         .and_then(|mut child| wait_with_timeout(&mut child, run.time_limit))

@@ -36,13 +36,35 @@ fn a_compatible_migration_promotes_and_rolls_back_and_one_that_breaks_the_runnin
     edit(&main, "SELECT id, customer,", "SELECT id, buyer,");
     commit_all(&chain.dir, "customer becomes buyer");
     let (ok, stderr) = chain.run(&["ci"]);
-    chain.done_building();
     assert!(!ok, "a migration that breaks the running version fails ci:\n{stderr}");
     assert!(
         stderr
             .contains("after shop-orders-db's migrations V2__add_note.sql V3__rename_customer.sql")
             && stderr.contains("[running in dev: shop-orders:")
             && stderr.contains("creates_an_order_and_fetches_it_back"),
+        "{stderr}"
+    );
+    // SQL that PostgreSQL refuses: named by file and line, with PostgreSQL's message.
+    let broken = "-- a column with no name\nALTER TABLE orders ADD COLUMN;\n";
+    add_migration(&chain.dir, "V3__rename_customer.sql", broken);
+    commit_all(&chain.dir, "a broken migration");
+    let (ok, stderr) = chain.run(&["ci"]);
+    assert!(
+        !ok && stderr.contains("V3__rename_customer.sql, line 2: ERROR: syntax error"),
+        "{stderr}"
+    );
+    // An applied migration edited: refused by its checksum, naming the file.
+    let migrations = chain.dir.join("services/shop-orders-db/migrations");
+    std::fs::remove_file(migrations.join("V3__rename_customer.sql")).unwrap();
+    let first = migrations.join("V1__create_orders.sql");
+    let text = std::fs::read_to_string(&first).unwrap();
+    std::fs::write(&first, text.replace("NOT NULL DEFAULT now()", "DEFAULT now()")).unwrap();
+    commit_all(&chain.dir, "an applied migration edited");
+    let (ok, stderr) = chain.run(&["ci"]);
+    chain.done_building();
+    assert!(
+        !ok && stderr.contains("V1__create_orders.sql was applied with sha256")
+            && stderr.contains("put the change in a new migration"),
         "{stderr}"
     );
 

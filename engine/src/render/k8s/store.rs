@@ -6,7 +6,7 @@
 //! only a migrated schema. Not a `PreSync` hook: hooks run before any object of the sync, the
 //! database's own first, and never on a rollback (argo-cd#1927).
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{Object, Subject, image, labels, selector};
 use crate::model::workspace::Service;
@@ -135,16 +135,7 @@ const MIGRATION: (&str, &str) = ("slipway.dev/migrations", "true");
 
 fn network_policy(subject: &Subject) -> Object {
     let (env, service) = (subject.env, subject.service);
-    let mut from: Vec<Value> = subject
-        .inputs
-        .workspace
-        .services
-        .iter()
-        .filter(|c| {
-            c.id.application == service.id.application && c.depends_on.contains(&service.id.role)
-        })
-        .map(|caller| json!({"podSelector": {"matchLabels": selector(env, caller)}}))
-        .collect();
+    let mut from = super::callers(subject);
     let mut migrations = selector(env, service);
     migrations[MIGRATION.0] = json!(MIGRATION.1);
     from.push(json!({"podSelector": {"matchLabels": migrations}}));
