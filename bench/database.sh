@@ -8,8 +8,10 @@
 # `ci` and `promote dev` also run old logic on new data; in the stateless clone one that
 # changes a comment — and `ci` and `promote dev` again. Last, what starting a server alone
 # costs: `initdb` and the server's start until it accepts, as Slipway runs them.
-# Usage: bench/database.sh [BASE]   (CARGO_TARGET_DIR is honoured: share one to skip the
-# cold compile.)
+# Usage: bench/database.sh [BASE]. Each clone builds in a target directory of its own,
+# `$BENCH_TARGET_DIR/<stateless|stateful>` (default under target/): two commits must not share
+# one, since cargo tells their sources apart by modification time only. A second run reuses
+# them.
 set -euo pipefail
 export LC_ALL=C
 
@@ -31,9 +33,12 @@ clone() {
     git -C "$dir" config user.email bench@slipway.invalid
 }
 
+targets=${BENCH_TARGET_DIR:-$repo/target/bench-database}
+
 # ci DIR: `ci`'s integration step, in seconds.
 ci() {
-    (cd "$1" && cargo xtask ci --json 2>"$out/log") >"$out/ci.json" || { cat "$out/log" >&2; exit 1; }
+    (cd "$1" && CARGO_TARGET_DIR=$targets/$(basename "$1") cargo xtask ci --json 2>"$out/log") >"$out/ci.json" ||
+        { cat "$out/log" >&2; exit 1; }
     jq -r '.steps[] | select(.name == "integration tests") | .seconds' "$out/ci.json"
 }
 
@@ -41,7 +46,8 @@ ci() {
 promote() {
     local start end
     start=$(date +%s.%N)
-    (cd "$1" && cargo xtask promote dev >/dev/null 2>"$out/log") || { cat "$out/log" >&2; exit 1; }
+    (cd "$1" && CARGO_TARGET_DIR=$targets/$(basename "$1") cargo xtask promote dev >/dev/null 2>"$out/log") ||
+        { cat "$out/log" >&2; exit 1; }
     end=$(date +%s.%N)
     echo "$end - $start" | bc
 }

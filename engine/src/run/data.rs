@@ -81,6 +81,19 @@ pub enum DataError {
     )]
     Broken { store: String, environment: Name, migrations: Vec<String>, failed: Vec<String> },
     #[error(
+        "old logic on new data: after {store}'s migrations {}, what {} run{} fails its own suites: {}",
+        migrations.join(" "),
+        environments.join(", "),
+        if environments.len() == 1 { "s" } else { "" },
+        failed.join(", ")
+    )]
+    MustMoveFirst {
+        store: String,
+        migrations: Vec<String>,
+        environments: Vec<String>,
+        failed: Vec<String>,
+    },
+    #[error(
         "roll forward instead: {to} fails its own suites on the data {environment} has now: {}",
         failed.join(", ")
     )]
@@ -94,6 +107,10 @@ impl crate::error::Hint for DataError {
         match self {
             DataError::Broken { environment, .. } => Some(format!(
                 "nothing was recorded. Change the schema in two builds: first expand (add what the new code needs, keep what {environment}'s version reads), promote it everywhere, then contract (drop or rename) in a later build"
+            )),
+            DataError::MustMoveFirst { environments, .. } => Some(format!(
+                "if the change is meant (a contract step: dropping or renaming what those versions read), it waits until {} run a build that no longer reads it: promote an expand build there first — one that adds the new shape and keeps the old — then build this one again",
+                environments.join(", ")
             )),
             DataError::Before { .. } => {
                 Some("each failing suite's output is printed above".to_owned())
@@ -195,4 +212,30 @@ impl Check<'_> {
 fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(DataError::Port)?;
     Ok(listener.local_addr().map_err(DataError::Port)?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Hint;
+
+    #[test]
+    fn the_refusal_names_every_environment_that_must_move_first() {
+        let refusal = DataError::MustMoveFirst {
+            store: "shop-orders-db".to_owned(),
+            migrations: vec!["V3__rename_customer.sql".to_owned()],
+            environments: vec!["staging".to_owned(), "prod".to_owned()],
+            failed: vec![
+                "shop-orders-tests [running in staging: shop-orders:1]: creates".to_owned(),
+            ],
+        };
+        assert_eq!(
+            refusal.to_string(),
+            "old logic on new data: after shop-orders-db's migrations V3__rename_customer.sql, \
+             what staging, prod run fails its own suites: shop-orders-tests [running in staging: \
+             shop-orders:1]: creates"
+        );
+        let help = refusal.help().unwrap_or_default();
+        assert!(help.contains("until staging, prod run a build that no longer reads it"), "{help}");
+    }
 }

@@ -62,10 +62,10 @@ impl Server {
             let path = path.to_owned();
             move |source| PostgresError::Io { action, path, source }
         };
-        let data = dir.join("data");
+        let owner = unprivileged();
+        let data = data_folder(dir, owner.is_some());
         let _ = fs::remove_dir_all(&data);
         fs::create_dir_all(&data).map_err(io("create", &data))?;
-        let owner = unprivileged();
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(&data, Some(uid), Some(gid)).map_err(io("chown", &data))?;
         }
@@ -156,6 +156,22 @@ pub fn ensure_installed(
         shell,
         &[("initdb", "postgresql"), ("postgres", "postgresql")],
     )
+}
+
+/// Where the cluster goes: `dir/data`, unless the server runs as another user who could not
+/// reach it (a folder on the way that others may not enter, as a clone under a private home
+/// or a `mktemp -d` folder has) — then a folder of its own in the system's temporary folder.
+fn data_folder(dir: &Path, other_user: bool) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let wanted = dir.join("data");
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
+    let enterable =
+        |folder: &Path| fs::metadata(folder).map_or(true, |m| m.permissions().mode() & 0o001 != 0);
+    if !other_user || absolute.ancestors().all(enterable) {
+        return wanted;
+    }
+    let unique = crate::model::digest::Digest::of(absolute.to_string_lossy().as_bytes());
+    std::env::temp_dir().join(format!("slipway-postgres-{}", &unique.hex()[..16]))
 }
 
 /// The URL of the database on `port`.

@@ -40,6 +40,8 @@ fn a_compatible_migration_promotes_and_rolls_back_and_one_that_breaks_the_runnin
     assert!(
         stderr
             .contains("after shop-orders-db's migrations V2__add_note.sql V3__rename_customer.sql")
+            && stderr.contains("what dev, staging, prod run fails its own suites")
+            && stderr.contains("promote an expand build there first")
             && stderr.contains("[running in dev: shop-orders:")
             && stderr.contains("creates_an_order_and_fetches_it_back"),
         "{stderr}"
