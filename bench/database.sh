@@ -19,6 +19,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 base=${1:-$(git -C "$repo" log --format=%H -1 --diff-filter=A -- services/shop-orders-db/Cargo.toml)^}
 command -v jq >/dev/null || { echo "jq is missing: apt-get install -y jq" >&2; exit 1; }
 out=$(mktemp -d /tmp/slipway-bench-db-XXXXXX)
+# Enterable by the unprivileged user the servers run as.
+chmod 755 "$out"
 trap 'rm -rf "$out"' EXIT
 
 # clone NAME COMMIT: a clone at COMMIT with no bake times and local keys accepted.
@@ -69,8 +71,8 @@ for kind in stateless stateful; do
     figures[$kind-promote2]=$(promote "$dir")
 done
 
-printf '| %-58s | %9s | %8s |\n' "command" "stateless" "stateful"
-row() { printf '| %-58s | %7.1f s | %6.1f s |\n' "$1" "${figures[stateless-$2]}" "${figures[stateful-$2]}"; }
+printf '| %-62s | %9s | %8s |\n' "command" "stateless" "stateful"
+row() { printf '| %-62s | %7.1f s | %6.1f s |\n' "$1" "${figures[stateless-$2]}" "${figures[stateful-$2]}"; }
 row "ci: integration step, first build" ci1
 row "promote dev: first deployment" promote1
 row "ci: integration step, second build (stateful: + a migration)" ci2
@@ -93,5 +95,5 @@ until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.02; done
 accepting=$(date +%s.%N)
 kill -INT "$server"
 wait "$server" || true
-printf '| %-58s | %9s | %6.2f s |\n' "a server alone: initdb" "—" "$(echo "$initdb_done - $start" | bc)"
-printf '| %-58s | %9s | %6.2f s |\n' "a server alone: start until it accepts" "—" "$(echo "$accepting - $initdb_done" | bc)"
+printf '| %-62s | %9s | %6.2f s |\n' "a server alone: initdb" "—" "$(echo "$initdb_done - $start" | bc)"
+printf '| %-62s | %9s | %6.2f s |\n' "a server alone: start until it accepts" "—" "$(echo "$accepting - $initdb_done" | bc)"

@@ -4,6 +4,7 @@
 
 pub mod compose;
 pub mod configure;
+pub mod data;
 pub mod gates;
 pub mod replay;
 pub mod rollback;
@@ -20,13 +21,13 @@ use crate::model::workspace::Workspace;
 use crate::model::workspace::environment;
 use crate::project::Project;
 use crate::promote::compose::{Composition, compose};
+use crate::promote::data::States;
 use crate::promote::gates::{gates, latest_build, settle};
-use crate::promote::replay::{States, replay_suites};
+use crate::promote::replay::{Composed, replay_suites};
 use crate::report::Check;
 use crate::report::Report;
 use crate::run::waiver::Waiver;
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 /// Why a promotion or a rollback cannot start: each names what to run or change.
 #[derive(Debug, thiserror::Error)]
@@ -403,18 +404,18 @@ pub fn replay_and_record(
     let Decided { mut state, replay, action, message, gates, declarations } = decided;
     require_trusted(project, target, key)?;
     let now = ledger.current(target.name.as_str())?.map(|change| change.state.services);
-    migration_levels(project, workspace, &now.clone().unwrap_or_default(), &mut state.services)?;
+    let before = now.clone().unwrap_or_default();
+    data::migration_levels(project, workspace, &before, &mut state.services)?;
     let flags =
         crate::render::flags::for_states(&workspace.flags, target.name.as_str(), &state.flags);
-    let outcome = replay_suites(
-        project,
-        workspace,
-        target,
-        States { now: now.as_ref(), next: &state.services },
-        replay,
-        waivers,
-        flags.as_deref(),
-    )?;
+    // Where a store's image changes, the replay runs on the data what runs now wrote.
+    let context = data::Context { project, workspace, target, waivers, flags: flags.as_deref() };
+    let migrated =
+        data::old_logic_on_new_data(&context, States { now: now.as_ref(), next: &state.services })?;
+    let composed = Composed { services: &state.services, databases: data::urls(&migrated) };
+    let outcome =
+        replay_suites(project, workspace, target, composed, replay, waivers, flags.as_deref())?;
+    drop(migrated);
     let subjects = state
         .services
         .values()
@@ -583,36 +584,4 @@ pub struct PromotionPlan<'a> {
     /// The environment after the promotion and the suites replayed first; `null` when the
     /// gates refuse or the environment runs this build already.
     pub change: Option<&'a Composition>,
-}
-
-/// Each data store's migration level in `next`: what `now` recorded, and the migrations its
-/// image in `next` carries (its `dev.slipway.migrations` label) that were not applied yet.
-/// An image whose migration differs from the one applied under its version is refused.
-pub fn migration_levels(
-    project: &Project,
-    workspace: &Workspace,
-    now: &BTreeMap<String, ServiceState>,
-    next: &mut BTreeMap<String, ServiceState>,
-) -> Result<()> {
-    use crate::model::store;
-    for declared in workspace.services.iter().filter(|s| s.kind.is_store()) {
-        let name = declared.id.to_string();
-        let Some(state) = next.get_mut(&name) else { continue };
-        let carried =
-            crate::build::image::migrations(project.store(), &name.parse()?, &state.image)?;
-        let Some(carried) = carried else {
-            return Err(PromoteError::NoMigrationsLabel {
-                service: name,
-                image: state.image.clone(),
-            }
-            .into());
-        };
-        let applied = now.get(&name).map(|s| s.migrations.as_slice()).unwrap_or_default();
-        let conflicts = store::conflicts(applied, &carried);
-        if !conflicts.is_empty() {
-            return Err(PromoteError::MigrationChanged { service: name, conflicts }.into());
-        }
-        state.migrations = store::level_after(applied, &carried);
-    }
-    Ok(())
 }

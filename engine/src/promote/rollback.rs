@@ -99,7 +99,7 @@ impl Rollback {
             ),
             &report,
         )?;
-        crate::promote::replay::rollback_on_current_data(
+        crate::promote::data::rollback_on_current_data(
             project,
             workspace,
             target,
@@ -114,7 +114,7 @@ impl Rollback {
         };
         // The data stays as the migrations left it: the level never goes back.
         let now = &current.state.services;
-        crate::promote::migration_levels(project, workspace, now, &mut state.services)?;
+        crate::promote::data::migration_levels(project, workspace, now, &mut state.services)?;
         let mut message = format!(
             "rollback {}: to {} (from {}, state of {})",
             target.name,

@@ -1,0 +1,185 @@
+//! What a change does to data: where it replaces an environment's data-store image, what
+//! runs there now writes its data and is tried on the migrated data (`run::data`) before the
+//! change's own replay runs on that database; a rollback across a store image runs the
+//! earlier state on the data as it is now; and each store's migration level, recorded in the
+//! signed state, never lower than before.
+
+use std::collections::BTreeMap;
+
+use crate::attest::manifest;
+use crate::error::Result;
+use crate::ledger::ServiceState;
+use crate::model::environments::Environment as Declared;
+use crate::model::waiver::Waiver;
+use crate::model::workspace::Workspace;
+use crate::project::Project;
+use crate::promote::PromoteError;
+use crate::promote::replay::launches;
+use crate::run;
+
+/// An environment's services before and after a change.
+#[derive(Debug, Clone, Copy)]
+pub struct States<'a> {
+    /// What it runs now; `None` before its first change.
+    pub now: Option<&'a BTreeMap<String, ServiceState>>,
+    /// What it would run.
+    pub next: &'a BTreeMap<String, ServiceState>,
+}
+
+/// The URL of each migrated database, by store.
+pub fn urls(
+    migrated: &[(crate::model::names::ServiceId, run::data::Migrated)],
+) -> BTreeMap<crate::model::names::ServiceId, String> {
+    migrated.iter().map(|(id, m)| (id.clone(), m.server.url())).collect()
+}
+
+/// What a replay runs in.
+pub struct Context<'a> {
+    pub project: &'a Project,
+    pub workspace: &'a Workspace,
+    pub target: &'a Declared,
+    pub waivers: &'a [Waiver],
+    pub flags: Option<&'a str>,
+}
+
+/// For each data store whose image the change replaces in `target`: what it runs now writes
+/// its data, the new store image migrates it, and what it runs now is tried on the
+/// migrated data (`run::data`); the databases are left for the replay of the change.
+pub fn old_logic_on_new_data(
+    context: &Context,
+    states: States,
+) -> Result<Vec<(crate::model::names::ServiceId, run::data::Migrated)>> {
+    let Context { project, workspace, target, .. } = *context;
+    let Some(now) = states.now else { return Ok(Vec::new()) };
+    let mut migrated = Vec::new();
+    for store in workspace.services.iter().filter(|s| s.kind.is_store()) {
+        let name = store.id.to_string();
+        let (Some(before), Some(after)) = (now.get(&name), states.next.get(&name)) else {
+            continue;
+        };
+        if before.image == after.image {
+            continue;
+        }
+        let Some(new_store) =
+            launches(workspace, target, states.next)?.into_iter().find(|l| l.id == store.id)
+        else {
+            continue;
+        };
+        let before = running(workspace, target, now)?;
+        eprintln!(
+            "old logic on new data in {}: what it runs writes its data, {} migrates it, the same suites run again",
+            target.name, after.reference
+        );
+        let check = run::data::Check {
+            after: before.with_store(&new_store),
+            before,
+            why: run::data::Why::Migrations,
+            ..data_check(context)
+        };
+        migrated.push((store.id.clone(), check.run(project.store())?));
+    }
+    Ok(migrated)
+}
+
+/// What `target` runs in `services`, its services' own suites labelled with where they run.
+pub fn running(
+    workspace: &Workspace,
+    target: &Declared,
+    services: &BTreeMap<String, ServiceState>,
+) -> Result<run::data::Running> {
+    let mut suites = Vec::new();
+    for (service, state) in services {
+        let declared = workspace.services.iter().find(|s| &s.id.to_string() == service);
+        if declared.is_some_and(|s| s.kind.is_store()) {
+            continue;
+        }
+        suites.extend(state.running_suites(service, target.name.as_str())?);
+    }
+    let launches = launches(workspace, target, services)?;
+    Ok(run::data::Running { environment: target.name.clone(), launches, suites })
+}
+
+/// A data check in `context`'s project, with its folders; `before`, `after` and `why` to
+/// be given.
+fn data_check<'a>(context: &Context<'a>) -> run::data::Check<'a> {
+    let Context { project, target, waivers, flags, .. } = *context;
+    let stamp = format!("{}-{}-{}", target.name, manifest::now_seconds(), std::process::id());
+    let nothing = run::data::Running {
+        environment: target.name.clone(),
+        launches: Vec::new(),
+        suites: Vec::new(),
+    };
+    run::data::Check {
+        before: nothing.clone(),
+        after: nothing,
+        why: run::data::Why::Migrations,
+        waivers,
+        run_dir: project.state("run").join(format!("data-{stamp}")),
+        results_dir: project.state("results").join(format!("data-{stamp}")),
+        runtime: project.runtime,
+        flags: flags.map(str::to_owned),
+    }
+}
+
+/// A rollback that changes a data store's image: what runs now writes its data, then the
+/// earlier state runs its own suites, from its own images, on that data at the level the
+/// migrations left it (they are never reverted); refused with "roll forward instead" when
+/// they fail.
+pub fn rollback_on_current_data(
+    project: &Project,
+    workspace: &Workspace,
+    target: &Declared,
+    now: &crate::ledger::State,
+    to: &crate::ledger::State,
+) -> Result<()> {
+    let changes_store = workspace.services.iter().filter(|s| s.kind.is_store()).any(|s| {
+        let name = s.id.to_string();
+        matches!((now.services.get(&name), to.services.get(&name)), (Some(a), Some(b)) if a.image != b.image)
+    });
+    if !changes_store {
+        return Ok(());
+    }
+    eprintln!(
+        "rolling back across a data store's image: {} runs its suites on the data {} has now",
+        to.version, target.name
+    );
+    let context = Context { project, workspace, target, waivers: &[], flags: None };
+    let check = run::data::Check {
+        before: running(workspace, target, &now.services)?,
+        after: running(workspace, target, &to.services)?,
+        why: run::data::Why::Rollback { to: to.version.clone() },
+        ..data_check(&context)
+    };
+    check.run(project.store()).map(drop)
+}
+/// Each data store's migration level in `next`: what `now` recorded, and the migrations its
+/// image in `next` carries (its `dev.slipway.migrations` label) that were not applied yet.
+/// An image whose migration differs from the one applied under its version is refused.
+pub fn migration_levels(
+    project: &Project,
+    workspace: &Workspace,
+    now: &BTreeMap<String, ServiceState>,
+    next: &mut BTreeMap<String, ServiceState>,
+) -> Result<()> {
+    use crate::model::store;
+    for declared in workspace.services.iter().filter(|s| s.kind.is_store()) {
+        let name = declared.id.to_string();
+        let Some(state) = next.get_mut(&name) else { continue };
+        let carried =
+            crate::build::image::migrations(project.store(), &name.parse()?, &state.image)?;
+        let Some(carried) = carried else {
+            return Err(PromoteError::NoMigrationsLabel {
+                service: name,
+                image: state.image.clone(),
+            }
+            .into());
+        };
+        let applied = now.get(&name).map(|s| s.migrations.as_slice()).unwrap_or_default();
+        let conflicts = store::conflicts(applied, &carried);
+        if !conflicts.is_empty() {
+            return Err(PromoteError::MigrationChanged { service: name, conflicts }.into());
+        }
+        state.migrations = store::level_after(applied, &carried);
+    }
+    Ok(())
+}
