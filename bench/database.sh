@@ -93,7 +93,8 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 server=$!
 until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.02; done
 accepting=$(date +%s.%N)
-kill -INT "$server"
+# Fast shutdown, sent to the server itself (runuser does not pass SIGINT on).
+kill -INT "$(head -1 "$data/postmaster.pid")"
 wait "$server" || true
 printf '| %-62s | %9s | %6.2f s |\n' "a server alone: initdb" "—" "$(echo "$initdb_done - $start" | bc)"
 printf '| %-62s | %9s | %6.2f s |\n' "a server alone: start until it accepts" "—" "$(echo "$accepting - $initdb_done" | bc)"

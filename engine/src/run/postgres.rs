@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod template;
+
 /// The superuser the services and migrations connect as (trust, loopback only).
 pub const USER: &str = "slipway";
 /// The database every store's URL names.
@@ -65,11 +67,16 @@ impl Server {
         let owner = unprivileged();
         let data = data_folder(dir, owner.is_some());
         let _ = fs::remove_dir_all(&data);
-        fs::create_dir_all(&data).map_err(io("create", &data))?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(&data, Some(uid), Some(gid)).map_err(io("chown", &data))?;
+        let parent = data.parent().unwrap_or(dir);
+        fs::create_dir_all(parent).map_err(io("create", parent))?;
+        if !template::copy_into(&data, owner)? {
+            fs::create_dir_all(&data).map_err(io("create", &data))?;
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(&data, Some(uid), Some(gid))
+                    .map_err(io("chown", &data))?;
+            }
+            initdb(&data, owner)?;
         }
-        initdb(&data, owner)?;
         let log_file = fs::File::create(log).map_err(io("create", log))?;
         let err_file = log_file.try_clone().map_err(io("open", log))?;
         let mut command = Command::new(binary("postgres")?);

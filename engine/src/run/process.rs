@@ -50,3 +50,10 @@ pub fn wait_for(child: &mut Child, limit: Duration) -> Option<std::process::Exit
         }
     }
 }
+
+/// Slipway's effective user id.
+#[allow(unsafe_code)]
+pub fn euid() -> u32 {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}

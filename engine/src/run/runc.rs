@@ -75,10 +75,8 @@ pub fn unusable() -> Option<String> {
     None
 }
 
-#[allow(unsafe_code)]
 pub(crate) fn is_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    crate::run::process::euid() == 0
 }
 
 /// The bundle's `config.json`: the image's process with the platform contract `env`, a
