@@ -7,7 +7,8 @@
 # `promote dev`; then a second build — in the stateful clone one that adds a migration, so
 # `ci` and `promote dev` also run old logic on new data; in the stateless clone one that
 # changes a comment — and `ci` and `promote dev` again. Last, what starting a server alone
-# costs: `initdb` and the server's start until it accepts, as Slipway runs them.
+# costs: `initdb`, a copy of the cluster it made (what Slipway does once a template exists),
+# and the server's start until it accepts, as Slipway runs them.
 # Usage: bench/database.sh [BASE]. Each clone builds in a target directory of its own,
 # `$BENCH_TARGET_DIR/<stateless|stateful>` (default under target/): two commits must not share
 # one, since cargo tells their sources apart by modification time only. A second run reuses
@@ -96,5 +97,9 @@ accepting=$(date +%s.%N)
 # Fast shutdown, sent to the server itself (runuser does not pass SIGINT on).
 kill -INT "$(head -1 "$data/postmaster.pid")"
 wait "$server" || true
+copy_start=$(date +%s.%N)
+cp -a "$data" "$out/pg/copy"
+copy_done=$(date +%s.%N)
 printf '| %-62s | %9s | %6.2f s |\n' "a server alone: initdb" "—" "$(echo "$initdb_done - $start" | bc)"
+printf '| %-62s | %9s | %6.2f s |\n' "a server alone: a copy of that cluster instead (what Slipway does)" "—" "$(echo "$copy_done - $copy_start" | bc)"
 printf '| %-62s | %9s | %6.2f s |\n' "a server alone: start until it accepts" "—" "$(echo "$accepting - $initdb_done" | bc)"
