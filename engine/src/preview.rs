@@ -120,7 +120,7 @@ impl Up {
             name: name.clone(),
             why: "not a valid name".to_owned(),
         })?;
-        let databases = std::collections::BTreeMap::new();
+        let databases = crate::run::runtime::served_by(project.database.as_deref(), &launches);
         let options =
             Options { kind, flags: flags.as_deref(), preview: Some(&name), databases: &databases };
         let running = Environment::start(project.store(), &launches, label, &run_dir, options)?;

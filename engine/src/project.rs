@@ -50,6 +50,9 @@ pub struct Project {
     pub shell: Shell,
     /// The runtime asked for (`--runtime`, `SLIPWAY_RUNTIME`).
     pub runtime: RuntimeChoice,
+    /// An existing PostgreSQL server for every data store (`--database`, `SLIPWAY_DATABASE`);
+    /// `None`: a throwaway server per run.
+    pub database: Option<String>,
     store: Box<dyn Store>,
 }
 
@@ -66,7 +69,7 @@ impl Project {
         };
         let store = location.open(base, &root.join(registry_copies()))?;
         let shell = Shell::new(&root)?;
-        Ok(Project { root, layout, shell, runtime: RuntimeChoice::Auto, store })
+        Ok(Project { root, layout, shell, runtime: RuntimeChoice::Auto, database: None, store })
     }
 
     /// The validated workspace: `cargo metadata`, the services, the environments.

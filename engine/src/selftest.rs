@@ -18,6 +18,7 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("chromium", "chromium"),
     ("initdb", "postgresql"),
     ("postgres", "postgresql"),
+    ("psql", "postgresql"),
 ];
 
 /// Python modules the independent checks import, with the pip requirement providing each.

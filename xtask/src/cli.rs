@@ -24,6 +24,12 @@ pub struct Cli {
     )]
     pub runtime: RuntimeChoice,
 
+    /// An existing PostgreSQL server for every data store of `ci`'s integration run and of
+    /// each replay, instead of a throwaway server Slipway starts (checks of old logic on new
+    /// data keep servers of their own)
+    #[arg(long, global = true, env = "SLIPWAY_DATABASE", value_name = "postgres://…", value_parser = database_url)]
+    pub database: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -447,4 +453,14 @@ pub struct Render {
     /// Fail unless the ledger's committed files are exactly what rendering gives now
     #[arg(long, conflicts_with = "out")]
     pub check: bool,
+}
+
+/// `--database`: a `postgres://` or `postgresql://` URL.
+fn database_url(text: &str) -> Result<String, String> {
+    match text.split_once("://") {
+        Some(("postgres" | "postgresql", rest)) if !rest.is_empty() => Ok(text.to_owned()),
+        _ => Err(format!(
+            "`{text}` is not a PostgreSQL URL: expected postgres://user@host:port/database"
+        )),
+    }
 }

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         .and_then(|cwd| Project::discover(&cwd, cli.store))
         .map(|mut project| {
             project.runtime = cli.runtime;
+            project.database = cli.database.clone();
             project
         })
         .and_then(|project| match cli.command {

@@ -699,6 +699,8 @@ struct IntegrationInputs<'a> {
     /// The stored suites of the versions the environments run.
     recorded: Vec<&'a Digest>,
     waivers: Vec<String>,
+    /// `--database`: the stores' server, when not a throwaway one.
+    database: Option<&'a str>,
 }
 
 /// The waivers the environments' signed ledger entries hold: a break accepted there is
@@ -795,7 +797,7 @@ fn integration_tests(
     let mut waivers = plan.waivers.clone();
     waivers.extend(recorded_waivers(project, plan, &ledger)?);
     let key = Cache::key(&IntegrationInputs {
-        format: "slipway-integration-v3",
+        format: "slipway-integration-v4",
         environment: environment.as_str(),
         images: plan
             .services
@@ -806,6 +808,7 @@ fn integration_tests(
         testpacks: built.iter().flat_map(|b| b.testpacks.iter().map(|(_, d)| d)).collect(),
         recorded: recorded.iter().map(|r| &r.testpack).collect(),
         waivers: waivers.iter().map(Waiver::name).collect(),
+        database: project.database.as_deref(),
     });
     if let Some(results) = cache.get::<Vec<SuiteResult>>("integration", &key) {
         for result in &results {
@@ -848,6 +851,7 @@ fn integration_tests(
         })
         .collect();
     crate::run::postgres::ensure_installed(&project.shell, &launches)?;
+    let databases = crate::run::runtime::served_by(project.database.as_deref(), &launches);
     data::old_logic_on_new_data(project, plan, built, &ledger, &waivers)?;
     steps.progress(&format!("starting {} services from their images", launches.len()));
     let run_dir = project.state("run").join(format!("ci-{}", std::process::id()));
@@ -860,7 +864,7 @@ fn integration_tests(
         results_dir: project.state("results").join(&plan.version),
         runtime: project.runtime,
         flags: None,
-        databases: Default::default(),
+        databases,
     }
     .run(project.store())?;
     waiver::note_unused(&plan.waivers, &outcome.accepted);

@@ -94,9 +94,12 @@ pub fn replay_suites(
     waivers: &[Waiver],
     flags: Option<&str>,
 ) -> Result<Replay> {
-    let Composed { services: composed, databases } = composed;
+    let Composed { services: composed, databases: migrated } = composed;
     let launches = launches(workspace, target, composed)?;
     run::postgres::ensure_installed(&project.shell, &launches)?;
+    // A database a check migrated, else `--database`, else a server of the replay's own.
+    let mut databases = run::runtime::served_by(project.database.as_deref(), &launches);
+    databases.extend(migrated);
     let mut stored = Vec::new();
     for suite in suites {
         stored.push(StoredSuite {

@@ -238,4 +238,22 @@ mod tests {
         let help = refusal.help().unwrap_or_default();
         assert!(help.contains("until staging, prod run a build that no longer reads it"), "{help}");
     }
+
+    #[test]
+    fn a_rollback_the_data_has_outgrown_says_roll_forward_and_what_failed() {
+        let refusal = DataError::RollForward {
+            environment: Name::parse("prod").unwrap_or_else(|| unreachable!()),
+            to: "0.1.0-abc".to_owned(),
+            failed: vec!["shop-orders-tests [running in prod: shop-orders:1]: reads".to_owned()],
+        };
+        let said = refusal.to_string();
+        assert!(said.starts_with("roll forward instead: 0.1.0-abc fails"), "{said}");
+        assert!(
+            said.ends_with(
+                "the data prod has now: shop-orders-tests [running in prod: shop-orders:1]: reads"
+            ),
+            "{said}"
+        );
+        assert!(refusal.help().unwrap_or_default().contains("never reverts a migration"));
+    }
 }

@@ -532,6 +532,14 @@ fn free_ports(
     Ok(ports)
 }
 
+/// The servers already serving the data stores among `launches`: `database` (`--database`)
+/// for every one of them, else none.
+pub fn served_by(database: Option<&str>, launches: &[Launch]) -> BTreeMap<ServiceId, String> {
+    let Some(url) = database else { return BTreeMap::new() };
+    let stores = launches.iter().filter(|l| l.kind.is_store());
+    stores.map(|l| (l.id.clone(), url.to_owned())).collect()
+}
+
 /// What each launch's dependents read in its `<ROLE>_URL`: an HTTP base URL, or a data
 /// store's `postgres://` URL.
 fn contract_urls(

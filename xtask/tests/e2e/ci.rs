@@ -137,6 +137,22 @@ fn ci_builds_real_images_and_a_no_op_rerun_reuses_everything() {
     );
     assert_eq!(again["integration_reused"], true);
     assert!(processes_under(dir.path()).is_empty(), "{:?}", processes_under(dir.path()));
+
+    // With `--database`, the integration run uses that server: the migrations and the
+    // orders the suites placed are there afterwards.
+    let output = xtask(dir.path(), &store)
+        .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
+        .args(["ci", "--json", "--database", &database.url()])
+        .timeout(Duration::from_secs(1500))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let served: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(served["integration_reused"], false, "another server is another run");
+    require("psql");
+    let query = |sql: &str| run_in(dir.path(), "psql", &[&database.url(), "-Atc", sql]);
+    assert_eq!(query("SELECT file FROM slipway_migrations").trim(), "V1__create_orders.sql");
+    assert!(query("SELECT count(*) FROM orders").trim().parse::<u32>().unwrap() > 0);
 }
 
 #[test]
