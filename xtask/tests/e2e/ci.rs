@@ -91,7 +91,7 @@ fn ci_builds_real_images_and_a_no_op_rerun_reuses_everything() {
         slipway::run::postgres::Server::start(&out.path().join("db"), port, &log, false).unwrap();
     for service in ["shop-catalog", "shop-orders", "shop-shipping"] {
         let bundle = out.path().join(format!("bundle-{service}"));
-        let metrics = runc_serves_health(dir.path(), &bundle, &database.url());
+        let metrics = runc_serves_health(dir.path(), &bundle, &database.url(), "/metrics");
         let scraped = out.path().join(format!("metrics-{service}.txt"));
         std::fs::write(&scraped, &metrics).unwrap();
         let lint = Command::new("promtool")
@@ -153,6 +153,13 @@ fn ci_builds_real_images_and_a_no_op_rerun_reuses_everything() {
     let query = |sql: &str| run_in(dir.path(), "psql", &[&database.url(), "-Atc", sql]);
     assert_eq!(query("SELECT file FROM slipway_migrations").trim(), "V1__create_orders.sql");
     assert!(query("SELECT count(*) FROM orders").trim().parse::<u32>().unwrap() > 0);
+    // An order outlives the process that took it: the orders image started anew on the same
+    // database answers it.
+    let newest = query("SELECT max(id) FROM orders");
+    let bundle = out.path().join("bundle-shop-orders");
+    let path = format!("/orders/{}", newest.trim());
+    let answer = runc_serves_health(dir.path(), &bundle, &database.url(), &path);
+    assert!(answer.contains(&format!("\"id\":\"{}\"", newest.trim())), "{answer}");
 }
 
 #[test]

@@ -129,14 +129,18 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Starts an unpacked image with runc on the host network and asks its health endpoint.
 /// Runs the unpacked image under runc, waits for `GET /health` to answer 200, and returns
-/// what `GET /metrics` answers then.
-pub fn runc_serves_health(dir: &Path, bundle: &Path, database: &str) -> String {
+/// what `GET <path>` answers then (`/metrics`, an order).
+pub fn runc_serves_health(dir: &Path, bundle: &Path, database: &str, path: &str) -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config_path = bundle.join("config.json");
     let mut config: Value =
         serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
     config["process"]["terminal"] = Value::Bool(false);
     let env = config["process"]["env"].as_array_mut().unwrap();
+    // Started again from the same bundle, it gets the contract afresh.
+    let contract =
+        ["LISTEN_ADDR=", "CATALOG_URL=", "ORDERS_URL=", "SHIPPING_URL=", "ORDERS_DB_URL="];
+    env.retain(|pair| !contract.iter().any(|name| pair.as_str().unwrap_or("").starts_with(name)));
     env.push(format!("LISTEN_ADDR=127.0.0.1:{port}").into());
     // What the services call: nothing answers there, and /health and /metrics do not ask.
     for variable in ["CATALOG_URL", "ORDERS_URL", "SHIPPING_URL"] {
@@ -166,12 +170,12 @@ pub fn runc_serves_health(dir: &Path, bundle: &Path, database: &str) -> String {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let metrics = http_body(addr, "/metrics");
+    let metrics = http_body(addr, path);
     let _ = Command::new("runc").args(["kill", &id, "KILL"]).status();
     let _ = runc.wait();
     let _ = Command::new("runc").args(["delete", "--force", &id]).status();
     assert_eq!(status, Some(200), "the image under runc did not answer GET /health");
-    metrics.unwrap_or_else(|e| panic!("GET /metrics: {e}"))
+    metrics.unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 /// The body of `GET path` over HTTP/1.0.
