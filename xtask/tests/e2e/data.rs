@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::common::{commit_all, edit};
+use crate::common::{commit_all, edit, run_in, xtask};
 use crate::support::*;
 
 fn add_migration(dir: &Path, file: &str, sql: &str) {
@@ -88,4 +88,66 @@ fn a_compatible_migration_promotes_and_rolls_back_and_one_that_breaks_the_runnin
         "{stderr}"
     );
     assert_eq!(ledger_log(&chain.dir, "dev").len(), before.len() + 2);
+}
+
+#[test]
+fn a_contract_step_waits_until_no_environment_runs_what_it_breaks_and_rollback_rolls_forward() {
+    let mut chain = chain_to_build();
+    let dev_at_v1 = run_in(&chain.dir, "git", &["log", "-1", "--format=%H", "--", "manifests/dev"]);
+    // Expand: `buyer` beside `customer`, filled from it; the new code writes and reads
+    // `buyer`, and v1, still running, keeps writing `customer`, now optional.
+    let expand = "ALTER TABLE orders ADD COLUMN buyer text;\n\
+                  UPDATE orders SET buyer = customer;\n\
+                  ALTER TABLE orders ALTER COLUMN customer DROP NOT NULL;\n";
+    add_migration(&chain.dir, "V2__add_buyer.sql", expand);
+    let main = chain.dir.join("services/shop-orders/src/main.rs");
+    edit(&main, "INSERT INTO orders (customer,", "INSERT INTO orders (buyer,");
+    edit(&main, "SELECT id, customer,", "SELECT id, buyer,");
+    edit(
+        &main,
+        "customer: row.get(1),",
+        "customer: row.get::<_, Option<String>>(1).unwrap_or_default(),",
+    );
+    commit_all(&chain.dir, "expand: orders name their buyer");
+    chain.ok(&["ci"]);
+    chain.ok(&["promote", "dev"]);
+    // Contract: `customer` dropped. Staging and prod still run v1, which writes it.
+    add_migration(
+        &chain.dir,
+        "V3__drop_customer.sql",
+        "ALTER TABLE orders DROP COLUMN customer;\n",
+    );
+    commit_all(&chain.dir, "contract: customer goes");
+    let (ok, stderr) = chain.run(&["ci"]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("V3__drop_customer.sql, what staging, prod run fails its own suites")
+            && stderr.contains("until staging, prod run a build that no longer reads it"),
+        "{stderr}"
+    );
+    // Once they run the expand build, the contract step builds.
+    chain.ok(&["promote", "staging"]);
+    chain.ok(&["promote", "prod"]);
+    chain.ok(&["ci"]);
+    let contracted = newest_version(&chain.dir);
+    chain.done_building();
+    chain.ok(&["promote", "dev", "--build", &contracted]);
+    let status = xtask(&chain.dir, &chain.store).arg("status").output().unwrap();
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(table.contains("migrated up to V3") && table.contains("migrated up to V2"), "{table}");
+
+    // Back to v1 is back to code that writes `customer`, which the data no longer has.
+    let before = ledger_log(&chain.dir, "dev");
+    let (ok, stderr) = chain.run(&["rollback", "dev", "--to", &dev_at_v1.trim()[..12]]);
+    assert!(
+        !ok && stderr.contains(&format!("roll forward instead: {} fails its own suites", chain.v1))
+            && stderr.contains("creates_an_order_and_fetches_it_back"),
+        "{stderr}"
+    );
+    assert_eq!(ledger_log(&chain.dir, "dev"), before, "a refused rollback records nothing");
+    // Back to the expand build works: it reads only `buyer`. The level stays at V3.
+    chain.ok(&["rollback", "dev"]);
+    let dev = &chain.status()[0]["state"]["services"]["shop-orders-db"]["migrations"];
+    assert_eq!(dev.as_array().map(Vec::len), Some(3), "{dev}");
+    chain.ok(&["verify", "--env", "dev"]);
 }
