@@ -505,7 +505,6 @@ fn callers(subject: &Subject) -> Vec<Value> {
 }
 
 fn network_policy(subject: &Subject) -> Object {
-    let (env, service) = (subject.env, subject.service);
     let callers = callers(subject);
     let mut ingress = Vec::new();
     if !callers.is_empty() {
@@ -523,11 +522,16 @@ fn network_policy(subject: &Subject) -> Object {
         }],
         "ports": [{"port": "http", "protocol": "TCP"}],
     }));
+    ingress_only(subject, ingress)
+}
+
+/// A NetworkPolicy of `subject`'s pods admitting only `ingress`.
+fn ingress_only(subject: &Subject, ingress: Vec<Value>) -> Object {
     subject.object(
         "networking.k8s.io/v1",
         "NetworkPolicy",
         json!({
-            "podSelector": {"matchLabels": selector(env, service)},
+            "podSelector": {"matchLabels": selector(subject.env, subject.service)},
             "policyTypes": ["Ingress"],
             "ingress": ingress,
         }),

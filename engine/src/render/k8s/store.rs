@@ -139,13 +139,6 @@ fn network_policy(subject: &Subject) -> Object {
     let mut migrations = selector(env, service);
     migrations[MIGRATION.0] = json!(MIGRATION.1);
     from.push(json!({"podSelector": {"matchLabels": migrations}}));
-    subject.object(
-        "networking.k8s.io/v1",
-        "NetworkPolicy",
-        json!({
-            "podSelector": {"matchLabels": selector(env, service)},
-            "policyTypes": ["Ingress"],
-            "ingress": [{"from": from, "ports": [{"port": "postgres", "protocol": "TCP"}]}],
-        }),
-    )
+    let ingress = json!({"from": from, "ports": [{"port": "postgres", "protocol": "TCP"}]});
+    super::ingress_only(subject, vec![ingress])
 }
