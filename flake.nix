@@ -23,6 +23,7 @@
           python3       # securesystemslib, cyclonedx, kubernetes-validate, openfeature-flagd-core (pip)
           nodejs        # the @kubernetes-models validators (npm, under target/npm)
           jq
+          postgresql_15 # the data stores' server (initdb, postgres) and psql
         ];
       };
     };
