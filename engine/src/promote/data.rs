@@ -30,7 +30,7 @@ pub struct States<'a> {
 pub fn urls(
     migrated: &[(crate::model::names::ServiceId, run::data::Migrated)],
 ) -> BTreeMap<crate::model::names::ServiceId, String> {
-    migrated.iter().map(|(id, m)| (id.clone(), m.server.url())).collect()
+    migrated.iter().map(|(id, m)| (id.clone(), m.url())).collect()
 }
 
 /// What a replay runs in.

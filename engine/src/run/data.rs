@@ -123,12 +123,28 @@ impl crate::error::Hint for DataError {
     }
 }
 
-/// The database a check leaves: the environment's data, migrated; stopped when dropped.
+/// The database a check leaves: the environment's data, migrated; stopped, and the check's
+/// folder removed, when dropped (a failed check keeps its folder: the logs are there).
 #[derive(Debug)]
 pub struct Migrated {
-    pub server: Server,
+    server: Option<Server>,
     /// The migrations the running version met, in order.
     pub applied: Vec<String>,
+    folder: PathBuf,
+}
+
+impl Migrated {
+    /// The database's URL.
+    pub fn url(&self) -> String {
+        self.server.as_ref().map(Server::url).unwrap_or_default()
+    }
+}
+
+impl Drop for Migrated {
+    fn drop(&mut self) {
+        drop(self.server.take());
+        let _ = std::fs::remove_dir_all(&self.folder);
+    }
 }
 
 impl Check<'_> {
@@ -161,7 +177,11 @@ impl Check<'_> {
         };
         let after = self.replay(&self.after, when, &databases).run(store)?;
         match (&self.why, after.failed.is_empty()) {
-            (_, true) => Ok(Migrated { server, applied: after.migrated }),
+            (_, true) => Ok(Migrated {
+                server: Some(server),
+                applied: after.migrated,
+                folder: self.run_dir.clone(),
+            }),
             (Why::Migrations, false) => {
                 let stores = databases.keys().map(ToString::to_string).collect::<Vec<_>>();
                 Err(DataError::Broken {
