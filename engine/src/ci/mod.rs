@@ -332,10 +332,12 @@ fn labels(plan: &Plan, planned: &PlannedService) -> BTreeMap<String, String> {
         ("org.opencontainers.image.title".to_owned(), service.id.to_string()),
         ("dev.slipway.application".to_owned(), service.id.application.to_string()),
         ("dev.slipway.role".to_owned(), service.id.role.to_string()),
-        (
-            service.kind.health().map_or("dev.slipway.kind", |_| "dev.slipway.health").to_owned(),
-            service.kind.health().unwrap_or("postgres").to_owned(),
-        ),
+        match &service.kind {
+            workspace::Kind::Http { health } => ("dev.slipway.health".to_owned(), health.clone()),
+            workspace::Kind::Postgres { .. } => {
+                ("dev.slipway.kind".to_owned(), "postgres".to_owned())
+            }
+        },
         (
             "dev.slipway.depends-on".to_owned(),
             service.depends_on.iter().map(Name::as_str).collect::<Vec<_>>().join(","),

@@ -52,14 +52,8 @@ pub fn old_logic_on_new_data(
     let Context { project, workspace, target, .. } = *context;
     let Some(now) = states.now else { return Ok(Vec::new()) };
     let mut migrated = Vec::new();
-    for store in workspace.services.iter().filter(|s| s.kind.is_store()) {
-        let name = store.id.to_string();
-        let (Some(before), Some(after)) = (now.get(&name), states.next.get(&name)) else {
-            continue;
-        };
-        if before.image == after.image {
-            continue;
-        }
+    for store in replaced_stores(workspace, now, states.next) {
+        let after = &states.next[&store.id.to_string()];
         let Some(new_store) =
             launches(workspace, target, states.next)?.into_iter().find(|l| l.id == store.id)
         else {
@@ -70,12 +64,8 @@ pub fn old_logic_on_new_data(
             "old logic on new data in {}: what it runs writes its data, {} migrates it, the same suites run again",
             target.name, after.reference
         );
-        let check = run::data::Check {
-            after: before.with_store(&new_store),
-            before,
-            why: run::data::Why::Migrations,
-            ..data_check(context)
-        };
+        let after = before.with_store(&new_store);
+        let check = data_check(context, before, after, run::data::Why::Migrations);
         migrated.push((store.id.clone(), check.run(project.store())?));
     }
     Ok(migrated)
@@ -99,20 +89,31 @@ pub fn running(
     Ok(run::data::Running { environment: target.name.clone(), launches, suites })
 }
 
-/// A data check in `context`'s project, with its folders; `before`, `after` and `why` to
-/// be given.
-fn data_check<'a>(context: &Context<'a>) -> run::data::Check<'a> {
+/// The data stores declared in `workspace` whose image `next` replaces in `now`.
+fn replaced_stores<'a>(
+    workspace: &'a Workspace,
+    now: &'a BTreeMap<String, ServiceState>,
+    next: &'a BTreeMap<String, ServiceState>,
+) -> impl Iterator<Item = &'a crate::model::workspace::Service> {
+    workspace.services.iter().filter(|s| s.kind.is_store()).filter(move |s| {
+        let name = s.id.to_string();
+        matches!((now.get(&name), next.get(&name)), (Some(a), Some(b)) if a.image != b.image)
+    })
+}
+
+/// A data check of `before` then `after` for `why`, in `context`'s project, with its folders.
+fn data_check<'a>(
+    context: &Context<'a>,
+    before: run::data::Running,
+    after: run::data::Running,
+    why: run::data::Why,
+) -> run::data::Check<'a> {
     let Context { project, target, waivers, flags, .. } = *context;
     let stamp = format!("{}-{}-{}", target.name, manifest::now_seconds(), std::process::id());
-    let nothing = run::data::Running {
-        environment: target.name.clone(),
-        launches: Vec::new(),
-        suites: Vec::new(),
-    };
     run::data::Check {
-        before: nothing.clone(),
-        after: nothing,
-        why: run::data::Why::Migrations,
+        before,
+        after,
+        why,
         waivers,
         run_dir: project.state("run").join(format!("data-{stamp}")),
         results_dir: project.state("results").join(format!("data-{stamp}")),
@@ -132,11 +133,7 @@ pub fn rollback_on_current_data(
     now: &crate::ledger::State,
     to: &crate::ledger::State,
 ) -> Result<()> {
-    let changes_store = workspace.services.iter().filter(|s| s.kind.is_store()).any(|s| {
-        let name = s.id.to_string();
-        matches!((now.services.get(&name), to.services.get(&name)), (Some(a), Some(b)) if a.image != b.image)
-    });
-    if !changes_store {
+    if replaced_stores(workspace, &now.services, &to.services).next().is_none() {
         return Ok(());
     }
     eprintln!(
@@ -144,14 +141,12 @@ pub fn rollback_on_current_data(
         to.version, target.name
     );
     let context = Context { project, workspace, target, waivers: &[], flags: None };
-    let check = run::data::Check {
-        before: running(workspace, target, &now.services)?,
-        after: running(workspace, target, &to.services)?,
-        why: run::data::Why::Rollback { to: to.version.clone() },
-        ..data_check(&context)
-    };
-    check.run(project.store()).map(drop)
+    let before = running(workspace, target, &now.services)?;
+    let after = running(workspace, target, &to.services)?;
+    let why = run::data::Why::Rollback { to: to.version.clone() };
+    data_check(&context, before, after, why).run(project.store()).map(drop)
 }
+
 /// Each data store's migration level in `next`: what `now` recorded, and the migrations its
 /// image in `next` carries (its `dev.slipway.migrations` label) that were not applied yet.
 /// An image whose migration differs from the one applied under its version is refused.

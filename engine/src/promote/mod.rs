@@ -28,6 +28,7 @@ use crate::report::Check;
 use crate::report::Report;
 use crate::run::waiver::Waiver;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Why a promotion or a rollback cannot start: each names what to run or change.
 #[derive(Debug, thiserror::Error)]
@@ -404,8 +405,9 @@ pub fn replay_and_record(
     let Decided { mut state, replay, action, message, gates, declarations } = decided;
     require_trusted(project, target, key)?;
     let now = ledger.current(target.name.as_str())?.map(|change| change.state.services);
-    let before = now.clone().unwrap_or_default();
-    data::migration_levels(project, workspace, &before, &mut state.services)?;
+    let nothing = BTreeMap::new();
+    let before = now.as_ref().unwrap_or(&nothing);
+    data::migration_levels(project, workspace, before, &mut state.services)?;
     let flags =
         crate::render::flags::for_states(&workspace.flags, target.name.as_str(), &state.flags);
     // Where a store's image changes, the replay runs on the data what runs now wrote.

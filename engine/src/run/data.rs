@@ -159,13 +159,7 @@ impl Check<'_> {
         })?;
         let server = Server::start(&self.run_dir.join("database"), port, &log, false)
             .map_err(crate::run::runtime::RuntimeError::from)?;
-        let databases: BTreeMap<_, _> = self
-            .before
-            .launches
-            .iter()
-            .filter(|l| l.kind.is_store())
-            .map(|l| (l.id.clone(), server.url()))
-            .collect();
+        let databases = crate::run::runtime::served_by(Some(&server.url()), &self.before.launches);
         let environment = self.before.environment.clone();
         let before = self.replay(&self.before, "before the change", &databases).run(store)?;
         if !before.failed.is_empty() {

@@ -215,21 +215,8 @@ impl Container {
         spec: &Spec,
         log: &Path,
     ) -> Result<Container, RuncError> {
-        let (out, err) = write_bundle(bundle, spec, log)?;
         let container = Container { id, bundle: bundle.to_owned() };
-        let status = Command::new("runc")
-            .args(["run", "-d", "--bundle"])
-            .arg(bundle)
-            .arg(&container.id)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .status()
-            .map_err(|source| RuncError::Io {
-                action: "start runc for",
-                path: bundle.to_owned(),
-                source,
-            })?;
+        let status = container.run(true, spec, log)?.status().map_err(container.not_started())?;
         if !status.success() {
             return Err(RuncError::Failed {
                 id: container.id.clone(),
@@ -249,24 +236,32 @@ impl Container {
         log: &Path,
         limit: Duration,
     ) -> Result<Option<std::process::ExitStatus>, RuncError> {
-        let (out, err) = write_bundle(bundle, spec, log)?;
         let mut container = Container { id, bundle: bundle.to_owned() };
-        let mut child = Command::new("runc")
-            .args(["run", "--bundle"])
-            .arg(bundle)
-            .arg(&container.id)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|source| RuncError::Io {
-                action: "start runc for",
-                path: bundle.to_owned(),
-                source,
-            })?;
+        let mut child =
+            container.run(false, spec, log)?.spawn().map_err(container.not_started())?;
         let status = crate::run::process::wait_for(&mut child, limit);
         container.stop();
         Ok(status)
+    }
+
+    /// `runc run` of this container (`-d`: `detached`), its bundle's `config.json` written
+    /// from `spec` first, its output appended to `log`.
+    fn run(&self, detached: bool, spec: &Spec, log: &Path) -> Result<Command, RuncError> {
+        let (out, err) = write_bundle(&self.bundle, spec, log)?;
+        let mut command = Command::new("runc");
+        command.arg("run");
+        if detached {
+            command.arg("-d");
+        }
+        command.arg("--bundle").arg(&self.bundle).arg(&self.id);
+        command.stdin(Stdio::null()).stdout(out).stderr(err);
+        Ok(command)
+    }
+
+    /// The error of a `runc` that did not start.
+    fn not_started(&self) -> impl FnOnce(std::io::Error) -> RuncError {
+        let path = self.bundle.clone();
+        move |source| RuncError::Io { action: "start runc for", path, source }
     }
 
     /// The container `id` started earlier from `bundle` (a preview's), to stop it.

@@ -225,13 +225,15 @@ impl Environment {
         let start = Start { store, run_dir, flags_dir: &flags_dir, options, urls: &urls };
         for launch in launches {
             let log = run_dir.join(format!("{}.log", launch.id));
-            let handle = environment.launch(&start, launch, ports[&launch.id], &log)?;
-            environment.running.push(Running {
-                id: launch.id.clone(),
-                handle,
-                url: urls[&launch.id].replace("localhost", "127.0.0.1"),
-                log,
-            });
+            let port = ports[&launch.id];
+            let handle = environment.launch(&start, launch, port, &log)?;
+            // Where Slipway and the suites reach it: an HTTP service on the loopback
+            // address, a store where it is served.
+            let url = match launch.kind {
+                ServiceKind::Http { .. } => format!("http://127.0.0.1:{port}"),
+                ServiceKind::Postgres { .. } => urls[&launch.id].clone(),
+            };
+            environment.running.push(Running { id: launch.id.clone(), handle, url, log });
         }
         for (running, launch) in environment.running.iter_mut().zip(launches) {
             if let ServiceKind::Http { health } = &launch.kind {
@@ -253,7 +255,9 @@ impl Environment {
         let preview = options.preview;
         let mut contract = contract_of(launch, port, urls, self.name.as_str());
         match (&launch.kind, options.kind) {
-            (ServiceKind::Postgres { .. }, _) => self.start_store(start, launch, port, log),
+            (ServiceKind::Postgres { .. }, _) => {
+                self.start_store(start, launch, (port, log), contract)
+            }
             (ServiceKind::Http { .. }, Kind::Process) => {
                 if let Some(file) = &self.flags {
                     contract.push((FLAGS_VAR.to_owned(), file.to_string_lossy().into_owned()));
@@ -280,14 +284,14 @@ impl Environment {
         }
     }
 
-    /// A data store: its server (unless `Options::databases` names one), then its image run
-    /// once to apply its migrations there.
+    /// A data store: its server (unless `Options::databases` names one), on `port` with its
+    /// log in `log`, then its image run once with `contract` to apply its migrations there.
     fn start_store(
         &mut self,
         start: &Start,
         launch: &Launch,
-        port: u16,
-        log: &Path,
+        (port, log): (u16, &Path),
+        mut contract: Vec<(String, String)>,
     ) -> Result<Handle, RuntimeError> {
         let Start { store, run_dir, options, urls, .. } = *start;
         let server = match options.databases.get(&launch.id) {
@@ -297,7 +301,6 @@ impl Environment {
                 Some(Server::start(&dir, port, log, options.preview.is_some())?)
             }
         };
-        let mut contract = contract_of(launch, port, urls, self.name.as_str());
         contract.push((slipway_contract::DATABASE_URL.to_owned(), urls[&launch.id].clone()));
         let once = Once { store, launch, run_dir, contract: &contract, preview: options.preview };
         let applied = migrate(once, options.kind, self.reaper.as_mut())?;

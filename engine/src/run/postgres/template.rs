@@ -16,12 +16,7 @@ use crate::model::digest::Digest;
 pub fn copy_into(data: &Path, owner: Option<(u32, u32)>) -> Result<bool, PostgresError> {
     let Some(template) = template(owner) else { return Ok(false) };
     let copied = run(Command::new("cp").arg("-a").arg(&template).arg(data));
-    let owned = match owner {
-        Some((uid, gid)) => {
-            run(Command::new("chown").arg("-R").arg(format!("{uid}:{gid}")).arg(data))
-        }
-        None => true,
-    };
+    let owned = owner.is_none_or(|owner| chown_tree(data, owner));
     if !(copied && owned) {
         let _ = fs::remove_dir_all(data);
         return Ok(false);
@@ -74,12 +69,15 @@ fn make(staging: &Path, owner: Option<(u32, u32)>) -> bool {
     }
     let me = fs::metadata(staging).map(|m| (m.uid(), m.gid()));
     match (owner, me) {
-        (Some(_), Ok((uid, gid))) => {
-            run(Command::new("chown").arg("-R").arg(format!("{uid}:{gid}")).arg(&data))
-        }
+        (Some(_), Ok(me)) => chown_tree(&data, me),
         (None, _) => true,
         (Some(_), Err(_)) => false,
     }
+}
+
+/// `chown -R uid:gid path`.
+fn chown_tree(path: &Path, (uid, gid): (u32, u32)) -> bool {
+    run(Command::new("chown").arg("-R").arg(format!("{uid}:{gid}")).arg(path))
 }
 
 /// Owned by Slipway's user and writable by nobody else.
