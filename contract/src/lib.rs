@@ -30,6 +30,17 @@ pub const DATABASE_URL: &str = "DATABASE_URL";
 /// Where a data store's migrations are, in its crate: `migrations/V<n>__<what>.sql`.
 pub const MIGRATIONS_DIR: &str = "migrations";
 
+/// The first line that marks a migration as a contract step: it drops or renames what older
+/// versions read, so it may reach an environment only once nothing running there reads it.
+pub const CONTRACT_STEP: &str = "-- slipway: contract";
+
+/// Whether a migration's SQL starts with the `CONTRACT_STEP` line (spaces aside).
+pub fn is_contract_step(sql: &str) -> bool {
+    let first = sql.lines().next().unwrap_or_default();
+    let words = |text: &str| text.split_whitespace().collect::<String>();
+    words(first) == words(CONTRACT_STEP)
+}
+
 /// A migration's file name read as its version and what it does: `V2__add_notes.sql` →
 /// `(2, "add_notes")`; `None` for any other name (no `V`, a version that is not a whole
 /// number from 1, no `__`, an empty description, not `.sql`).
@@ -76,6 +87,15 @@ mod tests {
     fn a_role_names_its_url_variable() {
         assert_eq!(url_var("catalog"), "CATALOG_URL");
         assert_eq!(url_var("order-history"), "ORDER_HISTORY_URL");
+    }
+
+    #[test]
+    fn a_contract_step_is_marked_by_its_first_line() {
+        assert!(is_contract_step("-- slipway: contract\nALTER TABLE t DROP COLUMN c;\n"));
+        assert!(is_contract_step("--slipway:contract"));
+        assert!(!is_contract_step("ALTER TABLE t DROP COLUMN c;\n-- slipway: contract\n"));
+        assert!(!is_contract_step("-- slipway: contracts\n"));
+        assert!(!is_contract_step(""));
     }
 
     #[test]

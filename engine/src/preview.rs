@@ -15,7 +15,7 @@ use crate::model::digest::Digest;
 use crate::model::workspace::{Name, Workspace, environment};
 use crate::project::Project;
 use crate::run::runc::Container;
-use crate::run::runtime::{self, Environment, Kept, Launch, Options};
+use crate::run::runtime::{self, Kept, Launch, Options, Started};
 use crate::shell::cmd;
 
 /// What a preview runs, and where.
@@ -123,7 +123,7 @@ impl Up {
         let databases = crate::run::runtime::served_by(project.database.as_deref(), &launches);
         let options =
             Options { kind, flags: flags.as_deref(), preview: Some(&name), databases: &databases };
-        let running = Environment::start(project.store(), &launches, label, &run_dir, options)?;
+        let running = Started::start(project.store(), &launches, label, &run_dir, options)?;
         let record = Record {
             name: name.clone(),
             source,

@@ -82,6 +82,10 @@ fn statement(
                 })
                 .collect(),
             sbom: ArtifactRef { name: format!("{reference}/sbom"), digest: built.sbom.clone() },
+            migrations: built.migrations.as_ref().map(|digest| ArtifactRef {
+                name: format!("{reference}/migrations"),
+                digest: digest.clone(),
+            }),
         });
     }
     let mut resolved = vec![ResourceDescriptor {

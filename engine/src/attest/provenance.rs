@@ -107,6 +107,21 @@ pub struct ServiceEntry {
     #[serde(default, rename = "testImages", skip_serializing_if = "Vec::is_empty")]
     pub test_images: Vec<ArtifactRef>,
     pub sbom: ArtifactRef,
+    /// A data store's migrations: its SQL files, an artifact beside its image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrations: Option<ArtifactRef>,
+}
+
+impl ServiceEntry {
+    /// Everything built for the service, each a subject of the statement: its image, test
+    /// packs, test images, SBOM and a data store's migrations.
+    pub fn artifacts(&self) -> impl Iterator<Item = &ArtifactRef> {
+        std::iter::once(&self.image)
+            .chain(&self.testpacks)
+            .chain(&self.test_images)
+            .chain(std::iter::once(&self.sbom))
+            .chain(&self.migrations)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,11 +167,7 @@ impl Statement {
     ) -> Statement {
         let mut subject = Vec::new();
         for service in &internal.services {
-            for artifact in std::iter::once(&service.image)
-                .chain(&service.testpacks)
-                .chain(&service.test_images)
-                .chain(std::iter::once(&service.sbom))
-            {
+            for artifact in service.artifacts() {
                 subject.push(Subject {
                     name: artifact.name.clone(),
                     digest: sha256(&artifact.digest),
@@ -218,6 +229,7 @@ mod tests {
                 .collect(),
             test_images: Vec::new(),
             sbom: artifact(&format!("{name}:0.1.0/sbom")),
+            migrations: None,
         }
     }
 

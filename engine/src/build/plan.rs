@@ -106,6 +106,8 @@ pub struct BuiltService {
     /// (`<suite>-<executable>`, runnable test image digest), one per test executable
     pub test_images: Vec<(String, Digest)>,
     pub sbom: Digest,
+    /// A data store's migrations artifact.
+    pub migrations: Option<Digest>,
 }
 
 /// What says a service is ready, in a plan's line: `health /health`, or a store's

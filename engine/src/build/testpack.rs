@@ -181,15 +181,7 @@ mod tests {
     use crate::store::LayoutStore;
 
     fn image() -> StoredManifest {
-        let bytes =
-            br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#
-                .to_vec();
-        StoredManifest {
-            digest: Digest::of(&bytes),
-            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-            artifact_type: None,
-            bytes,
-        }
+        StoredManifest::empty_image()
     }
 
     fn descriptor() -> Descriptor {

@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::ledger::{Ledger, ServiceState};
 use crate::model::digest::Digest;
 use crate::model::environments::Environment;
+use crate::model::store::Kind;
 use crate::project::Project;
 use crate::run::data::{Check, DataError, Running};
 use crate::run::runtime::Launch;
@@ -53,9 +54,14 @@ pub fn old_logic_on_new_data(
             broken.extend(outcome.map(|b| (environment.name.to_string(), b)));
         }
         if let Some((_, first)) = broken.first() {
-            return Err(DataError::MustMoveFirst {
+            let contract_steps = match &planned.service.kind {
+                Kind::Postgres { migrations } => crate::model::store::contract_steps(migrations),
+                Kind::Http { .. } => Vec::new(),
+            };
+            return Err(DataError::Broken {
                 store: store.id.to_string(),
                 migrations: first.migrations.clone(),
+                contract_steps,
                 environments: broken.iter().map(|(env, _)| env.clone()).collect(),
                 failed: first.failed.clone(),
             }
@@ -104,6 +110,7 @@ impl Try<'_> {
             results_dir: project.state("results").join(format!("{}-data-{stamp}", plan.version)),
             runtime: project.runtime,
             flags: None,
+            contract_steps: Vec::new(),
         };
         match check.run(project.store()) {
             Ok(_) => Ok(None),

@@ -73,6 +73,9 @@ pub struct ServiceSummary {
     /// The stored test packs, one per suite.
     pub tests: Vec<TestsSummary>,
     pub sbom: DigestSummary,
+    /// A data store's migrations artifact: its SQL files beside its image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migrations_artifact: Option<DigestSummary>,
 }
 
 #[derive(Debug, Serialize)]
@@ -287,6 +290,7 @@ fn build_and_test(
                     })
                     .collect(),
                 sbom: DigestSummary { digest: built.sbom },
+                migrations_artifact: built.migrations.map(|digest| DigestSummary { digest }),
             }
         })
         .collect();
@@ -478,7 +482,8 @@ struct ArtifactInputs<'a> {
     epoch: u64,
 }
 
-/// Stores, beside each image, a test pack per suite of the service and an SBOM.
+/// Stores, beside each image, a test pack per suite of the service, an SBOM, and a data
+/// store's migrations.
 fn build_artifacts(
     project: &Project,
     plan: &Plan,
@@ -509,7 +514,8 @@ fn build_artifacts(
             )?);
         }
         let sbom = packing.sbom(planned, &image, &lock, &mut metadata)?;
-        built.push(BuiltService { image, image_reused, testpacks, test_images, sbom });
+        let migrations = packing.migrations(planned, &image)?;
+        built.push(BuiltService { image, image_reused, testpacks, test_images, sbom, migrations });
     }
     Ok(built)
 }
@@ -578,6 +584,37 @@ impl Packing<'_> {
         self.cache.put("testpacks", &key, &Cached { manifest: digest.clone() })?;
         steps.note(&format!("packed {} {}", suite.package, digest.short()));
         Ok((digest, files))
+    }
+
+    /// A data store's migrations beside `image`, each file the SQL its label names; `None`
+    /// for an HTTP service. Small and deterministic: made again on every run.
+    fn migrations(
+        &self,
+        planned: &PlannedService,
+        image: &StoredManifest,
+    ) -> Result<Option<Digest>> {
+        let service = &planned.service;
+        let workspace::Kind::Postgres { migrations } = &service.kind else { return Ok(None) };
+        let folder = service.manifest.parent().unwrap_or(Path::new(""));
+        let dir = self.project.root.join(folder).join(slipway_contract::MIGRATIONS_DIR);
+        let mut files = Vec::new();
+        for migration in migrations {
+            let sql = read_file(&dir.join(&migration.file))?;
+            if Digest::of(&sql) != migration.checksum {
+                return Err(Error::Refused(vec![format!(
+                    "{} changed while it was built: run `cargo xtask ci` again",
+                    dir.join(&migration.file).display()
+                )]));
+            }
+            files.push((migration.file.clone(), sql));
+        }
+        let (id, repository) = (service.id.to_string(), &planned.reference.repository);
+        let artifact = crate::build::migrations::assemble(&files, planned.source.epoch, image, &id)
+            .map_err(ImageError::Tar)?;
+        artifact::publish(self.project.store(), repository, &artifact, Some(&image.digest), None)?;
+        let digest = artifact.manifest.digest;
+        self.steps.note(&format!("migrations of {id} {}", digest.short()));
+        Ok(Some(digest))
     }
 
     /// The service's CycloneDX SBOM beside `image` (reused when its inputs are); cargo's

@@ -3,7 +3,7 @@
 //! parameters (defaults, per-environment and per-service overrides) resolved into one
 //! validated configuration.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -14,8 +14,10 @@ use crate::model::layout::Layout;
 use crate::model::names::{MetadataError, MetadataErrors, Name};
 
 const LOG_LEVELS: [&str; 4] = ["error", "warn", "info", "debug"];
-const PARAM_KEYS: [&str; 6] =
-    ["replicas", "log-level", "resources", "alerts", "timeout", "rate-limit"];
+const PARAM_KEYS: [&str; 8] =
+    ["replicas", "log-level", "resources", "alerts", "timeout", "rate-limit", "storage", "backups"];
+/// The parameters only a data store has.
+const STORE_KEYS: [&str; 2] = ["storage", "backups"];
 const ENVIRONMENT_KEYS: [&str; 7] =
     ["name", "accept-local-keys", "require-tested", "trust", "bake-time", "services", "delivery"];
 
@@ -35,6 +37,10 @@ pub struct Params {
     pub timeout_ms: Option<u64>,
     /// Requests per second one instance serves (0: no limit).
     pub rate_limit: Option<u32>,
+    /// A data store's volume, a Kubernetes quantity like `1Gi`.
+    pub storage: Option<String>,
+    /// How many days a data store's daily backups are kept (0: none).
+    pub backup_days: Option<u32>,
 }
 
 /// One service's configuration in one environment, fully resolved.
@@ -48,9 +54,31 @@ pub struct Resolved {
     pub timeout_ms: u64,
     /// Requests per second one instance serves, 0 for no limit (`RATE_LIMIT`).
     pub rate_limit: u32,
+    /// What a data store needs of its environment; `None` for an HTTP service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataNeeds>,
     /// Where each value came from, by key (`replicas.min`, `log-level`, `resources.cpu`…).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sources: BTreeMap<String, String>,
+}
+
+/// What a data store needs of an environment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataNeeds {
+    /// Its volume, a Kubernetes quantity (`storage`).
+    pub storage: String,
+    /// How many days its daily backups are kept; 0: no backups (`backups`).
+    pub backup_days: u32,
+}
+
+impl Default for DataNeeds {
+    /// The built-in layer's.
+    fn default() -> DataNeeds {
+        DataNeeds {
+            storage: BUILTIN.storage.clone().unwrap_or_default(),
+            backup_days: BUILTIN.backup_days.unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +180,8 @@ pub struct Environments {
     chain: Vec<Environment>,
     /// Services' own declarations, by (environment, service).
     declared: BTreeMap<(String, String), Declared>,
+    /// The services that are data stores, which alone take `storage` and `backups`.
+    stores: BTreeSet<String>,
 }
 
 /// What every service gets where nothing else is declared.
@@ -166,6 +196,31 @@ fn builtin_defaults() -> Params {
         rate_limit: Some(0),
         cpu: Some("100m".to_owned()),
         memory: Some("128Mi".to_owned()),
+        storage: Some("1Gi".to_owned()),
+        backup_days: Some(7),
+    }
+}
+
+/// The built-in layer, under every other.
+static BUILTIN: std::sync::LazyLock<Params> = std::sync::LazyLock::new(builtin_defaults);
+
+/// The layers of one service's parameters in one environment, first found first, and where
+/// each value picked came from.
+struct Layers<'a> {
+    layers: Vec<(String, &'a Params)>,
+    sources: BTreeMap<String, String>,
+}
+
+impl Layers<'_> {
+    /// The first layer's value of `key`; the built-in layer has every one.
+    fn pick<T>(&mut self, key: &str, get: impl Fn(&Params) -> Option<T>) -> T {
+        let (source, value) = self
+            .layers
+            .iter()
+            .find_map(|(source, params)| get(params).map(|value| (source, value)))
+            .unwrap_or_else(|| unreachable!("the built-in defaults set every value"));
+        self.sources.insert(key.to_owned(), source.clone());
+        value
     }
 }
 
@@ -195,6 +250,7 @@ impl Default for Environments {
             defaults: Params::default(),
             chain,
             declared: BTreeMap::new(),
+            stores: BTreeSet::new(),
         }
     }
 }
@@ -238,6 +294,11 @@ impl Environments {
             .insert((environment.to_owned(), service.to_owned()), Declared { params, file });
     }
 
+    /// Records which services are data stores.
+    pub fn set_stores(&mut self, stores: impl IntoIterator<Item = String>) {
+        self.stores = stores.into_iter().collect();
+    }
+
     /// `text` read as this file's new contents, the services' own declarations kept, and
     /// checked against `services` like the file itself.
     pub fn reparsed(
@@ -249,6 +310,7 @@ impl Environments {
         let mut environments = Environments::parse(text).map_err(in_file)?;
         environments.file = self.file.clone();
         environments.declared = self.declared.clone();
+        environments.stores = self.stores.clone();
         let errors = environments.check(services);
         if errors.is_empty() { Ok(environments) } else { Err(in_file(MetadataErrors(errors))) }
     }
@@ -258,6 +320,44 @@ impl Environments {
     /// declaration (`[package.metadata.service.environments.<env>]`), and the environment's
     /// `services.<service>` table. Each value says which layer it came from.
     pub fn resolve(&self, environment: &Environment, service: &str) -> Resolved {
+        let mut layers = self.layers(environment, service);
+        let replicas = Replicas {
+            min: layers.pick("replicas.min", |p| p.replicas_min),
+            max: layers.pick("replicas.max", |p| p.replicas_max),
+        };
+        let log_level = layers.pick("log-level", |p| p.log_level.clone());
+        let resources = Resources {
+            cpu: layers.pick("resources.cpu", |p| p.cpu.clone()),
+            memory: layers.pick("resources.memory", |p| p.memory.clone()),
+        };
+        let alerts = Thresholds {
+            error_ratio: layers.pick("alerts.error-ratio", |p| p.error_ratio.clone()),
+            latency_p99_ms: layers.pick("alerts.latency-p99", |p| p.latency_p99_ms),
+        };
+        let timeout_ms = layers.pick("timeout", |p| p.timeout_ms);
+        let rate_limit = layers.pick("rate-limit", |p| p.rate_limit);
+        let data = self.stores.contains(service).then(|| {
+            // A data store's parameters are its own: where the others came from says nothing.
+            layers.sources.clear();
+            DataNeeds {
+                storage: layers.pick("storage", |p| p.storage.clone()),
+                backup_days: layers.pick("backups", |p| p.backup_days),
+            }
+        });
+        Resolved {
+            replicas,
+            log_level,
+            resources,
+            alerts,
+            timeout_ms,
+            rate_limit,
+            data,
+            sources: layers.sources,
+        }
+    }
+
+    /// `service`'s layers in `environment`, the last declared first, each named.
+    fn layers<'a>(&'a self, environment: &'a Environment, service: &str) -> Layers<'a> {
         let file = self.file.display().to_string();
         let declared = self.declared.get(&(environment.name.to_string(), service.to_owned()));
         let mut layers: Vec<(String, &Params)> = Vec::new();
@@ -279,35 +379,8 @@ impl Environments {
         }
         layers.push((format!("{file} environment {}", environment.name), &environment.params));
         layers.push((format!("{file} [defaults]"), &self.defaults));
-        let builtin = builtin_defaults();
-        layers.push(("built-in default".to_owned(), &builtin));
-        let mut sources = BTreeMap::new();
-        let mut pick = |key: &str, get: &dyn Fn(&Params) -> Option<String>| -> String {
-            let (source, value) = layers
-                .iter()
-                .find_map(|(source, params)| get(params).map(|value| (source, value)))
-                .unwrap_or_else(|| unreachable!("the built-in defaults set every value"));
-            sources.insert(key.to_owned(), source.clone());
-            value
-        };
-        let min = pick("replicas.min", &|p| p.replicas_min.map(|n| n.to_string()));
-        let max = pick("replicas.max", &|p| p.replicas_max.map(|n| n.to_string()));
-        let log_level = pick("log-level", &|p| p.log_level.clone());
-        let cpu = pick("resources.cpu", &|p| p.cpu.clone());
-        let memory = pick("resources.memory", &|p| p.memory.clone());
-        let error_ratio = pick("alerts.error-ratio", &|p| p.error_ratio.clone());
-        let latency = pick("alerts.latency-p99", &|p| p.latency_p99_ms.map(|ms| ms.to_string()));
-        let timeout = pick("timeout", &|p| p.timeout_ms.map(|ms| ms.to_string()));
-        let rate_limit = pick("rate-limit", &|p| p.rate_limit.map(|n| n.to_string()));
-        Resolved {
-            replicas: Replicas { min: min.parse().unwrap_or(1), max: max.parse().unwrap_or(1) },
-            log_level,
-            resources: Resources { cpu, memory },
-            alerts: Thresholds { error_ratio, latency_p99_ms: latency.parse().unwrap_or(1000) },
-            timeout_ms: timeout.parse().unwrap_or(3000),
-            rate_limit: rate_limit.parse().unwrap_or(0),
-            sources,
-        }
+        layers.push(("built-in default".to_owned(), &BUILTIN));
+        Layers { layers, sources: BTreeMap::new() }
     }
 
     /// Checks what needs the services: every `services.<name>` names a service, and every
@@ -320,6 +393,14 @@ impl Environments {
                     &format!("environment[{i}].services.{name}"),
                     format!("no service `{name}`: expected one of {}", services.join(", ")),
                 ));
+            }
+            for (name, params) in &environment.services {
+                if let Some(key) = self.misplaced(name, params) {
+                    errors.push(failure(
+                        &format!("environment[{i}].services.{name}.{key}"),
+                        not_a_store(name, key),
+                    ));
+                }
             }
             for service in services {
                 let resolved = self.resolve(environment, service);
@@ -334,7 +415,25 @@ impl Environments {
                 }
             }
         }
+        for ((environment, service), declared) in &self.declared {
+            if let Some(key) = self.misplaced(service, &declared.params) {
+                errors.push(MetadataError {
+                    file: declared.file.clone(),
+                    key: format!("package.metadata.service.environments.{environment}.{key}"),
+                    message: not_a_store(service, key),
+                });
+            }
+        }
         errors
+    }
+
+    /// The first data store's parameter that `params` gives `service` when it is none.
+    fn misplaced(&self, service: &str, params: &Params) -> Option<&'static str> {
+        if self.stores.contains(service) {
+            return None;
+        }
+        let given = [params.storage.is_some(), params.backup_days.is_some()];
+        STORE_KEYS.iter().zip(given).find_map(|(key, given)| given.then_some(*key))
     }
 
     /// Reads the layout's `environments.toml` under `root`; the default chain when it is
@@ -424,6 +523,7 @@ impl Environments {
                 defaults,
                 chain,
                 declared: BTreeMap::new(),
+                stores: BTreeSet::new(),
             })
         } else {
             Err(MetadataErrors(errors))
@@ -551,8 +651,16 @@ fn read_services(
     services
 }
 
+/// Why a service that is not a data store cannot have `key`.
+fn not_a_store(service: &str, key: &str) -> String {
+    format!(
+        "`{service}` is not a data store: `{key}` is a data store's (a service with kind = \"postgres\"); remove it"
+    )
+}
+
 /// Reads the service parameters (`replicas`, `log-level`, `timeout`, `rate-limit`,
-/// `alerts`, `resources`) from `table`; other keys must be in `also`.
+/// `alerts`, `resources`, and a data store's `storage` and `backups`) from `table`; other
+/// keys must be in `also`.
 pub fn read_params(
     table: &dyn TableLike,
     prefix: &str,
@@ -604,7 +712,41 @@ pub fn read_params(
     if let Some(item) = table.get("resources") {
         read_resources(item, prefix, &mut params, errors);
     }
+    read_data_needs(table, prefix, &mut params, errors);
     params
+}
+
+/// A data store's `storage` (a quantity like `"1Gi"`) and `backups` (whole days like `"7d"`,
+/// `"0"` for none).
+fn read_data_needs(
+    table: &dyn TableLike,
+    prefix: &str,
+    params: &mut Params,
+    errors: &mut Vec<MetadataError>,
+) {
+    if let Some(item) = table.get("storage") {
+        match item.as_str().filter(|text| quantity(text, &["Mi", "Gi", "Ti"])) {
+            Some(text) => params.storage = Some(text.to_owned()),
+            None => errors.push(failure(
+                &format!("{prefix}.storage"),
+                "expected a data store's volume, a Kubernetes quantity like \"1Gi\" or \"500Mi\"",
+            )),
+        }
+    }
+    if let Some(item) = table.get("backups") {
+        let days = item
+            .as_str()
+            .and_then(contract::parse_duration)
+            .filter(|d| d.as_secs() % 86_400 == 0 && d.subsec_nanos() == 0)
+            .and_then(|d| u32::try_from(d.as_secs() / 86_400).ok());
+        match days {
+            Some(days) => params.backup_days = Some(days),
+            None => errors.push(failure(
+                &format!("{prefix}.backups"),
+                "expected how long a data store's daily backups are kept, in whole days like \"7d\" (\"0\": no backups)",
+            )),
+        }
+    }
 }
 
 /// `replicas = { min, max }`: whole numbers of at least 1, max not below min.
@@ -726,7 +868,7 @@ fn quantity(text: &str, suffixes: &[&str]) -> bool {
 }
 
 /// The keys `config set` may change, with the TOML type each takes.
-pub const SETTABLE: [(&str, &str); 9] = [
+pub const SETTABLE: [(&str, &str); 11] = [
     ("log-level", "string"),
     ("timeout", "string"),
     ("rate-limit", "integer"),
@@ -736,6 +878,8 @@ pub const SETTABLE: [(&str, &str); 9] = [
     ("resources.memory", "string"),
     ("alerts.error-ratio", "float"),
     ("alerts.latency-p99", "string"),
+    ("storage", "string"),
+    ("backups", "string"),
 ];
 
 /// `text` (the environments file) with `key` (`timeout`, `replicas.min`…) set to `value` in
@@ -1231,6 +1375,48 @@ resources = { memory = "256Mi" }
             "[[environment]]\nname = \"dev\"\n[environment.services.shop-orders]\nreplica = 2\n",
             &[("environment[0].services.shop-orders.replica", "unknown key")],
         );
+    }
+
+    #[test]
+    fn a_data_store_resolves_its_storage_and_backups_in_layers_and_nothing_else_has_them() {
+        let text = format!(
+            "{SAMPLE}\n[environment.services.shop-orders-db]\nstorage = \"20Gi\"\nbackups = \"30d\"\n"
+        );
+        let mut envs = Environments::parse(&text).unwrap();
+        envs.set_stores(["shop-orders-db".to_owned()]);
+        let (dev, prod) = (&envs.chain()[0], &envs.chain()[1]);
+        let needs = |env| envs.resolve(env, "shop-orders-db").data;
+        assert_eq!(needs(dev), Some(DataNeeds { storage: "1Gi".into(), backup_days: 7 }));
+        assert_eq!(needs(prod), Some(DataNeeds { storage: "20Gi".into(), backup_days: 30 }));
+        let sources = envs.resolve(prod, "shop-orders-db").sources;
+        assert_eq!(sources.keys().collect::<Vec<_>>(), ["backups", "storage"]);
+        assert_eq!(envs.resolve(prod, "shop-orders").data, None, "an HTTP service has none");
+        let services = ["shop-orders".to_owned(), "shop-orders-db".to_owned()];
+        assert!(envs.check(&services).is_empty());
+        let grown = set_param(&text, "prod", "shop-orders-db", "storage", "50Gi").unwrap();
+        let grown = envs.reparsed(&grown, &services).unwrap();
+        let storage = grown.resolve(&grown.chain()[1], "shop-orders-db").data.map(|d| d.storage);
+        assert_eq!(storage.as_deref(), Some("50Gi"));
+        let misplaced = set_param(&text, "prod", "shop-orders", "storage", "5Gi").unwrap();
+        let errors = envs.reparsed(&misplaced, &services).unwrap_err().0;
+        assert_eq!(errors[0].key, "environment[1].services.shop-orders.storage", "{errors:?}");
+        assert!(errors[0].message.contains("is not a data store"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_storage_that_is_no_quantity_and_backups_of_part_of_a_day_are_refused() {
+        check(
+            "[[environment]]\nname = \"dev\"\nstorage = \"big\"\nbackups = \"12h\"\n",
+            &[
+                ("environment[0].storage", "a Kubernetes quantity like \"1Gi\""),
+                ("environment[0].backups", "in whole days like \"7d\""),
+            ],
+        );
+        let no_backups = "[defaults]\nbackups = \"0\"\n[[environment]]\nname = \"dev\"\n";
+        let mut envs = Environments::parse(no_backups).unwrap();
+        envs.set_stores(["orders-db".to_owned()]);
+        let dev = &envs.chain()[0];
+        assert_eq!(envs.resolve(dev, "orders-db").data.map(|d| d.backup_days), Some(0));
     }
 
     #[test]

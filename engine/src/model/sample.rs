@@ -1,4 +1,5 @@
-//! A sample like the repository's own (shop: catalog ← orders ← shipping) as a validated
+//! A sample like the repository's own (shop: catalog ← orders ← shipping, orders keeping its
+//! data in the orders-db store) as a validated
 //! `Workspace`, with declarations of its own — never the repository's `infra/`, which a team
 //! edits (a trusted key, a bake time) without breaking these tests — for unit and snapshot
 //! tests that need a whole model without running cargo.
@@ -52,6 +53,10 @@ alerts = { error-ratio = 0.01, latency-p99 = "500ms" }
 [environment.services.shop-orders]
 replicas = { min = 3, max = 10 }
 resources = { memory = "256Mi" }
+
+[environment.services.shop-orders-db]
+storage = "20Gi"
+backups = "30d"
 "#;
 
 /// The sample's flags (an `infra/flags.toml`).
@@ -73,9 +78,10 @@ variants = { five = 5, fifteen = 15 }
 default = "five"
 "#;
 
-/// The sample's root: no service there has alert rules of its own.
+/// The sample's root: the store's migrations are there, and no service has alert rules of
+/// its own.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/model")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/model/sample")
 }
 
 fn package(name: &str, folder: &str, metadata: Value) -> Package {
@@ -106,7 +112,13 @@ pub fn workspace_with(environments: &str) -> Workspace {
     };
     let packages = [
         service("catalog", &[], json!({})),
-        service("orders", &["catalog"], json!({"owns": ["orders"]})),
+        service("orders", &["catalog", "orders-db"], json!({"owns": ["orders-db"]})),
+        package(
+            "shop-orders-db",
+            "services",
+            json!({"service": {"application": "shop", "role": "orders-db", "kind": "postgres",
+                               "environments": {"dev": {"backups": "0"}}}}),
+        ),
         service(
             "shipping",
             &["orders"],

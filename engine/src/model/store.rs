@@ -41,17 +41,34 @@ pub struct Migration {
     pub file: String,
     /// The sha256 of its SQL: what the database's history records.
     pub checksum: Digest,
+    /// Whether it is a contract step (`-- slipway: contract` as its first line): it drops or
+    /// renames what older versions read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub contract: bool,
 }
 
 /// The image label that carries a store's migrations, so what an image applies is known from
 /// the signed image alone.
 pub const MIGRATIONS_LABEL: &str = "dev.slipway.migrations";
 
-/// `migrations` as the label writes them: `V1__a.sql=sha256:… V2__b.sql=sha256:…`.
+/// How the label marks a contract step, after its checksum.
+const CONTRACT_SUFFIX: &str = ";contract";
+
+/// `migrations` as the label writes them: `V1__a.sql=sha256:… V2__b.sql=sha256:…;contract`.
 pub fn label(migrations: &[Migration]) -> String {
-    let each: Vec<String> =
-        migrations.iter().map(|m| format!("{}={}", m.file, m.checksum)).collect();
+    let each: Vec<String> = migrations
+        .iter()
+        .map(|m| {
+            let mark = if m.contract { CONTRACT_SUFFIX } else { "" };
+            format!("{}={}{mark}", m.file, m.checksum)
+        })
+        .collect();
     each.join(" ")
+}
+
+/// The files of `migrations` that are contract steps.
+pub fn contract_steps(migrations: &[Migration]) -> Vec<String> {
+    migrations.iter().filter(|m| m.contract).map(|m| m.file.clone()).collect()
 }
 
 /// The migrations a label names, in version order; `None` when it is not one.
@@ -60,10 +77,15 @@ pub fn from_label(text: &str) -> Option<Vec<Migration>> {
     for pair in text.split_whitespace() {
         let (file, checksum) = pair.split_once('=')?;
         let (version, _) = slipway_contract::parse_migration_name(file)?;
+        let (checksum, contract) = match checksum.strip_suffix(CONTRACT_SUFFIX) {
+            Some(checksum) => (checksum, true),
+            None => (checksum, false),
+        };
         migrations.push(Migration {
             version,
             file: file.to_owned(),
             checksum: checksum.parse().ok()?,
+            contract,
         });
     }
     migrations.sort_by_key(|m| m.version);
@@ -166,9 +188,12 @@ pub fn read_migrations(
             continue;
         };
         match std::fs::read(entry.path()) {
-            Ok(sql) => {
-                migrations.push(Migration { version, file: name, checksum: Digest::of(&sql) })
-            }
+            Ok(sql) => migrations.push(Migration {
+                version,
+                file: name,
+                checksum: Digest::of(&sql),
+                contract: slipway_contract::is_contract_step(&String::from_utf8_lossy(&sql)),
+            }),
             Err(e) => errors.push(error(name, format!("cannot read: {e}"))),
         }
     }
@@ -260,13 +285,20 @@ mod tests {
 
     fn migration(version: u32, sql: &str) -> Migration {
         let file = format!("V{version}__m.sql");
-        Migration { version, file, checksum: Digest::of(sql.as_bytes()) }
+        Migration {
+            version,
+            file,
+            checksum: Digest::of(sql.as_bytes()),
+            contract: slipway_contract::is_contract_step(sql),
+        }
     }
 
     #[test]
     fn the_label_reads_back_as_the_migrations_it_carries() {
-        let migrations = vec![migration(1, "a"), migration(2, "b")];
-        assert_eq!(from_label(&label(&migrations)), Some(migrations));
+        let migrations = vec![migration(1, "a"), migration(2, "-- slipway: contract\nb")];
+        assert!(label(&migrations).ends_with(";contract"), "{}", label(&migrations));
+        assert_eq!(from_label(&label(&migrations)), Some(migrations.clone()));
+        assert_eq!(contract_steps(&migrations), ["V2__m.sql"]);
         assert_eq!(from_label(""), Some(Vec::new()));
         assert_eq!(from_label("V1__a.sql"), None);
         assert_eq!(from_label("notes.txt=sha256:00"), None);

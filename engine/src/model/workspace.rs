@@ -238,6 +238,8 @@ pub fn validate(
             }
         }
     }
+    environments
+        .set_stores(services.iter().filter(|s| s.kind.is_store()).map(|s| s.id.to_string()));
     check_dns_labels(&services, &environments, &mut errors);
     check_dependencies(&services, &mut errors);
     let names: Vec<String> = services.iter().map(|s| s.id.to_string()).collect();

@@ -11,7 +11,7 @@ use crate::attest::keys;
 use crate::attest::manifest;
 use crate::error::{Hint, Result};
 use crate::ledger::{Ledger, State};
-use crate::model::environments::{self, Environment as Declared, Resolved};
+use crate::model::environments::{self, Environment, Resolved};
 use crate::model::flags::{self, Flags};
 use crate::model::names::MetadataErrors;
 use crate::model::waiver::Waiver;
@@ -101,7 +101,7 @@ impl Configure {
         &self,
         project: &Project,
         workspace: &Workspace,
-        target: &Declared,
+        target: &Environment,
         ledger: &Ledger,
         key: Option<&keys::SigningKey>,
         waivers: &[Waiver],

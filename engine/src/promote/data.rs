@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use crate::attest::manifest;
 use crate::error::Result;
 use crate::ledger::ServiceState;
-use crate::model::environments::Environment as Declared;
+use crate::model::environments::Environment;
 use crate::model::waiver::Waiver;
 use crate::model::workspace::Workspace;
 use crate::project::Project;
@@ -37,7 +37,7 @@ pub fn urls(
 pub struct Context<'a> {
     pub project: &'a Project,
     pub workspace: &'a Workspace,
-    pub target: &'a Declared,
+    pub target: &'a Environment,
     pub waivers: &'a [Waiver],
     pub flags: Option<&'a str>,
 }
@@ -64,8 +64,15 @@ pub fn old_logic_on_new_data(
             "old logic on new data in {}: what it runs writes its data, {} migrates it, the same suites run again",
             target.name, after.reference
         );
+        let carried = crate::build::image::migrations(
+            project.store(),
+            &new_store.repository,
+            &new_store.image,
+        )?;
         let after = before.with_store(&new_store);
-        let check = data_check(context, before, after, run::data::Why::Migrations);
+        let mut check = data_check(context, before, after, run::data::Why::Migrations);
+        check.contract_steps =
+            carried.map(|m| crate::model::store::contract_steps(&m)).unwrap_or_default();
         migrated.push((store.id.clone(), check.run(project.store())?));
     }
     Ok(migrated)
@@ -74,7 +81,7 @@ pub fn old_logic_on_new_data(
 /// What `target` runs in `services`, its services' own suites labelled with where they run.
 pub fn running(
     workspace: &Workspace,
-    target: &Declared,
+    target: &Environment,
     services: &BTreeMap<String, ServiceState>,
 ) -> Result<run::data::Running> {
     let mut suites = Vec::new();
@@ -119,6 +126,7 @@ fn data_check<'a>(
         results_dir: project.state("results").join(format!("data-{stamp}")),
         runtime: project.runtime,
         flags: flags.map(str::to_owned),
+        contract_steps: Vec::new(),
     }
 }
 
@@ -129,7 +137,7 @@ fn data_check<'a>(
 pub fn rollback_on_current_data(
     project: &Project,
     workspace: &Workspace,
-    target: &Declared,
+    target: &Environment,
     now: &crate::ledger::State,
     to: &crate::ledger::State,
 ) -> Result<()> {

@@ -7,7 +7,7 @@ use crate::attest::provenance::Statement;
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
 use crate::model::digest::Digest;
-use crate::model::environments::Environment as Declared;
+use crate::model::environments::Environment;
 use crate::model::workspace::Workspace;
 use crate::project::Project;
 use crate::promote::PromoteError;
@@ -57,7 +57,7 @@ fn passes_at(now: u64, wait: u64) -> String {
 pub fn gates(
     project: &Project,
     workspace: &Workspace,
-    target: &Declared,
+    target: &Environment,
     build: &Digest,
     only: &[String],
     ledger: &Ledger,

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::ledger::entry::{Entry, record};
 use crate::ledger::{Ledger, ServiceState, State};
 use crate::model::digest::Digest;
-use crate::model::environments::{Environment as Declared, Resolved};
+use crate::model::environments::{Environment, Resolved};
 use crate::model::workspace::Workspace;
 use crate::model::workspace::environment;
 use crate::project::Project;
@@ -237,7 +237,7 @@ impl Promotion {
         &self,
         project: &Project,
         workspace: &Workspace,
-        target: &Declared,
+        target: &Environment,
         ledger: &Ledger,
     ) -> Result<Digest> {
         Ok(match &self.build {
@@ -257,7 +257,7 @@ impl Promotion {
     fn composition(
         &self,
         workspace: &Workspace,
-        target: &Declared,
+        target: &Environment,
         ledger: &Ledger,
         build: &Digest,
         statement: &Statement,
@@ -313,7 +313,7 @@ impl Promotion {
         &self,
         project: &Project,
         workspace: &Workspace,
-        target: &Declared,
+        target: &Environment,
         ledger: &Ledger,
         build: &Digest,
         waivers: &[Waiver],
@@ -397,7 +397,7 @@ pub struct Decided<'a> {
 pub fn replay_and_record(
     project: &Project,
     workspace: &Workspace,
-    target: &Declared,
+    target: &Environment,
     ledger: &Ledger,
     decided: Decided,
     (waivers, key): (&[Waiver], &SigningKey),
@@ -520,7 +520,7 @@ pub fn signer(project: &Project, ledger: &Ledger) -> Result<SigningKey> {
 
 /// Refuses `key` unless `target` trusts it: checked once the change is decided (the user's
 /// input and the gates said their piece first), before anything is started or recorded.
-pub fn require_trusted(project: &Project, target: &Declared, key: &SigningKey) -> Result<()> {
+pub fn require_trusted(project: &Project, target: &Environment, key: &SigningKey) -> Result<()> {
     Ok(keys::require_trusted(key, &keys::keys_of(project, target)?, target.name.as_str())?)
 }
 
@@ -531,7 +531,7 @@ pub fn committed_and_verified(
     project: &Project,
     workspace: &Workspace,
     ledger: &Ledger,
-    target: &Declared,
+    target: &Environment,
 ) -> Result<crate::ledger::policy::Policy> {
     let policy = ledger.committed_policy(workspace)?;
     let previous = workspace.environments.previous(target.name.as_str());
@@ -546,7 +546,7 @@ pub fn committed_and_verified(
 /// from aside), and their digest.
 fn declared_settings(
     workspace: &Workspace,
-    target: &Declared,
+    target: &Environment,
     service: &str,
 ) -> (Digest, Resolved) {
     let resolved = workspace.environments.resolve(target, service);
@@ -555,7 +555,7 @@ fn declared_settings(
 
 /// `state` with each flag's state as `workspace` declares it for `target`, and the flags
 /// file's digest.
-fn with_declared_flags(workspace: &Workspace, target: &Declared, mut state: State) -> State {
+fn with_declared_flags(workspace: &Workspace, target: &Environment, mut state: State) -> State {
     let env = target.name.as_str();
     state.flags = workspace.flags.states(env);
     state.configuration =
@@ -565,7 +565,7 @@ fn with_declared_flags(workspace: &Workspace, target: &Declared, mut state: Stat
 
 /// `state`'s configuration as `workspace` declares it for `target`: every service's
 /// resolved settings (and their digest), each flag's state and the flags file's digest.
-pub fn configured(workspace: &Workspace, target: &Declared, mut state: State) -> State {
+pub fn configured(workspace: &Workspace, target: &Environment, mut state: State) -> State {
     for (name, service) in &mut state.services {
         let (config, settings) = declared_settings(workspace, target, name);
         service.config = config;

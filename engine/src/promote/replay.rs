@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::attest::manifest;
 use crate::error::{Error, Result};
 use crate::ledger::ServiceState;
-use crate::model::environments::Environment as Declared;
+use crate::model::environments::Environment;
 use crate::model::names::ServiceId;
 use crate::model::waiver::Waiver;
 use crate::model::workspace::Workspace;
@@ -34,7 +34,7 @@ pub struct Replay {
 /// when a service is no longer declared or a dependency would not run.
 pub fn launches(
     workspace: &Workspace,
-    target: &Declared,
+    target: &Environment,
     composed: &BTreeMap<String, ServiceState>,
 ) -> Result<Vec<Launch>> {
     let mut launches = Vec::new();
@@ -88,7 +88,7 @@ pub struct Composed<'a> {
 pub fn replay_suites(
     project: &Project,
     workspace: &Workspace,
-    target: &Declared,
+    target: &Environment,
     composed: Composed,
     suites: &[Replayed],
     waivers: &[Waiver],

@@ -9,7 +9,7 @@ use crate::ledger::entry::{Entry, builds_of, record};
 use crate::ledger::quarantine;
 use crate::ledger::{Ledger, Quarantine, State};
 use crate::model::digest::Digest;
-use crate::model::environments::Environment as Declared;
+use crate::model::environments::Environment;
 use crate::model::workspace::{Workspace, environment};
 use crate::project::Project;
 use crate::promote::gates::settle;
@@ -78,7 +78,7 @@ impl Rollback {
         &self,
         project: &Project,
         workspace: &Workspace,
-        target: &Declared,
+        target: &Environment,
         (ledger, key): (&Ledger, Option<&SigningKey>),
     ) -> Result<()> {
         let ledger = ledger.pin()?;
@@ -137,7 +137,7 @@ impl Rollback {
     /// earlier one that runs otherwise; never a quarantined one.
     fn choose<'h>(
         &self,
-        target: &Declared,
+        target: &Environment,
         history: &'h [crate::ledger::Change],
         quarantined: &BTreeMap<Digest, Quarantine>,
     ) -> Result<(&'h crate::ledger::Change, &'h crate::ledger::Change)> {
@@ -183,7 +183,7 @@ impl Rollback {
     /// `--dry-run`: the states, the checks, what would run; refused as the rollback would be.
     fn show_plan(
         &self,
-        target: &Declared,
+        target: &Environment,
         current: &crate::ledger::Change,
         earlier: &crate::ledger::Change,
         report: &Report,
@@ -223,7 +223,7 @@ impl Rollback {
 
 /// The emergency path's checks of the state to return to: each build's signature and every
 /// artifact it names, no replay.
-fn check_builds(project: &Project, target: &Declared, state: &State) -> Result<Report> {
+fn check_builds(project: &Project, target: &Environment, state: &State) -> Result<Report> {
     let mut report = Report {
         manifest: format!("{}@{}", provenance::REPOSITORY, state.build),
         ..Report::default()

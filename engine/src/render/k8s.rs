@@ -97,19 +97,19 @@ pub fn render(inputs: &Inputs) -> Result<Vec<File>, AlertsError> {
     for service in &inputs.workspace.services {
         let name = service.id.to_string();
         let Some(running) = inputs.running.get(&name) else { continue };
+        let declared = || inputs.workspace.environments.resolve(inputs.environment, &name);
+        let resolved = running.settings.clone().unwrap_or_else(declared);
         if service.kind.is_store() {
             let subject = Subject { inputs, service, env, name: format!("{env}-{}", service.id) };
-            let objects = store::objects(&subject, &running.image);
+            // A state recorded before stores had needs of their own takes today's.
+            let needs = resolved.data.or_else(|| declared().data).unwrap_or_default();
+            let objects = store::objects(&subject, &running.image, &needs);
             files.push(File {
                 path: format!("{FOLDER}/{env}-{name}.yaml"),
                 text: yaml::documents(&objects),
             });
             continue;
         }
-        let resolved = running
-            .settings
-            .clone()
-            .unwrap_or_else(|| inputs.workspace.environments.resolve(inputs.environment, &name));
         let rules = alerts::rules(inputs.root, inputs.environment, service, &resolved.alerts)?;
         let objects = service_objects(inputs, service, running, &resolved, rules);
         files.push(File {

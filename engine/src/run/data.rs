@@ -64,6 +64,8 @@ pub struct Check<'a> {
     pub results_dir: PathBuf,
     pub runtime: RuntimeChoice,
     pub flags: Option<String>,
+    /// The store image's migrations marked as contract steps, for what a failure says.
+    pub contract_steps: Vec<String>,
 }
 
 /// Why old logic failed on new data.
@@ -74,22 +76,14 @@ pub enum DataError {
         failed.join(", ")
     )]
     Before { environment: Name, failed: Vec<String> },
-    #[error(
-        "old logic on new data: after {store}'s migrations {}, what {environment} runs fails its own suites: {}",
-        migrations.join(" "),
-        failed.join(", ")
-    )]
-    Broken { store: String, environment: Name, migrations: Vec<String>, failed: Vec<String> },
-    #[error(
-        "old logic on new data: after {store}'s migrations {}, what {} run{} fails its own suites: {}",
-        migrations.join(" "),
-        environments.join(", "),
-        if environments.len() == 1 { "s" } else { "" },
-        failed.join(", ")
-    )]
-    MustMoveFirst {
+    #[error("{}", broken(store, migrations, contract_steps, environments, failed))]
+    Broken {
         store: String,
+        /// The migrations applied to the environments' data, in order.
         migrations: Vec<String>,
+        /// Which of the store image's migrations are marked as contract steps.
+        contract_steps: Vec<String>,
+        /// Every environment whose running version fails on the migrated data.
         environments: Vec<String>,
         failed: Vec<String>,
     },
@@ -105,13 +99,19 @@ pub enum DataError {
 impl crate::error::Hint for DataError {
     fn help(&self) -> Option<String> {
         match self {
-            DataError::Broken { environment, .. } => Some(format!(
-                "nothing was recorded. Change the schema in two builds: first expand (add what the new code needs, keep what {environment}'s version reads), promote it everywhere, then contract (drop or rename) in a later build"
-            )),
-            DataError::MustMoveFirst { environments, .. } => Some(format!(
-                "if the change is meant (a contract step: dropping or renaming what those versions read), it waits until {} run a build that no longer reads it: promote an expand build there first — one that adds the new shape and keeps the old — then build this one again",
-                environments.join(", ")
-            )),
+            DataError::Broken { migrations, contract_steps, environments, .. } => {
+                let environments = environments.join(", ");
+                Some(if waiting(migrations, contract_steps).is_empty() {
+                    format!(
+                        "nothing was recorded. If the change is meant — dropping or renaming what those versions read — it is a contract step: mark the migration so (`{}` as its first line) and promote an expand build to {environments} first, one that adds the new shape and keeps the old; otherwise change the migration so that what runs there keeps working",
+                        slipway_contract::CONTRACT_STEP
+                    )
+                } else {
+                    format!(
+                        "nothing was recorded; it builds once {environments} run a build that no longer reads what it drops: promote the expand build there first, then build this commit again"
+                    )
+                })
+            }
             DataError::Before { .. } => {
                 Some("each failing suite's output is printed above".to_owned())
             }
@@ -120,6 +120,36 @@ impl crate::error::Hint for DataError {
             ),
             DataError::Port(_) => None,
         }
+    }
+}
+
+/// The contract steps among `migrations`.
+fn waiting<'a>(migrations: &'a [String], contract_steps: &[String]) -> Vec<&'a str> {
+    migrations.iter().filter(|m| contract_steps.contains(m)).map(String::as_str).collect()
+}
+
+/// What a `DataError::Broken` says: a contract step waiting for the environments to move,
+/// or migrations that break what runs there.
+fn broken(
+    store: &str,
+    migrations: &[String],
+    contract_steps: &[String],
+    environments: &[String],
+    failed: &[String],
+) -> String {
+    let runs = if environments.len() == 1 { "runs" } else { "run" };
+    let (environments, failed) = (environments.join(", "), failed.join(", "));
+    let steps = waiting(migrations, contract_steps);
+    if steps.is_empty() {
+        format!(
+            "old logic on new data: after {store}'s migrations {}, what {environments} {runs} fails its own suites: {failed}",
+            migrations.join(" ")
+        )
+    } else {
+        format!(
+            "{store}'s contract step {} waits: what {environments} {runs} still reads what it drops, and its own suites fail on the migrated data: {failed}",
+            steps.join(" ")
+        )
     }
 }
 
@@ -180,8 +210,9 @@ impl Check<'_> {
                 let stores = databases.keys().map(ToString::to_string).collect::<Vec<_>>();
                 Err(DataError::Broken {
                     store: stores.join(", "),
-                    environment,
                     migrations: after.migrated,
+                    contract_steps: self.contract_steps.clone(),
+                    environments: vec![environment.to_string()],
                     failed: after.failed,
                 }
                 .into())
@@ -233,16 +264,21 @@ mod tests {
     use super::*;
     use crate::error::Hint;
 
-    #[test]
-    fn the_refusal_names_every_environment_that_must_move_first() {
-        let refusal = DataError::MustMoveFirst {
+    fn breaking(contract_steps: &[&str]) -> DataError {
+        DataError::Broken {
             store: "shop-orders-db".to_owned(),
             migrations: vec!["V3__rename_customer.sql".to_owned()],
+            contract_steps: contract_steps.iter().map(|s| (*s).to_owned()).collect(),
             environments: vec!["staging".to_owned(), "prod".to_owned()],
             failed: vec![
                 "shop-orders-tests [running in staging: shop-orders:1]: creates".to_owned(),
             ],
-        };
+        }
+    }
+
+    #[test]
+    fn a_breaking_migration_names_every_environment_and_how_to_mark_a_contract_step() {
+        let refusal = breaking(&[]);
         assert_eq!(
             refusal.to_string(),
             "old logic on new data: after shop-orders-db's migrations V3__rename_customer.sql, \
@@ -250,7 +286,22 @@ mod tests {
              shop-orders:1]: creates"
         );
         let help = refusal.help().unwrap_or_default();
-        assert!(help.contains("until staging, prod run a build that no longer reads it"), "{help}");
+        assert!(help.contains("`-- slipway: contract` as its first line"), "{help}");
+        assert!(help.contains("promote an expand build to staging, prod first"), "{help}");
+    }
+
+    #[test]
+    fn a_contract_step_waits_for_the_environments_that_still_read_what_it_drops() {
+        let refusal = breaking(&["V3__rename_customer.sql"]);
+        let said = refusal.to_string();
+        assert!(
+            said.starts_with(
+                "shop-orders-db's contract step V3__rename_customer.sql waits: what staging, prod run still reads"
+            ),
+            "{said}"
+        );
+        let help = refusal.help().unwrap_or_default();
+        assert!(help.contains("it builds once staging, prod run a build"), "{help}");
     }
 
     #[test]

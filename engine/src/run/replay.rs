@@ -11,7 +11,7 @@ use crate::model::digest::Digest;
 use crate::model::names::{Name, ServiceId};
 use crate::model::waiver::{Origin, Waiver};
 use crate::project::RuntimeChoice;
-use crate::run::runtime::{self, Environment, Launch};
+use crate::run::runtime::{self, Launch, Started};
 use crate::run::suites::{self, SuiteResult, Target};
 use crate::run::waiver::{self, Accepted};
 use crate::store::{Repository, Store};
@@ -93,7 +93,7 @@ impl Replay<'_> {
             self.launches.len(),
             runs.len()
         );
-        let running = Environment::start(
+        let running = Started::start(
             store,
             &self.launches,
             self.environment.clone(),

@@ -35,7 +35,7 @@ pub struct Options<'a> {
     pub databases: &'a BTreeMap<ServiceId, String>,
 }
 
-/// What every launch of one `Environment::start` shares.
+/// What every launch of one `Started::start` shares.
 #[derive(Clone, Copy)]
 struct Start<'a> {
     store: &'a dyn Store,
@@ -67,7 +67,7 @@ struct Bundle<'a> {
     binds: &'a [(&'a str, &'a Path)],
 }
 
-/// A service left running by `Environment::keep`: where it answers and how to stop it.
+/// A service left running by `Started::keep`: where it answers and how to stop it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Kept {
     pub service: String,
@@ -131,7 +131,7 @@ pub fn select(choice: RuntimeChoice) -> Result<(Kind, String), RuntimeError> {
 
 /// A running set of services. Dropping it stops them all.
 #[derive(Debug)]
-pub struct Environment {
+pub struct Started {
     name: Name,
     running: Vec<Running>,
     /// The flagd file the services read (`SLIPWAY_FLAGS`), on the host.
@@ -185,7 +185,7 @@ pub enum RuntimeError {
     Migrations { service: ServiceId, status: String, log: String },
 }
 
-impl Environment {
+impl Started {
     /// The environment's name, as services see it in `SLIPWAY_ENV`.
     pub fn name(&self) -> &Name {
         &self.name
@@ -210,7 +210,7 @@ impl Environment {
         name: Name,
         run_dir: &Path,
         options: Options,
-    ) -> Result<Environment, RuntimeError> {
+    ) -> Result<Started, RuntimeError> {
         fs::create_dir_all(run_dir).map_err(io("create", run_dir))?;
         let (flags_dir, flags) = write_flags(run_dir, options.flags)?;
         let ports = free_ports(launches, run_dir)?;
@@ -221,7 +221,7 @@ impl Environment {
             _ => None,
         };
         let mut environment =
-            Environment { name, running: Vec::new(), flags, reaper, migrated: Vec::new() };
+            Started { name, running: Vec::new(), flags, reaper, migrated: Vec::new() };
         let start = Start { store, run_dir, flags_dir: &flags_dir, options, urls: &urls };
         for launch in launches {
             let log = run_dir.join(format!("{}.log", launch.id));
@@ -466,7 +466,7 @@ impl Running {
     }
 }
 
-impl Drop for Environment {
+impl Drop for Started {
     fn drop(&mut self) {
         // Dependents first; a container stops with TERM, then KILL after its grace.
         while let Some(running) = self.running.pop() {

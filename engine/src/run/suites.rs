@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::run::junit;
-use crate::run::runtime::Environment;
+use crate::run::runtime::Started;
 
 /// One test executable of one suite.
 #[derive(Clone, Debug)]
@@ -106,11 +106,11 @@ pub struct Target {
 
 impl Target {
     /// The services of a running environment.
-    pub fn of(environment: &Environment) -> Target {
+    pub fn of(started: &Started) -> Target {
         Target {
-            environment: environment.name().to_string(),
-            urls: environment.urls(),
-            flags: environment.flags().map(Path::to_owned),
+            environment: started.name().to_string(),
+            urls: started.urls(),
+            flags: started.flags().map(Path::to_owned),
         }
     }
 }

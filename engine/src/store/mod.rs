@@ -29,6 +29,14 @@ pub struct StoredManifest {
 }
 
 impl StoredManifest {
+    /// The smallest image manifest, for tests of what refers to an image.
+    #[cfg(test)]
+    pub fn empty_image() -> StoredManifest {
+        let bytes =
+            br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#;
+        StoredManifest::new("application/vnd.oci.image.manifest.v1+json", None, bytes.to_vec())
+    }
+
     /// A manifest of `media_type` with its digest computed from `bytes`.
     pub fn new(
         media_type: impl Into<String>,

@@ -80,13 +80,6 @@ pub fn check_envelope(
     Some(statement)
 }
 
-fn artifacts_of(service: &ServiceEntry) -> impl Iterator<Item = &provenance::ArtifactRef> {
-    std::iter::once(&service.image)
-        .chain(&service.testpacks)
-        .chain(&service.test_images)
-        .chain(std::iter::once(&service.sbom))
-}
-
 /// Checks the subjects against the service map, then every artifact in the store.
 pub fn check_artifacts(
     report: &mut Report,
@@ -94,39 +87,7 @@ pub fn check_artifacts(
     statement: &Statement,
     trusted: &[keys::PublicKey],
 ) {
-    let mut problems = Vec::new();
-    for service in statement.services() {
-        for artifact in artifacts_of(service) {
-            match statement.subject.iter().find(|s| s.name == artifact.name) {
-                None => problems.push(format!("{} is not a subject", artifact.name)),
-                Some(subject)
-                    if subject.digest.get("sha256").map(String::as_str)
-                        != Some(artifact.digest.hex()) =>
-                {
-                    problems.push(format!(
-                        "subject {} has sha256 {}, the service map says {}",
-                        artifact.name,
-                        subject.digest.get("sha256").map(String::as_str).unwrap_or("none"),
-                        artifact.digest.hex()
-                    ))
-                }
-                Some(_) => {}
-            }
-        }
-    }
-    for subject in &statement.subject {
-        if !statement.services().iter().flat_map(artifacts_of).any(|a| a.name == subject.name) {
-            problems.push(format!("subject {} belongs to no service", subject.name));
-        }
-    }
-    report.record(
-        "subjects",
-        if problems.is_empty() {
-            Ok(format!("{} subjects match the service map", statement.subject.len()))
-        } else {
-            Err(problems.join("; "))
-        },
-    );
+    check_subjects(report, statement);
     for service in statement.services() {
         let commit = service.commit.as_ref().unwrap_or(&statement.source().commit);
         let repository: Repository = match service.repository.parse() {
@@ -148,45 +109,87 @@ pub fn check_artifacts(
                 check_image(store, &repository, &test_image.digest, commit),
             );
         }
+        let image = &service.image.digest;
         for pack in &service.testpacks {
             let name = pack.name.rsplit('/').next().unwrap_or(&pack.name);
             report.record(
                 format!("test pack {name}"),
-                check_referrer(
-                    store,
-                    &repository,
-                    &pack.digest,
-                    &service.image.digest,
-                    testpack::ARTIFACT_TYPE,
-                ),
+                check_referrer(store, &repository, &pack.digest, image, testpack::ARTIFACT_TYPE),
+            );
+        }
+        if let Some(migrations) = &service.migrations {
+            report.record(
+                format!("migrations {}", service.name),
+                check_migrations(store, &repository, &migrations.digest, image),
             );
         }
         report.record(
             format!("sbom {}", service.name),
-            check_referrer(
-                store,
-                &repository,
-                &service.sbom.digest,
-                &service.image.digest,
-                sbom::ARTIFACT_TYPE,
-            )
-            .and_then(|detail| {
-                let (_, layers) = artifact::read(store, &repository, &service.sbom.digest)
-                    .map_err(|e| e.to_string())?;
-                let bom: serde_json::Value =
-                    serde_json::from_slice(layers.first().map(Vec::as_slice).unwrap_or_default())
-                        .map_err(|e| format!("the SBOM is not JSON: {e}"))?;
-                if bom["bomFormat"] != "CycloneDX" {
-                    return Err("the SBOM is not a CycloneDX document".to_owned());
-                }
-                let count = bom["components"].as_array().map_or(0, Vec::len);
-                Ok(format!(
-                    "{detail}; CycloneDX {}, {count} components",
-                    bom["specVersion"].as_str().unwrap_or("?")
-                ))
-            }),
+            check_sbom(store, &repository, &service.sbom.digest, image),
         );
     }
+}
+
+/// Every artifact of the service map is a subject with its digest, and every subject is one
+/// of them.
+fn check_subjects(report: &mut Report, statement: &Statement) {
+    let mut problems = Vec::new();
+    for artifact in statement.services().iter().flat_map(ServiceEntry::artifacts) {
+        let sha256 = statement
+            .subject
+            .iter()
+            .find(|s| s.name == artifact.name)
+            .map(|s| s.digest.get("sha256").map_or("none", String::as_str));
+        match sha256 {
+            None => problems.push(format!("{} is not a subject", artifact.name)),
+            Some(sha256) if sha256 != artifact.digest.hex() => problems.push(format!(
+                "subject {} has sha256 {sha256}, the service map says {}",
+                artifact.name,
+                artifact.digest.hex()
+            )),
+            Some(_) => {}
+        }
+    }
+    for subject in &statement.subject {
+        if !statement
+            .services()
+            .iter()
+            .flat_map(ServiceEntry::artifacts)
+            .any(|a| a.name == subject.name)
+        {
+            problems.push(format!("subject {} belongs to no service", subject.name));
+        }
+    }
+    report.record(
+        "subjects",
+        if problems.is_empty() {
+            Ok(format!("{} subjects match the service map", statement.subject.len()))
+        } else {
+            Err(problems.join("; "))
+        },
+    );
+}
+
+/// The SBOM `digest`: a referrer of `image`, and a CycloneDX document.
+fn check_sbom(
+    store: &dyn Store,
+    repository: &Repository,
+    digest: &Digest,
+    image: &Digest,
+) -> std::result::Result<String, String> {
+    let detail = check_referrer(store, repository, digest, image, sbom::ARTIFACT_TYPE)?;
+    let (_, layers) = artifact::read(store, repository, digest).map_err(|e| e.to_string())?;
+    let bom: serde_json::Value =
+        serde_json::from_slice(layers.first().map(Vec::as_slice).unwrap_or_default())
+            .map_err(|e| format!("the SBOM is not JSON: {e}"))?;
+    if bom["bomFormat"] != "CycloneDX" {
+        return Err("the SBOM is not a CycloneDX document".to_owned());
+    }
+    let count = bom["components"].as_array().map_or(0, Vec::len);
+    Ok(format!(
+        "{detail}; CycloneDX {}, {count} components",
+        bom["specVersion"].as_str().unwrap_or("?")
+    ))
 }
 
 /// cosign's signature and provenance attestation of `service`'s image, and the same as
@@ -270,6 +273,25 @@ fn check_image(
 }
 
 /// Re-hashes an artifact and checks its type and that its subject is the image.
+/// A data store's migrations artifact: a referrer of its image, holding exactly the SQL the
+/// image's label names.
+fn check_migrations(
+    store: &dyn Store,
+    repository: &Repository,
+    digest: &Digest,
+    image: &Digest,
+) -> std::result::Result<String, String> {
+    use crate::build::migrations;
+    let detail = check_referrer(store, repository, digest, image, migrations::ARTIFACT_TYPE)?;
+    let files = migrations::read(store, repository, digest)?;
+    let carried = crate::build::image::migrations(store, repository, image)
+        .map_err(|e| e.to_string())?
+        .ok_or("the image carries no migrations label")?;
+    migrations::agree(&files, &carried)?;
+    let (count, s) = (files.len(), if files.len() == 1 { "" } else { "s" });
+    Ok(format!("{detail}; {count} SQL file{s}, each the one the image applies"))
+}
+
 fn check_referrer(
     store: &dyn Store,
     repository: &Repository,

@@ -14,7 +14,7 @@ use crate::ledger::chain;
 use crate::ledger::entry::Entry;
 use crate::ledger::quarantine;
 use crate::ledger::{Change, Ledger, State};
-use crate::model::environments::Environment as Declared;
+use crate::model::environments::Environment;
 use crate::model::workspace::Workspace;
 use crate::project::Project;
 use crate::report::Report;
@@ -347,7 +347,7 @@ fn check_chain(report: &mut Report, ledger: &Ledger, environment: &str) -> Resul
 fn check_rendered(
     report: &mut Report,
     project: &Project,
-    (workspace, target): (&Workspace, &Declared),
+    (workspace, target): (&Workspace, &Environment),
     ledger: &Ledger,
     entry: &Entry,
 ) -> Result<()> {

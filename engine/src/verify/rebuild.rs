@@ -50,6 +50,9 @@ pub fn check_rebuild(report: &mut Report, project: &Project, statement: &Stateme
         };
         compare("image", &service.image.digest, &rebuilt["image"]["digest"]);
         compare("sbom", &service.sbom.digest, &rebuilt["sbom"]["digest"]);
+        if let Some(migrations) = &service.migrations {
+            compare("migrations", &migrations.digest, &rebuilt["migrations_artifact"]["digest"]);
+        }
         for (i, pack) in service.testpacks.iter().enumerate() {
             compare("test pack", &pack.digest, &rebuilt["tests"][i]["digest"]);
         }

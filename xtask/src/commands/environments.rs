@@ -36,20 +36,7 @@ impl cli::Environments {
                     environment.bake_time_seconds
                 );
                 for (name, resolved) in &services {
-                    eprintln!(
-                        "  {}  replicas {}..{}  log {}  cpu {}  memory {}  timeout {}ms  rate limit {}",
-                        environment.name.as_str().to_owned() + "-" + name,
-                        resolved.replicas.min,
-                        resolved.replicas.max,
-                        resolved.log_level,
-                        resolved.resources.cpu,
-                        resolved.resources.memory,
-                        resolved.timeout_ms,
-                        match resolved.rate_limit {
-                            0 => "none".to_owned(),
-                            n => format!("{n}/s"),
-                        }
-                    );
+                    eprintln!("  {}-{name}  {}", environment.name, summary(resolved));
                     // Where each value came from, one line per layer that set any.
                     let mut by_source: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
                     for (key, source) in &resolved.sources {
@@ -66,4 +53,29 @@ impl cli::Environments {
         }
         Ok(())
     }
+}
+
+/// One service's resolved parameters on one line: a data store's volume and backups, an
+/// HTTP service's replicas, log level, resources, timeout and rate limit.
+fn summary(resolved: &slipway::model::environments::Resolved) -> String {
+    if let Some(data) = &resolved.data {
+        let backups = match data.backup_days {
+            0 => "none".to_owned(),
+            days => format!("kept {days} days"),
+        };
+        return format!("storage {}  backups {backups}", data.storage);
+    }
+    format!(
+        "replicas {}..{}  log {}  cpu {}  memory {}  timeout {}ms  rate limit {}",
+        resolved.replicas.min,
+        resolved.replicas.max,
+        resolved.log_level,
+        resolved.resources.cpu,
+        resolved.resources.memory,
+        resolved.timeout_ms,
+        match resolved.rate_limit {
+            0 => "none".to_owned(),
+            n => format!("{n}/s"),
+        }
+    )
 }

@@ -50,7 +50,7 @@ fn a_compatible_migration_promotes_and_rolls_back_and_one_that_breaks_the_runnin
         stderr
             .contains("after shop-orders-db's migrations V2__add_note.sql V3__rename_customer.sql")
             && stderr.contains("what dev, staging, prod run fails its own suites")
-            && stderr.contains("promote an expand build there first")
+            && stderr.contains("`-- slipway: contract` as its first line")
             && stderr.contains("[running in dev: shop-orders:")
             && stderr.contains("creates_an_order_and_fetches_it_back"),
         "{stderr}"
@@ -123,18 +123,20 @@ fn a_contract_step_waits_until_no_environment_runs_what_it_breaks_and_rollback_r
     commit_all(&chain.dir, "expand: orders name their buyer");
     chain.ok(&["ci"]);
     chain.ok(&["promote", "dev"]);
-    // Contract: `customer` dropped. Staging and prod still run v1, which writes it.
+    // Contract: `customer` dropped, and marked so. Staging and prod still run v1, which
+    // writes it.
     add_migration(
         &chain.dir,
         "V3__drop_customer.sql",
-        "ALTER TABLE orders DROP COLUMN customer;\n",
+        "-- slipway: contract\nALTER TABLE orders DROP COLUMN customer;\n",
     );
     commit_all(&chain.dir, "contract: customer goes");
     let (ok, stderr) = chain.run(&["ci"]);
     assert!(!ok, "{stderr}");
     assert!(
-        stderr.contains("V3__drop_customer.sql, what staging, prod run fails its own suites")
-            && stderr.contains("until staging, prod run a build that no longer reads it"),
+        stderr.contains(
+            "contract step V3__drop_customer.sql waits: what staging, prod run still reads"
+        ) && stderr.contains("it builds once staging, prod run a build that no longer reads"),
         "{stderr}"
     );
     // Once they run the expand build, the contract step builds.

@@ -246,6 +246,22 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
         );
     }
 
+    // A flipped byte in the SQL the orders database's migrations artifact holds.
+    let database = named(&summary, "shop-orders-db");
+    let repository = database["name"].as_str().unwrap();
+    let artifact = database["migrations_artifact"]["digest"].as_str().unwrap();
+    let blobs = |store: &Path| store.join(repository).join("blobs/sha256");
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(blobs(&store).join(artifact.trim_start_matches("sha256:"))).unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:");
+    let broken = out.path().join("store-migrations");
+    copy_dir(&store, &broken);
+    flip_byte(&blobs(&broken).join(layer), 100);
+    let (ok, stderr) = verify(dir.path(), &broken, &["--no-local-keys"]);
+    assert!(!ok && stderr.contains(&format!("FAIL migrations {repository}")), "{stderr}");
+
     // A stored test pack, with the store copied alone to an empty directory, runs against
     // the services and writes JUnit XML.
     let alone = tempfile::tempdir().unwrap();
@@ -286,7 +302,7 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
         .collect();
     // The process runtime here (runc runs them in the other tests): the same suites pass.
     let alone_store = slipway::store::LayoutStore::new(alone.path().join("store"));
-    let running = slipway::run::runtime::Environment::start(
+    let running = slipway::run::runtime::Started::start(
         &alone_store,
         &launches,
         slipway::model::workspace::Name::parse("audit").unwrap(),

@@ -1,14 +1,19 @@
-//! A data store in Kubernetes: PostgreSQL as a StatefulSet with its PersistentVolumeClaim and
-//! a Service; the store's own image (its migrations) as a Job named after its digest; and a
-//! NetworkPolicy that admits only the services that depend on it and that Job. The store and
+//! A data store in Kubernetes: PostgreSQL as a StatefulSet with its PersistentVolumeClaim
+//! (the environment's `storage`) and a Service; the store's own image (its migrations) as a
+//! Job named after its digest; a daily `pg_dump` CronJob onto a volume of its own that keeps
+//! the environment's `backups` days of dumps; and a NetworkPolicy that admits only the
+//! services that depend on it, that Job and the backups. The store and
 //! its Service come one sync wave before the Job, the Job one before every Deployment: Argo CD
 //! waits for each wave to be healthy (a Job: completed) before the next, so new code meets
 //! only a migrated schema. Not a `PreSync` hook: hooks run before any object of the sync, the
 //! database's own first, and never on a rollback (argo-cd#1927).
 
-use serde_json::json;
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
 
 use super::{Object, Subject, image, labels, selector};
+use crate::model::environments::DataNeeds;
 use crate::model::workspace::Service;
 use crate::run::postgres::{DATABASE, USER};
 
@@ -16,8 +21,8 @@ use crate::run::postgres::{DATABASE, USER};
 pub const SERVER_IMAGE: &str = "docker.io/library/postgres:15";
 /// The port the server listens on.
 pub const PORT: u16 = 5432;
-/// What each environment's store asks for.
-const STORAGE: &str = "1Gi";
+/// When the daily backup runs (UTC).
+const BACKUP_SCHEDULE: &str = "17 3 * * *";
 
 /// The URL the services that depend on `role` read: the store's Service in `env`.
 pub(super) fn url(env: &str, service: &Service) -> String {
@@ -25,8 +30,11 @@ pub(super) fn url(env: &str, service: &Service) -> String {
 }
 
 /// Every object of the store `subject` whose migrations are the image `digest`.
-pub(super) fn objects(subject: &Subject, digest: &crate::model::digest::Digest) -> Vec<Object> {
-    let (env, service) = (subject.env, subject.service);
+pub(super) fn objects(
+    subject: &Subject,
+    digest: &crate::model::digest::Digest,
+    needs: &DataNeeds,
+) -> Vec<Object> {
     let with_wave = |mut object: Object, wave: &str| {
         object
             .metadata
@@ -38,29 +46,33 @@ pub(super) fn objects(subject: &Subject, digest: &crate::model::digest::Digest) 
         "v1",
         "Service",
         json!({
-            "selector": selector(env, service),
+            "selector": component_selector(subject, "server"),
             "ports": [{"name": "postgres", "port": PORT, "targetPort": "postgres", "protocol": "TCP"}],
         }),
     );
-    vec![
+    let mut objects = vec![
         with_wave(k8s_service, "-2"),
-        with_wave(stateful_set(subject), "-2"),
+        with_wave(stateful_set(subject, &needs.storage), "-2"),
         with_wave(migration_job(subject, digest), "-1"),
         network_policy(subject),
-    ]
+    ];
+    if needs.backup_days > 0 {
+        objects.push(with_wave(backup_claim(subject, &needs.storage), "-2"));
+        objects.push(backup_job(subject, needs.backup_days));
+    }
+    objects
 }
 
-fn stateful_set(subject: &Subject) -> Object {
-    let (env, service) = (subject.env, subject.service);
+fn stateful_set(subject: &Subject, storage: &str) -> Object {
     subject.object(
         "apps/v1",
         "StatefulSet",
         json!({
             "serviceName": subject.name,
             "replicas": 1,
-            "selector": {"matchLabels": selector(env, service)},
+            "selector": {"matchLabels": component_selector(subject, "server")},
             "template": {
-                "metadata": {"labels": labels(env, service, None)},
+                "metadata": {"labels": component_labels(subject, "server")},
                 "spec": {
                     "automountServiceAccountToken": false,
                     "enableServiceLinks": false,
@@ -84,7 +96,7 @@ fn stateful_set(subject: &Subject) -> Object {
             },
             "volumeClaimTemplates": [{
                 "metadata": {"name": "data"},
-                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": STORAGE}}},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage}}},
             }],
         }),
     )
@@ -95,8 +107,7 @@ fn migration_job(subject: &Subject, digest: &crate::model::digest::Digest) -> Ob
     let (env, service) = (subject.env, subject.service);
     let mut metadata = subject.metadata(None);
     metadata.name = format!("{}-migrate-{}", subject.name, &digest.hex()[..12]);
-    let mut pod_labels = labels(env, service, None);
-    pod_labels.insert(MIGRATION.0.to_owned(), MIGRATION.1.to_owned());
+    let pod_labels = component_labels(subject, "migration");
     super::object(
         "batch/v1",
         "Job",
@@ -130,15 +141,91 @@ fn migration_job(subject: &Subject, digest: &crate::model::digest::Digest) -> Ob
     )
 }
 
-/// The label of a store's migration pods, which its NetworkPolicy admits.
-const MIGRATION: (&str, &str) = ("slipway.dev/migrations", "true");
+/// The label that tells a store's pods apart: its server's, its migrations', its backups'.
+const COMPONENT: &str = "app.kubernetes.io/component";
+
+/// The labels that pick the store's pods of `component` (`server`, `migration`, `backup`):
+/// its Service reaches only the server.
+fn component_selector(subject: &Subject, component: &str) -> Value {
+    let mut labels = selector(subject.env, subject.service);
+    labels[COMPONENT] = json!(component);
+    labels
+}
+
+/// The labels of the store's pods of `component`.
+fn component_labels(subject: &Subject, component: &str) -> BTreeMap<String, String> {
+    let mut labels = labels(subject.env, subject.service, None);
+    labels.insert(COMPONENT.to_owned(), component.to_owned());
+    labels
+}
+
+/// The volume the backups are written to, as large as the data's.
+fn backup_claim(subject: &Subject, storage: &str) -> Object {
+    let mut metadata = subject.metadata(None);
+    metadata.name = format!("{}-backups", subject.name);
+    super::object(
+        "v1",
+        "PersistentVolumeClaim",
+        metadata,
+        &[(
+            "spec",
+            json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage}}}),
+        )],
+    )
+}
+
+/// A daily `pg_dump` of the store (custom format, compressed) onto its backup volume, the
+/// dumps older than `days` days removed after each one that succeeded.
+fn backup_job(subject: &Subject, days: u32) -> Object {
+    let mut metadata = subject.metadata(None);
+    metadata.name = format!("{}-backup", subject.name);
+    let pod_labels = component_labels(subject, "backup");
+    let host = &subject.name;
+    let script = format!(
+        "set -e; pg_dump --format=custom --host={host} --port={PORT} --username={USER} \
+         --file=/backups/{DATABASE}-$(date -u +%Y%m%dT%H%M%SZ).dump {DATABASE}; \
+         find /backups -name '*.dump' -mmin +{} -delete",
+        u64::from(days) * 24 * 60
+    );
+    let pod = json!({
+        "metadata": {"labels": pod_labels},
+        "spec": {
+            "restartPolicy": "OnFailure",
+            "automountServiceAccountToken": false,
+            "enableServiceLinks": false,
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 999, "fsGroup": 999, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "backup",
+                "image": SERVER_IMAGE,
+                "command": ["sh", "-c", script],
+                "volumeMounts": [{"name": "backups", "mountPath": "/backups"}],
+                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+                "securityContext": {"readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+            }],
+            "volumes": [{"name": "backups", "persistentVolumeClaim": {"claimName": format!("{}-backups", subject.name)}}],
+        },
+    });
+    super::object(
+        "batch/v1",
+        "CronJob",
+        metadata,
+        &[(
+            "spec",
+            json!({
+                "schedule": BACKUP_SCHEDULE,
+                "timeZone": "Etc/UTC",
+                "concurrencyPolicy": "Forbid",
+                "jobTemplate": {"spec": {"backoffLimit": 2, "template": pod}},
+            }),
+        )],
+    )
+}
 
 fn network_policy(subject: &Subject) -> Object {
-    let (env, service) = (subject.env, subject.service);
     let mut from = super::callers(subject);
-    let mut migrations = selector(env, service);
-    migrations[MIGRATION.0] = json!(MIGRATION.1);
-    from.push(json!({"podSelector": {"matchLabels": migrations}}));
+    for component in ["migration", "backup"] {
+        from.push(json!({"podSelector": {"matchLabels": component_selector(subject, component)}}));
+    }
     let ingress = json!({"from": from, "ports": [{"port": "postgres", "protocol": "TCP"}]});
     super::ingress_only(subject, vec![ingress])
 }
