@@ -150,6 +150,20 @@ fn a_contract_step_waits_until_no_environment_runs_what_it_breaks_and_rollback_r
     let table = String::from_utf8_lossy(&status.stdout);
     assert!(table.contains("migrated up to V3") && table.contains("migrated up to V2"), "{table}");
 
+    // Staging goes back to v1, which the expand build left working: the contract step, built
+    // while staging ran the expand build, is now held by the promotion itself.
+    chain.ok(&["rollback", "staging"]);
+    let before = ledger_log(&chain.dir, "staging");
+    let (ok, stderr) = chain.run(&["promote", "staging", "--build", &contracted]);
+    assert!(
+        !ok && stderr
+            .contains("contract step V3__drop_customer.sql waits: what staging runs still reads")
+            && stderr.contains(&format!("[running in staging: shop-orders:{}", chain.v1))
+            && stderr.contains("creates_an_order_and_fetches_it_back"),
+        "{stderr}"
+    );
+    assert_eq!(ledger_log(&chain.dir, "staging"), before, "a refused promotion records nothing");
+
     // Back to v1 is back to code that writes `customer`, which the data no longer has.
     let before = ledger_log(&chain.dir, "dev");
     let (ok, stderr) = chain.run(&["rollback", "dev", "--to", &dev_at_v1.trim()[..12]]);
