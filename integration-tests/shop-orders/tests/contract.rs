@@ -66,6 +66,24 @@ fn creates_an_order_and_fetches_it_back() {
     assert_eq!(fetched, created);
 }
 
+/// Every order taken — by this version or, on data an earlier version wrote, by that one —
+/// is listed and reads back as listed.
+#[test]
+fn every_order_taken_is_listed_and_reads_back() {
+    let (sku, price, _) = a_product();
+    let (status, created) = order(&sku, 1, price);
+    assert_eq!(status, 201, "{created}");
+    let (status, listed) = get_json(&orders_url("/orders"));
+    assert_eq!(status, 200, "{listed}");
+    let listed = listed.as_array().cloned().unwrap_or_default();
+    assert!(listed.contains(&created), "{created} is not among {} orders", listed.len());
+    for taken in &listed {
+        let id = taken["id"].as_str().unwrap_or_default();
+        let (status, fetched) = get_json(&orders_url(&format!("/orders/{id}")));
+        assert_eq!((status, &fetched), (200, taken), "order {id}");
+    }
+}
+
 #[test]
 fn each_order_gets_its_own_id() {
     let (sku, price, _) = a_product();

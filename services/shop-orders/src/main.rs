@@ -5,7 +5,8 @@
 //!   the product up at `{CATALOG_URL}/products/{sku}` and answers `201` with the order, `422` for
 //!   an unknown product or a zero quantity, `409 {"error":"price changed","price_cents":<current>}`
 //!   when the client's price is not the catalog's, and `502` when the catalog cannot be reached;
-//! - `GET /orders/{id}` answers the order, or `404`.
+//! - `GET /orders/{id}` answers the order, or `404`;
+//! - `GET /orders` answers every order taken, oldest first.
 //!
 //! Pricing behind a flag: where `new-pricing` is on for the order's customer (the flag's
 //! targeting key; `guest` when none is given), an order of [`VOLUME_QUANTITY`] items or more
@@ -216,31 +217,40 @@ impl AppState {
 
     /// The order with `id`, if there is one
     async fn order(&self, id: i64) -> Result<Option<Order>, ApiError> {
-        let row = self
-            .orders
-            .query_opt(
-                "SELECT id, customer, sku, quantity, price_cents, discount_cents, total_cents, \
-                 weight_grams FROM orders WHERE id = $1",
-                &[&id],
-            )
-            .await
-            .map_err(|e| self.unavailable(&e))?;
-        Ok(row.map(|row| Order {
-            id: row.get::<_, i64>(0).to_string(),
-            customer: row.get(1),
-            sku: row.get(2),
-            quantity: u32::try_from(row.get::<_, i32>(3)).unwrap_or_default(),
-            price_cents: unsigned(row.get(4)),
-            discount_cents: unsigned(row.get(5)),
-            total_cents: unsigned(row.get(6)),
-            weight_grams: unsigned(row.get(7)),
-        }))
+        let query = format!("{SELECT_ORDERS} WHERE id = $1");
+        let row = self.orders.query_opt(&query, &[&id]).await.map_err(|e| self.unavailable(&e))?;
+        Ok(row.as_ref().map(order_of))
+    }
+
+    /// Every order, oldest first
+    async fn orders(&self) -> Result<Vec<Order>, ApiError> {
+        let query = format!("{SELECT_ORDERS} ORDER BY id");
+        let rows = self.orders.query(&query, &[]).await.map_err(|e| self.unavailable(&e))?;
+        Ok(rows.iter().map(order_of).collect())
     }
 
     /// A database error, logged; the client sees `503`
     fn unavailable(&self, error: &slipway_postgres::Error) -> ApiError {
         self.logger.error(&format!("orders-db: {}", slipway_postgres::migrate::message(error)));
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "orders database unavailable")
+    }
+}
+
+/// The columns an `Order` is read from, in `order_of`'s order.
+const SELECT_ORDERS: &str = "SELECT id, customer, sku, quantity, price_cents, discount_cents, \
+                             total_cents, weight_grams FROM orders";
+
+/// An order as `SELECT_ORDERS` reads it.
+fn order_of(row: &slipway_postgres::Row) -> Order {
+    Order {
+        id: row.get::<_, i64>(0).to_string(),
+        customer: row.get(1),
+        sku: row.get(2),
+        quantity: u32::try_from(row.get::<_, i32>(3)).unwrap_or_default(),
+        price_cents: unsigned(row.get(4)),
+        discount_cents: unsigned(row.get(5)),
+        total_cents: unsigned(row.get(6)),
+        weight_grams: unsigned(row.get(7)),
     }
 }
 
@@ -281,6 +291,10 @@ async fn get_order(
     state.order(number).await?.map(Json).ok_or_else(unknown)
 }
 
+async fn list_orders(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Order>>, ApiError> {
+    state.orders().await.map(Json)
+}
+
 async fn run() -> Result<(), Box<dyn Error>> {
     let platform = Platform::from_env(SERVICE)?;
     let state = AppState {
@@ -291,7 +305,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         orders: slipway_postgres::connect(&platform.database_url("orders-db")?).await?,
     };
     let router = Router::new()
-        .route("/orders", post(create_order))
+        .route("/orders", post(create_order).get(list_orders))
         .route("/orders/{id}", get(get_order))
         .with_state(Arc::new(state));
     platform.serve(router).await?;
