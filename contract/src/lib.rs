@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// The socket address a service listens on (`0.0.0.0:8080`).
 pub const LISTEN_ADDR: &str = "LISTEN_ADDR";
-/// `error`, `warn`, `info` or `debug`.
+/// `error`, `warn`, `info` or `debug` (`LogLevel`).
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
 /// The environment a service runs in: `dev`, `prod`, `ci`, a preview's name.
 pub const ENVIRONMENT: &str = "SLIPWAY_ENV";
@@ -39,6 +39,48 @@ pub fn is_contract_step(sql: &str) -> bool {
     let first = sql.lines().next().unwrap_or_default();
     let words = |text: &str| text.split_whitespace().collect::<String>();
     words(first) == words(CONTRACT_STEP)
+}
+
+/// How much a service logs (`LOG_LEVEL`): each level writes the lines of those before it;
+/// ordered from the least to the most said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    /// Every level, least said first.
+    pub const ALL: [LogLevel; 4] =
+        [LogLevel::Error, LogLevel::Warn, LogLevel::Info, LogLevel::Debug];
+
+    /// The level named exactly `name` (`error`, `warn`, `info`, `debug`).
+    pub fn named(name: &str) -> Option<LogLevel> {
+        LogLevel::ALL.into_iter().find(|level| level.as_str() == name)
+    }
+
+    /// A `LOG_LEVEL` value as a service reads it: a level's name in any case, spaces aside.
+    pub fn parse(value: &str) -> Option<LogLevel> {
+        LogLevel::ALL.into_iter().find(|level| level.as_str().eq_ignore_ascii_case(value.trim()))
+    }
+
+    /// Its name: what `LOG_LEVEL` holds and a log line's `level` says.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
+impl std::fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A migration's file name read as its version and what it does: `V2__add_notes.sql` →
@@ -87,6 +129,16 @@ mod tests {
     fn a_role_names_its_url_variable() {
         assert_eq!(url_var("catalog"), "CATALOG_URL");
         assert_eq!(url_var("order-history"), "ORDER_HISTORY_URL");
+    }
+
+    #[test]
+    fn a_log_level_is_named_exactly_in_declarations_and_read_leniently_by_services() {
+        assert_eq!(LogLevel::named("warn"), Some(LogLevel::Warn));
+        assert_eq!(LogLevel::named("WARN"), None);
+        assert_eq!(LogLevel::parse(" WARN "), Some(LogLevel::Warn));
+        assert_eq!(LogLevel::parse("loud"), None);
+        assert!(LogLevel::Error < LogLevel::Debug, "debug says the most");
+        assert_eq!(LogLevel::Info.to_string(), "info");
     }
 
     #[test]

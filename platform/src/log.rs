@@ -5,27 +5,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-/// How important a log line is; a logger drops lines less important than its own level
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Error,
-    Warn,
-    Info,
-    Debug,
-}
-
-impl Level {
-    /// Parses a `LOG_LEVEL` value (`error`, `warn`, `info`, `debug`, any case)
-    pub fn parse(value: &str) -> Option<Level> {
-        let all = [Level::Error, Level::Warn, Level::Info, Level::Debug];
-        all.into_iter().find(|l| l.as_str().eq_ignore_ascii_case(value.trim()))
-    }
-
-    /// The name written in the `level` field of a line
-    pub fn as_str(self) -> &'static str {
-        ["error", "warn", "info", "debug"][self as usize]
-    }
-}
+/// How important a log line is; a logger drops lines less important than its own level (the
+/// contract's `LogLevel`: `Level::parse` reads `LOG_LEVEL`)
+pub use slipway_contract::LogLevel as Level;
 
 /// A cheap-to-clone logger that stamps every line with the service and environment
 #[derive(Clone, Debug)]

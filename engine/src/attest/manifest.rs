@@ -76,9 +76,9 @@ fn statement(
             test_images: built
                 .test_images
                 .iter()
-                .map(|(suite, digest)| ArtifactRef {
-                    name: format!("{reference}/test-image/{suite}"),
-                    digest: digest.clone(),
+                .map(|image| ArtifactRef {
+                    name: format!("{reference}/test-image/{}", image.name()),
+                    digest: image.digest.clone(),
                 })
                 .collect(),
             sbom: ArtifactRef { name: format!("{reference}/sbom"), digest: built.sbom.clone() },
@@ -211,8 +211,8 @@ fn every_image<'a>(
 ) -> impl Iterator<Item = (&'a Repository, String, &'a Digest)> {
     plan.services.iter().zip(built).flat_map(|(planned, built)| {
         let repository = &planned.reference.repository;
-        let suites = built.test_images.iter().map(move |(name, digest)| {
-            (repository, format!("{} (suite {name})", planned.reference), digest)
+        let suites = built.test_images.iter().map(move |image| {
+            (repository, format!("{} (suite {})", planned.reference, image.name()), &image.digest)
         });
         std::iter::once((repository, planned.reference.to_string(), &built.image.digest))
             .chain(suites)

@@ -103,11 +103,27 @@ pub struct BuiltService {
     pub image_reused: bool,
     /// (suite package, test pack digest)
     pub testpacks: Vec<(String, Digest)>,
-    /// (`<suite>-<executable>`, runnable test image digest), one per test executable
-    pub test_images: Vec<(String, Digest)>,
+    /// The suites' executables as runnable images, one per test executable.
+    pub test_images: Vec<TestImage>,
     pub sbom: Digest,
     /// A data store's migrations artifact.
     pub migrations: Option<Digest>,
+}
+
+/// One test executable of a suite as a runnable image.
+#[derive(Debug, Clone)]
+pub struct TestImage {
+    /// The suite's package.
+    pub suite: String,
+    pub executable: String,
+    pub digest: Digest,
+}
+
+impl TestImage {
+    /// `<suite>-<executable>`, as the build manifest names it.
+    pub fn name(&self) -> String {
+        format!("{}-{}", self.suite, self.executable)
+    }
 }
 
 /// What says a service is ready, in a plan's line: `health /health`, or a store's

@@ -11,7 +11,7 @@ use crate::attest::manifest::{self, ManifestSummary};
 use crate::build::cache::Cache;
 use crate::build::cargo::{self, Executables};
 use crate::build::image::{self, ImageError, ImageSpec};
-use crate::build::plan::{BuiltService, Plan, PlannedService};
+use crate::build::plan::{BuiltService, Plan, PlannedService, TestImage};
 use crate::build::sbom;
 use crate::build::secrets::{self, AllowList};
 use crate::build::testpack;
@@ -284,8 +284,8 @@ fn build_and_test(
                         images: built
                             .test_images
                             .iter()
-                            .filter(|(name, _)| name.starts_with(&format!("{suite}-")))
-                            .map(|(_, image)| image.clone())
+                            .filter(|image| &image.suite == suite)
+                            .map(|image| image.digest.clone())
                             .collect(),
                     })
                     .collect(),
@@ -677,7 +677,6 @@ impl Packing<'_> {
 /// repository's layout keeps one tagged image per version (oci-image-tool cannot pick a
 /// ref among several image manifests). A libtest executable is its own
 /// runner: it reads the `<ROLE>_URL`s, runs every test, and exits non-zero when one fails.
-/// Returns (`<suite>-<executable>`, image digest) for each.
 fn build_test_images(
     project: &Project,
     plan: &Plan,
@@ -686,11 +685,13 @@ fn build_test_images(
     files: Vec<Executable>,
     cache: &Cache,
     steps: &Steps,
-) -> Result<Vec<(String, Digest)>> {
+) -> Result<Vec<TestImage>> {
     let repository = &planned.reference.repository;
     let mut built = Vec::new();
     for (executable, binary) in files {
         let name = format!("{suite}-{executable}");
+        let test_image =
+            |digest| TestImage { suite: suite.to_owned(), executable: executable.clone(), digest };
         let mut labels = labels(plan, planned);
         labels.insert("dev.slipway.suite".to_owned(), suite.to_owned());
         let key = Cache::key(&ImageInputs {
@@ -707,13 +708,13 @@ fn build_test_images(
             cached_manifest((project, steps), cache, "test-images", &key, repository)
         {
             steps.note(&format!("reused test image {name} {}", manifest.digest.short()));
-            built.push((name, manifest.digest));
+            built.push(test_image(manifest.digest));
             continue;
         }
         let spec = ImageSpec {
             repository: repository.clone(),
             tag: planned.reference.tag.clone(),
-            binary_name: executable,
+            binary_name: executable.clone(),
             binary,
             extra: Vec::new(),
             epoch: planned.source.epoch,
@@ -723,7 +724,7 @@ fn build_test_images(
         image::publish(project.store(), repository, &image, None)?;
         cache.put("test-images", &key, &Cached { manifest: image.manifest.digest.clone() })?;
         steps.note(&format!("test image {name} {}", image.manifest.digest.short()));
-        built.push((name, image.manifest.digest));
+        built.push(test_image(image.manifest.digest));
     }
     Ok(built)
 }

@@ -7,13 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use slipway_contract as contract;
+use slipway_contract::{self as contract, LogLevel};
 use toml_edit::{DocumentMut, Item, TableLike, Value};
 
 use crate::model::layout::Layout;
 use crate::model::names::{MetadataError, MetadataErrors, Name};
 
-const LOG_LEVELS: [&str; 4] = ["error", "warn", "info", "debug"];
 const PARAM_KEYS: [&str; 8] =
     ["replicas", "log-level", "resources", "alerts", "timeout", "rate-limit", "storage", "backups"];
 /// The parameters only a data store has.
@@ -26,7 +25,7 @@ const ENVIRONMENT_KEYS: [&str; 7] =
 pub struct Params {
     pub replicas_min: Option<u32>,
     pub replicas_max: Option<u32>,
-    pub log_level: Option<String>,
+    pub log_level: Option<LogLevel>,
     pub cpu: Option<String>,
     pub memory: Option<String>,
     /// The 5xx share of requests above which the error-ratio alert fires, e.g. `0.05`.
@@ -47,7 +46,8 @@ pub struct Params {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resolved {
     pub replicas: Replicas,
-    pub log_level: String,
+    #[serde(with = "log_level")]
+    pub log_level: LogLevel,
     pub resources: Resources,
     pub alerts: Thresholds,
     /// How long a call to a dependency may take, in milliseconds (`REQUEST_TIMEOUT`).
@@ -60,6 +60,25 @@ pub struct Resolved {
     /// Where each value came from, by key (`replicas.min`, `log-level`, `resources.cpu`…).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sources: BTreeMap<String, String>,
+}
+
+/// A log level in the ledger and in JSON: its name.
+mod log_level {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use slipway_contract::LogLevel;
+
+    pub fn serialize<S: Serializer>(level: &LogLevel, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(level.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<LogLevel, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        LogLevel::named(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{name}` is not a log level: expected error, warn, info or debug"
+            ))
+        })
+    }
 }
 
 /// What a data store needs of an environment.
@@ -106,7 +125,7 @@ impl Resolved {
     /// the rendered ConfigMap alike.
     pub fn contract(&self) -> Vec<(String, String)> {
         vec![
-            (contract::LOG_LEVEL.to_owned(), self.log_level.clone()),
+            (contract::LOG_LEVEL.to_owned(), self.log_level.to_string()),
             (contract::REQUEST_TIMEOUT.to_owned(), format!("{}ms", self.timeout_ms)),
             (contract::RATE_LIMIT.to_owned(), self.rate_limit.to_string()),
         ]
@@ -189,7 +208,7 @@ fn builtin_defaults() -> Params {
     Params {
         replicas_min: Some(1),
         replicas_max: Some(1),
-        log_level: Some("info".to_owned()),
+        log_level: Some(LogLevel::Info),
         error_ratio: Some("0.05".to_owned()),
         latency_p99_ms: Some(1000),
         timeout_ms: Some(3000),
@@ -325,7 +344,7 @@ impl Environments {
             min: layers.pick("replicas.min", |p| p.replicas_min),
             max: layers.pick("replicas.max", |p| p.replicas_max),
         };
-        let log_level = layers.pick("log-level", |p| p.log_level.clone());
+        let log_level = layers.pick("log-level", |p| p.log_level);
         let resources = Resources {
             cpu: layers.pick("resources.cpu", |p| p.cpu.clone()),
             memory: layers.pick("resources.memory", |p| p.memory.clone()),
@@ -680,11 +699,11 @@ pub fn read_params(
         read_replicas(item, prefix, &mut params, errors);
     }
     if let Some(item) = table.get("log-level") {
-        match item.as_str().filter(|l| LOG_LEVELS.contains(l)) {
-            Some(level) => params.log_level = Some(level.to_owned()),
+        match item.as_str().and_then(LogLevel::named) {
+            Some(level) => params.log_level = Some(level),
             None => errors.push(failure(
                 &format!("{prefix}.log-level"),
-                format!("expected one of {}", LOG_LEVELS.join(", ")),
+                format!("expected one of {}", LogLevel::ALL.map(LogLevel::as_str).join(", ")),
             )),
         }
     }
@@ -867,19 +886,44 @@ fn quantity(text: &str, suffixes: &[&str]) -> bool {
         && number.bytes().any(|b| b != b'0')
 }
 
-/// The keys `config set` may change, with the TOML type each takes.
-pub const SETTABLE: [(&str, &str); 11] = [
-    ("log-level", "string"),
-    ("timeout", "string"),
-    ("rate-limit", "integer"),
-    ("replicas.min", "integer"),
-    ("replicas.max", "integer"),
-    ("resources.cpu", "string"),
-    ("resources.memory", "string"),
-    ("alerts.error-ratio", "float"),
-    ("alerts.latency-p99", "string"),
-    ("storage", "string"),
-    ("backups", "string"),
+/// The TOML value a setting takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setting {
+    /// A string: a level, a duration, a quantity.
+    Text,
+    Integer,
+    /// A number with a fraction, like a ratio.
+    Float,
+}
+
+impl Setting {
+    /// `value` as this TOML value; `Err` says what was expected.
+    fn value(self, value: &str) -> Result<toml_edit::Item, String> {
+        let typed = match self {
+            Setting::Integer => value.parse::<i64>().ok().map(toml_edit::value),
+            Setting::Float => value.parse::<f64>().ok().map(toml_edit::value),
+            Setting::Text => Some(toml_edit::value(value)),
+        };
+        typed.ok_or_else(|| match self {
+            Setting::Integer => format!("`{value}` is not a whole number"),
+            Setting::Float | Setting::Text => format!("`{value}` is not a number"),
+        })
+    }
+}
+
+/// The keys `config set` may change, with the TOML value each takes.
+pub const SETTABLE: [(&str, Setting); 11] = [
+    ("log-level", Setting::Text),
+    ("timeout", Setting::Text),
+    ("rate-limit", Setting::Integer),
+    ("replicas.min", Setting::Integer),
+    ("replicas.max", Setting::Integer),
+    ("resources.cpu", Setting::Text),
+    ("resources.memory", Setting::Text),
+    ("alerts.error-ratio", Setting::Float),
+    ("alerts.latency-p99", Setting::Text),
+    ("storage", Setting::Text),
+    ("backups", Setting::Text),
 ];
 
 /// `text` (the environments file) with `key` (`timeout`, `replicas.min`…) set to `value` in
@@ -900,17 +944,7 @@ pub fn set_param(
             format!("not a setting `config set` changes: expected one of {}", known.join(", ")),
         ));
     };
-    let typed = match *kind {
-        "integer" => value.parse::<i64>().ok().map(toml_edit::value),
-        "float" => value.parse::<f64>().ok().map(toml_edit::value),
-        _ => Some(toml_edit::value(value)),
-    };
-    let Some(typed) = typed else {
-        return Err(refuse(
-            key,
-            format!("`{value}` is not a{} {kind}", if *kind == "integer" { "n" } else { "" }),
-        ));
-    };
+    let typed = kind.value(value).map_err(|why| refuse(key, why))?;
     let mut document: DocumentMut = text
         .parse()
         .map_err(|e: toml_edit::TomlError| refuse("", format!("not valid TOML: {e}")))?;
@@ -1308,7 +1342,7 @@ resources = { memory = "256Mi" }
         assert_eq!(envs.previous("dev"), None);
         let orders = envs.resolve(prod, "shop-orders");
         assert_eq!(orders.replicas, Replicas { min: 3, max: 6 });
-        assert_eq!(orders.log_level, "warn");
+        assert_eq!(orders.log_level, LogLevel::Warn);
         assert_eq!(orders.resources, Resources { cpu: "100m".into(), memory: "256Mi".into() });
         assert_eq!(
             (orders.resources.memory_bytes(), orders.resources.cpu_millis()),
@@ -1317,7 +1351,7 @@ resources = { memory = "256Mi" }
         let whole = Resources { cpu: "2".into(), memory: "1Gi".into() };
         assert_eq!((whole.memory_bytes(), whole.cpu_millis()), (1 << 30, 2000));
         let catalog = envs.resolve(dev, "shop-catalog");
-        assert_eq!((catalog.replicas.max, catalog.log_level.as_str()), (2, "info"));
+        assert_eq!((catalog.replicas.max, catalog.log_level), (2, LogLevel::Info));
         assert!(envs.check(&["shop-orders".into(), "shop-catalog".into()]).is_empty());
     }
 

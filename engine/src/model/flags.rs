@@ -15,7 +15,45 @@ use crate::model::names::{MetadataError, MetadataErrors, Name};
 
 const FLAG_KEYS: [&str; 7] =
     ["name", "type", "description", "owner", "variants", "default", "environments"];
-const TYPES: [&str; 4] = ["boolean", "string", "number", "object"];
+
+/// What a flag's variants are (`type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlagType {
+    Boolean,
+    String,
+    Number,
+    Object,
+}
+
+impl FlagType {
+    const ALL: [FlagType; 4] =
+        [FlagType::Boolean, FlagType::String, FlagType::Number, FlagType::Object];
+
+    /// Its name in a declaration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlagType::Boolean => "boolean",
+            FlagType::String => "string",
+            FlagType::Number => "number",
+            FlagType::Object => "object",
+        }
+    }
+
+    fn named(name: &str) -> Option<FlagType> {
+        FlagType::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
+    /// The type of `value`.
+    fn of(value: &Value) -> FlagType {
+        match value {
+            Value::Boolean(_) => FlagType::Boolean,
+            Value::String(_) => FlagType::String,
+            Value::Number(_) => FlagType::Number,
+            Value::Object(_) => FlagType::Object,
+        }
+    }
+}
 
 /// A variant's value, of the flag's type.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -55,7 +93,7 @@ pub fn describe(state: &State) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Flag {
     pub name: Name,
-    pub kind: String,
+    pub kind: FlagType,
     pub description: String,
     /// The service (`<application>-<role>`) that owns it.
     pub owner: String,
@@ -260,12 +298,13 @@ fn read_flag(
             None
         }
     });
-    let kind = text("type", errors).filter(|kind| {
-        let known = TYPES.contains(&kind.as_str());
-        if !known {
+    let kind = text("type", errors).and_then(|kind| {
+        let known = FlagType::named(&kind);
+        if known.is_none() {
+            let types = FlagType::ALL.map(FlagType::as_str).join(", ");
             errors.push(failure(
                 &format!("{prefix}.type"),
-                format!("`{kind}` is not a flag type: expected one of {}", TYPES.join(", ")),
+                format!("`{kind}` is not a flag type: expected one of {types}"),
             ));
         }
         known
@@ -281,7 +320,7 @@ fn read_flag(
         }
         known
     });
-    let variants = read_variants(table.get("variants"), &prefix, kind.as_deref(), errors);
+    let variants = read_variants(table.get("variants"), &prefix, kind, errors);
     let default = text("default", errors).filter(|default| {
         let known = variants.contains_key(default) || variants.is_empty();
         if !known {
@@ -292,7 +331,7 @@ fn read_flag(
         }
         known
     });
-    let shape = Shape { kind: kind.as_deref(), variants: &variants, default: default.as_deref() };
+    let shape = Shape { kind, variants: &variants, default: default.as_deref() };
     let states = match table.get("environments") {
         Some(item) => read_states(item, &prefix, environments, &shape, errors),
         None => BTreeMap::new(),
@@ -315,7 +354,7 @@ fn read_flag(
 fn read_variants(
     item: Option<&Item>,
     prefix: &str,
-    kind: Option<&str>,
+    kind: Option<FlagType>,
     errors: &mut Vec<MetadataError>,
 ) -> BTreeMap<String, Value> {
     let mut variants = BTreeMap::new();
@@ -324,11 +363,13 @@ fn read_variants(
             for (variant, value) in declared.iter() {
                 let key = format!("{prefix}.variants.{variant}");
                 match (kind, value_of(value)) {
-                    (Some(kind), Some(value)) if type_of(&value) == kind => {
+                    (Some(kind), Some(value)) if FlagType::of(&value) == kind => {
                         variants.insert(variant.to_owned(), value);
                     }
-                    (Some(kind), _) => errors
-                        .push(failure(&key, format!("expected a {kind} value: the flag's type"))),
+                    (Some(kind), _) => errors.push(failure(
+                        &key,
+                        format!("expected a {} value: the flag's type", kind.as_str()),
+                    )),
                     (None, _) => {}
                 }
             }
@@ -343,7 +384,7 @@ fn read_variants(
 
 /// What a flag's state in an environment is read against: its type, variants, default.
 struct Shape<'a> {
-    kind: Option<&'a str>,
+    kind: Option<FlagType>,
     variants: &'a BTreeMap<String, Value>,
     default: Option<&'a str>,
 }
@@ -388,7 +429,7 @@ fn read_states(
 fn read_state(
     item: &Item,
     key: &str,
-    kind: Option<&str>,
+    kind: Option<FlagType>,
     variants: &BTreeMap<String, Value>,
     default: Option<&str>,
     errors: &mut Vec<MetadataError>,
@@ -402,7 +443,7 @@ fn read_state(
         }
         if let Some(percent) = text.strip_suffix('%') {
             let on = percent.parse::<u32>().ok().filter(|p| *p <= 100);
-            let boolean = kind == Some("boolean");
+            let boolean = kind == Some(FlagType::Boolean);
             let (Some(on), true) = (on, boolean) else {
                 errors.push(failure(key, "a percentage rolls out a boolean flag's `true` variant: expected \"0%\"…\"100%\", or weights like { blue = 20, green = 80 }"));
                 return None;
@@ -500,15 +541,6 @@ fn table_json(table: &toml_edit::InlineTable) -> String {
     }
     serde_json::Value::Object(table.iter().map(|(k, v)| (k.to_owned(), value(v))).collect())
         .to_string()
-}
-
-fn type_of(value: &Value) -> &'static str {
-    match value {
-        Value::Boolean(_) => "boolean",
-        Value::String(_) => "string",
-        Value::Number(_) => "number",
-        Value::Object(_) => "object",
-    }
 }
 
 /// The sample's flag, as the tests here and in `render::flags` declare it.

@@ -306,17 +306,22 @@ pub fn changes(before: &State, after: &State) -> Vec<String> {
 /// A configuration in the words of its declaration (`config set`'s keys): `timeout` →
 /// `500ms`, `replicas.min` → `3`…
 fn worded(settings: &Resolved) -> BTreeMap<&'static str, String> {
-    BTreeMap::from([
+    let mut worded = BTreeMap::from([
         ("replicas.min", settings.replicas.min.to_string()),
         ("replicas.max", settings.replicas.max.to_string()),
-        ("log-level", settings.log_level.clone()),
+        ("log-level", settings.log_level.to_string()),
         ("resources.cpu", settings.resources.cpu.clone()),
         ("resources.memory", settings.resources.memory.clone()),
         ("alerts.error-ratio", settings.alerts.error_ratio.clone()),
         ("alerts.latency-p99", format!("{}ms", settings.alerts.latency_p99_ms)),
         ("timeout", format!("{}ms", settings.timeout_ms)),
         ("rate-limit", settings.rate_limit.to_string()),
-    ])
+    ]);
+    if let Some(data) = &settings.data {
+        worded.insert("storage", data.storage.clone());
+        worded.insert("backups", format!("{}d", data.backup_days));
+    }
+    worded
 }
 
 #[cfg(test)]
