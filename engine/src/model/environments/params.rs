@@ -1,0 +1,531 @@
+//! Service parameters: what each layer declares (`Params`), how the layers resolve into one
+//! validated configuration (`Resolved`), how they are read from a table, and the edits
+//! `config set` makes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use slipway_contract::{self as contract, LogLevel};
+use toml_edit::{Item, TableLike};
+
+use super::{Environment, Environments, failure};
+use crate::model::names::MetadataError;
+
+pub(super) const PARAM_KEYS: [&str; 8] =
+    ["replicas", "log-level", "resources", "alerts", "timeout", "rate-limit", "storage", "backups"];
+/// The parameters only a data store has.
+pub(super) const STORE_KEYS: [&str; 2] = ["storage", "backups"];
+
+/// Service parameters as declared at one level; unset fields come from the level above.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Params {
+    pub replicas_min: Option<u32>,
+    pub replicas_max: Option<u32>,
+    pub log_level: Option<LogLevel>,
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+    /// The 5xx share of requests above which the error-ratio alert fires, e.g. `0.05`.
+    pub error_ratio: Option<String>,
+    /// The p99 latency above which the latency alert fires, in milliseconds.
+    pub latency_p99_ms: Option<u64>,
+    /// How long a call to a dependency may take, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Requests per second one instance serves (0: no limit).
+    pub rate_limit: Option<u32>,
+    /// A data store's volume, a Kubernetes quantity like `1Gi`.
+    pub storage: Option<String>,
+    /// How many days a data store's daily backups are kept (0: none).
+    pub backup_days: Option<u32>,
+}
+
+/// One service's configuration in one environment, fully resolved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolved {
+    pub replicas: Replicas,
+    #[serde(with = "log_level")]
+    pub log_level: LogLevel,
+    pub resources: Resources,
+    pub alerts: Thresholds,
+    /// How long a call to a dependency may take, in milliseconds (`REQUEST_TIMEOUT`).
+    pub timeout_ms: u64,
+    /// Requests per second one instance serves, 0 for no limit (`RATE_LIMIT`).
+    pub rate_limit: u32,
+    /// What a data store needs of its environment; `None` for an HTTP service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataNeeds>,
+    /// Where each value came from, by key (`replicas.min`, `log-level`, `resources.cpu`…).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, String>,
+}
+
+/// A log level in the ledger and in JSON: its name.
+mod log_level {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use slipway_contract::LogLevel;
+
+    pub fn serialize<S: Serializer>(level: &LogLevel, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(level.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<LogLevel, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        LogLevel::named(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{name}` is not a log level: expected error, warn, info or debug"
+            ))
+        })
+    }
+}
+
+/// What a data store needs of an environment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataNeeds {
+    /// Its volume, a Kubernetes quantity (`storage`).
+    pub storage: String,
+    /// How many days its daily backups are kept; 0: no backups (`backups`).
+    pub backup_days: u32,
+}
+
+impl Default for DataNeeds {
+    /// The built-in layer's.
+    fn default() -> DataNeeds {
+        DataNeeds {
+            storage: BUILTIN.storage.clone().unwrap_or_default(),
+            backup_days: BUILTIN.backup_days.unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replicas {
+    pub min: u32,
+    pub max: u32,
+}
+
+/// Where the standard alerts of a service fire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// The 5xx share of requests, e.g. `0.05`.
+    pub error_ratio: String,
+    pub latency_p99_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub cpu: String,
+    pub memory: String,
+}
+
+impl Resolved {
+    /// The operational settings as the platform contract's variables, for the runtime and
+    /// the rendered ConfigMap alike.
+    pub fn contract(&self) -> Vec<(String, String)> {
+        vec![
+            (contract::LOG_LEVEL.to_owned(), self.log_level.to_string()),
+            (contract::REQUEST_TIMEOUT.to_owned(), format!("{}ms", self.timeout_ms)),
+            (contract::RATE_LIMIT.to_owned(), self.rate_limit.to_string()),
+        ]
+    }
+
+    /// The digest of the configuration itself (where each value came from aside): what a
+    /// ledger entry records, so moving a declaration changes nothing that runs.
+    pub fn config_digest(&self) -> crate::model::digest::Digest {
+        let effective = Resolved { sources: BTreeMap::new(), ..self.clone() };
+        crate::model::digest::Digest::of(&crate::determinism::canonical_json(&effective))
+    }
+}
+
+impl Resources {
+    /// The memory quantity in bytes (`64Mi` is 67108864); validated when read.
+    pub fn memory_bytes(&self) -> i64 {
+        let (number, unit) =
+            [("Ki", 1i64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40)]
+                .iter()
+                .find_map(|(suffix, unit)| self.memory.strip_suffix(suffix).map(|n| (n, *unit)))
+                .unwrap_or((self.memory.as_str(), 1));
+        number.parse::<i64>().unwrap_or(0).saturating_mul(unit)
+    }
+
+    /// The CPU quantity in thousandths of a CPU (`250m` is 250, `2` is 2000).
+    pub fn cpu_millis(&self) -> u64 {
+        match self.cpu.strip_suffix('m') {
+            Some(millis) => millis.parse().unwrap_or(0),
+            None => self.cpu.parse::<u64>().unwrap_or(0).saturating_mul(1000),
+        }
+    }
+}
+
+/// What every service gets where nothing else is declared.
+pub(super) fn builtin_defaults() -> Params {
+    Params {
+        replicas_min: Some(1),
+        replicas_max: Some(1),
+        log_level: Some(LogLevel::Info),
+        error_ratio: Some("0.05".to_owned()),
+        latency_p99_ms: Some(1000),
+        timeout_ms: Some(3000),
+        rate_limit: Some(0),
+        cpu: Some("100m".to_owned()),
+        memory: Some("128Mi".to_owned()),
+        storage: Some("1Gi".to_owned()),
+        backup_days: Some(7),
+    }
+}
+
+/// The built-in layer, under every other.
+pub(super) static BUILTIN: std::sync::LazyLock<Params> = std::sync::LazyLock::new(builtin_defaults);
+
+/// The layers of one service's parameters in one environment, first found first, and where
+/// each value picked came from.
+pub(super) struct Layers<'a> {
+    layers: Vec<(String, &'a Params)>,
+    sources: BTreeMap<String, String>,
+}
+
+impl Layers<'_> {
+    /// The first layer's value of `key`; the built-in layer has every one.
+    fn pick<T>(&mut self, key: &str, get: impl Fn(&Params) -> Option<T>) -> T {
+        let (source, value) = self
+            .layers
+            .iter()
+            .find_map(|(source, params)| get(params).map(|value| (source, value)))
+            .unwrap_or_else(|| unreachable!("the built-in defaults set every value"));
+        self.sources.insert(key.to_owned(), source.clone());
+        value
+    }
+}
+
+/// `services.<name> = { … }`: a service's own parameters in this environment.
+pub(super) fn read_services(
+    item: &Item,
+    prefix: &str,
+    errors: &mut Vec<MetadataError>,
+) -> BTreeMap<String, Params> {
+    let mut services = BTreeMap::new();
+    let Some(table) = item.as_table_like() else {
+        errors.push(failure(&format!("{prefix}.services"), "expected a table of services"));
+        return services;
+    };
+    for (service, item) in table.iter() {
+        let key = format!("{prefix}.services.{service}");
+        match item.as_table_like() {
+            Some(table) => {
+                services.insert(service.to_owned(), read_params(table, &key, &[], errors));
+            }
+            None => errors.push(failure(&key, "expected a table of parameters")),
+        }
+    }
+    services
+}
+
+/// Why a service that is not a data store cannot have `key`.
+pub(super) fn not_a_store(service: &str, key: &str) -> String {
+    format!(
+        "`{service}` is not a data store: `{key}` is a data store's (a service with kind = \"postgres\"); remove it"
+    )
+}
+
+/// Reads the service parameters (`replicas`, `log-level`, `timeout`, `rate-limit`,
+/// `alerts`, `resources`, and a data store's `storage` and `backups`) from `table`; other
+/// keys must be in `also`.
+pub fn read_params(
+    table: &dyn TableLike,
+    prefix: &str,
+    also: &[&str],
+    errors: &mut Vec<MetadataError>,
+) -> Params {
+    let mut params = Params::default();
+    for (key, _) in table.iter().filter(|(k, _)| !PARAM_KEYS.contains(k) && !also.contains(k)) {
+        let mut known: Vec<&str> = PARAM_KEYS.to_vec();
+        known.extend_from_slice(also);
+        errors.push(failure(
+            &format!("{prefix}.{key}"),
+            format!("unknown key: expected one of {}", known.join(", ")),
+        ));
+    }
+    if let Some(item) = table.get("replicas") {
+        read_replicas(item, prefix, &mut params, errors);
+    }
+    if let Some(item) = table.get("log-level") {
+        match item.as_str().and_then(LogLevel::named) {
+            Some(level) => params.log_level = Some(level),
+            None => errors.push(failure(
+                &format!("{prefix}.log-level"),
+                format!("expected one of {}", LogLevel::ALL.map(LogLevel::as_str).join(", ")),
+            )),
+        }
+    }
+    if let Some(item) = table.get("timeout") {
+        match item.as_str().and_then(parse_millis).filter(|ms| *ms > 0) {
+            Some(ms) => params.timeout_ms = Some(ms),
+            None => errors.push(failure(
+                &format!("{prefix}.timeout"),
+                "expected how long a call to a dependency may take, like \"3s\" or \"500ms\"",
+            )),
+        }
+    }
+    if let Some(item) = table.get("rate-limit") {
+        match item.as_integer().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) => params.rate_limit = Some(n),
+            None => errors.push(failure(
+                &format!("{prefix}.rate-limit"),
+                "expected requests per second one instance serves, a whole number (0: no limit)",
+            )),
+        }
+    }
+    if let Some(item) = table.get("alerts") {
+        read_alerts(item, prefix, &mut params, errors);
+    }
+    if let Some(item) = table.get("resources") {
+        read_resources(item, prefix, &mut params, errors);
+    }
+    read_data_needs(table, prefix, &mut params, errors);
+    params
+}
+
+/// A data store's `storage` (a quantity like `"1Gi"`) and `backups` (whole days like `"7d"`,
+/// `"0"` for none).
+pub(super) fn read_data_needs(
+    table: &dyn TableLike,
+    prefix: &str,
+    params: &mut Params,
+    errors: &mut Vec<MetadataError>,
+) {
+    if let Some(item) = table.get("storage") {
+        match item.as_str().filter(|text| quantity(text, &["Mi", "Gi", "Ti"])) {
+            Some(text) => params.storage = Some(text.to_owned()),
+            None => errors.push(failure(
+                &format!("{prefix}.storage"),
+                "expected a data store's volume, a Kubernetes quantity like \"1Gi\" or \"500Mi\"",
+            )),
+        }
+    }
+    if let Some(item) = table.get("backups") {
+        let days = item
+            .as_str()
+            .and_then(contract::parse_duration)
+            .filter(|d| d.as_secs() % 86_400 == 0 && d.subsec_nanos() == 0)
+            .and_then(|d| u32::try_from(d.as_secs() / 86_400).ok());
+        match days {
+            Some(days) => params.backup_days = Some(days),
+            None => errors.push(failure(
+                &format!("{prefix}.backups"),
+                "expected how long a data store's daily backups are kept, in whole days like \"7d\" (\"0\": no backups)",
+            )),
+        }
+    }
+}
+
+/// `replicas = { min, max }`: whole numbers of at least 1, max not below min.
+pub(super) fn read_replicas(
+    item: &Item,
+    prefix: &str,
+    params: &mut Params,
+    errors: &mut Vec<MetadataError>,
+) {
+    let Some(replicas) = item.as_table_like() else {
+        errors.push(failure(
+            &format!("{prefix}.replicas"),
+            "expected a table like { min = 1, max = 3 }",
+        ));
+        return;
+    };
+    for (key, _) in replicas.iter().filter(|(k, _)| !["min", "max"].contains(k)) {
+        errors.push(failure(
+            &format!("{prefix}.replicas.{key}"),
+            "unknown key: expected min and max",
+        ));
+    }
+    let count = |key: &str, errors: &mut Vec<MetadataError>| {
+        let item = replicas.get(key)?;
+        match item.as_integer().and_then(|n| u32::try_from(n).ok()).filter(|n| *n >= 1) {
+            Some(n) => Some(n),
+            None => {
+                errors.push(failure(
+                    &format!("{prefix}.replicas.{key}"),
+                    "expected a whole number of at least 1",
+                ));
+                None
+            }
+        }
+    };
+    params.replicas_min = count("min", errors);
+    params.replicas_max = count("max", errors);
+    if let (Some(min), Some(max)) = (params.replicas_min, params.replicas_max)
+        && max < min
+    {
+        errors.push(failure(
+            &format!("{prefix}.replicas.max"),
+            format!("max ({max}) is less than min ({min})"),
+        ));
+    }
+}
+
+/// `alerts = { error-ratio, latency-p99 }`: a share in (0, 1] and a duration.
+pub(super) fn read_alerts(
+    item: &Item,
+    prefix: &str,
+    params: &mut Params,
+    errors: &mut Vec<MetadataError>,
+) {
+    let Some(alerts) = item.as_table_like() else {
+        errors.push(failure(
+            &format!("{prefix}.alerts"),
+            "expected a table like { error-ratio = 0.05, latency-p99 = \"500ms\" }",
+        ));
+        return;
+    };
+    for (key, value) in alerts.iter() {
+        let full = format!("{prefix}.alerts.{key}");
+        match key {
+            "error-ratio" => {
+                let ratio = value.as_float().or_else(|| value.as_integer().map(|i| i as f64));
+                match ratio.filter(|r| *r > 0.0 && *r <= 1.0) {
+                    Some(ratio) => params.error_ratio = Some(ratio.to_string()),
+                    None => errors.push(failure(
+                        &full,
+                        "expected the share of 5xx answers that fires the alert, above 0 and at most 1, like 0.05",
+                    )),
+                }
+            }
+            "latency-p99" => match value.as_str().and_then(parse_millis) {
+                Some(ms) if ms > 0 => params.latency_p99_ms = Some(ms),
+                _ => errors.push(failure(
+                    &full,
+                    "expected the p99 latency that fires the alert, like \"250ms\" or \"2s\"",
+                )),
+            },
+            _ => errors.push(failure(&full, "unknown key: expected error-ratio and latency-p99")),
+        }
+    }
+}
+
+/// `resources = { cpu, memory }`: Kubernetes quantities.
+pub(super) fn read_resources(
+    item: &Item,
+    prefix: &str,
+    params: &mut Params,
+    errors: &mut Vec<MetadataError>,
+) {
+    let Some(resources) = item.as_table_like() else {
+        errors.push(failure(
+            &format!("{prefix}.resources"),
+            "expected a table like { cpu = \"250m\", memory = \"256Mi\" }",
+        ));
+        return;
+    };
+    for (key, value) in resources.iter() {
+        let text = value.as_str().unwrap_or("");
+        let valid = match key {
+            "cpu" => quantity(text, &["m"]),
+            "memory" => quantity(text, &["Ki", "Mi", "Gi", "Ti"]),
+            _ => {
+                errors.push(failure(
+                    &format!("{prefix}.resources.{key}"),
+                    "unknown key: expected cpu and memory",
+                ));
+                continue;
+            }
+        };
+        if !valid {
+            let example = if key == "cpu" { "\"250m\" or \"2\"" } else { "\"256Mi\" or \"1Gi\"" };
+            errors.push(failure(
+                &format!("{prefix}.resources.{key}"),
+                format!("expected a Kubernetes quantity like {example}"),
+            ));
+        } else if key == "cpu" {
+            params.cpu = Some(text.to_owned());
+        } else {
+            params.memory = Some(text.to_owned());
+        }
+    }
+}
+
+/// Whether `text` is a positive whole number with one of `suffixes` (or none).
+pub(super) fn quantity(text: &str, suffixes: &[&str]) -> bool {
+    let number = suffixes.iter().find_map(|s| text.strip_suffix(s)).unwrap_or(text);
+    !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
+        && number.bytes().any(|b| b != b'0')
+}
+
+/// A duration in the contract's one grammar (`slipway_contract::parse_duration`: `500ms`,
+/// `3s`, `2m`, `1h`, `1d`, `0`) in milliseconds.
+pub fn parse_millis(text: &str) -> Option<u64> {
+    contract::parse_duration(text).and_then(|d| u64::try_from(d.as_millis()).ok())
+}
+
+/// The same in whole seconds; a duration with a part of a second is none.
+pub fn parse_duration(text: &str) -> Option<u64> {
+    contract::parse_duration(text).filter(|d| d.subsec_nanos() == 0).map(|d| d.as_secs())
+}
+
+impl Environments {
+    /// `service`'s configuration in `environment`, in layers, each over the one before:
+    /// built-in defaults, `[defaults]`, the environment's own values, the service's own
+    /// declaration (`[package.metadata.service.environments.<env>]`), and the environment's
+    /// `services.<service>` table. Each value says which layer it came from.
+    pub fn resolve(&self, environment: &Environment, service: &str) -> Resolved {
+        let mut layers = self.layers(environment, service);
+        let replicas = Replicas {
+            min: layers.pick("replicas.min", |p| p.replicas_min),
+            max: layers.pick("replicas.max", |p| p.replicas_max),
+        };
+        let log_level = layers.pick("log-level", |p| p.log_level);
+        let resources = Resources {
+            cpu: layers.pick("resources.cpu", |p| p.cpu.clone()),
+            memory: layers.pick("resources.memory", |p| p.memory.clone()),
+        };
+        let alerts = Thresholds {
+            error_ratio: layers.pick("alerts.error-ratio", |p| p.error_ratio.clone()),
+            latency_p99_ms: layers.pick("alerts.latency-p99", |p| p.latency_p99_ms),
+        };
+        let timeout_ms = layers.pick("timeout", |p| p.timeout_ms);
+        let rate_limit = layers.pick("rate-limit", |p| p.rate_limit);
+        let data = self.stores.contains(service).then(|| {
+            // A data store's parameters are its own: where the others came from says nothing.
+            layers.sources.clear();
+            DataNeeds {
+                storage: layers.pick("storage", |p| p.storage.clone()),
+                backup_days: layers.pick("backups", |p| p.backup_days),
+            }
+        });
+        Resolved {
+            replicas,
+            log_level,
+            resources,
+            alerts,
+            timeout_ms,
+            rate_limit,
+            data,
+            sources: layers.sources,
+        }
+    }
+
+    /// `service`'s layers in `environment`, the last declared first, each named.
+    fn layers<'a>(&'a self, environment: &'a Environment, service: &str) -> Layers<'a> {
+        let file = self.file.display().to_string();
+        let declared = self.declared.get(&(environment.name.to_string(), service.to_owned()));
+        let mut layers: Vec<(String, &Params)> = Vec::new();
+        if let Some(params) = environment.services.get(service) {
+            layers.push((
+                format!("{file} environment {} services.{service}", environment.name),
+                params,
+            ));
+        }
+        if let Some(declared) = declared {
+            layers.push((
+                format!(
+                    "{} [package.metadata.service.environments.{}]",
+                    declared.file.display(),
+                    environment.name
+                ),
+                &declared.params,
+            ));
+        }
+        layers.push((format!("{file} environment {}", environment.name), &environment.params));
+        layers.push((format!("{file} [defaults]"), &self.defaults));
+        layers.push(("built-in default".to_owned(), &BUILTIN));
+        Layers { layers, sources: BTreeMap::new() }
+    }
+}
