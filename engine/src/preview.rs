@@ -38,7 +38,6 @@ pub struct Up {
     pub build: Option<String>,
     pub environment: Option<String>,
     pub dry_run: bool,
-    pub json: bool,
 }
 
 /// Why a preview cannot start or stop.
@@ -85,9 +84,10 @@ fn record_path(project: &Project, name: &str) -> PathBuf {
 }
 
 impl Up {
-    /// Starts the services, waits for every health check, records them and prints their
-    /// URLs; nothing is left running when one does not come up.
-    pub fn run(self, project: &Project) -> Result<()> {
+    /// Starts the services, waits for every health check and records them: the record says
+    /// where each answers (`None` for a dry run, which shows the plan). Nothing is left
+    /// running when one does not come up.
+    pub fn run(self, project: &Project) -> Result<Option<Record>> {
         let workspace = project.workspace()?;
         let name = self.name(project, &workspace)?;
         if let Some(record) = read(project, &name)? {
@@ -112,7 +112,7 @@ impl Up {
                     launch.image.short()
                 );
             }
-            return Ok(());
+            return Ok(None);
         }
         eprintln!("preview `{name}`: {source}, {} services as {how}", launches.len());
         let run_dir = folder(project, &name).join("run");
@@ -134,16 +134,7 @@ impl Up {
         let path = record_path(project, &name);
         let bytes = serde_json::to_vec_pretty(&record).map_err(Error::Json)?;
         crate::store::write_atomically(&path, &bytes)?;
-        for service in &record.services {
-            let line = format!("{name}-{:<24} {}", service.service, service.url);
-            // The URLs on standard output, unless that is the JSON's.
-            if self.json { eprintln!("{line}") } else { println!("{line}") }
-        }
-        if self.json {
-            crate::report::print_json(&record)?;
-        }
-        eprintln!("left running: `cargo xtask down {name}` stops them");
-        Ok(())
+        Ok(Some(record))
     }
 
     /// `--name`, checked, or the current branch made DNS-safe.

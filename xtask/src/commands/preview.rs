@@ -34,14 +34,19 @@ impl cli::Up {
             }
             return Ok(());
         }
-        Up {
-            name: self.name,
-            build: self.build,
-            environment: self.env,
-            dry_run: self.dry_run,
-            json: self.json,
+        let up =
+            Up { name: self.name, build: self.build, environment: self.env, dry_run: self.dry_run };
+        let Some(record) = up.run(project)? else { return Ok(()) };
+        for service in &record.services {
+            let line = format!("{}-{:<24} {}", record.name, service.service, service.url);
+            // The URLs on standard output, unless that is the JSON's.
+            if self.json { eprintln!("{line}") } else { println!("{line}") }
         }
-        .run(project)
+        if self.json {
+            slipway::report::print_json(&record)?;
+        }
+        eprintln!("left running: `cargo xtask down {}` stops them", record.name);
+        Ok(())
     }
 }
 
