@@ -4,20 +4,26 @@
 
 pub mod chain;
 pub mod changes;
+mod committed;
 pub mod entry;
 pub mod policy;
 pub mod quarantine;
+mod state;
+mod work_tree;
+
+#[cfg(test)]
+pub(crate) use state::sample_state;
+pub use state::{
+    Change, Quarantine, Rendered, ServiceState, State, committed_digest, parse_state,
+    rendered_digest, upgrade_state,
+};
+use work_tree::touched;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use crate::ledger::chain::Link;
-use crate::ledger::policy::Policy;
 use crate::model::digest::Digest;
-use crate::model::environments::{Resolved, SharedLedger};
-use crate::model::flags::State as FlagState;
+use crate::model::environments::SharedLedger;
 use crate::model::layout::Layout;
 use crate::model::workspace::Workspace;
 use crate::project::Project;
@@ -61,145 +67,6 @@ const QUARANTINE: &str = "quarantine.json";
 pub const RENDERED_FOLDER: &str = "k8s";
 /// The environment's Argo CD `Application`, beside the folder it syncs.
 pub const RENDERED_APPLICATION: &str = "argocd-application.yaml";
-
-/// What an environment runs now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct State {
-    pub environment: String,
-    /// The build manifest the services came from (artifact digest in `slipway-builds`).
-    pub build: Digest,
-    pub version: String,
-    pub commit: String,
-    pub services: BTreeMap<String, ServiceState>,
-    /// Seconds since the epoch.
-    pub promoted_at: u64,
-    pub promoted_by: String,
-    /// Each declared feature flag's state here (empty in states recorded before flags were).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub flags: BTreeMap<String, FlagState>,
-    /// The sha256 of the flagd file (`flags.flagd.json`) the services read here; each
-    /// service's own settings have their digest in `services.<name>.config`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub configuration: Option<Digest>,
-    /// The digest of the declarations this state was decided under (`policy::Policy`): every
-    /// file under `infra/` and every `Cargo.toml`, as the ledger commit holds them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<Digest>,
-}
-
-impl State {
-    /// Whether `other` runs the same: the same images from the same builds, with the same
-    /// settings and flags (when, by whom and the rest aside).
-    pub fn runs_as(&self, other: &State) -> bool {
-        self.services == other.services && self.flags == other.flags
-    }
-
-    /// The flags whose state differs from `other`'s, as `name state` (`new-pricing on`).
-    pub fn flag_changes(&self, other: &State) -> Vec<String> {
-        self.flags
-            .iter()
-            .filter(|(name, state)| other.flags.get(*name) != Some(state))
-            .map(|(name, state)| format!("{name} {}", crate::model::flags::describe(state)))
-            .collect()
-    }
-}
-
-/// What an environment's rendering adds to its ledger commit: files by path under the
-/// environment's folder, which with the state and its entry replace the folder as a whole.
-#[derive(Debug, Clone, Default)]
-pub struct Rendered {
-    pub files: Vec<(String, String)>,
-    /// Declarations changed with this entry (`flag set`, `config set`), by path from the
-    /// workspace root: committed with it, then checked out in the work tree.
-    pub declarations: Vec<(String, String)>,
-}
-
-impl Rendered {
-    /// The digest a signed entry records of what was rendered beside its state.
-    pub fn digest(&self) -> Digest {
-        rendered_digest(self.files.iter().map(|(path, text)| (path.as_str(), text.as_bytes())))
-    }
-}
-
-/// The digest of rendered files (path under the environment's folder → content).
-pub fn rendered_digest<'a>(files: impl Iterator<Item = (&'a str, &'a [u8])>) -> Digest {
-    policy::files_digest(files.map(|(path, bytes)| (path, Digest::of(bytes))))
-}
-
-/// The digest of the files `Ledger::committed_rendered` read.
-pub fn committed_digest(files: &BTreeMap<String, Vec<u8>>) -> Digest {
-    rendered_digest(files.iter().map(|(path, bytes)| (path.as_str(), bytes.as_slice())))
-}
-
-/// One service as an environment runs it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceState {
-    /// The build manifest this service came from (an environment can mix builds: `--only`).
-    pub build: Digest,
-    /// `<repository>:<version>`, as the state's JSON writes it.
-    pub reference: crate::model::reference::ImageRef,
-    pub image: Digest,
-    pub testpacks: Vec<Digest>,
-    /// The suites as runnable images, for rollout analysis and synthetic tests.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub test_images: Vec<Digest>,
-    pub sbom: Digest,
-    /// The digest of the service's resolved configuration in this environment.
-    pub config: Digest,
-    /// That configuration itself, which rendering and replays use (absent in states
-    /// recorded before it was kept: the declaration's is used).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub settings: Option<Resolved>,
-    /// A data store's migration level: every migration its database has applied here, in
-    /// version order (never fewer than before: migrations are not reverted).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub migrations: Vec<crate::model::store::Migration>,
-}
-
-impl ServiceState {
-    /// Its stored suites as `service` runs them in `environment`, labelled so
-    /// (`[running in dev: shop-orders:0.1.0-…]`) and waivable by its version.
-    pub fn running_suites(
-        &self,
-        service: &str,
-        environment: &str,
-    ) -> std::result::Result<Vec<crate::run::replay::StoredSuite>, crate::model::reference::NameError>
-    {
-        let repository: crate::store::Repository = service.parse()?;
-        Ok(self
-            .testpacks
-            .iter()
-            .map(|pack| crate::run::replay::StoredSuite {
-                repository: repository.clone(),
-                testpack: pack.clone(),
-                label: format!("[running in {environment}: {}]", self.reference),
-                origin: Some((service.to_owned(), self.reference.tag.to_string())),
-            })
-            .collect())
-    }
-
-    /// Every image a cluster runs of it: the service's, then each of its suites'.
-    pub fn images(&self) -> impl Iterator<Item = &Digest> {
-        std::iter::once(&self.image).chain(&self.test_images)
-    }
-}
-
-/// Why a build may not be promoted, and who said so.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Quarantine {
-    pub version: String,
-    pub reason: String,
-    pub by: String,
-    /// Seconds since the epoch.
-    pub at: u64,
-}
-
-/// One change of an environment, as git records it.
-#[derive(Debug, Clone)]
-pub struct Change {
-    pub commit: String,
-    pub state: State,
-}
 
 /// Why the ledger cannot be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -640,252 +507,6 @@ fn write_commit(
     Ok(repo.write_object(&commit).map_err(git)?.detach())
 }
 
-/// Says that the ledger's files in the work tree differ from HEAD, and `what` follows.
-fn say_stale(what: &str) {
-    eprintln!(
-        "note: the ledger's files in the work tree differ from HEAD (a ledger command killed while recording leaves them so): {what}"
-    );
-}
-
-/// The paths a change touches, for the work tree: an environment's folder as a whole for
-/// what is in one, else the file itself.
-fn touched(dir: &str, files: &[(String, &[u8])], replaced: &[String]) -> Vec<String> {
-    let mut paths: Vec<String> = replaced.to_vec();
-    for (path, _) in files {
-        let folder = path
-            .strip_prefix(&format!("{dir}/"))
-            .and_then(|rest| rest.split_once('/'))
-            .map(|(environment, _)| format!("{dir}/{environment}"));
-        paths.push(folder.unwrap_or_else(|| path.clone()));
-    }
-    paths.sort();
-    paths.dedup();
-    paths
-}
-
-impl Ledger {
-    /// The ledger's own paths at HEAD: every environment's folder and the quarantine list.
-    /// Nothing else under `manifests/` (a README, say) is the ledger's.
-    fn paths(&self) -> Result<Vec<String>, LedgerError> {
-        let repo = self.open()?;
-        let tree = repo.head_commit().map_err(git)?.tree().map_err(git)?;
-        let mut paths = Vec::new();
-        let Some(dir) = tree.lookup_entry_by_path(&self.dir).map_err(git)? else {
-            return Ok(paths);
-        };
-        let dir = dir.object().map_err(git)?.into_tree();
-        for entry in dir.iter() {
-            let entry = entry.map_err(git)?;
-            let name = entry.filename().to_string();
-            let path = format!("{}/{name}", self.dir);
-            let environment = entry.mode().is_tree()
-                && tree.lookup_entry_by_path(format!("{path}/{STATE}")).map_err(git)?.is_some();
-            if environment || name == QUARANTINE {
-                paths.push(path);
-            }
-        }
-        Ok(paths)
-    }
-
-    /// Brings the ledger's files in the index and work tree to what HEAD holds, touching
-    /// nothing else, and says so when they were not: run before every ledger command, it
-    /// repairs what a command killed while recording left. The commit is recorded either
-    /// way, so this only retries while another git process holds the index lock, then warns.
-    pub fn sync_work_tree(&self, shell: &Shell) {
-        self.restore_declarations_left_ahead(shell);
-        let Some(paths) = self.stale_paths(shell) else { return };
-        say_stale("restoring HEAD's");
-        self.checkout(shell, "HEAD", &paths);
-    }
-
-    /// The files a change killed before its compare-and-swap checked out besides the
-    /// ledger's own (the declarations `flag set` and `config set` commit with their entry):
-    /// put back to HEAD's where they still hold exactly what that change wrote — never a
-    /// file edited since, which stays for its author to commit or discard.
-    fn restore_declarations_left_ahead(&self, shell: &Shell) {
-        let Ok(repo) = self.open() else { return };
-        let marker = repo.git_dir().join(ADVANCING);
-        let Ok(listed) = std::fs::read_to_string(&marker) else { return };
-        let mut lines = listed.lines();
-        let new = lines.next().unwrap_or_default().to_owned();
-        let head = repo.head_id().map(|id| id.to_string()).unwrap_or_default();
-        if head != new {
-            let sh = shell.sh();
-            let declarations: Vec<&str> =
-                lines.filter(|path| !path.starts_with(&format!("{}/", self.dir))).collect();
-            for path in declarations {
-                let as_written = cmd!(sh, "git diff --quiet {new} -- {path}").quiet();
-                if shell.read(as_written).is_ok() {
-                    eprintln!(
-                        "note: {path} holds what a ledger change that never landed (killed before its commit) wrote: restoring HEAD's"
-                    );
-                    self.checkout(shell, "HEAD", &[path.to_owned()]);
-                }
-            }
-        }
-        let _ = std::fs::remove_file(&marker);
-    }
-
-    /// For the commands that only read (`status`, `verify --env`): says first when the
-    /// ledger's files in the work tree differ from HEAD, which is what they read.
-    pub fn warn_if_stale(&self, shell: &Shell) {
-        if let Some(paths) = self.stale_paths(shell) {
-            say_stale(&format!(
-                "this reads HEAD's; the next ledger command restores them, or `git checkout --no-overlay HEAD -- {}`",
-                paths.join(" ")
-            ));
-        }
-    }
-
-    /// The ledger's paths when their index or work-tree files differ from HEAD's.
-    fn stale_paths(&self, shell: &Shell) -> Option<Vec<String>> {
-        let paths = self.paths().ok().filter(|paths| !paths.is_empty())?;
-        let sh = shell.sh();
-        let listed = &paths;
-        let status = shell.read(cmd!(sh, "git status --porcelain -- {listed...}").quiet());
-        status.is_ok_and(|changed| !changed.trim().is_empty()).then_some(paths)
-    }
-
-    /// `paths` in the index and work tree brought to what `commit` holds (files it lacks
-    /// removed), retried while another git process holds the index lock, else a warning.
-    fn checkout(&self, shell: &Shell, commit: &str, paths: &[String]) {
-        if paths.is_empty() {
-            return;
-        }
-        let sh = shell.sh();
-        for attempt in 0..40 {
-            let checkout = cmd!(sh, "git checkout --quiet --no-overlay {commit} -- {paths...}");
-            if shell.read(checkout.quiet()).is_ok() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25 * (attempt % 8 + 1)));
-        }
-        eprintln!(
-            "warning: the ledger's files in the work tree could not be updated: run `git checkout --no-overlay HEAD -- {}`",
-            paths.join(" ")
-        );
-    }
-}
-
-impl Ledger {
-    /// Who changes the ledger, as `Name <email>`: the same identity its commits carry.
-    pub fn promoter(&self) -> Result<String, LedgerError> {
-        let (name, email) = identity(&self.open()?)?;
-        Ok(format!("{name} <{email}>"))
-    }
-
-    /// A name for the base, for people: `HEAD (0123456789ab)`, `origin/main (…)`.
-    fn base_name(&self) -> Result<String, LedgerError> {
-        let id = self.base(&self.open()?)?.id.to_string();
-        let name = match &self.remote {
-            Some(shared) => format!("{}/{}", shared.remote, shared.branch),
-            None => "HEAD".to_owned(),
-        };
-        Ok(format!("{name} ({})", &id[..12]))
-    }
-
-    /// The declarations as the base commit holds them.
-    pub fn policy(&self) -> Result<Policy, LedgerError> {
-        let repo = self.open()?;
-        let tree = self.base(&repo)?.tree().map_err(git)?;
-        let mut files = BTreeMap::new();
-        for entry in tree.traverse().breadthfirst.files().map_err(git)? {
-            let path = entry.filepath.to_string();
-            if entry.mode.is_blob() && policy::is_declaration(&path, &self.infra, &self.dir) {
-                let blob = repo.find_object(entry.oid).map_err(git)?;
-                files.insert(path, Digest::of(&blob.data));
-            }
-        }
-        Ok(Policy { files })
-    }
-
-    /// The policy at the base, once the work tree is found to hold exactly its declarations
-    /// (the workspace's manifests and everything under `infra/` included): what a change
-    /// reads from the work tree is then what is committed. Refused otherwise, naming each
-    /// file that differs.
-    pub fn committed_policy(&self, workspace: &Workspace) -> Result<Policy, LedgerError> {
-        let policy = self.policy()?;
-        let manifests = workspace.services.iter().map(|s| &s.manifest);
-        let manifests = manifests.chain(workspace.suites.iter().map(|s| &s.manifest));
-        let paths = policy.files.keys().cloned().chain(["Cargo.toml".to_owned()]);
-        let paths = paths.chain(manifests.map(|m| m.display().to_string()));
-        let files =
-            policy::differences(&policy, &policy::work_tree(&self.root, &self.infra, paths));
-        if files.is_empty() {
-            Ok(policy)
-        } else {
-            Err(LedgerError::UncommittedPolicy { base: self.base_name()?, files })
-        }
-    }
-
-    /// `environment`'s ledger folder through the branch's first-parent history, newest
-    /// first: one link per change of its state or entry, back to before its first change.
-    pub fn links(&self, environment: &str) -> Result<Vec<Link>, LedgerError> {
-        let repo = self.open()?;
-        let head = self.base(&repo)?.id;
-        let paths = [self.path(environment, STATE), self.path(environment, ENTRY)];
-        let mut links: Vec<Link> = Vec::new();
-        let mut last = None;
-        for info in repo.rev_walk([head]).first_parent_only().all().map_err(git)? {
-            let commit = info.map_err(git)?.object().map_err(git)?;
-            let tree = commit.tree().map_err(git)?;
-            let mut ids = Vec::new();
-            for path in &paths {
-                ids.push(tree.lookup_entry_by_path(path).map_err(git)?.map(|e| e.object_id()));
-            }
-            if ids.iter().all(Option::is_none) {
-                break;
-            }
-            if last.as_ref() == Some(&ids) {
-                // The same files as the newer commit: this older commit made them.
-                if let Some(link) = links.last_mut() {
-                    link.commit = commit.id.to_string();
-                }
-                continue;
-            }
-            let read = |id: Option<gix::ObjectId>| -> Result<Option<Vec<u8>>, LedgerError> {
-                id.map(|id| Ok(repo.find_object(id).map_err(git)?.data.clone())).transpose()
-            };
-            links.push(Link {
-                commit: commit.id.to_string(),
-                state: read(ids[0])?,
-                entry: read(ids[1])?,
-            });
-            last = Some(ids);
-        }
-        Ok(links)
-    }
-
-    /// What is rendered beside `environment`'s state at the base: every file of its folder
-    /// but the state and the entry, by path under the folder.
-    pub fn committed_rendered(
-        &self,
-        environment: &str,
-    ) -> Result<BTreeMap<String, Vec<u8>>, LedgerError> {
-        let repo = self.open()?;
-        let tree = self.base(&repo)?.tree().map_err(git)?;
-        let mut files = BTreeMap::new();
-        let folder = format!("{}/{environment}", self.dir);
-        let Some(entry) = tree.lookup_entry_by_path(&folder).map_err(git)? else {
-            return Ok(files);
-        };
-        let folder = entry.object().map_err(git)?.into_tree();
-        for entry in folder.traverse().breadthfirst.files().map_err(git)? {
-            let path = entry.filepath.to_string();
-            if entry.mode.is_blob() && path != STATE && path != ENTRY {
-                files.insert(path, repo.find_object(entry.oid).map_err(git)?.data.clone());
-            }
-        }
-        Ok(files)
-    }
-
-    /// The digest of the files committed beside `environment`'s state, as its entry signs
-    /// them (`rendered_digest`).
-    pub fn committed_rendered_digest(&self, environment: &str) -> Result<Digest, LedgerError> {
-        Ok(committed_digest(&self.committed_rendered(environment)?))
-    }
-}
-
 /// The committer git records: `user.name` and `user.email` (or `GIT_COMMITTER_NAME` and
 /// `GIT_COMMITTER_EMAIL`); refused when either is missing or empty.
 fn identity(repo: &gix::Repository) -> Result<(String, String), LedgerError> {
@@ -895,26 +516,6 @@ fn identity(repo: &gix::Repository) -> Result<(String, String), LedgerError> {
         return Err(LedgerError::NoIdentity);
     }
     Ok((name, email))
-}
-
-/// Reads a state, also as the first ledger format wrote it: services without their own
-/// `build` came from the state's build.
-pub fn parse_state(bytes: &[u8]) -> Result<State, serde_json::Error> {
-    let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
-    upgrade_state(&mut value);
-    serde_json::from_value(value)
-}
-
-/// Fills in what the first ledger format left out, in a state's JSON.
-pub fn upgrade_state(value: &mut serde_json::Value) {
-    let build = value.get("build").cloned();
-    if let (Some(build), Some(services)) =
-        (build, value.get_mut("services").and_then(|s| s.as_object_mut()))
-    {
-        for service in services.values_mut().filter_map(|s| s.as_object_mut()) {
-            service.entry("build").or_insert_with(|| build.clone());
-        }
-    }
 }
 
 /// The tree of `base` with `files` written into it (each `path` → its new content).
@@ -946,23 +547,6 @@ fn read_state(commit: &gix::Commit<'_>, path: String) -> Result<Option<Change>, 
         why: why.to_string(),
     })?;
     Ok(Some(Change { commit: commit.id.to_string(), state }))
-}
-
-/// A state of `environment` at `version` with no service, for tests.
-#[cfg(test)]
-pub(crate) fn sample_state(environment: &str, version: &str) -> State {
-    State {
-        environment: environment.to_owned(),
-        build: Digest::of(version.as_bytes()),
-        version: version.to_owned(),
-        commit: "0".repeat(40),
-        services: BTreeMap::new(),
-        promoted_at: 1,
-        promoted_by: "tests".to_owned(),
-        flags: BTreeMap::new(),
-        configuration: None,
-        policy: None,
-    }
 }
 
 #[cfg(test)]
