@@ -4,21 +4,30 @@
 //! dropped, on failure, or when Slipway itself dies.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::{self};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use crate::build::image::{self, ImageError};
+use crate::build::image::ImageError;
 use crate::model::digest::Digest;
 use crate::model::workspace::{Kind as ServiceKind, Name, ServiceId};
 use crate::project::RuntimeChoice;
-use crate::run::postgres::{self, PostgresError, Server};
-use crate::run::process::{die_with_parent, tail, wait_for};
+use crate::run::postgres::{PostgresError, Server};
+use crate::run::process::tail;
 use crate::run::runc::{self, Container, Limits, Reaper};
 use crate::store::{Repository, Store};
+
+mod launch;
+mod migrate;
+mod wiring;
+
+use launch::{container_id, start_container, start_process};
+use migrate::{Once, migrate};
+pub use wiring::served_by;
+use wiring::{contract_of, contract_urls, free_ports};
 
 /// How an environment starts.
 #[derive(Debug, Clone, Copy)]
@@ -356,68 +365,6 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Runti
     move |source| RuntimeError::Io { action, path, source }
 }
 
-/// The image's entrypoint as a child process: the image's environment, then `contract`.
-fn start_process(
-    store: &dyn Store,
-    launch: &Launch,
-    run_dir: &Path,
-    log: &Path,
-    contract: &[(String, String)],
-    detached: bool,
-) -> Result<Child, RuntimeError> {
-    let (binary, image_env) = extract_entrypoint(store, launch, run_dir)?;
-    let log_file = File::create(log).map_err(io("create", log))?;
-    let log_err = log_file.try_clone().map_err(io("open", log))?;
-    let mut command = Command::new(&binary);
-    command.env_clear();
-    for pair in &image_env {
-        if let Some((name, value)) = pair.split_once('=') {
-            command.env(name, value);
-        }
-    }
-    command
-        .envs(contract.iter().map(|(k, v)| (k, v)))
-        .current_dir(run_dir)
-        .stdin(Stdio::null())
-        .stdout(log_file)
-        .stderr(log_err);
-    if detached {
-        // A preview outlives Slipway, and a Ctrl-C in its terminal does not reach it.
-        use std::os::unix::process::CommandExt;
-        command.process_group(0);
-    } else {
-        die_with_parent(&mut command);
-    }
-    command.spawn().map_err(io("start", &binary))
-}
-
-/// The image unpacked by us into a bundle under `run_dir` and run by runc, watched by
-/// `reaper` before it starts.
-fn start_container(
-    store: &dyn Store,
-    launch: &Launch,
-    run_dir: &Path,
-    log: &Path,
-    contract: &[(String, String)],
-    bundle_of: Bundle,
-    reaper: Option<&mut Reaper>,
-) -> Result<Container, RuntimeError> {
-    let Bundle { id, binds } = bundle_of;
-    let bundle = run_dir.join("bundles").join(launch.id.to_string());
-    let _ = fs::remove_dir_all(&bundle);
-    let rootfs = bundle.join("rootfs");
-    fs::create_dir_all(&rootfs).map_err(io("create", &rootfs))?;
-    let process = image::unpack(store, &launch.repository, &launch.image, &rootfs)?;
-    let env = with_contract(process.env.clone(), contract);
-    let spec = runc::spec(&process, env, launch.limits, binds)
-        .map_err(|why| RuntimeError::Bundle { service: launch.id.clone(), why })?;
-    File::create(log).map_err(io("create", log))?;
-    if let Some(reaper) = reaper {
-        reaper.watch(&id)?;
-    }
-    Ok(Container::start(id, &bundle, &spec, log)?)
-}
-
 impl Running {
     /// How it ended, when it has.
     fn exited(&mut self) -> Option<String> {
@@ -478,30 +425,6 @@ impl Drop for Started {
     }
 }
 
-/// Writes the image's entrypoint to `<run_dir>/bin/<image>/`; returns its path and the
-/// image's environment.
-fn extract_entrypoint(
-    store: &dyn Store,
-    launch: &Launch,
-    run_dir: &Path,
-) -> Result<(PathBuf, Vec<String>), RuntimeError> {
-    let entry = image::entrypoint(store, &launch.repository, &launch.image)?;
-    let name = Path::new(&entry.path).file_name().map(|n| n.to_owned()).unwrap_or_default();
-    let dir = run_dir.join("bin").join(launch.image.short());
-    let path = dir.join(name);
-    let io = |action, path: &Path| {
-        let path = path.to_owned();
-        move |source| RuntimeError::Io { action, path, source }
-    };
-    fs::create_dir_all(&dir).map_err(io("create", &dir))?;
-    let tmp = dir.join(".entrypoint.tmp");
-    fs::write(&tmp, &entry.bytes).map_err(io("write", &tmp))?;
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(io("chmod", &tmp))?;
-    fs::rename(&tmp, &path).map_err(io("write", &path))?;
-    Ok((path, entry.env))
-}
-
 /// `GET path` over HTTP/1.0; the status code.
 pub fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
@@ -516,153 +439,3 @@ pub fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
 }
 
 impl crate::error::Hint for RuntimeError {}
-
-/// A free loopback port per launch: every listener is held until all are chosen, so no two
-/// services get one port.
-fn free_ports(
-    launches: &[Launch],
-    run_dir: &Path,
-) -> Result<BTreeMap<ServiceId, u16>, RuntimeError> {
-    let mut ports = BTreeMap::new();
-    let mut held = Vec::new();
-    for launch in launches {
-        let listener =
-            TcpListener::bind("127.0.0.1:0").map_err(io("find a free port for", run_dir))?;
-        let port = listener.local_addr().map_err(io("find a free port for", run_dir))?.port();
-        held.push(listener);
-        ports.insert(launch.id.clone(), port);
-    }
-    Ok(ports)
-}
-
-/// The servers already serving the data stores among `launches`: `database` (`--database`)
-/// for every one of them, else none.
-pub fn served_by(database: Option<&str>, launches: &[Launch]) -> BTreeMap<ServiceId, String> {
-    let Some(url) = database else { return BTreeMap::new() };
-    let stores = launches.iter().filter(|l| l.kind.is_store());
-    stores.map(|l| (l.id.clone(), url.to_owned())).collect()
-}
-
-/// What each launch's dependents read in its `<ROLE>_URL`: an HTTP base URL, or a data
-/// store's `postgres://` URL.
-fn contract_urls(
-    launches: &[Launch],
-    ports: &BTreeMap<ServiceId, u16>,
-) -> BTreeMap<ServiceId, String> {
-    let url = |launch: &Launch| match launch.kind {
-        ServiceKind::Http { .. } => format!("http://localhost:{}", ports[&launch.id]),
-        ServiceKind::Postgres { .. } => postgres::url(ports[&launch.id]),
-    };
-    launches.iter().map(|launch| (launch.id.clone(), url(launch))).collect()
-}
-
-/// The platform contract of `launch` listening on `port` in `environment`, after the
-/// image's own environment: its settings and the URL of each dependency that runs.
-fn contract_of(
-    launch: &Launch,
-    port: u16,
-    urls: &BTreeMap<ServiceId, String>,
-    environment: &str,
-) -> Vec<(String, String)> {
-    let mut contract = vec![
-        ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
-        (slipway_contract::LISTEN_ADDR.to_owned(), format!("127.0.0.1:{port}")),
-        (slipway_contract::ENVIRONMENT.to_owned(), environment.to_owned()),
-    ];
-    contract.extend(launch.settings.iter().cloned());
-    for role in &launch.depends_on {
-        let dependency =
-            ServiceId { application: launch.id.application.clone(), role: role.clone() };
-        if let Some(url) = urls.get(&dependency) {
-            contract.push((role.url_variable(), url.clone()));
-        }
-    }
-    contract
-}
-
-/// A data store's image, run once.
-struct Once<'a> {
-    store: &'a dyn Store,
-    launch: &'a Launch,
-    run_dir: &'a Path,
-    contract: &'a [(String, String)],
-    preview: Option<&'a str>,
-}
-
-/// Runs the store's image to its end — its migrations applied to the server its contract
-/// names — as a process or a runc container; its output in `<service>-migrations.log`. The
-/// migrations it applied, as it says.
-fn migrate(
-    once: Once,
-    kind: Kind,
-    reaper: Option<&mut Reaper>,
-) -> Result<Vec<String>, RuntimeError> {
-    let Once { store, launch, run_dir, contract, preview } = once;
-    let log = run_dir.join(format!("{}-migrations.log", launch.id));
-    let status = match kind {
-        Kind::Process => {
-            let mut child = start_process(store, launch, run_dir, &log, contract, false)?;
-            wait_for(&mut child, MIGRATION_TIMEOUT)
-        }
-        Kind::Runc => {
-            let id = format!("{}-migrate", container_id(preview, run_dir, launch));
-            let bundle = run_dir.join("bundles").join(format!("{}-migrate", launch.id));
-            let _ = fs::remove_dir_all(&bundle);
-            let rootfs = bundle.join("rootfs");
-            fs::create_dir_all(&rootfs).map_err(io("create", &rootfs))?;
-            let process = image::unpack(store, &launch.repository, &launch.image, &rootfs)?;
-            let env = with_contract(process.env.clone(), contract);
-            let spec = runc::spec(&process, env, launch.limits, &[])
-                .map_err(|why| RuntimeError::Bundle { service: launch.id.clone(), why })?;
-            File::create(&log).map_err(io("create", &log))?;
-            if let Some(reaper) = reaper {
-                reaper.watch(&id)?;
-            }
-            Container::run_to_end(id, &bundle, &spec, &log, MIGRATION_TIMEOUT)?
-        }
-    };
-    match status {
-        Some(status) if status.success() => {
-            Ok(applied(&fs::read_to_string(&log).unwrap_or_default()))
-        }
-        status => Err(RuntimeError::Migrations {
-            service: launch.id.clone(),
-            status: status.map_or_else(
-                || format!("still running after {}s, killed", MIGRATION_TIMEOUT.as_secs()),
-                |s| s.to_string(),
-            ),
-            log: tail(&log),
-        }),
-    }
-}
-
-/// The files a migration log says were applied (`<store>: applied V2__add_notes.sql`).
-fn applied(log: &str) -> Vec<String> {
-    log.lines()
-        .filter_map(|line| line.split_once(": applied ").map(|(_, file)| file.trim().to_owned()))
-        .collect()
-}
-
-/// An image's environment with `contract` laid over it, one entry per name.
-fn with_contract(mut env: Vec<String>, contract: &[(String, String)]) -> Vec<String> {
-    for (name, value) in contract {
-        env.retain(|pair| pair.split_once('=').is_none_or(|(n, _)| n != name));
-        env.push(format!("{name}={value}"));
-    }
-    env
-}
-
-/// The runc container's id: `slipway-<pid>-<service>`, or for a preview (which outlives
-/// this process) `slipway-<preview>-<hash of its folder>-<service>` — container names are
-/// the machine's, and the folder tells two repositories' previews of one name apart. One a
-/// crashed `up` of this preview left behind is stopped first.
-fn container_id(preview: Option<&str>, run_dir: &Path, launch: &Launch) -> String {
-    let Some(preview) = preview else {
-        return format!("slipway-{}-{}", std::process::id(), launch.id);
-    };
-    let folder = Digest::of(run_dir.to_string_lossy().as_bytes());
-    let id = format!("slipway-{preview}-{}-{}", &folder.hex()[..8], launch.id);
-    runc::Container::existing(id.clone(), run_dir.join("bundles").join(launch.id.to_string()))
-        .stop();
-    id
-}
