@@ -88,6 +88,13 @@ pub struct Check {
     pub detail: String,
 }
 
+impl Check {
+    /// `ok   <check> <detail>`, or `FAIL <check> <detail>`.
+    pub fn line(&self) -> String {
+        format!("{} {:<28} {}", if self.ok { "ok  " } else { "FAIL" }, self.check, self.detail)
+    }
+}
+
 /// Everything `verify` found.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -112,12 +119,7 @@ impl Report {
     /// One line per check on standard error: `ok  ` or `FAIL`, its name, its detail.
     pub fn print(&self) {
         for check in &self.checks {
-            eprintln!(
-                "{} {:<28} {}",
-                if check.ok { "ok  " } else { "FAIL" },
-                check.check,
-                check.detail
-            );
+            eprintln!("{}", check.line());
         }
     }
 

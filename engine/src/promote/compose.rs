@@ -23,6 +23,11 @@ pub struct Replayed {
 }
 
 impl Replayed {
+    /// `  <why> <version> testpack <digest>`, as a plan shows it.
+    pub fn line(&self) -> String {
+        format!("  {:<9} {:<36} testpack {}", self.why, self.version, self.testpack.short())
+    }
+
     /// The version alone, as `--waive` names it.
     pub fn tag(&self) -> &str {
         self.version.tag.as_str()

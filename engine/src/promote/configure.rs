@@ -44,8 +44,6 @@ pub struct Configure {
     pub remote: Option<String>,
     /// Show the change and the replay plan; start, sign and record nothing.
     pub dry_run: bool,
-    /// The plan as JSON on standard output (with `dry_run`).
-    pub json: bool,
 }
 
 /// Why a configuration change cannot start.
@@ -67,20 +65,37 @@ impl Hint for ConfigureError {
 
 /// What `--dry-run` shows.
 #[derive(Debug, Serialize)]
-pub struct ConfigurePlan<'a> {
-    pub environment: &'a str,
+pub struct ConfigurePlan {
+    pub environment: String,
     /// What changes, in words: `new-pricing on`, `shop-orders timeout 3000ms → 500ms`.
-    pub changes: &'a [String],
+    pub changes: Vec<String>,
     /// The declarations that would be committed with the entry, by path.
-    pub declarations: Vec<&'a str>,
-    pub replay: &'a [Replayed],
+    pub declarations: Vec<String>,
+    pub replay: Vec<Replayed>,
+}
+
+impl ConfigurePlan {
+    /// The plan in words, a line each: what changes, and every suite replayed first.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![
+            format!(
+                "plan: configure {}: {} (dry run: nothing is started or written)",
+                self.environment,
+                self.changes.join(", ")
+            ),
+            format!("no image changes; would replay {} suites first:", self.replay.len()),
+        ];
+        lines.extend(self.replay.iter().map(Replayed::line));
+        lines
+    }
 }
 
 impl Configure {
     /// Decides the new configuration on a pinned ledger commit, replays every suite of the
     /// environment against its images started with it, and records it; decided again when
-    /// another change lands first.
-    pub fn run(self, project: &Project) -> Result<()> {
+    /// another change lands first. A dry run records nothing and returns its plan (none when
+    /// nothing would change).
+    pub fn run(self, project: &Project) -> Result<Option<ConfigurePlan>> {
         let workspace = project.workspace()?;
         let target = environment(&workspace, &self.environment)?;
         let ledger = Ledger::of(project, &workspace, self.remote.as_deref());
@@ -105,7 +120,7 @@ impl Configure {
         ledger: &Ledger,
         key: Option<&keys::SigningKey>,
         waivers: &[Waiver],
-    ) -> Result<()> {
+    ) -> Result<Option<ConfigurePlan>> {
         let policy = committed_and_verified(project, workspace, ledger, target)?;
         let (workspace, declarations) = self.declared(project, workspace, ledger)?;
         // The environment as the edited declaration has it: its own values are in it.
@@ -127,34 +142,17 @@ impl Configure {
         );
         if state.runs_as(&current) {
             eprintln!("{env} runs with this configuration already: nothing to do");
-            return Ok(());
+            return Ok(None);
         }
         let changes = changes(&current, &state);
         let replay = every_suite(&state);
         let Some(key) = key else {
-            let plan = ConfigurePlan {
-                environment: env,
-                changes: &changes,
-                declarations: declarations.iter().map(|(path, _)| path.as_str()).collect(),
-                replay: &replay,
-            };
-            if self.json {
-                return crate::report::print_json(&plan);
-            }
-            eprintln!(
-                "plan: configure {env}: {} (dry run: nothing is started or written)",
-                changes.join(", ")
-            );
-            eprintln!("no image changes; would replay {} suites first:", replay.len());
-            for suite in &replay {
-                eprintln!(
-                    "  {:<9} {:<36} testpack {}",
-                    suite.why,
-                    suite.version,
-                    suite.testpack.short()
-                );
-            }
-            return Ok(());
+            return Ok(Some(ConfigurePlan {
+                environment: env.to_owned(),
+                changes,
+                declarations: declarations.into_iter().map(|(path, _)| path).collect(),
+                replay,
+            }));
         };
         let decided = Decided {
             message: format!("configure {env}: {}", changes.join(", ")),
@@ -165,6 +163,7 @@ impl Configure {
             declarations,
         };
         replay_and_record(project, &workspace, target, ledger, decided, (waivers, key))
+            .map(|()| None)
     }
 
     /// The workspace with the edit applied to the committed declaration, and the edited

@@ -6,13 +6,16 @@ pub mod compose;
 pub mod configure;
 pub mod data;
 pub mod gates;
+mod plan;
 pub mod replay;
 pub mod rollback;
+
+pub use plan::{Plan, PromotionPlan};
 
 use crate::attest::keys::{self, SigningKey};
 use crate::attest::manifest;
 use crate::attest::provenance::{self, Statement};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ledger::entry::{Entry, record};
 use crate::ledger::{Ledger, ServiceState, State};
 use crate::model::digest::Digest;
@@ -27,7 +30,6 @@ use crate::promote::replay::{Composed, replay_suites};
 use crate::report::Check;
 use crate::report::Report;
 use crate::run::waiver::Waiver;
-use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Why a promotion or a rollback cannot start: each names what to run or change.
@@ -122,8 +124,6 @@ pub struct Promotion {
     pub remote: Option<String>,
     /// Show the gates and the replay plan; start, sign and record nothing.
     pub dry_run: bool,
-    /// The plan as JSON on standard output (with `dry_run`).
-    pub json: bool,
     /// Change no image: apply the committed flags and settings to what runs (`configure`).
     pub config_only: bool,
 }
@@ -131,19 +131,18 @@ pub struct Promotion {
 impl Promotion {
     /// Promotes: gates, then the replay, then one signed ledger entry; retried from the
     /// gates when another change lands first. With `dry_run`, shows the gates' results and
-    /// the replay plan and stops there: nothing started, signed or written.
-    pub fn run(self, project: &Project) -> Result<()> {
+    /// the replay plan and returns it: nothing started, signed or written.
+    pub fn run(self, project: &Project) -> Result<Option<Plan>> {
         if self.config_only {
-            return configure::Configure {
+            let configure = configure::Configure {
                 environment: self.environment,
                 edit: configure::Edit::Declared,
                 waive: self.waive,
                 reason: self.reason,
                 remote: self.remote,
                 dry_run: self.dry_run,
-                json: self.json,
-            }
-            .run(project);
+            };
+            return configure.run(project).map(|plan| plan.map(Plan::Configure));
         }
         let workspace = project.workspace()?;
         let target = environment(&workspace, &self.environment)?;
@@ -153,12 +152,13 @@ impl Promotion {
             let ledger = ledger.pin()?;
             committed_and_verified(project, &workspace, &ledger, target)?;
             let build = self.build(project, &workspace, target, &ledger)?;
-            return self.show_plan(project, &workspace, target, &ledger, &build, &waivers);
+            let plan = self.plan(project, &workspace, target, &ledger, &build, &waivers)?;
+            return Ok(Some(Plan::Promotion(plan)));
         }
         ledger.sync_work_tree(&project.shell);
         // Loaded once: an encrypted key costs a deliberately slow key derivation.
         let key = signer(project, &ledger)?;
-        crate::ledger::decide_until_recorded(
+        let recorded = crate::ledger::decide_until_recorded(
             target.name.as_str(),
             "replaying against the new state",
             || {
@@ -228,7 +228,8 @@ impl Promotion {
                 };
                 replay_and_record(project, &workspace, target, &ledger, decided, (&waivers, &key))
             },
-        )
+        );
+        recorded.map(|()| None)
     }
 
     /// The build meant: `--build`, else what the previous environment runs, else the newest
@@ -309,7 +310,7 @@ impl Promotion {
     }
 
     /// `--dry-run`: the gates' results and what the promotion would run and replay.
-    fn show_plan(
+    fn plan(
         &self,
         project: &Project,
         workspace: &Workspace,
@@ -317,62 +318,27 @@ impl Promotion {
         ledger: &Ledger,
         build: &Digest,
         waivers: &[Waiver],
-    ) -> Result<()> {
+    ) -> Result<PromotionPlan> {
         let mut report =
             Report { manifest: format!("{}@{build}", provenance::REPOSITORY), ..Report::default() };
         let statement = gates(project, workspace, target, build, &self.only, ledger, &mut report)?;
         let passed = report.failures().is_empty();
-        let composition = match (&statement, passed) {
+        let change = match (&statement, passed) {
             (Some(statement), true) => {
                 self.composition(workspace, target, ledger, build, statement, waivers)?
             }
             _ => None,
         };
-        let plan = PromotionPlan {
-            environment: target.name.as_str(),
-            build,
+        Ok(PromotionPlan {
+            environment: target.name.to_string(),
+            build: build.clone(),
             version: statement
                 .as_ref()
                 .map(|s| s.predicate.build_definition.internal_parameters.version.clone()),
-            gates: &report.checks,
+            gates: report.checks,
             passed,
-            change: composition.as_ref(),
-        };
-        if self.json {
-            crate::report::print_json(&plan)?;
-        } else {
-            eprintln!(
-                "plan: promote {} → {} (dry run: nothing is started or written)",
-                build.short(),
-                target.name
-            );
-            report.print();
-            match (&composition, passed) {
-                (_, false) => {}
-                (None, true) => eprintln!("{} runs this build already: nothing to do", target.name),
-                (Some(change), true) => {
-                    eprintln!("would run:");
-                    for (name, state) in &change.services {
-                        let mark = if change.promoted.contains(name) { "promoted" } else { "kept" };
-                        eprintln!(
-                            "  {name:<24} {:<36} {} ({mark})",
-                            state.reference,
-                            state.image.short()
-                        );
-                    }
-                    eprintln!("would replay {} suites first:", change.replay.len());
-                    for suite in &change.replay {
-                        eprintln!(
-                            "  {:<9} {:<36} testpack {}",
-                            suite.why,
-                            suite.version,
-                            suite.testpack.short()
-                        );
-                    }
-                }
-            }
-        }
-        if passed { Ok(()) } else { Err(Error::Refused(report.failures())) }
+            change,
+        })
     }
 }
 
@@ -572,18 +538,4 @@ pub fn configured(workspace: &Workspace, target: &Environment, mut state: State)
         service.settings = Some(settings);
     }
     with_declared_flags(workspace, target, state)
-}
-
-/// What `promote --dry-run` shows: the gates, and the change it would make.
-#[derive(Debug, Serialize)]
-pub struct PromotionPlan<'a> {
-    pub environment: &'a str,
-    pub build: &'a Digest,
-    pub version: Option<String>,
-    pub gates: &'a [Check],
-    /// Whether every gate passed.
-    pub passed: bool,
-    /// The environment after the promotion and the suites replayed first; `null` when the
-    /// gates refuse or the environment runs this build already.
-    pub change: Option<&'a Composition>,
 }

@@ -4,7 +4,7 @@
 use crate::attest::keys::{SigningKey, keys_of};
 use crate::attest::manifest;
 use crate::attest::provenance;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ledger::entry::{Entry, builds_of, record};
 use crate::ledger::quarantine;
 use crate::ledger::{Ledger, Quarantine, State};
@@ -26,27 +26,48 @@ pub struct Rollback {
     pub remote: Option<String>,
     /// Show the checks and the state that would be recorded; write nothing.
     pub dry_run: bool,
-    /// The plan as JSON on standard output (with `dry_run`).
-    pub json: bool,
 }
 
 /// What `rollback --dry-run` shows: the state it would return to, and its checks.
 #[derive(Debug, serde::Serialize)]
-pub struct RollbackPlan<'a> {
-    pub environment: &'a str,
-    pub from: &'a str,
-    pub to: &'a str,
+pub struct RollbackPlan {
+    pub environment: String,
+    pub from: String,
+    pub to: String,
     /// The ledger commit whose state would be recorded again.
-    pub state_of: &'a str,
-    pub checks: &'a [crate::report::Check],
+    pub state_of: String,
+    pub checks: Vec<crate::report::Check>,
     /// Whether every check passed.
     pub passed: bool,
-    pub state: &'a State,
+    pub state: State,
+}
+
+impl RollbackPlan {
+    /// The plan in words, a line each: what it returns to, each check, what would run.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "plan: roll {} back from {} to {} (the state of {}; dry run: nothing is written)",
+            self.environment,
+            self.from,
+            self.to,
+            &self.state_of[..self.state_of.len().min(12)]
+        )];
+        lines.extend(self.checks.iter().map(crate::report::Check::line));
+        for (name, state) in &self.state.services {
+            lines.push(format!(
+                "  would run {name:<24} {:<36} {}",
+                state.reference.to_string(),
+                state.image.short()
+            ));
+        }
+        lines
+    }
 }
 
 impl Rollback {
-    /// Puts the environment back to an earlier verified state, recorded as a new entry.
-    pub fn run(self, project: &Project) -> Result<()> {
+    /// Puts the environment back to an earlier verified state, recorded as a new entry; a dry
+    /// run records nothing and returns its plan.
+    pub fn run(self, project: &Project) -> Result<Option<RollbackPlan>> {
         let workspace = project.workspace()?;
         let target = environment(&workspace, &self.environment)?;
         if let Some(commit) = &self.to
@@ -80,17 +101,23 @@ impl Rollback {
         workspace: &Workspace,
         target: &Environment,
         (ledger, key): (&Ledger, Option<&SigningKey>),
-    ) -> Result<()> {
+    ) -> Result<Option<RollbackPlan>> {
         let ledger = ledger.pin()?;
         let policy = committed_and_verified(project, workspace, &ledger, target)?;
         let history = ledger.history(target.name.as_str())?;
         let (current, earlier) = self.choose(target, &history, &ledger.quarantined()?)?;
         let report = check_builds(project, target, &earlier.state)?;
-        if self.dry_run {
-            return self.show_plan(target, current, earlier, &report);
-        }
-        // Only a dry run has no key, and it stopped above.
-        let Some(key) = key else { return Ok(()) };
+        let (true, Some(key)) = (!self.dry_run, key) else {
+            return Ok(Some(RollbackPlan {
+                environment: target.name.to_string(),
+                from: current.state.version.clone(),
+                to: earlier.state.version.clone(),
+                state_of: earlier.commit.clone(),
+                passed: report.failures().is_empty(),
+                checks: report.checks,
+                state: earlier.state.clone(),
+            }));
+        };
         crate::promote::require_trusted(project, target, key)?;
         settle(
             &format!(
@@ -130,7 +157,7 @@ impl Rollback {
         let mut rendered = crate::render::k8s::for_state(project, workspace, target, &entry.state)?;
         rendered.declarations =
             crate::promote::configure::declare_flags_of(project, &ledger, workspace, &entry.state)?;
-        record(project, &ledger, entry, &message, key, &rendered)
+        record(project, &ledger, entry, &message, key, &rendered).map(|()| None)
     }
 
     /// What runs now, and the state to return to: the one `--to` names, else the newest
@@ -178,46 +205,6 @@ impl Rollback {
             .into());
         }
         Ok((current, earlier))
-    }
-
-    /// `--dry-run`: the states, the checks, what would run; refused as the rollback would be.
-    fn show_plan(
-        &self,
-        target: &Environment,
-        current: &crate::ledger::Change,
-        earlier: &crate::ledger::Change,
-        report: &Report,
-    ) -> Result<()> {
-        let plan = RollbackPlan {
-            environment: target.name.as_str(),
-            from: &current.state.version,
-            to: &earlier.state.version,
-            state_of: &earlier.commit,
-            checks: &report.checks,
-            passed: report.failures().is_empty(),
-            state: &earlier.state,
-        };
-        if self.json {
-            crate::report::print_json(&plan)?;
-        } else {
-            eprintln!(
-                "plan: roll {} back from {} to {} (the state of {}; dry run: nothing is written)",
-                target.name,
-                current.state.version,
-                earlier.state.version,
-                &earlier.commit[..12]
-            );
-            report.print();
-            for (name, state) in &earlier.state.services {
-                eprintln!(
-                    "  would run {name:<24} {:<36} {}",
-                    state.reference.to_string(),
-                    state.image.short()
-                );
-            }
-        }
-        let failed = report.failures();
-        if failed.is_empty() { Ok(()) } else { Err(Error::Refused(failed)) }
     }
 }
 

@@ -36,3 +36,17 @@ pub fn write_files(out: &std::path::Path, files: &[(String, String)]) -> slipway
     }
     Ok(())
 }
+
+/// A dry run's plan, if the command made one: as JSON on standard output, or in words on
+/// standard error; then refused as the change itself would be.
+pub fn show_plan(plan: Option<slipway::promote::Plan>, json: bool) -> slipway::Result<()> {
+    let Some(plan) = plan else { return Ok(()) };
+    if json {
+        slipway::report::print_json(&plan)?;
+    } else {
+        for line in plan.lines() {
+            eprintln!("{line}");
+        }
+    }
+    plan.verdict()
+}

@@ -7,7 +7,7 @@ use crate::cli;
 
 impl cli::Promote {
     pub fn run(self, project: &Project) -> slipway::Result<()> {
-        Promotion {
+        let promotion = Promotion {
             environment: self.environment,
             build: self.build,
             only: self.only,
@@ -15,9 +15,8 @@ impl cli::Promote {
             reason: self.reason,
             remote: self.ledger.remote,
             dry_run: self.ledger.dry_run,
-            json: self.ledger.json,
             config_only: self.config_only,
-        }
-        .run(project)
+        };
+        super::show_plan(promotion.run(project)?, self.ledger.json)
     }
 }
