@@ -293,18 +293,40 @@ fn standard_tests(
     }
 }
 
-/// The service's own rules for `environment`, placeholders filled; none when it has none.
-pub fn own(
+/// A service's own rules file (`alerts.yml` beside its manifest) as read from disk, before
+/// its placeholders are filled.
+#[derive(Debug, Clone)]
+pub struct OwnRules {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// Every service's own rules file under `root`, by service name: read once, before
+/// anything is rendered.
+pub fn read_own(
     root: &Path,
+    services: &[Service],
+) -> Result<BTreeMap<String, OwnRules>, AlertsError> {
+    let mut found = BTreeMap::new();
+    for service in services {
+        let Some(path) = own_path(root, service, OWN_RULES) else { continue };
+        let text = std::fs::read_to_string(&path).map_err(|source| AlertsError::Io {
+            action: "read",
+            path: path.clone(),
+            source,
+        })?;
+        found.insert(service.id.to_string(), OwnRules { path, text });
+    }
+    Ok(found)
+}
+
+/// The service's own rules for `environment`, placeholders filled; none when it has none.
+fn own(
+    rules: Option<&OwnRules>,
     environment: &str,
     service: &Service,
 ) -> Result<Vec<RuleGroup>, AlertsError> {
-    let Some(path) = own_path(root, service, OWN_RULES) else { return Ok(Vec::new()) };
-    let text = std::fs::read_to_string(&path).map_err(|source| AlertsError::Io {
-        action: "read",
-        path: path.clone(),
-        source,
-    })?;
+    let Some(OwnRules { path, text }) = rules else { return Ok(Vec::new()) };
     let text = text
         .replace("${job}", &format!("{environment}-{}", service.id))
         .replace("${service}", &service.id.to_string())
@@ -326,15 +348,16 @@ fn own_path(root: &Path, service: &Service, name: &str) -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
-/// Every rule of `service` in `environment`: the standard group, then its own.
+/// Every rule of `service` in `environment`: the standard group, then its own (`own`, as
+/// `read_own` found it).
 pub fn rules(
-    root: &Path,
+    own_rules: Option<&OwnRules>,
     environment: &Environment,
     service: &Service,
     thresholds: &Thresholds,
 ) -> Result<RuleFile, AlertsError> {
     let mut groups = vec![standard(environment.name.as_str(), service, thresholds)];
-    groups.extend(own(root, environment.name.as_str(), service)?);
+    groups.extend(own(own_rules, environment.name.as_str(), service)?);
     Ok(RuleFile { groups })
 }
 
@@ -376,12 +399,14 @@ pub fn check(
     };
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
     let (mut rule_files, mut test_files) = (Vec::new(), Vec::new());
+    let own_rules = read_own(root, &workspace.services)?;
     for environment in workspace.environments.chain() {
         for service in &workspace.services {
             let name = format!("{}-{}", environment.name, service.id);
             let rules = dir.join(format!("{name}.rules.yml"));
             let resolved = workspace.environments.resolve(environment, &service.id.to_string());
-            let file = self::rules(root, environment, service, &resolved.alerts)?;
+            let own = own_rules.get(&service.id.to_string());
+            let file = self::rules(own, environment, service, &resolved.alerts)?;
             std::fs::write(&rules, yaml::to_string(&file)).map_err(io("write", &rules))?;
             let tests = dir.join(format!("{name}.test.yml"));
             let generated = standard_tests(

@@ -39,10 +39,12 @@ fn alert_names(
 ) -> Result<BTreeMap<String, Vec<String>>, crate::render::alerts::AlertsError> {
     let mut alerts = BTreeMap::new();
     let Some(first) = workspace.environments.chain().first() else { return Ok(alerts) };
+    let own_rules = crate::render::alerts::read_own(root, &workspace.services)?;
     for service in &workspace.services {
         let name = service.id.to_string();
         let thresholds = workspace.environments.resolve(first, &name).alerts;
-        let rules = crate::render::alerts::rules(root, first, service, &thresholds)?;
+        let own = own_rules.get(&name);
+        let rules = crate::render::alerts::rules(own, first, service, &thresholds)?;
         let names =
             rules.groups.iter().flat_map(|g| g.rules.iter().filter_map(|r| r.alert.clone()));
         alerts.insert(name, names.collect());

@@ -95,8 +95,8 @@ pub struct Inputs<'a> {
     pub running: &'a BTreeMap<String, Running>,
     /// The image prefix clusters pull from, e.g. `registry.example.com/shop`.
     pub registry: Option<&'a str>,
-    /// The workspace root, for the services' own alert rules.
-    pub root: &'a Path,
+    /// The services' own alert rules, by service name (`alerts::read_own`).
+    pub own_rules: &'a BTreeMap<String, alerts::OwnRules>,
     /// The environment's feature flags, each in the state it has here.
     pub flags: &'a Flags,
     /// The keys it trusts, which its admission policy names.
@@ -124,7 +124,8 @@ pub fn render(inputs: &Inputs) -> Result<Vec<File>, AlertsError> {
             });
             continue;
         }
-        let rules = alerts::rules(inputs.root, inputs.environment, service, &resolved.alerts)?;
+        let own = inputs.own_rules.get(&name);
+        let rules = alerts::rules(own, inputs.environment, service, &resolved.alerts)?;
         let objects = service_objects(inputs, service, running, &resolved, rules);
         files.push(File {
             path: format!("{FOLDER}/{env}-{name}.yaml"),
@@ -275,7 +276,7 @@ pub fn for_state(
         environment,
         running: &running,
         registry: registry.as_deref(),
-        root: &project.root,
+        own_rules: &alerts::read_own(&project.root, &workspace.services)?,
         flags: &flags,
         keys: &trusted_keys(project, environment)?,
     })?;

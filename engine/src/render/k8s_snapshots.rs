@@ -36,18 +36,23 @@ fn running(workspace: &Workspace) -> BTreeMap<String, Running> {
         .collect()
 }
 
+/// The sample's own alert rules, as rendering gets them: it has none.
+fn own_rules(workspace: &Workspace) -> BTreeMap<String, crate::render::alerts::OwnRules> {
+    crate::render::alerts::read_own(&sample::root(), &workspace.services).expect("readable")
+}
+
 /// Renders `environment` of `workspace` and checks every file against its snapshot,
 /// `<scenario>@<file>`.
 fn check_environment(scenario: &str, workspace: &Workspace, environment: &str) {
     let environment = workspace.environments.get(environment).expect("a declared environment");
     let running = running(workspace);
-    let root = sample::root();
+    let own_rules = own_rules(workspace);
     let files = render(&Inputs {
         workspace,
         environment,
         running: &running,
         registry: Some(REGISTRY),
-        root: &root,
+        own_rules: &own_rules,
         flags: &workspace.flags,
         keys: &[TrustedKey { name: "release".to_owned(), pem: RELEASE_KEY.to_owned() }],
     })
@@ -88,9 +93,14 @@ fn blue_green_delivery_in_staging() {
 fn a_preview_in_its_own_namespace() {
     let workspace = sample::workspace();
     let name = Name::parse("pr-7").expect("a valid name");
-    let files =
-        preview_files(&workspace, &name, &running(&workspace), Some(REGISTRY), &sample::root())
-            .expect("the preview renders");
+    let files = preview_files(
+        &workspace,
+        &name,
+        &running(&workspace),
+        Some(REGISTRY),
+        &own_rules(&workspace),
+    )
+    .expect("the preview renders");
     check_files("preview-pr-7", files);
 }
 

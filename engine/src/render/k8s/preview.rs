@@ -2,12 +2,11 @@
 //! the preview.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use super::{FOLDER, File, Inputs, Running, registry, render};
 use crate::model::environments::Delivery;
 use crate::model::workspace::Workspace;
-use crate::render::alerts::AlertsError;
+use crate::render::alerts::{self, AlertsError};
 
 /// Why a preview for a cluster cannot be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +80,8 @@ pub fn preview(
         })
         .collect();
     let registry = registry(project, workspace);
-    Ok(preview_files(workspace, name, &running, registry.as_deref(), &project.root)?)
+    let own_rules = alerts::read_own(&project.root, &workspace.services)?;
+    Ok(preview_files(workspace, name, &running, registry.as_deref(), &own_rules)?)
 }
 
 /// What `preview` renders, given what runs: pure.
@@ -90,7 +90,7 @@ pub(super) fn preview_files(
     name: &crate::model::names::Name,
     running: &BTreeMap<String, Running>,
     registry: Option<&str>,
-    root: &Path,
+    own_rules: &BTreeMap<String, alerts::OwnRules>,
 ) -> Result<Vec<File>, AlertsError> {
     let Some(first) = workspace.environments.chain().first() else {
         return Ok(Vec::new());
@@ -104,7 +104,7 @@ pub(super) fn preview_files(
         environment: &environment,
         running,
         registry,
-        root,
+        own_rules,
         flags: &flags,
         keys: &[],
     })?;
