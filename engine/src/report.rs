@@ -88,6 +88,11 @@ pub struct Check {
     pub detail: String,
 }
 
+/// The names of the `checks` that failed.
+pub fn failures(checks: &[Check]) -> Vec<String> {
+    checks.iter().filter(|c| !c.ok).map(|c| c.check.clone()).collect()
+}
+
 impl Check {
     /// `ok   <check> <detail>`, or `FAIL <check> <detail>`.
     pub fn line(&self) -> String {
@@ -125,7 +130,7 @@ impl Report {
 
     /// The names of the checks that failed.
     pub fn failures(&self) -> Vec<String> {
-        self.checks.iter().filter(|c| !c.ok).map(|c| c.check.clone()).collect()
+        failures(&self.checks)
     }
 }
 

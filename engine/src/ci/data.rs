@@ -11,7 +11,6 @@ use crate::error::Result;
 use crate::ledger::{Ledger, ServiceState};
 use crate::model::digest::Digest;
 use crate::model::environments::Environment;
-use crate::model::store::Kind;
 use crate::project::Project;
 use crate::run::data::{Check, DataError, Running};
 use crate::run::runtime::Launch;
@@ -54,10 +53,8 @@ pub fn old_logic_on_new_data(
             broken.extend(outcome.map(|b| (environment.name.to_string(), b)));
         }
         if let Some((_, first)) = broken.first() {
-            let contract_steps = match &planned.service.kind {
-                Kind::Postgres { migrations } => crate::model::store::contract_steps(migrations),
-                Kind::Http { .. } => Vec::new(),
-            };
+            let contract_steps =
+                crate::model::store::contract_steps(planned.service.kind.migrations());
             return Err(DataError::Broken {
                 store: store.id.to_string(),
                 migrations: first.migrations.clone(),

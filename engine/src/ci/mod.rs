@@ -184,10 +184,7 @@ fn build_and_test(
                 role: service.id.role.to_string(),
                 version: service.version.clone(),
                 health: service.kind.health().map(str::to_owned),
-                migrations: match &service.kind {
-                    workspace::Kind::Postgres { migrations } => migrations.clone(),
-                    workspace::Kind::Http { .. } => Vec::new(),
-                },
+                migrations: service.kind.migrations().to_vec(),
                 depends_on: service.depends_on.clone(),
                 image: ImageSummary {
                     reference: planned.reference.clone(),

@@ -27,6 +27,14 @@ impl Kind {
         }
     }
 
+    /// A data store's migrations, oldest first; none for an HTTP service.
+    pub fn migrations(&self) -> &[Migration] {
+        match self {
+            Kind::Http { .. } => &[],
+            Kind::Postgres { migrations } => migrations,
+        }
+    }
+
     /// Whether it is a data store.
     pub fn is_store(&self) -> bool {
         matches!(self, Kind::Postgres { .. })

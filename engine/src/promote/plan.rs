@@ -80,8 +80,7 @@ impl Plan {
             Plan::Rollback(plan) => plan.checks.as_slice(),
             Plan::Configure(_) => &[],
         };
-        let failed: Vec<String> =
-            checks.iter().filter(|c| !c.ok).map(|c| c.check.clone()).collect();
+        let failed = crate::report::failures(checks);
         if failed.is_empty() { Ok(()) } else { Err(Error::Refused(failed)) }
     }
 }

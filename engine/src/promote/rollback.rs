@@ -107,7 +107,7 @@ impl Rollback {
         let history = ledger.history(target.name.as_str())?;
         let (current, earlier) = self.choose(target, &history, &ledger.quarantined()?)?;
         let report = check_builds(project, target, &earlier.state)?;
-        let (true, Some(key)) = (!self.dry_run, key) else {
+        if self.dry_run {
             return Ok(Some(RollbackPlan {
                 environment: target.name.to_string(),
                 from: current.state.version.clone(),
@@ -117,7 +117,9 @@ impl Rollback {
                 checks: report.checks,
                 state: earlier.state.clone(),
             }));
-        };
+        }
+        // Only a dry run has no key, and it returned above.
+        let Some(key) = key else { return Ok(None) };
         crate::promote::require_trusted(project, target, key)?;
         settle(
             &format!(
