@@ -98,7 +98,10 @@ pub fn run(project: &Project) -> Result<()> {
         let started = Instant::now();
         let done = check().map_err(|e| step.failed(e))?;
         let name = step.name();
-        eprintln!("ok   {name} ({done}, {:.1}s)", started.elapsed().as_secs_f64());
+        crate::report::say(format_args!(
+            "ok   {name} ({done}, {:.1}s)",
+            started.elapsed().as_secs_f64()
+        ));
         Ok(())
     };
     timed(Step::Format, &|| {

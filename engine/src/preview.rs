@@ -100,21 +100,24 @@ impl Up {
         let (source, build, launches, flags) = self.what(project, &workspace)?;
         let (kind, how) = runtime::select(project.runtime)?;
         if self.dry_run {
-            eprintln!(
+            crate::report::say(format_args!(
                 "plan: preview `{name}`: {source}, {} services as {how} (dry run: nothing is started)",
                 launches.len()
-            );
+            ));
             for launch in &launches {
-                eprintln!(
+                crate::report::say(format_args!(
                     "  {name}-{:<24} {} {}",
                     launch.id,
                     launch.repository,
                     launch.image.short()
-                );
+                ));
             }
             return Ok(None);
         }
-        eprintln!("preview `{name}`: {source}, {} services as {how}", launches.len());
+        crate::report::say(format_args!(
+            "preview `{name}`: {source}, {} services as {how}",
+            launches.len()
+        ));
         let run_dir = folder(project, &name).join("run");
         let label = Name::parse(&name).ok_or_else(|| PreviewError::BadName {
             name: name.clone(),
@@ -203,14 +206,19 @@ pub fn down(project: &Project, name: &str, dry_run: bool) -> Result<()> {
         return Err(PreviewError::Unknown { name: name.to_owned(), known: known.join(", ") }.into());
     };
     if dry_run {
-        eprintln!("plan: stop preview `{name}` (dry run: nothing is stopped)");
+        crate::report::say(format_args!(
+            "plan: stop preview `{name}` (dry run: nothing is stopped)"
+        ));
         for service in &record.services {
-            eprintln!("  {name}-{:<24} {}", service.service, service.url);
+            crate::report::say(format_args!("  {name}-{:<24} {}", service.service, service.url));
         }
         return Ok(());
     }
     remove(project, &record)?;
-    eprintln!("preview `{name}` stopped: {} services, its folder removed", record.services.len());
+    crate::report::say(format_args!(
+        "preview `{name}` stopped: {} services, its folder removed",
+        record.services.len()
+    ));
     Ok(())
 }
 

@@ -15,6 +15,31 @@ pub fn print_json(value: &impl Serialize) -> Result<(), Error> {
     Ok(())
 }
 
+/// A line of what a command did or is doing, on standard error.
+pub fn say(line: impl std::fmt::Display) {
+    eprintln!("{line}");
+}
+
+/// A line inside a step, indented under its name.
+pub fn detail(line: impl std::fmt::Display) {
+    eprintln!("    {line}");
+}
+
+/// `warning: …`: something is off, and the command goes on without it.
+pub fn warning(text: impl std::fmt::Display) {
+    eprintln!("warning: {text}");
+}
+
+/// `note: …`: something the command did on its own that the user should know of.
+pub fn note(text: impl std::fmt::Display) {
+    eprintln!("note: {text}");
+}
+
+/// What a failed tool printed, passed through as it was.
+pub fn passthrough(output: &str) {
+    eprint!("{output}");
+}
+
 /// The steps of one command, numbered, each timed.
 #[derive(Debug)]
 pub struct Steps {

@@ -102,7 +102,7 @@ impl Shell {
         if status.success() {
             Ok(output)
         } else {
-            eprint!("{output}");
+            crate::report::passthrough(&output);
             Err(CommandError::Failed { command, status })
         }
     }
@@ -217,7 +217,7 @@ pub fn ensure_debian_tools(
             format!("install them as root: {line}"),
         ));
     }
-    eprintln!("==> installing {} ({line})", missing.join(" "));
+    crate::report::say(format_args!("==> installing {} ({line})", missing.join(" ")));
     shell.run(cmd!(sh, "apt-get update -qq").env("DEBIAN_FRONTEND", "noninteractive"))?;
     shell.run(
         cmd!(sh, "apt-get install -y -qq --no-install-recommends {missing...}")

@@ -1,7 +1,8 @@
 //! Checks of the repository itself: every Rust file says what it is for, no ignored tests
 //! or leftover debug prints, the README's commands exist, the CI script runs the test
-//! command, the Nix flake parses, no function runs past a hundred lines, and the platform
-//! contract is spelled in one crate.
+//! command, the Nix flake parses, no function runs past a hundred lines nor engine file past
+//! six hundred, the engine prints only through its reporter, and the platform contract is
+//! spelled in one crate.
 
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used)]
@@ -387,6 +388,58 @@ fn the_function_length_check_finds_a_long_function_and_skips_tests() {
         "//! x\n\npub fn long() {{\n{body}}}\n\nfn short() {{}}\n\n#[cfg(test)]\nmod tests {{\n    fn long() {{\n{body}    }}\n}}\n"
     );
     assert_eq!(long_functions(&text, 100), [(3, "long".to_owned(), 103)]);
+}
+
+/// The engine's source files (`engine/src`), each with its path from the repository's root.
+fn engine_files() -> Vec<(PathBuf, String)> {
+    rust_files()
+        .into_iter()
+        .filter_map(|path| {
+            let shown = path.strip_prefix(repo_root()).unwrap().to_owned();
+            let text = std::fs::read_to_string(&path).unwrap();
+            shown.starts_with("engine/src").then_some((shown, text))
+        })
+        .collect()
+}
+
+/// What the engine says goes through its reporter (`report.rs`), so one place decides how
+/// it reads and where it goes.
+#[test]
+fn the_engine_prints_only_through_its_reporter() {
+    let print = print_macros();
+    let mut prints = Vec::new();
+    for (shown, text) in engine_files() {
+        if shown.ends_with("report.rs") {
+            continue;
+        }
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (at, line) in code.lines().enumerate() {
+            if !line.trim_start().starts_with("//") && print.iter().any(|p| line.contains(p)) {
+                prints.push(format!("{}:{}", shown.display(), at + 1));
+            }
+        }
+    }
+    assert!(prints.is_empty(), "say it through `crate::report` instead: {prints:#?}");
+}
+
+/// The print macros, spelled so this file does not match itself.
+fn print_macros() -> [String; 4] {
+    ["println", "eprintln", "print", "eprint"].map(|name| format!("{name}{}", "!("))
+}
+
+/// No engine file runs past 600 lines, its tests aside: a longer one holds more than one
+/// thing.
+#[test]
+fn no_engine_file_is_longer_than_six_hundred_lines() {
+    let long: Vec<String> = engine_files()
+        .into_iter()
+        .filter_map(|(shown, text)| {
+            let code = text.split("\n#[cfg(test)]").next().unwrap_or_default();
+            let lines = code.lines().count();
+            (lines > 600).then(|| format!("{} ({lines} lines)", shown.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "split these by what each part does: {long:#?}");
 }
 
 /// The contract's words, each spelled in `contract/` only: every other crate names them

@@ -132,12 +132,12 @@ pub fn write(
 ) -> Result<ManifestSummary> {
     let key = keys::signing_key(&project.state("keys"))?;
     if key.public.local {
-        eprintln!(
-            "warning: signing with the local development key {} ({}): set {} to a real key; only environments that accept local keys will take this build",
+        crate::report::warning(format_args!(
+            "signing with the local development key {} ({}): set {} to a real key; only environments that accept local keys will take this build",
             &key.public.keyid[..12],
             key.public.origin,
             keys::SIGNING_KEY_VAR
-        );
+        ));
     }
     sign_images(project, plan, built, &key, steps)?;
     let unsigned = statement(project, plan, built, RunMetadata::default())?;

@@ -26,7 +26,9 @@ pub fn ensure_target(shell: &Shell, target: &str) -> Result<(), CommandError> {
     let sh = shell.sh();
     let installed = shell.read(cmd!(sh, "rustup target list --installed").quiet())?;
     if !installed.lines().any(|line| line.trim() == target) {
-        eprintln!("    adding the Rust target {target} (rustup target add {target})");
+        crate::report::detail(format_args!(
+            "adding the Rust target {target} (rustup target add {target})"
+        ));
         shell.run(cmd!(sh, "rustup target add {target}"))?;
     }
     Ok(())

@@ -63,29 +63,33 @@ impl Plan {
     }
 
     pub fn print(&self, store: &str) {
-        eprintln!(
+        crate::report::say(format_args!(
             "plan for {} ({})",
             self.version,
             if self.source.dirty { "dirty work tree" } else { "clean" }
-        );
-        eprintln!("  store: {store}");
-        eprintln!("  SOURCE_DATE_EPOCH: {} ({})", self.source.epoch.0, self.source.epoch.rfc3339());
+        ));
+        crate::report::say(format_args!("  store: {store}"));
+        crate::report::say(format_args!(
+            "  SOURCE_DATE_EPOCH: {} ({})",
+            self.source.epoch.0,
+            self.source.epoch.rfc3339()
+        ));
         for planned in &self.services {
             let state = match &planned.stored {
                 Some(digest) => format!("in store as {}", digest.short()),
                 None => "to build".to_owned(),
             };
             let deps: Vec<&str> = planned.service.depends_on.iter().map(Name::as_str).collect();
-            eprintln!(
+            crate::report::say(format_args!(
                 "  {:<24} {:<36} {state}; {}; depends on [{}]",
                 planned.service.id.to_string(),
                 planned.reference.to_string(),
                 readiness(&planned.service.kind),
                 deps.join(", ")
-            );
+            ));
         }
         for suite in &self.workspace.suites {
-            eprintln!("  suite {} tests {}", suite.package, suite.service);
+            crate::report::say(format_args!("  suite {} tests {}", suite.package, suite.service));
         }
     }
 }

@@ -70,12 +70,15 @@ pub fn ensure_cargo_tool(
     if installed {
         return Ok(());
     }
-    eprintln!(
-        "    {tool} is not installed: installing {version} with `cargo install` (once; a few minutes on 2 cores)"
-    );
+    crate::report::detail(format_args!(
+        "{tool} is not installed: installing {version} with `cargo install` (once; a few minutes on 2 cores)"
+    ));
     let started = Instant::now();
     shell.run(cmd!(sh, "cargo install {tool} --locked --version {version} --quiet"))?;
-    eprintln!("    installed {tool} {version} in {:.0} s", started.elapsed().as_secs_f64());
+    crate::report::detail(format_args!(
+        "installed {tool} {version} in {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 

@@ -93,10 +93,10 @@ impl Try<'_> {
     ) -> Result<Option<Broken>> {
         let Try { project, plan, waivers, store, environment } = *self;
         let running = running(plan, environment, services)?;
-        eprintln!(
-            "    old logic on new data in {}: what it runs writes its data, {reference} migrates it, the same suites run again",
+        crate::report::detail(format_args!(
+            "old logic on new data in {}: what it runs writes its data, {reference} migrates it, the same suites run again",
             environment.name
-        );
+        ));
         let stamp = format!("{}-{}", environment.name, std::process::id());
         let check = Check {
             after: running.with_store(store),

@@ -49,10 +49,10 @@ pub(super) fn recorded_waivers(
         let trusted = crate::attest::keys::keys_of(project, environment)?;
         match crate::ledger::entry::read_entry(&bytes, &trusted) {
             Ok((entry, _)) => waivers.extend(entry.waivers),
-            Err(why) => eprintln!(
-                "    warning: the ledger entry of {} does not verify ({why}): its waivers are ignored",
+            Err(why) => crate::report::detail(format_args!(
+                "warning: the ledger entry of {} does not verify ({why}): its waivers are ignored",
                 environment.name
-            ),
+            )),
         }
     }
     Ok(waivers)
@@ -105,13 +105,13 @@ pub(super) fn recorded_suites(
         if project.store().has_blob(&repository, &suite.testpack)? {
             present.push(suite);
         } else {
-            eprintln!(
-                "    warning: the suite {} of {} ({}) is not in the store {}: not replayed",
+            crate::report::detail(format_args!(
+                "warning: the suite {} of {} ({}) is not in the store {}: not replayed",
                 suite.testpack.short(),
                 suite.reference,
                 suite.environments.join(", "),
                 project.store().location()
-            );
+            ));
         }
     }
     Ok(present)
@@ -131,60 +131,21 @@ pub(super) fn integration_tests(
     let recorded = recorded_suites(project, plan, built, &ledger)?;
     let mut waivers = plan.waivers.clone();
     waivers.extend(recorded_waivers(project, plan, &ledger)?);
-    let key = Cache::key(&IntegrationInputs {
-        format: "slipway-integration-v4",
-        environment: environment.as_str(),
-        images: plan
-            .services
-            .iter()
-            .zip(built)
-            .map(|(p, b)| (p.service.id.to_string(), &b.image.digest))
-            .collect(),
-        testpacks: built.iter().flat_map(|b| b.testpacks.iter().map(|(_, d)| d)).collect(),
-        recorded: recorded.iter().map(|r| &r.testpack).collect(),
-        waivers: waivers.iter().map(Waiver::name).collect(),
-        database: project.database.as_deref(),
-    });
+    let key = inputs_key(project, plan, built, &recorded, &waivers);
     if let Some(results) = cache.get::<Vec<SuiteResult>>("integration", &key) {
         for result in &results {
             steps.note(&format!("reused {}: passed ({})", result.suite, result.summary));
         }
         return Ok((results, true));
     }
-    let mut stored = Vec::new();
-    for (planned, built) in plan.services.iter().zip(built) {
-        for (_, digest) in &built.testpacks {
-            stored.push(StoredSuite {
-                repository: planned.reference.repository.clone(),
-                testpack: digest.clone(),
-                label: String::new(),
-                origin: None,
-            });
-        }
-    }
-    for suite in &recorded {
-        stored.push(StoredSuite {
-            repository: suite.service.parse()?,
-            testpack: suite.testpack.clone(),
-            label: format!("[recorded in {}: {}]", suite.environments.join(", "), suite.reference),
-            origin: Some((suite.service.clone(), suite.reference.tag.to_string())),
-        });
-    }
+    let stored = suites_to_run(plan, built, &recorded)?;
     if !recorded.is_empty() {
         steps.note(&format!(
             "replaying {} stored suite(s) of the versions the environments run",
             recorded.len()
         ));
     }
-    let launches: Vec<Launch> = plan
-        .services
-        .iter()
-        .zip(built)
-        .map(|(planned, built)| {
-            let repository = planned.reference.repository.clone();
-            launch_of(&plan.workspace, &planned.service, repository, built.image.digest.clone())
-        })
-        .collect();
+    let launches = launches(plan, built);
     crate::run::postgres::ensure_installed(&project.shell, &launches)?;
     let databases = crate::run::runtime::served_by(project.database.as_deref(), &launches);
     data::old_logic_on_new_data(project, plan, built, &ledger, &waivers)?;
@@ -205,8 +166,8 @@ pub(super) fn integration_tests(
     waiver::note_unused(&plan.waivers, &outcome.accepted);
     if !outcome.failed.is_empty() {
         if outcome.failed.iter().any(|f| f.contains("[recorded in ")) {
-            eprintln!(
-                "    a [recorded in …] suite is the stored contract of a version an environment runs: this build breaks it, and `promote` would refuse it. If the break is intended, run `cargo xtask ci --waive <service>@<version>:<test> --reason \"…\"` (the waiver is signed into the build manifest) and promote with the same --waive"
+            crate::report::detail(
+                "a [recorded in …] suite is the stored contract of a version an environment runs: this build breaks it, and `promote` would refuse it. If the break is intended, run `cargo xtask ci --waive <service>@<version>:<test> --reason \"…\"` (the waiver is signed into the build manifest) and promote with the same --waive",
             );
         }
         return Err(Error::Suites(outcome.failed));
@@ -214,4 +175,68 @@ pub(super) fn integration_tests(
     let results = outcome.results;
     cache.put("integration", &key, &results)?;
     Ok((results, false))
+}
+
+/// The cache key of an integration run: every image, test pack and waiver it runs with.
+fn inputs_key(
+    project: &Project,
+    plan: &Plan,
+    built: &[BuiltService],
+    recorded: &[Recorded],
+    waivers: &[Waiver],
+) -> Digest {
+    Cache::key(&IntegrationInputs {
+        format: "slipway-integration-v4",
+        environment: "ci",
+        images: plan
+            .services
+            .iter()
+            .zip(built)
+            .map(|(p, b)| (p.service.id.to_string(), &b.image.digest))
+            .collect(),
+        testpacks: built.iter().flat_map(|b| b.testpacks.iter().map(|(_, d)| d)).collect(),
+        recorded: recorded.iter().map(|r| &r.testpack).collect(),
+        waivers: waivers.iter().map(Waiver::name).collect(),
+        database: project.database.as_deref(),
+    })
+}
+
+/// The build's own suites, then the recorded ones, each labelled with where it is recorded.
+fn suites_to_run(
+    plan: &Plan,
+    built: &[BuiltService],
+    recorded: &[Recorded],
+) -> Result<Vec<StoredSuite>> {
+    let mut stored = Vec::new();
+    for (planned, built) in plan.services.iter().zip(built) {
+        for (_, digest) in &built.testpacks {
+            stored.push(StoredSuite {
+                repository: planned.reference.repository.clone(),
+                testpack: digest.clone(),
+                label: String::new(),
+                origin: None,
+            });
+        }
+    }
+    for suite in recorded {
+        stored.push(StoredSuite {
+            repository: suite.service.parse()?,
+            testpack: suite.testpack.clone(),
+            label: format!("[recorded in {}: {}]", suite.environments.join(", "), suite.reference),
+            origin: Some((suite.service.clone(), suite.reference.tag.to_string())),
+        });
+    }
+    Ok(stored)
+}
+
+/// Every service of the build, launched from its new image.
+fn launches(plan: &Plan, built: &[BuiltService]) -> Vec<Launch> {
+    plan.services
+        .iter()
+        .zip(built)
+        .map(|(planned, built)| {
+            let repository = planned.reference.repository.clone();
+            launch_of(&plan.workspace, &planned.service, repository, built.image.digest.clone())
+        })
+        .collect()
 }

@@ -11,7 +11,7 @@ use crate::attest::manifest;
 use crate::build::cache::Cache;
 use crate::build::cargo::{self, Executables};
 use crate::build::image::{self, ImageSpec};
-use crate::build::plan::{Plan, PlannedService};
+use crate::build::plan::{BuiltService, Plan, PlannedService};
 use crate::build::secrets::{self, AllowList};
 use crate::error::{Error, Result};
 use crate::model::digest::Digest;
@@ -79,20 +79,20 @@ pub fn run(project: &Project, waive: &[String], reason: Option<&str>) -> Result<
     Step::Secrets.run(&mut steps, |_| scan_secrets(project))?;
     Step::SupplyChain.run(&mut steps, |_| {
         let said = crate::build::supply::check(&project.shell, &project.root)?;
-        eprintln!("    {said}");
+        crate::report::detail(&said);
         Ok(())
     })?;
     Step::Alerts.run(&mut steps, |_| {
         let dir = project.state("alerts");
         let cache = Cache::new(project.state("cache"));
         let checked = alerts::check(&project.shell, &plan.workspace, &dir, &cache)?;
-        eprintln!(
-            "    promtool: {} rule files checked, {} test files passed{} ({})",
+        crate::report::detail(format_args!(
+            "promtool: {} rule files checked, {} test files passed{} ({})",
             checked.rule_files,
             checked.test_files,
             if checked.reused { " (reused: the same files passed before)" } else { "" },
             project.layout.state("alerts").display()
-        );
+        ));
         Ok(())
     })?;
     Step::Clippy.run(&mut steps, |_| {
@@ -102,7 +102,7 @@ pub fn run(project: &Project, waive: &[String], reason: Option<&str>) -> Result<
             .map_err(Error::from)
     })?;
     Step::UnitTests.run(&mut steps, |_| unit_tests(project, &plan.workspace))?;
-    build_and_test(project, &plan, &mut steps, true)
+    build_and_test(project, &plan, &mut steps)
 }
 
 /// `images`: the static builds, images, test packs and SBOMs only — no checks, tests or
@@ -110,14 +110,15 @@ pub fn run(project: &Project, waive: &[String], reason: Option<&str>) -> Result<
 pub fn images(project: &Project) -> Result<Summary> {
     let mut steps = Steps::new(Step::IMAGES.len());
     let plan = Step::Metadata.run(&mut steps, |_| Plan::gather(project))?;
-    build_and_test(project, &plan, &mut steps, false)
+    let built = build(project, &plan, &mut steps, &Cache::new(project.state("cache")))?;
+    Ok(Summary::of(project, &plan, built, &steps))
 }
 
 fn scan_secrets(project: &Project) -> Result<()> {
     let files = source::listed_files(&project.shell)?;
     let allow = AllowList::read(&project.root.join(project.layout.secrets_allow()));
     secrets::scan(&project.root, &files, &allow)?;
-    eprintln!("    {} files scanned, no secrets", files.len());
+    crate::report::detail(format_args!("{} files scanned, no secrets", files.len()));
     Ok(())
 }
 
@@ -139,94 +140,42 @@ fn unit_tests(project: &Project, workspace: &Workspace) -> Result<()> {
             line.strip_prefix("test result: ok. ")?.split(' ').next()?.parse::<usize>().ok()
         })
         .sum();
-    eprintln!("    {passed} unit tests passed");
+    crate::report::detail(format_args!("{passed} unit tests passed"));
     Ok(())
 }
 
-/// The steps shared by `ci` (all of them) and `images` (builds and artifacts only).
-fn build_and_test(
+/// The steps shared by `ci` and `images`: the static builds, the images, the test packs
+/// and SBOMs.
+fn build(
     project: &Project,
     plan: &Plan,
     steps: &mut Steps,
-    full: bool,
-) -> Result<Summary> {
-    let started = manifest::now_seconds();
+    cache: &Cache,
+) -> Result<Vec<BuiltService>> {
     let executables = Step::StaticBuilds.run(steps, |_| {
         cargo::ensure_target(&project.shell, &plan.target)?;
         Ok(cargo::executables(&project.shell, &plan.workspace, &plan.source, &plan.target)?)
     })?;
+    let images =
+        Step::Images.run(steps, |steps| build_images(project, plan, &executables, cache, steps))?;
+    Step::TestPacksAndSboms
+        .run(steps, |steps| build_artifacts(project, plan, images, &executables, cache, steps))
+}
+
+/// `ci`'s last steps: the build, its integration tests, its signed build manifest.
+fn build_and_test(project: &Project, plan: &Plan, steps: &mut Steps) -> Result<Summary> {
+    let started = manifest::now_seconds();
     let cache = Cache::new(project.state("cache"));
-    let images = Step::Images
-        .run(steps, |steps| build_images(project, plan, &executables, &cache, steps))?;
-    let built = Step::TestPacksAndSboms
-        .run(steps, |steps| build_artifacts(project, plan, images, &executables, &cache, steps))?;
-    let mut results = Vec::new();
-    let mut reused = false;
-    let mut signed = None;
-    if full {
-        (results, reused) = Step::IntegrationTests
-            .run(steps, |steps| integration_tests(project, plan, &built, &cache, steps))?;
-        signed =
-            Some(Step::BuildManifest.run(steps, |steps| {
-                manifest::write(project, plan, &built, &cache, started, steps)
-            })?);
-    }
-    let store = project.store().location();
-    let services = plan
-        .services
-        .iter()
-        .zip(built)
-        .map(|(planned, built)| {
-            let service = &planned.service;
-            ServiceSummary {
-                name: service.id.to_string(),
-                application: service.id.application.to_string(),
-                role: service.id.role.to_string(),
-                version: service.version.clone(),
-                health: service.kind.health().map(str::to_owned),
-                migrations: service.kind.migrations().to_vec(),
-                depends_on: service.depends_on.clone(),
-                image: ImageSummary {
-                    reference: planned.reference.clone(),
-                    digest: built.image.digest.clone(),
-                    skopeo: project.store().skopeo_name(&planned.reference.repository),
-                    reused: built.image_reused,
-                },
-                tests: built
-                    .testpacks
-                    .iter()
-                    .map(|(suite, digest)| TestsSummary {
-                        suite: suite.clone(),
-                        digest: digest.clone(),
-                        images: built
-                            .test_images
-                            .iter()
-                            .filter(|image| &image.suite == suite)
-                            .map(|image| image.digest.clone())
-                            .collect(),
-                    })
-                    .collect(),
-                sbom: DigestSummary { digest: built.sbom },
-                migrations_artifact: built.migrations.map(|digest| DigestSummary { digest }),
-            }
-        })
-        .collect();
-    Ok(Summary {
-        commit: plan.source.commit.clone(),
-        version: plan.version.clone(),
-        dirty: plan.source.dirty,
-        source_date_epoch: plan.source.epoch.0,
-        store,
-        services,
-        integration: results,
-        integration_reused: reused,
-        manifest: signed,
-        steps: steps
-            .timings()
-            .iter()
-            .map(|(name, took)| StepTiming { name: name.clone(), seconds: took.as_secs_f64() })
-            .collect(),
-    })
+    let built = build(project, plan, steps, &cache)?;
+    let (results, reused) = Step::IntegrationTests
+        .run(steps, |steps| integration_tests(project, plan, &built, &cache, steps))?;
+    let signed = Step::BuildManifest
+        .run(steps, |steps| manifest::write(project, plan, &built, &cache, started, steps))?;
+    let mut summary = Summary::of(project, plan, built, steps);
+    summary.integration = results;
+    summary.integration_reused = reused;
+    summary.manifest = Some(signed);
+    Ok(summary)
 }
 
 /// What an image is made of, as the cache keys it.

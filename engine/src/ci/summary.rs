@@ -4,9 +4,12 @@
 use serde::Serialize;
 
 use crate::attest::manifest::ManifestSummary;
+use crate::build::plan::{BuiltService, Plan, PlannedService};
 use crate::error::Result;
 use crate::model::digest::Digest;
 use crate::model::workspace::{self, Name};
+use crate::project::Project;
+use crate::report::Steps;
 use crate::run::suites::SuiteResult;
 use crate::store::ImageRef;
 
@@ -25,6 +28,40 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest: Option<ManifestSummary>,
     pub steps: Vec<StepTiming>,
+}
+
+impl Summary {
+    /// What `plan` built, with each step's time so far; no integration results and no
+    /// manifest yet.
+    pub(super) fn of(
+        project: &Project,
+        plan: &Plan,
+        built: Vec<BuiltService>,
+        steps: &Steps,
+    ) -> Summary {
+        let services = plan
+            .services
+            .iter()
+            .zip(built)
+            .map(|(planned, built)| ServiceSummary::of(project, planned, built))
+            .collect();
+        Summary {
+            commit: plan.source.commit.clone(),
+            version: plan.version.clone(),
+            dirty: plan.source.dirty,
+            source_date_epoch: plan.source.epoch.0,
+            store: project.store().location(),
+            services,
+            integration: Vec::new(),
+            integration_reused: false,
+            manifest: None,
+            steps: steps
+                .timings()
+                .iter()
+                .map(|(name, took)| StepTiming { name: name.clone(), seconds: took.as_secs_f64() })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -47,6 +84,43 @@ pub struct ServiceSummary {
     /// A data store's migrations artifact: its SQL files beside its image.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub migrations_artifact: Option<DigestSummary>,
+}
+
+impl ServiceSummary {
+    fn of(project: &Project, planned: &PlannedService, built: BuiltService) -> ServiceSummary {
+        let service = &planned.service;
+        ServiceSummary {
+            name: service.id.to_string(),
+            application: service.id.application.to_string(),
+            role: service.id.role.to_string(),
+            version: service.version.clone(),
+            health: service.kind.health().map(str::to_owned),
+            migrations: service.kind.migrations().to_vec(),
+            depends_on: service.depends_on.clone(),
+            image: ImageSummary {
+                reference: planned.reference.clone(),
+                digest: built.image.digest.clone(),
+                skopeo: project.store().skopeo_name(&planned.reference.repository),
+                reused: built.image_reused,
+            },
+            tests: built
+                .testpacks
+                .iter()
+                .map(|(suite, digest)| TestsSummary {
+                    suite: suite.clone(),
+                    digest: digest.clone(),
+                    images: built
+                        .test_images
+                        .iter()
+                        .filter(|image| &image.suite == suite)
+                        .map(|image| image.digest.clone())
+                        .collect(),
+                })
+                .collect(),
+            sbom: DigestSummary { digest: built.sbom },
+            migrations_artifact: built.migrations.map(|digest| DigestSummary { digest }),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -85,9 +159,12 @@ pub fn finish(summary: &Summary, json: bool) -> Result<()> {
         crate::report::print_json(summary)?;
     } else {
         for service in &summary.services {
-            eprintln!("{:<24} {} {}", service.name, service.image.reference, service.image.digest);
+            crate::report::say(format_args!(
+                "{:<24} {} {}",
+                service.name, service.image.reference, service.image.digest
+            ));
         }
-        eprintln!("store: {}", summary.store);
+        crate::report::say(format_args!("store: {}", summary.store));
     }
     Ok(())
 }

@@ -111,7 +111,11 @@ pub fn record(
         rendered,
         &format!("{message}\n\n{trailers}"),
     )?;
-    eprintln!("recorded {} in the ledger: {}", state.environment, &commit[..12]);
+    crate::report::say(format_args!(
+        "recorded {} in the ledger: {}",
+        state.environment,
+        &commit[..12]
+    ));
     Ok(())
 }
 

@@ -47,7 +47,9 @@ pub fn decide_until_recorded<T>(
                 if n < ATTEMPTS
                     && error.room::<LedgerError>().is_some_and(LedgerError::is_raced) =>
             {
-                eprintln!("another change reached {environment} first: {again}");
+                crate::report::say(format_args!(
+                    "another change reached {environment} first: {again}"
+                ));
             }
             other => return other,
         }
@@ -198,8 +200,8 @@ impl Ledger {
         let tip = match self.base(&repo) {
             Ok(commit) => commit.id,
             Err(_) if self.remote.is_some() => {
-                eprintln!(
-                    "warning: the shared ledger was never fetched into this clone: reading HEAD's (`git fetch` brings it)"
+                crate::report::warning(
+                    "the shared ledger was never fetched into this clone: reading HEAD's (`git fetch` brings it)",
                 );
                 repo.head_id().map_err(git)?.detach()
             }
@@ -471,9 +473,9 @@ impl Ledger {
         let local: gix::refs::FullName = format!("refs/heads/{branch}").try_into().map_err(git)?;
         let paths = touched(&self.dir, files, replaced);
         if self.advance(shell, &repo, &local, (base.id, id), &paths).is_err() {
-            eprintln!(
-                "note: the ledger moved on {remote}/{branch}; this clone's {branch} was elsewhere and is left as it is (`git pull` brings the ledger here)"
-            );
+            crate::report::note(format_args!(
+                "the ledger moved on {remote}/{branch}; this clone's {branch} was elsewhere and is left as it is (`git pull` brings the ledger here)"
+            ));
         }
         Ok(id.to_string())
     }

@@ -7,9 +7,9 @@ use crate::shell::{Shell, cmd};
 
 /// Says that the ledger's files in the work tree differ from HEAD, and `what` follows.
 pub(super) fn say_stale(what: &str) {
-    eprintln!(
-        "note: the ledger's files in the work tree differ from HEAD (a ledger command killed while recording leaves them so): {what}"
-    );
+    crate::report::note(format_args!(
+        "the ledger's files in the work tree differ from HEAD (a ledger command killed while recording leaves them so): {what}"
+    ));
 }
 
 /// The paths a change touches, for the work tree: an environment's folder as a whole for
@@ -81,9 +81,9 @@ impl Ledger {
             for path in declarations {
                 let as_written = cmd!(sh, "git diff --quiet {new} -- {path}").quiet();
                 if shell.read(as_written).is_ok() {
-                    eprintln!(
-                        "note: {path} holds what a ledger change that never landed (killed before its commit) wrote: restoring HEAD's"
-                    );
+                    crate::report::note(format_args!(
+                        "{path} holds what a ledger change that never landed (killed before its commit) wrote: restoring HEAD's"
+                    ));
                     self.checkout(shell, "HEAD", &[path.to_owned()]);
                 }
             }
@@ -125,9 +125,9 @@ impl Ledger {
             }
             std::thread::sleep(std::time::Duration::from_millis(25 * (attempt % 8 + 1)));
         }
-        eprintln!(
-            "warning: the ledger's files in the work tree could not be updated: run `git checkout --no-overlay HEAD -- {}`",
+        crate::report::warning(format_args!(
+            "the ledger's files in the work tree could not be updated: run `git checkout --no-overlay HEAD -- {}`",
             paths.join(" ")
-        );
+        ));
     }
 }

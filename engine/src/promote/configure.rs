@@ -141,7 +141,9 @@ impl Configure {
             },
         );
         if state.runs_as(&current) {
-            eprintln!("{env} runs with this configuration already: nothing to do");
+            crate::report::say(format_args!(
+                "{env} runs with this configuration already: nothing to do"
+            ));
             return Ok(None);
         }
         let changes = changes(&current, &state);
@@ -240,7 +242,9 @@ pub fn declare_flags_of(
     let mut text = match committed(project, ledger, &path, false) {
         Ok(text) => text,
         Err(e) => {
-            eprintln!("warning: {e}: the flags it declares for {env} are left as they are");
+            crate::report::warning(format_args!(
+                "{e}: the flags it declares for {env} are left as they are"
+            ));
             return Ok(Vec::new());
         }
     };

@@ -60,10 +60,10 @@ pub fn old_logic_on_new_data(
             continue;
         };
         let before = running(workspace, target, now)?;
-        eprintln!(
+        crate::report::say(format_args!(
             "old logic on new data in {}: what it runs writes its data, {} migrates it, the same suites run again",
             target.name, after.reference
-        );
+        ));
         let carried = crate::build::image::migrations(
             project.store(),
             &new_store.repository,
@@ -144,10 +144,10 @@ pub fn rollback_on_current_data(
     if replaced_stores(workspace, &now.services, &to.services).next().is_none() {
         return Ok(());
     }
-    eprintln!(
+    crate::report::say(format_args!(
         "rolling back across a data store's image: {} runs its suites on the data {} has now",
         to.version, target.name
-    );
+    ));
     let context = Context { project, workspace, target, waivers: &[], flags: None };
     let before = running(workspace, target, &now.services)?;
     let after = running(workspace, target, &to.services)?;

@@ -34,7 +34,7 @@ pub fn latest_build(project: &Project) -> Result<Digest> {
 
 /// Prints the checks and fails naming every one that did not pass.
 pub fn settle(title: &str, report: &Report) -> Result<()> {
-    eprintln!("{title}");
+    crate::report::say(title);
     report.print();
     let failed = report.failures();
     if failed.is_empty() { Ok(()) } else { Err(Error::Refused(failed)) }
@@ -69,53 +69,7 @@ pub fn gates(
     let Some(statement) = statement else { return Ok(None) };
     crate::verify::build::check_artifacts(report, project.store(), &statement, &trusted);
     if let Some(previous) = workspace.environments.previous(target.name.as_str()) {
-        // Per service: an environment can mix builds (`--only`), so each promoted service
-        // must have run from this very build in the previous environment, without a break,
-        // for the bake time.
-        let history = ledger.history(previous.name.as_str())?;
-        let now = manifest::now_seconds();
-        let mut missing = Vec::new();
-        let mut least: Option<(u64, &str)> = None;
-        for service in statement.services() {
-            if !only.is_empty() && !only.contains(&service.name) {
-                continue;
-            }
-            let since = history
-                .iter()
-                .take_while(|c| {
-                    c.state.services.get(&service.name).is_some_and(|s| &s.build == build)
-                })
-                .last()
-                .map(|c| c.state.promoted_at);
-            match since {
-                None => missing.push(service.name.as_str()),
-                Some(at) => {
-                    let baked = now.saturating_sub(at);
-                    if least.is_none_or(|(shortest, _)| baked < shortest) {
-                        least = Some((baked, service.name.as_str()));
-                    }
-                }
-            }
-        }
-        let needed = target.bake_time_seconds;
-        let bake = match least {
-            _ if !missing.is_empty() => Err(format!(
-                "{} of this build not running in {}: promote it there first, or pick services with --only",
-                missing.join(", "),
-                previous.name
-            )),
-            Some((baked, name)) if baked < needed => Err(format!(
-                "{name} ran only {baked}s in {}; {} needs {needed}s: {} (`bake-time` in {})",
-                previous.name,
-                target.name,
-                passes_at(now, needed - baked),
-                workspace.environments.file.display()
-            )),
-            Some((baked, _)) => {
-                Ok(format!("ran {baked}s or more in {} (needs {needed}s)", previous.name))
-            }
-            None => Err("no service to promote".to_owned()),
-        };
+        let bake = bake_time(workspace, (previous, target), (build, &statement), only, ledger)?;
         report.record("bake time", bake);
     }
     let quarantined = ledger.quarantined()?;
@@ -137,6 +91,60 @@ pub fn gates(
         },
     );
     Ok(Some(statement))
+}
+
+/// Whether every promoted service of `statement` ran from this very build in `previous`,
+/// without a break, for `target`'s bake time. Per service: an environment can mix builds
+/// (`--only`).
+fn bake_time(
+    workspace: &Workspace,
+    (previous, target): (&Environment, &Environment),
+    (build, statement): (&Digest, &Statement),
+    only: &[String],
+    ledger: &Ledger,
+) -> Result<std::result::Result<String, String>> {
+    let history = ledger.history(previous.name.as_str())?;
+    let now = manifest::now_seconds();
+    let mut missing = Vec::new();
+    let mut least: Option<(u64, &str)> = None;
+    for service in statement.services() {
+        if !only.is_empty() && !only.contains(&service.name) {
+            continue;
+        }
+        let since = history
+            .iter()
+            .take_while(|c| c.state.services.get(&service.name).is_some_and(|s| &s.build == build))
+            .last()
+            .map(|c| c.state.promoted_at);
+        match since {
+            None => missing.push(service.name.as_str()),
+            Some(at) => {
+                let baked = now.saturating_sub(at);
+                if least.is_none_or(|(shortest, _)| baked < shortest) {
+                    least = Some((baked, service.name.as_str()));
+                }
+            }
+        }
+    }
+    let needed = target.bake_time_seconds;
+    Ok(match least {
+        _ if !missing.is_empty() => Err(format!(
+            "{} of this build not running in {}: promote it there first, or pick services with --only",
+            missing.join(", "),
+            previous.name
+        )),
+        Some((baked, name)) if baked < needed => Err(format!(
+            "{name} ran only {baked}s in {}; {} needs {needed}s: {} (`bake-time` in {})",
+            previous.name,
+            target.name,
+            passes_at(now, needed - baked),
+            workspace.environments.file.display()
+        )),
+        Some((baked, _)) => {
+            Ok(format!("ran {baked}s or more in {} (needs {needed}s)", previous.name))
+        }
+        None => Err("no service to promote".to_owned()),
+    })
 }
 
 #[cfg(test)]

@@ -134,15 +134,7 @@ impl Promotion {
     /// the replay plan and returns it: nothing started, signed or written.
     pub fn run(self, project: &Project) -> Result<Option<Plan>> {
         if self.config_only {
-            let configure = configure::Configure {
-                environment: self.environment,
-                edit: configure::Edit::Declared,
-                waive: self.waive,
-                reason: self.reason,
-                remote: self.remote,
-                dry_run: self.dry_run,
-            };
-            return configure.run(project).map(|plan| plan.map(Plan::Configure));
+            return self.configure().run(project).map(|plan| plan.map(Plan::Configure));
         }
         let workspace = project.workspace()?;
         let target = environment(&workspace, &self.environment)?;
@@ -161,75 +153,76 @@ impl Promotion {
         let recorded = crate::ledger::decide_until_recorded(
             target.name.as_str(),
             "replaying against the new state",
-            || {
-                // Every attempt reads one commit of the ledger and may only record on top of
-                // it; the build meant and the gates are decided again each time: the previous
-                // environment may have moved on, a quarantine may have landed.
-                let ledger = ledger.pin()?;
-                let policy = committed_and_verified(project, &workspace, &ledger, target)?;
-                let build = self.build(project, &workspace, target, &ledger)?;
-                let mut report = Report {
-                    manifest: format!("{}@{build}", provenance::REPOSITORY),
-                    ..Report::default()
-                };
-                let statement =
-                    gates(project, &workspace, target, &build, &self.only, &ledger, &mut report)?;
-                settle(&format!("gates for {} → {}", build.short(), target.name), &report)?;
-                let Some(statement) = statement else {
-                    unreachable!("a statement exists once the gates passed")
-                };
-                let Some(composition) =
-                    self.composition(&workspace, target, &ledger, &build, &statement, &waivers)?
-                else {
-                    eprintln!(
-                        "{} already runs build {} ({}): nothing to do",
-                        target.name,
-                        build.short(),
-                        statement.predicate.build_definition.internal_parameters.version
-                    );
-                    if let Some(current) = ledger.current(target.name.as_str())? {
-                        let declared = configured(&workspace, target, current.state.clone());
-                        if !declared.runs_as(&current.state) {
-                            eprintln!(
-                                "note: its configuration differs from the declaration ({}): `cargo xtask promote {} --config-only` applies it",
-                                configure::changes(&current.state, &declared).join(", "),
-                                target.name
-                            );
-                        }
-                    }
-                    return Ok(());
-                };
-                let Composition { services, promoted, replay } = composition;
-                let version =
-                    statement.predicate.build_definition.internal_parameters.version.clone();
-                let state = State {
-                    environment: target.name.to_string(),
-                    build: build.clone(),
-                    commit: statement.source().commit.clone(),
-                    services,
-                    promoted_at: manifest::now_seconds(),
-                    promoted_by: ledger.promoter()?,
-                    flags: Default::default(),
-                    configuration: None,
-                    policy: Some(policy.digest()),
-                    version,
-                };
-                // The services' settings are settled in the composition already.
-                let state = with_declared_flags(&workspace, target, state);
-                let message =
-                    format!("promote {}: {} ({})", target.name, state.version, promoted.join(", "));
-                let decided = Decided {
-                    state,
-                    replay: &replay,
-                    action: "promote",
-                    message,
-                    gates: report.checks.clone(),
-                    declarations: Vec::new(),
-                };
-                replay_and_record(project, &workspace, target, &ledger, decided, (&waivers, &key))
-            },
+            // Every attempt reads one commit of the ledger and may only record on top of it;
+            // the build meant and the gates are decided again each time: the previous
+            // environment may have moved on, a quarantine may have landed.
+            || self.attempt(project, &workspace, target, &ledger.pin()?, (&waivers, &key)),
         );
         recorded.map(|()| None)
+    }
+
+    /// `--config-only`: the committed flags and settings applied to what runs.
+    fn configure(self) -> configure::Configure {
+        configure::Configure {
+            environment: self.environment,
+            edit: configure::Edit::Declared,
+            waive: self.waive,
+            reason: self.reason,
+            remote: self.remote,
+            dry_run: self.dry_run,
+        }
+    }
+
+    /// One attempt on the pinned `ledger`: the gates, the composition, then the replay and
+    /// the signed entry.
+    fn attempt(
+        &self,
+        project: &Project,
+        workspace: &Workspace,
+        target: &Environment,
+        ledger: &Ledger,
+        (waivers, key): (&[Waiver], &SigningKey),
+    ) -> Result<()> {
+        let policy = committed_and_verified(project, workspace, ledger, target)?;
+        let build = self.build(project, workspace, target, ledger)?;
+        let mut report =
+            Report { manifest: format!("{}@{build}", provenance::REPOSITORY), ..Report::default() };
+        let statement = gates(project, workspace, target, &build, &self.only, ledger, &mut report)?;
+        settle(&format!("gates for {} → {}", build.short(), target.name), &report)?;
+        let Some(statement) = statement else {
+            unreachable!("a statement exists once the gates passed")
+        };
+        let Some(Composition { services, promoted, replay }) =
+            self.composition(workspace, target, ledger, &build, &statement, waivers)?
+        else {
+            return nothing_to_do(workspace, target, ledger, &build, &statement);
+        };
+        let version = statement.predicate.build_definition.internal_parameters.version.clone();
+        let state = State {
+            environment: target.name.to_string(),
+            build: build.clone(),
+            commit: statement.source().commit.clone(),
+            services,
+            promoted_at: manifest::now_seconds(),
+            promoted_by: ledger.promoter()?,
+            flags: Default::default(),
+            configuration: None,
+            policy: Some(policy.digest()),
+            version,
+        };
+        // The services' settings are settled in the composition already.
+        let state = with_declared_flags(workspace, target, state);
+        let message =
+            format!("promote {}: {} ({})", target.name, state.version, promoted.join(", "));
+        let decided = Decided {
+            state,
+            replay: &replay,
+            action: "promote",
+            message,
+            gates: report.checks.clone(),
+            declarations: Vec::new(),
+        };
+        replay_and_record(project, workspace, target, ledger, decided, (waivers, key))
     }
 
     /// The build meant: `--build`, else what the previous environment runs, else the newest
@@ -384,38 +377,15 @@ pub fn replay_and_record(
     let outcome =
         replay_suites(project, workspace, target, composed, replay, waivers, flags.as_deref())?;
     drop(migrated);
-    let subjects = state
-        .services
-        .values()
-        .map(|s| crate::attest::testresult::subject(&s.reference.to_string(), &s.image))
-        .collect();
-    let mut configuration: Vec<provenance::ResourceDescriptor> = replay
-        .iter()
-        .map(|r| provenance::ResourceDescriptor {
-            uri: format!("{}/testpack [{} {}]", r.version, r.why, r.service),
-            digest: [("sha256".to_owned(), r.testpack.hex().to_owned())].into(),
-        })
-        .collect();
-    if let Some(digest) = &state.configuration {
-        configuration.push(provenance::ResourceDescriptor {
-            uri: format!("manifests/{}/{}", target.name, slipway_contract::FLAGS_FILE),
-            digest: [("sha256".to_owned(), digest.hex().to_owned())].into(),
-        });
-    }
-    let attestation = crate::attest::testresult::statement(
-        subjects,
-        configuration,
-        &outcome.results,
-        &outcome.waived,
-    );
+    let attestation = tested(target, &state, replay, &outcome);
     let results =
         crate::attest::testresult::store(project.store(), &state.build, &attestation, key)?;
-    eprintln!(
+    crate::report::say(format_args!(
         "test-result attestation {} ({}) stored about build {}",
         results.short(),
         attestation.predicate.result,
         state.build.short()
-    );
+    ));
     attach_tested(project, target.name.as_str(), &state, attestation, key)?;
     let entry = Entry {
         replay: outcome.results,
@@ -426,6 +396,36 @@ pub fn replay_and_record(
     let mut rendered = crate::render::k8s::for_state(project, workspace, target, &entry.state)?;
     rendered.declarations = declarations;
     record(project, ledger, entry, &message, key, &rendered)
+}
+
+/// The test-result statement of a replay: about every image `state` runs, with the test
+/// packs replayed and the flags file as its configuration.
+fn tested(
+    target: &Environment,
+    state: &State,
+    replay: &[compose::Replayed],
+    outcome: &crate::promote::replay::Replay,
+) -> crate::attest::testresult::Statement {
+    let subjects = state
+        .services
+        .values()
+        .map(|s| crate::attest::testresult::subject(&s.reference.to_string(), &s.image))
+        .collect();
+    let descriptor = |uri: String, digest: &Digest| provenance::ResourceDescriptor {
+        uri,
+        digest: [("sha256".to_owned(), digest.hex().to_owned())].into(),
+    };
+    let mut configuration: Vec<provenance::ResourceDescriptor> = replay
+        .iter()
+        .map(|r| {
+            descriptor(format!("{}/testpack [{} {}]", r.version, r.why, r.service), &r.testpack)
+        })
+        .collect();
+    if let Some(digest) = &state.configuration {
+        let file = format!("manifests/{}/{}", target.name, slipway_contract::FLAGS_FILE);
+        configuration.push(descriptor(file, digest));
+    }
+    crate::attest::testresult::statement(subjects, configuration, &outcome.results, &outcome.waived)
 }
 
 /// The replay's result attached to every image `state` runs in `environment` — each
@@ -469,10 +469,38 @@ fn attach_tested(
             &predicate_type,
         )?;
     }
-    eprintln!(
+    crate::report::say(format_args!(
         "attached the test result for {environment} to {} images ({predicate_type})",
         images.len()
-    );
+    ));
+    Ok(())
+}
+
+/// `target` runs `build` already: says so, and whether its configuration lags the
+/// declaration.
+fn nothing_to_do(
+    workspace: &Workspace,
+    target: &Environment,
+    ledger: &Ledger,
+    build: &Digest,
+    statement: &Statement,
+) -> Result<()> {
+    let version = &statement.predicate.build_definition.internal_parameters.version;
+    crate::report::say(format_args!(
+        "{} already runs build {} ({version}): nothing to do",
+        target.name,
+        build.short()
+    ));
+    if let Some(current) = ledger.current(target.name.as_str())? {
+        let declared = configured(workspace, target, current.state.clone());
+        if !declared.runs_as(&current.state) {
+            crate::report::note(format_args!(
+                "its configuration differs from the declaration ({}): `cargo xtask promote {} --config-only` applies it",
+                configure::changes(&current.state, &declared).join(", "),
+                target.name
+            ));
+        }
+    }
     Ok(())
 }
 

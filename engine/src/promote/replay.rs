@@ -111,7 +111,7 @@ pub fn replay_suites(
     }
     let stamp = format!("{}-{}-{}", target.name, manifest::now_seconds(), std::process::id());
     for (name, state) in composed {
-        eprintln!("  {name:<22} {}", state.reference);
+        crate::report::say(format_args!("  {name:<22} {}", state.reference));
     }
     let outcome = run::replay::Replay {
         environment: target.name.clone(),

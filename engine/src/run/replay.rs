@@ -87,12 +87,12 @@ impl Replay<'_> {
             source,
         })?;
         let (kind, how) = runtime::select(self.runtime)?;
-        eprintln!(
+        crate::report::say(format_args!(
             "replay in {}: {} services started from their images as {how}, {} suite executables",
             self.environment,
             self.launches.len(),
             runs.len()
-        );
+        ));
         let running = Started::start(
             store,
             &self.launches,
@@ -107,14 +107,14 @@ impl Replay<'_> {
         )?;
         let migrated = running.migrated().to_vec();
         if !migrated.is_empty() {
-            eprintln!("    migrations applied: {}", migrated.join(" "));
+            crate::report::detail(format_args!("migrations applied: {}", migrated.join(" ")));
         }
         let containers = running.containers();
         if !containers.is_empty() {
-            eprintln!("    containers: {}", containers.join(" "));
+            crate::report::detail(format_args!("containers: {}", containers.join(" ")));
         }
         for (variable, url) in running.urls() {
-            eprintln!("    {variable}={url}");
+            crate::report::detail(format_args!("{variable}={url}"));
         }
         let results = suites::run_all(&runs, &Target::of(&running), &self.results_dir);
         drop(running);
@@ -126,11 +126,11 @@ impl Replay<'_> {
             self.waivers,
         );
         let failed = suites::report(&results, &accepted.tests);
-        eprintln!("JUnit XML in {}", self.results_dir.display());
+        crate::report::say(format_args!("JUnit XML in {}", self.results_dir.display()));
         if failed.is_empty() {
             let _ = std::fs::remove_dir_all(&self.run_dir);
         } else {
-            eprintln!("service logs are in {}", self.run_dir.display());
+            crate::report::say(format_args!("service logs are in {}", self.run_dir.display()));
         }
         Ok(Outcome { results, accepted, failed, migrated })
     }

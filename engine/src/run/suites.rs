@@ -21,6 +21,67 @@ pub struct SuiteRun {
     pub time_limit: Duration,
 }
 
+/// The test packs `pack` names — `<repository>@sha256:…` (one pack) or
+/// `<application>-<role>:<version>` (every pack stored beside that image) — unpacked under
+/// `work`, as runs against `target`, whose URLs must include every one each pack needs.
+pub fn stored_runs(
+    store: &dyn crate::store::Store,
+    pack: &str,
+    target: &Target,
+    work: &Path,
+) -> crate::error::Result<Vec<SuiteRun>> {
+    use crate::store::{ImageRef, Repository, StoreError};
+    let (repository, packs) = match pack.split_once('@') {
+        Some((repository, digest)) => (repository.parse::<Repository>()?, vec![digest.parse()?]),
+        None => {
+            let image: ImageRef = pack.parse()?;
+            let digest = store.resolve(&image.repository, &image.tag)?.ok_or_else(|| {
+                StoreError::NotFound {
+                    repository: image.repository.clone(),
+                    what: format!("tag {}", image.tag),
+                }
+            })?;
+            let packs = crate::build::testpack::find(store, &image.repository, &digest)?;
+            (image.repository, packs)
+        }
+    };
+    if packs.is_empty() {
+        let store = store.location();
+        return Err(RunTestsError::NoTestPack { pack: pack.to_owned(), store }.into());
+    }
+    let mut runs = Vec::new();
+    for digest in &packs {
+        let unpacked =
+            crate::build::testpack::unpack(store, &repository, digest, &work.join(digest.hex()))?;
+        let missing: Vec<&str> = unpacked
+            .descriptor
+            .environment
+            .iter()
+            .map(String::as_str)
+            .filter(|v| *v != slipway_contract::ENVIRONMENT && !target.urls.contains_key(*v))
+            .collect();
+        if !missing.is_empty() {
+            let pack = digest.short().to_string();
+            return Err(RunTestsError::MissingUrls { pack, names: missing.join(", ") }.into());
+        }
+        runs.extend(runs_of(&unpacked, &unpacked.descriptor.suite));
+    }
+    Ok(runs)
+}
+
+impl Target {
+    /// A target in `environment` at the URLs of `pairs`, each `NAME=URL`.
+    pub fn at(environment: &str, pairs: &[String]) -> Result<Target, RunTestsError> {
+        let mut urls = BTreeMap::new();
+        for pair in pairs {
+            let (key, value) =
+                pair.split_once('=').ok_or_else(|| RunTestsError::BadEnv { pair: pair.clone() })?;
+            urls.insert(key.to_owned(), value.to_owned());
+        }
+        Ok(Target { environment: environment.to_owned(), urls, flags: None })
+    }
+}
+
 /// How long one suite executable may run when its suite sets no `time-limit`.
 pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(300);
 
@@ -81,9 +142,15 @@ pub fn report(results: &[SuiteResult], waived: &[String]) -> Vec<String> {
             (false, true) => "WAIVED",
             (false, false) => "FAIL  ",
         };
-        eprintln!("{verdict} {} ({}): {}", result.suite, result.service, result.summary);
+        crate::report::say(format_args!(
+            "{verdict} {} ({}): {}",
+            result.suite, result.service, result.summary
+        ));
         if !result.passed && !accepted {
-            eprintln!("{}", std::fs::read_to_string(&result.output).unwrap_or_default());
+            crate::report::say(format_args!(
+                "{}",
+                std::fs::read_to_string(&result.output).unwrap_or_default()
+            ));
             let tests = if result.failed_tests.is_empty() {
                 String::new()
             } else {
@@ -160,12 +227,67 @@ fn file_name(index: usize, suite: &str) -> String {
 /// `<dir>/<name>.xml`.
 fn run_one(run: &SuiteRun, target: &Target, dir: &Path, name: &str) -> SuiteResult {
     let start = Instant::now();
-    let output = dir.join(format!("{name}.out"));
-    let junit = dir.join(format!("{name}.xml"));
-    let output = output.as_path();
-    let result = |passed: bool, summary: String| {
-        let seconds = start.elapsed().as_secs_f64();
-        let text = std::fs::read_to_string(output).unwrap_or_default();
+    let files =
+        Files { output: dir.join(format!("{name}.out")), junit: dir.join(format!("{name}.xml")) };
+    let (passed, summary) = match execute(run, target, &files.output) {
+        Ok(status) => {
+            let text = std::fs::read_to_string(&files.output).unwrap_or_default();
+            let summary = text
+                .lines()
+                .filter_map(|line| line.strip_prefix("test result: "))
+                .next_back()
+                .map(|s| s.trim_start_matches("ok. ").trim_start_matches("FAILED. ").to_owned())
+                .unwrap_or_else(|| format!("no test summary ({status})"));
+            (status.success(), summary)
+        }
+        Err(why) => (false, why),
+    };
+    files.result(run, passed, summary, start.elapsed().as_secs_f64())
+}
+
+/// Runs `run`'s executable against `target`, its output into `output`: its exit status, or
+/// why it has none.
+fn execute(
+    run: &SuiteRun,
+    target: &Target,
+    output: &Path,
+) -> Result<std::process::ExitStatus, String> {
+    let (stdout, stderr) = File::create(output)
+        .and_then(|f| Ok((f.try_clone()?, f)))
+        .map_err(|e| format!("cannot create {}: {e}", output.display()))?;
+    let mut command = Command::new(&run.executable);
+    command
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env(slipway_contract::ENVIRONMENT, &target.environment)
+        .envs(&target.urls)
+        .envs(target.flags.iter().map(|file| (slipway_contract::FLAGS, file)))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    crate::run::process::die_with_parent(&mut command);
+    match command.spawn().and_then(|mut child| wait_with_timeout(&mut child, run.time_limit)) {
+        Ok(Some(status)) => Ok(status),
+        Ok(None) => Err(format!(
+            "timed out after {} s and was killed (raise `time-limit` under [package.metadata.integration-tests] of {})",
+            run.time_limit.as_secs(),
+            run.suite.split(' ').next().unwrap_or(&run.suite)
+        )),
+        Err(e) => Err(format!("cannot run {}: {e}", run.executable.display())),
+    }
+}
+
+/// Where one run's output and JUnit XML go.
+struct Files {
+    output: PathBuf,
+    junit: PathBuf,
+}
+
+impl Files {
+    /// The result of `run`, from its output: its JUnit XML written, with a failure of its own
+    /// (`run`) when the executable failed without naming every failure.
+    fn result(&self, run: &SuiteRun, passed: bool, summary: String, seconds: f64) -> SuiteResult {
+        let text = std::fs::read_to_string(&self.output).unwrap_or_default();
         let mut cases = junit::parse(&text);
         let named_failures =
             cases.iter().filter(|c| matches!(c.outcome, junit::Outcome::Failed { .. })).count();
@@ -181,7 +303,7 @@ fn run_one(run: &SuiteRun, target: &Target, dir: &Path, name: &str) -> SuiteResu
                 outcome: junit::Outcome::Failed { output: summary.clone() },
             });
         }
-        let _ = std::fs::write(&junit, junit::xml(&run.suite, &cases, seconds));
+        let _ = std::fs::write(&self.junit, junit::xml(&run.suite, &cases, seconds));
         let named = |passed: bool| {
             cases
                 .iter()
@@ -201,50 +323,10 @@ fn run_one(run: &SuiteRun, target: &Target, dir: &Path, name: &str) -> SuiteResu
             seconds,
             passed_tests: named(true),
             failed_tests: named(false),
-            junit: junit.clone(),
-            output: output.to_owned(),
+            junit: self.junit.clone(),
+            output: self.output.clone(),
         }
-    };
-    let file = match File::create(output).and_then(|f| Ok((f.try_clone()?, f))) {
-        Ok(files) => files,
-        Err(e) => return result(false, format!("cannot create {}: {e}", output.display())),
-    };
-    let mut command = Command::new(&run.executable);
-    command
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env(slipway_contract::ENVIRONMENT, &target.environment)
-        .envs(&target.urls)
-        .envs(target.flags.iter().map(|file| (slipway_contract::FLAGS, file)))
-        .stdin(Stdio::null())
-        .stdout(file.0)
-        .stderr(file.1);
-    crate::run::process::die_with_parent(&mut command);
-    let status = match command
-        .spawn()
-        .and_then(|mut child| wait_with_timeout(&mut child, run.time_limit))
-    {
-        Ok(Some(status)) => status,
-        Ok(None) => {
-            let limit = run.time_limit.as_secs();
-            return result(
-                false,
-                format!(
-                    "timed out after {limit} s and was killed (raise `time-limit` under [package.metadata.integration-tests] of {})",
-                    run.suite.split(' ').next().unwrap_or(&run.suite)
-                ),
-            );
-        }
-        Err(e) => return result(false, format!("cannot run {}: {e}", run.executable.display())),
-    };
-    let text = std::fs::read_to_string(output).unwrap_or_default();
-    let summary = text
-        .lines()
-        .filter_map(|line| line.strip_prefix("test result: "))
-        .next_back()
-        .map(|s| s.trim_start_matches("ok. ").trim_start_matches("FAILED. ").to_owned())
-        .unwrap_or_else(|| format!("no test summary ({status})"));
-    result(status.success(), summary)
+    }
 }
 
 /// Waits for `child`, killing it past `limit`: its status, or none when it was killed.

@@ -47,10 +47,10 @@ pub fn apply<'a>(
 /// failed in a way no waiver covers.
 pub fn note_unused(waivers: &[Waiver], accepted: &Accepted) {
     for waiver in waivers.iter().filter(|w| !accepted.waivers.contains(w)) {
-        eprintln!(
-            "note: --waive {} accepted nothing: that test passed, or its suite also failed in a way no waiver covers",
+        crate::report::note(format_args!(
+            "--waive {} accepted nothing: that test passed, or its suite also failed in a way no waiver covers",
             waiver.name()
-        );
+        ));
     }
 }
 

@@ -426,17 +426,17 @@ fn credentials(host: &str) -> RegistryAuth {
         Ok(DockerCredential::UsernamePassword(user, password)) => {
             return RegistryAuth::Basic(user, password);
         }
-        Ok(DockerCredential::IdentityToken(_)) => eprintln!(
-            "warning: the container auth file holds an identity token for {host}, which Slipway cannot exchange; set {USERNAME_VAR} and {PASSWORD_VAR} instead"
-        ),
+        Ok(DockerCredential::IdentityToken(_)) => crate::report::warning(format_args!(
+            "the container auth file holds an identity token for {host}, which Slipway cannot exchange; set {USERNAME_VAR} and {PASSWORD_VAR} instead"
+        )),
         Err(
             CredentialRetrievalError::ConfigNotFound
             | CredentialRetrievalError::ConfigReadError
             | CredentialRetrievalError::NoCredentialConfigured,
         ) => {}
-        Err(error) => eprintln!(
-            "warning: cannot read credentials for {host} from the container auth files: {error}"
-        ),
+        Err(error) => crate::report::warning(format_args!(
+            "cannot read credentials for {host} from the container auth files: {error}"
+        )),
     }
     match (std::env::var(USERNAME_VAR), std::env::var(PASSWORD_VAR)) {
         (Ok(user), Ok(password)) if !user.is_empty() => RegistryAuth::Basic(user, password),

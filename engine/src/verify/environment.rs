@@ -14,6 +14,7 @@ use crate::ledger::chain;
 use crate::ledger::entry::Entry;
 use crate::ledger::quarantine;
 use crate::ledger::{Change, Ledger, State};
+use crate::model::digest::Digest;
 use crate::model::environments::Environment;
 use crate::model::workspace::Workspace;
 use crate::project::Project;
@@ -116,43 +117,7 @@ pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) ->
     }
     let state = &change.state;
     for build in crate::ledger::entry::builds_of(state) {
-        let Ok(envelope) = manifest::stored_envelope(project.store(), &build) else {
-            report.record(
-                "build manifest",
-                Err(format!("build {build} is not in the store {}", project.store().location())),
-            );
-            continue;
-        };
-        let Some(statement) =
-            crate::verify::build::check_envelope(&mut report, &envelope, &trusted)
-        else {
-            continue;
-        };
-        crate::verify::build::check_artifacts(&mut report, project.store(), &statement, &trusted);
-        let mut problems = Vec::new();
-        let mut matched = 0;
-        for (name, running) in state.services.iter().filter(|(_, s)| s.build == build) {
-            let Some(built) = statement.services().iter().find(|s| &s.name == name) else {
-                problems.push(format!("{name} is not in build {}", build.short()));
-                continue;
-            };
-            let testpacks: Vec<_> = built.testpacks.iter().map(|p| p.digest.clone()).collect();
-            if built.image.digest != running.image
-                || built.sbom.digest != running.sbom
-                || testpacks != running.testpacks
-            {
-                problems.push(format!("{name}'s digests differ from build {}", build.short()));
-            }
-            matched += 1;
-        }
-        report.record(
-            "services",
-            if problems.is_empty() {
-                Ok(format!("{matched} service(s) match build {}", build.short()))
-            } else {
-                Err(problems.join("; "))
-            },
-        );
+        check_build(&mut report, project, state, &build, &trusted);
     }
     check_configuration(&mut report, &ledger, state)?;
     check_migrations(&mut report, project, &workspace, state);
@@ -162,6 +127,57 @@ pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) ->
     if target.require_tested {
         check_tested(&mut report, project, target.name.as_str(), state, &trusted);
     }
+    check_quarantine(&mut report, &ledger, state)?;
+    Ok(report)
+}
+
+/// `build`'s manifest and artifacts, and the services `state` runs from it against it.
+fn check_build(
+    report: &mut Report,
+    project: &Project,
+    state: &State,
+    build: &Digest,
+    trusted: &[PublicKey],
+) {
+    let Ok(envelope) = manifest::stored_envelope(project.store(), build) else {
+        report.record(
+            "build manifest",
+            Err(format!("build {build} is not in the store {}", project.store().location())),
+        );
+        return;
+    };
+    let Some(statement) = crate::verify::build::check_envelope(report, &envelope, trusted) else {
+        return;
+    };
+    crate::verify::build::check_artifacts(report, project.store(), &statement, trusted);
+    let mut problems = Vec::new();
+    let mut matched = 0;
+    for (name, running) in state.services.iter().filter(|(_, s)| &s.build == build) {
+        let Some(built) = statement.services().iter().find(|s| &s.name == name) else {
+            problems.push(format!("{name} is not in build {}", build.short()));
+            continue;
+        };
+        let testpacks: Vec<_> = built.testpacks.iter().map(|p| p.digest.clone()).collect();
+        if built.image.digest != running.image
+            || built.sbom.digest != running.sbom
+            || testpacks != running.testpacks
+        {
+            problems.push(format!("{name}'s digests differ from build {}", build.short()));
+        }
+        matched += 1;
+    }
+    report.record(
+        "services",
+        if problems.is_empty() {
+            Ok(format!("{matched} service(s) match build {}", build.short()))
+        } else {
+            Err(problems.join("; "))
+        },
+    );
+}
+
+/// No build `state` runs is quarantined.
+fn check_quarantine(report: &mut Report, ledger: &Ledger, state: &State) -> Result<()> {
     let quarantined = ledger.quarantined()?;
     report.record(
         "not quarantined",
@@ -176,7 +192,7 @@ pub fn verify_environment(project: &Project, name: &str, no_local_keys: bool) ->
             None => Ok("no build of this state is quarantined".to_owned()),
         },
     );
-    Ok(report)
+    Ok(())
 }
 
 /// Each data store's recorded migration level holds every migration its image carries,
@@ -231,7 +247,7 @@ fn check_tested(
     project: &Project,
     environment: &str,
     state: &State,
-    trusted: &[crate::attest::keys::PublicKey],
+    trusted: &[PublicKey],
 ) {
     let predicate_type = testresult::tested_for(environment);
     for (name, service) in &state.services {
@@ -301,7 +317,7 @@ fn check_entry(
     report: &mut Report,
     ledger: &Ledger,
     change: &Change,
-    trusted: &[crate::attest::keys::PublicKey],
+    trusted: &[PublicKey],
 ) -> Result<Option<Entry>> {
     let Some(bytes) = ledger.entry(&change.state.environment)? else {
         report.record("ledger entry", Err("the state has no signed entry beside it".to_owned()));
@@ -404,12 +420,7 @@ fn check_rendered(
 
 /// The replay's attestation: signed by a trusted key, about exactly the images the state
 /// runs, with no failed test.
-fn check_results(
-    report: &mut Report,
-    project: &Project,
-    entry: &Entry,
-    trusted: &[crate::attest::keys::PublicKey],
-) {
+fn check_results(report: &mut Report, project: &Project, entry: &Entry, trusted: &[PublicKey]) {
     let Some(digest) = &entry.results else {
         report.record("replay", Ok(format!("a {}: no replay, by design", entry.action)));
         return;

@@ -4,7 +4,7 @@
 
 use slipway::error::{Error, Result};
 use slipway::ledger::Ledger;
-use slipway::model::workspace::environment;
+use slipway::model::workspace::{Workspace, environment};
 use slipway::project::Project;
 use slipway::promote::PromoteError;
 use slipway::render::k8s;
@@ -14,34 +14,10 @@ use crate::cli;
 impl cli::Render {
     pub fn run(self, project: &Project) -> Result<()> {
         let workspace = project.workspace()?;
-        let preview = match (&self.preview, self.application_set) {
-            (Some(name), _) => {
-                let name = k8s::preview_name(name, &workspace)?;
-                let statement =
-                    slipway::preview::build_to_render(project, &workspace, self.build.as_deref())?;
-                Some(k8s::preview(project, &workspace, &name, &statement)?)
-            }
-            (None, true) => Some(
-                k8s::application_set(&workspace).ok_or(k8s::PreviewRenderError::NoPullRequests)?,
-            ),
-            (None, false) => None,
-        };
-        if let Some(files) = preview {
+        if let Some(files) = self.for_a_cluster(project, &workspace)? {
             let files: Vec<(String, String)> =
                 files.into_iter().map(|f| (f.path, f.text)).collect();
-            match &self.out {
-                Some(out) => {
-                    crate::commands::write_files(out, &files)?;
-                    eprintln!("wrote {} files under {}", files.len(), out.display());
-                }
-                None => {
-                    for (path, text) in &files {
-                        // One YAML stream (what an Argo CD plugin prints): a separator per file.
-                        println!("---\n# {path}\n{text}");
-                    }
-                }
-            }
-            return Ok(());
+            return self.show(&files, |path| format!("---\n# {path}"));
         }
         let name = self.environment.as_deref().unwrap_or_default();
         let target = environment(&workspace, name)?;
@@ -53,47 +29,64 @@ impl cli::Render {
             slipway::render::k8s::for_state(project, &workspace, target, &current.state)?;
         let folder = project.root.join(&project.layout.ledger).join(target.name.as_str());
         if self.check {
-            let mut stale = Vec::new();
-            for (path, text) in &rendered.files {
-                if std::fs::read_to_string(folder.join(path)).ok().as_deref() != Some(text.as_str())
-                {
-                    stale.push(path.clone());
-                }
-            }
-            if !stale.is_empty() {
-                return Err(Error::Verification(
-                    stale
-                        .iter()
-                        .map(|p| {
-                            format!(
-                                "{} differs from what rendering gives",
-                                folder.join(p).display()
-                            )
-                        })
-                        .collect(),
-                ));
-            }
-            eprintln!(
-                "{} files in {} are what rendering gives",
-                rendered.files.len(),
-                folder.display()
-            );
-            return Ok(());
+            return check(&folder, &rendered.files);
         }
+        let shown = folder.strip_prefix(&project.root).unwrap_or(&folder).to_owned();
+        self.show(&rendered.files, |path| format!("# {}/{path}", shown.display()))
+    }
+
+    /// A preview's or the ApplicationSet's files, when asked for one.
+    fn for_a_cluster(
+        &self,
+        project: &Project,
+        workspace: &Workspace,
+    ) -> Result<Option<Vec<k8s::File>>> {
+        match (&self.preview, self.application_set) {
+            (Some(name), _) => {
+                let name = k8s::preview_name(name, workspace)?;
+                let statement =
+                    slipway::preview::build_to_render(project, workspace, self.build.as_deref())?;
+                Ok(Some(k8s::preview(project, workspace, &name, &statement)?))
+            }
+            (None, true) => Ok(Some(
+                k8s::application_set(workspace).ok_or(k8s::PreviewRenderError::NoPullRequests)?,
+            )),
+            (None, false) => Ok(None),
+        }
+    }
+
+    /// Writes `files` under `--out`, or prints them as one YAML stream, each after its
+    /// `heading`.
+    fn show(&self, files: &[(String, String)], heading: impl Fn(&str) -> String) -> Result<()> {
         match &self.out {
             Some(out) => {
-                crate::commands::write_files(out, &rendered.files)?;
-                eprintln!("wrote {} files under {}", rendered.files.len(), out.display());
+                crate::commands::write_files(out, files)?;
+                eprintln!("wrote {} files under {}", files.len(), out.display());
             }
             None => {
-                for (path, text) in &rendered.files {
-                    println!(
-                        "# {}/{path}\n{text}",
-                        folder.strip_prefix(&project.root).unwrap_or(&folder).display()
-                    );
+                for (path, text) in files {
+                    println!("{}\n{text}", heading(path));
                 }
             }
         }
         Ok(())
     }
+}
+
+/// `--check`: every rendered file is in `folder` as rendering gives it.
+fn check(folder: &std::path::Path, files: &[(String, String)]) -> Result<()> {
+    let stale: Vec<String> = files
+        .iter()
+        .filter(|(path, text)| {
+            std::fs::read_to_string(folder.join(path)).ok().as_deref() != Some(text.as_str())
+        })
+        .map(|(path, _)| {
+            format!("{} differs from what rendering gives", folder.join(path).display())
+        })
+        .collect();
+    if !stale.is_empty() {
+        return Err(Error::Verification(stale));
+    }
+    eprintln!("{} files in {} are what rendering gives", files.len(), folder.display());
+    Ok(())
 }
