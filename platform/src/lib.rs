@@ -93,6 +93,19 @@ impl PlatformError {
     }
 }
 
+/// `value` of the variable `name` through `parse`, none when unset, else an error saying
+/// what was `expected`.
+fn read<T>(
+    value: Option<&str>,
+    name: &str,
+    expected: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, PlatformError> {
+    value
+        .map(|text| parse(text).ok_or_else(|| PlatformError::invalid(name, text, expected)))
+        .transpose()
+}
+
 impl fmt::Display for PlatformError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -142,41 +155,29 @@ impl Platform {
                 "a socket address such as 0.0.0.0:8080",
             )
         })?;
-        let level = match get(contract::LOG_LEVEL) {
-            None => Level::Info,
-            Some(value) => Level::parse(value).ok_or_else(|| {
-                PlatformError::invalid(
-                    contract::LOG_LEVEL,
-                    value,
-                    "one of error, warn, info, debug",
-                )
-            })?,
-        };
+        let level = read(
+            get(contract::LOG_LEVEL),
+            contract::LOG_LEVEL,
+            "one of error, warn, info, debug",
+            Level::parse,
+        )?;
         let environment = get(contract::ENVIRONMENT).unwrap_or("local").to_owned();
         let version = get(contract::VERSION).unwrap_or("unknown").to_owned();
         let commit = get(contract::COMMIT).unwrap_or("unknown").to_owned();
-        let logger = Logger::new(service, &environment, level);
+        let logger = Logger::new(service, &environment, level.unwrap_or(Level::Info));
         let flags_path = get(contract::FLAGS).map(PathBuf::from);
-        let request_timeout = match get(contract::REQUEST_TIMEOUT) {
-            None => DEFAULT_REQUEST_TIMEOUT,
-            Some(value) => contract::parse_duration(value).ok_or_else(|| {
-                PlatformError::invalid(
-                    contract::REQUEST_TIMEOUT,
-                    value,
-                    "a duration such as 3s or 500ms",
-                )
-            })?,
-        };
-        let rate_limit = match get(contract::RATE_LIMIT) {
-            None => 0,
-            Some(value) => value.parse().map_err(|_| {
-                PlatformError::invalid(
-                    contract::RATE_LIMIT,
-                    value,
-                    "requests per second, 0 for no limit",
-                )
-            })?,
-        };
+        let request_timeout = read(
+            get(contract::REQUEST_TIMEOUT),
+            contract::REQUEST_TIMEOUT,
+            "a duration such as 3s or 500ms",
+            contract::parse_duration,
+        )?;
+        let rate_limit = read(
+            get(contract::RATE_LIMIT),
+            contract::RATE_LIMIT,
+            "requests per second, 0 for no limit",
+            |v| v.parse().ok(),
+        )?;
         Ok(Platform {
             service,
             environment,
@@ -185,8 +186,8 @@ impl Platform {
             listen_addr,
             logger,
             flags_path,
-            request_timeout,
-            rate_limit,
+            request_timeout: request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+            rate_limit: rate_limit.unwrap_or(0),
             vars,
         })
     }

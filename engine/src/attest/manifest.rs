@@ -14,7 +14,7 @@ use crate::attest::provenance::{
     SourceParameters, Statement,
 };
 use crate::build::cache::Cache;
-use crate::build::plan::{BuiltService, Plan};
+use crate::build::plan::{BuiltService, Plan, PlannedService};
 use crate::determinism::{SourceDateEpoch, canonical_json};
 use crate::error::{Error, Result};
 use crate::model::digest::Digest;
@@ -54,52 +54,8 @@ fn statement(
 ) -> Result<Statement> {
     let sh = project.shell.sh();
     let toolchain = project.shell.read(cmd!(sh, "rustc -vV").quiet())?;
-    let mut services = Vec::new();
-    for (planned, built) in plan.services.iter().zip(built) {
-        let reference = planned.reference.to_string();
-        services.push(ServiceEntry {
-            name: planned.service.id.to_string(),
-            application: planned.service.id.application.to_string(),
-            role: planned.service.id.role.to_string(),
-            version: planned.reference.tag.to_string(),
-            commit: Some(planned.source.commit.clone()),
-            repository: planned.reference.repository.to_string(),
-            image: ArtifactRef { name: reference.clone(), digest: built.image.digest.clone() },
-            testpacks: built
-                .testpacks
-                .iter()
-                .map(|(suite, digest)| ArtifactRef {
-                    name: format!("{reference}/testpack/{suite}"),
-                    digest: digest.clone(),
-                })
-                .collect(),
-            test_images: built
-                .test_images
-                .iter()
-                .map(|image| ArtifactRef {
-                    name: format!("{reference}/test-image/{}", image.name()),
-                    digest: image.digest.clone(),
-                })
-                .collect(),
-            sbom: ArtifactRef { name: format!("{reference}/sbom"), digest: built.sbom.clone() },
-            migrations: built.migrations.as_ref().map(|digest| ArtifactRef {
-                name: format!("{reference}/migrations"),
-                digest: digest.clone(),
-            }),
-        });
-    }
-    let mut resolved = vec![ResourceDescriptor {
-        uri: format!("git+{}", plan.workspace.repository.clone().unwrap_or_default()),
-        digest: [("gitCommit".to_owned(), plan.source.commit.clone())].into(),
-    }];
-    for package in lockfile::read(&project.root)?.into_values() {
-        if let Some(checksum) = &package.checksum {
-            resolved.push(ResourceDescriptor {
-                uri: package.purl(),
-                digest: [("sha256".to_owned(), checksum.clone())].into(),
-            });
-        }
-    }
+    let services = plan.services.iter().zip(built).map(|(p, b)| service_entry(p, b)).collect();
+    let resolved = resolved_dependencies(project, plan)?;
     Ok(Statement::new(
         SourceParameters {
             repository: plan.workspace.repository.clone().unwrap_or_default(),
@@ -120,6 +76,56 @@ fn statement(
     ))
 }
 
+/// What the build manifest says of one service: its image and every artifact beside it.
+fn service_entry(planned: &PlannedService, built: &BuiltService) -> ServiceEntry {
+    let reference = planned.reference.to_string();
+    let artifact = |name: String, digest: &Digest| ArtifactRef { name, digest: digest.clone() };
+    ServiceEntry {
+        name: planned.service.id.to_string(),
+        application: planned.service.id.application.to_string(),
+        role: planned.service.id.role.to_string(),
+        version: planned.reference.tag.to_string(),
+        commit: Some(planned.source.commit.clone()),
+        repository: planned.reference.repository.to_string(),
+        image: artifact(reference.clone(), &built.image.digest),
+        testpacks: built
+            .testpacks
+            .iter()
+            .map(|(suite, digest)| artifact(format!("{reference}/testpack/{suite}"), digest))
+            .collect(),
+        test_images: built
+            .test_images
+            .iter()
+            .map(|image| {
+                artifact(format!("{reference}/test-image/{}", image.name()), &image.digest)
+            })
+            .collect(),
+        sbom: artifact(format!("{reference}/sbom"), &built.sbom),
+        migrations: built
+            .migrations
+            .as_ref()
+            .map(|digest| artifact(format!("{reference}/migrations"), digest)),
+    }
+}
+
+/// The source commit and every locked crate with a checksum, as the provenance's
+/// resolved dependencies.
+fn resolved_dependencies(project: &Project, plan: &Plan) -> Result<Vec<ResourceDescriptor>> {
+    let mut resolved = vec![ResourceDescriptor {
+        uri: format!("git+{}", plan.workspace.repository.clone().unwrap_or_default()),
+        digest: [("gitCommit".to_owned(), plan.source.commit.clone())].into(),
+    }];
+    for package in lockfile::read(&project.root)?.into_values() {
+        if let Some(checksum) = &package.checksum {
+            resolved.push(ResourceDescriptor {
+                uri: package.purl(),
+                digest: [("sha256".to_owned(), checksum.clone())].into(),
+            });
+        }
+    }
+    Ok(resolved)
+}
+
 /// Signs and stores the build manifest, or reuses the previous one when the statement
 /// (its run details aside) and the signing key are unchanged.
 pub fn write(
@@ -131,14 +137,7 @@ pub fn write(
     steps: &Steps,
 ) -> Result<ManifestSummary> {
     let key = keys::signing_key(&project.state("keys"))?;
-    if key.public.local {
-        crate::report::warning(format_args!(
-            "signing with the local development key {} ({}): set {} to a real key; only environments that accept local keys will take this build",
-            &key.public.keyid[..12],
-            key.public.origin,
-            keys::SIGNING_KEY_VAR
-        ));
-    }
+    warn_if_local(&key);
     sign_images(project, plan, built, &key, steps)?;
     let unsigned = statement(project, plan, built, RunMetadata::default())?;
     let cache_key = Cache::key(&(&unsigned, &key.public.keyid));
@@ -164,9 +163,45 @@ pub fn write(
     };
     let envelope: Envelope = dsse::sign(&canonical_json(&statement), &key)?;
     let bytes = serde_json::to_vec_pretty(&envelope).map_err(Error::Json)?;
+    let digest = publish(project.store(), plan, &bytes)?;
+    write_file(&versioned(project, plan), &bytes)?;
+    write_file(&path, &bytes)?;
+    attest_images(project, plan, built, &bytes, steps)?;
+    let summary = ManifestSummary {
+        digest,
+        path,
+        keyid: key.public.keyid.clone(),
+        local_key: key.public.local,
+        reused: false,
+    };
+    cache.put("manifests", &cache_key, &summary)?;
+    steps.note(&format!(
+        "signed build manifest {} ({} subjects, key {})",
+        summary.digest.short(),
+        statement.subject.len(),
+        &key.public.keyid[..12]
+    ));
+    Ok(summary)
+}
+
+/// Says so when `key` is the local development key, which only some environments take.
+fn warn_if_local(key: &keys::SigningKey) {
+    if key.public.local {
+        crate::report::warning(format_args!(
+            "signing with the local development key {} ({}): set {} to a real key; only environments that accept local keys will take this build",
+            &key.public.keyid[..12],
+            key.public.origin,
+            keys::SIGNING_KEY_VAR
+        ));
+    }
+}
+
+/// Stores the signed envelope `bytes` as the build's artifact, tagged with its version:
+/// the artifact's digest.
+fn publish(store: &dyn Store, plan: &Plan, bytes: &[u8]) -> Result<Digest> {
     let layer = Layer {
         media_type: provenance::ENVELOPE_MEDIA_TYPE.to_owned(),
-        bytes: bytes.clone(),
+        bytes: bytes.to_vec(),
         annotations: vec![(
             "org.opencontainers.image.title".to_owned(),
             format!("{}.dsse.json", plan.version),
@@ -182,25 +217,8 @@ pub fn write(
         ],
     );
     let tag: Tag = plan.version.parse()?;
-    artifact::publish(project.store(), &repository, &artifact, None, Some(&tag))?;
-    write_file(&versioned(project, plan), &bytes)?;
-    write_file(&path, &bytes)?;
-    attest_images(project, plan, built, &bytes, steps)?;
-    let summary = ManifestSummary {
-        digest: artifact.manifest.digest.clone(),
-        path,
-        keyid: key.public.keyid.clone(),
-        local_key: key.public.local,
-        reused: false,
-    };
-    cache.put("manifests", &cache_key, &summary)?;
-    steps.note(&format!(
-        "signed build manifest {} ({} subjects, key {})",
-        summary.digest.short(),
-        statement.subject.len(),
-        &key.public.keyid[..12]
-    ));
-    Ok(summary)
+    artifact::publish(store, &repository(), &artifact, None, Some(&tag))?;
+    Ok(artifact.manifest.digest)
 }
 
 /// Every image of the build — each service's, and each of its suites' that a cluster runs

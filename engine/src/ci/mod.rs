@@ -178,6 +178,48 @@ fn build_and_test(project: &Project, plan: &Plan, steps: &mut Steps) -> Result<S
     Ok(summary)
 }
 
+/// The cache key of `planned`'s image: everything it is made of.
+fn image_key(planned: &PlannedService, binary: &[u8], labels: &BTreeMap<String, String>) -> Digest {
+    Cache::key(&ImageInputs {
+        format: "slipway-image-v3",
+        reference: &planned.reference,
+        binary: &Digest::of(binary),
+        epoch: planned.source.epoch.0,
+        labels,
+    })
+}
+
+/// An image to assemble: its place in the plan, its reference, its cache key, its spec.
+type ToBuild<'a> = (usize, &'a ImageRef, Digest, ImageSpec);
+
+/// Assembles and publishes each image of `batch` on a thread of its own, caching each.
+fn assemble_all(
+    store: &dyn crate::store::Store,
+    cache: &Cache,
+    batch: &[ToBuild],
+    steps: &Steps,
+) -> Vec<Result<image::Image>> {
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = batch
+            .iter()
+            .map(|(_, reference, key, spec)| {
+                steps.progress(&format!("assembling {reference}"));
+                scope.spawn(move || -> Result<image::Image> {
+                    let image = image::assemble(spec)?;
+                    image::publish(store, &spec.repository, &image, Some(&spec.tag))?;
+                    let cached = Cached { manifest: image.manifest.digest.clone() };
+                    cache.put("images", key, &cached)?;
+                    Ok(image)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| thread.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
 /// What an image is made of, as the cache keys it.
 #[derive(Serialize)]
 struct ImageInputs<'a> {
@@ -274,13 +316,7 @@ fn build_images(
         })?;
         let binary = read_file(path)?;
         let labels = labels(plan, planned);
-        let key = Cache::key(&ImageInputs {
-            format: "slipway-image-v3",
-            reference: &planned.reference,
-            binary: &Digest::of(&binary),
-            epoch: planned.source.epoch.0,
-            labels: &labels,
-        });
+        let key = image_key(planned, &binary, &labels);
         let repository = &planned.reference.repository;
         if let Some(manifest) = cached_manifest((project, steps), cache, "images", &key, repository)
         {
@@ -306,25 +342,7 @@ fn build_images(
     // At least four in flight: a thread waiting on fsync leaves its core to the others.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for batch in to_build.chunks(cores.max(4)) {
-        let images = std::thread::scope(|scope| {
-            let threads: Vec<_> = batch
-                .iter()
-                .map(|(_, reference, key, spec)| {
-                    steps.progress(&format!("assembling {reference}"));
-                    scope.spawn(move || -> Result<image::Image> {
-                        let image = image::assemble(spec)?;
-                        image::publish(store, &spec.repository, &image, Some(&spec.tag))?;
-                        let cached = Cached { manifest: image.manifest.digest.clone() };
-                        cache.put("images", key, &cached)?;
-                        Ok(image)
-                    })
-                })
-                .collect();
-            threads
-                .into_iter()
-                .map(|thread| thread.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect::<Vec<_>>()
-        });
+        let images = assemble_all(store, cache, batch, steps);
         for ((index, reference, _, _), image) in batch.iter().zip(images) {
             let image = image?;
             steps.note(&format!(

@@ -326,27 +326,7 @@ fn read_environment(
     let prefix = format!("environment[{i}]");
     let before = errors.len();
     let params = read_params(table, &prefix, &ENVIRONMENT_KEYS, errors);
-    let key = format!("{prefix}.name");
-    let name = match table.get("name").and_then(Item::as_str) {
-        Some(text) => match Name::parse(text) {
-            Some(name) if chain.iter().any(|e| e.name == name) => {
-                errors.push(failure(&key, format!("`{name}` is declared twice")));
-                None
-            }
-            Some(name) => Some(name),
-            None => {
-                errors.push(failure(
-                    &key,
-                    format!("`{text}` is not a valid name: expected ^[a-z][a-z0-9-]*$"),
-                ));
-                None
-            }
-        },
-        None => {
-            errors.push(failure(&key, "missing: expected a string like \"dev\""));
-            None
-        }
-    };
+    let name = environment_name(table.get("name"), &format!("{prefix}.name"), chain, errors);
     let mut flag = |key: &str| match table.get(key) {
         None => false,
         Some(item) => item.as_bool().unwrap_or_else(|| {
@@ -358,16 +338,7 @@ fn read_environment(
     let require_tested = flag("require-tested");
     let trust =
         table.get("trust").map(|item| read_trust(item, &prefix, errors)).unwrap_or_default();
-    let bake_time_seconds = match table.get("bake-time") {
-        None => 0,
-        Some(item) => item.as_str().and_then(parse_duration).unwrap_or_else(|| {
-            errors.push(failure(
-                &format!("{prefix}.bake-time"),
-                "expected a duration like \"0s\", \"30m\", \"2h\" or \"1d\"",
-            ));
-            0
-        }),
-    };
+    let bake_time_seconds = bake_time(table.get("bake-time"), &prefix, errors);
     let services =
         table.get("services").map(|item| read_services(item, &prefix, errors)).unwrap_or_default();
     if errors.len() > before {
@@ -389,6 +360,43 @@ fn read_environment(
         delivery,
         params,
         services,
+    })
+}
+
+/// `name = "dev"`: a valid name, new in `chain`.
+fn environment_name(
+    item: Option<&Item>,
+    key: &str,
+    chain: &[Environment],
+    errors: &mut Vec<MetadataError>,
+) -> Option<Name> {
+    let Some(text) = item.and_then(Item::as_str) else {
+        errors.push(failure(key, "missing: expected a string like \"dev\""));
+        return None;
+    };
+    match Name::parse(text) {
+        Some(name) if chain.iter().any(|e| e.name == name) => {
+            errors.push(failure(key, format!("`{name}` is declared twice")));
+            None
+        }
+        Some(name) => Some(name),
+        None => {
+            let why = format!("`{text}` is not a valid name: expected ^[a-z][a-z0-9-]*$");
+            errors.push(failure(key, why));
+            None
+        }
+    }
+}
+
+/// `bake-time = "10m"`, in seconds; none is 0.
+fn bake_time(item: Option<&Item>, prefix: &str, errors: &mut Vec<MetadataError>) -> u64 {
+    let Some(item) = item else { return 0 };
+    item.as_str().and_then(parse_duration).unwrap_or_else(|| {
+        errors.push(failure(
+            &format!("{prefix}.bake-time"),
+            "expected a duration like \"0s\", \"30m\", \"2h\" or \"1d\"",
+        ));
+        0
     })
 }
 

@@ -284,52 +284,18 @@ fn read_flag(
             }
         }
     };
-    let name = text("name", errors).and_then(|text| match Name::parse(&text) {
-        Some(name) if earlier.iter().any(|f| f.name == name) => {
-            errors.push(failure(&format!("{prefix}.name"), format!("`{name}` is declared twice")));
-            None
-        }
-        Some(name) => Some(name),
-        None => {
-            errors.push(failure(
-                &format!("{prefix}.name"),
-                format!("`{text}` is not a valid name: expected ^[a-z][a-z0-9-]*$"),
-            ));
-            None
-        }
-    });
-    let kind = text("type", errors).and_then(|kind| {
-        let known = FlagType::named(&kind);
-        if known.is_none() {
-            let types = FlagType::ALL.map(FlagType::as_str).join(", ");
-            errors.push(failure(
-                &format!("{prefix}.type"),
-                format!("`{kind}` is not a flag type: expected one of {types}"),
-            ));
-        }
-        known
-    });
+    let name = text("name", errors).and_then(|text| flag_name(&text, earlier, &prefix, errors));
+    let kind = text("type", errors).and_then(|kind| flag_type(&kind, &prefix, errors));
     let description = text("description", errors);
     let owner = text("owner", errors).filter(|owner| {
-        let known = services.contains(owner);
-        if !known {
-            errors.push(failure(
-                &format!("{prefix}.owner"),
-                format!("no service `{owner}`: expected one of {}", services.join(", ")),
-            ));
-        }
-        known
+        let why = || format!("no service `{owner}`: expected one of {}", services.join(", "));
+        known(services.contains(owner), &prefix, ("owner", why), errors)
     });
     let variants = read_variants(table.get("variants"), &prefix, kind, errors);
     let default = text("default", errors).filter(|default| {
-        let known = variants.contains_key(default) || variants.is_empty();
-        if !known {
-            errors.push(failure(
-                &format!("{prefix}.default"),
-                format!("no variant `{default}`: expected one of {}", names(&variants)),
-            ));
-        }
-        known
+        let found = variants.contains_key(default) || variants.is_empty();
+        let why = || format!("no variant `{default}`: expected one of {}", names(&variants));
+        known(found, &prefix, ("default", why), errors)
     });
     let shape = Shape { kind, variants: &variants, default: default.as_deref() };
     let states = match table.get("environments") {
@@ -348,6 +314,54 @@ fn read_flag(
         default: default?,
         environments: states,
     })
+}
+
+/// `text` as a flag's name, new among `earlier`'s.
+fn flag_name(
+    text: &str,
+    earlier: &[Flag],
+    prefix: &str,
+    errors: &mut Vec<MetadataError>,
+) -> Option<Name> {
+    let key = format!("{prefix}.name");
+    match Name::parse(text) {
+        Some(name) if earlier.iter().any(|f| f.name == name) => {
+            errors.push(failure(&key, format!("`{name}` is declared twice")));
+            None
+        }
+        Some(name) => Some(name),
+        None => {
+            let why = format!("`{text}` is not a valid name: expected ^[a-z][a-z0-9-]*$");
+            errors.push(failure(&key, why));
+            None
+        }
+    }
+}
+
+/// `text` as a flag's type.
+fn flag_type(text: &str, prefix: &str, errors: &mut Vec<MetadataError>) -> Option<FlagType> {
+    let known = FlagType::named(text);
+    if known.is_none() {
+        let types = FlagType::ALL.map(FlagType::as_str).join(", ");
+        errors.push(failure(
+            &format!("{prefix}.type"),
+            format!("`{text}` is not a flag type: expected one of {types}"),
+        ));
+    }
+    known
+}
+
+/// `found`, or an error at `<prefix>.<key>` saying why not.
+fn known(
+    found: bool,
+    prefix: &str,
+    (key, why): (&str, impl FnOnce() -> String),
+    errors: &mut Vec<MetadataError>,
+) -> bool {
+    if !found {
+        errors.push(failure(&format!("{prefix}.{key}"), why()));
+    }
+    found
 }
 
 /// `variants = { on = true, off = false }`: each of the flag's type.
@@ -435,31 +449,34 @@ fn read_state(
     errors: &mut Vec<MetadataError>,
 ) -> Option<State> {
     if let Some(text) = item.as_str() {
-        if text == "off" && !variants.contains_key("off") {
-            return Some(State::Off);
-        }
-        if variants.contains_key(text) {
-            return Some(State::Variant { variant: text.to_owned() });
-        }
-        if let Some(percent) = text.strip_suffix('%') {
-            let on = percent.parse::<u32>().ok().filter(|p| *p <= 100);
-            let boolean = kind == Some(FlagType::Boolean);
-            let (Some(on), true) = (on, boolean) else {
-                errors.push(failure(key, "a percentage rolls out a boolean flag's `true` variant: expected \"0%\"…\"100%\", or weights like { blue = 20, green = 80 }"));
-                return None;
-            };
-            let variant_of = |wanted: bool| {
-                variants
-                    .iter()
-                    .find(|(_, v)| **v == Value::Boolean(wanted))
-                    .map(|(name, _)| name.clone())
-            };
-            let (Some(yes), Some(no)) = (variant_of(true), variant_of(false)) else {
-                errors.push(failure(key, "a percentage needs a `true` and a `false` variant"));
-                return None;
-            };
-            return Some(State::Fractional { split: vec![(yes, on), (no, 100 - on)] });
-        }
+        return named_state(text, key, kind, variants, errors);
+    }
+    let _ = default;
+    let Some(table) = item.as_table_like() else {
+        errors.push(failure(
+            key,
+            "expected \"off\", a variant, \"N%\" or weights like { blue = 20, green = 80 }",
+        ));
+        return None;
+    };
+    weights(table, key, variants, errors)
+}
+
+/// A state written as text: `"off"`, a variant's name, or `"N%"` of a boolean flag.
+fn named_state(
+    text: &str,
+    key: &str,
+    kind: Option<FlagType>,
+    variants: &BTreeMap<String, Value>,
+    errors: &mut Vec<MetadataError>,
+) -> Option<State> {
+    if text == "off" && !variants.contains_key("off") {
+        return Some(State::Off);
+    }
+    if variants.contains_key(text) {
+        return Some(State::Variant { variant: text.to_owned() });
+    }
+    let Some(percent) = text.strip_suffix('%') else {
         errors.push(failure(
             key,
             format!(
@@ -468,14 +485,30 @@ fn read_state(
             ),
         ));
         return None;
-    }
-    let Some(table) = item.as_table_like() else {
-        errors.push(failure(
-            key,
-            "expected \"off\", a variant, \"N%\" or weights like { blue = 20, green = 80 }",
-        ));
+    };
+    let on = percent.parse::<u32>().ok().filter(|p| *p <= 100);
+    let boolean = kind == Some(FlagType::Boolean);
+    let (Some(on), true) = (on, boolean) else {
+        errors.push(failure(key, "a percentage rolls out a boolean flag's `true` variant: expected \"0%\"…\"100%\", or weights like { blue = 20, green = 80 }"));
         return None;
     };
+    let variant_of = |wanted: bool| {
+        variants.iter().find(|(_, v)| **v == Value::Boolean(wanted)).map(|(name, _)| name.clone())
+    };
+    let (Some(yes), Some(no)) = (variant_of(true), variant_of(false)) else {
+        errors.push(failure(key, "a percentage needs a `true` and a `false` variant"));
+        return None;
+    };
+    Some(State::Fractional { split: vec![(yes, on), (no, 100 - on)] })
+}
+
+/// Weights per variant, `{ blue = 20, green = 80 }`, summing to 100.
+fn weights(
+    table: &dyn TableLike,
+    key: &str,
+    variants: &BTreeMap<String, Value>,
+    errors: &mut Vec<MetadataError>,
+) -> Option<State> {
     let mut split = Vec::new();
     for (variant, weight) in table.iter() {
         if !variants.contains_key(variant) {
@@ -497,7 +530,6 @@ fn read_state(
         errors.push(failure(key, format!("the weights sum to {total}, not 100")));
         return None;
     }
-    let _ = default;
     Some(State::Fractional { split })
 }
 

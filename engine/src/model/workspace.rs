@@ -225,29 +225,7 @@ pub fn validate(
     check_owners(&services, &mut errors);
     check_stores(&services, &mut errors);
     let mut environments = environments;
-    for service in &services {
-        for (name, params) in &service.environments {
-            if environments.get(name).is_none() {
-                let known: Vec<&str> = environments.names().map(Name::as_str).collect();
-                errors.push(error(
-                    &service.manifest,
-                    format!("{SERVICE_TABLE}.environments.{name}"),
-                    format!(
-                        "no environment `{name}` in {}: expected one of {}",
-                        environments.file.display(),
-                        known.join(", ")
-                    ),
-                ));
-            } else {
-                environments.declare(
-                    name,
-                    &service.id.to_string(),
-                    params.clone(),
-                    service.manifest.clone(),
-                );
-            }
-        }
-    }
+    declare_in_environments(&services, &mut environments, &mut errors);
     environments
         .set_stores(services.iter().filter(|s| s.kind.is_store()).map(|s| s.id.to_string()));
     check_dns_labels(&services, &environments, &mut errors);
@@ -283,6 +261,34 @@ pub fn validate(
             .filter_map(|p| p.manifest.parent().map(Path::to_path_buf))
             .collect(),
     })
+}
+
+/// Each service's own `[package.metadata.service.environments.<name>]` declared in
+/// `environments`; an environment that does not exist is an error.
+fn declare_in_environments(
+    services: &[Service],
+    environments: &mut Environments,
+    errors: &mut Vec<MetadataError>,
+) {
+    for service in services {
+        for (name, params) in &service.environments {
+            if environments.get(name).is_some() {
+                let id = service.id.to_string();
+                environments.declare(name, &id, params.clone(), service.manifest.clone());
+                continue;
+            }
+            let known: Vec<&str> = environments.names().map(Name::as_str).collect();
+            errors.push(error(
+                &service.manifest,
+                format!("{SERVICE_TABLE}.environments.{name}"),
+                format!(
+                    "no environment `{name}` in {}: expected one of {}",
+                    environments.file.display(),
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
 }
 
 fn error(file: &Path, key: impl Into<String>, message: impl Into<String>) -> MetadataError {

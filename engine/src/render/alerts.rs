@@ -242,43 +242,9 @@ fn standard_tests(
     let up = |values: &str| {
         vec![Series { series: format!("up{{job=\"{}\"}}", n.job), values: values.to_owned() }]
     };
-    // Per-minute increments of 5xx and 2xx answers with the given share of 5xx.
-    let requests = |ratio: f64| {
-        let bad = (ratio * 1000.0).round() as u64;
-        vec![
-            Series {
-                series: format!(
-                    "slipway_http_requests_total{{job=\"{}\",status_class=\"5xx\"}}",
-                    n.job
-                ),
-                values: format!("0+{bad}x30"),
-            },
-            Series {
-                series: format!(
-                    "slipway_http_requests_total{{job=\"{}\",status_class=\"2xx\"}}",
-                    n.job
-                ),
-                values: format!("0+{}x30", 1000 - bad),
-            },
-        ]
-    };
+    let requests = |ratio: f64| requests(&n.job, ratio);
     let threshold: f64 = thresholds.error_ratio.parse().unwrap_or(0.05);
-    // Every request in one bucket: (0, t/2] stays under a p99 of t, (t/2, 2t] goes over it.
-    let latency = |slow: bool| {
-        let t = thresholds.latency_p99_ms;
-        let bounds = [seconds(t / 2), seconds(t * 2), "+Inf".to_owned()];
-        bounds
-            .iter()
-            .enumerate()
-            .map(|(i, le)| Series {
-                series: format!(
-                    "slipway_http_request_duration_seconds_bucket{{job=\"{}\",le=\"{le}\"}}",
-                    n.job
-                ),
-                values: if i == 0 && slow { "0+0x30".to_owned() } else { "0+100x30".to_owned() },
-            })
-            .collect()
-    };
+    let latency = |slow: bool| latency(&n.job, thresholds.latency_p99_ms, slow);
     TestFile {
         rule_files: vec![rules.to_owned()],
         evaluation_interval: "1m".to_owned(),
@@ -291,6 +257,32 @@ fn standard_tests(
             case("fast", latency(false), &n.latency, false),
         ],
     }
+}
+
+/// Per-minute increments of `job`'s 5xx and 2xx answers, with `ratio` of them 5xx.
+fn requests(job: &str, ratio: f64) -> Vec<Series> {
+    let bad = (ratio * 1000.0).round() as u64;
+    let series = |class: &str, values: String| Series {
+        series: format!("slipway_http_requests_total{{job=\"{job}\",status_class=\"{class}\"}}"),
+        values,
+    };
+    vec![series("5xx", format!("0+{bad}x30")), series("2xx", format!("0+{}x30", 1000 - bad))]
+}
+
+/// Every request of `job` in one latency bucket: (0, t/2] stays under a p99 of `t` ms,
+/// (t/2, 2t] goes over it.
+fn latency(job: &str, t: u64, slow: bool) -> Vec<Series> {
+    let bounds = [seconds(t / 2), seconds(t * 2), "+Inf".to_owned()];
+    bounds
+        .iter()
+        .enumerate()
+        .map(|(i, le)| Series {
+            series: format!(
+                "slipway_http_request_duration_seconds_bucket{{job=\"{job}\",le=\"{le}\"}}"
+            ),
+            values: if i == 0 && slow { "0+0x30".to_owned() } else { "0+100x30".to_owned() },
+        })
+        .collect()
 }
 
 /// A service's own rules file (`alerts.yml` beside its manifest) as read from disk, before
@@ -398,36 +390,7 @@ pub fn check(
         move |source| AlertsError::Io { action, path, source }
     };
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-    let (mut rule_files, mut test_files) = (Vec::new(), Vec::new());
-    let own_rules = read_own(root, &workspace.services)?;
-    for environment in workspace.environments.chain() {
-        for service in &workspace.services {
-            let name = format!("{}-{}", environment.name, service.id);
-            let rules = dir.join(format!("{name}.rules.yml"));
-            let resolved = workspace.environments.resolve(environment, &service.id.to_string());
-            let own = own_rules.get(&service.id.to_string());
-            let file = self::rules(own, environment, service, &resolved.alerts)?;
-            std::fs::write(&rules, yaml::to_string(&file)).map_err(io("write", &rules))?;
-            let tests = dir.join(format!("{name}.test.yml"));
-            let generated = standard_tests(
-                environment.name.as_str(),
-                service,
-                &resolved.alerts,
-                &format!("{name}.rules.yml"),
-            );
-            std::fs::write(&tests, yaml::to_string(&generated)).map_err(io("write", &tests))?;
-            rule_files.push(rules);
-            test_files.push(tests);
-        }
-    }
-    for service in &workspace.services {
-        if let Some(rules) = own_path(root, service, OWN_RULES) {
-            rule_files.push(rules);
-        }
-        if let Some(tests) = own_path(root, service, OWN_TESTS) {
-            test_files.push(tests);
-        }
-    }
+    let (rule_files, test_files) = write_rules(root, workspace, dir)?;
     let sh = shell.sh();
     let mut files = Vec::new();
     for path in rule_files.iter().chain(&test_files) {
@@ -435,35 +398,87 @@ pub fn check(
         let name = path.strip_prefix(dir).or_else(|_| path.strip_prefix(root)).unwrap_or(path);
         files.push((name.display().to_string(), crate::model::digest::Digest::of(&bytes)));
     }
-    let promtool = shell.read(cmd!(sh, "promtool --version").quiet())?;
-    let promtool = promtool.lines().next().unwrap_or_default().to_owned();
-    let key =
-        crate::build::cache::Cache::key(&CheckInputs { format: "promtool-v1", promtool, files });
+    let version = shell.read(cmd!(sh, "promtool --version").quiet())?;
+    let version = version.lines().next().unwrap_or_default().to_owned();
+    let key = crate::build::cache::Cache::key(&CheckInputs {
+        format: "promtool-v1",
+        promtool: version,
+        files,
+    });
     let mut checked =
         Checked { rule_files: rule_files.len(), test_files: test_files.len(), reused: true };
     if cache.get::<bool>("alerts", &key) == Some(true) {
         return Ok(checked);
     }
-    let run = |what: &'static str, args: &[PathBuf]| -> Result<(), AlertsError> {
-        let words: Vec<&str> = what.split(' ').collect();
-        let output = cmd!(sh, "promtool {words...} {args...}")
-            .quiet()
-            .ignore_status()
-            .output()
-            .map_err(|e| AlertsError::Promtool { what, output: e.to_string() })?;
-        if output.status.success() {
-            return Ok(());
-        }
-        let text = String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr);
-        Err(AlertsError::Promtool { what, output: text.trim_end().to_owned() })
-    };
-    run("check rules", &rule_files)?;
-    run("test rules", &test_files)?;
+    promtool(shell, "check rules", &rule_files)?;
+    promtool(shell, "test rules", &test_files)?;
     // A lost entry only means promtool runs again.
     let _ = cache.put("alerts", &key, &true);
     checked.reused = false;
     Ok(checked)
+}
+
+/// Writes every environment's rules for every service, with their tests, into `dir`: the
+/// rule files and the test files to check, the services' own included.
+fn write_rules(
+    root: &Path,
+    workspace: &Workspace,
+    dir: &Path,
+) -> Result<(Vec<PathBuf>, Vec<PathBuf>), Error> {
+    let write = |path: &Path, text: String| {
+        std::fs::write(path, text).map_err(|source| AlertsError::Io {
+            action: "write",
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let (mut rule_files, mut test_files) = (Vec::new(), Vec::new());
+    let own_rules = read_own(root, &workspace.services)?;
+    for environment in workspace.environments.chain() {
+        for service in &workspace.services {
+            let name = format!("{}-{}", environment.name, service.id);
+            let resolved = workspace.environments.resolve(environment, &service.id.to_string());
+            let own = own_rules.get(&service.id.to_string());
+            let rules = dir.join(format!("{name}.rules.yml"));
+            write(
+                &rules,
+                yaml::to_string(&self::rules(own, environment, service, &resolved.alerts)?),
+            )?;
+            let tests = dir.join(format!("{name}.test.yml"));
+            let environment = environment.name.as_str();
+            let generated = standard_tests(
+                environment,
+                service,
+                &resolved.alerts,
+                &format!("{name}.rules.yml"),
+            );
+            write(&tests, yaml::to_string(&generated))?;
+            rule_files.push(rules);
+            test_files.push(tests);
+        }
+    }
+    for service in &workspace.services {
+        rule_files.extend(own_path(root, service, OWN_RULES));
+        test_files.extend(own_path(root, service, OWN_TESTS));
+    }
+    Ok((rule_files, test_files))
+}
+
+/// `promtool <what> <files>`, failing with what it printed.
+fn promtool(shell: &Shell, what: &'static str, files: &[PathBuf]) -> Result<(), AlertsError> {
+    let sh = shell.sh();
+    let words: Vec<&str> = what.split(' ').collect();
+    let output = cmd!(sh, "promtool {words...} {files...}")
+        .quiet()
+        .ignore_status()
+        .output()
+        .map_err(|e| AlertsError::Promtool { what, output: e.to_string() })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    Err(AlertsError::Promtool { what, output: text.trim_end().to_owned() })
 }
 
 #[cfg(test)]

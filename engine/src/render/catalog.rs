@@ -216,30 +216,31 @@ fn runs_where(catalog: &Catalog) -> String {
             if differs { " <span class=\"differs\">differs</span>" } else { "" }
         );
         for state in running {
-            match state {
-                None => out.push_str("<td class=\"muted\">—</td>"),
-                Some(state) => {
-                    let mark = match catalog.quarantined.get(&state.build) {
-                        Some(q) => format!(
-                            "<br><span class=\"quarantined\" title=\"{}\">quarantined</span>",
-                            esc(&format!("by {}: {}", q.by, q.reason))
-                        ),
-                        None => String::new(),
-                    };
-                    let _ = write!(
-                        out,
-                        "<td>{}<br><code title=\"{}\">{}</code>{mark}</td>",
-                        esc(state.reference.tag.as_str()),
-                        esc(&state.image.to_string()),
-                        esc(state.image.short()),
-                    );
-                }
-            }
+            out.push_str(&cell(catalog, state));
         }
         out.push_str("</tr>\n");
     }
     out.push_str("</tbody></table></div>\n");
     out
+}
+
+/// One environment's cell of a service's row: its version and image, marked when its build
+/// is quarantined; a dash where it does not run.
+fn cell(catalog: &Catalog, state: Option<&crate::ledger::ServiceState>) -> String {
+    let Some(state) = state else { return "<td class=\"muted\">—</td>".to_owned() };
+    let mark = match catalog.quarantined.get(&state.build) {
+        Some(q) => format!(
+            "<br><span class=\"quarantined\" title=\"{}\">quarantined</span>",
+            esc(&format!("by {}: {}", q.by, q.reason))
+        ),
+        None => String::new(),
+    };
+    format!(
+        "<td>{}<br><code title=\"{}\">{}</code>{mark}</td>",
+        esc(state.reference.tag.as_str()),
+        esc(&state.image.to_string()),
+        esc(state.image.short()),
+    )
 }
 
 /// The dependency graph: one column per depth (services that call nothing first), an
@@ -249,26 +250,7 @@ fn graph(ws: &Workspace) -> String {
     const HEIGHT: i64 = 40;
     const GAP_X: i64 = 70;
     const GAP_Y: i64 = 24;
-    let mut depth: BTreeMap<String, i64> = BTreeMap::new();
-    // Services come in dependency order: every dependency's depth is known first.
-    for service in &ws.services {
-        let deepest = service
-            .depends_on
-            .iter()
-            .filter_map(|role| depth.get(&format!("{}-{role}", service.id.application)))
-            .max()
-            .map_or(0, |d| d + 1);
-        depth.insert(service.id.to_string(), deepest);
-    }
-    let mut rows: BTreeMap<i64, i64> = BTreeMap::new();
-    let mut at: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    for service in &ws.services {
-        let name = service.id.to_string();
-        let column = depth[&name];
-        let row = rows.entry(column).or_insert(0);
-        at.insert(name, (10 + column * (WIDTH + GAP_X), 10 + *row * (HEIGHT + GAP_Y)));
-        *row += 1;
-    }
+    let (at, rows) = layout(ws, (WIDTH + GAP_X, HEIGHT + GAP_Y));
     let columns = rows.len() as i64;
     let most = rows.values().copied().max().unwrap_or(0);
     let (w, h) = (20 + columns * (WIDTH + GAP_X) - GAP_X, 20 + most * (HEIGHT + GAP_Y) - GAP_Y);
@@ -309,26 +291,42 @@ fn graph(ws: &Workspace) -> String {
     svg
 }
 
+/// Where each service's box goes, `step` apart: a column per depth (services that call
+/// nothing first), a row per service in it; and how many rows each column has.
+fn layout(
+    ws: &Workspace,
+    (step_x, step_y): (i64, i64),
+) -> (BTreeMap<String, (i64, i64)>, BTreeMap<i64, i64>) {
+    let mut depth: BTreeMap<String, i64> = BTreeMap::new();
+    // Services come in dependency order: every dependency's depth is known first.
+    for service in &ws.services {
+        let deepest = service
+            .depends_on
+            .iter()
+            .filter_map(|role| depth.get(&format!("{}-{role}", service.id.application)))
+            .max()
+            .map_or(0, |d| d + 1);
+        depth.insert(service.id.to_string(), deepest);
+    }
+    let mut rows: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut at: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for service in &ws.services {
+        let name = service.id.to_string();
+        let column = depth[&name];
+        let row = rows.entry(column).or_insert(0);
+        at.insert(name, (10 + column * step_x, 10 + *row * step_y));
+        *row += 1;
+    }
+    (at, rows)
+}
+
 /// One service's card: identity, contract, ownership, flags, alerts.
 fn card(catalog: &Catalog, service: &Service) -> String {
     let name = service.id.to_string();
     let mut facts: Vec<(&str, String)> = vec![
         ("application", esc(service.id.application.as_str())),
         ("role", esc(service.id.role.as_str())),
-        match &service.kind {
-            Kind::Http { health } => ("health", format!("<code>GET {}</code>", esc(health))),
-            Kind::Postgres { migrations } => (
-                "data store",
-                format!(
-                    "PostgreSQL, migrations {}",
-                    migrations
-                        .iter()
-                        .map(|m| format!("<code>{}</code>", esc(&m.file)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ),
-        },
+        kind_fact(&service.kind),
     ];
     let calls: Vec<String> = service
         .depends_on
@@ -371,6 +369,18 @@ fn card(catalog: &Catalog, service: &Service) -> String {
     }
     out.push_str("</dl>\n</section>\n");
     out
+}
+
+/// What kind of service it is: an HTTP service's health path, a store's migrations.
+fn kind_fact(kind: &Kind) -> (&'static str, String) {
+    match kind {
+        Kind::Http { health } => ("health", format!("<code>GET {}</code>", esc(health))),
+        Kind::Postgres { migrations } => {
+            let files: Vec<String> =
+                migrations.iter().map(|m| format!("<code>{}</code>", esc(&m.file))).collect();
+            ("data store", format!("PostgreSQL, migrations {}", files.join(", ")))
+        }
+    }
 }
 
 /// A data store's owner, and its migration level in each environment.

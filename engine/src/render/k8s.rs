@@ -109,26 +109,10 @@ pub fn render(inputs: &Inputs) -> Result<Vec<File>, AlertsError> {
     let env = inputs.environment.name.as_str();
     let mut files = Vec::new();
     for service in &inputs.workspace.services {
-        let name = service.id.to_string();
-        let Some(running) = inputs.running.get(&name) else { continue };
-        let declared = || inputs.workspace.environments.resolve(inputs.environment, &name);
-        let resolved = running.settings.clone().unwrap_or_else(declared);
-        if service.kind.is_store() {
-            let subject = Subject { inputs, service, env, name: format!("{env}-{}", service.id) };
-            // A state recorded before stores had needs of their own takes today's.
-            let needs = resolved.data.or_else(|| declared().data).unwrap_or_default();
-            let objects = store::objects(&subject, &running.image, &needs);
-            files.push(File {
-                path: format!("{FOLDER}/{env}-{name}.yaml"),
-                text: yaml::documents(&objects),
-            });
-            continue;
-        }
-        let own = inputs.own_rules.get(&name);
-        let rules = alerts::rules(own, inputs.environment, service, &resolved.alerts)?;
-        let objects = service_objects(inputs, service, running, &resolved, rules);
+        let Some(running) = inputs.running.get(&service.id.to_string()) else { continue };
+        let objects = objects_of(inputs, service, running)?;
         files.push(File {
-            path: format!("{FOLDER}/{env}-{name}.yaml"),
+            path: format!("{FOLDER}/{env}-{}.yaml", service.id),
             text: yaml::documents(&objects),
         });
     }
@@ -169,6 +153,28 @@ pub fn render(inputs: &Inputs) -> Result<Vec<File>, AlertsError> {
     }
     files.push(File { path: APPLICATION.to_owned(), text: yaml::to_string(&application(inputs)) });
     Ok(files)
+}
+
+/// The objects of one service as `running`: a store's, or an HTTP service's with its
+/// alert rules.
+fn objects_of(
+    inputs: &Inputs,
+    service: &Service,
+    running: &Running,
+) -> Result<Vec<Object>, AlertsError> {
+    let env = inputs.environment.name.as_str();
+    let name = service.id.to_string();
+    let declared = || inputs.workspace.environments.resolve(inputs.environment, &name);
+    let resolved = running.settings.clone().unwrap_or_else(declared);
+    if service.kind.is_store() {
+        let subject = Subject { inputs, service, env, name: format!("{env}-{}", service.id) };
+        // A state recorded before stores had needs of their own takes today's.
+        let needs = resolved.data.or_else(|| declared().data).unwrap_or_default();
+        return Ok(store::objects(&subject, &running.image, &needs));
+    }
+    let own = inputs.own_rules.get(&name);
+    let rules = alerts::rules(own, inputs.environment, service, &resolved.alerts)?;
+    Ok(service_objects(inputs, service, running, &resolved, rules))
 }
 
 /// `<registry>/<repository>@sha256:…`: an image by digest, never by tag.

@@ -74,24 +74,7 @@ pub fn set_param(
     }) else {
         return Err(refuse("environment", format!("no environment `{environment}`")));
     };
-    let services = table.entry("services").or_insert_with(|| {
-        let mut implicit = toml_edit::Table::new();
-        implicit.set_implicit(true);
-        Item::Table(implicit)
-    });
-    let Some(services) = services.as_table_like_mut() else {
-        return Err(refuse(
-            &format!("environment `{environment}`.services"),
-            "expected a table".to_owned(),
-        ));
-    };
-    let own = services.entry(service).or_insert(toml_edit::table());
-    let Some(own) = own.as_table_like_mut() else {
-        return Err(refuse(
-            &format!("environment `{environment}`.services.{service}"),
-            "expected a table".to_owned(),
-        ));
-    };
+    let own = service_table(table, environment, service)?;
     match key.split_once('.') {
         None => {
             own.insert(key, typed);
@@ -99,18 +82,36 @@ pub fn set_param(
         Some((outer, inner)) => {
             let nested =
                 own.entry(outer).or_insert(toml_edit::value(toml_edit::InlineTable::new()));
-            match nested.as_table_like_mut() {
-                Some(nested) => {
-                    nested.insert(inner, typed);
-                }
-                None => {
-                    return Err(refuse(
-                        &format!("environment `{environment}`.services.{service}.{outer}"),
-                        "expected a table".to_owned(),
-                    ));
-                }
-            }
+            let Some(nested) = nested.as_table_like_mut() else {
+                return Err(refuse(
+                    &format!("environment `{environment}`.services.{service}.{outer}"),
+                    "expected a table".to_owned(),
+                ));
+            };
+            nested.insert(inner, typed);
         }
     }
     Ok(document.to_string())
+}
+
+/// `environment`'s `services.<service>` table in `table`, made where missing.
+fn service_table<'t>(
+    table: &'t mut toml_edit::Table,
+    environment: &str,
+    service: &str,
+) -> Result<&'t mut dyn toml_edit::TableLike, MetadataErrors> {
+    let refuse = |key: String| MetadataErrors(vec![failure(&key, "expected a table")]);
+    let services = table.entry("services").or_insert_with(|| {
+        let mut implicit = toml_edit::Table::new();
+        implicit.set_implicit(true);
+        Item::Table(implicit)
+    });
+    let services = services
+        .as_table_like_mut()
+        .ok_or_else(|| refuse(format!("environment `{environment}`.services")))?;
+    services
+        .entry(service)
+        .or_insert(toml_edit::table())
+        .as_table_like_mut()
+        .ok_or_else(|| refuse(format!("environment `{environment}`.services.{service}")))
 }
