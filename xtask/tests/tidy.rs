@@ -345,8 +345,9 @@ fn long_functions(text: &str, limit: usize) -> Vec<(usize, String, usize)> {
     for (at, line) in lines[..end].iter().enumerate() {
         let body = line.trim_start();
         let indent = line.len() - body.len();
-        let Some(rest) =
-            ["fn ", "pub fn ", "pub(crate) fn ", "pub(super) fn "].iter().find_map(|p| body.strip_prefix(p))
+        let Some(rest) = ["fn ", "pub fn ", "pub(crate) fn ", "pub(super) fn "]
+            .iter()
+            .find_map(|p| body.strip_prefix(p))
         else {
             continue;
         };

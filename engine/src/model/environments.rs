@@ -24,8 +24,8 @@ use delivery::read_delivery;
 pub use kubernetes::Kubernetes;
 use kubernetes::read_kubernetes;
 pub use params::{
-    DataNeeds, Params, Replicas, Resolved, Resources, Thresholds, parse_duration, parse_millis,
-    read_params,
+    DataNeeds, Params, Ratio, Replicas, Resolved, Resources, Thresholds, parse_duration,
+    parse_millis, read_params,
 };
 use params::{STORE_KEYS, not_a_store, read_services};
 pub use shared_ledger::SharedLedger;

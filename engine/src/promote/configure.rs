@@ -315,7 +315,7 @@ fn worded(settings: &Resolved) -> BTreeMap<&'static str, String> {
         ("log-level", settings.log_level.to_string()),
         ("resources.cpu", settings.resources.cpu.clone()),
         ("resources.memory", settings.resources.memory.clone()),
-        ("alerts.error-ratio", settings.alerts.error_ratio.clone()),
+        ("alerts.error-ratio", settings.alerts.error_ratio.to_string()),
         ("alerts.latency-p99", format!("{}ms", settings.alerts.latency_p99_ms)),
         ("timeout", format!("{}ms", settings.timeout_ms)),
         ("rate-limit", settings.rate_limit.to_string()),

@@ -243,7 +243,7 @@ fn standard_tests(
         vec![Series { series: format!("up{{job=\"{}\"}}", n.job), values: values.to_owned() }]
     };
     let requests = |ratio: f64| requests(&n.job, ratio);
-    let threshold: f64 = thresholds.error_ratio.parse().unwrap_or(0.05);
+    let threshold = thresholds.error_ratio.value();
     let latency = |slow: bool| latency(&n.job, thresholds.latency_p99_ms, slow);
     TestFile {
         rule_files: vec![rules.to_owned()],
@@ -484,6 +484,7 @@ fn promtool(shell: &Shell, what: &'static str, files: &[PathBuf]) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::environments::Ratio;
     use crate::model::workspace::{Name, ServiceId};
 
     fn orders() -> Service {
@@ -507,7 +508,7 @@ mod tests {
 
     #[test]
     fn standard_rules_carry_the_environments_thresholds() {
-        let thresholds = Thresholds { error_ratio: "0.01".into(), latency_p99_ms: 250 };
+        let thresholds = Thresholds { error_ratio: Ratio::new(0.01).unwrap(), latency_p99_ms: 250 };
         let group = standard("prod", &orders(), &thresholds);
         let names: Vec<&str> = group.rules.iter().filter_map(|r| r.alert.as_deref()).collect();
         assert_eq!(names, ["ShopOrdersDown", "ShopOrdersErrorRatio", "ShopOrdersLatencyP99"]);

@@ -75,8 +75,9 @@ fn install_npm_packages(project: &Project, workspace: &Workspace) -> Result<()> 
 
 /// The end-to-end tests are the long pole: their first test builds the sample from cold. So
 /// their binary is built first and starts at once, and the rest of the workspace compiles and
-/// runs beside it once they have started (its report printed after theirs): started earlier,
-/// its compile would hold cargo's lock on the target directory and keep them waiting. Both
+/// runs beside it, at the lowest priority, once they have started (its report printed after
+/// theirs): started earlier, its compile would hold cargo's lock on the target directory and
+/// keep them waiting. Both
 /// run under cargo-nextest (each test in its own process, `.config/nextest.toml`) and write
 /// a JUnit report, from which the ten slowest tests and the totals are printed last.
 fn run_suite(project: &Project, workspace: &Workspace, args: &[String]) -> Result<()> {
@@ -100,9 +101,11 @@ fn run_suite(project: &Project, workspace: &Workspace, args: &[String]) -> Resul
     let mut e2e = e2e.spawn().map_err(io)?;
     let started = forward_until_started(e2e.stderr.take());
     let rest_filter = "not binary_id(xtask::e2e)";
+    // At the lowest priority: its compile takes only what the end-to-end tests leave idle,
+    // and never slows their first, cold build of the sample, which every later test waits for.
     let mut rest = slipway::shell::process(cmd!(
         sh,
-        "cargo nextest run --workspace --no-fail-fast --profile rest {excluded...} -E {rest_filter} {args...}"
+        "nice -n 19 cargo nextest run --workspace --no-fail-fast --profile rest {excluded...} -E {rest_filter} {args...}"
     ));
     rest.stdout(file.try_clone().map_err(io)?).stderr(file);
     // Whether or not the end-to-end run got as far as its tests, the rest runs.

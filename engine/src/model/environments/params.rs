@@ -25,7 +25,7 @@ pub struct Params {
     pub cpu: Option<String>,
     pub memory: Option<String>,
     /// The 5xx share of requests above which the error-ratio alert fires, e.g. `0.05`.
-    pub error_ratio: Option<String>,
+    pub error_ratio: Option<Ratio>,
     /// The p99 latency above which the latency alert fires, in milliseconds.
     pub latency_p99_ms: Option<u64>,
     /// How long a call to a dependency may take, in milliseconds.
@@ -106,8 +106,48 @@ pub struct Replicas {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Thresholds {
     /// The 5xx share of requests, e.g. `0.05`.
-    pub error_ratio: String,
+    pub error_ratio: Ratio,
     pub latency_p99_ms: u64,
+}
+
+/// A share above 0 and at most 1, e.g. the 5xx share `0.05`; written, rendered into PromQL
+/// and signed into states as its shortest decimal text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Ratio(String);
+
+impl Ratio {
+    /// `value` when above 0 and at most 1.
+    pub fn new(value: f64) -> Option<Ratio> {
+        (value > 0.0 && value <= 1.0).then(|| Ratio(value.to_string()))
+    }
+
+    pub fn value(&self) -> f64 {
+        self.0.parse().unwrap_or_else(|_| unreachable!("a ratio is made from a number"))
+    }
+}
+
+impl std::fmt::Display for Ratio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for Ratio {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Ratio, String> {
+        text.parse()
+            .ok()
+            .and_then(Ratio::new)
+            .ok_or_else(|| format!("`{text}` is not a share above 0 and at most 1"))
+    }
+}
+
+impl From<Ratio> for String {
+    fn from(ratio: Ratio) -> String {
+        ratio.0
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,7 +201,7 @@ pub(super) fn builtin_defaults() -> Params {
         replicas_min: Some(1),
         replicas_max: Some(1),
         log_level: Some(LogLevel::Info),
-        error_ratio: Some("0.05".to_owned()),
+        error_ratio: Ratio::new(0.05),
         latency_p99_ms: Some(1000),
         timeout_ms: Some(3000),
         rate_limit: Some(0),
@@ -380,8 +420,8 @@ pub(super) fn read_alerts(
         match key {
             "error-ratio" => {
                 let ratio = value.as_float().or_else(|| value.as_integer().map(|i| i as f64));
-                match ratio.filter(|r| *r > 0.0 && *r <= 1.0) {
-                    Some(ratio) => params.error_ratio = Some(ratio.to_string()),
+                match ratio.and_then(Ratio::new) {
+                    Some(ratio) => params.error_ratio = Some(ratio),
                     None => errors.push(failure(
                         &full,
                         "expected the share of 5xx answers that fires the alert, above 0 and at most 1, like 0.05",
