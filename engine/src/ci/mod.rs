@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::model::digest::Digest;
 use crate::model::environments::Resources;
 use crate::model::source;
+use crate::model::units::{Cpu, Size};
 use crate::model::workspace::{self, Name, Workspace};
 use crate::project::Project;
 use crate::render::alerts;
@@ -37,9 +38,7 @@ mod summary;
 use artifacts::build_artifacts;
 use integration::integration_tests;
 pub use step::Step;
-pub use summary::{
-    DigestSummary, ImageSummary, ServiceSummary, StepTiming, Summary, TestsSummary, finish,
-};
+pub use summary::{DigestSummary, ImageSummary, ServiceSummary, StepTiming, Summary, TestsSummary};
 
 /// `service`'s image as `ci` (and a preview of a build) runs it: the platform's defaults
 /// (no flags file: every flag at its default) and the first environment's limits — the
@@ -53,7 +52,7 @@ pub fn launch_of(
     let first = workspace.environments.chain().first();
     let resources = first
         .map(|first| workspace.environments.resolve(first, &service.id.to_string()).resources)
-        .unwrap_or_else(|| Resources { cpu: "1".into(), memory: "256Mi".into() });
+        .unwrap_or_else(|| Resources { cpu: Cpu::whole(1), memory: Size::mebibytes(256) });
     Launch {
         id: service.id.clone(),
         repository,

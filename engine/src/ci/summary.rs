@@ -5,7 +5,6 @@ use serde::Serialize;
 
 use crate::attest::manifest::ManifestSummary;
 use crate::build::plan::{BuiltService, Plan, PlannedService};
-use crate::error::Result;
 use crate::model::digest::Digest;
 use crate::model::workspace::{self, Name};
 use crate::project::Project;
@@ -152,19 +151,4 @@ pub struct ImageSummary {
 pub struct StepTiming {
     pub name: String,
     pub seconds: f64,
-}
-
-pub fn finish(summary: &Summary, json: bool) -> Result<()> {
-    if json {
-        crate::report::print_json(summary)?;
-    } else {
-        for service in &summary.services {
-            crate::report::say(format_args!(
-                "{:<24} {} {}",
-                service.name, service.image.reference, service.image.digest
-            ));
-        }
-        crate::report::say(format_args!("store: {}", summary.store));
-    }
-    Ok(())
 }

@@ -482,6 +482,7 @@ impl crate::error::Hint for UnknownEnvironment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::units::{Cpu, Size};
     use slipway_contract::LogLevel;
 
     fn check(text: &str, expected: &[(&str, &str)]) {
@@ -560,12 +561,15 @@ resources = { memory = "256Mi" }
         let orders = envs.resolve(prod, "shop-orders");
         assert_eq!(orders.replicas, Replicas { min: 3, max: 6 });
         assert_eq!(orders.log_level, LogLevel::Warn);
-        assert_eq!(orders.resources, Resources { cpu: "100m".into(), memory: "256Mi".into() });
+        assert_eq!(
+            orders.resources,
+            Resources { cpu: Cpu::from_millis(100), memory: Size::mebibytes(256) }
+        );
         assert_eq!(
             (orders.resources.memory_bytes(), orders.resources.cpu_millis()),
             (256 << 20, 100)
         );
-        let whole = Resources { cpu: "2".into(), memory: "1Gi".into() };
+        let whole = Resources { cpu: Cpu::whole(2), memory: Size::gibibytes(1) };
         assert_eq!((whole.memory_bytes(), whole.cpu_millis()), (1 << 30, 2000));
         let catalog = envs.resolve(dev, "shop-catalog");
         assert_eq!((catalog.replicas.max, catalog.log_level), (2, LogLevel::Info));
@@ -637,8 +641,8 @@ resources = { memory = "256Mi" }
         envs.set_stores(["shop-orders-db".to_owned()]);
         let (dev, prod) = (&envs.chain()[0], &envs.chain()[1]);
         let needs = |env| envs.resolve(env, "shop-orders-db").data;
-        assert_eq!(needs(dev), Some(DataNeeds { storage: "1Gi".into(), backup_days: 7 }));
-        assert_eq!(needs(prod), Some(DataNeeds { storage: "20Gi".into(), backup_days: 30 }));
+        assert_eq!(needs(dev), Some(DataNeeds { storage: Size::gibibytes(1), backup_days: 7 }));
+        assert_eq!(needs(prod), Some(DataNeeds { storage: Size::gibibytes(20), backup_days: 30 }));
         let sources = envs.resolve(prod, "shop-orders-db").sources;
         assert_eq!(sources.keys().collect::<Vec<_>>(), ["backups", "storage"]);
         assert_eq!(envs.resolve(prod, "shop-orders").data, None, "an HTTP service has none");
@@ -647,7 +651,7 @@ resources = { memory = "256Mi" }
         let grown = set_param(&text, "prod", "shop-orders-db", "storage", "50Gi").unwrap();
         let grown = envs.reparsed(&grown, &services).unwrap();
         let storage = grown.resolve(&grown.chain()[1], "shop-orders-db").data.map(|d| d.storage);
-        assert_eq!(storage.as_deref(), Some("50Gi"));
+        assert_eq!(storage, Some(Size::gibibytes(50)));
         let misplaced = set_param(&text, "prod", "shop-orders", "storage", "5Gi").unwrap();
         let errors = envs.reparsed(&misplaced, &services).unwrap_err().0;
         assert_eq!(errors[0].key, "environment[1].services.shop-orders.storage", "{errors:?}");

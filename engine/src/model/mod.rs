@@ -12,5 +12,6 @@ pub mod reference;
 pub mod sample;
 pub mod source;
 pub mod store;
+pub mod units;
 pub mod waiver;
 pub mod workspace;

@@ -313,15 +313,15 @@ fn worded(settings: &Resolved) -> BTreeMap<&'static str, String> {
         ("replicas.min", settings.replicas.min.to_string()),
         ("replicas.max", settings.replicas.max.to_string()),
         ("log-level", settings.log_level.to_string()),
-        ("resources.cpu", settings.resources.cpu.clone()),
-        ("resources.memory", settings.resources.memory.clone()),
+        ("resources.cpu", settings.resources.cpu.to_string()),
+        ("resources.memory", settings.resources.memory.to_string()),
         ("alerts.error-ratio", settings.alerts.error_ratio.to_string()),
         ("alerts.latency-p99", format!("{}ms", settings.alerts.latency_p99_ms)),
         ("timeout", format!("{}ms", settings.timeout_ms)),
         ("rate-limit", settings.rate_limit.to_string()),
     ]);
     if let Some(data) = &settings.data {
-        worded.insert("storage", data.storage.clone());
+        worded.insert("storage", data.storage.to_string());
         worded.insert("backups", format!("{}d", data.backup_days));
     }
     worded

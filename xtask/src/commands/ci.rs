@@ -1,6 +1,7 @@
 //! `cargo xtask ci`: the plan alone with `--dry-run`, else every step, then the summary.
 
 use slipway::build::plan::Plan;
+use slipway::ci::Summary;
 use slipway::project::Project;
 
 use crate::cli;
@@ -12,6 +13,18 @@ impl cli::Ci {
             return Ok(());
         }
         let summary = slipway::ci::run(project, &self.waive, self.reason.as_deref())?;
-        slipway::ci::finish(&summary, self.json)
+        show(&summary, self.json)
     }
+}
+
+/// The summary as JSON on standard output, or a line per image on standard error.
+pub fn show(summary: &Summary, json: bool) -> slipway::Result<()> {
+    if json {
+        return slipway::report::print_json(summary);
+    }
+    for service in &summary.services {
+        eprintln!("{:<24} {} {}", service.name, service.image.reference, service.image.digest);
+    }
+    eprintln!("store: {}", summary.store);
+    Ok(())
 }

@@ -7,6 +7,6 @@ use crate::cli;
 impl cli::Images {
     pub fn run(self, project: &Project) -> slipway::Result<()> {
         let summary = slipway::ci::images(project)?;
-        slipway::ci::finish(&summary, self.json)
+        crate::commands::ci::show(&summary, self.json)
     }
 }

@@ -77,12 +77,40 @@ pub struct SharedCopy {
 /// A turn at the target directory `target`: while the file it returns is open, no other test
 /// that asks for one builds there, in this process or another (cargo-nextest runs each test
 /// in its own).
-#[must_use = "the turn ends when the file is dropped"]
-pub fn build_turn(target: &Path) -> std::fs::File {
+#[must_use = "the turn ends when it is dropped"]
+pub fn build_turn(target: &Path) -> Turn {
     std::fs::create_dir_all(target).unwrap();
+    let asked = std::time::Instant::now();
     let file = std::fs::File::create(target.join(".e2e-turn")).unwrap();
     file.lock().unwrap();
-    file
+    Turn { file, asked, given: std::time::Instant::now(), log: target.join(".e2e-turns.log") }
+}
+
+/// A test's turn at a shared target directory: on drop, it lets the next test build there
+/// and appends how long it waited and held the turn to `.e2e-turns.log` beside it (where the
+/// suite's serial building goes).
+pub struct Turn {
+    file: std::fs::File,
+    asked: std::time::Instant,
+    given: std::time::Instant,
+    log: PathBuf,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        // libtest runs each test on a thread named after it.
+        let test = std::thread::current().name().unwrap_or("?").to_owned();
+        let (waited, held) = (self.given - self.asked, self.given.elapsed());
+        let line = format!(
+            "{:7.1} s waited {:7.1} s held  {test}\n",
+            waited.as_secs_f64(),
+            held.as_secs_f64()
+        );
+        if let Ok(mut log) = std::fs::OpenOptions::new().create(true).append(true).open(&self.log) {
+            let _ = std::io::Write::write_all(&mut log, line.as_bytes());
+        }
+        let _ = self.file.unlock();
+    }
 }
 
 /// Copies the sample into `dest`, to build with the target directory `target`.

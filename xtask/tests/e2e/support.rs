@@ -692,14 +692,14 @@ pub struct Chain {
     // Dropped in this order: the copy records its files for the next build, the build turn
     // ends, the folder goes.
     copy: Option<common::SharedCopy>,
-    turn: Option<std::fs::File>,
+    turn: Option<common::Turn>,
     _root: tempfile::TempDir,
 }
 
 /// A turn at the shared target directory for a test that builds there. The promotion chain
 /// is built first (its first `ci` is the run's cold build), so the many tests that start
 /// from it never wait behind the others' builds.
-pub fn build_turn() -> std::fs::File {
+pub fn build_turn() -> common::Turn {
     fixture("chain", build_chain);
     common::build_turn(&target_dir("e2e-a"))
 }

@@ -10,6 +10,8 @@ use toml_edit::{Item, TableLike};
 
 use super::{Environment, Environments, failure};
 use crate::model::names::MetadataError;
+pub use crate::model::units::Ratio;
+use crate::model::units::{Cpu, Size};
 
 pub(super) const PARAM_KEYS: [&str; 8] =
     ["replicas", "log-level", "resources", "alerts", "timeout", "rate-limit", "storage", "backups"];
@@ -22,8 +24,8 @@ pub struct Params {
     pub replicas_min: Option<u32>,
     pub replicas_max: Option<u32>,
     pub log_level: Option<LogLevel>,
-    pub cpu: Option<String>,
-    pub memory: Option<String>,
+    pub cpu: Option<Cpu>,
+    pub memory: Option<Size>,
     /// The 5xx share of requests above which the error-ratio alert fires, e.g. `0.05`.
     pub error_ratio: Option<Ratio>,
     /// The p99 latency above which the latency alert fires, in milliseconds.
@@ -33,7 +35,7 @@ pub struct Params {
     /// Requests per second one instance serves (0: no limit).
     pub rate_limit: Option<u32>,
     /// A data store's volume, a Kubernetes quantity like `1Gi`.
-    pub storage: Option<String>,
+    pub storage: Option<Size>,
     /// How many days a data store's daily backups are kept (0: none).
     pub backup_days: Option<u32>,
 }
@@ -81,7 +83,7 @@ mod log_level {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataNeeds {
     /// Its volume, a Kubernetes quantity (`storage`).
-    pub storage: String,
+    pub storage: Size,
     /// How many days its daily backups are kept; 0: no backups (`backups`).
     pub backup_days: u32,
 }
@@ -90,7 +92,7 @@ impl Default for DataNeeds {
     /// The built-in layer's.
     fn default() -> DataNeeds {
         DataNeeds {
-            storage: BUILTIN.storage.clone().unwrap_or_default(),
+            storage: BUILTIN.storage.clone().unwrap_or_else(|| unreachable!("built in")),
             backup_days: BUILTIN.backup_days.unwrap_or_default(),
         }
     }
@@ -110,50 +112,10 @@ pub struct Thresholds {
     pub latency_p99_ms: u64,
 }
 
-/// A share above 0 and at most 1, e.g. the 5xx share `0.05`; written, rendered into PromQL
-/// and signed into states as its shortest decimal text.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Ratio(String);
-
-impl Ratio {
-    /// `value` when above 0 and at most 1.
-    pub fn new(value: f64) -> Option<Ratio> {
-        (value > 0.0 && value <= 1.0).then(|| Ratio(value.to_string()))
-    }
-
-    pub fn value(&self) -> f64 {
-        self.0.parse().unwrap_or_else(|_| unreachable!("a ratio is made from a number"))
-    }
-}
-
-impl std::fmt::Display for Ratio {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for Ratio {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Ratio, String> {
-        text.parse()
-            .ok()
-            .and_then(Ratio::new)
-            .ok_or_else(|| format!("`{text}` is not a share above 0 and at most 1"))
-    }
-}
-
-impl From<Ratio> for String {
-    fn from(ratio: Ratio) -> String {
-        ratio.0
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
-    pub cpu: String,
-    pub memory: String,
+    pub cpu: Cpu,
+    pub memory: Size,
 }
 
 impl Resolved {
@@ -176,22 +138,14 @@ impl Resolved {
 }
 
 impl Resources {
-    /// The memory quantity in bytes (`64Mi` is 67108864); validated when read.
+    /// The memory quantity in bytes (`64Mi` is 67108864).
     pub fn memory_bytes(&self) -> i64 {
-        let (number, unit) =
-            [("Ki", 1i64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40)]
-                .iter()
-                .find_map(|(suffix, unit)| self.memory.strip_suffix(suffix).map(|n| (n, *unit)))
-                .unwrap_or((self.memory.as_str(), 1));
-        number.parse::<i64>().unwrap_or(0).saturating_mul(unit)
+        self.memory.bytes()
     }
 
     /// The CPU quantity in thousandths of a CPU (`250m` is 250, `2` is 2000).
     pub fn cpu_millis(&self) -> u64 {
-        match self.cpu.strip_suffix('m') {
-            Some(millis) => millis.parse().unwrap_or(0),
-            None => self.cpu.parse::<u64>().unwrap_or(0).saturating_mul(1000),
-        }
+        self.cpu.millis()
     }
 }
 
@@ -205,9 +159,9 @@ pub(super) fn builtin_defaults() -> Params {
         latency_p99_ms: Some(1000),
         timeout_ms: Some(3000),
         rate_limit: Some(0),
-        cpu: Some("100m".to_owned()),
-        memory: Some("128Mi".to_owned()),
-        storage: Some("1Gi".to_owned()),
+        cpu: Some(Cpu::from_millis(100)),
+        memory: Some(Size::mebibytes(128)),
+        storage: Some(Size::gibibytes(1)),
         backup_days: Some(7),
     }
 }
@@ -332,8 +286,8 @@ pub(super) fn read_data_needs(
     errors: &mut Vec<MetadataError>,
 ) {
     if let Some(item) = table.get("storage") {
-        match item.as_str().filter(|text| quantity(text, &["Mi", "Gi", "Ti"])) {
-            Some(text) => params.storage = Some(text.to_owned()),
+        match item.as_str().and_then(|text| Size::parse_in(text, &["Mi", "Gi", "Ti"])) {
+            Some(size) => params.storage = Some(size),
             None => errors.push(failure(
                 &format!("{prefix}.storage"),
                 "expected a data store's volume, a Kubernetes quantity like \"1Gi\" or \"500Mi\"",
@@ -456,9 +410,21 @@ pub(super) fn read_resources(
     };
     for (key, value) in resources.iter() {
         let text = value.as_str().unwrap_or("");
-        let valid = match key {
-            "cpu" => quantity(text, &["m"]),
-            "memory" => quantity(text, &["Ki", "Mi", "Gi", "Ti"]),
+        let example = match key {
+            "cpu" => match Cpu::parse(text) {
+                Some(cpu) => {
+                    params.cpu = Some(cpu);
+                    continue;
+                }
+                None => "\"250m\" or \"2\"",
+            },
+            "memory" => match Size::parse_in(text, &["Ki", "Mi", "Gi", "Ti"]) {
+                Some(memory) => {
+                    params.memory = Some(memory);
+                    continue;
+                }
+                None => "\"256Mi\" or \"1Gi\"",
+            },
             _ => {
                 errors.push(failure(
                     &format!("{prefix}.resources.{key}"),
@@ -467,26 +433,11 @@ pub(super) fn read_resources(
                 continue;
             }
         };
-        if !valid {
-            let example = if key == "cpu" { "\"250m\" or \"2\"" } else { "\"256Mi\" or \"1Gi\"" };
-            errors.push(failure(
-                &format!("{prefix}.resources.{key}"),
-                format!("expected a Kubernetes quantity like {example}"),
-            ));
-        } else if key == "cpu" {
-            params.cpu = Some(text.to_owned());
-        } else {
-            params.memory = Some(text.to_owned());
-        }
+        errors.push(failure(
+            &format!("{prefix}.resources.{key}"),
+            format!("expected a Kubernetes quantity like {example}"),
+        ));
     }
-}
-
-/// Whether `text` is a positive whole number with one of `suffixes` (or none).
-pub(super) fn quantity(text: &str, suffixes: &[&str]) -> bool {
-    let number = suffixes.iter().find_map(|s| text.strip_suffix(s)).unwrap_or(text);
-    !number.is_empty()
-        && number.bytes().all(|b| b.is_ascii_digit())
-        && number.bytes().any(|b| b != b'0')
 }
 
 /// A duration in the contract's one grammar (`slipway_contract::parse_duration`: `500ms`,

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::{Object, Subject, image, labels, selector};
 use crate::model::environments::DataNeeds;
+use crate::model::units::Size;
 use crate::model::workspace::Service;
 use crate::run::postgres::{DATABASE, USER};
 
@@ -63,7 +64,7 @@ pub(super) fn objects(
     objects
 }
 
-fn stateful_set(subject: &Subject, storage: &str) -> Object {
+fn stateful_set(subject: &Subject, storage: &Size) -> Object {
     subject.object(
         "apps/v1",
         "StatefulSet",
@@ -160,7 +161,7 @@ fn component_labels(subject: &Subject, component: &str) -> BTreeMap<String, Stri
 }
 
 /// The volume the backups are written to, as large as the data's.
-fn backup_claim(subject: &Subject, storage: &str) -> Object {
+fn backup_claim(subject: &Subject, storage: &Size) -> Object {
     let mut metadata = subject.metadata(None);
     metadata.name = format!("{}-backups", subject.name);
     super::object(
