@@ -5,7 +5,7 @@
 // is left to kubernetes-validate. Each PrometheusRule's spec also goes through `promtool
 // check rules`. Usage: node crds.mjs FILE...; exits 1 naming each failure.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
@@ -38,9 +38,14 @@ for (const file of process.argv.slice(2)) {
       new Model(object).validate();
       if (object.kind === "PrometheusRule") {
         // promtool rejects the CRD wrapper: its spec is the rule file (JSON is YAML).
-        const rules = join(mkdtempSync(join(tmpdir(), "rules-")), "rules.yml");
-        writeFileSync(rules, JSON.stringify(object.spec));
-        execFileSync("promtool", ["check", "rules", rules], { stdio: ["ignore", "ignore", "pipe"] });
+        const dir = mkdtempSync(join(tmpdir(), "rules-"));
+        try {
+          const rules = join(dir, "rules.yml");
+          writeFileSync(rules, JSON.stringify(object.spec));
+          execFileSync("promtool", ["check", "rules", rules], { stdio: ["ignore", "ignore", "pipe"] });
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
       }
       checked++;
       console.log(`ok   ${file}: ${object.kind} ${object.metadata.name}`);
