@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-pub use xshell::cmd;
+pub use xshell::{Shell as Sh, cmd};
 
 /// A shell rooted at the workspace root.
 #[derive(Debug)]

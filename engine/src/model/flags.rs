@@ -11,7 +11,7 @@ use toml_edit::{DocumentMut, Item, TableLike};
 
 use crate::model::environments::Environments;
 use crate::model::layout::Layout;
-use crate::model::names::{MetadataError, MetadataErrors, Name};
+use crate::model::names::{MetadataError, MetadataErrors, Name, ServiceId};
 
 const FLAG_KEYS: [&str; 7] =
     ["name", "type", "description", "owner", "variants", "default", "environments"];
@@ -95,8 +95,8 @@ pub struct Flag {
     pub name: Name,
     pub kind: FlagType,
     pub description: String,
-    /// The service (`<application>-<role>`) that owns it.
-    pub owner: String,
+    /// The service that owns it.
+    pub owner: ServiceId,
     pub variants: BTreeMap<String, Value>,
     pub default: String,
     /// By environment; an environment not listed runs the default variant.
@@ -130,7 +130,7 @@ impl Flags {
         root: &Path,
         layout: &Layout,
         environments: &Environments,
-        services: &[String],
+        services: &[ServiceId],
     ) -> Result<Flags, MetadataErrors> {
         let file = layout.flags();
         match std::fs::read_to_string(root.join(&file)) {
@@ -145,7 +145,7 @@ impl Flags {
     pub fn parse(
         text: &str,
         environments: &Environments,
-        services: &[String],
+        services: &[ServiceId],
     ) -> Result<Flags, MetadataErrors> {
         let document: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
             MetadataErrors(vec![failure("", format!("not valid TOML: {e}"))])
@@ -260,7 +260,7 @@ fn read_flag(
     table: &dyn TableLike,
     i: usize,
     environments: &Environments,
-    services: &[String],
+    services: &[ServiceId],
     earlier: &[Flag],
     errors: &mut Vec<MetadataError>,
 ) -> Option<Flag> {
@@ -287,10 +287,8 @@ fn read_flag(
     let name = text("name", errors).and_then(|text| flag_name(&text, earlier, &prefix, errors));
     let kind = text("type", errors).and_then(|kind| flag_type(&kind, &prefix, errors));
     let description = text("description", errors);
-    let owner = text("owner", errors).filter(|owner| {
-        let why = || format!("no service `{owner}`: expected one of {}", services.join(", "));
-        known(services.contains(owner), &prefix, ("owner", why), errors)
-    });
+    let owner =
+        text("owner", errors).and_then(|owner| flag_owner(&owner, services, &prefix, errors));
     let variants = read_variants(table.get("variants"), &prefix, kind, errors);
     let default = text("default", errors).filter(|default| {
         let found = variants.contains_key(default) || variants.is_empty();
@@ -336,6 +334,20 @@ fn flag_name(
             None
         }
     }
+}
+
+/// The service named `text`, one of `services`.
+fn flag_owner(
+    text: &str,
+    services: &[ServiceId],
+    prefix: &str,
+    errors: &mut Vec<MetadataError>,
+) -> Option<ServiceId> {
+    let found = services.iter().find(|id| id.to_string() == text).cloned();
+    let names = || services.iter().map(ServiceId::to_string).collect::<Vec<_>>().join(", ");
+    let why = || format!("no service `{text}`: expected one of {}", names());
+    known(found.is_some(), prefix, ("owner", why), errors);
+    found
 }
 
 /// `text` as a flag's type.
@@ -592,11 +604,13 @@ environments = { dev = "on", staging = "off", prod = "10%" }
 mod tests {
     use super::*;
 
-    const SERVICES: [&str; 1] = ["shop-orders"];
+    fn orders() -> ServiceId {
+        let name = |text| Name::parse(text).unwrap();
+        ServiceId { application: name("shop"), role: name("orders") }
+    }
 
     fn parse(text: &str) -> Result<Flags, MetadataErrors> {
-        let services: Vec<String> = SERVICES.iter().map(|s| s.to_string()).collect();
-        Flags::parse(text, &Environments::default(), &services)
+        Flags::parse(text, &Environments::default(), &[orders()])
     }
 
     #[test]

@@ -53,6 +53,14 @@ impl fmt::Display for ServiceId {
     }
 }
 
+/// As its name, `<application>-<role>`: how the ledger, the manifests and every document
+/// name a service.
+impl serde::Serialize for ServiceId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// One problem in the declared metadata: the file, the key, what was expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetadataError {

@@ -328,7 +328,7 @@ pub fn load(shell: &Shell, layout: &Layout) -> Result<Workspace, Error> {
     let environments = Environments::load(root, layout)?;
     let version = shared("version").unwrap_or_else(|| "0.0.0".to_owned());
     let mut workspace = validate(root, version, shared("repository"), &packages, environments)?;
-    let services: Vec<String> = workspace.services.iter().map(|s| s.id.to_string()).collect();
+    let services: Vec<ServiceId> = workspace.services.iter().map(|s| s.id.clone()).collect();
     workspace.flags = Flags::load(root, layout, &workspace.environments, &services)?;
     workspace.target_directory = metadata.target_directory.into_std_path_buf();
     Ok(workspace)

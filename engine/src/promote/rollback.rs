@@ -144,17 +144,7 @@ impl Rollback {
         // The data stays as the migrations left it: the level never goes back.
         let now = &current.state.services;
         crate::promote::data::migration_levels(project, workspace, now, &mut state.services)?;
-        let mut message = format!(
-            "rollback {}: to {} (from {}, state of {})",
-            target.name,
-            state.version,
-            current.state.version,
-            &earlier.commit[..12]
-        );
-        let flags = state.flag_changes(&current.state);
-        if !flags.is_empty() {
-            message.push_str(&format!(": {}", flags.join(", ")));
-        }
+        let message = message(target, &state, &current.state, &earlier.commit);
         let entry = Entry::new(state, "rollback", report.checks);
         let mut rendered = crate::render::k8s::for_state(project, workspace, target, &entry.state)?;
         rendered.declarations =
@@ -232,4 +222,21 @@ fn check_builds(project: &Project, target: &Environment, state: &State) -> Resul
         }
     }
     Ok(report)
+}
+
+/// The rollback commit's subject: to which version, from which, the state of which commit,
+/// and the flags it changes.
+fn message(target: &Environment, state: &State, current: &State, commit: &str) -> String {
+    let mut message = format!(
+        "rollback {}: to {} (from {}, state of {})",
+        target.name,
+        state.version,
+        current.version,
+        &commit[..12]
+    );
+    let flags = state.flag_changes(current);
+    if !flags.is_empty() {
+        message.push_str(&format!(": {}", flags.join(", ")));
+    }
+    message
 }

@@ -344,7 +344,7 @@ fn card(catalog: &Catalog, service: &Service) -> String {
         .flags
         .flags
         .iter()
-        .filter(|f| f.owner == name)
+        .filter(|f| f.owner == service.id)
         .map(|f| format!("<a href=\"#flag-{}\">{}</a>", esc(f.name.as_str()), esc(f.name.as_str())))
         .collect();
     if !flags.is_empty() {
@@ -438,7 +438,7 @@ fn flags(catalog: &Catalog) -> String {
             esc(flag.name.as_str()),
             if differs { " <span class=\"differs\">differs</span>" } else { "" },
             esc(&flag.description),
-            esc(&flag.owner)
+            esc(&flag.owner.to_string())
         );
         for state in states {
             let _ = write!(out, "<td>{}</td>", esc(&state));

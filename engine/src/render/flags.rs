@@ -87,7 +87,7 @@ pub fn render(flags: &Flags, environment: &str) -> String {
             }
         };
         let metadata = BTreeMap::from([
-            ("owner", flag.owner.clone()),
+            ("owner", flag.owner.to_string()),
             ("description", flag.description.clone()),
         ]);
         rendered.insert(
@@ -110,8 +110,10 @@ mod tests {
 
     #[test]
     fn a_rendered_file_summarizes_each_environment() {
-        let flags =
-            Flags::parse(PRICING, &Environments::default(), &["shop-orders".to_owned()]).unwrap();
+        let name = |text| crate::model::names::Name::parse(text).unwrap();
+        let orders =
+            crate::model::names::ServiceId { application: name("shop"), role: name("orders") };
+        let flags = Flags::parse(PRICING, &Environments::default(), &[orders]).unwrap();
         let summary = |env: &str| summarize(render(&flags, env).as_bytes())["new-pricing"].clone();
         assert_eq!(summary("dev"), "on");
         assert_eq!(summary("staging"), "off");

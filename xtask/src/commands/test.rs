@@ -74,18 +74,14 @@ fn install_npm_packages(project: &Project, workspace: &Workspace) -> Result<()> 
 }
 
 /// The end-to-end tests are the long pole: their first test builds the sample from cold. So
-/// their binary is built first and starts at once, and the rest of the workspace compiles and
-/// runs beside it, at the lowest priority, once they have started (its report printed after
-/// theirs): started earlier, its compile would hold cargo's lock on the target directory and
-/// keep them waiting. Both
-/// run under cargo-nextest (each test in its own process, `.config/nextest.toml`) and write
-/// a JUnit report, from which the ten slowest tests and the totals are printed last.
+/// their binary is built first and starts at once, and the rest compiles and runs beside it,
+/// at the lowest priority, once they have started (its report printed after theirs): started
+/// earlier, its compile would hold cargo's lock on the target directory and keep them
+/// waiting. All run under cargo-nextest (each test in its own process,
+/// `.config/nextest.toml`) and write a JUnit report, from which the ten slowest tests and the
+/// totals are printed last.
 fn run_suite(project: &Project, workspace: &Workspace, args: &[String]) -> Result<()> {
     let sh = project.shell.sh();
-    // The integration suites run against live services, inside `ci` and the end-to-end
-    // tests; on their own they would only find no `<ROLE>_URL`.
-    let excluded: Vec<String> =
-        workspace.suites.iter().flat_map(|s| ["--exclude".to_owned(), s.package.clone()]).collect();
     let end_to_end = ["--package", "xtask", "--test", "e2e"];
     project.shell.run(cmd!(sh, "cargo nextest run {end_to_end...} --no-run"))?;
     let nextest = workspace.target_directory.join("nextest");
@@ -100,31 +96,63 @@ fn run_suite(project: &Project, workspace: &Workspace, args: &[String]) -> Resul
     e2e.stderr(std::process::Stdio::piped());
     let mut e2e = e2e.spawn().map_err(io)?;
     let started = forward_until_started(e2e.stderr.take());
-    let rest_filter = "not binary_id(xtask::e2e)";
-    // At the lowest priority: its compile takes only what the end-to-end tests leave idle,
-    // and never slows their first, cold build of the sample, which every later test waits for.
-    let mut rest = slipway::shell::process(cmd!(
-        sh,
-        "nice -n 19 cargo nextest run --workspace --no-fail-fast --profile rest {excluded...} -E {rest_filter} {args...}"
-    ));
-    rest.stdout(file.try_clone().map_err(io)?).stderr(file);
     // Whether or not the end-to-end run got as far as its tests, the rest runs.
     let _ = started.recv();
-    let mut rest = rest.spawn().map_err(io)?;
+    let failed = run_rest(sh, &file, args).map_err(io)?;
     let ran = e2e.wait().map_err(io)?;
-    let status = rest.wait().map_err(io)?;
     eprint!("{}", std::fs::read_to_string(&log).unwrap_or_default());
     report(&nextest);
     if !ran.success() {
         let command = format!("cargo nextest run {}", end_to_end.join(" "));
         return Err(slipway::shell::CommandError::Failed { command, status: ran }.into());
     }
-    if !status.success() {
+    if let Some((profile, status)) = failed {
         let command =
-            format!("cargo nextest run --profile rest (report above, in {})", log.display());
+            format!("cargo nextest run --profile {profile} (report above, in {})", log.display());
         return Err(slipway::shell::CommandError::Failed { command, status }.into());
     }
     Ok(())
+}
+
+/// Everything but the end-to-end tests, at the lowest priority (its compile takes only what
+/// the end-to-end tests leave idle, and never slows their cold build of the sample, which
+/// every later test waits for), into `log`: the engine's and the command line's tests
+/// (profile `rest`), then the platform's agreement with flagd (profile `agreement`), each
+/// built for its own packages, so no dependency is compiled again with other features. The
+/// sample's own unit tests run inside every `ci` the end-to-end tests run (its unit-test
+/// step), and its suites against live services there. The first run that failed, if any.
+fn run_rest(
+    sh: &slipway::shell::Sh,
+    log: &std::fs::File,
+    args: &[String],
+) -> std::io::Result<Option<(&'static str, std::process::ExitStatus)>> {
+    let tools = "not binary_id(xtask::e2e)";
+    let runs = [
+        (
+            "rest",
+            cmd!(
+                sh,
+                "nice -n 19 cargo nextest run --no-fail-fast --profile rest -p xtask -p slipway -p slipway-contract -E {tools} {args...}"
+            ),
+        ),
+        (
+            "agreement",
+            cmd!(
+                sh,
+                "nice -n 19 cargo nextest run --no-fail-fast --profile agreement -p slipway-platform --test flagd_agreement {args...}"
+            ),
+        ),
+    ];
+    let mut failed = None;
+    for (profile, command) in runs {
+        let mut run = slipway::shell::process(command);
+        run.stdout(log.try_clone()?).stderr(log.try_clone()?);
+        let status = run.spawn()?.wait()?;
+        if !status.success() && failed.is_none() {
+            failed = Some((profile, status));
+        }
+    }
+    Ok(failed)
 }
 
 /// Copies `stderr` (cargo-nextest's) to ours on a thread of its own; the receiver hears once
@@ -148,7 +176,7 @@ fn forward_until_started(
 
 /// The ten slowest tests of both runs, then the totals.
 fn report(nextest: &Path) {
-    let cases: Vec<_> = ["default", "rest"]
+    let cases: Vec<_> = ["default", "rest", "agreement"]
         .iter()
         .flat_map(|profile| {
             let junit = nextest.join(profile).join("junit.xml");
