@@ -67,61 +67,23 @@ fn commit_copy(dest: &Path) {
 /// in one test therefore never leaks its build into another. Two limits: anything else that
 /// builds into the same target directory must build the same content (the second directory
 /// of `two_directories_build_identical_images` and `verify --rebuild`'s worktrees do), and
-/// the tests that share a target take turns (`build_turn`).
+/// the tests that share a target take turns (`BUILDS`, within the one e2e binary).
 #[must_use = "the copy records its files for the next one when dropped"]
 pub struct SharedCopy {
     dir: PathBuf,
     record: PathBuf,
 }
 
-/// A turn at one of `lanes`, target directories that hold the same build (`add_lane`): the
-/// first that is free, waiting until one is. While the turn lasts, no other test that asks
-/// for one builds in that lane, in this process or another (cargo-nextest runs each test in
-/// its own), and `lane` names it for this test's thread.
+/// A turn at the target directory `target`: while the file it returns is open, no other test
+/// that asks for one builds there, in this process or another (cargo-nextest runs each test
+/// in its own).
 #[must_use = "the turn ends when it is dropped"]
-pub fn build_turn(lanes: &[PathBuf]) -> Turn {
+pub fn build_turn(target: &Path) -> Turn {
+    std::fs::create_dir_all(target).unwrap();
     let asked = std::time::Instant::now();
-    loop {
-        for lane in lanes {
-            std::fs::create_dir_all(lane).unwrap();
-            let file = std::fs::File::create(lane.join(".e2e-turn")).unwrap();
-            match file.try_lock() {
-                Ok(()) => {
-                    LANE.with(|held| *held.borrow_mut() = Some(lane.clone()));
-                    let given = std::time::Instant::now();
-                    return Turn { file, asked, given, log: lane.join(".e2e-turns.log") };
-                }
-                Err(std::fs::TryLockError::WouldBlock) => continue,
-                Err(e) => panic!("{}: {e}", lane.display()),
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
-thread_local! {
-    /// The lane this test's thread holds a turn at.
-    static LANE: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
-}
-
-/// The lane this test's thread holds a turn at, if it holds one.
-pub fn lane() -> Option<PathBuf> {
-    LANE.with(|held| held.borrow().clone())
-}
-
-/// Makes `to` a second lane beside `from`, once: a copy of its target directory (`cp -a`:
-/// modification times kept, so cargo finds the same build fresh there; a copy of 2.5 GB takes
-/// seconds), made under a temporary name and renamed, so it appears whole. Call it holding
-/// `from`'s turn, with its copies' record written.
-pub fn add_lane(from: &Path, to: &Path) {
-    if to.exists() {
-        return;
-    }
-    let making = to.with_extension("making");
-    let _ = std::fs::remove_dir_all(&making);
-    run_in(from.parent().unwrap(), "cp", &["-a", from.to_str().unwrap(), making.to_str().unwrap()]);
-    let _ = std::fs::remove_file(making.join(".e2e-turns.log"));
-    std::fs::rename(&making, to).unwrap();
+    let file = std::fs::File::create(target.join(".e2e-turn")).unwrap();
+    file.lock().unwrap();
+    Turn { file, asked, given: std::time::Instant::now(), log: target.join(".e2e-turns.log") }
 }
 
 /// A test's turn at a shared target directory: on drop, it lets the next test build there
@@ -147,7 +109,6 @@ impl Drop for Turn {
         if let Ok(mut log) = std::fs::OpenOptions::new().create(true).append(true).open(&self.log) {
             let _ = std::io::Write::write_all(&mut log, line.as_bytes());
         }
-        LANE.with(|held| *held.borrow_mut() = None);
         let _ = self.file.unlock();
     }
 }

@@ -13,26 +13,9 @@ use crate::common::{self, commit_all, edit, run_in, shared_copy, xtask};
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// A target directory under this repository's `target/`, kept between runs so only the
-/// first run is cold. The shared one, `e2e-a`, is the lane this test holds a turn at, if it
-/// holds one (`build_turn`).
+/// first run is cold.
 pub fn target_dir(name: &str) -> PathBuf {
-    match common::lane() {
-        Some(lane) if name == SHARED => lane,
-        _ => common::repo_root().join("target").join(name),
-    }
-}
-
-/// The shared target directory's name: where the tests build, one at a time per lane.
-const SHARED: &str = "e2e-a";
-
-/// The lanes of the shared target directory: `e2e-a`, and `e2e-b` once the promotion chain's
-/// build has been copied there (`build_chain`), so two tests build at once.
-fn lanes() -> Vec<PathBuf> {
-    let target = common::repo_root().join("target");
-    let second = target.join("e2e-b");
-    let mut lanes = vec![target.join(SHARED)];
-    lanes.extend(second.exists().then_some(second));
-    lanes
+    common::repo_root().join("target").join(name)
 }
 
 /// Runs `xtask <args> --json` in `dir` with `target`, returning the summary.
@@ -718,7 +701,7 @@ pub struct Chain {
 /// from it never wait behind the others' builds.
 pub fn build_turn() -> common::Turn {
     fixture("chain", build_chain);
-    common::build_turn(&lanes())
+    common::build_turn(&target_dir("e2e-a"))
 }
 
 /// The chain, for a test that does not build: its own copy.
@@ -764,7 +747,7 @@ fn build_v2(root: &Path) {
 /// A copy of the fixture `built`; with `building`, the build turn is taken first and the copy
 /// takes on the shared target's record.
 fn copy_fixture(built: PathBuf, building: bool) -> Chain {
-    let turn = building.then(|| common::build_turn(&lanes()));
+    let turn = building.then(|| common::build_turn(&target_dir("e2e-a")));
     let root = tempfile::tempdir().unwrap();
     // `cp -a` keeps modification times: cargo finds the fixture's build fresh.
     for part in ["work", "store", "keys"] {
@@ -833,9 +816,9 @@ impl Chain {
 /// what a test of the promotions themselves reads: `plan.json` (`promote dev --dry-run`
 /// before anything ran) and `promote-<env>.txt` (each promotion's standard error).
 fn build_chain(root: &Path) {
-    let turn = common::build_turn(&lanes());
+    let turn = common::build_turn(&target_dir("e2e-a"));
     let dir = root.join("work");
-    let copy = shared_copy(&dir, &target_dir(SHARED));
+    let copy = shared_copy(&dir, &target_dir("e2e-a"));
     let store = root.join("store");
     std::fs::create_dir_all(root.join("keys")).unwrap();
     let key = release_key(&dir, &store, &root.join("keys"), &["dev", "staging", "prod"]);
@@ -847,10 +830,8 @@ fn build_chain(root: &Path) {
     commit_all(&dir, "trust the release key");
     let (ok, stderr) = run_signed(&dir, &store, &key, &["ci"]);
     assert!(ok, "{stderr}");
-    // Built: the promotions below do not build, others may meanwhile, in two lanes.
+    // Built: the promotions below do not build, others may meanwhile.
     drop(copy);
-    let target = common::repo_root().join("target");
-    common::add_lane(&target.join(SHARED), &target.join("e2e-b"));
     drop(turn);
     let plan = dry_run(&dir, &store, &["promote", "dev"]);
     std::fs::write(root.join("plan.json"), plan.to_string()).unwrap();
