@@ -173,7 +173,10 @@ fn a_contract_step_waits_until_no_environment_runs_what_it_breaks_and_rollback_r
     );
     commit_all(&chain.dir, "expand: orders name their buyer");
     chain.ok(&["ci"]);
+    // Promotions build nothing: others build meanwhile.
+    chain.done_building();
     chain.ok(&["promote", "dev"]);
+    chain.resume_building();
     // Contract: `customer` dropped, and marked so. Staging and prod still run v1, which
     // writes it.
     add_migration(
@@ -191,8 +194,10 @@ fn a_contract_step_waits_until_no_environment_runs_what_it_breaks_and_rollback_r
         "{stderr}"
     );
     // Once they run the expand build, the contract step builds.
+    chain.done_building();
     chain.ok(&["promote", "staging"]);
     chain.ok(&["promote", "prod"]);
+    chain.resume_building();
     chain.ok(&["ci"]);
     let contracted = newest_version(&chain.dir);
     chain.done_building();

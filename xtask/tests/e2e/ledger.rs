@@ -26,8 +26,6 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
     let (ok, stderr) = run_local(dir.path(), &store, &["ci"]);
     assert!(ok, "{stderr}");
     let v1 = newest_version(dir.path());
-    let (ok, stderr) = run_local(dir.path(), &store, &["promote", "dev"]);
-    assert!(ok, "{stderr}");
     change_every_service(dir.path(), "a second build");
     let (ok, stderr) = run_local(dir.path(), &store, &["ci"]);
     assert!(ok, "{stderr}");
@@ -35,6 +33,8 @@ fn racing_and_killed_promotions_leave_a_whole_linear_ledger() {
     // Nothing below builds: other tests may build meanwhile.
     drop(copy);
     drop(turn);
+    let (ok, stderr) = run_local(dir.path(), &store, &["promote", "dev", "--build", &v1]);
+    assert!(ok, "{stderr}");
 
     // Three promotions of dev at once, each moving a different service to v2: each
     // replays, the losers of the race replay again on the new state, none is lost. These

@@ -772,11 +772,19 @@ fn copy_fixture(built: PathBuf, building: bool) -> Chain {
 }
 
 impl Chain {
-    /// Ends this test's turn at the shared target directory: nothing after this builds, and
-    /// other tests may build meanwhile.
+    /// Ends this test's turn at the shared target directory: nothing after this builds (until
+    /// `resume_building`), and other tests may build meanwhile.
     pub fn done_building(&mut self) {
         self.copy.take();
         self.turn.take();
+    }
+
+    /// Takes a turn at the shared target directory again, after `done_building`, to build
+    /// once more: the work tree takes on the target's record as a new copy does.
+    pub fn resume_building(&mut self) {
+        let turn = common::build_turn(&target_dir("e2e-a"));
+        self.copy = Some(common::SharedCopy::adopt(&self.dir, &target_dir("e2e-a")));
+        self.turn = Some(turn);
     }
 
     /// `xtask <args>` signed with the release key: (success, standard error).
