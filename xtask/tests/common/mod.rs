@@ -124,7 +124,8 @@ pub fn shared_copy(dest: &Path, target: &Path) -> SharedCopy {
 impl SharedCopy {
     /// Takes on the work tree `dir` (a copy of the sample, or of a copy) to build with
     /// `target`: each file gets the modification time the same content had in the copy last
-    /// built there, the current time where its content differs or nothing was recorded.
+    /// built there, the current time where its content differs, nothing was recorded, or a
+    /// file beside it in the last copy is missing here.
     pub fn adopt(dir: &Path, target: &Path) -> SharedCopy {
         std::fs::create_dir_all(target).unwrap();
         let record = target.join(".e2e-copy-times");
@@ -143,14 +144,26 @@ impl SharedCopy {
         // that dies before then leaves no record, and the next copy counts every file as new.
         let _ = std::fs::remove_file(&record);
         let now = std::time::SystemTime::now();
-        for (file, hash, _) in files(dir) {
-            let time = match previous.get(&file) {
-                Some(&(recorded, nanos)) if recorded == hash => {
+        let present = files(dir);
+        // A file the last copy had and this one has not: its folder changed (cargo scans a
+        // folder a build script watches, `migrations/` say, by its files' times), so every
+        // file left in that folder counts as new.
+        let names: std::collections::HashSet<&str> =
+            present.iter().map(|(file, _, _)| file.as_str()).collect();
+        let emptied: std::collections::HashSet<&Path> = previous
+            .keys()
+            .filter(|file| !names.contains(file.as_str()))
+            .filter_map(|file| Path::new(file).parent())
+            .collect();
+        for (file, hash, _) in &present {
+            let in_emptied = Path::new(file).parent().is_some_and(|p| emptied.contains(p));
+            let time = match previous.get(file) {
+                Some(&(recorded, nanos)) if recorded == *hash && !in_emptied => {
                     std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos as u64)
                 }
                 _ => now,
             };
-            let handle = std::fs::File::options().write(true).open(dir.join(&file)).unwrap();
+            let handle = std::fs::File::options().write(true).open(dir.join(file)).unwrap();
             handle.set_modified(time).unwrap();
         }
         SharedCopy { dir: dir.to_owned(), record }
