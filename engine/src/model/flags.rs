@@ -587,9 +587,12 @@ fn table_json(table: &toml_edit::InlineTable) -> String {
         .to_string()
 }
 
-/// The sample's flag, as the tests here and in `render::flags` declare it.
 #[cfg(test)]
-pub(crate) const PRICING: &str = r#"
+mod tests {
+    use super::*;
+
+    /// One boolean flag, rolled out to 10 % in prod.
+    const PRICING: &str = r#"
 [[flag]]
 name = "new-pricing"
 type = "boolean"
@@ -599,10 +602,6 @@ variants = { on = true, off = false }
 default = "off"
 environments = { dev = "on", staging = "off", prod = "10%" }
 "#;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     fn orders() -> ServiceId {
         let name = |text| Name::parse(text).unwrap();

@@ -105,15 +105,10 @@ pub fn render(flags: &Flags, environment: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::environments::Environments;
-    use crate::model::flags::PRICING;
 
     #[test]
     fn a_rendered_file_summarizes_each_environment() {
-        let name = |text| crate::model::names::Name::parse(text).unwrap();
-        let orders =
-            crate::model::names::ServiceId { application: name("shop"), role: name("orders") };
-        let flags = Flags::parse(PRICING, &Environments::default(), &[orders]).unwrap();
+        let flags = crate::model::sample::workspace().flags;
         let summary = |env: &str| summarize(render(&flags, env).as_bytes())["new-pricing"].clone();
         assert_eq!(summary("dev"), "on");
         assert_eq!(summary("staging"), "off");
