@@ -374,18 +374,9 @@ fn environment_name(
         errors.push(failure(key, "missing: expected a string like \"dev\""));
         return None;
     };
-    match Name::parse(text) {
-        Some(name) if chain.iter().any(|e| e.name == name) => {
-            errors.push(failure(key, format!("`{name}` is declared twice")));
-            None
-        }
-        Some(name) => Some(name),
-        None => {
-            let why = format!("`{text}` is not a valid name: expected ^[a-z][a-z0-9-]*$");
-            errors.push(failure(key, why));
-            None
-        }
-    }
+    Name::parse_new(text, |name| chain.iter().any(|e| &e.name == name))
+        .map_err(|why| errors.push(failure(key, why)))
+        .ok()
 }
 
 /// `bake-time = "10m"`, in seconds; none is 0.

@@ -321,19 +321,9 @@ fn flag_name(
     prefix: &str,
     errors: &mut Vec<MetadataError>,
 ) -> Option<Name> {
-    let key = format!("{prefix}.name");
-    match Name::parse(text) {
-        Some(name) if earlier.iter().any(|f| f.name == name) => {
-            errors.push(failure(&key, format!("`{name}` is declared twice")));
-            None
-        }
-        Some(name) => Some(name),
-        None => {
-            let why = format!("`{text}` is not a valid name: expected ^[a-z][a-z0-9-]*$");
-            errors.push(failure(&key, why));
-            None
-        }
-    }
+    Name::parse_new(text, |name| earlier.iter().any(|f| &f.name == name))
+        .map_err(|why| errors.push(failure(&format!("{prefix}.name"), why)))
+        .ok()
 }
 
 /// The service named `text`, one of `services`.

@@ -16,6 +16,16 @@ impl Name {
         (first_ok && rest_ok).then(|| Name(text.to_owned()))
     }
 
+    /// `text` as a name that `taken` does not hold yet; otherwise why not, as a declaration's
+    /// error says it.
+    pub fn parse_new(text: &str, taken: impl Fn(&Name) -> bool) -> Result<Name, String> {
+        match Name::parse(text) {
+            Some(name) if taken(&name) => Err(format!("`{name}` is declared twice")),
+            Some(name) => Ok(name),
+            None => Err(format!("`{text}` is not a valid name: expected ^[a-z][a-z0-9-]*$")),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
