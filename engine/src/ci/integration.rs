@@ -131,7 +131,7 @@ pub(super) fn integration_tests(
     let recorded = recorded_suites(project, plan, built, &ledger)?;
     let mut waivers = plan.waivers.clone();
     waivers.extend(recorded_waivers(project, plan, &ledger)?);
-    let key = inputs_key(project, plan, built, &recorded, &waivers);
+    let key = inputs_key(project, (&environment, plan, built), &recorded, &waivers);
     if let Some(results) = cache.get::<Vec<SuiteResult>>("integration", &key) {
         for result in &results {
             steps.note(&format!("reused {}: passed ({})", result.suite, result.summary));
@@ -180,14 +180,13 @@ pub(super) fn integration_tests(
 /// The cache key of an integration run: every image, test pack and waiver it runs with.
 fn inputs_key(
     project: &Project,
-    plan: &Plan,
-    built: &[BuiltService],
+    (environment, plan, built): (&Name, &Plan, &[BuiltService]),
     recorded: &[Recorded],
     waivers: &[Waiver],
 ) -> Digest {
     Cache::key(&IntegrationInputs {
         format: "slipway-integration-v4",
-        environment: "ci",
+        environment: environment.as_str(),
         images: plan
             .services
             .iter()
