@@ -209,15 +209,24 @@ fn signal(pid: u32, signal: i32) {
     }
 }
 
-/// `initdb` of `data`: the `slipway` superuser, trust on loopback, UTF-8, no fsync.
+/// How `initdb` makes a cluster: the `slipway` superuser, trust on loopback, UTF-8, no
+/// fsync, and WAL segments of 1 MiB instead of 16 (a new cluster is 28 MiB instead of 39,
+/// and copying one is what starting a server costs most).
+const INITDB_ARGS: [&str; 8] = [
+    "-U",
+    USER,
+    "--auth=trust",
+    "--encoding=UTF8",
+    "--locale=C",
+    "--wal-segsize=1",
+    "--no-sync",
+    "--no-instructions",
+];
+
+/// `initdb` of `data`, as `INITDB_ARGS` says.
 fn initdb(data: &Path, owner: Option<(u32, u32)>) -> Result<(), PostgresError> {
     let mut command = Command::new(binary("initdb")?);
-    command
-        .arg("-D")
-        .arg(data)
-        .args(["-U", USER, "--auth=trust", "--encoding=UTF8", "--locale=C"])
-        .args(["--no-sync", "--no-instructions"])
-        .stdin(Stdio::null());
+    command.arg("-D").arg(data).args(INITDB_ARGS).stdin(Stdio::null());
     as_user(&mut command, owner);
     let output = command.output().map_err(|source| PostgresError::Io {
         action: "run initdb for",

@@ -83,7 +83,49 @@ pub fn build_turn(target: &Path) -> Turn {
     let asked = std::time::Instant::now();
     let file = std::fs::File::create(target.join(".e2e-turn")).unwrap();
     file.lock().unwrap();
-    Turn { file, asked, given: std::time::Instant::now(), log: target.join(".e2e-turns.log") }
+    let log = target.join(".e2e-turns.log");
+    Turn { file, asked, given: std::time::Instant::now(), log, _urgent: Urgent::now() }
+}
+
+/// How many turns and fixture builds this test process is in: while there is one, the
+/// commands it starts run at normal priority, else at `nice -n 10` (`program`).
+static URGENT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// While it lives, this test is on the suite's critical path: it builds at the shared target
+/// directory, where every other building test waits for it, or it builds a fixture that
+/// other tests wait for. Its commands then take the cores before those of tests that only
+/// promote, render or verify.
+#[must_use = "urgency ends when it is dropped"]
+pub struct Urgent(());
+
+impl Urgent {
+    pub fn now() -> Urgent {
+        URGENT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Urgent(())
+    }
+}
+
+impl Drop for Urgent {
+    fn drop(&mut self) {
+        URGENT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A command that runs `path`: at normal priority while this test is urgent (`Urgent`), else
+/// under `nice -n 10`, so the tests that wait for nobody yield the cores to those that others
+/// wait for. Priority only: what runs, and its output, are the same.
+pub fn program(path: &Path) -> Command {
+    if URGENT.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        return Command::new(path);
+    }
+    let mut command = Command::new("nice");
+    command.args(["-n", "10"]).arg(path);
+    command
+}
+
+/// The xtask binary under test, started as `program` says.
+pub fn xtask_program() -> Command {
+    program(&assert_cmd::cargo::cargo_bin("xtask"))
 }
 
 /// A test's turn at a shared target directory: on drop, it lets the next test build there
@@ -94,6 +136,7 @@ pub struct Turn {
     asked: std::time::Instant,
     given: std::time::Instant,
     log: PathBuf,
+    _urgent: Urgent,
 }
 
 impl Drop for Turn {
@@ -258,7 +301,7 @@ pub const SUITE_RELEASE_PROFILE: [(&str, &str); 3] = [
 
 /// The xtask binary, run in `dir` with its store at `store`.
 pub fn xtask(dir: &Path, store: &Path) -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin("xtask").unwrap();
+    let mut cmd = assert_cmd::Command::from_std(xtask_program());
     cmd.current_dir(dir).env("SLIPWAY_STORE", store).env_remove("CI");
     cmd.envs(SUITE_RELEASE_PROFILE);
     cmd

@@ -69,7 +69,7 @@ fn a_configuration_change_killed_at_any_moment_leaves_no_container_behind() {
     let chain = chain();
     // Each run sets another timeout, so each is a change that starts dev's three services.
     let change = |timeout: u32| {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("xtask"))
+        crate::common::xtask_program()
             .args(["config", "set", "dev", "shop-orders", "timeout", &format!("{timeout}ms")])
             .args(["--runtime", "runc"])
             .current_dir(&chain.dir)

@@ -67,7 +67,7 @@ pub fn ci_until(dir: &Path, store: &Path, step: &str) -> String {
 /// `xtask ci` in `dir` with its store at `store`, on the shared target, standard output
 /// dropped: a process to start.
 pub fn ci_command(dir: &Path, store: &Path) -> Command {
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin("xtask"));
+    let mut command = common::xtask_program();
     command
         .arg("ci")
         .current_dir(dir)
@@ -580,7 +580,7 @@ pub fn spawn_promote(
     key: Option<&Path>,
     args: &[&str],
 ) -> std::process::Child {
-    let mut promote = Command::new(assert_cmd::cargo::cargo_bin("xtask"));
+    let mut promote = common::xtask_program();
     if let Some(key) = key {
         promote.env("SLIPWAY_SIGNING_KEY", key);
     }
@@ -666,6 +666,8 @@ pub fn fixture(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
         }
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        // Every test that asks for it waits meanwhile.
+        let _urgent = common::Urgent::now();
         build(&dir);
         std::fs::write(&complete, "").unwrap();
     }

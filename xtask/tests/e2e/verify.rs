@@ -316,7 +316,7 @@ fn signed_builds_verify_independently_and_every_tamper_is_refused() {
     )
     .unwrap();
     let shipping = named(&summary, "shop-shipping")["image"]["reference"].as_str().unwrap();
-    let mut run_tests = Command::new(assert_cmd::cargo::cargo_bin("xtask"));
+    let mut run_tests = crate::common::xtask_program();
     run_tests.current_dir(alone.path()).args([
         "run-tests",
         shipping,

@@ -8,7 +8,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{PostgresError, binary, initdb};
+use super::{INITDB_ARGS, PostgresError, binary, initdb};
 use crate::model::digest::Digest;
 
 /// A fresh cluster in `data` (which must not exist), owned by `owner`, copied from the
@@ -31,8 +31,14 @@ fn template(owner: Option<(u32, u32)>) -> Option<PathBuf> {
     let initdb_path = binary("initdb").ok()?;
     let installed = fs::metadata(&initdb_path).ok()?;
     let key = Digest::of(
-        format!("{}|{}|{}|{owner:?}", initdb_path.display(), installed.len(), installed.mtime())
-            .as_bytes(),
+        format!(
+            "{}|{}|{}|{owner:?}|{}",
+            initdb_path.display(),
+            installed.len(),
+            installed.mtime(),
+            INITDB_ARGS.join(" ")
+        )
+        .as_bytes(),
     );
     let home = std::env::temp_dir().join(format!("slipway-postgres-template-{}", &key.hex()[..16]));
     let cluster = home.join("data");
