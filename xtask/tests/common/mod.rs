@@ -336,33 +336,7 @@ pub fn redacted(value: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     const TIMES: [&str; 6] =
         ["seconds", "promoted_at", "at", "startedOn", "finishedOn", "timestamp"];
-    let hex = regex::Regex::new(r"[0-9a-f]{64}").unwrap();
-    let commit = regex::Regex::new(r"\b[0-9a-f]{40}\b").unwrap();
-    let version = regex::Regex::new(r"(\d+\.\d+\.\d+)-[0-9a-f]{12}\b").unwrap();
-    let short = regex::Regex::new(r"\b(sha256:)?[0-9a-f]{12}\b").unwrap();
-    let executable = regex::Regex::new(r"-[0-9a-f]{16}\b").unwrap();
-    let keyid = regex::Regex::new(r"\b[0-9a-f]{16}\b").unwrap();
-    let duration = regex::Regex::new(r"\d+(\.\d+)?s\b").unwrap();
-    let uuid =
-        regex::Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").unwrap();
-    let roots: Vec<String> = [std::env::temp_dir(), repo_root(), PathBuf::from(env!("HOME"))]
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    let text = |s: &str| -> String {
-        let path = s.strip_prefix("oci:").unwrap_or(s);
-        if roots.iter().any(|root| path.starts_with(root.as_str())) {
-            return "[path]".to_owned();
-        }
-        let s = uuid.replace_all(s, "[uuid]");
-        let s = hex.replace_all(&s, "[hex]");
-        let s = commit.replace_all(&s, "[commit]");
-        let s = version.replace_all(&s, "$1-[commit]");
-        let s = short.replace_all(&s, "${1}[short]");
-        let s = executable.replace_all(&s, "-[hash]");
-        let s = keyid.replace_all(&s, "[keyid]");
-        duration.replace_all(&s, "[duration]").into_owned()
-    };
+    let text = |s: &str| Redactions::get().text(s);
     match value {
         Value::String(s) => Value::String(text(s)),
         Value::Array(items) => Value::Array(items.iter().map(redacted).collect()),
@@ -389,6 +363,53 @@ pub fn redacted(value: &serde_json::Value) -> serde_json::Value {
                 .collect(),
         ),
         other => other.clone(),
+    }
+}
+
+/// What `redacted` replaces in a text, compiled once per test process (a signed document
+/// has thousands of strings).
+struct Redactions {
+    /// Each pattern, in the order applied, and its replacement.
+    patterns: Vec<(regex::Regex, &'static str)>,
+    /// Paths under these are `[path]`.
+    roots: Vec<String>,
+}
+
+impl Redactions {
+    fn get() -> &'static Redactions {
+        static ONCE: std::sync::OnceLock<Redactions> = std::sync::OnceLock::new();
+        ONCE.get_or_init(|| {
+            let patterns = [
+                (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "[uuid]"),
+                (r"[0-9a-f]{64}", "[hex]"),
+                (r"\b[0-9a-f]{40}\b", "[commit]"),
+                (r"(\d+\.\d+\.\d+)-[0-9a-f]{12}\b", "$1-[commit]"),
+                (r"\b(sha256:)?[0-9a-f]{12}\b", "${1}[short]"),
+                (r"-[0-9a-f]{16}\b", "-[hash]"),
+                (r"\b[0-9a-f]{16}\b", "[keyid]"),
+                (r"\d+(\.\d+)?s\b", "[duration]"),
+            ];
+            let roots = [std::env::temp_dir(), repo_root(), PathBuf::from(env!("HOME"))];
+            Redactions {
+                patterns: patterns
+                    .into_iter()
+                    .map(|(pattern, with)| (regex::Regex::new(pattern).unwrap(), with))
+                    .collect(),
+                roots: roots.iter().map(|p| p.display().to_string()).collect(),
+            }
+        })
+    }
+
+    fn text(&self, s: &str) -> String {
+        let path = s.strip_prefix("oci:").unwrap_or(s);
+        if self.roots.iter().any(|root| path.starts_with(root.as_str())) {
+            return "[path]".to_owned();
+        }
+        let mut text = s.to_owned();
+        for (pattern, with) in &self.patterns {
+            text = pattern.replace_all(&text, *with).into_owned();
+        }
+        text
     }
 }
 
