@@ -32,6 +32,7 @@
 //! - graceful shutdown on `SIGTERM` and `SIGINT`: in-flight requests finish, then the process exits.
 
 mod flags;
+pub mod http;
 mod log;
 mod metrics;
 
@@ -200,6 +201,11 @@ impl Platform {
     /// How long a call to a dependency may take, connection included (`REQUEST_TIMEOUT`)
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout
+    }
+
+    /// A client for calls to the dependencies, each within `REQUEST_TIMEOUT`
+    pub fn client(&self) -> http::Client {
+        http::Client::new(self.request_timeout)
     }
 
     /// Requests per second one instance serves (`RATE_LIMIT`; 0: no limit)

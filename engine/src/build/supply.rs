@@ -3,12 +3,15 @@
 //! registries it names — and RustSec advisories when `[advisories] db-path` names a local
 //! copy of the advisory database; said plainly when none is configured.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use serde::Serialize;
 use toml_edit::DocumentMut;
 
+use crate::build::cache::Cache;
 use crate::error::{Error, Hint};
+use crate::model::digest::Digest;
 use crate::shell::{Shell, cmd};
 
 /// The cargo-deny `ci` installs when it is missing, and `cargo xtask test` before the suite.
@@ -83,8 +86,15 @@ pub fn ensure_cargo_tool(
 }
 
 /// Runs the checks; returns what it checked, in words. A workspace without `deny.toml` is
-/// not checked, and says so.
-pub fn check(shell: &Shell, root: &Path) -> Result<String, Error> {
+/// not checked, and says so. Without an advisory database the verdict depends only on the
+/// files `decisive` picks out of `listed` (the work tree's files) and on cargo-deny's
+/// version: a verdict that passed is reused from `cache` while they are the same.
+pub fn check(
+    shell: &Shell,
+    root: &Path,
+    listed: &[PathBuf],
+    cache: &Cache,
+) -> Result<String, Error> {
     let config = root.join(CONFIG);
     let Ok(text) = std::fs::read_to_string(&config) else {
         return Ok(format!(
@@ -101,31 +111,98 @@ pub fn check(shell: &Shell, root: &Path) -> Result<String, Error> {
         .and_then(|p| p.as_str())
         .map(|p| root.join(p))
         .filter(|p| p.exists());
-    let mut checks = vec!["licenses", "bans", "sources"];
-    let advisories = match &database {
-        Some(path) => {
-            checks.push("advisories");
-            format!("advisories from the local database {}", path.display())
+    let checked = "licenses, bans, sources";
+    let Some(database) = database else {
+        let advisories = "advisories NOT checked: no local advisory database (set `[advisories] db-path` in deny.toml to a copy of github.com/rustsec/advisory-db)";
+        let key = verdict_key(shell, root, listed)?;
+        if cache.get::<bool>("supply-chain", &key) == Some(true) {
+            return Ok(format!(
+                "cargo-deny: {checked} ok (reused: the same lock file, manifests and {CONFIG} passed before); {advisories}"
+            ));
         }
-        None => "advisories NOT checked: no local advisory database (set `[advisories] db-path` in deny.toml to a copy of github.com/rustsec/advisory-db)".to_owned(),
+        deny(shell, &config, &["licenses", "bans", "sources"], false)?;
+        // A lost entry only means cargo-deny runs again.
+        let _ = cache.put("supply-chain", &key, &true);
+        return Ok(format!("cargo-deny: {checked} ok; {advisories}"));
     };
+    deny(shell, &config, &["licenses", "bans", "sources", "advisories"], true)?;
+    Ok(format!(
+        "cargo-deny: {checked} ok; advisories from the local database {}",
+        database.display()
+    ))
+}
+
+/// `cargo deny check <checks>` with `config`, offline, after fetching every platform's crates.
+fn deny(shell: &Shell, config: &Path, checks: &[&str], database: bool) -> Result<(), Error> {
     let sh = shell.sh();
     // cargo-deny reads the whole graph, every platform's crates included, and offline; a
     // host build downloads only the host's. Fetching first is a no-op once they are here.
     shell
         .run(cmd!(sh, "cargo fetch --quiet"))
         .map_err(|e| SupplyError::Fetch { why: e.to_string() })?;
-    let which = &checks;
-    let fetch: &[&str] = if database.is_some() { &["--disable-fetch"] } else { &[] };
+    let fetch: &[&str] = if database { &["--disable-fetch"] } else { &[] };
     let ran = shell.run(
         cmd!(
             sh,
-            "cargo deny --offline --color never --config {config} check {fetch...} {which...}"
+            "cargo deny --offline --color never --config {config} check {fetch...} {checks...}"
         )
         .quiet(),
     );
     if ran.is_err() {
         return Err(SupplyError::Refused { checks: checks.join(", ") }.into());
     }
-    Ok(format!("cargo-deny: {} ok; {advisories}", checks[..3].join(", ")))
+    Ok(())
+}
+
+/// What decides cargo-deny's verdict when no advisory database is read.
+#[derive(Serialize)]
+struct VerdictInputs {
+    format: &'static str,
+    cargo_deny: String,
+    /// Each decisive file (`decisive`) and the digest of its content.
+    files: Vec<(String, Digest)>,
+}
+
+fn verdict_key(shell: &Shell, root: &Path, listed: &[PathBuf]) -> Result<Digest, Error> {
+    let sh = shell.sh();
+    let cargo_deny = shell.read(cmd!(sh, "cargo deny --version").quiet())?;
+    let mut files = Vec::new();
+    for file in listed.iter().filter(|file| decisive(file)) {
+        let path = root.join(file);
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io {
+            action: "read",
+            path: path.clone(),
+            source,
+        })?;
+        files.push((file.display().to_string(), Digest::of(&bytes)));
+    }
+    Ok(Cache::key(&VerdictInputs {
+        format: "cargo-deny-v1",
+        cargo_deny: cargo_deny.trim().to_owned(),
+        files,
+    }))
+}
+
+/// Whether `file` (relative to the workspace root) can change cargo-deny's verdict: the
+/// policy, the lock file, a manifest (its dependencies, license, sources) or cargo's own
+/// configuration (source replacement).
+fn decisive(file: &Path) -> bool {
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    matches!(name, "Cargo.toml" | "Cargo.lock" | CONFIG) || file.starts_with(".cargo")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_verdict_is_decided_by_the_policy_lock_file_manifests_and_cargo_configuration() {
+        for file in ["deny.toml", "Cargo.lock", "Cargo.toml", "services/a/Cargo.toml"] {
+            assert!(decisive(Path::new(file)), "{file}");
+        }
+        assert!(decisive(Path::new(".cargo/config.toml")));
+        for file in ["services/a/src/main.rs", "README.md", "infra/flags.toml", "Cargo.toml.orig"] {
+            assert!(!decisive(Path::new(file)), "{file}");
+        }
+    }
 }

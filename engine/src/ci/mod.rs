@@ -77,7 +77,9 @@ pub fn run(project: &Project, waive: &[String], reason: Option<&str>) -> Result<
     plan.waivers = waivers;
     Step::Secrets.run(&mut steps, |_| scan_secrets(project))?;
     Step::SupplyChain.run(&mut steps, |_| {
-        let said = crate::build::supply::check(&project.shell, &project.root)?;
+        let listed = source::listed_files(&project.shell)?;
+        let cache = Cache::new(project.state("cache"));
+        let said = crate::build::supply::check(&project.shell, &project.root, &listed, &cache)?;
         crate::report::detail(&said);
         Ok(())
     })?;

@@ -25,7 +25,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use slipway_platform::{Flags, Logger, Platform, describe};
+use slipway_platform::{Flags, Logger, Platform};
 use slipway_postgres::Client;
 
 const SERVICE: &str = "shop-orders";
@@ -153,7 +153,7 @@ fn volume_discount(flags: &Flags, customer: &str) -> Option<u64> {
 }
 
 struct AppState {
-    http: reqwest::Client,
+    http: slipway_platform::http::Client,
     catalog_url: String,
     logger: Logger,
     flags: Flags,
@@ -164,15 +164,12 @@ impl AppState {
     /// Looks a product up in the catalog: `Ok(None)` when the catalog does not know it
     async fn product(&self, sku: &str) -> Result<Option<Product>, String> {
         let url = format!("{}/products/{sku}", self.catalog_url);
-        let response =
-            self.http.get(&url).send().await.map_err(|e| format!("GET {url}: {}", describe(&e)))?;
-        match response.status() {
+        let response = self.http.get(&url).await.map_err(|e| format!("GET {url}: {e}"))?;
+        match response.status {
             StatusCode::NOT_FOUND => Ok(None),
-            status if status.is_success() => response
-                .json()
-                .await
-                .map(Some)
-                .map_err(|e| format!("GET {url}: unreadable product: {e}")),
+            status if status.is_success() => {
+                response.json().map(Some).map_err(|e| format!("GET {url}: unreadable product: {e}"))
+            }
             status => Err(format!("GET {url}: answered {status}")),
         }
     }
@@ -298,7 +295,7 @@ async fn list_orders(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Orde
 async fn run() -> Result<(), Box<dyn Error>> {
     let platform = Platform::from_env(SERVICE)?;
     let state = AppState {
-        http: reqwest::Client::builder().timeout(platform.request_timeout()).build()?,
+        http: platform.client(),
         catalog_url: platform.dependency_url("catalog")?,
         logger: platform.logger(),
         flags: platform.flags(),

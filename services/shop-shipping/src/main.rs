@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use slipway_platform::{Logger, Platform, describe};
+use slipway_platform::{Logger, Platform};
 
 const SERVICE: &str = "shop-shipping";
 
@@ -54,7 +54,7 @@ fn plausible_order_id(id: &str) -> bool {
 }
 
 struct AppState {
-    http: reqwest::Client,
+    http: slipway_platform::http::Client,
     orders_url: String,
     logger: Logger,
 }
@@ -63,15 +63,12 @@ impl AppState {
     /// Fetches an order: `Ok(None)` when the orders service does not know it
     async fn order(&self, id: &str) -> Result<Option<Order>, String> {
         let url = format!("{}/orders/{id}", self.orders_url);
-        let response =
-            self.http.get(&url).send().await.map_err(|e| format!("GET {url}: {}", describe(&e)))?;
-        match response.status() {
+        let response = self.http.get(&url).await.map_err(|e| format!("GET {url}: {e}"))?;
+        match response.status {
             StatusCode::NOT_FOUND => Ok(None),
-            status if status.is_success() => response
-                .json()
-                .await
-                .map(Some)
-                .map_err(|e| format!("GET {url}: unreadable order: {e}")),
+            status if status.is_success() => {
+                response.json().map(Some).map_err(|e| format!("GET {url}: unreadable order: {e}"))
+            }
             status => Err(format!("GET {url}: answered {status}")),
         }
     }
@@ -103,7 +100,7 @@ async fn quote(State(state): State<Arc<AppState>>, Path(order_id): Path<String>)
 async fn run() -> Result<(), Box<dyn Error>> {
     let platform = Platform::from_env(SERVICE)?;
     let state = AppState {
-        http: reqwest::Client::builder().timeout(platform.request_timeout()).build()?,
+        http: platform.client(),
         orders_url: platform.dependency_url("orders")?,
         logger: platform.logger(),
     };

@@ -301,10 +301,48 @@ pub const SUITE_RELEASE_PROFILE: [(&str, &str); 3] = [
 
 /// The xtask binary, run in `dir` with its store at `store`.
 pub fn xtask(dir: &Path, store: &Path) -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::from_std(xtask_program());
-    cmd.current_dir(dir).env("SLIPWAY_STORE", store).env_remove("CI");
-    cmd.envs(SUITE_RELEASE_PROFILE);
-    cmd
+    assert_cmd::Command::from_std(xtask_std(dir, store))
+}
+
+/// The xtask binary, run in `dir` with its store at `store`, as a standard command.
+pub fn xtask_std(dir: &Path, store: &Path) -> Command {
+    let mut command = xtask_program();
+    command.current_dir(dir).env("SLIPWAY_STORE", store).env_remove("CI");
+    command.envs(SUITE_RELEASE_PROFILE);
+    command
+}
+
+/// Runs `command` (a `ci` or `images`) to its end and returns its output; `built` is called
+/// once its build steps are over: when it starts its integration tests, or when it ends.
+/// From then on it reads only the store, not the target directory it built in.
+pub fn run_until_built(mut command: Command, built: impl FnOnce()) -> std::process::Output {
+    use std::io::{BufRead, Read};
+    use std::process::Stdio;
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("the xtask binary starts");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let mut stderr = Vec::new();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut built = Some(built);
+    let mut line = Vec::new();
+    while lines.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+        if String::from_utf8_lossy(&line).contains("] integration tests")
+            && let Some(built) = built.take()
+        {
+            built();
+        }
+        stderr.append(&mut line);
+    }
+    let status = child.wait().unwrap();
+    if let Some(built) = built.take() {
+        built();
+    }
+    std::process::Output { status, stdout: reader.join().unwrap(), stderr }
 }
 
 /// Fails (never skips) when a tool the test needs is missing, with the line to install it.

@@ -326,7 +326,24 @@ pub fn run_signed(dir: &Path, store: &Path, key: &Path, args: &[&str]) -> (bool,
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(!stderr.contains("thread 'main' panicked"), "{stderr}");
+    log_steps(args, &stderr);
     (output.status.success(), stderr)
+}
+
+/// For a `ci`: appends each step's time, as it printed them, to `.e2e-steps.log` beside the
+/// shared target (where the time of the turns goes).
+fn log_steps(args: &[&str], stderr: &str) {
+    if args.first() != Some(&"ci") {
+        return;
+    }
+    let steps: Vec<&str> =
+        stderr.lines().filter_map(|line| line.trim_start().strip_prefix("ok: ")).collect();
+    let test = std::thread::current().name().unwrap_or("?").to_owned();
+    let line = format!("{test}: {}\n", steps.join(", "));
+    let log = target_dir("e2e-a").join(".e2e-steps.log");
+    if let Ok(mut log) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+        let _ = std::io::Write::write_all(&mut log, line.as_bytes());
+    }
 }
 
 /// Runs `xtask <args> --dry-run --json` and checks that it changed nothing: the same ledger
@@ -569,6 +586,7 @@ pub fn run_local(dir: &Path, store: &Path, args: &[&str]) -> (bool, String) {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "{stderr}");
+    log_steps(args, &stderr);
     (output.status.success(), stderr)
 }
 
@@ -692,9 +710,9 @@ pub struct Chain {
     /// Scratch space of this test's own.
     pub out: PathBuf,
     // Dropped in this order: the copy records its files for the next build, the build turn
-    // ends, the folder goes.
-    copy: Option<common::SharedCopy>,
-    turn: Option<common::Turn>,
+    // ends, the folder goes. Held only while a command of this test builds (`Chain::run`).
+    copy: std::cell::RefCell<Option<common::SharedCopy>>,
+    turn: std::cell::RefCell<Option<common::Turn>>,
     _root: tempfile::TempDir,
 }
 
@@ -767,31 +785,73 @@ fn copy_fixture(built: PathBuf, building: bool) -> Chain {
         dir,
         built,
         out,
-        copy,
-        turn,
+        copy: copy.into(),
+        turn: turn.into(),
         _root: root,
     }
 }
 
 impl Chain {
-    /// Ends this test's turn at the shared target directory: nothing after this builds (until
-    /// `resume_building`), and other tests may build meanwhile.
+    /// Ends this test's turn at the shared target directory, if it holds one: other tests
+    /// may build meanwhile.
     pub fn done_building(&mut self) {
-        self.copy.take();
-        self.turn.take();
+        self.give_up_turn();
     }
 
-    /// Takes a turn at the shared target directory again, after `done_building`, to build
-    /// once more: the work tree takes on the target's record as a new copy does.
+    /// Takes a turn at the shared target directory now, to hold it across what follows: the
+    /// work tree takes on the target's record as a new copy does.
     pub fn resume_building(&mut self) {
-        let turn = common::build_turn(&target_dir("e2e-a"));
-        self.copy = Some(common::SharedCopy::adopt(&self.dir, &target_dir("e2e-a")));
-        self.turn = Some(turn);
+        self.take_turn();
     }
 
-    /// `xtask <args>` signed with the release key: (success, standard error).
+    fn take_turn(&self) {
+        if self.turn.borrow().is_some() {
+            return;
+        }
+        let turn = common::build_turn(&target_dir("e2e-a"));
+        *self.copy.borrow_mut() = Some(common::SharedCopy::adopt(&self.dir, &target_dir("e2e-a")));
+        *self.turn.borrow_mut() = Some(turn);
+    }
+
+    fn give_up_turn(&self) {
+        self.copy.borrow_mut().take();
+        self.turn.borrow_mut().take();
+    }
+
+    /// `xtask <args>` signed with the release key: (success, standard error). A command that
+    /// builds (`ci`, `images`) takes the build turn, if this test does not hold it, and gives
+    /// it up as soon as its build steps are over: a `ci`'s integration tests and signatures
+    /// run while the next test builds.
     pub fn run(&self, args: &[&str]) -> (bool, String) {
-        run_signed(&self.dir, &self.store, &self.key, args)
+        if !matches!(args.first(), Some(&"ci" | &"images")) {
+            return run_signed(&self.dir, &self.store, &self.key, args);
+        }
+        let output = self.build(args);
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+
+    /// `images --json`'s summary, built as `run` builds.
+    pub fn images(&self) -> Value {
+        let output = self.build(&["images", "--json"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "xtask images failed:\n{stderr}");
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    /// Runs a command that builds, holding the build turn until its build steps are over.
+    fn build(&self, args: &[&str]) -> std::process::Output {
+        self.take_turn();
+        let mut command = common::xtask_std(&self.dir, &self.store);
+        command
+            .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
+            .env("SLIPWAY_SIGNING_KEY", &self.key)
+            .args(args);
+        let output = common::run_until_built(command, || self.give_up_turn());
+        self.give_up_turn();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("thread 'main' panicked"), "{stderr}");
+        log_steps(args, &stderr);
+        output
     }
 
     /// `xtask <args>` signed with the release key, which must succeed: standard error.

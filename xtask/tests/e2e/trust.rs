@@ -7,8 +7,7 @@ use std::path::Path;
 
 use crate::common::{commit_all, edit, run_in};
 use crate::support::{
-    Chain, chain, chain_to_build, chain_with_v2, digests, ledger_log, newest_version, run_json,
-    run_local,
+    Chain, chain, chain_to_build, chain_with_v2, digests, ledger_log, newest_version, run_local,
 };
 
 /// `xtask <args>` signed with the release key, which must fail: standard error.
@@ -169,8 +168,8 @@ fn swapped_replayed_edited_and_deleted_entries_fail_verify_and_block_the_next_ch
 
 #[test]
 fn ci_rebuilds_only_what_a_change_or_a_corrupt_blob_touches_and_a_flag_touches_nothing() {
-    let mut chain = chain_to_build();
-    let built = run_json(&chain.dir, &chain.store, "e2e-a", &["images"]);
+    let chain = chain_to_build();
+    let built = chain.images();
     chain.ok(&["flag", "set", "dev", "new-pricing", "off"]);
     // One layer of the orders image, corrupted in the store.
     let orders = chain.store.join("shop-orders");
@@ -195,7 +194,7 @@ fn ci_rebuilds_only_what_a_change_or_a_corrupt_blob_touches_and_a_flag_touches_n
         )),
         "{stderr}"
     );
-    let again = run_json(&chain.dir, &chain.store, "e2e-a", &["images"]);
+    let again = chain.images();
     assert_eq!(digests(&again), digests(&built));
     chain.ok(&["verify", &chain.v1]);
     let stderr = chain.ok(&["store", "check"]);
@@ -207,8 +206,7 @@ fn ci_rebuilds_only_what_a_change_or_a_corrupt_blob_touches_and_a_flag_touches_n
     std::fs::write(&shipping, format!("{text}\n// one line\n")).unwrap();
     commit_all(&chain.dir, "one line in shipping");
     chain.ok(&["ci"]);
-    chain.done_building();
-    let changed = run_json(&chain.dir, &chain.store, "e2e-a", &["images"]);
+    let changed = chain.images();
     let differ: Vec<String> = digests(&changed)
         .into_iter()
         .zip(digests(&built))
