@@ -14,17 +14,43 @@ use slipway::selftest::{
 };
 use slipway::shell::{cmd, ensure_debian_tools};
 
+/// The end-to-end tests, as cargo-nextest names them.
+const END_TO_END: [&str; 4] = ["--package", "xtask", "--test", "e2e"];
+
 impl cli::Test {
     pub fn run(self, project: &Project) -> Result<()> {
-        install_tools(project)?;
-        let workspace = project.workspace()?;
-        install_npm_packages(project, &workspace)?;
-        run_suite(project, &workspace, &self.args)
+        // The end-to-end binary compiles (on both cores) while the tools install (mostly
+        // downloads): they are needed only once the tests start.
+        slipway::build::supply::ensure_cargo_tool(
+            &project.shell,
+            "cargo-nextest",
+            NEXTEST_VERSION,
+        )?;
+        let sh = project.shell.sh();
+        let mut build =
+            slipway::shell::process(cmd!(sh, "cargo nextest run {END_TO_END...} --no-run"))
+                .spawn()
+                .map_err(|source| Error::Io { action: "start", path: "cargo".into(), source })?;
+        let installed = install_tools(project).and_then(|()| {
+            let workspace = project.workspace()?;
+            install_npm_packages(project, &workspace)?;
+            Ok(workspace)
+        });
+        let built = build.wait();
+        let workspace = installed?;
+        match built {
+            Ok(status) if status.success() => run_suite(project, &workspace, &self.args),
+            Ok(status) => {
+                let command = format!("cargo nextest run {} --no-run", END_TO_END.join(" "));
+                Err(slipway::shell::CommandError::Failed { command, status }.into())
+            }
+            Err(source) => Err(Error::Io { action: "wait for", path: "cargo".into(), source }),
+        }
     }
 }
 
 /// The Debian packages (as root), the Python modules, the musl target, every platform's
-/// crates, cargo-deny and cargo-nextest.
+/// crates and cargo-deny.
 fn install_tools(project: &Project) -> Result<()> {
     let sh = project.shell.sh();
     ensure_debian_tools(&project.shell, TOOLS)?;
@@ -50,7 +76,6 @@ fn install_tools(project: &Project) -> Result<()> {
     // `ci`'s supply-chain step needs cargo-deny; built once here (minutes), not inside a
     // test's time.
     slipway::build::supply::ensure_cargo_deny(&project.shell)?;
-    slipway::build::supply::ensure_cargo_tool(&project.shell, "cargo-nextest", NEXTEST_VERSION)?;
     Ok(())
 }
 
@@ -74,7 +99,7 @@ fn install_npm_packages(project: &Project, workspace: &Workspace) -> Result<()> 
 }
 
 /// The end-to-end tests are the long pole: their first test builds the sample from cold. So
-/// their binary is built first and starts at once, and the rest compiles and runs beside it,
+/// their binary is built first (`Test::run`) and starts at once, and the rest compiles and runs beside it,
 /// at the lowest priority, once they have started (its report printed after theirs): started
 /// earlier, its compile would hold cargo's lock on the target directory and keep them
 /// waiting. All run under cargo-nextest (each test in its own process,
@@ -82,8 +107,7 @@ fn install_npm_packages(project: &Project, workspace: &Workspace) -> Result<()> 
 /// totals are printed last.
 fn run_suite(project: &Project, workspace: &Workspace, args: &[String]) -> Result<()> {
     let sh = project.shell.sh();
-    let end_to_end = ["--package", "xtask", "--test", "e2e"];
-    project.shell.run(cmd!(sh, "cargo nextest run {end_to_end...} --no-run"))?;
+    let end_to_end = END_TO_END;
     let nextest = workspace.target_directory.join("nextest");
     let log = nextest.join("rest.log");
     let io = |source| Error::Io { action: "write", path: log.clone(), source };
