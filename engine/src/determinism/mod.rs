@@ -61,11 +61,37 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap_or_default()
 }
 
-/// Decompresses a gzip stream, e.g. a layer.
+/// Decompresses a gzip stream, e.g. a layer: at once into the size its trailer states
+/// (zlib-rs), else — several members, or a size past `ONE_SHOT_LIMIT` — streamed (flate2),
+/// every member, as Go's readers (and so registries' clients) read a layer.
 pub fn gunzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    if let Some(out) = gunzip_at_once(bytes) {
+        return Ok(out);
+    }
     let mut out = Vec::with_capacity(bytes.len() * 2);
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out)?;
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(bytes), &mut out)?;
     Ok(out)
+}
+
+/// The largest size `gunzip` allocates up front from a trailer's word.
+const ONE_SHOT_LIMIT: usize = 1 << 30;
+
+/// `bytes` inflated in one call into a buffer of the size the gzip trailer states; `None`
+/// when that is not the whole stream (the streamed path then decides, with its errors).
+fn gunzip_at_once(bytes: &[u8]) -> Option<Vec<u8>> {
+    let trailer: [u8; 4] = bytes.get(bytes.len().checked_sub(4)?..)?.try_into().ok()?;
+    let size = u32::from_le_bytes(trailer) as usize;
+    if size > ONE_SHOT_LIMIT {
+        return None;
+    }
+    let mut out = vec![0u8; size];
+    // Window bits 16 + 15: a gzip stream, its header and CRC checked.
+    let mut inflate = zlib_rs::Inflate::new(true, 31);
+    let ended = inflate.decompress(bytes, &mut out, zlib_rs::InflateFlush::Finish);
+    let whole = ended == Ok(zlib_rs::Status::StreamEnd)
+        && inflate.total_in() == bytes.len() as u64
+        && inflate.total_out() == size as u64;
+    whole.then_some(out)
 }
 
 /// Serializes `value` as canonical JSON: object keys sorted by their UTF-8 bytes, no
@@ -117,6 +143,33 @@ fn write_scalar(value: &Value, out: &mut String) {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn gunzip_inflates_what_gzip_made_at_once() {
+        let data: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let gz = gzip(&data);
+        assert_eq!(gunzip_at_once(&gz), Some(data.clone()));
+        assert_eq!(gunzip(&gz).unwrap(), data);
+    }
+
+    #[test]
+    fn gunzip_streams_two_members_whole() {
+        let mut two = gzip(b"first member, ");
+        two.extend(gzip(b"second member"));
+        assert_eq!(gunzip_at_once(&two), None, "the trailer states the last member only");
+        assert_eq!(gunzip(&two).unwrap(), b"first member, second member");
+    }
+
+    #[test]
+    fn gunzip_refuses_a_corrupt_or_cut_stream() {
+        let mut corrupt = gzip(&[7u8; 10_000]);
+        let middle = corrupt.len() / 2;
+        corrupt[middle] ^= 0xff;
+        assert!(gunzip(&corrupt).is_err());
+        let cut = gzip(&[7u8; 10_000]);
+        assert!(gunzip(&cut[..cut.len() - 6]).is_err());
+        assert!(gunzip(b"").is_err());
+    }
 
     #[test]
     fn rfc3339_of_known_instants() {

@@ -130,9 +130,9 @@ fn run_suite(project: &Project, workspace: &Workspace, args: &[String]) -> Resul
         let command = format!("cargo nextest run {}", end_to_end.join(" "));
         return Err(slipway::shell::CommandError::Failed { command, status: ran }.into());
     }
-    if let Some((profile, status)) = failed {
+    if let Some(status) = failed {
         let command =
-            format!("cargo nextest run --profile {profile} (report above, in {})", log.display());
+            format!("cargo nextest run --profile rest (report above, in {})", log.display());
         return Err(slipway::shell::CommandError::Failed { command, status }.into());
     }
     Ok(())
@@ -141,42 +141,24 @@ fn run_suite(project: &Project, workspace: &Workspace, args: &[String]) -> Resul
 /// Everything but the end-to-end tests, at the lowest priority (its compile takes only what
 /// the end-to-end tests leave idle, and never slows their cold build of the sample, which
 /// every later test waits for), into `log`: the engine's and the command line's tests
-/// (profile `rest`), then the platform's agreement with flagd (profile `agreement`), each
-/// built for its own packages, so no dependency is compiled again with other features. The
-/// sample's own unit tests run inside every `ci` the end-to-end tests run (its unit-test
-/// step), and its suites against live services there. The first run that failed, if any.
+/// (profile `rest`), built for their own packages, so no dependency is compiled again with
+/// the sample's features. The sample's own unit tests run inside every `ci` the end-to-end
+/// tests run (its unit-test step), its suites against live services there, and the
+/// platform's agreement with flagd on the sample's shared build (an end-to-end test). The
+/// run's status when it failed.
 fn run_rest(
     sh: &slipway::shell::Sh,
     log: &std::fs::File,
     args: &[String],
-) -> std::io::Result<Option<(&'static str, std::process::ExitStatus)>> {
+) -> std::io::Result<Option<std::process::ExitStatus>> {
     let tools = "not binary_id(xtask::e2e)";
-    let runs = [
-        (
-            "rest",
-            cmd!(
-                sh,
-                "nice -n 19 cargo nextest run --no-fail-fast --profile rest -p xtask -p slipway -p slipway-contract -E {tools} {args...}"
-            ),
-        ),
-        (
-            "agreement",
-            cmd!(
-                sh,
-                "nice -n 19 cargo nextest run --no-fail-fast --profile agreement -p slipway-platform --test flagd_agreement {args...}"
-            ),
-        ),
-    ];
-    let mut failed = None;
-    for (profile, command) in runs {
-        let mut run = slipway::shell::process(command);
-        run.stdout(log.try_clone()?).stderr(log.try_clone()?);
-        let status = run.spawn()?.wait()?;
-        if !status.success() && failed.is_none() {
-            failed = Some((profile, status));
-        }
-    }
-    Ok(failed)
+    let mut run = slipway::shell::process(cmd!(
+        sh,
+        "nice -n 19 cargo nextest run --no-fail-fast --profile rest -p xtask -p slipway -p slipway-contract -E {tools} {args...}"
+    ));
+    run.stdout(log.try_clone()?).stderr(log.try_clone()?);
+    let status = run.spawn()?.wait()?;
+    Ok((!status.success()).then_some(status))
 }
 
 /// Copies `stderr` (cargo-nextest's) to ours on a thread of its own; the receiver hears once
@@ -200,7 +182,7 @@ fn forward_until_started(
 
 /// The ten slowest tests of both runs, then the totals.
 fn report(nextest: &Path) {
-    let cases: Vec<_> = ["default", "rest", "agreement"]
+    let cases: Vec<_> = ["default", "rest"]
         .iter()
         .flat_map(|profile| {
             let junit = nextest.join(profile).join("junit.xml");

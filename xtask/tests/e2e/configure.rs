@@ -76,3 +76,57 @@ fn a_setting_the_suites_cannot_live_with_is_refused_and_a_timeout_reaches_the_co
     assert!(stderr.contains("nothing to do"), "{stderr}");
     assert_eq!(run_in(&chain.dir, "git", &["status", "--porcelain"]), "");
 }
+
+/// The platform crate and flagd decide every flag alike in every environment: the platform's
+/// agreement test (`platform/tests/flagd_agreement.rs`) built on the sample's shared build,
+/// with the package set `ci`'s unit-test step builds, so that only the test itself compiles.
+#[test]
+fn the_platform_and_flagd_decide_every_flag_alike() {
+    crate::common::require("python3");
+    let _turn = build_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let _copy = crate::common::shared_copy(dir.path(), &target_dir("e2e-a"));
+    // Read by the test beside the sample: the flags files the engine renders (its snapshots)
+    // and the script that asks flagd-core.
+    let root = crate::common::repo_root();
+    let snapshots = "engine/src/render/snapshots";
+    let scenarios = ["rolling-dev", "blue-green-staging", "canary-prod"];
+    let files = scenarios
+        .map(|s| format!("{snapshots}/slipway__render__k8s__snapshots__{s}@flags.flagd.json.snap"));
+    for file in files.iter().map(String::as_str).chain(["xtask/tests/validate/flagd.py"]) {
+        std::fs::create_dir_all(dir.path().join(file).parent().unwrap()).unwrap();
+        std::fs::copy(root.join(file), dir.path().join(file)).unwrap();
+    }
+    let sh = slipway::shell::Sh::new().unwrap();
+    sh.change_dir(dir.path());
+    let excluded = suites(dir.path()).into_iter().flat_map(|suite| ["--exclude".to_owned(), suite]);
+    let excluded: Vec<String> = excluded.collect();
+    let test = slipway::shell::cmd!(
+        sh,
+        "cargo test --workspace --test flagd_agreement --quiet {excluded...}"
+    );
+    let output = slipway::shell::process(test)
+        .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The packages of the sample's suites (`integration-tests/*` but their support crate), which
+/// `ci`'s unit-test step leaves out.
+fn suites(dir: &std::path::Path) -> Vec<String> {
+    let folders = std::fs::read_dir(dir.join("integration-tests")).unwrap().flatten();
+    folders
+        .filter(|folder| folder.file_name() != "support")
+        .filter_map(|folder| std::fs::read_to_string(folder.path().join("Cargo.toml")).ok())
+        .filter_map(|manifest| {
+            let line = manifest.lines().find(|line| line.starts_with("name = "))?;
+            Some(line.trim_start_matches("name = ").trim_matches('"').to_owned())
+        })
+        .collect()
+}
