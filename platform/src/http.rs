@@ -93,7 +93,7 @@ impl Target {
         let uri: Uri = url.parse().map_err(|e| CallError(format!("`{url}` is not a URL: {e}")))?;
         if uri.scheme_str() != Some("http") {
             return Err(CallError(format!(
-                "`{url}`: only http:// URLs are called (the cluster's mesh encrypts between services)"
+                "`{url}`: only http:// URLs are called (a `<ROLE>_URL` names a service of the same application)"
             )));
         }
         let (Some(authority), Some(host)) = (uri.authority(), uri.host()) else {
