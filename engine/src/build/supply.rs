@@ -18,6 +18,8 @@ use crate::shell::{Shell, cmd};
 pub const CARGO_DENY_VERSION: &str = "0.20.2";
 /// The policy file, at the workspace root.
 pub const CONFIG: &str = "deny.toml";
+/// What cargo-deny checks in every workspace; `advisories` too where a database is read.
+const CHECKS: [&str; 3] = ["licenses", "bans", "sources"];
 
 /// Why the supply-chain step failed.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +113,7 @@ pub fn check(
         .and_then(|p| p.as_str())
         .map(|p| root.join(p))
         .filter(|p| p.exists());
-    let checked = "licenses, bans, sources";
+    let checked = CHECKS.join(", ");
     let Some(database) = database else {
         let advisories = "advisories NOT checked: no local advisory database (set `[advisories] db-path` in deny.toml to a copy of github.com/rustsec/advisory-db)";
         let key = verdict_key(shell, root, listed)?;
@@ -120,31 +122,37 @@ pub fn check(
                 "cargo-deny: {checked} ok (reused: the same lock file, manifests and {CONFIG} passed before); {advisories}"
             ));
         }
-        deny(shell, &config, &["licenses", "bans", "sources"], false)?;
+        deny(shell, &config, false)?;
         // A lost entry only means cargo-deny runs again.
         let _ = cache.put("supply-chain", &key, &true);
         return Ok(format!("cargo-deny: {checked} ok; {advisories}"));
     };
-    deny(shell, &config, &["licenses", "bans", "sources", "advisories"], true)?;
+    deny(shell, &config, true)?;
     Ok(format!(
         "cargo-deny: {checked} ok; advisories from the local database {}",
         database.display()
     ))
 }
 
-/// `cargo deny check <checks>` with `config`, offline, after fetching every platform's crates.
-fn deny(shell: &Shell, config: &Path, checks: &[&str], database: bool) -> Result<(), Error> {
+/// `cargo deny check` with `config`, offline, after fetching every platform's crates: the
+/// `CHECKS`, and with `advisories` the advisories from the database `config` names.
+fn deny(shell: &Shell, config: &Path, advisories: bool) -> Result<(), Error> {
+    let mut checks = CHECKS.to_vec();
+    if advisories {
+        checks.push("advisories");
+    }
     let sh = shell.sh();
     // cargo-deny reads the whole graph, every platform's crates included, and offline; a
     // host build downloads only the host's. Fetching first is a no-op once they are here.
     shell
         .run(cmd!(sh, "cargo fetch --quiet"))
         .map_err(|e| SupplyError::Fetch { why: e.to_string() })?;
-    let fetch: &[&str] = if database { &["--disable-fetch"] } else { &[] };
+    let fetch: &[&str] = if advisories { &["--disable-fetch"] } else { &[] };
+    let which = &checks;
     let ran = shell.run(
         cmd!(
             sh,
-            "cargo deny --offline --color never --config {config} check {fetch...} {checks...}"
+            "cargo deny --offline --color never --config {config} check {fetch...} {which...}"
         )
         .quiet(),
     );

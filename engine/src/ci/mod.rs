@@ -75,17 +75,15 @@ pub fn run(project: &Project, waive: &[String], reason: Option<&str>) -> Result<
     let waivers = Waiver::parse_all(waive, reason)?;
     let mut plan = Step::Metadata.run(&mut steps, |_| Plan::gather(project))?;
     plan.waivers = waivers;
-    Step::Secrets.run(&mut steps, |_| scan_secrets(project))?;
+    let cache = Cache::new(project.state("cache"));
+    let listed = Step::Secrets.run(&mut steps, |_| scan_secrets(project))?;
     Step::SupplyChain.run(&mut steps, |_| {
-        let listed = source::listed_files(&project.shell)?;
-        let cache = Cache::new(project.state("cache"));
         let said = crate::build::supply::check(&project.shell, &project.root, &listed, &cache)?;
         crate::report::detail(&said);
         Ok(())
     })?;
     Step::Alerts.run(&mut steps, |_| {
         let dir = project.state("alerts");
-        let cache = Cache::new(project.state("cache"));
         let checked = alerts::check(&project.shell, &plan.workspace, &dir, &cache)?;
         crate::report::detail(format_args!(
             "promtool: {} rule files checked, {} test files passed{} ({})",
@@ -103,7 +101,7 @@ pub fn run(project: &Project, waive: &[String], reason: Option<&str>) -> Result<
             .map_err(Error::from)
     })?;
     Step::UnitTests.run(&mut steps, |_| unit_tests(project, &plan.workspace))?;
-    build_and_test(project, &plan, &mut steps)
+    build_and_test(project, &plan, &cache, &mut steps)
 }
 
 /// `images`: the static builds, images, test packs and SBOMs only — no checks, tests or
@@ -115,12 +113,13 @@ pub fn images(project: &Project) -> Result<Summary> {
     Ok(Summary::of(project, &plan, built, &steps))
 }
 
-fn scan_secrets(project: &Project) -> Result<()> {
+/// The secrets scan of the files git lists; returns them (the supply-chain step reads some).
+fn scan_secrets(project: &Project) -> Result<Vec<std::path::PathBuf>> {
     let files = source::listed_files(&project.shell)?;
     let allow = AllowList::read(&project.root.join(project.layout.secrets_allow()));
     secrets::scan(&project.root, &files, &allow)?;
     crate::report::detail(format_args!("{} files scanned, no secrets", files.len()));
-    Ok(())
+    Ok(files)
 }
 
 fn unit_tests(project: &Project, workspace: &Workspace) -> Result<()> {
@@ -164,14 +163,18 @@ fn build(
 }
 
 /// `ci`'s last steps: the build, its integration tests, its signed build manifest.
-fn build_and_test(project: &Project, plan: &Plan, steps: &mut Steps) -> Result<Summary> {
+fn build_and_test(
+    project: &Project,
+    plan: &Plan,
+    cache: &Cache,
+    steps: &mut Steps,
+) -> Result<Summary> {
     let started = manifest::now_seconds();
-    let cache = Cache::new(project.state("cache"));
-    let built = build(project, plan, steps, &cache)?;
+    let built = build(project, plan, steps, cache)?;
     let (results, reused) = Step::IntegrationTests
-        .run(steps, |steps| integration_tests(project, plan, &built, &cache, steps))?;
+        .run(steps, |steps| integration_tests(project, plan, &built, cache, steps))?;
     let signed = Step::BuildManifest
-        .run(steps, |steps| manifest::write(project, plan, &built, &cache, started, steps))?;
+        .run(steps, |steps| manifest::write(project, plan, &built, cache, started, steps))?;
     let mut summary = Summary::of(project, plan, built, steps);
     summary.integration = results;
     summary.integration_reused = reused;

@@ -131,9 +131,8 @@ pub fn workspace_with(environments: &str) -> Workspace {
     let declared = Environments::parse(environments).expect("the sample's environments are valid");
     let mut workspace =
         validate(&root(), "0.1.0".to_owned(), None, &packages, declared).expect("a valid sample");
-    let ids: Vec<_> = workspace.services.iter().map(|s| s.id.clone()).collect();
-    workspace.flags =
-        Flags::parse(FLAGS, &workspace.environments, &ids).expect("the sample's flags are valid");
+    workspace.flags = Flags::parse(FLAGS, &workspace.environments, &workspace.service_ids())
+        .expect("the sample's flags are valid");
     workspace
 }
 

@@ -85,6 +85,11 @@ pub struct Workspace {
 }
 
 impl Workspace {
+    /// Every declared service's id, in dependency order (what a flag's owner must be).
+    pub fn service_ids(&self) -> Vec<ServiceId> {
+        self.services.iter().map(|s| s.id.clone()).collect()
+    }
+
     pub fn service(&self, id: &ServiceId) -> Option<&Service> {
         self.services.iter().find(|s| &s.id == id)
     }
@@ -328,8 +333,7 @@ pub fn load(shell: &Shell, layout: &Layout) -> Result<Workspace, Error> {
     let environments = Environments::load(root, layout)?;
     let version = shared("version").unwrap_or_else(|| "0.0.0".to_owned());
     let mut workspace = validate(root, version, shared("repository"), &packages, environments)?;
-    let services: Vec<ServiceId> = workspace.services.iter().map(|s| s.id.clone()).collect();
-    workspace.flags = Flags::load(root, layout, &workspace.environments, &services)?;
+    workspace.flags = Flags::load(root, layout, &workspace.environments, &workspace.service_ids())?;
     workspace.target_directory = metadata.target_directory.into_std_path_buf();
     Ok(workspace)
 }

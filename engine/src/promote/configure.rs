@@ -192,9 +192,9 @@ impl Configure {
                 let edited =
                     flags::set_state(&text, flag, &self.environment, value.as_str().into())
                         .map_err(in_file(&path))?;
-                let ids: Vec<_> = workspace.services.iter().map(|s| s.id.clone()).collect();
                 changed.flags =
-                    Flags::parse(&edited, &workspace.environments, &ids).map_err(in_file(&path))?;
+                    Flags::parse(&edited, &workspace.environments, &workspace.service_ids())
+                        .map_err(in_file(&path))?;
                 vec![(path, edited)]
             }
             Edit::Setting { service, key, value } => {
