@@ -42,7 +42,7 @@ fn add_migration(dir: &Path, file: &str, sql: &str) {
 #[test]
 fn a_compatible_migration_promotes_and_rolls_back_and_one_that_breaks_the_running_version_fails_ci_and_promotion()
  {
-    let mut chain = chain_to_build();
+    let chain = chain();
     // V2 adds a nullable column: the running orders service does not read it.
     add_migration(&chain.dir, "V2__add_note.sql", "ALTER TABLE orders ADD COLUMN note text;\n");
     commit_all(&chain.dir, "orders get an optional note");
@@ -105,7 +105,6 @@ fn a_compatible_migration_promotes_and_rolls_back_and_one_that_breaks_the_runnin
     std::fs::write(&first, text.replace("NOT NULL DEFAULT now()", "DEFAULT now()")).unwrap();
     commit_all(&chain.dir, "an applied migration edited");
     let (ok, stderr) = chain.run(&["ci"]);
-    chain.done_building();
     assert!(
         !ok && stderr.contains("V1__create_orders.sql was applied with sha256")
             && stderr.contains("put the change in a new migration"),
@@ -155,7 +154,7 @@ fn a_compatible_migration_promotes_and_rolls_back_and_one_that_breaks_the_runnin
 
 #[test]
 fn a_contract_step_waits_until_no_environment_runs_what_it_breaks_and_rollback_rolls_forward() {
-    let mut chain = chain_to_build();
+    let chain = chain();
     let dev_at_v1 = run_in(&chain.dir, "git", &["log", "-1", "--format=%H", "--", "manifests/dev"]);
     // Expand: `buyer` beside `customer`, filled from it; the new code writes and reads
     // `buyer`, and v1, still running, keeps writing `customer`, now optional.
@@ -173,10 +172,7 @@ fn a_contract_step_waits_until_no_environment_runs_what_it_breaks_and_rollback_r
     );
     commit_all(&chain.dir, "expand: orders name their buyer");
     chain.ok(&["ci"]);
-    // Promotions build nothing: others build meanwhile.
-    chain.done_building();
     chain.ok(&["promote", "dev"]);
-    chain.resume_building();
     // Contract: `customer` dropped, and marked so. Staging and prod still run v1, which
     // writes it.
     add_migration(
@@ -194,13 +190,10 @@ fn a_contract_step_waits_until_no_environment_runs_what_it_breaks_and_rollback_r
         "{stderr}"
     );
     // Once they run the expand build, the contract step builds.
-    chain.done_building();
     chain.ok(&["promote", "staging"]);
     chain.ok(&["promote", "prod"]);
-    chain.resume_building();
     chain.ok(&["ci"]);
     let contracted = newest_version(&chain.dir);
-    chain.done_building();
     chain.ok(&["promote", "dev", "--build", &contracted]);
     let status = xtask(&chain.dir, &chain.store).arg("status").output().unwrap();
     let table = String::from_utf8_lossy(&status.stdout);

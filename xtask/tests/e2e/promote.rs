@@ -85,9 +85,8 @@ fn the_signed_documents_of_a_promoted_build_match_their_snapshots() {
 
 #[test]
 fn ledger_commits_change_no_source_so_the_next_ci_reuses_every_image() {
-    let mut chain = chain_to_build();
+    let chain = chain();
     let stderr = chain.ok(&["ci"]);
-    chain.done_building();
     for service in ["shop-catalog", "shop-orders", "shop-shipping"] {
         assert!(stderr.contains(&format!("reused {service}:{} ", chain.v1)), "{stderr}");
     }
@@ -101,10 +100,9 @@ fn ledger_commits_change_no_source_so_the_next_ci_reuses_every_image() {
 
 #[test]
 fn a_dirty_build_is_refused_at_its_gate() {
-    let mut chain = chain_to_build();
+    let chain = chain();
     std::fs::write(chain.dir.join("notes.txt"), "uncommitted\n").unwrap();
     chain.ok(&["ci"]);
-    chain.done_building();
     let (ok, stderr) = chain.run(&["promote", "dev"]);
     assert!(!ok && stderr.contains("FAIL not dirty"), "{stderr}");
 }
@@ -134,7 +132,7 @@ fn a_build_that_has_not_baked_is_refused_with_when_it_will_pass() {
 
 #[test]
 fn ci_replays_the_suites_the_environments_run_and_names_the_one_a_change_breaks() {
-    let chain = chain_to_build();
+    let chain = chain();
     shrink_the_range(&chain.dir);
     commit_all(&chain.dir, "a smaller range");
     let (ok, stderr) = chain.run(&["ci"]);
@@ -151,14 +149,13 @@ fn ci_replays_the_suites_the_environments_run_and_names_the_one_a_change_breaks(
 
 #[test]
 fn an_intended_break_is_waived_in_ci_and_in_promotion_and_signed_into_both() {
-    let mut chain = chain_to_build();
+    let chain = chain();
     shrink_the_range(&chain.dir);
     commit_all(&chain.dir, "a smaller range");
     let test = "lists_products_with_prices_and_weights";
     let waiver = format!("shop-catalog@{}:{test}", chain.v1);
     let reason = "the range shrinks on purpose";
     let stderr = chain.ok(&["ci", "--waive", &waiver, "--reason", reason]);
-    chain.done_building();
     assert!(stderr.contains("WAIVED"), "{stderr}");
     let latest = std::fs::read(chain.dir.join(".slipway/builds/latest.dsse.json")).unwrap();
     let latest = slipway::attest::manifest::unverified_statement(&latest).unwrap();

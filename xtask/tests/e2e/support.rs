@@ -317,9 +317,7 @@ pub fn rewrite_payload(envelope: &Path, out: &Path, edit: impl Fn(&mut Value), k
 
 /// `xtask <args>` in `dir` signed with `key`: (success, standard error).
 pub fn run_signed(dir: &Path, store: &Path, key: &Path, args: &[&str]) -> (bool, String) {
-    let output = xtask(dir, store)
-        .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
-        .env("SLIPWAY_SIGNING_KEY", key)
+    let output = assert_cmd::Command::from_std(signed(dir, store, key))
         .args(args)
         .timeout(Duration::from_secs(1500))
         .output()
@@ -328,6 +326,14 @@ pub fn run_signed(dir: &Path, store: &Path, key: &Path, args: &[&str]) -> (bool,
     assert!(!stderr.contains("thread 'main' panicked"), "{stderr}");
     log_steps(args, &stderr);
     (output.status.success(), stderr)
+}
+
+/// The xtask binary in `dir` with its store at `store`, on the shared target directory,
+/// signing with `key`.
+fn signed(dir: &Path, store: &Path, key: &Path) -> Command {
+    let mut command = common::xtask_std(dir, store);
+    command.env("CARGO_TARGET_DIR", target_dir("e2e-a")).env("SLIPWAY_SIGNING_KEY", key);
+    command
 }
 
 /// For a `ci`: appends each step's time, as it printed them, to `.e2e-steps.log` beside the
@@ -724,34 +730,22 @@ pub fn build_turn() -> common::Turn {
     common::build_turn(&target_dir("e2e-a"))
 }
 
-/// The chain, for a test that does not build: its own copy.
+/// The chain: this test's own copy (a `ci` in it takes the build turn, `Chain::run`).
 pub fn chain() -> Chain {
-    copy_chain(false)
+    copy_fixture(fixture("chain", build_chain))
 }
 
-/// The chain, for a test that builds in the shared target directory: its own copy, with the
-/// build turn held until the test ends.
-pub fn chain_to_build() -> Chain {
-    copy_chain(true)
-}
-
-/// The chain with a second build (`v2`, a commit "a catalog change") made but not promoted,
-/// for a test that does not build: its own copy.
+/// The chain with a second build (`v2`, a commit "a catalog change") made but not promoted:
+/// this test's own copy.
 pub fn chain_with_v2() -> Chain {
-    let built = fixture("chain-v2", build_v2);
-    copy_fixture(built, false)
-}
-
-fn copy_chain(building: bool) -> Chain {
-    copy_fixture(fixture("chain", build_chain), building)
+    copy_fixture(fixture("chain-v2", build_v2))
 }
 
 /// Builds the chain-with-v2 fixture into `root`: a copy of the chain, its second build made,
 /// and `v2`.
 fn build_v2(root: &Path) {
-    let mut chain = copy_fixture(fixture("chain", build_chain), true);
+    let chain = chain();
     let v2 = chain.build_a_catalog_change("a catalog change");
-    chain.done_building();
     for part in ["work", "store", "keys"] {
         let from = chain.dir.parent().unwrap().join(part);
         run_in(root, "cp", &["-a", from.to_str().unwrap(), "."]);
@@ -764,10 +758,8 @@ fn build_v2(root: &Path) {
     std::fs::write(root.join("v2"), v2).unwrap();
 }
 
-/// A copy of the fixture `built`; with `building`, the build turn is taken first and the copy
-/// takes on the shared target's record.
-fn copy_fixture(built: PathBuf, building: bool) -> Chain {
-    let turn = building.then(|| common::build_turn(&target_dir("e2e-a")));
+/// A copy of the fixture `built`, holding no build turn.
+fn copy_fixture(built: PathBuf) -> Chain {
     let root = tempfile::tempdir().unwrap();
     // `cp -a` keeps modification times: cargo finds the fixture's build fresh.
     for part in ["work", "store", "keys"] {
@@ -776,7 +768,6 @@ fn copy_fixture(built: PathBuf, building: bool) -> Chain {
     let dir = root.path().join("work");
     let out = root.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    let copy = building.then(|| common::SharedCopy::adopt(&dir, &target_dir("e2e-a")));
     Chain {
         store: root.path().join("store"),
         key: root.path().join("keys/release.key"),
@@ -785,29 +776,16 @@ fn copy_fixture(built: PathBuf, building: bool) -> Chain {
         dir,
         built,
         out,
-        copy: copy.into(),
-        turn: turn.into(),
+        copy: None.into(),
+        turn: None.into(),
         _root: root,
     }
 }
 
 impl Chain {
-    /// Ends this test's turn at the shared target directory, if it holds one: other tests
-    /// may build meanwhile.
-    pub fn done_building(&mut self) {
-        self.give_up_turn();
-    }
-
-    /// Takes a turn at the shared target directory now, to hold it across what follows: the
-    /// work tree takes on the target's record as a new copy does.
-    pub fn resume_building(&mut self) {
-        self.take_turn();
-    }
-
+    /// Takes a turn at the shared target directory: the work tree takes on the target's
+    /// record as a new copy does.
     fn take_turn(&self) {
-        if self.turn.borrow().is_some() {
-            return;
-        }
         let turn = common::build_turn(&target_dir("e2e-a"));
         *self.copy.borrow_mut() = Some(common::SharedCopy::adopt(&self.dir, &target_dir("e2e-a")));
         *self.turn.borrow_mut() = Some(turn);
@@ -819,8 +797,8 @@ impl Chain {
     }
 
     /// `xtask <args>` signed with the release key: (success, standard error). A command that
-    /// builds (`ci`, `images`) takes the build turn, if this test does not hold it, and gives
-    /// it up as soon as its build steps are over: a `ci`'s integration tests and signatures
+    /// builds (`ci`, `images`) takes the build turn and gives it up as soon as its build
+    /// steps are over: a `ci`'s integration tests and signatures
     /// run while the next test builds.
     pub fn run(&self, args: &[&str]) -> (bool, String) {
         if !matches!(args.first(), Some(&"ci" | &"images")) {
@@ -841,13 +819,9 @@ impl Chain {
     /// Runs a command that builds, holding the build turn until its build steps are over.
     fn build(&self, args: &[&str]) -> std::process::Output {
         self.take_turn();
-        let mut command = common::xtask_std(&self.dir, &self.store);
-        command
-            .env("CARGO_TARGET_DIR", target_dir("e2e-a"))
-            .env("SLIPWAY_SIGNING_KEY", &self.key)
-            .args(args);
+        let mut command = signed(&self.dir, &self.store, &self.key);
+        command.args(args);
         let output = common::run_until_built(command, || self.give_up_turn());
-        self.give_up_turn();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!stderr.contains("thread 'main' panicked"), "{stderr}");
         log_steps(args, &stderr);

@@ -6,9 +6,7 @@
 use std::path::Path;
 
 use crate::common::{commit_all, edit, run_in};
-use crate::support::{
-    Chain, chain, chain_to_build, chain_with_v2, digests, ledger_log, newest_version, run_local,
-};
+use crate::support::{Chain, chain, chain_with_v2, digests, ledger_log, newest_version, run_local};
 
 /// `xtask <args>` signed with the release key, which must fail: standard error.
 fn refused(chain: &Chain, args: &[&str]) -> String {
@@ -168,7 +166,7 @@ fn swapped_replayed_edited_and_deleted_entries_fail_verify_and_block_the_next_ch
 
 #[test]
 fn ci_rebuilds_only_what_a_change_or_a_corrupt_blob_touches_and_a_flag_touches_nothing() {
-    let chain = chain_to_build();
+    let chain = chain();
     let built = chain.images();
     chain.ok(&["flag", "set", "dev", "new-pricing", "off"]);
     // One layer of the orders image, corrupted in the store.
