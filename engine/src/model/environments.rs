@@ -11,6 +11,7 @@ use toml_edit::{DocumentMut, Item, Value};
 
 use crate::model::layout::Layout;
 use crate::model::names::{MetadataError, MetadataErrors, Name};
+use crate::model::schema::{self, Field, Optional};
 
 mod config_set;
 mod delivery;
@@ -23,6 +24,7 @@ pub use delivery::Delivery;
 use delivery::read_delivery;
 pub use kubernetes::Kubernetes;
 use kubernetes::read_kubernetes;
+pub(crate) use params::meaning;
 pub use params::{
     DataNeeds, Params, Ratio, Replicas, Resolved, Resources, Thresholds, parse_duration,
     parse_millis, read_params,
@@ -257,50 +259,26 @@ impl Environments {
 
     /// Parses the declaration: `[defaults]` and an array of `[[environment]]` tables.
     pub fn parse(text: &str) -> Result<Environments, MetadataErrors> {
-        let document: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
-            MetadataErrors(vec![failure("", format!("not valid TOML: {e}"))])
-        })?;
+        let file: schema::EnvironmentsFile =
+            schema::from_toml(text).map_err(|why| MetadataErrors(vec![failure("", why)]))?;
         let mut errors = Vec::new();
-        for (key, _) in document
-            .iter()
-            .filter(|(k, _)| !["environment", "defaults", "ledger", "kubernetes"].contains(k))
-        {
-            errors.push(failure(
-                key,
-                "unknown key: expected `[defaults]`, `[[environment]]`, `[ledger]` and `[kubernetes]` tables",
-            ));
-        }
-        let kubernetes = match document.get("kubernetes") {
+        let expected =
+            "expected `[defaults]`, `[[environment]]`, `[ledger]` and `[kubernetes]` tables";
+        file.unknown.report("", expected, failure, &mut errors);
+        let kubernetes = match &file.kubernetes {
             None => Kubernetes::default(),
-            Some(item) => read_kubernetes(item, &mut errors),
+            Some(declared) => read_kubernetes(declared, &mut errors),
         };
-        let ledger = match document.get("ledger") {
-            None => None,
-            Some(item) => read_ledger(item, &mut errors),
-        };
-        let defaults = match document.get("defaults").and_then(Item::as_table_like) {
-            Some(table) => read_params(table, "defaults", &[], &mut errors),
-            None if document.contains_key("defaults") => {
+        let ledger = file.ledger.as_ref().and_then(|declared| read_ledger(declared, &mut errors));
+        let defaults = match file.defaults.as_ref().map(Field::valid) {
+            Some(Ok(declared)) => read_params(declared, "defaults", &[], &mut errors),
+            Some(Err(_)) => {
                 errors.push(failure("defaults", "expected a table"));
                 Params::default()
             }
             None => Params::default(),
         };
-        let mut chain: Vec<Environment> = Vec::new();
-        match document.get("environment") {
-            None => errors.push(failure(
-                "environment",
-                "missing: declare at least one `[[environment]]` with a `name`",
-            )),
-            Some(Item::ArrayOfTables(tables)) => {
-                for (i, table) in tables.iter().enumerate() {
-                    if let Some(environment) = read_environment(table, i, &chain, &mut errors) {
-                        chain.push(environment);
-                    }
-                }
-            }
-            Some(_) => errors.push(failure("environment", "expected `[[environment]]` tables")),
-        }
+        let chain = read_chain(file.environment.as_ref(), &mut errors);
         if errors.is_empty() {
             Ok(Environments {
                 file: Layout::default().environments(),
@@ -317,44 +295,72 @@ impl Environments {
     }
 }
 
+/// The `[[environment]]` tables, in order.
+fn read_chain(
+    declared: Option<&Field<Vec<Field<schema::Environment>>>>,
+    errors: &mut Vec<MetadataError>,
+) -> Vec<Environment> {
+    let mut chain: Vec<Environment> = Vec::new();
+    match declared.map(Field::valid) {
+        None => errors.push(failure(
+            "environment",
+            "missing: declare at least one `[[environment]]` with a `name`",
+        )),
+        Some(Ok(tables)) => {
+            for (i, table) in tables.iter().enumerate() {
+                let Ok(table) = table.valid() else {
+                    errors.push(failure("environment", "expected `[[environment]]` tables"));
+                    continue;
+                };
+                if let Some(environment) = read_environment(table, i, &chain, errors) {
+                    chain.push(environment);
+                }
+            }
+        }
+        Some(Err(_)) => errors.push(failure("environment", "expected `[[environment]]` tables")),
+    }
+    chain
+}
+
 fn read_environment(
-    table: &toml_edit::Table,
+    declared: &schema::Environment,
     i: usize,
     chain: &[Environment],
     errors: &mut Vec<MetadataError>,
 ) -> Option<Environment> {
     let prefix = format!("environment[{i}]");
     let before = errors.len();
-    let params = read_params(table, &prefix, &ENVIRONMENT_KEYS, errors);
-    let name = environment_name(table.get("name"), &format!("{prefix}.name"), chain, errors);
-    let mut flag = |key: &str| match table.get(key) {
-        None => false,
-        Some(item) => item.as_bool().unwrap_or_else(|| {
+    let params = read_params(&declared.params, &prefix, &ENVIRONMENT_KEYS, errors);
+    let name = environment_name(declared.name.as_ref(), &format!("{prefix}.name"), chain, errors);
+    let mut flag = |key: &str, field: &Optional<bool>| {
+        meaning(field, |on| Some(*on)).unwrap_or_else(|| {
             errors.push(failure(&format!("{prefix}.{key}"), "expected true or false"));
-            false
-        }),
+            None
+        })
     };
-    let accept_local_keys = flag("accept-local-keys");
-    let require_tested = flag("require-tested");
-    let trust =
-        table.get("trust").map(|item| read_trust(item, &prefix, errors)).unwrap_or_default();
-    let bake_time_seconds = bake_time(table.get("bake-time"), &prefix, errors);
-    let services =
-        table.get("services").map(|item| read_services(item, &prefix, errors)).unwrap_or_default();
+    let accept_local_keys = flag("accept-local-keys", &declared.accept_local_keys);
+    let require_tested = flag("require-tested", &declared.require_tested);
+    let trust = declared.trust.as_ref().map(|t| read_trust(t, &prefix, errors)).unwrap_or_default();
+    let bake_time_seconds = bake_time(&declared.bake_time, &prefix, errors);
+    let services = declared
+        .services
+        .as_ref()
+        .map(|services| read_services(services, &prefix, errors))
+        .unwrap_or_default();
     if errors.len() > before {
         return None;
     }
-    let delivery = match table.get("delivery") {
+    let delivery = match &declared.delivery {
         None => Delivery::Rolling,
-        Some(item) => read_delivery(item, &format!("{prefix}.delivery"), errors),
+        Some(delivery) => read_delivery(delivery, &format!("{prefix}.delivery"), errors),
     };
     if errors.len() > before {
         return None;
     }
     Some(Environment {
         name: name?,
-        accept_local_keys,
-        require_tested,
+        accept_local_keys: accept_local_keys.unwrap_or(false),
+        require_tested: require_tested.unwrap_or(false),
         trust,
         bake_time_seconds,
         delivery,
@@ -365,12 +371,12 @@ fn read_environment(
 
 /// `name = "dev"`: a valid name, new in `chain`.
 fn environment_name(
-    item: Option<&Item>,
+    declared: Option<&Field<String>>,
     key: &str,
     chain: &[Environment],
     errors: &mut Vec<MetadataError>,
 ) -> Option<Name> {
-    let Some(text) = item.and_then(Item::as_str) else {
+    let Some(Ok(text)) = declared.map(Field::valid) else {
         errors.push(failure(key, "missing: expected a string like \"dev\""));
         return None;
     };
@@ -380,20 +386,24 @@ fn environment_name(
 }
 
 /// `bake-time = "10m"`, in seconds; none is 0.
-fn bake_time(item: Option<&Item>, prefix: &str, errors: &mut Vec<MetadataError>) -> u64 {
-    let Some(item) = item else { return 0 };
-    item.as_str().and_then(parse_duration).unwrap_or_else(|| {
+fn bake_time(declared: &Optional<String>, prefix: &str, errors: &mut Vec<MetadataError>) -> u64 {
+    let seconds = meaning(declared, |text| parse_duration(text)).unwrap_or_else(|| {
         errors.push(failure(
             &format!("{prefix}.bake-time"),
             "expected a duration like \"0s\", \"30m\", \"2h\" or \"1d\"",
         ));
-        0
-    })
+        None
+    });
+    seconds.unwrap_or(0)
 }
 
 /// `trust = ["release", …]`: names of keys in `infra/keys/`.
-fn read_trust(item: &Item, prefix: &str, errors: &mut Vec<MetadataError>) -> Vec<Name> {
-    let Some(array) = item.as_array() else {
+fn read_trust(
+    declared: &Field<Vec<Field<String>>>,
+    prefix: &str,
+    errors: &mut Vec<MetadataError>,
+) -> Vec<Name> {
+    let Ok(names) = declared.valid() else {
         errors.push(failure(
             &format!("{prefix}.trust"),
             "expected a list of key names, like [\"release\"]",
@@ -401,8 +411,8 @@ fn read_trust(item: &Item, prefix: &str, errors: &mut Vec<MetadataError>) -> Vec
         return Vec::new();
     };
     let mut trust = Vec::new();
-    for (j, value) in array.iter().enumerate() {
-        match value.as_str().and_then(Name::parse) {
+    for (j, name) in names.iter().enumerate() {
+        match name.valid().ok().and_then(|text| Name::parse(text)) {
             Some(key) => trust.push(key),
             None => errors.push(failure(
                 &format!("{prefix}.trust[{j}]"),

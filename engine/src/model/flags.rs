@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use toml_edit::{DocumentMut, Item, TableLike};
+use toml_edit::{DocumentMut, Item};
 
 use crate::model::environments::Environments;
 use crate::model::layout::Layout;
 use crate::model::names::{MetadataError, MetadataErrors, Name, ServiceId};
+pub use crate::model::schema::FlagValue as Value;
+use crate::model::schema::{self, Field, Table};
 
 const FLAG_KEYS: [&str; 7] =
     ["name", "type", "description", "owner", "variants", "default", "environments"];
@@ -53,16 +55,6 @@ impl FlagType {
             Value::Object(_) => FlagType::Object,
         }
     }
-}
-
-/// A variant's value, of the flag's type.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Value {
-    Boolean(bool),
-    String(String),
-    Number(f64),
-    Object(serde_json::Map<String, serde_json::Value>),
 }
 
 /// What a flag is in one environment.
@@ -147,27 +139,27 @@ impl Flags {
         environments: &Environments,
         services: &[ServiceId],
     ) -> Result<Flags, MetadataErrors> {
-        let document: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
-            MetadataErrors(vec![failure("", format!("not valid TOML: {e}"))])
-        })?;
+        let file: schema::FlagsFile =
+            schema::from_toml(text).map_err(|why| MetadataErrors(vec![failure("", why)]))?;
         let mut errors = Vec::new();
-        for (key, _) in document.iter().filter(|(k, _)| *k != "flag") {
-            errors.push(failure(key, "unknown key: expected `[[flag]]` tables"));
-        }
+        file.unknown.report("", "expected `[[flag]]` tables", failure, &mut errors);
         let mut flags: Vec<Flag> = Vec::new();
-        if let Some(item) = document.get("flag") {
-            match item.as_array_of_tables() {
-                Some(tables) => {
-                    for (i, table) in tables.iter().enumerate() {
-                        if let Some(flag) =
-                            read_flag(table, i, environments, services, &flags, &mut errors)
-                        {
-                            flags.push(flag);
-                        }
+        match file.flag.as_ref().map(Field::valid) {
+            None => {}
+            Some(Ok(tables)) => {
+                for (i, table) in tables.iter().enumerate() {
+                    let Ok(table) = table.valid() else {
+                        errors.push(failure("flag", "expected `[[flag]]` tables"));
+                        continue;
+                    };
+                    if let Some(flag) =
+                        read_flag(table, i, environments, services, &flags, &mut errors)
+                    {
+                        flags.push(flag);
                     }
                 }
-                None => errors.push(failure("flag", "expected `[[flag]]` tables")),
             }
+            Some(Err(_)) => errors.push(failure("flag", "expected `[[flag]]` tables")),
         }
         if errors.is_empty() { Ok(Flags { flags }) } else { Err(MetadataErrors(errors)) }
     }
@@ -257,7 +249,7 @@ pub fn set_state(
 }
 
 fn read_flag(
-    table: &dyn TableLike,
+    table: &schema::Flag,
     i: usize,
     environments: &Environments,
     services: &[ServiceId],
@@ -266,15 +258,14 @@ fn read_flag(
 ) -> Option<Flag> {
     let prefix = format!("flag[{i}]");
     let before = errors.len();
-    for (key, _) in table.iter().filter(|(k, _)| !FLAG_KEYS.contains(k)) {
-        errors.push(failure(
-            &format!("{prefix}.{key}"),
-            format!("unknown key: expected one of {}", FLAG_KEYS.join(", ")),
-        ));
-    }
-    let text = |key: &str, errors: &mut Vec<MetadataError>| -> Option<String> {
-        match table.get(key).and_then(Item::as_str) {
-            Some(text) if !text.trim().is_empty() => Some(text.to_owned()),
+    let expected = format!("expected one of {}", FLAG_KEYS.join(", "));
+    table.unknown.report(&prefix, &expected, failure, errors);
+    let text =
+        |key: &str, field: &Option<Field<String>>, errors: &mut Vec<MetadataError>| match field
+            .as_ref()
+            .and_then(|field| field.valid().ok())
+        {
+            Some(text) if !text.trim().is_empty() => Some(text.clone()),
             _ => {
                 errors.push(failure(
                     &format!("{prefix}.{key}"),
@@ -282,22 +273,22 @@ fn read_flag(
                 ));
                 None
             }
-        }
-    };
-    let name = text("name", errors).and_then(|text| flag_name(&text, earlier, &prefix, errors));
-    let kind = text("type", errors).and_then(|kind| flag_type(&kind, &prefix, errors));
-    let description = text("description", errors);
-    let owner =
-        text("owner", errors).and_then(|owner| flag_owner(&owner, services, &prefix, errors));
-    let variants = read_variants(table.get("variants"), &prefix, kind, errors);
-    let default = text("default", errors).filter(|default| {
+        };
+    let name = text("name", &table.name, errors)
+        .and_then(|text| flag_name(&text, earlier, &prefix, errors));
+    let kind = text("type", &table.kind, errors).and_then(|kind| flag_type(&kind, &prefix, errors));
+    let description = text("description", &table.description, errors);
+    let owner = text("owner", &table.owner, errors)
+        .and_then(|owner| flag_owner(&owner, services, &prefix, errors));
+    let variants = read_variants(table.variants.as_ref(), &prefix, kind, errors);
+    let default = text("default", &table.default, errors).filter(|default| {
         let found = variants.contains_key(default) || variants.is_empty();
         let why = || format!("no variant `{default}`: expected one of {}", names(&variants));
         known(found, &prefix, ("default", why), errors)
     });
-    let shape = Shape { kind, variants: &variants, default: default.as_deref() };
-    let states = match table.get("environments") {
-        Some(item) => read_states(item, &prefix, environments, &shape, errors),
+    let shape = Shape { kind, variants: &variants };
+    let states = match &table.environments {
+        Some(declared) => read_states(declared, &prefix, environments, &shape, errors),
         None => BTreeMap::new(),
     };
     if errors.len() > before {
@@ -368,19 +359,19 @@ fn known(
 
 /// `variants = { on = true, off = false }`: each of the flag's type.
 fn read_variants(
-    item: Option<&Item>,
+    declared: Option<&Field<Table<Field<Value>>>>,
     prefix: &str,
     kind: Option<FlagType>,
     errors: &mut Vec<MetadataError>,
 ) -> BTreeMap<String, Value> {
     let mut variants = BTreeMap::new();
-    match item.and_then(Item::as_table_like) {
+    match declared.and_then(|declared| declared.valid().ok()) {
         Some(declared) if !declared.is_empty() => {
             for (variant, value) in declared.iter() {
                 let key = format!("{prefix}.variants.{variant}");
-                match (kind, value_of(value)) {
-                    (Some(kind), Some(value)) if FlagType::of(&value) == kind => {
-                        variants.insert(variant.to_owned(), value);
+                match (kind, value.valid()) {
+                    (Some(kind), Ok(value)) if FlagType::of(value) == kind => {
+                        variants.insert(variant.to_owned(), value.clone());
                     }
                     (Some(kind), _) => errors.push(failure(
                         &key,
@@ -398,31 +389,30 @@ fn read_variants(
     variants
 }
 
-/// What a flag's state in an environment is read against: its type, variants, default.
+/// What a flag's state in an environment is read against: its type and variants.
 struct Shape<'a> {
     kind: Option<FlagType>,
     variants: &'a BTreeMap<String, Value>,
-    default: Option<&'a str>,
 }
 
 /// `environments = { dev = "on", prod = "10%" }`: the flag's state in each environment
 /// that declares one.
 fn read_states(
-    item: &Item,
+    declared: &Field<Table<Field<schema::FlagState>>>,
     prefix: &str,
     environments: &Environments,
     shape: &Shape,
     errors: &mut Vec<MetadataError>,
 ) -> BTreeMap<String, State> {
     let mut states = BTreeMap::new();
-    let Some(table) = item.as_table_like() else {
+    let Ok(declared) = declared.valid() else {
         errors.push(failure(
             &format!("{prefix}.environments"),
             "expected a table like { dev = \"on\", prod = \"10%\" }",
         ));
         return states;
     };
-    for (environment, value) in table.iter() {
+    for (environment, state) in declared.iter() {
         let key = format!("{prefix}.environments.{environment}");
         if environments.get(environment).is_none() {
             let known: Vec<&str> = environments.names().map(Name::as_str).collect();
@@ -432,8 +422,7 @@ fn read_states(
             ));
             continue;
         }
-        let Shape { kind, variants, default } = *shape;
-        if let Some(state) = read_state(value, &key, kind, variants, default, errors) {
+        if let Some(state) = read_state(state, &key, shape, errors) {
             states.insert(environment.to_owned(), state);
         }
     }
@@ -443,25 +432,26 @@ fn read_states(
 /// `"off"`, a variant name, `"N%"` (a boolean flag: N % on), or a table of weights
 /// `{ blue = 20, green = 80 }` summing to 100.
 fn read_state(
-    item: &Item,
+    declared: &Field<schema::FlagState>,
     key: &str,
-    kind: Option<FlagType>,
-    variants: &BTreeMap<String, Value>,
-    default: Option<&str>,
+    shape: &Shape,
     errors: &mut Vec<MetadataError>,
 ) -> Option<State> {
-    if let Some(text) = item.as_str() {
-        return named_state(text, key, kind, variants, errors);
+    match declared.valid() {
+        Ok(schema::FlagState::Named(text)) => {
+            named_state(text, key, shape.kind, shape.variants, errors)
+        }
+        Ok(schema::FlagState::Weights(weights)) => {
+            self::weights(weights, key, shape.variants, errors)
+        }
+        Err(_) => {
+            errors.push(failure(
+                key,
+                "expected \"off\", a variant, \"N%\" or weights like { blue = 20, green = 80 }",
+            ));
+            None
+        }
     }
-    let _ = default;
-    let Some(table) = item.as_table_like() else {
-        errors.push(failure(
-            key,
-            "expected \"off\", a variant, \"N%\" or weights like { blue = 20, green = 80 }",
-        ));
-        return None;
-    };
-    weights(table, key, variants, errors)
 }
 
 /// A state written as text: `"off"`, a variant's name, or `"N%"` of a boolean flag.
@@ -506,13 +496,13 @@ fn named_state(
 
 /// Weights per variant, `{ blue = 20, green = 80 }`, summing to 100.
 fn weights(
-    table: &dyn TableLike,
+    declared: &Table<Field<u32>>,
     key: &str,
     variants: &BTreeMap<String, Value>,
     errors: &mut Vec<MetadataError>,
 ) -> Option<State> {
     let mut split = Vec::new();
-    for (variant, weight) in table.iter() {
+    for (variant, weight) in declared.iter() {
         if !variants.contains_key(variant) {
             errors.push(failure(
                 &format!("{key}.{variant}"),
@@ -520,9 +510,9 @@ fn weights(
             ));
             continue;
         }
-        match weight.as_integer().and_then(|w| u32::try_from(w).ok()) {
-            Some(weight) => split.push((variant.to_owned(), weight)),
-            None => {
+        match weight.valid() {
+            Ok(weight) => split.push((variant.to_owned(), *weight)),
+            Err(_) => {
                 errors.push(failure(&format!("{key}.{variant}"), "expected a whole percentage"))
             }
         }
@@ -537,44 +527,6 @@ fn weights(
 
 fn names(variants: &BTreeMap<String, Value>) -> String {
     variants.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
-}
-
-fn value_of(item: &Item) -> Option<Value> {
-    let value = item.as_value()?;
-    if let Some(b) = value.as_bool() {
-        return Some(Value::Boolean(b));
-    }
-    if let Some(s) = value.as_str() {
-        return Some(Value::String(s.to_owned()));
-    }
-    if let Some(n) = value.as_integer() {
-        return Some(Value::Number(n as f64));
-    }
-    if let Some(n) = value.as_float() {
-        return Some(Value::Number(n));
-    }
-    let table = value.as_inline_table()?;
-    let json: serde_json::Value = serde_json::from_str(&table_json(table)).ok()?;
-    json.as_object().cloned().map(Value::Object)
-}
-
-/// An inline table as JSON text (strings, numbers, booleans, nested tables and arrays).
-fn table_json(table: &toml_edit::InlineTable) -> String {
-    fn value(v: &toml_edit::Value) -> serde_json::Value {
-        match v {
-            toml_edit::Value::String(s) => serde_json::Value::from(s.value().as_str()),
-            toml_edit::Value::Integer(i) => serde_json::Value::from(*i.value()),
-            toml_edit::Value::Float(f) => serde_json::Value::from(*f.value()),
-            toml_edit::Value::Boolean(b) => serde_json::Value::from(*b.value()),
-            toml_edit::Value::Array(a) => serde_json::Value::Array(a.iter().map(value).collect()),
-            toml_edit::Value::InlineTable(t) => {
-                serde_json::Value::Object(t.iter().map(|(k, v)| (k.to_owned(), value(v))).collect())
-            }
-            toml_edit::Value::Datetime(d) => serde_json::Value::from(d.value().to_string()),
-        }
-    }
-    serde_json::Value::Object(table.iter().map(|(k, v)| (k.to_owned(), value(v))).collect())
-        .to_string()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod names;
 pub mod reference;
 #[cfg(test)]
 pub mod sample;
+pub mod schema;
 pub mod source;
 pub mod store;
 pub mod units;

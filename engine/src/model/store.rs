@@ -4,8 +4,6 @@
 
 use std::path::Path;
 
-use serde_json::Value;
-
 use crate::model::digest::Digest;
 use crate::model::names::{MetadataError, Name};
 
@@ -134,7 +132,7 @@ pub fn conflicts(applied: &[Migration], image: &[Migration]) -> Vec<String> {
 /// migrations under `crate_dir` for a store; every problem pushed to `errors`.
 pub fn read_kind(
     file: &Path,
-    table: &serde_json::Map<String, Value>,
+    table: &crate::model::schema::Service,
     crate_dir: &Path,
     errors: &mut Vec<MetadataError>,
 ) -> Option<Kind> {
@@ -143,13 +141,14 @@ pub fn read_kind(
         key: format!("{}.{key}", super::workspace::SERVICE_TABLE),
         message,
     };
-    match table.get("kind").map(|v| (v, v.as_str())) {
-        None | Some((_, Some("http"))) => {
-            let health = super::workspace::read_health(file, table.get("health"), errors)?;
+    let kind = table.kind.as_ref();
+    match kind.map(|kind| kind.valid().map(String::as_str)) {
+        None | Some(Ok("http")) => {
+            let health = super::workspace::read_health(file, &table.health, errors)?;
             Some(Kind::Http { health })
         }
-        Some((_, Some("postgres"))) => {
-            if table.contains_key("health") {
+        Some(Ok("postgres")) => {
+            if table.health.is_some() {
                 let why = "a data store has no health endpoint: it is ready once its migrations are applied; remove `health`";
                 errors.push(error("health", why.to_owned()));
                 return None;
@@ -157,7 +156,8 @@ pub fn read_kind(
             let migrations = read_migrations(crate_dir, file, errors)?;
             Some(Kind::Postgres { migrations })
         }
-        Some((other, _)) => {
+        Some(_) => {
+            let other = kind.map(crate::model::schema::Field::found).unwrap_or_default();
             let why = format!("expected \"http\" (the default) or \"postgres\", found {other}");
             errors.push(error("kind", why));
             None

@@ -1,11 +1,10 @@
 //! How a new version reaches an environment (`delivery`): at once, or progressively as a
 //! canary or blue-green rollout.
 
-use serde::Serialize;
-use toml_edit::Item;
-
-use super::{failure, parse_duration};
+use super::{failure, meaning, parse_duration};
 use crate::model::names::MetadataError;
+use crate::model::schema::{self, Field};
+use serde::Serialize;
 
 /// How a new version reaches an environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,16 +22,16 @@ pub enum Delivery {
 /// `delivery = { strategy = "canary", steps = [10, 50], pause = "2m" }`, or
 /// `{ strategy = "blue-green" }`, or `{ strategy = "rolling" }`.
 pub(super) fn read_delivery(
-    item: &Item,
+    declared: &Field<schema::Delivery>,
     prefix: &str,
     errors: &mut Vec<MetadataError>,
 ) -> Delivery {
     let example = "expected a table like { strategy = \"canary\", steps = [10, 50], pause = \"2m\" } or { strategy = \"blue-green\" }";
-    let Some(table) = item.as_table_like() else {
+    let Ok(declared) = declared.valid() else {
         errors.push(failure(prefix, example));
         return Delivery::Rolling;
     };
-    let strategy = table.get("strategy").and_then(|s| s.as_str()).unwrap_or("");
+    let strategy = declared.strategy.as_ref().and_then(|s| s.valid().ok()).map_or("", |s| s);
     let allowed: &[&str] = match strategy {
         "canary" => &["strategy", "steps", "pause"],
         "blue-green" | "rolling" => &["strategy"],
@@ -44,52 +43,53 @@ pub(super) fn read_delivery(
             return Delivery::Rolling;
         }
     };
-    for (key, _) in table.iter().filter(|(k, _)| !allowed.contains(k)) {
-        errors.push(failure(
-            &format!("{prefix}.{key}"),
-            format!("unknown key for `{strategy}`: expected {}", allowed.join(", ")),
-        ));
+    let given = [("steps", declared.steps.is_some()), ("pause", declared.pause.is_some())];
+    let present = given.iter().filter(|(_, given)| *given).map(|(key, _)| *key);
+    for key in present.chain(declared.unknown.0.iter().map(String::as_str)) {
+        if !allowed.contains(&key) {
+            errors.push(failure(
+                &format!("{prefix}.{key}"),
+                format!("unknown key for `{strategy}`: expected {}", allowed.join(", ")),
+            ));
+        }
     }
     match strategy {
         "blue-green" => Delivery::BlueGreen,
         "rolling" => Delivery::Rolling,
-        _ => {
-            let steps: Option<Vec<u32>> = table.get("steps").and_then(|s| s.as_array()).map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_integer().and_then(|n| u32::try_from(n).ok()))
-                    .collect()
-            });
-            let count = table.get("steps").and_then(|s| s.as_array()).map_or(0, |a| a.len());
-            let steps = match steps {
-                Some(steps)
-                    if !steps.is_empty()
-                        && steps.len() == count
-                        && steps.windows(2).all(|w| w[0] < w[1])
-                        && steps.iter().all(|s| (1..100).contains(s)) =>
-                {
-                    steps
-                }
-                _ => {
-                    errors.push(failure(
-                        &format!("{prefix}.steps"),
-                        "expected rising traffic percentages between 1 and 99, like [10, 50] (100 % follows the last)",
-                    ));
-                    Vec::new()
-                }
-            };
-            let pause_seconds =
-                match table.get("pause").and_then(|p| p.as_str()).map(parse_duration) {
-                    None => 120,
-                    Some(Some(seconds)) => seconds,
-                    Some(None) => {
-                        errors.push(failure(
-                            &format!("{prefix}.pause"),
-                            "expected a duration like \"90s\" or \"2m\"",
-                        ));
-                        0
-                    }
-                };
-            Delivery::Canary { steps, pause_seconds }
-        }
+        _ => canary(declared, prefix, errors),
     }
+}
+
+/// A canary's `steps` (rising percentages between 1 and 99) and `pause` (2 minutes unless
+/// said).
+fn canary(declared: &schema::Delivery, prefix: &str, errors: &mut Vec<MetadataError>) -> Delivery {
+    let steps: Option<Vec<u32>> = declared
+        .steps
+        .as_ref()
+        .and_then(|steps| steps.valid().ok())
+        .and_then(|steps| steps.iter().map(|step| step.valid().ok().copied()).collect());
+    let steps = match steps {
+        Some(steps)
+            if !steps.is_empty()
+                && steps.windows(2).all(|w| w[0] < w[1])
+                && steps.iter().all(|s| (1..100).contains(s)) =>
+        {
+            steps
+        }
+        _ => {
+            errors.push(failure(
+                &format!("{prefix}.steps"),
+                "expected rising traffic percentages between 1 and 99, like [10, 50] (100 % follows the last)",
+            ));
+            Vec::new()
+        }
+    };
+    let pause = meaning(&declared.pause, |text| parse_duration(text)).unwrap_or_else(|| {
+        errors.push(failure(
+            &format!("{prefix}.pause"),
+            "expected a duration like \"90s\" or \"2m\"",
+        ));
+        Some(0)
+    });
+    Delivery::Canary { steps, pause_seconds: pause.unwrap_or(120) }
 }

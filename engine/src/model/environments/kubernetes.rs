@@ -1,11 +1,10 @@
 //! The `[kubernetes]` table: where clusters pull images from, where Argo CD reads the
 //! rendered manifests, where pull requests are opened.
 
-use serde::Serialize;
-use toml_edit::Item;
-
-use super::failure;
+use super::{failure, meaning};
 use crate::model::names::MetadataError;
+use crate::model::schema::{self, Field, Optional};
+use serde::Serialize;
 
 /// `[kubernetes]`: where clusters pull images from and where Argo CD reads the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -40,43 +39,63 @@ impl Default for Kubernetes {
     }
 }
 
-/// `[kubernetes]`: `registry`, `repo-url`, `cluster`, all optional.
-pub(super) fn read_kubernetes(item: &Item, errors: &mut Vec<MetadataError>) -> Kubernetes {
+/// `[kubernetes]`: every key optional, each checked for what it names.
+pub(super) fn read_kubernetes(
+    declared: &Field<schema::Kubernetes>,
+    errors: &mut Vec<MetadataError>,
+) -> Kubernetes {
     let mut kubernetes = Kubernetes::default();
-    let Some(table) = item.as_table_like() else {
+    let Ok(declared) = declared.valid() else {
         errors
             .push(failure("kubernetes", "expected a table with `registry`, `repo-url`, `cluster`"));
         return kubernetes;
     };
-    for (key, value) in table.iter() {
-        let full = format!("kubernetes.{key}");
-        let text = value.as_str().filter(|s| !s.is_empty() && !s.contains(char::is_whitespace));
-        match (key, text) {
-            ("registry", Some(text)) if !text.contains("://") && !text.ends_with('/') => {
-                kubernetes.registry = Some(text.to_owned())
-            }
-            ("registry", _) => errors.push(failure(
-                &full,
-                "expected the image prefix clusters pull from, like \"registry.example.com/shop\" (no scheme, no trailing `/`)",
-            )),
-            ("repo-url", Some(text)) => kubernetes.repo_url = Some(text.to_owned()),
-            ("prometheus", Some(text)) if text.starts_with("http") => kubernetes.prometheus = text.to_owned(),
-            ("synthetic-tests", _) => match value.as_str() {
-                Some(schedule) if schedule.split_whitespace().count() == 5 => {
-                    kubernetes.synthetic_tests = schedule.to_owned()
-                }
-                _ => errors.push(failure(&full, "expected a cron schedule of five fields, like \"*/15 * * * *\"")),
-            },
-            ("cluster", Some(text)) if text.starts_with("https://") => kubernetes.cluster = text.to_owned(),
-            ("pull-requests", text) => match text.and_then(|t| t.strip_prefix("github:")).and_then(|t| t.split_once('/')) {
-                Some((owner, repository)) if !owner.is_empty() && !repository.is_empty() && !repository.contains('/') => {
-                    kubernetes.pull_requests = Some((owner.to_owned(), repository.to_owned()))
-                }
-                _ => errors.push(failure(&full, "expected where pull requests are opened, like \"github:acme/shop\"")),
-            },
-            ("repo-url" | "cluster" | "prometheus", _) => errors.push(failure(&full, "expected a URL, like \"https://kubernetes.default.svc\"")),
-            _ => errors.push(failure(&full, "unknown key: expected `registry`, `repo-url`, `cluster`, `prometheus`, `synthetic-tests`, `pull-requests`")),
-        }
+    let expected = "expected `registry`, `repo-url`, `cluster`, `prometheus`, `synthetic-tests`, `pull-requests`";
+    declared.unknown.report("kubernetes", expected, failure, errors);
+    let mut read =
+        |key: &str, field: &Optional<String>, accept: &dyn Fn(&str) -> bool, why: &str| {
+            let accepted = |text: &String| Some(text.clone()).filter(|text| accept(text));
+            meaning(field, accepted).unwrap_or_else(|| {
+                errors.push(failure(&format!("kubernetes.{key}"), why));
+                None
+            })
+        };
+    let url = "expected a URL, like \"https://kubernetes.default.svc\"";
+    let registry = |text: &str| word(text) && !text.contains("://") && !text.ends_with('/');
+    let registry_why = "expected the image prefix clusters pull from, like \"registry.example.com/shop\" (no scheme, no trailing `/`)";
+    kubernetes.registry = read("registry", &declared.registry, &registry, registry_why);
+    kubernetes.repo_url = read("repo-url", &declared.repo_url, &word, url);
+    let cluster = |text: &str| word(text) && text.starts_with("https://");
+    if let Some(text) = read("cluster", &declared.cluster, &cluster, url) {
+        kubernetes.cluster = text;
     }
+    let prometheus = |text: &str| word(text) && text.starts_with("http");
+    if let Some(text) = read("prometheus", &declared.prometheus, &prometheus, url) {
+        kubernetes.prometheus = text;
+    }
+    let cron = |text: &str| text.split_whitespace().count() == 5;
+    let cron_why = "expected a cron schedule of five fields, like \"*/15 * * * *\"";
+    if let Some(text) = read("synthetic-tests", &declared.synthetic_tests, &cron, cron_why) {
+        kubernetes.synthetic_tests = text;
+    }
+    let is_github = |text: &str| github(text).is_some();
+    let github_why = "expected where pull requests are opened, like \"github:acme/shop\"";
+    kubernetes.pull_requests =
+        read("pull-requests", &declared.pull_requests, &is_github, github_why)
+            .as_deref()
+            .and_then(github);
     kubernetes
+}
+
+/// A non-empty value without whitespace.
+fn word(text: &str) -> bool {
+    !text.is_empty() && !text.contains(char::is_whitespace)
+}
+
+/// `github:<owner>/<repository>` as its owner and repository.
+fn github(text: &str) -> Option<(String, String)> {
+    let (owner, repository) = text.strip_prefix("github:")?.split_once('/')?;
+    let valid =
+        word(text) && !owner.is_empty() && !repository.is_empty() && !repository.contains('/');
+    valid.then(|| (owner.to_owned(), repository.to_owned()))
 }

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use slipway_contract::{self as contract, LogLevel};
-use toml_edit::{Item, TableLike};
 
 use super::{Environment, Environments, failure};
 use crate::model::names::MetadataError;
+use crate::model::schema::{self, Field, Optional, Table};
 pub use crate::model::units::Ratio;
 use crate::model::units::{Cpu, Size};
 
@@ -191,25 +191,25 @@ impl Layers<'_> {
 
 /// `services.<name> = { … }`: a service's own parameters in this environment.
 pub(super) fn read_services(
-    item: &Item,
+    services: &Field<Table<Field<schema::Params>>>,
     prefix: &str,
     errors: &mut Vec<MetadataError>,
 ) -> BTreeMap<String, Params> {
-    let mut services = BTreeMap::new();
-    let Some(table) = item.as_table_like() else {
+    let mut read = BTreeMap::new();
+    let Ok(services) = services.valid() else {
         errors.push(failure(&format!("{prefix}.services"), "expected a table of services"));
-        return services;
+        return read;
     };
-    for (service, item) in table.iter() {
+    for (service, params) in services.iter() {
         let key = format!("{prefix}.services.{service}");
-        match item.as_table_like() {
-            Some(table) => {
-                services.insert(service.to_owned(), read_params(table, &key, &[], errors));
+        match params.valid() {
+            Ok(params) => {
+                read.insert(service.to_owned(), read_params(params, &key, &[], errors));
             }
-            None => errors.push(failure(&key, "expected a table of parameters")),
+            Err(_) => errors.push(failure(&key, "expected a table of parameters")),
         }
     }
-    services
+    read
 }
 
 /// Why a service that is not a data store cannot have `key`.
@@ -219,132 +219,122 @@ pub(super) fn not_a_store(service: &str, key: &str) -> String {
     )
 }
 
-/// Reads the service parameters (`replicas`, `log-level`, `timeout`, `rate-limit`,
-/// `alerts`, `resources`, and a data store's `storage` and `backups`) from `table`; other
-/// keys must be in `also`.
+/// The service parameters one layer declares (`replicas`, `log-level`, `timeout`,
+/// `rate-limit`, `alerts`, `resources`, and a data store's `storage` and `backups`), every
+/// problem named at `<prefix>.<key>`; a key the schema does not know is an error unless it
+/// is one of `also` (the keys of the table the parameters share).
 pub fn read_params(
-    table: &dyn TableLike,
+    declared: &schema::Params,
     prefix: &str,
     also: &[&str],
     errors: &mut Vec<MetadataError>,
 ) -> Params {
+    let mut known: Vec<&str> = PARAM_KEYS.to_vec();
+    known.extend_from_slice(also);
+    let expected = format!("expected one of {}", known.join(", "));
+    declared.unknown.except(also).report(prefix, &expected, failure, errors);
+    let key = |name: &str| format!("{prefix}.{name}");
     let mut params = Params::default();
-    for (key, _) in table.iter().filter(|(k, _)| !PARAM_KEYS.contains(k) && !also.contains(k)) {
-        let mut known: Vec<&str> = PARAM_KEYS.to_vec();
-        known.extend_from_slice(also);
-        errors.push(failure(
-            &format!("{prefix}.{key}"),
-            format!("unknown key: expected one of {}", known.join(", ")),
-        ));
+    if let Some(replicas) = &declared.replicas {
+        read_replicas(replicas, prefix, &mut params, errors);
     }
-    if let Some(item) = table.get("replicas") {
-        read_replicas(item, prefix, &mut params, errors);
+    params.log_level =
+        meaning(&declared.log_level, |text| LogLevel::named(text)).unwrap_or_else(|| {
+            let levels = LogLevel::ALL.map(LogLevel::as_str).join(", ");
+            errors.push(failure(&key("log-level"), format!("expected one of {levels}")));
+            None
+        });
+    params.timeout_ms = meaning(&declared.timeout, |text| parse_millis(text).filter(|ms| *ms > 0))
+        .unwrap_or_else(|| {
+            let why = "expected how long a call to a dependency may take, like \"3s\" or \"500ms\"";
+            errors.push(failure(&key("timeout"), why));
+            None
+        });
+    params.rate_limit = meaning(&declared.rate_limit, |n| Some(*n)).unwrap_or_else(|| {
+        let why = "expected requests per second one instance serves, a whole number (0: no limit)";
+        errors.push(failure(&key("rate-limit"), why));
+        None
+    });
+    if let Some(alerts) = &declared.alerts {
+        read_alerts(alerts, prefix, &mut params, errors);
     }
-    if let Some(item) = table.get("log-level") {
-        match item.as_str().and_then(LogLevel::named) {
-            Some(level) => params.log_level = Some(level),
-            None => errors.push(failure(
-                &format!("{prefix}.log-level"),
-                format!("expected one of {}", LogLevel::ALL.map(LogLevel::as_str).join(", ")),
-            )),
-        }
+    if let Some(resources) = &declared.resources {
+        read_resources(resources, prefix, &mut params, errors);
     }
-    if let Some(item) = table.get("timeout") {
-        match item.as_str().and_then(parse_millis).filter(|ms| *ms > 0) {
-            Some(ms) => params.timeout_ms = Some(ms),
-            None => errors.push(failure(
-                &format!("{prefix}.timeout"),
-                "expected how long a call to a dependency may take, like \"3s\" or \"500ms\"",
-            )),
-        }
-    }
-    if let Some(item) = table.get("rate-limit") {
-        match item.as_integer().and_then(|n| u32::try_from(n).ok()) {
-            Some(n) => params.rate_limit = Some(n),
-            None => errors.push(failure(
-                &format!("{prefix}.rate-limit"),
-                "expected requests per second one instance serves, a whole number (0: no limit)",
-            )),
-        }
-    }
-    if let Some(item) = table.get("alerts") {
-        read_alerts(item, prefix, &mut params, errors);
-    }
-    if let Some(item) = table.get("resources") {
-        read_resources(item, prefix, &mut params, errors);
-    }
-    read_data_needs(table, prefix, &mut params, errors);
+    read_data_needs(declared, prefix, &mut params, errors);
     params
+}
+
+/// What an optional field means: `Some(None)` when it is absent, `Some(Some(value))` when
+/// it is valid and `meaning` accepts it, `None` (for the caller to name the problem) when
+/// it is neither.
+pub(crate) fn meaning<T, U>(
+    field: &Optional<T>,
+    meaning: impl FnOnce(&T) -> Option<U>,
+) -> Option<Option<U>> {
+    match field {
+        None => Some(None),
+        Some(field) => field.valid().ok().and_then(meaning).map(Some),
+    }
 }
 
 /// A data store's `storage` (a quantity like `"1Gi"`) and `backups` (whole days like `"7d"`,
 /// `"0"` for none).
 pub(super) fn read_data_needs(
-    table: &dyn TableLike,
+    declared: &schema::Params,
     prefix: &str,
     params: &mut Params,
     errors: &mut Vec<MetadataError>,
 ) {
-    if let Some(item) = table.get("storage") {
-        match item.as_str().and_then(|text| Size::parse_in(text, &["Mi", "Gi", "Ti"])) {
-            Some(size) => params.storage = Some(size),
-            None => errors.push(failure(
+    params.storage = meaning(&declared.storage, |text| Size::parse_in(text, &["Mi", "Gi", "Ti"]))
+        .unwrap_or_else(|| {
+            errors.push(failure(
                 &format!("{prefix}.storage"),
                 "expected a data store's volume, a Kubernetes quantity like \"1Gi\" or \"500Mi\"",
-            )),
-        }
-    }
-    if let Some(item) = table.get("backups") {
-        let days = item
-            .as_str()
-            .and_then(contract::parse_duration)
+            ));
+            None
+        });
+    let days = |text: &String| {
+        contract::parse_duration(text)
             .filter(|d| d.as_secs() % 86_400 == 0 && d.subsec_nanos() == 0)
-            .and_then(|d| u32::try_from(d.as_secs() / 86_400).ok());
-        match days {
-            Some(days) => params.backup_days = Some(days),
-            None => errors.push(failure(
-                &format!("{prefix}.backups"),
-                "expected how long a data store's daily backups are kept, in whole days like \"7d\" (\"0\": no backups)",
-            )),
-        }
-    }
+            .and_then(|d| u32::try_from(d.as_secs() / 86_400).ok())
+    };
+    params.backup_days = meaning(&declared.backups, days).unwrap_or_else(|| {
+        errors.push(failure(
+            &format!("{prefix}.backups"),
+            "expected how long a data store's daily backups are kept, in whole days like \"7d\" (\"0\": no backups)",
+        ));
+        None
+    });
 }
 
 /// `replicas = { min, max }`: whole numbers of at least 1, max not below min.
 pub(super) fn read_replicas(
-    item: &Item,
+    replicas: &Field<schema::Replicas>,
     prefix: &str,
     params: &mut Params,
     errors: &mut Vec<MetadataError>,
 ) {
-    let Some(replicas) = item.as_table_like() else {
+    let Ok(replicas) = replicas.valid() else {
         errors.push(failure(
             &format!("{prefix}.replicas"),
             "expected a table like { min = 1, max = 3 }",
         ));
         return;
     };
-    for (key, _) in replicas.iter().filter(|(k, _)| !["min", "max"].contains(k)) {
-        errors.push(failure(
-            &format!("{prefix}.replicas.{key}"),
-            "unknown key: expected min and max",
-        ));
-    }
-    let count = |key: &str, errors: &mut Vec<MetadataError>| {
-        let item = replicas.get(key)?;
-        match item.as_integer().and_then(|n| u32::try_from(n).ok()).filter(|n| *n >= 1) {
-            Some(n) => Some(n),
-            None => {
-                errors.push(failure(
-                    &format!("{prefix}.replicas.{key}"),
-                    "expected a whole number of at least 1",
-                ));
-                None
-            }
-        }
+    let at = format!("{prefix}.replicas");
+    replicas.unknown.report(&at, "expected min and max", failure, errors);
+    let count = |key: &str, field: &Optional<u32>, errors: &mut Vec<MetadataError>| {
+        meaning(field, |n| Some(*n).filter(|n| *n >= 1)).unwrap_or_else(|| {
+            errors.push(failure(
+                &format!("{prefix}.replicas.{key}"),
+                "expected a whole number of at least 1",
+            ));
+            None
+        })
     };
-    params.replicas_min = count("min", errors);
-    params.replicas_max = count("max", errors);
+    params.replicas_min = count("min", &replicas.min, errors);
+    params.replicas_max = count("max", &replicas.max, errors);
     if let (Some(min), Some(max)) = (params.replicas_min, params.replicas_max)
         && max < min
     {
@@ -357,87 +347,68 @@ pub(super) fn read_replicas(
 
 /// `alerts = { error-ratio, latency-p99 }`: a share in (0, 1] and a duration.
 pub(super) fn read_alerts(
-    item: &Item,
+    alerts: &Field<schema::Alerts>,
     prefix: &str,
     params: &mut Params,
     errors: &mut Vec<MetadataError>,
 ) {
-    let Some(alerts) = item.as_table_like() else {
+    let Ok(alerts) = alerts.valid() else {
         errors.push(failure(
             &format!("{prefix}.alerts"),
             "expected a table like { error-ratio = 0.05, latency-p99 = \"500ms\" }",
         ));
         return;
     };
-    for (key, value) in alerts.iter() {
-        let full = format!("{prefix}.alerts.{key}");
-        match key {
-            "error-ratio" => {
-                let ratio = value.as_float().or_else(|| value.as_integer().map(|i| i as f64));
-                match ratio.and_then(Ratio::new) {
-                    Some(ratio) => params.error_ratio = Some(ratio),
-                    None => errors.push(failure(
-                        &full,
-                        "expected the share of 5xx answers that fires the alert, above 0 and at most 1, like 0.05",
-                    )),
-                }
-            }
-            "latency-p99" => match value.as_str().and_then(parse_millis) {
-                Some(ms) if ms > 0 => params.latency_p99_ms = Some(ms),
-                _ => errors.push(failure(
-                    &full,
-                    "expected the p99 latency that fires the alert, like \"250ms\" or \"2s\"",
-                )),
-            },
-            _ => errors.push(failure(&full, "unknown key: expected error-ratio and latency-p99")),
-        }
-    }
+    let at = format!("{prefix}.alerts");
+    alerts.unknown.report(&at, "expected error-ratio and latency-p99", failure, errors);
+    params.error_ratio = meaning(&alerts.error_ratio, |ratio| Ratio::new(*ratio)).unwrap_or_else(|| {
+        errors.push(failure(
+            &format!("{prefix}.alerts.error-ratio"),
+            "expected the share of 5xx answers that fires the alert, above 0 and at most 1, like 0.05",
+        ));
+        None
+    });
+    let latency = |text: &String| parse_millis(text).filter(|ms| *ms > 0);
+    params.latency_p99_ms = meaning(&alerts.latency_p99, latency).unwrap_or_else(|| {
+        errors.push(failure(
+            &format!("{prefix}.alerts.latency-p99"),
+            "expected the p99 latency that fires the alert, like \"250ms\" or \"2s\"",
+        ));
+        None
+    });
 }
 
 /// `resources = { cpu, memory }`: Kubernetes quantities.
 pub(super) fn read_resources(
-    item: &Item,
+    resources: &Field<schema::Resources>,
     prefix: &str,
     params: &mut Params,
     errors: &mut Vec<MetadataError>,
 ) {
-    let Some(resources) = item.as_table_like() else {
+    let Ok(resources) = resources.valid() else {
         errors.push(failure(
             &format!("{prefix}.resources"),
             "expected a table like { cpu = \"250m\", memory = \"256Mi\" }",
         ));
         return;
     };
-    for (key, value) in resources.iter() {
-        let text = value.as_str().unwrap_or("");
-        let example = match key {
-            "cpu" => match Cpu::parse(text) {
-                Some(cpu) => {
-                    params.cpu = Some(cpu);
-                    continue;
-                }
-                None => "\"250m\" or \"2\"",
-            },
-            "memory" => match Size::parse_in(text, &["Ki", "Mi", "Gi", "Ti"]) {
-                Some(memory) => {
-                    params.memory = Some(memory);
-                    continue;
-                }
-                None => "\"256Mi\" or \"1Gi\"",
-            },
-            _ => {
-                errors.push(failure(
-                    &format!("{prefix}.resources.{key}"),
-                    "unknown key: expected cpu and memory",
-                ));
-                continue;
-            }
-        };
+    let at = format!("{prefix}.resources");
+    resources.unknown.report(&at, "expected cpu and memory", failure, errors);
+    let mut quantity = |key: &str, example: &str| {
         errors.push(failure(
             &format!("{prefix}.resources.{key}"),
             format!("expected a Kubernetes quantity like {example}"),
         ));
-    }
+    };
+    params.cpu = meaning(&resources.cpu, |text| Cpu::parse(text)).unwrap_or_else(|| {
+        quantity("cpu", "\"250m\" or \"2\"");
+        None
+    });
+    let memory = |text: &String| Size::parse_in(text, &["Ki", "Mi", "Gi", "Ti"]);
+    params.memory = meaning(&resources.memory, memory).unwrap_or_else(|| {
+        quantity("memory", "\"256Mi\" or \"1Gi\"");
+        None
+    });
 }
 
 /// A duration in the contract's one grammar (`slipway_contract::parse_duration`: `500ms`,

@@ -1,10 +1,9 @@
 //! The `[ledger]` table: the git remote and branch the ledger is shared through.
 
-use serde::Serialize;
-use toml_edit::Item;
-
-use super::failure;
+use super::{failure, meaning};
 use crate::model::names::MetadataError;
+use crate::model::schema::{self, Field, Optional};
+use serde::Serialize;
 
 /// The git remote the ledger is shared through, and the branch it lives on there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -16,31 +15,26 @@ pub struct SharedLedger {
 }
 
 /// `[ledger]`: `remote` (required) and `branch` (default `main`).
-pub(super) fn read_ledger(item: &Item, errors: &mut Vec<MetadataError>) -> Option<SharedLedger> {
-    let Some(table) = item.as_table_like() else {
+pub(super) fn read_ledger(
+    declared: &Field<schema::Ledger>,
+    errors: &mut Vec<MetadataError>,
+) -> Option<SharedLedger> {
+    let Ok(declared) = declared.valid() else {
         errors.push(failure("ledger", "expected a table with `remote` and `branch`"));
         return None;
     };
-    for (key, _) in table.iter().filter(|(k, _)| !["remote", "branch"].contains(k)) {
-        errors.push(failure(&format!("ledger.{key}"), "unknown key: expected `remote`, `branch`"));
-    }
-    let text = |key: &str, errors: &mut Vec<MetadataError>| match table.get(key) {
-        None => None,
-        Some(value) => match value.as_str().filter(|s| !s.trim().is_empty() && !s.starts_with('-'))
-        {
-            Some(text) => Some(text.to_owned()),
-            None => {
-                errors.push(failure(
-                    &format!("ledger.{key}"),
-                    "expected a git remote or branch name",
-                ));
-                None
-            }
-        },
+    declared.unknown.report("ledger", "expected `remote`, `branch`", failure, errors);
+    let name =
+        |text: &String| Some(text.clone()).filter(|s| !s.trim().is_empty() && !s.starts_with('-'));
+    let mut text = |key: &str, field: &Optional<String>| {
+        meaning(field, name).unwrap_or_else(|| {
+            errors.push(failure(&format!("ledger.{key}"), "expected a git remote or branch name"));
+            None
+        })
     };
-    let remote = text("remote", errors);
-    let branch = text("branch", errors).unwrap_or_else(|| "main".to_owned());
-    if remote.is_none() && !table.contains_key("remote") {
+    let remote = text("remote", &declared.remote);
+    let branch = text("branch", &declared.branch).unwrap_or_else(|| "main".to_owned());
+    if declared.remote.is_none() {
         errors.push(failure(
             "ledger.remote",
             "missing: the git remote to share the ledger through, e.g. `origin`",

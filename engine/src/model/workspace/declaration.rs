@@ -4,12 +4,19 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Package, SERVICE_KEYS, SERVICE_TABLE, SUITE_TABLE, Service, Suite, error};
-use crate::model::environments::{Params, read_params};
+use crate::model::environments::{Params, meaning, read_params};
 use crate::model::names::{MetadataError, Name, ServiceId};
+use crate::model::schema::{self, Field, Optional, Table};
 use crate::model::store::Kind;
+
+/// What a member's `package.metadata` says, as written (none when it has none).
+pub(super) fn metadata(package: &Package) -> schema::Metadata {
+    schema::Metadata::deserialize(&package.metadata).unwrap_or_default()
+}
 
 pub(super) fn read_service(
     root: &Path,
@@ -17,7 +24,7 @@ pub(super) fn read_service(
     errors: &mut Vec<MetadataError>,
 ) -> Option<Service> {
     let file = package.manifest.as_path();
-    let Some(table) = package.metadata.get("service") else {
+    let Some(declared) = metadata(package).service else {
         errors.push(error(
             file,
             SERVICE_TABLE,
@@ -25,45 +32,24 @@ pub(super) fn read_service(
         ));
         return None;
     };
-    let Some(table) = table.as_object() else {
+    let Ok(table) = declared.valid() else {
         errors.push(error(file, SERVICE_TABLE, "expected a table"));
         return None;
     };
     let before = errors.len();
-    for key in table.keys().filter(|k| !SERVICE_KEYS.contains(&k.as_str())) {
-        errors.push(error(
-            file,
-            format!("{SERVICE_TABLE}.{key}"),
-            format!("unknown key: expected one of {}", SERVICE_KEYS.join(", ")),
-        ));
-    }
-    let name = |key: &str, errors: &mut Vec<MetadataError>| {
-        let full = format!("{SERVICE_TABLE}.{key}");
-        match table.get(key) {
-            None => errors.push(error(file, full, "missing: expected a name like `shop`")),
-            Some(Value::String(text)) => match Name::parse(text) {
-                Some(name) => return Some(name),
-                None => errors.push(error(
-                    file,
-                    full,
-                    format!("`{text}` is not a valid name: expected lower-case letters, digits and `-`, starting with a letter (^[a-z][a-z0-9-]*$)"),
-                )),
-            },
-            Some(other) => errors.push(error(file, full, format!("expected a string, found {other}"))),
-        }
-        None
-    };
-    let application = name("application", errors);
-    let role = name("role", errors);
+    let expected = format!("expected one of {}", SERVICE_KEYS.join(", "));
+    table.unknown.report(SERVICE_TABLE, &expected, |key, why| error(file, key, why), errors);
+    let application = read_name(file, "application", &table.application, errors);
+    let role = read_name(file, "role", &table.role, errors);
     let crate_dir = root.join(file.parent().unwrap_or(Path::new("")));
     let kind = crate::model::store::read_kind(file, table, &crate_dir, errors);
-    let depends_on = match (&kind, table.get("depends-on")) {
+    let depends_on = match (&kind, &table.depends_on) {
         (Some(Kind::Postgres { .. }), None) => Vec::new(),
-        (_, item) => read_depends_on(file, item, errors),
+        (_, declared) => read_depends_on(file, declared.as_ref(), errors),
     };
     let binary = read_binary(package, errors);
-    let owns = read_owns(file, table.get("owns"), errors);
-    let environments = read_environments(file, table.get("environments"), errors);
+    let owns = read_owns(file, table.owns.as_ref(), errors);
+    let environments = read_environments(file, table.environments.as_ref(), errors);
     if errors.len() > before {
         return None;
     }
@@ -82,15 +68,40 @@ pub(super) fn read_service(
     })
 }
 
+/// `application = "shop"`, `role = "orders"`: a valid name.
+fn read_name(
+    file: &Path,
+    key: &str,
+    declared: &Optional<String>,
+    errors: &mut Vec<MetadataError>,
+) -> Option<Name> {
+    let full = format!("{SERVICE_TABLE}.{key}");
+    match declared.as_ref().map(Field::valid) {
+        None => errors.push(error(file, full, "missing: expected a name like `shop`")),
+        Some(Ok(text)) => match Name::parse(text) {
+            Some(name) => return Some(name),
+            None => errors.push(error(
+                file,
+                full,
+                format!("`{text}` is not a valid name: expected lower-case letters, digits and `-`, starting with a letter (^[a-z][a-z0-9-]*$)"),
+            )),
+        },
+        Some(Err(other)) => {
+            errors.push(error(file, full, format!("expected a string, found {other}")))
+        }
+    }
+    None
+}
+
 /// `health = "/health"`: the path of the service's health endpoint.
 pub(crate) fn read_health(
     file: &Path,
-    item: Option<&Value>,
+    declared: &Optional<String>,
     errors: &mut Vec<MetadataError>,
 ) -> Option<String> {
     let key = format!("{SERVICE_TABLE}.health");
-    match item {
-        Some(Value::String(path))
+    match declared {
+        Some(Field::Valid(path))
             if path.starts_with('/') && !path.contains(char::is_whitespace) =>
         {
             return Some(path.clone());
@@ -98,7 +109,10 @@ pub(crate) fn read_health(
         Some(other) => errors.push(error(
             file,
             key,
-            format!("expected an HTTP path starting with `/`, like \"/health\", found {other}"),
+            format!(
+                "expected an HTTP path starting with `/`, like \"/health\", found {}",
+                other.found()
+            ),
         )),
         None => errors.push(error(
             file,
@@ -112,38 +126,43 @@ pub(crate) fn read_health(
 /// `depends-on = ["catalog", …]`: the roles of the services of the same application it calls.
 pub(super) fn read_depends_on(
     file: &Path,
-    item: Option<&Value>,
+    declared: Option<&Field<Vec<Field<String>>>>,
     errors: &mut Vec<MetadataError>,
 ) -> Vec<Name> {
     let key = format!("{SERVICE_TABLE}.depends-on");
-    let mut depends_on = Vec::new();
-    match item {
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                match item.as_str().and_then(Name::parse) {
-                    Some(name) => depends_on.push(name),
-                    None => errors.push(error(
-                        file,
-                        format!("{key}[{i}]"),
-                        format!(
-                            "expected the role of a service of the same application, found {item}"
-                        ),
-                    )),
-                }
-            }
+    match declared.map(Field::valid) {
+        Some(Ok(roles)) => names(file, &key, roles, errors, |found| {
+            format!("expected the role of a service of the same application, found {found}")
+        }),
+        Some(Err(other)) => {
+            let why = format!("expected a list of roles, like [\"catalog\"], found {other}");
+            errors.push(error(file, key, why));
+            Vec::new()
         }
-        Some(other) => errors.push(error(
-            file,
-            key,
-            format!("expected a list of roles, like [\"catalog\"], found {other}"),
-        )),
-        None => errors.push(error(
-            file,
-            key,
-            "missing: expected a list of the roles this service calls ([] for none)",
-        )),
+        None => {
+            let why = "missing: expected a list of the roles this service calls ([] for none)";
+            errors.push(error(file, key, why));
+            Vec::new()
+        }
     }
-    depends_on
+}
+
+/// A list of names, each problem at `<key>[<i>]` saying `why` of what was found.
+fn names(
+    file: &Path,
+    key: &str,
+    declared: &[Field<String>],
+    errors: &mut Vec<MetadataError>,
+    why: impl Fn(&Value) -> String,
+) -> Vec<Name> {
+    let mut names = Vec::new();
+    for (i, name) in declared.iter().enumerate() {
+        match name.valid().ok().and_then(|text| Name::parse(text)) {
+            Some(name) => names.push(name),
+            None => errors.push(error(file, format!("{key}[{i}]"), why(&name.found()))),
+        }
+    }
+    names
 }
 
 /// The service's binary: the one named after its package, else its only one.
@@ -169,52 +188,48 @@ pub(super) fn read_binary(package: &Package, errors: &mut Vec<MetadataError>) ->
 /// `owns = ["orders-events", …]`: names of the resources the service writes to.
 pub(super) fn read_owns(
     file: &Path,
-    item: Option<&Value>,
+    declared: Option<&Field<Vec<Field<String>>>>,
     errors: &mut Vec<MetadataError>,
 ) -> Vec<Name> {
     let key = format!("{SERVICE_TABLE}.owns");
-    let mut owns = Vec::new();
-    match item {
-        None => {}
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                match item.as_str().and_then(Name::parse) {
-                    Some(name) => owns.push(name),
-                    None => errors.push(error(
-                        file,
-                        format!("{key}[{i}]"),
-                        format!("expected the name of a resource it writes to, like \"orders-events\" (lower-case letters, digits and `-`), found {item}"),
-                    )),
-                }
-            }
+    match declared.map(Field::valid) {
+        None => Vec::new(),
+        Some(Ok(resources)) => names(file, &key, resources, errors, |found| {
+            format!(
+                "expected the name of a resource it writes to, like \"orders-events\" (lower-case letters, digits and `-`), found {found}"
+            )
+        }),
+        Some(Err(other)) => {
+            errors.push(error(
+                file,
+                key,
+                format!("expected a list of the resources it writes to, like [\"orders-events\"], found {other}"),
+            ));
+            Vec::new()
         }
-        Some(other) => errors.push(error(
-            file,
-            key,
-            format!("expected a list of the resources it writes to, like [\"orders-events\"], found {other}"),
-        )),
     }
-    owns
 }
 
 /// `[package.metadata.service.environments.<env>]`: the service's own `replicas`,
 /// `resources` and `log-level` per environment, read as `infra/` reads its own.
 pub(super) fn read_environments(
     file: &Path,
-    item: Option<&Value>,
+    declared: Option<&Field<Table<Field<schema::Params>>>>,
     errors: &mut Vec<MetadataError>,
 ) -> BTreeMap<String, Params> {
     let key = format!("{SERVICE_TABLE}.environments");
     let mut environments = BTreeMap::new();
-    match item {
+    match declared.map(Field::valid) {
         None => {}
-        Some(Value::Object(map)) => {
-            for (name, value) in map {
+        Some(Ok(tables)) => {
+            for (name, table) in tables.iter() {
                 let prefix = format!("{key}.{name}");
-                let item = toml_item(value);
-                let Some(table) = item.as_table_like() else {
-                    errors.push(error(file, prefix, format!("expected a table like {{ replicas = {{ min = 2, max = 4 }} }}, found {value}")));
-                    continue;
+                let table = match table.valid() {
+                    Ok(table) => table,
+                    Err(found) => {
+                        errors.push(error(file, prefix, format!("expected a table like {{ replicas = {{ min = 2, max = 4 }} }}, found {found}")));
+                        continue;
+                    }
                 };
                 let mut found = Vec::new();
                 let params = read_params(table, &prefix, &[], &mut found);
@@ -222,10 +237,10 @@ pub(super) fn read_environments(
                     failure.file = file.to_owned();
                     errors.push(failure);
                 }
-                environments.insert(name.clone(), params);
+                environments.insert(name.to_owned(), params);
             }
         }
-        Some(other) => errors.push(error(
+        Some(Err(other)) => errors.push(error(
             file,
             key,
             format!("expected a table per environment, like [package.metadata.service.environments.prod], found {other}"),
@@ -234,59 +249,31 @@ pub(super) fn read_environments(
     environments
 }
 
-/// A JSON value from `cargo metadata` as a TOML item, so a service's declarations are read
-/// by the same code, with the same messages, as `infra/environments.toml`.
-pub(super) fn toml_item(value: &Value) -> toml_edit::Item {
-    fn value_of(value: &Value) -> toml_edit::Value {
-        match value {
-            Value::Bool(b) => (*b).into(),
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => i.into(),
-                None => n.as_f64().unwrap_or(f64::NAN).into(),
-            },
-            Value::String(s) => s.as_str().into(),
-            Value::Array(items) => toml_edit::Value::Array(items.iter().map(value_of).collect()),
-            Value::Object(map) => toml_edit::Value::InlineTable(
-                map.iter().map(|(k, v)| (k.as_str(), value_of(v))).collect(),
-            ),
-            // TOML has no null; cargo never gives one for a TOML file.
-            Value::Null => "".into(),
-        }
-    }
-    toml_edit::Item::Value(value_of(value))
-}
-
 pub(super) fn read_suite(
     package: &Package,
     services: &[Service],
     errors: &mut Vec<MetadataError>,
 ) -> Option<Suite> {
     let file = package.manifest.as_path();
-    let table = package.metadata.get("integration-tests")?;
-    let Some(table) = table.as_object() else {
+    let declared = metadata(package).integration_tests?;
+    let Ok(table) = declared.valid() else {
         errors.push(error(file, SUITE_TABLE, "expected a table with `service`"));
         return None;
     };
-    for key in table.keys().filter(|k| !matches!(k.as_str(), "service" | "time-limit")) {
+    let expected = "expected `service` and optionally `time-limit`";
+    table.unknown.report(SUITE_TABLE, expected, |key, why| error(file, key, why), errors);
+    let seconds =
+        |text: &String| crate::model::environments::parse_duration(text).filter(|s| *s > 0);
+    let time_limit_seconds = meaning(&table.time_limit, seconds).unwrap_or_else(|| {
         errors.push(error(
             file,
-            format!("{SUITE_TABLE}.{key}"),
-            "unknown key: expected `service` and optionally `time-limit`",
+            format!("{SUITE_TABLE}.time-limit"),
+            "expected a duration above zero, e.g. \"300s\" or \"10m\"",
         ));
-    }
-    let time_limit_seconds = table.get("time-limit").and_then(|limit| {
-        let seconds = limit.as_str().and_then(crate::model::environments::parse_duration);
-        if seconds.is_none_or(|s| s == 0) {
-            errors.push(error(
-                file,
-                format!("{SUITE_TABLE}.time-limit"),
-                "expected a duration above zero, e.g. \"300s\" or \"10m\"",
-            ));
-        }
-        seconds
+        None
     });
     let key = format!("{SUITE_TABLE}.service");
-    let Some(wanted) = table.get("service").and_then(Value::as_str) else {
+    let Some(Ok(wanted)) = table.service.as_ref().map(Field::valid) else {
         errors.push(error(
             file,
             key,
@@ -294,7 +281,7 @@ pub(super) fn read_suite(
         ));
         return None;
     };
-    match services.iter().find(|s| s.id.to_string() == wanted) {
+    match services.iter().find(|s| &s.id.to_string() == wanted) {
         Some(service) => Some(Suite {
             package: package.name.clone(),
             manifest: package.manifest.clone(),
