@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::build::plan::{BuiltService, Plan};
 use crate::error::Result;
-use crate::ledger::{Ledger, ServiceState};
+use crate::ledger::{Ledger, Services};
 use crate::model::digest::Digest;
 use crate::model::environments::Environment;
 use crate::project::Project;
@@ -36,8 +36,7 @@ pub fn old_logic_on_new_data(
         for environment in plan.workspace.environments.chain() {
             let Some(change) = ledger.current(environment.name.as_str())? else { continue };
             let services = &change.state.services;
-            let name = store.id.to_string();
-            if services.get(&name).is_none_or(|s| s.image == built.image.digest) {
+            if change.state.service(&store.id).is_none_or(|s| s.image == built.image.digest) {
                 continue;
             }
             let images: Vec<Digest> = services.values().map(|s| s.image.clone()).collect();
@@ -86,11 +85,7 @@ struct Try<'a> {
 
 impl Try<'_> {
     /// `None` when what it runs passes on the migrated data; any other error stops `ci`.
-    fn run(
-        &self,
-        services: &BTreeMap<String, ServiceState>,
-        reference: &str,
-    ) -> Result<Option<Broken>> {
+    fn run(&self, services: &Services, reference: &str) -> Result<Option<Broken>> {
         let Try { project, plan, waivers, store, environment } = *self;
         let running = running(plan, environment, services)?;
         crate::report::detail(format_args!(
@@ -122,16 +117,12 @@ impl Try<'_> {
 }
 
 /// What `environment` runs, as `ci` starts it (`launch_of`), with its services' own suites.
-fn running(
-    plan: &Plan,
-    environment: &Environment,
-    services: &BTreeMap<String, ServiceState>,
-) -> Result<Running> {
+fn running(plan: &Plan, environment: &Environment, services: &Services) -> Result<Running> {
     let mut launches: Vec<Launch> = Vec::new();
     let mut suites = Vec::new();
     for service in &plan.workspace.services {
         let id = service.id.to_string();
-        let Some(state) = services.get(&id) else { continue };
+        let Some(state) = services.get(id.as_str()) else { continue };
         let image = state.image.clone();
         launches.push(super::launch_of(&plan.workspace, service, id.parse()?, image));
         if service.kind.is_store() {

@@ -82,7 +82,7 @@ pub(super) fn recorded_suites(
     for environment in plan.workspace.environments.chain() {
         let Some(change) = ledger.current(environment.name.as_str())? else { continue };
         for (service, state) in &change.state.services {
-            if !plan.services.iter().any(|p| p.service.id.to_string() == *service) {
+            if !plan.services.iter().any(|p| service.is(&p.service.id)) {
                 continue;
             }
             for pack in state.testpacks.iter().filter(|p| !own.contains(p)) {
@@ -90,7 +90,7 @@ pub(super) fn recorded_suites(
                     .entry(pack.clone())
                     .or_insert_with(|| Recorded {
                         environments: Vec::new(),
-                        service: service.clone(),
+                        service: service.to_string(),
                         reference: state.reference.clone(),
                         testpack: pack.clone(),
                     })

@@ -10,6 +10,7 @@ use crate::attest::manifest;
 use crate::error::Result;
 use crate::ledger::{Ledger, ServiceState};
 use crate::model::digest::Digest;
+use crate::model::names::ServiceName;
 use crate::model::workspace::Workspace;
 use crate::project::Project;
 use crate::shell::cmd;
@@ -67,7 +68,7 @@ pub fn between(
         Ok(ledger.current(environment)?.map(|change| change.state.services).unwrap_or_default())
     };
     let (before, after) = (state(from)?, state(to)?);
-    let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    let names: BTreeSet<&ServiceName> = before.keys().chain(after.keys()).collect();
     let mut services = Vec::new();
     for name in names {
         let (a, b) = (before.get(name), after.get(name));
@@ -92,7 +93,7 @@ pub fn between(
         };
         let (pa, pb) = (packs(a), packs(b));
         services.push(ServiceChange {
-            service: name.clone(),
+            service: name.to_string(),
             from: a.map(|s| s.reference.clone()),
             to: b.map(|s| s.reference.clone()),
             same: matches!((a, b), (Some(a), Some(b)) if a.image == b.image),
@@ -107,14 +108,14 @@ pub fn between(
 }
 
 /// The paths whose changes can change `service`'s image or suites.
-fn inputs_of(workspace: &Workspace, service: &str) -> Vec<PathBuf> {
+fn inputs_of(workspace: &Workspace, service: &ServiceName) -> Vec<PathBuf> {
     let dir = |manifest: &Path| manifest.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut paths: Vec<PathBuf> = ["Cargo.toml", "Cargo.lock"].iter().map(PathBuf::from).collect();
     paths.extend(workspace.shared.iter().cloned());
-    for declared in workspace.services.iter().filter(|s| s.id.to_string() == service) {
+    for declared in workspace.services.iter().filter(|s| service.is(&s.id)) {
         paths.push(dir(&declared.manifest));
     }
-    for suite in workspace.suites.iter().filter(|s| s.service.to_string() == service) {
+    for suite in workspace.suites.iter().filter(|s| service.is(&s.service)) {
         paths.push(dir(&suite.manifest));
     }
     paths

@@ -14,7 +14,7 @@ mod work_tree;
 #[cfg(test)]
 pub(crate) use state::sample_state;
 pub use state::{
-    Change, Quarantine, Rendered, ServiceState, State, committed_digest, parse_state,
+    Change, Quarantine, Rendered, ServiceState, Services, State, committed_digest, parse_state,
     rendered_digest, upgrade_state,
 };
 use work_tree::touched;

@@ -10,6 +10,10 @@ use super::policy;
 use crate::model::digest::Digest;
 use crate::model::environments::Resolved;
 use crate::model::flags::State as FlagState;
+use crate::model::names::{ServiceId, ServiceName};
+
+/// What an environment runs, by service.
+pub type Services = BTreeMap<ServiceName, ServiceState>;
 
 /// What an environment runs now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,7 +23,7 @@ pub struct State {
     pub build: Digest,
     pub version: String,
     pub commit: String,
-    pub services: BTreeMap<String, ServiceState>,
+    pub services: Services,
     /// Seconds since the epoch.
     pub promoted_at: u64,
     pub promoted_by: String,
@@ -41,6 +45,11 @@ impl State {
     /// settings and flags (when, by whom and the rest aside).
     pub fn runs_as(&self, other: &State) -> bool {
         self.services == other.services && self.flags == other.flags
+    }
+
+    /// What it runs of `service`, when it runs it.
+    pub fn service(&self, service: &ServiceId) -> Option<&ServiceState> {
+        self.services.get(service.name().as_str())
     }
 
     /// The flags whose state differs from `other`'s, as `name state` (`new-pricing on`).

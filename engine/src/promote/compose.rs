@@ -2,13 +2,14 @@
 //! against it first — a pure function of the current state and the promoted services, so
 //! `--dry-run` shows exactly what a real promotion would do.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 
 use crate::error::Hint;
-use crate::ledger::ServiceState;
+use crate::ledger::{ServiceState, Services};
 use crate::model::digest::Digest;
+use crate::model::names::ServiceName;
 use crate::model::waiver::Waiver;
 
 /// One suite to replay, with where it came from.
@@ -16,7 +17,7 @@ use crate::model::waiver::Waiver;
 pub struct Replayed {
     /// `promoted`, `previous` (the replaced version's own suite) or `sibling`.
     pub why: &'static str,
-    pub service: String,
+    pub service: ServiceName,
     /// The image reference, `<application>-<role>:<version>`.
     pub version: crate::model::reference::ImageRef,
     pub testpack: Digest,
@@ -38,9 +39,9 @@ impl Replayed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Composition {
     /// Every service the environment would run, by name.
-    pub services: BTreeMap<String, ServiceState>,
+    pub services: Services,
     /// The promoted services, by name.
-    pub promoted: Vec<String>,
+    pub promoted: Vec<ServiceName>,
     /// Every suite to replay, each test pack once: the promoted services' suites, the
     /// replaced versions' previous suites, and every sibling's suites.
     pub replay: Vec<Replayed>,
@@ -66,8 +67,8 @@ impl Hint for UnusedWaiver {
 /// The environment running `current` with `promoted` (name → new state) put in; `None`
 /// when every promoted service already runs that very image from that very build.
 pub fn compose(
-    current: &BTreeMap<String, ServiceState>,
-    promoted: &[(String, ServiceState)],
+    current: &Services,
+    promoted: &[(ServiceName, ServiceState)],
     waivers: &[Waiver],
 ) -> Result<Option<Composition>, UnusedWaiver> {
     let unchanged = promoted.iter().all(|(name, new)| {
@@ -96,7 +97,8 @@ pub fn compose(
     }
     each_pack_once(&mut replay);
     for waiver in waivers {
-        if !replay.iter().any(|r| r.service == waiver.service && r.tag() == waiver.version) {
+        if !replay.iter().any(|r| r.service.as_str() == waiver.service && r.tag() == waiver.version)
+        {
             let replayed: BTreeSet<String> =
                 replay.iter().map(|r| format!("{}@{}", r.service, r.tag())).collect();
             return Err(UnusedWaiver {
@@ -118,12 +120,12 @@ pub fn each_pack_once(replay: &mut Vec<Replayed>) {
 /// `service`'s suites as `state` records them, labelled `why`.
 pub fn suites<'a>(
     why: &'static str,
-    service: &'a str,
+    service: &'a ServiceName,
     state: &'a ServiceState,
 ) -> impl Iterator<Item = Replayed> + 'a {
     state.testpacks.iter().map(move |pack| Replayed {
         why,
-        service: service.to_owned(),
+        service: service.clone(),
         version: state.reference.clone(),
         testpack: pack.clone(),
     })
@@ -134,7 +136,12 @@ mod tests {
     use super::*;
 
     /// A service state: `<service>:<version>` from `build`, with test packs named by text.
-    fn state(service: &str, version: &str, build: &str, packs: &[&str]) -> (String, ServiceState) {
+    fn state(
+        service: &str,
+        version: &str,
+        build: &str,
+        packs: &[&str],
+    ) -> (ServiceName, ServiceState) {
         let digest = |text: &str| Digest::of(text.as_bytes());
         let reference = format!("{service}:{version}");
         let state = ServiceState {
@@ -148,7 +155,7 @@ mod tests {
             settings: None,
             migrations: Vec::new(),
         };
-        (service.to_owned(), state)
+        (ServiceName::try_from(service.to_owned()).expect("a name"), state)
     }
 
     /// `(why, service, version)` of every replayed suite, in order.
@@ -157,11 +164,11 @@ mod tests {
     }
 
     fn check(
-        current: &[(String, ServiceState)],
-        promoted: &[(String, ServiceState)],
+        current: &[(ServiceName, ServiceState)],
+        promoted: &[(ServiceName, ServiceState)],
         expected: &[(&str, &str, &str)],
     ) -> Composition {
-        let current: BTreeMap<String, ServiceState> = current.iter().cloned().collect();
+        let current: Services = current.iter().cloned().collect();
         let composition = compose(&current, promoted, &[]).unwrap().expect("a change");
         assert_eq!(replayed(&composition), expected);
         composition
@@ -172,7 +179,8 @@ mod tests {
         let promoted = [state("a", "2", "B2", &["a2"]), state("b", "2", "B2", &["b2"])];
         let composition = check(&[], &promoted, &[("promoted", "a", "2"), ("promoted", "b", "2")]);
         assert_eq!(composition.services.len(), 2);
-        assert_eq!(composition.promoted, ["a", "b"]);
+        let promoted: Vec<&str> = composition.promoted.iter().map(ServiceName::as_str).collect();
+        assert_eq!(promoted, ["a", "b"]);
     }
 
     #[test]
@@ -217,13 +225,13 @@ mod tests {
 
     #[test]
     fn promoting_what_already_runs_changes_nothing() {
-        let current: BTreeMap<String, ServiceState> = [state("a", "1", "B1", &["a1"])].into();
+        let current: Services = [state("a", "1", "B1", &["a1"])].into();
         assert_eq!(compose(&current, &[state("a", "1", "B1", &["a1"])], &[]), Ok(None));
     }
 
     #[test]
     fn a_waiver_naming_no_replayed_version_is_refused() {
-        let current: BTreeMap<String, ServiceState> = [state("b", "1", "B1", &["b1"])].into();
+        let current: Services = [state("b", "1", "B1", &["b1"])].into();
         let waiver = |service: &str, version: &str| Waiver {
             service: service.to_owned(),
             version: version.to_owned(),

@@ -357,7 +357,8 @@ mod tests {
             build: Digest::of(b"b"),
             version: "1".into(),
             commit: "c".into(),
-            services: [("shop-orders".to_owned(), service(settings))].into(),
+            services: [("shop-orders".to_owned().try_into().expect("a name"), service(settings))]
+                .into(),
             promoted_at: 1,
             promoted_by: "t".into(),
             flags: [("new-pricing".to_owned(), flags::State::Variant { variant: pricing.into() })]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::attest::manifest;
 use crate::error::Result;
-use crate::ledger::ServiceState;
+use crate::ledger::Services;
 use crate::model::environments::Environment;
 use crate::model::waiver::Waiver;
 use crate::model::workspace::Workspace;
@@ -21,9 +21,9 @@ use crate::run;
 #[derive(Debug, Clone, Copy)]
 pub struct States<'a> {
     /// What it runs now; `None` before its first change.
-    pub now: Option<&'a BTreeMap<String, ServiceState>>,
+    pub now: Option<&'a Services>,
     /// What it would run.
-    pub next: &'a BTreeMap<String, ServiceState>,
+    pub next: &'a Services,
 }
 
 /// The URL of each migrated database, by store.
@@ -53,7 +53,7 @@ pub fn old_logic_on_new_data(
     let Some(now) = states.now else { return Ok(Vec::new()) };
     let mut migrated = Vec::new();
     for store in replaced_stores(workspace, now, states.next) {
-        let after = &states.next[&store.id.to_string()];
+        let Some(after) = states.next.get(store.id.name().as_str()) else { continue };
         let Some(new_store) =
             launches(workspace, target, states.next)?.into_iter().find(|l| l.id == store.id)
         else {
@@ -82,15 +82,15 @@ pub fn old_logic_on_new_data(
 pub fn running(
     workspace: &Workspace,
     target: &Environment,
-    services: &BTreeMap<String, ServiceState>,
+    services: &Services,
 ) -> Result<run::data::Running> {
     let mut suites = Vec::new();
     for (service, state) in services {
-        let declared = workspace.services.iter().find(|s| &s.id.to_string() == service);
+        let declared = workspace.services.iter().find(|s| service.is(&s.id));
         if declared.is_some_and(|s| s.kind.is_store()) {
             continue;
         }
-        suites.extend(state.running_suites(service, target.name.as_str())?);
+        suites.extend(state.running_suites(service.as_str(), target.name.as_str())?);
     }
     let launches = launches(workspace, target, services)?;
     Ok(run::data::Running { environment: target.name.clone(), launches, suites })
@@ -99,12 +99,13 @@ pub fn running(
 /// The data stores declared in `workspace` whose image `next` replaces in `now`.
 fn replaced_stores<'a>(
     workspace: &'a Workspace,
-    now: &'a BTreeMap<String, ServiceState>,
-    next: &'a BTreeMap<String, ServiceState>,
+    now: &'a Services,
+    next: &'a Services,
 ) -> impl Iterator<Item = &'a crate::model::workspace::Service> {
     workspace.services.iter().filter(|s| s.kind.is_store()).filter(move |s| {
-        let name = s.id.to_string();
-        matches!((now.get(&name), next.get(&name)), (Some(a), Some(b)) if a.image != b.image)
+        let name = s.id.name();
+        let (a, b) = (now.get(name.as_str()), next.get(name.as_str()));
+        matches!((a, b), (Some(a), Some(b)) if a.image != b.image)
     })
 }
 
@@ -161,13 +162,13 @@ pub fn rollback_on_current_data(
 pub fn migration_levels(
     project: &Project,
     workspace: &Workspace,
-    now: &BTreeMap<String, ServiceState>,
-    next: &mut BTreeMap<String, ServiceState>,
+    now: &Services,
+    next: &mut Services,
 ) -> Result<()> {
     use crate::model::store;
     for declared in workspace.services.iter().filter(|s| s.kind.is_store()) {
         let name = declared.id.to_string();
-        let Some(state) = next.get_mut(&name) else { continue };
+        let Some(state) = next.get_mut(name.as_str()) else { continue };
         let carried =
             crate::build::image::migrations(project.store(), &name.parse()?, &state.image)?;
         let Some(carried) = carried else {
@@ -177,7 +178,7 @@ pub fn migration_levels(
             }
             .into());
         };
-        let applied = now.get(&name).map(|s| s.migrations.as_slice()).unwrap_or_default();
+        let applied = now.get(name.as_str()).map(|s| s.migrations.as_slice()).unwrap_or_default();
         let conflicts = store::conflicts(applied, &carried);
         if !conflicts.is_empty() {
             return Err(PromoteError::MigrationChanged { service: name, conflicts }.into());

@@ -113,7 +113,9 @@ fn bake_time(
         }
         let since = history
             .iter()
-            .take_while(|c| c.state.services.get(&service.name).is_some_and(|s| &s.build == build))
+            .take_while(|c| {
+                c.state.services.get(service.name.as_str()).is_some_and(|s| &s.build == build)
+            })
             .last()
             .map(|c| c.state.promoted_at);
         match since {

@@ -20,6 +20,7 @@ use crate::ledger::entry::{Entry, record};
 use crate::ledger::{Ledger, ServiceState, State};
 use crate::model::digest::Digest;
 use crate::model::environments::{Environment, Resolved};
+use crate::model::names::ServiceName;
 use crate::model::workspace::Workspace;
 use crate::model::workspace::environment;
 use crate::project::Project;
@@ -266,7 +267,7 @@ impl Promotion {
                 .into());
             }
         }
-        let promoted: Vec<(String, ServiceState)> = statement
+        let promoted: Vec<(ServiceName, ServiceState)> = statement
             .services()
             .iter()
             .filter(|s| self.only.is_empty() || self.only.contains(&s.name))
@@ -283,7 +284,7 @@ impl Promotion {
                     settings: Some(settings),
                     migrations: Vec::new(),
                 };
-                Ok((service.name.clone(), state))
+                Ok((ServiceName::try_from(service.name.clone())?, state))
             })
             .collect::<Result<_>>()?;
         let current = ledger.current(target.name.as_str())?.map(|c| c.state.services);
@@ -294,7 +295,7 @@ impl Promotion {
         // The services kept run with the settings declared now, like the promoted ones.
         for (name, service) in &mut composition.services {
             if !composition.promoted.contains(name) {
-                let (config, settings) = declared_settings(workspace, target, name);
+                let (config, settings) = declared_settings(workspace, target, name.as_str());
                 service.config = config;
                 service.settings = Some(settings);
             }
@@ -442,7 +443,7 @@ fn attach_tested(
     let predicate_type = crate::attest::testresult::tested_for(environment);
     let mut images: Vec<(crate::store::Repository, Digest)> = Vec::new();
     for (name, service) in &state.services {
-        let repository: crate::store::Repository = name.parse()?;
+        let repository: crate::store::Repository = name.as_str().parse()?;
         images.extend(service.images().map(|image| (repository.clone(), image.clone())));
     }
     let subject = images
@@ -561,7 +562,7 @@ fn with_declared_flags(workspace: &Workspace, target: &Environment, mut state: S
 /// resolved settings (and their digest), each flag's state and the flags file's digest.
 pub fn configured(workspace: &Workspace, target: &Environment, mut state: State) -> State {
     for (name, service) in &mut state.services {
-        let (config, settings) = declared_settings(workspace, target, name);
+        let (config, settings) = declared_settings(workspace, target, name.as_str());
         service.config = config;
         service.settings = Some(settings);
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::attest::manifest;
 use crate::error::{Error, Result};
-use crate::ledger::ServiceState;
+use crate::ledger::Services;
 use crate::model::environments::Environment;
 use crate::model::names::ServiceId;
 use crate::model::waiver::Waiver;
@@ -35,33 +35,35 @@ pub struct Replay {
 pub fn launches(
     workspace: &Workspace,
     target: &Environment,
-    composed: &BTreeMap<String, ServiceState>,
+    composed: &Services,
 ) -> Result<Vec<Launch>> {
     let mut launches = Vec::new();
     for (name, state) in composed {
-        let Some(service) = workspace.services.iter().find(|s| &s.id.to_string() == name) else {
+        let Some(service) = workspace.services.iter().find(|s| name.is(&s.id)) else {
             return Err(PromoteError::NoLongerDeclared {
-                service: name.clone(),
+                service: name.to_string(),
                 environment: target.name.to_string(),
             }
             .into());
         };
         for dependency in &service.depends_on {
             let needed = format!("{}-{dependency}", service.id.application);
-            if !composed.contains_key(&needed) {
+            if !composed.contains_key(needed.as_str()) {
                 return Err(PromoteError::DependencyLeftOut {
-                    service: name.clone(),
+                    service: name.to_string(),
                     needed,
                     environment: target.name.to_string(),
                 }
                 .into());
             }
         }
-        let resolved =
-            state.settings.clone().unwrap_or_else(|| workspace.environments.resolve(target, name));
+        let resolved = state
+            .settings
+            .clone()
+            .unwrap_or_else(|| workspace.environments.resolve(target, name.as_str()));
         launches.push(Launch {
             id: service.id.clone(),
-            repository: name.parse()?,
+            repository: name.as_str().parse()?,
             image: state.image.clone(),
             kind: service.kind.clone(),
             depends_on: service.depends_on.clone(),
@@ -78,7 +80,7 @@ pub fn launches(
 /// URL; the others get servers of their own).
 #[derive(Debug, Clone)]
 pub struct Composed<'a> {
-    pub services: &'a BTreeMap<String, ServiceState>,
+    pub services: &'a Services,
     pub databases: BTreeMap<ServiceId, String>,
 }
 
@@ -103,10 +105,10 @@ pub fn replay_suites(
     let mut stored = Vec::new();
     for suite in suites {
         stored.push(StoredSuite {
-            repository: suite.service.parse()?,
+            repository: suite.service.as_str().parse()?,
             testpack: suite.testpack.clone(),
             label: format!("[{} {}]", suite.why, suite.version),
-            origin: Some((suite.service.clone(), suite.tag().to_owned())),
+            origin: Some((suite.service.to_string(), suite.tag().to_owned())),
         });
     }
     let stamp = format!("{}-{}-{}", target.name, manifest::now_seconds(), std::process::id());

@@ -203,7 +203,7 @@ fn runs_where(catalog: &Catalog) -> String {
         let running: Vec<Option<&crate::ledger::ServiceState>> = catalog
             .environments
             .iter()
-            .map(|(_, change)| change.as_ref().and_then(|c| c.state.services.get(&name)))
+            .map(|(_, change)| change.as_ref().and_then(|c| c.state.service(&service.id)))
             .collect();
         let first = running.first().copied().flatten().map(|s| &s.image);
         let differs = running.iter().any(|s| s.map(|s| &s.image) != first);
@@ -394,14 +394,13 @@ fn store_facts(catalog: &Catalog, store: &Service) -> Vec<(&'static str, String)
         || "nobody".to_owned(),
         |o| format!("<a href=\"#{}\">{}</a>", esc(&o.id.to_string()), esc(&o.id.to_string())),
     );
-    let name = store.id.to_string();
     let levels: Vec<String> = catalog
         .environments
         .iter()
         .map(|(env, change)| {
             let level = change
                 .as_ref()
-                .and_then(|c| c.state.services.get(&name))
+                .and_then(|c| c.state.service(&store.id))
                 .and_then(|s| s.migrations.last())
                 .map_or_else(|| "—".to_owned(), |m| format!("V{}", m.version));
             format!("{} {level}", esc(env))
@@ -456,7 +455,7 @@ pub fn backstage(catalog: &Catalog, service: &Service) -> String {
     let last = catalog.environments.last();
     let in_production = last
         .and_then(|(_, change)| change.as_ref())
-        .is_some_and(|c| c.state.services.contains_key(&name));
+        .is_some_and(|c| c.state.service(&service.id).is_some());
     let mut annotations = BTreeMap::from([(
         "slipway.dev/manifest".to_owned(),
         service.manifest.display().to_string(),
@@ -465,7 +464,7 @@ pub fn backstage(catalog: &Catalog, service: &Service) -> String {
         annotations.insert("slipway.dev/health".to_owned(), health.to_owned());
     }
     for (env, change) in &catalog.environments {
-        if let Some(state) = change.as_ref().and_then(|c| c.state.services.get(&name)) {
+        if let Some(state) = change.as_ref().and_then(|c| c.state.service(&service.id)) {
             annotations.insert(format!("slipway.dev/{env}-image"), state.image.to_string());
         }
     }

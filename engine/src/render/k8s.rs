@@ -20,6 +20,7 @@ use crate::determinism::yaml;
 use crate::model::digest::Digest;
 use crate::model::environments::{Environment, Resolved};
 use crate::model::flags::Flags;
+use crate::model::names::ServiceName;
 use crate::model::workspace::{Service, Workspace};
 use crate::render::admission::{self, TrustedKey};
 use crate::render::alerts::{self, AlertsError};
@@ -92,7 +93,7 @@ pub struct Inputs<'a> {
     pub workspace: &'a Workspace,
     pub environment: &'a Environment,
     /// What runs, by service name; services not in it are not rendered.
-    pub running: &'a BTreeMap<String, Running>,
+    pub running: &'a BTreeMap<ServiceName, Running>,
     /// The image prefix clusters pull from, e.g. `registry.example.com/shop`.
     pub registry: Option<&'a str>,
     /// The services' own alert rules, by service name (`alerts::read_own`).
@@ -109,7 +110,7 @@ pub fn render(inputs: &Inputs) -> Result<Vec<File>, AlertsError> {
     let env = inputs.environment.name.as_str();
     let mut files = Vec::new();
     for service in &inputs.workspace.services {
-        let Some(running) = inputs.running.get(&service.id.to_string()) else { continue };
+        let Some(running) = inputs.running.get(service.id.name().as_str()) else { continue };
         let objects = objects_of(inputs, service, running)?;
         files.push(File {
             path: format!("{FOLDER}/{env}-{}.yaml", service.id),
@@ -261,7 +262,7 @@ pub fn for_state(
     environment: &Environment,
     state: &crate::ledger::State,
 ) -> crate::error::Result<crate::ledger::Rendered> {
-    let running: BTreeMap<String, Running> = state
+    let running: BTreeMap<ServiceName, Running> = state
         .services
         .iter()
         .map(|(name, service)| {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{Inputs, Running, TrustedKey, application_set, preview_files, render};
 use crate::model::digest::Digest;
-use crate::model::names::Name;
+use crate::model::names::{Name, ServiceName};
 use crate::model::sample;
 use crate::model::workspace::Workspace;
 
@@ -19,12 +19,12 @@ Qpb3FsBs5EW9QTOw7nFXLmcUyDcin1S6ygQu9vBNk2hJ6jmccPPoswxezw==
 ";
 
 /// What runs: each service of the sample at one version, with made-up digests.
-fn running(workspace: &Workspace) -> BTreeMap<String, Running> {
+fn running(workspace: &Workspace) -> BTreeMap<ServiceName, Running> {
     workspace
         .services
         .iter()
         .map(|service| {
-            let name = service.id.to_string();
+            let name = service.id.name();
             let running = Running {
                 image: Digest::of(format!("{name} image").as_bytes()),
                 version: "0.1.0-0123456789ab".to_owned(),

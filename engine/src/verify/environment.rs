@@ -78,7 +78,7 @@ pub fn signed_by_untrusted(
         if !keyids.iter().any(|id| trusted.iter().any(|key| key.keyid == *id)) {
             found.push(Untrusted {
                 environment: environment.to_owned(),
-                service: service.clone(),
+                service: service.to_string(),
                 reference: running.reference.clone(),
                 keyids: keyids.clone(),
             });
@@ -153,7 +153,7 @@ fn check_build(
     let mut problems = Vec::new();
     let mut matched = 0;
     for (name, running) in state.services.iter().filter(|(_, s)| &s.build == build) {
-        let Some(built) = statement.services().iter().find(|s| &s.name == name) else {
+        let Some(built) = statement.services().iter().find(|s| s.name == name.as_str()) else {
             problems.push(format!("{name} is not in build {}", build.short()));
             continue;
         };
@@ -201,7 +201,7 @@ fn check_migrations(report: &mut Report, project: &Project, workspace: &Workspac
     use crate::model::store;
     for declared in workspace.services.iter().filter(|s| s.kind.is_store()) {
         let name = declared.id.to_string();
-        let Some(running) = state.services.get(&name) else { continue };
+        let Some(running) = state.service(&declared.id) else { continue };
         let carried = match name.parse() {
             Ok(repository) => {
                 crate::build::image::migrations(project.store(), &repository, &running.image)
@@ -251,7 +251,7 @@ fn check_tested(
 ) {
     let predicate_type = testresult::tested_for(environment);
     for (name, service) in &state.services {
-        let Ok(repository) = name.parse::<crate::store::Repository>() else { continue };
+        let Ok(repository) = name.as_str().parse::<crate::store::Repository>() else { continue };
         let missing: Vec<String> = service
             .images()
             .filter_map(|image| {

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::ledger::{Ledger, Quarantine, State};
 use crate::model::digest::Digest;
+use crate::model::names::ServiceName;
 use crate::model::workspace::Workspace;
 use crate::project::Project;
 use crate::render::flags::summarize;
@@ -24,7 +25,7 @@ pub struct Status {
     pub flags: BTreeMap<String, FlagRow>,
     pub quarantined: BTreeMap<Digest, Quarantine>,
     /// Each service declared or running anywhere.
-    pub services: BTreeMap<String, Across>,
+    pub services: BTreeMap<ServiceName, Across>,
     /// What runs from a build signed by no key its environment trusts now.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub untrusted: Vec<Untrusted>,
@@ -77,7 +78,7 @@ pub fn status(project: &Project, workspace: &Workspace, ledger: &Ledger) -> Resu
             state: change.map(|c| c.state),
         });
     }
-    let mut names: BTreeSet<String> = workspace.services.iter().map(|s| s.id.to_string()).collect();
+    let mut names: BTreeSet<ServiceName> = workspace.services.iter().map(|s| s.id.name()).collect();
     for row in &environments {
         names.extend(row.state.iter().flat_map(|state| state.services.keys().cloned()));
     }
@@ -93,7 +94,7 @@ pub fn status(project: &Project, workspace: &Workspace, ledger: &Ledger) -> Resu
 }
 
 /// `name` across the environments.
-fn across(environments: &[Row], name: &str) -> Across {
+fn across(environments: &[Row], name: &ServiceName) -> Across {
     let running: Vec<_> = environments
         .iter()
         .map(|row| row.state.as_ref().and_then(|state| state.services.get(name)))

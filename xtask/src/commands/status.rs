@@ -102,8 +102,8 @@ fn print_services(status: &Status, workspace: &slipway::model::workspace::Worksp
                 }
             }
         });
-        println!("{}", line(name, cells, across.same));
-        print_migrations(status, name);
+        println!("{}", line(name.as_str(), cells, across.same));
+        print_migrations(status, name.as_str());
     }
     if status.services.values().any(|a| !a.same) {
         let chain: Vec<&str> = workspace.environments.names().map(|n| n.as_str()).collect();

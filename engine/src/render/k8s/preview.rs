@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{FOLDER, File, Inputs, Running, registry, render};
 use crate::model::environments::Delivery;
+use crate::model::names::ServiceName;
 use crate::model::workspace::Workspace;
 use crate::render::alerts::{self, AlertsError};
 
@@ -66,19 +67,19 @@ pub fn preview(
         return Ok(Vec::new());
     };
     let version = statement.predicate.build_definition.internal_parameters.version.clone();
-    let running: BTreeMap<String, Running> = statement
+    let running: BTreeMap<ServiceName, Running> = statement
         .services()
         .iter()
-        .map(|service| {
+        .map(|service| -> Result<_, crate::error::Error> {
             let running = Running {
                 image: service.image.digest.clone(),
                 version: version.clone(),
                 test_images: service.test_images.iter().map(|t| t.digest.clone()).collect(),
                 settings: Some(workspace.environments.resolve(first, &service.name)),
             };
-            (service.name.clone(), running)
+            Ok((ServiceName::try_from(service.name.clone())?, running))
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     let registry = registry(project, workspace);
     let own_rules = alerts::read_own(&project.root, &workspace.services)?;
     Ok(preview_files(workspace, name, &running, registry.as_deref(), &own_rules)?)
@@ -88,7 +89,7 @@ pub fn preview(
 pub(super) fn preview_files(
     workspace: &Workspace,
     name: &crate::model::names::Name,
-    running: &BTreeMap<String, Running>,
+    running: &BTreeMap<ServiceName, Running>,
     registry: Option<&str>,
     own_rules: &BTreeMap<String, alerts::OwnRules>,
 ) -> Result<Vec<File>, AlertsError> {

@@ -27,7 +27,7 @@ pub(super) fn suite_containers(inputs: &Inputs, target: Option<(&Service, &str)>
     let env = inputs.environment.name.as_str();
     let mut containers = Vec::new();
     for service in inputs.workspace.services.iter().filter(|s| !s.kind.is_store()) {
-        let Some(running) = inputs.running.get(&service.id.to_string()) else { continue };
+        let Some(running) = inputs.running.get(service.id.name().as_str()) else { continue };
         let mut variables = vec![json!({"name": contract::ENVIRONMENT, "value": env})];
         let siblings =
             inputs.workspace.services.iter().filter(|o| o.id.application == service.id.application);
