@@ -133,15 +133,32 @@ pub struct Report {
     pub checks: Vec<Check>,
 }
 
+/// What one check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It holds; what was seen.
+    Passed(String),
+    /// It does not hold; why.
+    Failed(String),
+}
+
+/// A check worked out step by step, `?` on the way: its detail, or why it failed.
+impl From<std::result::Result<String, String>> for Outcome {
+    fn from(result: std::result::Result<String, String>) -> Outcome {
+        match result {
+            Ok(detail) => Outcome::Passed(detail),
+            Err(reason) => Outcome::Failed(reason),
+        }
+    }
+}
+
 impl Report {
-    /// Adds a check: its detail on success, the reason on failure; returns whether it passed.
-    pub fn record(
-        &mut self,
-        check: impl Into<String>,
-        result: std::result::Result<String, String>,
-    ) -> bool {
-        let ok = result.is_ok();
-        let detail = result.unwrap_or_else(|e| e);
+    /// Adds a check and what it found; returns whether it passed.
+    pub fn record(&mut self, check: impl Into<String>, outcome: impl Into<Outcome>) -> bool {
+        let (ok, detail) = match outcome.into() {
+            Outcome::Passed(detail) => (true, detail),
+            Outcome::Failed(reason) => (false, reason),
+        };
         self.checks.push(Check { check: check.into(), ok, detail });
         ok
     }
@@ -166,5 +183,21 @@ pub fn quiet_on_closed_pipe() {
     // SAFETY: setting a signal's disposition to its default, before any thread starts.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_outcome_fails_the_check_and_keeps_its_reason() {
+        let mut report = Report::default();
+        assert!(report.record("envelope", Outcome::Passed("DSSE".to_owned())));
+        assert!(!report.record("signature", Outcome::Failed("unknown key".to_owned())));
+        let worked_out: std::result::Result<String, String> = Err("edited".to_owned());
+        assert!(!report.record("ledger state", worked_out));
+        assert_eq!(report.failures(), ["signature", "ledger state"]);
+        assert_eq!(report.checks[1].detail, "unknown key");
     }
 }

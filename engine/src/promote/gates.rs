@@ -11,6 +11,7 @@ use crate::model::environments::Environment;
 use crate::model::workspace::Workspace;
 use crate::project::Project;
 use crate::promote::PromoteError;
+use crate::report::Outcome::{Failed, Passed};
 use crate::report::Report;
 use crate::store::Tag;
 
@@ -74,20 +75,20 @@ pub fn gates(
     }
     let quarantined = ledger.quarantined()?;
     let quarantine = match quarantined.get(build) {
-        Some(q) => Err(format!(
+        Some(q) => Failed(format!(
             "quarantined by {}: {} (release with `cargo xtask quarantine {build} --release --reason …`)",
             q.by, q.reason
         )),
-        None => Ok("no quarantine".to_owned()),
+        None => Passed("no quarantine".to_owned()),
     };
     report.record("not quarantined", quarantine);
     let source = statement.source();
     report.record(
         "not dirty",
         if source.dirty {
-            Err("built from a dirty work tree: never promotable".to_owned())
+            Failed("built from a dirty work tree: never promotable".to_owned())
         } else {
-            Ok(format!("commit {}", &source.commit[..12.min(source.commit.len())]))
+            Passed(format!("commit {}", &source.commit[..12.min(source.commit.len())]))
         },
     );
     Ok(Some(statement))

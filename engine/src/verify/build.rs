@@ -8,6 +8,7 @@ use crate::build::sbom;
 use crate::build::testpack;
 use crate::determinism::gunzip;
 use crate::model::digest::Digest;
+use crate::report::Outcome::{Failed, Passed};
 use crate::report::Report;
 use crate::store::artifact;
 use crate::store::{Repository, Store};
@@ -22,23 +23,23 @@ pub fn check_envelope(
     let envelope = match dsse::parse(bytes) {
         Ok(envelope) => envelope,
         Err(e) => {
-            report.record("envelope", Err(e.to_string()));
+            report.record("envelope", Failed(e.to_string()));
             return None;
         }
     };
-    report.record("envelope", Ok(format!("DSSE, {} signature(s)", envelope.signatures.len())));
+    report.record("envelope", Passed(format!("DSSE, {} signature(s)", envelope.signatures.len())));
     let payload = match dsse::verify(&envelope, trusted) {
         Ok((payload, key)) => {
             let local = if key.local { ", the LOCAL DEVELOPMENT key" } else { "" };
             report.record(
                 "signature",
-                Ok(format!("ECDSA P-256 by {} ({}{local})", &key.keyid[..16], key.origin)),
+                Passed(format!("ECDSA P-256 by {} ({}{local})", &key.keyid[..16], key.origin)),
             );
             payload
         }
         Err(e) => {
             let known: Vec<&str> = trusted.iter().map(|k| k.origin.as_str()).collect();
-            report.record("signature", Err(format!("{e}; trusted: [{}]", known.join(", "))));
+            report.record("signature", Failed(format!("{e}; trusted: [{}]", known.join(", "))));
             return None;
         }
     };
@@ -47,7 +48,7 @@ pub fn check_envelope(
         Err(e) => {
             report.record(
                 "statement",
-                Err(format!("the signed payload is not a Slipway build statement: {e}")),
+                Failed(format!("the signed payload is not a Slipway build statement: {e}")),
             );
             return None;
         }
@@ -57,7 +58,7 @@ pub fn check_envelope(
     {
         report.record(
             "statement",
-            Err(format!(
+            Failed(format!(
                 "expected {} with {}, found {} with {}",
                 provenance::STATEMENT_TYPE,
                 provenance::PREDICATE_TYPE,
@@ -71,7 +72,7 @@ pub fn check_envelope(
     let dirty = if source.dirty { " (DIRTY work tree: never promotable)" } else { "" };
     report.record(
         "statement",
-        Ok(format!(
+        Passed(format!(
             "in-toto v1, SLSA provenance v1, {} subjects, commit {}{dirty}",
             statement.subject.len(),
             &source.commit[..source.commit.len().min(12)]
@@ -93,7 +94,7 @@ pub fn check_artifacts(
         let repository: Repository = match service.repository.parse() {
             Ok(repository) => repository,
             Err(e) => {
-                report.record(format!("service {}", service.name), Err(e.to_string()));
+                report.record(format!("service {}", service.name), Failed(e.to_string()));
                 continue;
             }
         };
@@ -163,9 +164,9 @@ fn check_subjects(report: &mut Report, statement: &Statement) {
     report.record(
         "subjects",
         if problems.is_empty() {
-            Ok(format!("{} subjects match the service map", statement.subject.len()))
+            Passed(format!("{} subjects match the service map", statement.subject.len()))
         } else {
-            Err(problems.join("; "))
+            Failed(problems.join("; "))
         },
     );
 }

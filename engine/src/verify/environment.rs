@@ -18,6 +18,7 @@ use crate::model::digest::Digest;
 use crate::model::environments::Environment;
 use crate::model::workspace::Workspace;
 use crate::project::Project;
+use crate::report::Outcome::{Failed, Passed};
 use crate::report::Report;
 
 /// The cheap part of `verify --env`, for `status`: the environment's chain holds, its newest
@@ -142,7 +143,7 @@ fn check_build(
     let Ok(envelope) = manifest::stored_envelope(project.store(), build) else {
         report.record(
             "build manifest",
-            Err(format!("build {build} is not in the store {}", project.store().location())),
+            Failed(format!("build {build} is not in the store {}", project.store().location())),
         );
         return;
     };
@@ -169,9 +170,9 @@ fn check_build(
     report.record(
         "services",
         if problems.is_empty() {
-            Ok(format!("{matched} service(s) match build {}", build.short()))
+            Passed(format!("{matched} service(s) match build {}", build.short()))
         } else {
-            Err(problems.join("; "))
+            Failed(problems.join("; "))
         },
     );
 }
@@ -182,14 +183,14 @@ fn check_quarantine(report: &mut Report, ledger: &Ledger, state: &State) -> Resu
     report.record(
         "not quarantined",
         match quarantine::blocking(&quarantined, state) {
-            Some((build, q)) => Err(format!(
+            Some((build, q)) => Failed(format!(
                 "runs build {} ({}), quarantined by {}: {}",
                 build.short(),
                 q.version,
                 q.by,
                 q.reason
             )),
-            None => Ok("no build of this state is quarantined".to_owned()),
+            None => Passed("no build of this state is quarantined".to_owned()),
         },
     );
     Ok(())
@@ -269,9 +270,11 @@ fn check_tested(
         report.record(
             format!("tested for {environment}: {name}"),
             if missing.is_empty() {
-                Ok(format!("its images carry a test result of {environment} ({predicate_type})"))
+                Passed(format!(
+                    "its images carry a test result of {environment} ({predicate_type})"
+                ))
             } else {
-                Err(missing.join("; "))
+                Failed(missing.join("; "))
             },
         );
     }
@@ -303,9 +306,9 @@ fn check_configuration(report: &mut Report, ledger: &Ledger, state: &State) -> R
     report.record(
         "configuration",
         if problems.is_empty() {
-            Ok(format!("{flags} flag(s) and every service's settings match the signed state"))
+            Passed(format!("{flags} flag(s) and every service's settings match the signed state"))
         } else {
-            Err(problems.join("; "))
+            Failed(problems.join("; "))
         },
     );
     Ok(())
@@ -320,23 +323,23 @@ fn check_entry(
     trusted: &[PublicKey],
 ) -> Result<Option<Entry>> {
     let Some(bytes) = ledger.entry(&change.state.environment)? else {
-        report.record("ledger entry", Err("the state has no signed entry beside it".to_owned()));
+        report.record("ledger entry", Failed("the state has no signed entry beside it".to_owned()));
         return Ok(None);
     };
     let (entry, origin) = match crate::ledger::entry::read_entry(&bytes, trusted) {
         Ok(read) => read,
         Err(why) => {
-            report.record("ledger entry", Err(why.to_string()));
+            report.record("ledger entry", Failed(why.to_string()));
             return Ok(None);
         }
     };
-    report.record("ledger entry", Ok(format!("{} signed by {origin}", entry.action)));
+    report.record("ledger entry", Passed(format!("{} signed by {origin}", entry.action)));
     report.record(
         "ledger state",
         if entry.state == change.state {
-            Ok(format!("state.json is the signed state ({})", change.state.version))
+            Passed(format!("state.json is the signed state ({})", change.state.version))
         } else {
-            Err("state.json differs from the state its entry signs: it was edited".to_owned())
+            Failed("state.json differs from the state its entry signs: it was edited".to_owned())
         },
     );
     Ok(Some(entry))
@@ -373,7 +376,7 @@ fn check_rendered(
     let policy = match ledger.committed_policy(workspace) {
         Ok(policy) => policy,
         Err(e) => {
-            report.record("declarations", Err(e.to_string()));
+            report.record("declarations", Failed(e.to_string()));
             return Ok(());
         }
     };
@@ -390,12 +393,12 @@ fn check_rendered(
     report.record(
         "rendered files",
         match &entry.rendered {
-            None => Ok("the entry was recorded before entries signed their rendering".to_owned()),
-            Some(signed) if *signed == digest => Ok(format!(
+            None => Passed("the entry was recorded before entries signed their rendering".to_owned()),
+            Some(signed) if *signed == digest => Passed(format!(
                 "{} files in manifests/{env}/ are the ones the entry signs",
                 committed.len()
             )),
-            Some(_) => Err(format!(
+            Some(_) => Failed(format!(
                 "the files in manifests/{env}/ are not the ones the entry signs: edited ({listed} differ from a rendering of the signed state)"
             )),
         },
@@ -405,12 +408,12 @@ fn check_rendered(
         "rendered again",
         match (differ.is_empty(), changed_since) {
             (true, _) => {
-                Ok(format!("the signed state renders to exactly the {} committed files", again.len()))
+                Passed(format!("the signed state renders to exactly the {} committed files", again.len()))
             }
-            (false, true) => Ok(format!(
+            (false, true) => Passed(format!(
                 "{listed} render otherwise now: the declarations changed since this entry (`cargo xtask promote {env} --config-only` applies them)"
             )),
-            (false, false) => Err(format!(
+            (false, false) => Failed(format!(
                 "{listed} in manifests/{env}/ differ from what the signed state renders to (`cargo xtask render {env} --check` shows how)"
             )),
         },
@@ -422,7 +425,7 @@ fn check_rendered(
 /// runs, with no failed test.
 fn check_results(report: &mut Report, project: &Project, entry: &Entry, trusted: &[PublicKey]) {
     let Some(digest) = &entry.results else {
-        report.record("replay", Ok(format!("a {}: no replay, by design", entry.action)));
+        report.record("replay", Passed(format!("a {}: no replay, by design", entry.action)));
         return;
     };
     let result = testresult::envelope(project.store(), digest)

@@ -5,6 +5,7 @@ use crate::attest::provenance::Statement;
 use crate::error::{Error, Result};
 use crate::model::digest::Digest;
 use crate::project::Project;
+use crate::report::Outcome::{Failed, Passed};
 use crate::report::Report;
 use crate::shell::cmd;
 use std::path::PathBuf;
@@ -14,14 +15,19 @@ use std::path::PathBuf;
 pub fn check_rebuild(report: &mut Report, project: &Project, statement: &Statement) {
     let source = statement.source();
     if source.dirty {
-        report.record("rebuild", Err("the build came from a dirty work tree: its source is not in any commit".to_owned()));
+        report.record(
+            "rebuild",
+            Failed(
+                "the build came from a dirty work tree: its source is not in any commit".to_owned(),
+            ),
+        );
         return;
     }
     let result = rebuild(project, &source.commit);
     let summary = match result {
         Ok(summary) => summary,
         Err(e) => {
-            report.record("rebuild", Err(e.to_string()));
+            report.record("rebuild", Failed(e.to_string()));
             return;
         }
     };
@@ -70,12 +76,12 @@ pub fn check_rebuild(report: &mut Report, project: &Project, statement: &Stateme
     report.record(
         "rebuild",
         if mismatches.is_empty() {
-            Ok(format!(
+            Passed(format!(
                 "commit {} rebuilt: all {compared} digests identical",
                 &source.commit[..12.min(source.commit.len())]
             ))
         } else {
-            Err(mismatches.join("; "))
+            Failed(mismatches.join("; "))
         },
     );
 }
