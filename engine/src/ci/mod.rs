@@ -51,7 +51,7 @@ pub fn launch_of(
 ) -> Launch {
     let first = workspace.environments.chain().first();
     let resources = first
-        .map(|first| workspace.environments.resolve(first, &service.id.to_string()).resources)
+        .map(|first| workspace.environments.resolve(first, &service.id.name()).resources)
         .unwrap_or_else(|| Resources { cpu: Cpu::whole(1), memory: Size::mebibytes(256) });
     Launch {
         id: service.id.clone(),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use toml_edit::{DocumentMut, Item, Value};
 
 use crate::model::layout::Layout;
-use crate::model::names::{MetadataError, MetadataErrors, Name};
+use crate::model::names::{MetadataError, MetadataErrors, Name, ServiceName};
 use crate::model::schema::{self, Field, Optional};
 
 mod config_set;
@@ -52,7 +52,7 @@ pub struct Environment {
     /// How a new version reaches it: at once (a Deployment), or progressively (a Rollout).
     pub delivery: Delivery,
     params: Params,
-    services: BTreeMap<String, Params>,
+    services: BTreeMap<ServiceName, Params>,
 }
 
 /// A service's own parameters for one environment, from its `Cargo.toml`.
@@ -75,9 +75,9 @@ pub struct Environments {
     defaults: Params,
     chain: Vec<Environment>,
     /// Services' own declarations, by (environment, service).
-    declared: BTreeMap<(String, String), Declared>,
+    declared: BTreeMap<(Name, ServiceName), Declared>,
     /// The services that are data stores, which alone take `storage` and `backups`.
-    stores: BTreeSet<String>,
+    stores: BTreeSet<ServiceName>,
 }
 
 impl Default for Environments {
@@ -145,13 +145,18 @@ impl Environments {
     }
 
     /// Records `service`'s own parameters for `environment`, declared in `file`.
-    pub fn declare(&mut self, environment: &str, service: &str, params: Params, file: PathBuf) {
-        self.declared
-            .insert((environment.to_owned(), service.to_owned()), Declared { params, file });
+    pub fn declare(
+        &mut self,
+        environment: &Name,
+        service: &ServiceName,
+        params: Params,
+        file: PathBuf,
+    ) {
+        self.declared.insert((environment.clone(), service.clone()), Declared { params, file });
     }
 
     /// Records which services are data stores.
-    pub fn set_stores(&mut self, stores: impl IntoIterator<Item = String>) {
+    pub fn set_stores(&mut self, stores: impl IntoIterator<Item = ServiceName>) {
         self.stores = stores.into_iter().collect();
     }
 
@@ -160,7 +165,7 @@ impl Environments {
     pub fn reparsed(
         &self,
         text: &str,
-        services: &[String],
+        services: &[ServiceName],
     ) -> Result<Environments, MetadataErrors> {
         let in_file = |errors: MetadataErrors| errors.in_file(&self.file);
         let mut environments = Environments::parse(text).map_err(in_file)?;
@@ -173,20 +178,20 @@ impl Environments {
 
     /// Checks what needs the services: every `services.<name>` names a service, and every
     /// resolved configuration is possible.
-    pub fn check(&self, services: &[String]) -> Vec<MetadataError> {
+    pub fn check(&self, services: &[ServiceName]) -> Vec<MetadataError> {
         let mut errors = Vec::new();
         for (i, environment) in self.chain.iter().enumerate() {
             for name in environment.services.keys().filter(|n| !services.contains(n)) {
                 errors.push(failure(
                     &format!("environment[{i}].services.{name}"),
-                    format!("no service `{name}`: expected one of {}", services.join(", ")),
+                    format!("no service `{name}`: expected one of {}", names(services)),
                 ));
             }
             for (name, params) in &environment.services {
                 if let Some(key) = self.misplaced(name, params) {
                     errors.push(failure(
                         &format!("environment[{i}].services.{name}.{key}"),
-                        not_a_store(name, key),
+                        not_a_store(name.as_str(), key),
                     ));
                 }
             }
@@ -208,7 +213,7 @@ impl Environments {
                 errors.push(MetadataError {
                     file: declared.file.clone(),
                     key: format!("package.metadata.service.environments.{environment}.{key}"),
-                    message: not_a_store(service, key),
+                    message: not_a_store(service.as_str(), key),
                 });
             }
         }
@@ -216,7 +221,7 @@ impl Environments {
     }
 
     /// The first data store's parameter that `params` gives `service` when it is none.
-    fn misplaced(&self, service: &str, params: &Params) -> Option<&'static str> {
+    fn misplaced(&self, service: &ServiceName, params: &Params) -> Option<&'static str> {
         if self.stores.contains(service) {
             return None;
         }
@@ -423,6 +428,11 @@ fn read_trust(
     trust
 }
 
+/// `services` as a message lists them.
+fn names(services: &[ServiceName]) -> String {
+    services.iter().map(ServiceName::as_str).collect::<Vec<_>>().join(", ")
+}
+
 /// A problem in the declaration; `load` names the file it read.
 fn failure(key: &str, message: impl Into<String>) -> MetadataError {
     MetadataError {
@@ -483,6 +493,7 @@ impl crate::error::Hint for UnknownEnvironment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::names::service;
     use crate::model::units::{Cpu, Size};
     use slipway_contract::LogLevel;
 
@@ -559,7 +570,7 @@ resources = { memory = "256Mi" }
         assert_eq!(prod.bake_time_seconds, 3600);
         assert_eq!(envs.previous("prod").map(|e| e.name.as_str()), Some("dev"));
         assert_eq!(envs.previous("dev"), None);
-        let orders = envs.resolve(prod, "shop-orders");
+        let orders = envs.resolve(prod, &service("shop-orders"));
         assert_eq!(orders.replicas, Replicas { min: 3, max: 6 });
         assert_eq!(orders.log_level, LogLevel::Warn);
         assert_eq!(
@@ -572,24 +583,24 @@ resources = { memory = "256Mi" }
         );
         let whole = Resources { cpu: Cpu::whole(2), memory: Size::gibibytes(1) };
         assert_eq!((whole.memory_bytes(), whole.cpu_millis()), (1 << 30, 2000));
-        let catalog = envs.resolve(dev, "shop-catalog");
+        let catalog = envs.resolve(dev, &service("shop-catalog"));
         assert_eq!((catalog.replicas.max, catalog.log_level), (2, LogLevel::Info));
-        assert!(envs.check(&["shop-orders".into(), "shop-catalog".into()]).is_empty());
+        assert!(envs.check(&[service("shop-orders"), service("shop-catalog")]).is_empty());
     }
 
     #[test]
     fn config_set_writes_the_last_layer_and_is_checked() {
-        let services = ["shop-orders".to_owned(), "shop-catalog".to_owned()];
+        let services = [service("shop-orders"), service("shop-catalog")];
         let envs = Environments::parse(SAMPLE).unwrap();
         let text = set_param(SAMPLE, "prod", "shop-orders", "timeout", "500ms").unwrap();
         let text = set_param(&text, "prod", "shop-orders", "replicas.max", "8").unwrap();
         let text = set_param(&text, "dev", "shop-catalog", "rate-limit", "50").unwrap();
         let changed = envs.reparsed(&text, &services).unwrap();
         let prod = changed.get("prod").unwrap();
-        let orders = changed.resolve(prod, "shop-orders");
+        let orders = changed.resolve(prod, &service("shop-orders"));
         assert_eq!((orders.timeout_ms, orders.replicas.min, orders.replicas.max), (500, 3, 8));
         let dev = changed.get("dev").unwrap();
-        assert_eq!(changed.resolve(dev, "shop-catalog").rate_limit, 50);
+        assert_eq!(changed.resolve(dev, &service("shop-catalog")).rate_limit, 50);
         assert!(orders.contract().contains(&("REQUEST_TIMEOUT".into(), "500ms".into())));
         let bad = set_param(SAMPLE, "prod", "shop-orders", "timeout", "soon").unwrap();
         let errors = envs.reparsed(&bad, &services).unwrap_err().0;
@@ -631,6 +642,13 @@ resources = { memory = "256Mi" }
             "[[environment]]\nname = \"dev\"\n[environment.services.shop-orders]\nreplica = 2\n",
             &[("environment[0].services.shop-orders.replica", "unknown key")],
         );
+        check(
+            "[[environment]]\nname = \"dev\"\n[environment.services.Shop_Orders]\nreplicas = { min = 2 }\n",
+            &[(
+                "environment[0].services.Shop_Orders",
+                "expected a service's `<application>-<role>`",
+            )],
+        );
     }
 
     #[test]
@@ -639,19 +657,24 @@ resources = { memory = "256Mi" }
             "{SAMPLE}\n[environment.services.shop-orders-db]\nstorage = \"20Gi\"\nbackups = \"30d\"\n"
         );
         let mut envs = Environments::parse(&text).unwrap();
-        envs.set_stores(["shop-orders-db".to_owned()]);
+        envs.set_stores([service("shop-orders-db")]);
         let (dev, prod) = (&envs.chain()[0], &envs.chain()[1]);
-        let needs = |env| envs.resolve(env, "shop-orders-db").data;
+        let needs = |env| envs.resolve(env, &service("shop-orders-db")).data;
         assert_eq!(needs(dev), Some(DataNeeds { storage: Size::gibibytes(1), backup_days: 7 }));
         assert_eq!(needs(prod), Some(DataNeeds { storage: Size::gibibytes(20), backup_days: 30 }));
-        let sources = envs.resolve(prod, "shop-orders-db").sources;
+        let sources = envs.resolve(prod, &service("shop-orders-db")).sources;
         assert_eq!(sources.keys().collect::<Vec<_>>(), ["backups", "storage"]);
-        assert_eq!(envs.resolve(prod, "shop-orders").data, None, "an HTTP service has none");
-        let services = ["shop-orders".to_owned(), "shop-orders-db".to_owned()];
+        assert_eq!(
+            envs.resolve(prod, &service("shop-orders")).data,
+            None,
+            "an HTTP service has none"
+        );
+        let services = [service("shop-orders"), service("shop-orders-db")];
         assert!(envs.check(&services).is_empty());
         let grown = set_param(&text, "prod", "shop-orders-db", "storage", "50Gi").unwrap();
         let grown = envs.reparsed(&grown, &services).unwrap();
-        let storage = grown.resolve(&grown.chain()[1], "shop-orders-db").data.map(|d| d.storage);
+        let storage =
+            grown.resolve(&grown.chain()[1], &service("shop-orders-db")).data.map(|d| d.storage);
         assert_eq!(storage, Some(Size::gibibytes(50)));
         let misplaced = set_param(&text, "prod", "shop-orders", "storage", "5Gi").unwrap();
         let errors = envs.reparsed(&misplaced, &services).unwrap_err().0;
@@ -670,16 +693,16 @@ resources = { memory = "256Mi" }
         );
         let no_backups = "[defaults]\nbackups = \"0\"\n[[environment]]\nname = \"dev\"\n";
         let mut envs = Environments::parse(no_backups).unwrap();
-        envs.set_stores(["orders-db".to_owned()]);
+        envs.set_stores([service("orders-db")]);
         let dev = &envs.chain()[0];
-        assert_eq!(envs.resolve(dev, "orders-db").data.map(|d| d.backup_days), Some(0));
+        assert_eq!(envs.resolve(dev, &service("orders-db")).data.map(|d| d.backup_days), Some(0));
     }
 
     #[test]
     fn impossible_resolutions_and_unknown_services_are_refused() {
         let text = "[defaults]\nreplicas = { min = 4, max = 4 }\n[[environment]]\nname = \"dev\"\nreplicas = { max = 2 }\n[environment.services.shop-ordres]\nlog-level = \"debug\"\n";
         let envs = Environments::parse(text).unwrap();
-        let errors = envs.check(&["shop-orders".into()]);
+        let errors = envs.check(&[service("shop-orders")]);
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,
@@ -715,7 +738,7 @@ resources = { memory = "256Mi" }
             Path::new("infra/environments.toml"),
             text,
             &key,
-            &["dev".into(), "prod".into()],
+            &["dev".to_owned(), "prod".to_owned()],
         )
         .unwrap();
         assert!(
@@ -727,12 +750,12 @@ resources = { memory = "256Mi" }
         assert_eq!(envs.chain()[0].trust.len(), 1);
         assert_eq!(envs.chain()[0].trust[0], key);
         assert_eq!(
-            add_trust(Path::new("infra/environments.toml"), &edited, &key, &["prod".into()])
+            add_trust(Path::new("infra/environments.toml"), &edited, &key, &["prod".to_owned()])
                 .unwrap(),
             edited
         );
         assert!(
-            add_trust(Path::new("infra/environments.toml"), text, &key, &["qa".into()])
+            add_trust(Path::new("infra/environments.toml"), text, &key, &["qa".to_owned()])
                 .unwrap_err()
                 .to_string()
                 .contains("no environment `qa`")

@@ -137,6 +137,12 @@ impl fmt::Display for ServiceName {
     }
 }
 
+/// `text` as a service's name, for tests.
+#[cfg(test)]
+pub fn service(text: &str) -> ServiceName {
+    ServiceName::try_from(text.to_owned()).expect("a service's name")
+}
+
 /// One problem in the declared metadata: the file, the key, what was expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetadataError {

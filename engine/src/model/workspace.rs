@@ -13,7 +13,7 @@ use crate::model::flags::Flags;
 use crate::model::layout::Layout;
 use crate::shell::{Shell, cmd};
 
-pub use crate::model::names::{MetadataError, MetadataErrors, Name, ServiceId};
+pub use crate::model::names::{MetadataError, MetadataErrors, Name, ServiceId, ServiceName};
 pub use crate::model::store::{Kind, Migration};
 
 mod checks;
@@ -231,11 +231,10 @@ pub fn validate(
     check_stores(&services, &mut errors);
     let mut environments = environments;
     declare_in_environments(&services, &mut environments, &mut errors);
-    environments
-        .set_stores(services.iter().filter(|s| s.kind.is_store()).map(|s| s.id.to_string()));
+    environments.set_stores(services.iter().filter(|s| s.kind.is_store()).map(|s| s.id.name()));
     check_dns_labels(&services, &environments, &mut errors);
     check_dependencies(&services, &mut errors);
-    let names: Vec<String> = services.iter().map(|s| s.id.to_string()).collect();
+    let names: Vec<ServiceName> = services.iter().map(|s| s.id.name()).collect();
     errors.extend(environments.check(&names));
     let mut suites = Vec::new();
     for package in packages.iter().filter(|p| p.is_under("integration-tests")) {
@@ -277,9 +276,10 @@ fn declare_in_environments(
 ) {
     for service in services {
         for (name, params) in &service.environments {
-            if environments.get(name).is_some() {
-                let id = service.id.to_string();
-                environments.declare(name, &id, params.clone(), service.manifest.clone());
+            if let Some(environment) = environments.get(name) {
+                let environment = environment.name.clone();
+                let manifest = service.manifest.clone();
+                environments.declare(&environment, &service.id.name(), params.clone(), manifest);
                 continue;
             }
             let known: Vec<&str> = environments.names().map(Name::as_str).collect();
@@ -424,14 +424,15 @@ mod tests {
         )])
         .unwrap();
         let prod = ws.environments.get("prod").unwrap();
-        let resolved = ws.environments.resolve(prod, "shop-orders");
+        let resolved = ws.environments.resolve(prod, &crate::model::names::service("shop-orders"));
         assert_eq!((resolved.replicas.min, resolved.replicas.max), (4, 8));
         assert_eq!(
             resolved.sources["replicas.min"],
             "services/shop-orders/Cargo.toml [package.metadata.service.environments.prod]"
         );
         assert_eq!(resolved.sources["resources.cpu"], "built-in default");
-        let dev = ws.environments.resolve(ws.environments.get("dev").unwrap(), "shop-orders");
+        let orders = crate::model::names::service("shop-orders");
+        let dev = ws.environments.resolve(ws.environments.get("dev").unwrap(), &orders);
         assert_eq!((dev.replicas.min, dev.replicas.max), (1, 1), "prod only");
         assert_eq!(ws.services[0].owns[0].as_str(), "orders");
 

@@ -13,7 +13,7 @@ use crate::error::{Hint, Result};
 use crate::ledger::{Ledger, State};
 use crate::model::environments::{self, Environment, Resolved};
 use crate::model::flags::{self, Flags};
-use crate::model::names::MetadataErrors;
+use crate::model::names::{MetadataErrors, ServiceName};
 use crate::model::waiver::Waiver;
 use crate::model::workspace::{Workspace, environment};
 use crate::project::Project;
@@ -177,7 +177,7 @@ impl Configure {
         ledger: &Ledger,
     ) -> Result<(Workspace, Vec<(String, String)>)> {
         let layout = &project.layout;
-        let services: Vec<String> = workspace.services.iter().map(|s| s.id.to_string()).collect();
+        let services: Vec<ServiceName> = workspace.services.iter().map(|s| s.id.name()).collect();
         let mut changed = workspace.clone();
         let declarations = match &self.edit {
             Edit::Declared => {
@@ -198,10 +198,11 @@ impl Configure {
                 vec![(path, edited)]
             }
             Edit::Setting { service, key, value } => {
-                if !services.contains(service) {
+                if !services.iter().any(|s| s.as_str() == service) {
+                    let known: Vec<&str> = services.iter().map(ServiceName::as_str).collect();
                     return Err(PromoteError::NotDeclared {
                         service: service.clone(),
-                        known: services.join(", "),
+                        known: known.join(", "),
                     }
                     .into());
                 }
@@ -334,12 +335,13 @@ mod tests {
     use crate::ledger::ServiceState;
     use crate::model::digest::Digest;
     use crate::model::environments::Environments;
+    use crate::model::names::service;
 
     #[test]
     fn changes_are_worded_as_declared() {
         let envs = Environments::default();
         let dev = envs.get("dev").unwrap();
-        let before = envs.resolve(dev, "shop-orders");
+        let before = envs.resolve(dev, &service("shop-orders"));
         let after = Resolved { timeout_ms: 500, rate_limit: 20, ..before.clone() };
         let service = |settings: &Resolved| ServiceState {
             build: Digest::of(b"b"),

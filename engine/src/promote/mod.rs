@@ -272,7 +272,8 @@ impl Promotion {
             .iter()
             .filter(|s| self.only.is_empty() || self.only.contains(&s.name))
             .map(|service| {
-                let (config, settings) = declared_settings(workspace, target, &service.name);
+                let name = ServiceName::try_from(service.name.clone())?;
+                let (config, settings) = declared_settings(workspace, target, &name);
                 let state = ServiceState {
                     build: build.clone(),
                     reference: service.image.name.parse()?,
@@ -284,7 +285,7 @@ impl Promotion {
                     settings: Some(settings),
                     migrations: Vec::new(),
                 };
-                Ok((ServiceName::try_from(service.name.clone())?, state))
+                Ok((name, state))
             })
             .collect::<Result<_>>()?;
         let current = ledger.current(target.name.as_str())?.map(|c| c.state.services);
@@ -295,7 +296,7 @@ impl Promotion {
         // The services kept run with the settings declared now, like the promoted ones.
         for (name, service) in &mut composition.services {
             if !composition.promoted.contains(name) {
-                let (config, settings) = declared_settings(workspace, target, name.as_str());
+                let (config, settings) = declared_settings(workspace, target, name);
                 service.config = config;
                 service.settings = Some(settings);
             }
@@ -542,7 +543,7 @@ pub fn committed_and_verified(
 fn declared_settings(
     workspace: &Workspace,
     target: &Environment,
-    service: &str,
+    service: &ServiceName,
 ) -> (Digest, Resolved) {
     let resolved = workspace.environments.resolve(target, service);
     (resolved.config_digest(), Resolved { sources: Default::default(), ..resolved })
@@ -562,7 +563,7 @@ fn with_declared_flags(workspace: &Workspace, target: &Environment, mut state: S
 /// resolved settings (and their digest), each flag's state and the flags file's digest.
 pub fn configured(workspace: &Workspace, target: &Environment, mut state: State) -> State {
     for (name, service) in &mut state.services {
-        let (config, settings) = declared_settings(workspace, target, name.as_str());
+        let (config, settings) = declared_settings(workspace, target, name);
         service.config = config;
         service.settings = Some(settings);
     }

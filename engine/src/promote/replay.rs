@@ -57,10 +57,8 @@ pub fn launches(
                 .into());
             }
         }
-        let resolved = state
-            .settings
-            .clone()
-            .unwrap_or_else(|| workspace.environments.resolve(target, name.as_str()));
+        let resolved =
+            state.settings.clone().unwrap_or_else(|| workspace.environments.resolve(target, name));
         launches.push(Launch {
             id: service.id.clone(),
             repository: name.as_str().parse()?,

@@ -437,7 +437,7 @@ fn write_rules(
     for environment in workspace.environments.chain() {
         for service in &workspace.services {
             let name = format!("{}-{}", environment.name, service.id);
-            let resolved = workspace.environments.resolve(environment, &service.id.to_string());
+            let resolved = workspace.environments.resolve(environment, &service.id.name());
             let own = own_rules.get(&service.id.to_string());
             let rules = dir.join(format!("{name}.rules.yml"));
             write(

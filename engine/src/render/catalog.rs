@@ -42,7 +42,7 @@ fn alert_names(
     let own_rules = crate::render::alerts::read_own(root, &workspace.services)?;
     for service in &workspace.services {
         let name = service.id.to_string();
-        let thresholds = workspace.environments.resolve(first, &name).alerts;
+        let thresholds = workspace.environments.resolve(first, &service.id.name()).alerts;
         let own = own_rules.get(&name);
         let rules = crate::render::alerts::rules(own, first, service, &thresholds)?;
         let names =

@@ -165,7 +165,7 @@ fn objects_of(
 ) -> Result<Vec<Object>, AlertsError> {
     let env = inputs.environment.name.as_str();
     let name = service.id.to_string();
-    let declared = || inputs.workspace.environments.resolve(inputs.environment, &name);
+    let declared = || inputs.workspace.environments.resolve(inputs.environment, &service.id.name());
     let resolved = running.settings.clone().unwrap_or_else(declared);
     if service.kind.is_store() {
         let subject = Subject { inputs, service, env, name: format!("{env}-{}", service.id) };

@@ -3,7 +3,7 @@
 
 use crate::cli;
 use slipway::model::environments::Resolved;
-use slipway::model::workspace::Name;
+use slipway::model::workspace::{Name, ServiceName};
 use std::collections::BTreeMap;
 
 impl cli::Environments {
@@ -13,10 +13,10 @@ impl cli::Environments {
         let environments = &workspace.environments;
         let mut out = Vec::new();
         for environment in environments.chain() {
-            let services: BTreeMap<String, Resolved> = workspace
+            let services: BTreeMap<ServiceName, Resolved> = workspace
                 .services
                 .iter()
-                .map(|s| (s.id.to_string(), environments.resolve(environment, &s.id.to_string())))
+                .map(|s| (s.id.name(), environments.resolve(environment, &s.id.name())))
                 .collect();
             out.push(serde_json::json!({
                 "name": environment.name,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use slipway_contract::{self as contract, LogLevel};
 
 use super::{Environment, Environments, failure};
-use crate::model::names::MetadataError;
+use crate::model::names::{MetadataError, ServiceName};
 use crate::model::schema::{self, Field, Optional, Table};
 pub use crate::model::units::Ratio;
 use crate::model::units::{Cpu, Size};
@@ -194,7 +194,7 @@ pub(super) fn read_services(
     services: &Field<Table<Field<schema::Params>>>,
     prefix: &str,
     errors: &mut Vec<MetadataError>,
-) -> BTreeMap<String, Params> {
+) -> BTreeMap<ServiceName, Params> {
     let mut read = BTreeMap::new();
     let Ok(services) = services.valid() else {
         errors.push(failure(&format!("{prefix}.services"), "expected a table of services"));
@@ -202,9 +202,13 @@ pub(super) fn read_services(
     };
     for (service, params) in services.iter() {
         let key = format!("{prefix}.services.{service}");
+        let Ok(name) = ServiceName::try_from(service.to_owned()) else {
+            errors.push(failure(&key, "expected a service's `<application>-<role>`"));
+            continue;
+        };
         match params.valid() {
             Ok(params) => {
-                read.insert(service.to_owned(), read_params(params, &key, &[], errors));
+                read.insert(name, read_params(params, &key, &[], errors));
             }
             Err(_) => errors.push(failure(&key, "expected a table of parameters")),
         }
@@ -427,7 +431,7 @@ impl Environments {
     /// built-in defaults, `[defaults]`, the environment's own values, the service's own
     /// declaration (`[package.metadata.service.environments.<env>]`), and the environment's
     /// `services.<service>` table. Each value says which layer it came from.
-    pub fn resolve(&self, environment: &Environment, service: &str) -> Resolved {
+    pub fn resolve(&self, environment: &Environment, service: &ServiceName) -> Resolved {
         let mut layers = self.layers(environment, service);
         let replicas = Replicas {
             min: layers.pick("replicas.min", |p| p.replicas_min),
@@ -465,9 +469,9 @@ impl Environments {
     }
 
     /// `service`'s layers in `environment`, the last declared first, each named.
-    fn layers<'a>(&'a self, environment: &'a Environment, service: &str) -> Layers<'a> {
+    fn layers<'a>(&'a self, environment: &'a Environment, service: &ServiceName) -> Layers<'a> {
         let file = self.file.display().to_string();
-        let declared = self.declared.get(&(environment.name.to_string(), service.to_owned()));
+        let declared = self.declared.get(&(environment.name.clone(), service.clone()));
         let mut layers: Vec<(String, &Params)> = Vec::new();
         if let Some(params) = environment.services.get(service) {
             layers.push((

@@ -71,13 +71,14 @@ pub fn preview(
         .services()
         .iter()
         .map(|service| -> Result<_, crate::error::Error> {
+            let name = ServiceName::try_from(service.name.clone())?;
             let running = Running {
                 image: service.image.digest.clone(),
                 version: version.clone(),
                 test_images: service.test_images.iter().map(|t| t.digest.clone()).collect(),
-                settings: Some(workspace.environments.resolve(first, &service.name)),
+                settings: Some(workspace.environments.resolve(first, &name)),
             };
-            Ok((ServiceName::try_from(service.name.clone())?, running))
+            Ok((name, running))
         })
         .collect::<Result<_, _>>()?;
     let registry = registry(project, workspace);
