@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::policy;
 use crate::model::digest::Digest;
 use crate::model::environments::Resolved;
-use crate::model::flags::State as FlagState;
+use crate::model::flags::FlagState;
 use crate::model::names::{ServiceId, ServiceName};
 
 /// What an environment runs, by service.

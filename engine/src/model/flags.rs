@@ -60,7 +60,7 @@ impl FlagType {
 /// What a flag is in one environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "state")]
-pub enum State {
+pub enum FlagState {
     /// Disabled: every evaluation falls back to the caller's default.
     Off,
     /// Every evaluation gets this variant.
@@ -71,11 +71,11 @@ pub enum State {
 
 /// A state in the words `flag set` takes and `status` shows: `off`, a variant, `10%` (a
 /// boolean's `true` share), or weights `blue 20% / green 80%`.
-pub fn describe(state: &State) -> String {
+pub fn describe(state: &FlagState) -> String {
     match state {
-        State::Off => "off".to_owned(),
-        State::Variant { variant } => variant.clone(),
-        State::Fractional { split } => {
+        FlagState::Off => "off".to_owned(),
+        FlagState::Variant { variant } => variant.clone(),
+        FlagState::Fractional { split } => {
             split.iter().map(|(v, w)| format!("{v} {w}%")).collect::<Vec<_>>().join(" / ")
         }
     }
@@ -92,16 +92,16 @@ pub struct Flag {
     pub variants: BTreeMap<String, Value>,
     pub default: String,
     /// By environment; an environment not listed runs the default variant.
-    pub environments: BTreeMap<String, State>,
+    pub environments: BTreeMap<String, FlagState>,
 }
 
 impl Flag {
     /// The flag's state in `environment`: its declared one, else the default variant.
-    pub fn state(&self, environment: &str) -> State {
+    pub fn state(&self, environment: &str) -> FlagState {
         self.environments
             .get(environment)
             .cloned()
-            .unwrap_or_else(|| State::Variant { variant: self.default.clone() })
+            .unwrap_or_else(|| FlagState::Variant { variant: self.default.clone() })
     }
 }
 
@@ -169,21 +169,21 @@ impl Flags {
     }
 
     /// Every flag's state in `environment`, by flag name.
-    pub fn states(&self, environment: &str) -> BTreeMap<String, State> {
+    pub fn states(&self, environment: &str) -> BTreeMap<String, FlagState> {
         self.flags.iter().map(|f| (f.name.to_string(), f.state(environment))).collect()
     }
 
     /// These flags with `environment` in `states` (as a ledger state recorded them); a
     /// flag `states` does not name keeps its declared state, and a recorded variant the
     /// flag no longer has is left out.
-    pub fn with_states(&self, environment: &str, states: &BTreeMap<String, State>) -> Flags {
+    pub fn with_states(&self, environment: &str, states: &BTreeMap<String, FlagState>) -> Flags {
         let mut flags = self.clone();
         for flag in &mut flags.flags {
             let Some(state) = states.get(flag.name.as_str()) else { continue };
             let known = match state {
-                State::Off => true,
-                State::Variant { variant } => flag.variants.contains_key(variant),
-                State::Fractional { split } => {
+                FlagState::Off => true,
+                FlagState::Variant { variant } => flag.variants.contains_key(variant),
+                FlagState::Fractional { split } => {
                     split.iter().all(|(variant, _)| flag.variants.contains_key(variant))
                 }
             };
@@ -196,11 +196,11 @@ impl Flags {
 }
 
 /// A state as the flags file declares it: `"off"`, a variant, or weights `{ on = 10, off = 90 }`.
-pub fn declared(state: &State) -> toml_edit::Value {
+pub fn declared(state: &FlagState) -> toml_edit::Value {
     match state {
-        State::Off => "off".into(),
-        State::Variant { variant } => variant.as_str().into(),
-        State::Fractional { split } => {
+        FlagState::Off => "off".into(),
+        FlagState::Variant { variant } => variant.as_str().into(),
+        FlagState::Fractional { split } => {
             let mut weights = toml_edit::InlineTable::new();
             for (variant, weight) in split {
                 weights.insert(variant, i64::from(*weight).into());
@@ -403,7 +403,7 @@ fn read_states(
     environments: &Environments,
     shape: &Shape,
     errors: &mut Vec<MetadataError>,
-) -> BTreeMap<String, State> {
+) -> BTreeMap<String, FlagState> {
     let mut states = BTreeMap::new();
     let Ok(declared) = declared.valid() else {
         errors.push(failure(
@@ -436,7 +436,7 @@ fn read_state(
     key: &str,
     shape: &Shape,
     errors: &mut Vec<MetadataError>,
-) -> Option<State> {
+) -> Option<FlagState> {
     match declared.valid() {
         Ok(schema::FlagState::Named(text)) => {
             named_state(text, key, shape.kind, shape.variants, errors)
@@ -461,12 +461,12 @@ fn named_state(
     kind: Option<FlagType>,
     variants: &BTreeMap<String, Value>,
     errors: &mut Vec<MetadataError>,
-) -> Option<State> {
+) -> Option<FlagState> {
     if text == "off" && !variants.contains_key("off") {
-        return Some(State::Off);
+        return Some(FlagState::Off);
     }
     if variants.contains_key(text) {
-        return Some(State::Variant { variant: text.to_owned() });
+        return Some(FlagState::Variant { variant: text.to_owned() });
     }
     let Some(percent) = text.strip_suffix('%') else {
         errors.push(failure(
@@ -491,7 +491,7 @@ fn named_state(
         errors.push(failure(key, "a percentage needs a `true` and a `false` variant"));
         return None;
     };
-    Some(State::Fractional { split: vec![(yes, on), (no, 100 - on)] })
+    Some(FlagState::Fractional { split: vec![(yes, on), (no, 100 - on)] })
 }
 
 /// Weights per variant, `{ blue = 20, green = 80 }`, summing to 100.
@@ -500,7 +500,7 @@ fn weights(
     key: &str,
     variants: &BTreeMap<String, Value>,
     errors: &mut Vec<MetadataError>,
-) -> Option<State> {
+) -> Option<FlagState> {
     let mut split = Vec::new();
     for (variant, weight) in declared.iter() {
         if !variants.contains_key(variant) {
@@ -522,7 +522,7 @@ fn weights(
         errors.push(failure(key, format!("the weights sum to {total}, not 100")));
         return None;
     }
-    Some(State::Fractional { split })
+    Some(FlagState::Fractional { split })
 }
 
 fn names(variants: &BTreeMap<String, Value>) -> String {
@@ -558,11 +558,11 @@ environments = { dev = "on", staging = "off", prod = "10%" }
     fn flags_parse_with_their_states() {
         let flags = parse(PRICING).unwrap();
         let flag = flags.get("new-pricing").unwrap();
-        assert_eq!(flag.state("dev"), State::Variant { variant: "on".into() });
-        assert_eq!(flag.state("staging"), State::Variant { variant: "off".into() });
+        assert_eq!(flag.state("dev"), FlagState::Variant { variant: "on".into() });
+        assert_eq!(flag.state("staging"), FlagState::Variant { variant: "off".into() });
         assert_eq!(
             flag.state("prod"),
-            State::Fractional { split: vec![("on".into(), 10), ("off".into(), 90)] }
+            FlagState::Fractional { split: vec![("on".into(), 10), ("off".into(), 90)] }
         );
     }
 
@@ -572,9 +572,12 @@ environments = { dev = "on", staging = "off", prod = "10%" }
         let set = set_state(&text, "new-pricing", "staging", "on".into()).unwrap();
         assert!(set.starts_with("# pricing\n"), "{set}");
         let flags = parse(&set).unwrap();
-        assert_eq!(flags.states("staging")["new-pricing"], State::Variant { variant: "on".into() });
+        assert_eq!(
+            flags.states("staging")["new-pricing"],
+            FlagState::Variant { variant: "on".into() }
+        );
         let set = set_state(&text, "new-pricing", "prod", "25%".into()).unwrap();
-        let split = State::Fractional { split: vec![("on".into(), 25), ("off".into(), 75)] };
+        let split = FlagState::Fractional { split: vec![("on".into(), 25), ("off".into(), 75)] };
         assert_eq!(parse(&set).unwrap().states("prod")["new-pricing"], split);
         let back = set_state(&set, "new-pricing", "prod", declared(&split)).unwrap();
         assert_eq!(parse(&back).unwrap().states("prod")["new-pricing"], split, "{back}");
@@ -587,11 +590,13 @@ environments = { dev = "on", staging = "off", prod = "10%" }
     #[test]
     fn recorded_states_replace_the_declared_ones_where_the_variants_still_exist() {
         let flags = parse(PRICING).unwrap();
-        let on = State::Variant { variant: "on".into() };
+        let on = FlagState::Variant { variant: "on".into() };
         let recorded = BTreeMap::from([("new-pricing".to_owned(), on.clone())]);
         assert_eq!(flags.with_states("staging", &recorded).states("staging")["new-pricing"], on);
-        let gone =
-            BTreeMap::from([("new-pricing".to_owned(), State::Variant { variant: "half".into() })]);
+        let gone = BTreeMap::from([(
+            "new-pricing".to_owned(),
+            FlagState::Variant { variant: "half".into() },
+        )]);
         assert_eq!(flags.with_states("staging", &gone), flags);
     }
 

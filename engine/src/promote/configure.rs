@@ -231,7 +231,7 @@ pub fn declare_flags_of(
 ) -> Result<Vec<(String, String)>> {
     let env = state.environment.as_str();
     let path = project.layout.flags().to_string_lossy().into_owned();
-    let stale: Vec<(&String, &flags::State)> = state
+    let stale: Vec<(&String, &flags::FlagState)> = state
         .flags
         .iter()
         .filter(|(name, recorded)| {
@@ -363,8 +363,11 @@ mod tests {
                 .into(),
             promoted_at: 1,
             promoted_by: "t".into(),
-            flags: [("new-pricing".to_owned(), flags::State::Variant { variant: pricing.into() })]
-                .into(),
+            flags: [(
+                "new-pricing".to_owned(),
+                flags::FlagState::Variant { variant: pricing.into() },
+            )]
+            .into(),
             configuration: None,
             policy: None,
         };

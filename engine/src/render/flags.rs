@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::model::flags::{Flags, State};
+use crate::model::flags::{FlagState, Flags};
 
 pub const SCHEMA: &str = "https://flagd.dev/schema/v0/flags.json";
 
@@ -59,7 +59,7 @@ pub fn summarize(text: &[u8]) -> BTreeMap<String, String> {
 pub fn for_states(
     flags: &Flags,
     environment: &str,
-    states: &BTreeMap<String, crate::model::flags::State>,
+    states: &BTreeMap<String, crate::model::flags::FlagState>,
 ) -> Option<String> {
     file(&flags.with_states(environment, states), environment)
 }
@@ -79,9 +79,9 @@ pub fn render(flags: &Flags, environment: &str) -> String {
             .map(|(name, value)| (name.clone(), serde_json::to_value(value).unwrap_or(Value::Null)))
             .collect();
         let (state, default_variant, targeting) = match flag.state(environment) {
-            State::Off => ("DISABLED", flag.default.clone(), None),
-            State::Variant { variant } => ("ENABLED", variant, None),
-            State::Fractional { split } => {
+            FlagState::Off => ("DISABLED", flag.default.clone(), None),
+            FlagState::Variant { variant } => ("ENABLED", variant, None),
+            FlagState::Fractional { split } => {
                 let buckets: Vec<Value> = split.iter().map(|(v, w)| json!([v, w])).collect();
                 ("ENABLED", flag.default.clone(), Some(json!({ "fractional": buckets })))
             }
