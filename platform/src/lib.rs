@@ -133,6 +133,21 @@ pub fn describe(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// What a service's `main` returns for the outcome of its `run`: success, or a failure
+/// with the error on one line of standard error, `<service>: <error>`.
+pub fn exit_code(
+    service: &str,
+    outcome: Result<(), impl std::fmt::Display>,
+) -> std::process::ExitCode {
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{service}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 impl Platform {
     /// Reads the contract from the process environment; `service` is `<application>-<role>`
     pub fn from_env(service: &'static str) -> Result<Platform, PlatformError> {

@@ -63,13 +63,7 @@ async fn run() -> Result<(), PlatformError> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{SERVICE}: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    slipway_platform::exit_code(SERVICE, run().await)
 }
 
 #[cfg(test)]

@@ -311,13 +311,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{SERVICE}: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    slipway_platform::exit_code(SERVICE, run().await)
 }
 
 #[cfg(test)]
