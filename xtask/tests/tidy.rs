@@ -1,8 +1,8 @@
 //! Checks of the repository itself: every Rust file says what it is for, no ignored tests
 //! or leftover debug prints, the README's commands exist, the CI script runs the test
 //! command, the Nix flake parses, no function runs past a hundred lines nor engine file past
-//! six hundred, the engine prints only through its reporter, and the platform contract is
-//! spelled in one crate.
+//! six hundred, the engine prints only through its reporter, the declarations are read
+//! through the model's schema, and the platform contract is spelled in one crate.
 
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used)]
@@ -486,4 +486,31 @@ fn the_platform_contract_is_spelled_once() {
         }
     }
     assert!(spelled.is_empty(), "use `slipway_contract`'s name instead: {spelled:#?}");
+}
+
+/// The accessors that read a TOML or JSON tree by hand, spelled so this file does not match
+/// itself; the edits that keep a file's comments use their `_mut` forms.
+fn hand_readers() -> [String; 6] {
+    ["as_table_like", "as_integer", "as_float", "as_bool", "as_array_of_tables", "as_object"]
+        .map(|name| format!("{name}{}", "()"))
+}
+
+/// What the repository declares is read through `model::schema`'s types (every problem of
+/// a run named together, each with file and key), never walked by hand in another module.
+#[test]
+fn the_declarations_are_read_through_the_schema_only() {
+    let readers = hand_readers();
+    let mut walked = Vec::new();
+    for (shown, text) in engine_files() {
+        if !shown.starts_with("engine/src/model") || shown.ends_with("schema.rs") {
+            continue;
+        }
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (at, line) in code.lines().enumerate() {
+            if readers.iter().any(|r| line.contains(r)) {
+                walked.push(format!("{}:{}", shown.display(), at + 1));
+            }
+        }
+    }
+    assert!(walked.is_empty(), "read these through model::schema's types: {walked:#?}");
 }

@@ -4,12 +4,19 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use toml_edit::DocumentMut;
+use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+/// What `Cargo.lock` says, as far as Slipway reads it.
+#[derive(Debug, Deserialize)]
+struct LockFile {
+    #[serde(default)]
+    package: Vec<Locked>,
+}
+
 /// A locked package.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 pub struct Locked {
     pub name: String,
     pub version: String,
@@ -35,26 +42,13 @@ pub fn read(root: &Path) -> Result<BTreeMap<(String, String), Locked>> {
         source,
     })?;
     let bad = |why: String| Error::CargoMetadata(format!("{}: {why}", path.display()));
-    let document: DocumentMut = text.parse().map_err(|e| bad(format!("not valid TOML: {e}")))?;
-    let packages = document
-        .get("package")
-        .and_then(|p| p.as_array_of_tables())
-        .ok_or_else(|| bad("no [[package]] entries".to_owned()))?;
-    let mut locked = BTreeMap::new();
-    for table in packages.iter() {
-        let field = |key: &str| table.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-        let (Some(name), Some(version)) = (field("name"), field("version")) else {
-            return Err(bad("a [[package]] lacks `name` or `version`".to_owned()));
-        };
-        let package = Locked {
-            name: name.clone(),
-            version: version.clone(),
-            source: field("source"),
-            checksum: field("checksum"),
-        };
-        locked.insert((name, version), package);
+    let file: LockFile =
+        toml_edit::de::from_str(&text).map_err(|e| bad(format!("not a lockfile: {e}")))?;
+    if file.package.is_empty() {
+        return Err(bad("no [[package]] entries".to_owned()));
     }
-    Ok(locked)
+    let key = |package: &Locked| (package.name.clone(), package.version.clone());
+    Ok(file.package.into_iter().map(|package| (key(&package), package)).collect())
 }
 
 #[cfg(test)]
@@ -74,5 +68,14 @@ mod tests {
         assert_eq!(itoa.checksum.as_deref(), Some("abc"));
         assert_eq!(itoa.purl(), "pkg:cargo/itoa@1.0.15");
         assert_eq!(locked[&("shop-orders".to_owned(), "0.1.0".to_owned())].checksum, None);
+    }
+
+    #[test]
+    fn a_package_without_a_version_is_refused_naming_the_lockfile() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Cargo.lock"), "[[package]]\nname = \"itoa\"\n").unwrap();
+        let error = read(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("Cargo.lock: not a lockfile"), "{error}");
+        assert!(error.contains("version"), "{error}");
     }
 }

@@ -359,8 +359,8 @@ fn a_source_that_does_not_reproduce_fails_verify_rebuild() {
     );
     edit(
         &dir.path().join("services/shop-catalog/src/main.rs"),
-        "Ok(()) => ExitCode::SUCCESS,",
-        "Ok(()) => {\n            eprintln!(\"{SERVICE} built at {STAMP}\");\n            ExitCode::SUCCESS\n        }",
+        "    slipway_platform::exit_code(SERVICE, run().await)",
+        "    eprintln!(\"{SERVICE} built at {STAMP}\");\n    slipway_platform::exit_code(SERVICE, run().await)",
     );
     run_in(dir.path(), "cargo", &["fmt", "--all"]);
     commit_all(dir.path(), "stamp the build time");
