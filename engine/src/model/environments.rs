@@ -11,7 +11,7 @@ use toml_edit::{DocumentMut, Item, Value};
 
 use crate::model::layout::Layout;
 use crate::model::names::{MetadataError, MetadataErrors, Name, ServiceName};
-use crate::model::schema::{self, Field, Optional};
+use crate::model::schema::{self, Field, Optional, read};
 
 mod config_set;
 mod delivery;
@@ -24,7 +24,6 @@ pub use delivery::Delivery;
 use delivery::read_delivery;
 pub use kubernetes::Kubernetes;
 use kubernetes::read_kubernetes;
-pub(crate) use params::meaning;
 pub use params::{
     DataNeeds, Params, Ratio, Replicas, Resolved, Resources, Thresholds, parse_duration,
     parse_millis, read_params,
@@ -338,10 +337,12 @@ fn read_environment(
     let params = read_params(&declared.params, &prefix, &ENVIRONMENT_KEYS, errors);
     let name = environment_name(declared.name.as_ref(), &format!("{prefix}.name"), chain, errors);
     let mut flag = |key: &str, field: &Optional<bool>| {
-        meaning(field, |on| Some(*on)).unwrap_or_else(|| {
-            errors.push(failure(&format!("{prefix}.{key}"), "expected true or false"));
-            None
-        })
+        read(
+            field,
+            |on| Some(*on),
+            || failure(&format!("{prefix}.{key}"), "expected true or false"),
+            errors,
+        )
     };
     let accept_local_keys = flag("accept-local-keys", &declared.accept_local_keys);
     let require_tested = flag("require-tested", &declared.require_tested);
@@ -392,13 +393,17 @@ fn environment_name(
 
 /// `bake-time = "10m"`, in seconds; none is 0.
 fn bake_time(declared: &Optional<String>, prefix: &str, errors: &mut Vec<MetadataError>) -> u64 {
-    let seconds = meaning(declared, |text| parse_duration(text)).unwrap_or_else(|| {
-        errors.push(failure(
-            &format!("{prefix}.bake-time"),
-            "expected a duration like \"0s\", \"30m\", \"2h\" or \"1d\"",
-        ));
-        None
-    });
+    let seconds = read(
+        declared,
+        |text| parse_duration(text),
+        || {
+            failure(
+                &format!("{prefix}.bake-time"),
+                "expected a duration like \"0s\", \"30m\", \"2h\" or \"1d\"",
+            )
+        },
+        errors,
+    );
     seconds.unwrap_or(0)
 }
 

@@ -266,6 +266,21 @@ impl Unknown {
 /// A field that may be left out.
 pub type Optional<T> = Option<Field<T>>;
 
+/// What an optional field means: none when it is absent; when it is not of the schema's
+/// type, or `meaning` refuses it, none and the problem `refused` names pushed to `errors`.
+pub fn read<T, U>(
+    field: &Optional<T>,
+    meaning: impl FnOnce(&T) -> Option<U>,
+    refused: impl FnOnce() -> MetadataError,
+    errors: &mut Vec<MetadataError>,
+) -> Option<U> {
+    let value = field.as_ref()?.valid().ok().and_then(meaning);
+    if value.is_none() {
+        errors.push(refused());
+    }
+    value
+}
+
 /// `infra/environments.toml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

@@ -1,9 +1,9 @@
 //! How a new version reaches an environment (`delivery`): at once, or progressively as a
 //! canary or blue-green rollout.
 
-use super::{failure, meaning, parse_duration};
+use super::{failure, parse_duration};
 use crate::model::names::MetadataError;
-use crate::model::schema::{self, Field};
+use crate::model::schema::{self, Field, read};
 use serde::Serialize;
 
 /// How a new version reaches an environment.
@@ -84,12 +84,11 @@ fn canary(declared: &schema::Delivery, prefix: &str, errors: &mut Vec<MetadataEr
             Vec::new()
         }
     };
-    let pause = meaning(&declared.pause, |text| parse_duration(text)).unwrap_or_else(|| {
-        errors.push(failure(
-            &format!("{prefix}.pause"),
-            "expected a duration like \"90s\" or \"2m\"",
-        ));
-        Some(0)
-    });
+    let pause = read(
+        &declared.pause,
+        |text| parse_duration(text),
+        || failure(&format!("{prefix}.pause"), "expected a duration like \"90s\" or \"2m\""),
+        errors,
+    );
     Delivery::Canary { steps, pause_seconds: pause.unwrap_or(120) }
 }

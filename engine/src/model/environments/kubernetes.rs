@@ -1,9 +1,9 @@
 //! The `[kubernetes]` table: where clusters pull images from, where Argo CD reads the
 //! rendered manifests, where pull requests are opened.
 
-use super::{failure, meaning};
+use super::failure;
 use crate::model::names::MetadataError;
-use crate::model::schema::{self, Field, Optional};
+use crate::model::schema::{self, Field, Optional, read};
 use serde::Serialize;
 
 /// `[kubernetes]`: where clusters pull images from and where Argo CD reads the ledger.
@@ -52,36 +52,33 @@ pub(super) fn read_kubernetes(
     };
     let expected = "expected `registry`, `repo-url`, `cluster`, `prometheus`, `synthetic-tests`, `pull-requests`";
     declared.unknown.report("kubernetes", expected, failure, errors);
-    let mut read =
+    let mut checked =
         |key: &str, field: &Optional<String>, accept: &dyn Fn(&str) -> bool, why: &str| {
             let accepted = |text: &String| Some(text.clone()).filter(|text| accept(text));
-            meaning(field, accepted).unwrap_or_else(|| {
-                errors.push(failure(&format!("kubernetes.{key}"), why));
-                None
-            })
+            read(field, accepted, || failure(&format!("kubernetes.{key}"), why), errors)
         };
     let url = "expected a URL, like \"https://kubernetes.default.svc\"";
     let registry = |text: &str| word(text) && !text.contains("://") && !text.ends_with('/');
     let registry_why = "expected the image prefix clusters pull from, like \"registry.example.com/shop\" (no scheme, no trailing `/`)";
-    kubernetes.registry = read("registry", &declared.registry, &registry, registry_why);
-    kubernetes.repo_url = read("repo-url", &declared.repo_url, &word, url);
+    kubernetes.registry = checked("registry", &declared.registry, &registry, registry_why);
+    kubernetes.repo_url = checked("repo-url", &declared.repo_url, &word, url);
     let cluster = |text: &str| word(text) && text.starts_with("https://");
-    if let Some(text) = read("cluster", &declared.cluster, &cluster, url) {
+    if let Some(text) = checked("cluster", &declared.cluster, &cluster, url) {
         kubernetes.cluster = text;
     }
     let prometheus = |text: &str| word(text) && text.starts_with("http");
-    if let Some(text) = read("prometheus", &declared.prometheus, &prometheus, url) {
+    if let Some(text) = checked("prometheus", &declared.prometheus, &prometheus, url) {
         kubernetes.prometheus = text;
     }
     let cron = |text: &str| text.split_whitespace().count() == 5;
     let cron_why = "expected a cron schedule of five fields, like \"*/15 * * * *\"";
-    if let Some(text) = read("synthetic-tests", &declared.synthetic_tests, &cron, cron_why) {
+    if let Some(text) = checked("synthetic-tests", &declared.synthetic_tests, &cron, cron_why) {
         kubernetes.synthetic_tests = text;
     }
     let is_github = |text: &str| github(text).is_some();
     let github_why = "expected where pull requests are opened, like \"github:acme/shop\"";
     kubernetes.pull_requests =
-        read("pull-requests", &declared.pull_requests, &is_github, github_why)
+        checked("pull-requests", &declared.pull_requests, &is_github, github_why)
             .as_deref()
             .and_then(github);
     kubernetes

@@ -9,7 +9,7 @@ use slipway_contract::{self as contract, LogLevel};
 
 use super::{Environment, Environments, failure};
 use crate::model::names::{MetadataError, ServiceName};
-use crate::model::schema::{self, Field, Optional, Table};
+use crate::model::schema::{self, Field, Optional, Table, read};
 pub use crate::model::units::Ratio;
 use crate::model::units::{Cpu, Size};
 
@@ -242,23 +242,26 @@ pub fn read_params(
     if let Some(replicas) = &declared.replicas {
         read_replicas(replicas, prefix, &mut params, errors);
     }
-    params.log_level =
-        meaning(&declared.log_level, |text| LogLevel::named(text)).unwrap_or_else(|| {
-            let levels = LogLevel::ALL.map(LogLevel::as_str).join(", ");
-            errors.push(failure(&key("log-level"), format!("expected one of {levels}")));
-            None
-        });
-    params.timeout_ms = meaning(&declared.timeout, |text| parse_millis(text).filter(|ms| *ms > 0))
-        .unwrap_or_else(|| {
-            let why = "expected how long a call to a dependency may take, like \"3s\" or \"500ms\"";
-            errors.push(failure(&key("timeout"), why));
-            None
-        });
-    params.rate_limit = meaning(&declared.rate_limit, |n| Some(*n)).unwrap_or_else(|| {
-        let why = "expected requests per second one instance serves, a whole number (0: no limit)";
-        errors.push(failure(&key("rate-limit"), why));
-        None
-    });
+    let levels = LogLevel::ALL.map(LogLevel::as_str).join(", ");
+    let level = || failure(&key("log-level"), format!("expected one of {levels}"));
+    params.log_level = read(&declared.log_level, |text| LogLevel::named(text), level, errors);
+    let timeout = || {
+        let why = "expected how long a call to a dependency may take, like \"3s\" or \"500ms\"";
+        failure(&key("timeout"), why)
+    };
+    let positive = |text: &String| parse_millis(text).filter(|ms| *ms > 0);
+    params.timeout_ms = read(&declared.timeout, positive, timeout, errors);
+    params.rate_limit = read(
+        &declared.rate_limit,
+        |n| Some(*n),
+        || {
+            failure(
+                &key("rate-limit"),
+                "expected requests per second one instance serves, a whole number (0: no limit)",
+            )
+        },
+        errors,
+    );
     if let Some(alerts) = &declared.alerts {
         read_alerts(alerts, prefix, &mut params, errors);
     }
@@ -269,19 +272,6 @@ pub fn read_params(
     params
 }
 
-/// What an optional field means: `Some(None)` when it is absent, `Some(Some(value))` when
-/// it is valid and `meaning` accepts it, `None` (for the caller to name the problem) when
-/// it is neither.
-pub(crate) fn meaning<T, U>(
-    field: &Optional<T>,
-    meaning: impl FnOnce(&T) -> Option<U>,
-) -> Option<Option<U>> {
-    match field {
-        None => Some(None),
-        Some(field) => field.valid().ok().and_then(meaning).map(Some),
-    }
-}
-
 /// A data store's `storage` (a quantity like `"1Gi"`) and `backups` (whole days like `"7d"`,
 /// `"0"` for none).
 pub(super) fn read_data_needs(
@@ -290,26 +280,33 @@ pub(super) fn read_data_needs(
     params: &mut Params,
     errors: &mut Vec<MetadataError>,
 ) {
-    params.storage = meaning(&declared.storage, |text| Size::parse_in(text, &["Mi", "Gi", "Ti"]))
-        .unwrap_or_else(|| {
-            errors.push(failure(
+    params.storage = read(
+        &declared.storage,
+        |text| Size::parse_in(text, &["Mi", "Gi", "Ti"]),
+        || {
+            failure(
                 &format!("{prefix}.storage"),
                 "expected a data store's volume, a Kubernetes quantity like \"1Gi\" or \"500Mi\"",
-            ));
-            None
-        });
+            )
+        },
+        errors,
+    );
     let days = |text: &String| {
         contract::parse_duration(text)
             .filter(|d| d.as_secs() % 86_400 == 0 && d.subsec_nanos() == 0)
             .and_then(|d| u32::try_from(d.as_secs() / 86_400).ok())
     };
-    params.backup_days = meaning(&declared.backups, days).unwrap_or_else(|| {
-        errors.push(failure(
-            &format!("{prefix}.backups"),
-            "expected how long a data store's daily backups are kept, in whole days like \"7d\" (\"0\": no backups)",
-        ));
-        None
-    });
+    params.backup_days = read(
+        &declared.backups,
+        days,
+        || {
+            failure(
+                &format!("{prefix}.backups"),
+                "expected how long a data store's daily backups are kept, in whole days like \"7d\" (\"0\": no backups)",
+            )
+        },
+        errors,
+    );
 }
 
 /// `replicas = { min, max }`: whole numbers of at least 1, max not below min.
@@ -329,13 +326,17 @@ pub(super) fn read_replicas(
     let at = format!("{prefix}.replicas");
     replicas.unknown.report(&at, "expected min and max", failure, errors);
     let count = |key: &str, field: &Optional<u32>, errors: &mut Vec<MetadataError>| {
-        meaning(field, |n| Some(*n).filter(|n| *n >= 1)).unwrap_or_else(|| {
-            errors.push(failure(
-                &format!("{prefix}.replicas.{key}"),
-                "expected a whole number of at least 1",
-            ));
-            None
-        })
+        read(
+            field,
+            |n| Some(*n).filter(|n| *n >= 1),
+            || {
+                failure(
+                    &format!("{prefix}.replicas.{key}"),
+                    "expected a whole number of at least 1",
+                )
+            },
+            errors,
+        )
     };
     params.replicas_min = count("min", &replicas.min, errors);
     params.replicas_max = count("max", &replicas.max, errors);
@@ -365,21 +366,29 @@ pub(super) fn read_alerts(
     };
     let at = format!("{prefix}.alerts");
     alerts.unknown.report(&at, "expected error-ratio and latency-p99", failure, errors);
-    params.error_ratio = meaning(&alerts.error_ratio, |ratio| Ratio::new(*ratio)).unwrap_or_else(|| {
-        errors.push(failure(
-            &format!("{prefix}.alerts.error-ratio"),
-            "expected the share of 5xx answers that fires the alert, above 0 and at most 1, like 0.05",
-        ));
-        None
-    });
+    params.error_ratio = read(
+        &alerts.error_ratio,
+        |ratio| Ratio::new(*ratio),
+        || {
+            failure(
+                &format!("{prefix}.alerts.error-ratio"),
+                "expected the share of 5xx answers that fires the alert, above 0 and at most 1, like 0.05",
+            )
+        },
+        errors,
+    );
     let latency = |text: &String| parse_millis(text).filter(|ms| *ms > 0);
-    params.latency_p99_ms = meaning(&alerts.latency_p99, latency).unwrap_or_else(|| {
-        errors.push(failure(
-            &format!("{prefix}.alerts.latency-p99"),
-            "expected the p99 latency that fires the alert, like \"250ms\" or \"2s\"",
-        ));
-        None
-    });
+    params.latency_p99_ms = read(
+        &alerts.latency_p99,
+        latency,
+        || {
+            failure(
+                &format!("{prefix}.alerts.latency-p99"),
+                "expected the p99 latency that fires the alert, like \"250ms\" or \"2s\"",
+            )
+        },
+        errors,
+    );
 }
 
 /// `resources = { cpu, memory }`: Kubernetes quantities.
@@ -398,21 +407,15 @@ pub(super) fn read_resources(
     };
     let at = format!("{prefix}.resources");
     resources.unknown.report(&at, "expected cpu and memory", failure, errors);
-    let mut quantity = |key: &str, example: &str| {
-        errors.push(failure(
-            &format!("{prefix}.resources.{key}"),
-            format!("expected a Kubernetes quantity like {example}"),
-        ));
+    let quantity = |key: &str, example: &str| {
+        let why = format!("expected a Kubernetes quantity like {example}");
+        failure(&format!("{prefix}.resources.{key}"), why)
     };
-    params.cpu = meaning(&resources.cpu, |text| Cpu::parse(text)).unwrap_or_else(|| {
-        quantity("cpu", "\"250m\" or \"2\"");
-        None
-    });
+    let cpu = || quantity("cpu", "\"250m\" or \"2\"");
+    params.cpu = read(&resources.cpu, |text| Cpu::parse(text), cpu, errors);
     let memory = |text: &String| Size::parse_in(text, &["Ki", "Mi", "Gi", "Ti"]);
-    params.memory = meaning(&resources.memory, memory).unwrap_or_else(|| {
-        quantity("memory", "\"256Mi\" or \"1Gi\"");
-        None
-    });
+    let example = || quantity("memory", "\"256Mi\" or \"1Gi\"");
+    params.memory = read(&resources.memory, memory, example, errors);
 }
 
 /// A duration in the contract's one grammar (`slipway_contract::parse_duration`: `500ms`,

@@ -1,8 +1,8 @@
 //! The `[ledger]` table: the git remote and branch the ledger is shared through.
 
-use super::{failure, meaning};
+use super::failure;
 use crate::model::names::MetadataError;
-use crate::model::schema::{self, Field, Optional};
+use crate::model::schema::{self, Field, Optional, read};
 use serde::Serialize;
 
 /// The git remote the ledger is shared through, and the branch it lives on there.
@@ -27,10 +27,12 @@ pub(super) fn read_ledger(
     let name =
         |text: &String| Some(text.clone()).filter(|s| !s.trim().is_empty() && !s.starts_with('-'));
     let mut text = |key: &str, field: &Optional<String>| {
-        meaning(field, name).unwrap_or_else(|| {
-            errors.push(failure(&format!("ledger.{key}"), "expected a git remote or branch name"));
-            None
-        })
+        read(
+            field,
+            name,
+            || failure(&format!("ledger.{key}"), "expected a git remote or branch name"),
+            errors,
+        )
     };
     let remote = text("remote", &declared.remote);
     let branch = text("branch", &declared.branch).unwrap_or_else(|| "main".to_owned());

@@ -8,9 +8,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Package, SERVICE_KEYS, SERVICE_TABLE, SUITE_TABLE, Service, Suite, error};
-use crate::model::environments::{Params, meaning, read_params};
+use crate::model::environments::{Params, read_params};
 use crate::model::names::{MetadataError, Name, ServiceId};
-use crate::model::schema::{self, Field, Optional, Table};
+use crate::model::schema::{self, Field, Optional, Table, read};
 use crate::model::store::Kind;
 
 /// What a member's `package.metadata` says, as written (none when it has none).
@@ -264,14 +264,18 @@ pub(super) fn read_suite(
     table.unknown.report(SUITE_TABLE, expected, |key, why| error(file, key, why), errors);
     let seconds =
         |text: &String| crate::model::environments::parse_duration(text).filter(|s| *s > 0);
-    let time_limit_seconds = meaning(&table.time_limit, seconds).unwrap_or_else(|| {
-        errors.push(error(
-            file,
-            format!("{SUITE_TABLE}.time-limit"),
-            "expected a duration above zero, e.g. \"300s\" or \"10m\"",
-        ));
-        None
-    });
+    let time_limit_seconds = read(
+        &table.time_limit,
+        seconds,
+        || {
+            error(
+                file,
+                format!("{SUITE_TABLE}.time-limit"),
+                "expected a duration above zero, e.g. \"300s\" or \"10m\"",
+            )
+        },
+        errors,
+    );
     let key = format!("{SUITE_TABLE}.service");
     let Some(Ok(wanted)) = table.service.as_ref().map(Field::valid) else {
         errors.push(error(
