@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
-use serde_json::{Value, json};
 
 use crate::determinism::yaml;
 use crate::model::digest::Digest;
@@ -27,6 +26,7 @@ use crate::render::alerts::{self, AlertsError};
 
 use crate::ledger::{RENDERED_APPLICATION as APPLICATION, RENDERED_FOLDER as FOLDER};
 
+mod api;
 mod argo;
 mod preview;
 mod rollout;
@@ -76,15 +76,80 @@ struct Metadata {
     annotations: BTreeMap<String, String>,
 }
 
-/// Any Kubernetes object: its kind and API version, metadata, and the rest by field.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// A Kubernetes object: its metadata and what it holds, which names its kind and API
+/// version.
+#[derive(Debug)]
 struct Object {
-    api_version: &'static str,
-    kind: &'static str,
     metadata: Metadata,
-    #[serde(flatten)]
-    body: BTreeMap<&'static str, Value>,
+    body: Body,
+}
+
+/// What an object holds beside its metadata: a ConfigMap's `data`, or a `spec` by kind.
+#[derive(Debug)]
+enum Body {
+    ConfigMap(api::Labels),
+    Spec(Box<Spec>),
+}
+
+/// An object's `spec`, by kind.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Spec {
+    Deployment(api::DeploymentSpec),
+    Service(api::ServiceSpec),
+    Autoscaler(api::AutoscalerSpec),
+    DisruptionBudget(api::DisruptionBudgetSpec),
+    NetworkPolicy(api::NetworkPolicySpec),
+    Job(api::JobSpec),
+    CronJob(api::CronJobSpec),
+    StatefulSet(api::StatefulSetSpec),
+    Claim(api::ClaimSpec),
+    Rules(alerts::RuleFile),
+    Rollout(rollout::RolloutSpec),
+    Analysis(rollout::AnalysisSpec),
+    Application(argo::ApplicationSpec),
+    ApplicationSet(argo::ApplicationSetSpec),
+    Plugin(argo::PluginSpec),
+}
+
+impl Body {
+    /// The API version and kind of an object holding this.
+    fn kind(&self) -> (&'static str, &'static str) {
+        let Body::Spec(spec) = self else { return ("v1", "ConfigMap") };
+        match spec.as_ref() {
+            Spec::Deployment(_) => ("apps/v1", "Deployment"),
+            Spec::Service(_) => ("v1", "Service"),
+            Spec::Autoscaler(_) => ("autoscaling/v2", "HorizontalPodAutoscaler"),
+            Spec::DisruptionBudget(_) => ("policy/v1", "PodDisruptionBudget"),
+            Spec::NetworkPolicy(_) => ("networking.k8s.io/v1", "NetworkPolicy"),
+            Spec::Job(_) => ("batch/v1", "Job"),
+            Spec::CronJob(_) => ("batch/v1", "CronJob"),
+            Spec::StatefulSet(_) => ("apps/v1", "StatefulSet"),
+            Spec::Claim(_) => ("v1", "PersistentVolumeClaim"),
+            Spec::Rules(_) => ("monitoring.coreos.com/v1", "PrometheusRule"),
+            Spec::Rollout(_) => (argo::API_VERSION, "Rollout"),
+            Spec::Analysis(_) => (argo::API_VERSION, "AnalysisTemplate"),
+            Spec::Application(_) => (argo::API_VERSION, "Application"),
+            Spec::ApplicationSet(_) => (argo::API_VERSION, "ApplicationSet"),
+            Spec::Plugin(_) => (argo::API_VERSION, "ConfigManagementPlugin"),
+        }
+    }
+}
+
+impl Serialize for Object {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (api_version, kind) = self.body.kind();
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("apiVersion", api_version)?;
+        map.serialize_entry("kind", kind)?;
+        map.serialize_entry("metadata", &self.metadata)?;
+        match &self.body {
+            Body::ConfigMap(data) => map.serialize_entry("data", data)?,
+            Body::Spec(spec) => map.serialize_entry("spec", spec)?,
+        }
+        map.end()
+    }
 }
 
 /// The inputs of one environment's rendering.
@@ -120,12 +185,11 @@ pub fn render(inputs: &Inputs) -> Result<Vec<File>, AlertsError> {
     if !inputs.flags.flags.is_empty() {
         let flags = crate::render::flags::render(inputs.flags, env);
         let labels = environment_labels(env);
-        let config_map = object(
-            "v1",
-            "ConfigMap",
-            metadata(env, &format!("{env}-flags"), labels),
-            &[("data", json!({ FLAGS_KEY: flags }))],
-        );
+        let data = api::Labels::from([(FLAGS_KEY.to_owned(), flags.clone())]);
+        let config_map = Object {
+            metadata: metadata(env, &format!("{env}-flags"), labels),
+            body: Body::ConfigMap(data),
+        };
         files.push(File {
             path: format!("{FOLDER}/{env}-flags.yaml"),
             text: yaml::to_string(&config_map),
@@ -208,11 +272,11 @@ fn labels(env: &str, service: &Service, version: Option<&str>) -> BTreeMap<Strin
 }
 
 /// The labels that pick a service's pods: stable across versions.
-fn selector(env: &str, service: &Service) -> Value {
-    json!({
-        "app.kubernetes.io/name": service.id.to_string(),
-        "app.kubernetes.io/instance": format!("{env}-{}", service.id),
-    })
+fn selector(env: &str, service: &Service) -> api::Labels {
+    api::Labels::from([
+        ("app.kubernetes.io/name".to_owned(), service.id.to_string()),
+        ("app.kubernetes.io/instance".to_owned(), format!("{env}-{}", service.id)),
+    ])
 }
 
 fn metadata(env: &str, name: &str, labels: BTreeMap<String, String>) -> Metadata {
@@ -224,13 +288,8 @@ fn metadata(env: &str, name: &str, labels: BTreeMap<String, String>) -> Metadata
     }
 }
 
-fn object(
-    api_version: &'static str,
-    kind: &'static str,
-    metadata: Metadata,
-    body: &[(&'static str, Value)],
-) -> Object {
-    Object { api_version, kind, metadata, body: body.iter().cloned().collect() }
+fn object(metadata: Metadata, spec: Spec) -> Object {
+    Object { metadata, body: Body::Spec(Box::new(spec)) }
 }
 
 /// One service in one environment: what each of its objects is made from.
@@ -248,8 +307,8 @@ impl Subject<'_> {
         metadata(self.env, &self.name, labels(self.env, self.service, version))
     }
 
-    fn object(&self, api_version: &'static str, kind: &'static str, spec: Value) -> Object {
-        object(api_version, kind, self.metadata(None), &[("spec", spec)])
+    fn object(&self, spec: Spec) -> Object {
+        object(self.metadata(None), spec)
     }
 }
 

@@ -1,13 +1,102 @@
 //! Progressive delivery: an Argo Rollouts `Rollout` in place of a Deployment, canary or
 //! blue-green, with an analysis that asks Prometheus and runs the siblings' stored suites.
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
-use super::workload::{TEST_POD, suite_containers, test_pod};
-use super::{Inputs, Object, labels, metadata, object, selector};
+use super::api::{JobSpec, LabelSelector, Labels, PodTemplate, ServiceSpec};
+use super::workload::{suite_containers, test_pod, test_pod_labels};
+use super::{Inputs, Object, Spec, labels, metadata, object, selector};
 use crate::model::environments::Delivery;
 use crate::model::workspace::Service;
 use crate::render::alerts;
+
+/// An Argo Rollouts `Rollout`'s `spec`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct RolloutSpec {
+    selector: LabelSelector,
+    revision_history_limit: u32,
+    template: PodTemplate,
+    strategy: Strategy,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+enum Strategy {
+    Canary(Canary),
+    BlueGreen(BlueGreen),
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Canary {
+    canary_service: String,
+    stable_service: String,
+    analysis: Analysis,
+    steps: Vec<Step>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BlueGreen {
+    active_service: String,
+    preview_service: String,
+    auto_promotion_enabled: bool,
+    pre_promotion_analysis: Analysis,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Analysis {
+    templates: [Template; 2],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    starting_step: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Template {
+    template_name: String,
+}
+
+/// A canary step: shift traffic, or pause.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+enum Step {
+    SetWeight(u32),
+    Pause { duration: String },
+}
+
+/// An `AnalysisTemplate`'s `spec`.
+#[derive(Debug, Serialize)]
+pub(super) struct AnalysisSpec {
+    metrics: Vec<Metric>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Metric {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval: Option<&'static str>,
+    count: u32,
+    failure_limit: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    success_condition: Option<&'static str>,
+    provider: Provider,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+enum Provider {
+    Prometheus { address: String, query: String },
+    Job { metadata: JobMetadata, spec: JobSpec },
+}
+
+#[derive(Debug, Serialize)]
+struct JobMetadata {
+    labels: Labels,
+}
 
 /// The Service a progressive rollout sends the new version's traffic to: the canary, or
 /// the blue-green preview.
@@ -25,45 +114,39 @@ pub(super) fn rollout(
     service: &Service,
     name: &str,
     version: &str,
-    template: Value,
+    template: PodTemplate,
     delivery: &Delivery,
 ) -> Object {
     let env = inputs.environment.name.as_str();
-    let analysis = json!([{"templateName": format!("{name}-alerts")}, {"templateName": format!("{name}-suites")}]);
+    let templates = ["alerts", "suites"].map(|t| Template { template_name: format!("{name}-{t}") });
     let strategy = match delivery {
         Delivery::Canary { steps, pause_seconds } => {
-            let mut plan = Vec::new();
-            for weight in steps {
-                plan.push(json!({"setWeight": weight}));
-                plan.push(json!({"pause": {"duration": format!("{pause_seconds}s")}}));
-            }
-            json!({"canary": {
-                "canaryService": preview_service(name, delivery),
-                "stableService": name,
-                "analysis": {"templates": analysis, "startingStep": 1},
-                "steps": plan,
-            }})
+            let pause = || Step::Pause { duration: format!("{pause_seconds}s") };
+            Strategy::Canary(Canary {
+                canary_service: preview_service(name, delivery),
+                stable_service: name.to_owned(),
+                analysis: Analysis { templates, starting_step: Some(1) },
+                steps: steps
+                    .iter()
+                    .flat_map(|weight| [Step::SetWeight(*weight), pause()])
+                    .collect(),
+            })
         }
-        _ => json!({"blueGreen": {
-            "activeService": name,
-            "previewService": preview_service(name, delivery),
-            "autoPromotionEnabled": true,
-            "prePromotionAnalysis": {"templates": analysis},
-        }}),
+        _ => Strategy::BlueGreen(BlueGreen {
+            active_service: name.to_owned(),
+            preview_service: preview_service(name, delivery),
+            auto_promotion_enabled: true,
+            pre_promotion_analysis: Analysis { templates, starting_step: None },
+        }),
     };
     object(
-        "argoproj.io/v1alpha1",
-        "Rollout",
         metadata(env, name, labels(env, service, Some(version))),
-        &[(
-            "spec",
-            json!({
-                "selector": {"matchLabels": selector(env, service)},
-                "revisionHistoryLimit": 3,
-                "template": template,
-                "strategy": strategy,
-            }),
-        )],
+        Spec::Rollout(RolloutSpec {
+            selector: LabelSelector::matching(selector(env, service)),
+            revision_history_limit: 3,
+            template,
+            strategy,
+        }),
     )
 }
 
@@ -83,59 +166,49 @@ pub(super) fn progressive_objects(
     let env = inputs.environment.name.as_str();
     let preview = preview_service(name, delivery);
     let preview_service = object(
-        "v1",
-        "Service",
         metadata(env, &preview, labels(env, service, None)),
-        &[(
-            "spec",
-            json!({
-                "selector": selector(env, service),
-                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-            }),
-        )],
+        Spec::Service(ServiceSpec::tcp(selector(env, service), "http", 80)),
     );
     let prometheus = &inputs.workspace.environments.kubernetes.prometheus;
-    let metrics: Vec<Value> = rules
+    let metrics: Vec<Metric> = rules
         .groups
         .iter()
         .flat_map(|group| &group.rules)
         .filter_map(|rule| {
             let alert = rule.alert.as_ref()?;
-            Some(json!({
-                "name": alert,
-                "interval": "1m",
-                "count": 3,
-                "failureLimit": 0,
+            Some(Metric {
+                name: alert.clone(),
+                interval: Some("1m"),
+                count: 3,
+                failure_limit: 0,
                 // An alert expression returns nothing while it would not fire.
-                "successCondition": "len(result) == 0",
-                "provider": {"prometheus": {"address": prometheus, "query": rule.expr}},
-            }))
+                success_condition: Some("len(result) == 0"),
+                provider: Provider::Prometheus {
+                    address: prometheus.clone(),
+                    query: rule.expr.clone(),
+                },
+            })
         })
         .collect();
-    let alerts_template = object(
-        "argoproj.io/v1alpha1",
-        "AnalysisTemplate",
-        metadata(env, &format!("{name}-alerts"), labels(env, service, None)),
-        &[("spec", json!({"metrics": metrics}))],
-    );
+    let analysis = |suffix: &str, metrics: Vec<Metric>| {
+        let labels = labels(env, service, None);
+        object(
+            metadata(env, &format!("{name}-{suffix}"), labels),
+            Spec::Analysis(AnalysisSpec { metrics }),
+        )
+    };
     let canary_url = format!("http://{preview}");
     let containers = suite_containers(inputs, Some((service, &canary_url)));
-    let suites_template = object(
-        "argoproj.io/v1alpha1",
-        "AnalysisTemplate",
-        metadata(env, &format!("{name}-suites"), labels(env, service, None)),
-        &[(
-            "spec",
-            json!({"metrics": [{
-                "name": "stored-suites",
-                "count": 1,
-                "failureLimit": 0,
-                "provider": {"job": {
-                    "metadata": {"labels": {TEST_POD.0: TEST_POD.1}},
-                    "spec": {"backoffLimit": 0, "template": test_pod(containers)},
-                }},
-            }]}),
-        )],
-    );
-    Some(vec![preview_service, alerts_template, suites_template])
+    let suites = Metric {
+        name: "stored-suites".to_owned(),
+        interval: None,
+        count: 1,
+        failure_limit: 0,
+        success_condition: None,
+        provider: Provider::Job {
+            metadata: JobMetadata { labels: test_pod_labels() },
+            spec: JobSpec { backoff_limit: 0, template: test_pod(containers) },
+        },
+    };
+    Some(vec![preview_service, analysis("alerts", metrics), analysis("suites", vec![suites])])
 }

@@ -8,11 +8,14 @@
 //! only a migrated schema. Not a `PreSync` hook: hooks run before any object of the sync, the
 //! database's own first, and never on a rollback (argo-cd#1927).
 
-use std::collections::BTreeMap;
-
-use serde_json::{Value, json};
-
-use super::{Object, Subject, image, labels, selector};
+use super::api::{
+    ClaimRef, ClaimSpec, ClaimTemplate, Container, ContainerPort, ContainerSecurityContext,
+    CronJobSpec, EnvVar, Exec, IngressRule, JobSpec, JobTemplate, LabelSelector, Labels, Named,
+    Peer, PodMetadata, PodSecurityContext, PodSpec, PodTemplate, Probe, ServiceSpec,
+    StatefulSetSpec, Volume, VolumeMount,
+};
+use super::workload::small;
+use super::{Object, Spec, Subject, image, labels, selector};
 use crate::model::environments::DataNeeds;
 use crate::model::units::Size;
 use crate::model::workspace::Service;
@@ -24,6 +27,8 @@ pub const SERVER_IMAGE: &str = "docker.io/library/postgres:15";
 pub const PORT: u16 = 5432;
 /// When the daily backup runs (UTC).
 const BACKUP_SCHEDULE: &str = "17 3 * * *";
+/// The user PostgreSQL's image runs as.
+const POSTGRES_USER_ID: u32 = 999;
 
 /// The URL the services that depend on `role` read: the store's Service in `env`.
 pub(super) fn url(env: &str, service: &Service) -> String {
@@ -43,14 +48,8 @@ pub(super) fn objects(
             .insert("argocd.argoproj.io/sync-wave".to_owned(), wave.to_owned());
         object
     };
-    let k8s_service = subject.object(
-        "v1",
-        "Service",
-        json!({
-            "selector": component_selector(subject, "server"),
-            "ports": [{"name": "postgres", "port": PORT, "targetPort": "postgres", "protocol": "TCP"}],
-        }),
-    );
+    let server = component_selector(subject, "server");
+    let k8s_service = subject.object(Spec::Service(ServiceSpec::tcp(server, "postgres", PORT)));
     let mut objects = vec![
         with_wave(k8s_service, "-2"),
         with_wave(stateful_set(subject, &needs.storage), "-2"),
@@ -64,43 +63,73 @@ pub(super) fn objects(
     objects
 }
 
+/// A pod of the store's `component`, its security context `security`, running `container`.
+fn pod(
+    subject: &Subject,
+    component: &str,
+    (restart_policy, security): (Option<&'static str>, PodSecurityContext),
+    container: Container,
+) -> PodTemplate {
+    PodTemplate {
+        metadata: PodMetadata {
+            labels: component_labels(subject, component),
+            annotations: Labels::new(),
+        },
+        spec: PodSpec {
+            restart_policy,
+            automount_service_account_token: false,
+            enable_service_links: Some(false),
+            security_context: security,
+            containers: vec![container],
+            volumes: Vec::new(),
+        },
+    }
+}
+
+/// PostgreSQL's image, owning its volumes.
+fn as_postgres() -> PodSecurityContext {
+    PodSecurityContext {
+        fs_group: Some(POSTGRES_USER_ID),
+        ..PodSecurityContext::owning(POSTGRES_USER_ID)
+    }
+}
+
 fn stateful_set(subject: &Subject, storage: &Size) -> Object {
-    subject.object(
-        "apps/v1",
-        "StatefulSet",
-        json!({
-            "serviceName": subject.name,
-            "replicas": 1,
-            "selector": {"matchLabels": component_selector(subject, "server")},
-            "template": {
-                "metadata": {"labels": component_labels(subject, "server")},
-                "spec": {
-                    "automountServiceAccountToken": false,
-                    "enableServiceLinks": false,
-                    "securityContext": {"runAsNonRoot": true, "runAsUser": 999, "fsGroup": 999, "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [{
-                        "name": "postgres",
-                        "image": SERVER_IMAGE,
-                        "ports": [{"name": "postgres", "containerPort": PORT, "protocol": "TCP"}],
-                        "env": [
-                            {"name": "POSTGRES_USER", "value": USER},
-                            {"name": "POSTGRES_DB", "value": DATABASE},
-                            // Only the pods the NetworkPolicy admits can reach it.
-                            {"name": "POSTGRES_HOST_AUTH_METHOD", "value": "trust"},
-                            {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
-                        ],
-                        "readinessProbe": {"exec": {"command": ["pg_isready", "-U", USER]}, "periodSeconds": 5},
-                        "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}],
-                        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
-                    }],
-                },
-            },
-            "volumeClaimTemplates": [{
-                "metadata": {"name": "data"},
-                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage}}},
-            }],
+    let container = Container {
+        name: "postgres".to_owned(),
+        image: SERVER_IMAGE.to_owned(),
+        ports: vec![ContainerPort::tcp("postgres", PORT)],
+        env: vec![
+            EnvVar::new("POSTGRES_USER", USER),
+            EnvVar::new("POSTGRES_DB", DATABASE),
+            // Only the pods the NetworkPolicy admits can reach it.
+            EnvVar::new("POSTGRES_HOST_AUTH_METHOD", "trust"),
+            EnvVar::new("PGDATA", "/var/lib/postgresql/data/pgdata"),
+        ],
+        readiness_probe: Some(Probe {
+            http_get: None,
+            exec: Some(Exec { command: ["pg_isready", "-U", USER].map(str::to_owned).to_vec() }),
+            period_seconds: 5,
+            timeout_seconds: None,
+            failure_threshold: None,
         }),
-    )
+        volume_mounts: vec![VolumeMount {
+            name: "data",
+            mount_path: "/var/lib/postgresql/data",
+            read_only: None,
+        }],
+        ..Container::default()
+    };
+    subject.object(Spec::StatefulSet(StatefulSetSpec {
+        service_name: subject.name.clone(),
+        replicas: 1,
+        selector: LabelSelector::matching(component_selector(subject, "server")),
+        template: pod(subject, "server", (None, as_postgres()), container),
+        volume_claim_templates: [ClaimTemplate {
+            metadata: Named { name: "data".to_owned() },
+            spec: ClaimSpec::of(storage),
+        }],
+    }))
 }
 
 /// The store's image run once against its server; a new build is a new Job.
@@ -108,38 +137,17 @@ fn migration_job(subject: &Subject, digest: &crate::model::digest::Digest) -> Ob
     let (env, service) = (subject.env, subject.service);
     let mut metadata = subject.metadata(None);
     metadata.name = format!("{}-migrate-{}", subject.name, &digest.hex()[..12]);
-    let pod_labels = component_labels(subject, "migration");
-    super::object(
-        "batch/v1",
-        "Job",
-        metadata,
-        &[(
-            "spec",
-            json!({
-                "backoffLimit": 3,
-                "template": {
-                    "metadata": {"labels": pod_labels},
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "automountServiceAccountToken": false,
-                        "enableServiceLinks": false,
-                        "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
-                        "containers": [{
-                            "name": "migrate",
-                            "image": image(subject.inputs, &service.id.to_string(), digest),
-                            "env": [{"name": slipway_contract::DATABASE_URL, "value": url(env, service)}],
-                            "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
-                            "securityContext": {
-                                "readOnlyRootFilesystem": true,
-                                "allowPrivilegeEscalation": false,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                        }],
-                    },
-                },
-            }),
-        )],
-    )
+    let container = Container {
+        name: "migrate".to_owned(),
+        image: image(subject.inputs, &service.id.to_string(), digest),
+        env: vec![EnvVar::new(slipway_contract::DATABASE_URL, url(env, service))],
+        resources: Some(small(50, 32, 64)),
+        security_context: ContainerSecurityContext::locked(),
+        ..Container::default()
+    };
+    let security = (Some("Never"), PodSecurityContext::nonroot());
+    let template = pod(subject, "migration", security, container);
+    super::object(metadata, Spec::Job(JobSpec { backoff_limit: 3, template }))
 }
 
 /// The label that tells a store's pods apart: its server's, its migrations', its backups'.
@@ -147,14 +155,14 @@ const COMPONENT: &str = "app.kubernetes.io/component";
 
 /// The labels that pick the store's pods of `component` (`server`, `migration`, `backup`):
 /// its Service reaches only the server.
-fn component_selector(subject: &Subject, component: &str) -> Value {
+fn component_selector(subject: &Subject, component: &str) -> Labels {
     let mut labels = selector(subject.env, subject.service);
-    labels[COMPONENT] = json!(component);
+    labels.insert(COMPONENT.to_owned(), component.to_owned());
     labels
 }
 
 /// The labels of the store's pods of `component`.
-fn component_labels(subject: &Subject, component: &str) -> BTreeMap<String, String> {
+fn component_labels(subject: &Subject, component: &str) -> Labels {
     let mut labels = labels(subject.env, subject.service, None);
     labels.insert(COMPONENT.to_owned(), component.to_owned());
     labels
@@ -164,15 +172,7 @@ fn component_labels(subject: &Subject, component: &str) -> BTreeMap<String, Stri
 fn backup_claim(subject: &Subject, storage: &Size) -> Object {
     let mut metadata = subject.metadata(None);
     metadata.name = format!("{}-backups", subject.name);
-    super::object(
-        "v1",
-        "PersistentVolumeClaim",
-        metadata,
-        &[(
-            "spec",
-            json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage}}}),
-        )],
-    )
+    super::object(metadata, Spec::Claim(ClaimSpec::of(storage)))
 }
 
 /// A daily `pg_dump` of the store (custom format, compressed) onto its backup volume, the
@@ -180,7 +180,6 @@ fn backup_claim(subject: &Subject, storage: &Size) -> Object {
 fn backup_job(subject: &Subject, days: u32) -> Object {
     let mut metadata = subject.metadata(None);
     metadata.name = format!("{}-backup", subject.name);
-    let pod_labels = component_labels(subject, "backup");
     let host = &subject.name;
     let script = format!(
         "set -e; pg_dump --format=custom --host={host} --port={PORT} --username={USER} \
@@ -188,45 +187,40 @@ fn backup_job(subject: &Subject, days: u32) -> Object {
          find /backups -name '*.dump' -mmin +{} -delete",
         u64::from(days) * 24 * 60
     );
-    let pod = json!({
-        "metadata": {"labels": pod_labels},
-        "spec": {
-            "restartPolicy": "OnFailure",
-            "automountServiceAccountToken": false,
-            "enableServiceLinks": false,
-            "securityContext": {"runAsNonRoot": true, "runAsUser": 999, "fsGroup": 999, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{
-                "name": "backup",
-                "image": SERVER_IMAGE,
-                "command": ["sh", "-c", script],
-                "volumeMounts": [{"name": "backups", "mountPath": "/backups"}],
-                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-                "securityContext": {"readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
-            }],
-            "volumes": [{"name": "backups", "persistentVolumeClaim": {"claimName": format!("{}-backups", subject.name)}}],
-        },
+    let container = Container {
+        name: "backup".to_owned(),
+        image: SERVER_IMAGE.to_owned(),
+        command: vec!["sh".to_owned(), "-c".to_owned(), script],
+        volume_mounts: vec![VolumeMount {
+            name: "backups",
+            mount_path: "/backups",
+            read_only: None,
+        }],
+        resources: Some(small(50, 64, 256)),
+        security_context: ContainerSecurityContext::locked(),
+        ..Container::default()
+    };
+    let mut template = pod(subject, "backup", (Some("OnFailure"), as_postgres()), container);
+    template.spec.volumes.push(Volume {
+        persistent_volume_claim: Some(ClaimRef { claim_name: format!("{}-backups", subject.name) }),
+        empty_dir: None,
+        ..Volume::empty("backups")
     });
-    super::object(
-        "batch/v1",
-        "CronJob",
-        metadata,
-        &[(
-            "spec",
-            json!({
-                "schedule": BACKUP_SCHEDULE,
-                "timeZone": "Etc/UTC",
-                "concurrencyPolicy": "Forbid",
-                "jobTemplate": {"spec": {"backoffLimit": 2, "template": pod}},
-            }),
-        )],
-    )
+    let spec = CronJobSpec {
+        schedule: BACKUP_SCHEDULE.to_owned(),
+        time_zone: Some("Etc/UTC"),
+        concurrency_policy: "Forbid",
+        successful_jobs_history_limit: None,
+        failed_jobs_history_limit: None,
+        job_template: JobTemplate { spec: JobSpec { backoff_limit: 2, template } },
+    };
+    super::object(metadata, Spec::CronJob(spec))
 }
 
 fn network_policy(subject: &Subject) -> Object {
     let mut from = super::callers(subject);
     for component in ["migration", "backup"] {
-        from.push(json!({"podSelector": {"matchLabels": component_selector(subject, component)}}));
+        from.push(Peer::pods(component_selector(subject, component)));
     }
-    let ingress = json!({"from": from, "ports": [{"port": "postgres", "protocol": "TCP"}]});
-    super::ingress_only(subject, vec![ingress])
+    super::ingress_only(subject, vec![IngressRule::tcp(from, "postgres")])
 }

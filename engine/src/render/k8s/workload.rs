@@ -5,15 +5,22 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
 use slipway_contract as contract;
 
+use super::api::{
+    AutoscalerMetric, AutoscalerSpec, Container, ContainerPort, ContainerSecurityContext,
+    CronJobSpec, DeploymentSpec, DeploymentStrategy, DisruptionBudgetSpec, EnvFrom, EnvVar,
+    HttpGet, IngressRule, JobSpec, JobTemplate, LabelSelector, Labels, Named, NetworkPolicySpec,
+    Peer, PodMetadata, PodSecurityContext, PodSpec, PodTemplate, Probe, ResourceMetric, Resources,
+    RollingUpdate, ServiceSpec, TargetRef, Utilization, Volume, VolumeMount,
+};
 use super::rollout::{progressive_objects, rollout};
 use super::{
-    FLAGS_DIR, FLAGS_KEY, Inputs, Object, PORT, Running, Subject, environment_labels, image,
+    FLAGS_DIR, FLAGS_KEY, Inputs, Object, PORT, Running, Spec, Subject, environment_labels, image,
     labels, metadata, object, selector, store,
 };
 use crate::model::environments::{Delivery, Resolved};
+use crate::model::units::Size;
 use crate::model::workspace::Service;
 use crate::render::alerts;
 
@@ -23,12 +30,15 @@ pub(super) const TEST_POD: (&str, &str) = ("slipway.dev/tests", "true");
 
 /// The containers that run every stored suite of the environment, one per test image, with
 /// `<ROLE>_URL` pointing at each service — at the given URL for `target` (the canary).
-pub(super) fn suite_containers(inputs: &Inputs, target: Option<(&Service, &str)>) -> Vec<Value> {
+pub(super) fn suite_containers(
+    inputs: &Inputs,
+    target: Option<(&Service, &str)>,
+) -> Vec<Container> {
     let env = inputs.environment.name.as_str();
     let mut containers = Vec::new();
     for service in inputs.workspace.services.iter().filter(|s| !s.kind.is_store()) {
         let Some(running) = inputs.running.get(service.id.name().as_str()) else { continue };
-        let mut variables = vec![json!({"name": contract::ENVIRONMENT, "value": env})];
+        let mut variables = vec![EnvVar::new(contract::ENVIRONMENT, env)];
         let siblings =
             inputs.workspace.services.iter().filter(|o| o.id.application == service.id.application);
         for other in siblings.filter(|o| !o.kind.is_store()) {
@@ -36,44 +46,47 @@ pub(super) fn suite_containers(inputs: &Inputs, target: Option<(&Service, &str)>
                 Some((canary, url)) if canary.id == other.id => url.to_owned(),
                 _ => format!("http://{env}-{}", other.id),
             };
-            variables.push(json!({"name": other.id.role.url_variable(), "value": url}));
+            variables.push(EnvVar::new(other.id.role.url_variable(), url));
         }
         for (i, test_image) in running.test_images.iter().enumerate() {
-            containers.push(json!({
-                "name": format!("{}-{}", service.id, i + 1),
-                "image": image(inputs, &service.id.to_string(), test_image),
-                "env": variables,
-                "resources": {
-                    "requests": {"cpu": "50m", "memory": "32Mi"},
-                    "limits": {"memory": "128Mi"},
-                },
-                "securityContext": {
-                    "readOnlyRootFilesystem": true,
-                    "allowPrivilegeEscalation": false,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-            }));
+            containers.push(Container {
+                name: format!("{}-{}", service.id, i + 1),
+                image: image(inputs, &service.id.to_string(), test_image),
+                env: variables.clone(),
+                resources: Some(small(50, 32, 128)),
+                security_context: ContainerSecurityContext::locked(),
+                ..Container::default()
+            });
         }
     }
     containers
 }
 
+/// What a short-lived container asks for: `cpu` thousandths of a CPU and `memory` MiB,
+/// `most` MiB at most.
+pub(super) fn small(cpu: u64, memory: u64, most: u64) -> Resources {
+    let cpu = crate::model::units::Cpu::from_millis(cpu);
+    Resources::of(cpu, Size::mebibytes(memory), Size::mebibytes(most))
+}
+
+/// The labels of a test pod.
+pub(super) fn test_pod_labels() -> Labels {
+    Labels::from([(TEST_POD.0.to_owned(), TEST_POD.1.to_owned())])
+}
+
 /// A pod that runs `containers` once, as the test pods do.
-pub(super) fn test_pod(containers: Vec<Value>) -> Value {
-    json!({
-        "metadata": {"labels": {TEST_POD.0: TEST_POD.1}},
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": false,
-            "securityContext": {
-                "runAsNonRoot": true,
-                "runAsUser": 65532,
-                "runAsGroup": 65532,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": containers,
+pub(super) fn test_pod(containers: Vec<Container>) -> PodTemplate {
+    PodTemplate {
+        metadata: PodMetadata { labels: test_pod_labels(), annotations: Labels::new() },
+        spec: PodSpec {
+            restart_policy: Some("Never"),
+            automount_service_account_token: false,
+            enable_service_links: None,
+            security_context: PodSecurityContext::nonroot(),
+            containers,
+            volumes: Vec::new(),
         },
-    })
+    }
 }
 
 /// The environment's synthetic tests: every stored suite of what it runs, on a schedule,
@@ -85,21 +98,17 @@ pub(super) fn synthetic_tests(inputs: &Inputs) -> Option<Object> {
         return None;
     }
     let labels = environment_labels(env);
-    Some(object(
-        "batch/v1",
-        "CronJob",
-        metadata(env, &format!("{env}-synthetic-tests"), labels),
-        &[(
-            "spec",
-            json!({
-                "schedule": inputs.workspace.environments.kubernetes.synthetic_tests,
-                "concurrencyPolicy": "Forbid",
-                "successfulJobsHistoryLimit": 3,
-                "failedJobsHistoryLimit": 3,
-                "jobTemplate": {"spec": {"backoffLimit": 0, "template": test_pod(containers)}},
-            }),
-        )],
-    ))
+    let spec = CronJobSpec {
+        schedule: inputs.workspace.environments.kubernetes.synthetic_tests.clone(),
+        time_zone: None,
+        concurrency_policy: "Forbid",
+        successful_jobs_history_limit: Some(3),
+        failed_jobs_history_limit: Some(3),
+        job_template: JobTemplate {
+            spec: JobSpec { backoff_limit: 0, template: test_pod(containers) },
+        },
+    };
+    Some(object(metadata(env, &format!("{env}-synthetic-tests"), labels), Spec::CronJob(spec)))
 }
 
 pub(super) fn service_objects(
@@ -114,27 +123,18 @@ pub(super) fn service_objects(
     let (config_map, mounts, volumes) = config_map(&subject, resolved);
     let template = pod_template(&subject, running, resolved, mounts, volumes);
     let workload = workload(&subject, &running.version, template);
-    let k8s_service = subject.object(
-        "v1",
-        "Service",
-        json!({
-            "selector": selector(env, service),
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-        }),
-    );
+    let k8s_service =
+        subject.object(Spec::Service(ServiceSpec::tcp(selector(env, service), "http", 80)));
     let autoscaler = autoscaler(&subject, &workload, resolved);
-    let disruption = subject.object(
-        "policy/v1",
-        "PodDisruptionBudget",
-        json!({"selector": {"matchLabels": selector(env, service)}, "maxUnavailable": 1}),
-    );
+    let disruption = subject.object(Spec::DisruptionBudget(DisruptionBudgetSpec {
+        selector: LabelSelector::matching(selector(env, service)),
+        max_unavailable: 1,
+    }));
     let network = network_policy(&subject);
-    let prometheus_rule =
-        subject.object("monitoring.coreos.com/v1", "PrometheusRule", json!(&rules));
+    let extra = progressive_objects(inputs, service, &subject.name, &rules);
+    let prometheus_rule = subject.object(Spec::Rules(rules));
     let mut objects = vec![config_map, workload, k8s_service];
-    if let Some(extra) = progressive_objects(inputs, service, &subject.name, &rules) {
-        objects.extend(extra);
-    }
+    objects.extend(extra.into_iter().flatten());
     objects.extend([autoscaler, disruption, network, prometheus_rule]);
     objects
 }
@@ -144,23 +144,25 @@ pub(super) fn service_objects(
 pub(super) fn config_map(
     subject: &Subject,
     resolved: &Resolved,
-) -> (Object, Vec<Value>, Vec<Value>) {
+) -> (Object, Vec<VolumeMount>, Vec<Volume>) {
     let (env, service) = (subject.env, subject.service);
     let mut config = BTreeMap::from([
         (contract::LISTEN_ADDR.to_owned(), format!("0.0.0.0:{PORT}")),
         (contract::ENVIRONMENT.to_owned(), env.to_owned()),
     ]);
     config.extend(resolved.contract());
-    let (mut mounts, mut volumes) = (
-        vec![json!({"name": "tmp", "mountPath": "/tmp"})],
-        vec![json!({"name": "tmp", "emptyDir": {}})],
-    );
+    let tmp = VolumeMount { name: "tmp", mount_path: "/tmp", read_only: None };
+    let (mut mounts, mut volumes) = (vec![tmp], vec![Volume::empty("tmp")]);
     if !subject.inputs.flags.flags.is_empty() {
         // The flags ConfigMap as a volume: the kubelet updates the file in place, and the
         // platform crate reads it again, so a flag change needs no restart.
         config.insert(contract::FLAGS.to_owned(), format!("{FLAGS_DIR}/{FLAGS_KEY}"));
-        mounts.push(json!({"name": "flags", "mountPath": FLAGS_DIR, "readOnly": true}));
-        volumes.push(json!({"name": "flags", "configMap": {"name": format!("{env}-flags")}}));
+        mounts.push(VolumeMount { name: "flags", mount_path: FLAGS_DIR, read_only: Some(true) });
+        volumes.push(Volume {
+            config_map: Some(Named { name: format!("{env}-flags") }),
+            empty_dir: None,
+            ..Volume::empty("flags")
+        });
     }
     for role in &service.depends_on {
         let url = match subject.inputs.workspace.services.iter().find(|s| {
@@ -171,7 +173,8 @@ pub(super) fn config_map(
         };
         config.insert(role.url_variable(), url);
     }
-    let config_map = object("v1", "ConfigMap", subject.metadata(None), &[("data", json!(config))]);
+    let config_map =
+        Object { metadata: subject.metadata(None), body: super::Body::ConfigMap(config) };
     (config_map, mounts, volumes)
 }
 
@@ -181,74 +184,68 @@ pub(super) fn pod_template(
     subject: &Subject,
     running: &Running,
     resolved: &Resolved,
-    mounts: Vec<Value>,
-    volumes: Vec<Value>,
-) -> Value {
+    mounts: Vec<VolumeMount>,
+    volumes: Vec<Volume>,
+) -> PodTemplate {
     let service = subject.service;
-    let probe = |period: u32| {
-        json!({
-            "httpGet": {"path": service.kind.health().unwrap_or("/"), "port": "http"},
-            "periodSeconds": period,
-            "timeoutSeconds": 2,
-            "failureThreshold": 3,
-        })
+    let probe = |period: u32| Probe {
+        http_get: Some(HttpGet {
+            path: service.kind.health().unwrap_or("/").to_owned(),
+            port: "http",
+        }),
+        exec: None,
+        period_seconds: period,
+        timeout_seconds: Some(2),
+        failure_threshold: Some(3),
     };
-    json!({
-        "metadata": {
-            "labels": labels(subject.env, service, Some(&running.version)),
-            // A new configuration rolls the pods.
-            "annotations": {"slipway.dev/config": resolved.config_digest().to_string()},
+    let memory = resolved.resources.memory.clone();
+    let container = Container {
+        name: service.id.to_string(),
+        image: image(subject.inputs, &service.id.to_string(), &running.image),
+        ports: vec![ContainerPort::tcp("http", PORT)],
+        env_from: vec![EnvFrom { config_map_ref: Named { name: subject.name.clone() } }],
+        readiness_probe: Some(probe(5)),
+        liveness_probe: Some(probe(10)),
+        resources: Some(Resources::of(resolved.resources.cpu.clone(), memory.clone(), memory)),
+        security_context: ContainerSecurityContext {
+            privileged: Some(false),
+            ..ContainerSecurityContext::locked()
         },
-        "spec": {
-            "automountServiceAccountToken": false,
-            "enableServiceLinks": false,
-            "securityContext": {
-                "runAsNonRoot": true,
-                "runAsUser": 65532,
-                "runAsGroup": 65532,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [{
-                "name": service.id.to_string(),
-                "image": image(subject.inputs, &service.id.to_string(), &running.image),
-                "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
-                "envFrom": [{"configMapRef": {"name": subject.name}}],
-                "readinessProbe": probe(5),
-                "livenessProbe": probe(10),
-                "resources": {
-                    "requests": {"cpu": resolved.resources.cpu, "memory": resolved.resources.memory},
-                    "limits": {"memory": resolved.resources.memory},
-                },
-                "securityContext": {
-                    "readOnlyRootFilesystem": true,
-                    "allowPrivilegeEscalation": false,
-                    "privileged": false,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-                "volumeMounts": mounts,
-            }],
-            "volumes": volumes,
+        volume_mounts: mounts,
+        ..Container::default()
+    };
+    // A new configuration rolls the pods.
+    let config = ("slipway.dev/config".to_owned(), resolved.config_digest().to_string());
+    PodTemplate {
+        metadata: PodMetadata {
+            labels: labels(subject.env, service, Some(&running.version)),
+            annotations: Labels::from([config]),
         },
-    })
+        spec: PodSpec {
+            restart_policy: None,
+            automount_service_account_token: false,
+            enable_service_links: Some(false),
+            security_context: PodSecurityContext::nonroot(),
+            containers: vec![container],
+            volumes,
+        },
+    }
 }
 
 /// A Deployment, or a Rollout where the environment delivers progressively.
-pub(super) fn workload(subject: &Subject, version: &str, template: Value) -> Object {
+pub(super) fn workload(subject: &Subject, version: &str, template: PodTemplate) -> Object {
     let (env, service) = (subject.env, subject.service);
     match &subject.inputs.environment.delivery {
         Delivery::Rolling => object(
-            "apps/v1",
-            "Deployment",
             subject.metadata(Some(version)),
-            &[(
-                "spec",
-                json!({
-                    // The HorizontalPodAutoscaler owns the replica count.
-                    "selector": {"matchLabels": selector(env, service)},
-                    "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-                    "template": template,
-                }),
-            )],
+            Spec::Deployment(DeploymentSpec {
+                selector: LabelSelector::matching(selector(env, service)),
+                strategy: DeploymentStrategy {
+                    kind: "RollingUpdate",
+                    rolling_update: RollingUpdate { max_surge: 1, max_unavailable: 0 },
+                },
+                template,
+            }),
         ),
         delivery => rollout(subject.inputs, service, &subject.name, version, template, delivery),
     }
@@ -256,29 +253,25 @@ pub(super) fn workload(subject: &Subject, version: &str, template: Value) -> Obj
 
 /// The HorizontalPodAutoscaler of `workload`: the resolved replicas, 80 % CPU.
 pub(super) fn autoscaler(subject: &Subject, workload: &Object, resolved: &Resolved) -> Object {
-    subject.object(
-        "autoscaling/v2",
-        "HorizontalPodAutoscaler",
-        json!({
-            "scaleTargetRef": {
-                "apiVersion": workload.api_version,
-                "kind": workload.kind,
-                "name": subject.name,
+    let (api_version, kind) = workload.body.kind();
+    subject.object(Spec::Autoscaler(AutoscalerSpec {
+        scale_target_ref: TargetRef { api_version, kind, name: subject.name.clone() },
+        min_replicas: resolved.replicas.min,
+        max_replicas: resolved.replicas.max,
+        metrics: vec![AutoscalerMetric {
+            kind: "Resource",
+            resource: ResourceMetric {
+                name: "cpu",
+                target: Utilization { kind: "Utilization", average_utilization: 80 },
             },
-            "minReplicas": resolved.replicas.min,
-            "maxReplicas": resolved.replicas.max,
-            "metrics": [{
-                "type": "Resource",
-                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
-            }],
-        }),
-    )
+        }],
+    }))
 }
 
 /// Only the services that declare they call this one, the environment's test pods and
 /// Prometheus may reach it.
 /// A NetworkPolicy peer for each service that depends on `subject`'s.
-pub(super) fn callers(subject: &Subject) -> Vec<Value> {
+pub(super) fn callers(subject: &Subject) -> Vec<Peer> {
     let (env, service) = (subject.env, subject.service);
     subject
         .inputs
@@ -289,7 +282,7 @@ pub(super) fn callers(subject: &Subject) -> Vec<Value> {
             caller.id.application == service.id.application
                 && caller.depends_on.contains(&service.id.role)
         })
-        .map(|caller| json!({"podSelector": {"matchLabels": selector(env, caller)}}))
+        .map(|caller| Peer::pods(selector(env, caller)))
         .collect()
 }
 
@@ -297,32 +290,22 @@ pub(super) fn network_policy(subject: &Subject) -> Object {
     let callers = callers(subject);
     let mut ingress = Vec::new();
     if !callers.is_empty() {
-        ingress.push(json!({"from": callers, "ports": [{"port": "http", "protocol": "TCP"}]}));
+        ingress.push(IngressRule::tcp(callers, "http"));
     }
     // The test pods of the environment: analysis Jobs and synthetic tests.
-    ingress.push(json!({
-        "from": [{"podSelector": {"matchLabels": {TEST_POD.0: TEST_POD.1}}}],
-        "ports": [{"port": "http", "protocol": "TCP"}],
-    }));
-    ingress.push(json!({
-        "from": [{
-            "namespaceSelector": {},
-            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
-        }],
-        "ports": [{"port": "http", "protocol": "TCP"}],
-    }));
+    ingress.push(IngressRule::tcp(vec![Peer::pods(test_pod_labels())], "http"));
+    let prometheus = Labels::from([("app.kubernetes.io/name".to_owned(), "prometheus".to_owned())]);
+    let anywhere =
+        Peer { namespace_selector: Some(LabelSelector::default()), ..Peer::pods(prometheus) };
+    ingress.push(IngressRule::tcp(vec![anywhere], "http"));
     ingress_only(subject, ingress)
 }
 
 /// A NetworkPolicy of `subject`'s pods admitting only `ingress`.
-pub(super) fn ingress_only(subject: &Subject, ingress: Vec<Value>) -> Object {
-    subject.object(
-        "networking.k8s.io/v1",
-        "NetworkPolicy",
-        json!({
-            "podSelector": {"matchLabels": selector(subject.env, subject.service)},
-            "policyTypes": ["Ingress"],
-            "ingress": ingress,
-        }),
-    )
+pub(super) fn ingress_only(subject: &Subject, ingress: Vec<IngressRule>) -> Object {
+    subject.object(Spec::NetworkPolicy(NetworkPolicySpec {
+        pod_selector: LabelSelector::matching(selector(subject.env, subject.service)),
+        policy_types: ["Ingress"],
+        ingress,
+    }))
 }
