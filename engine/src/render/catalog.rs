@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use serde_json::json;
+use serde::Serialize;
 
 use crate::determinism::{SourceDateEpoch, yaml};
 use crate::error::Result;
@@ -448,6 +448,35 @@ fn flags(catalog: &Catalog) -> String {
     out
 }
 
+/// A Backstage entity: a `Component`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Entity {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: EntityMetadata,
+    spec: ComponentSpec,
+}
+
+#[derive(Debug, Serialize)]
+struct EntityMetadata {
+    name: String,
+    description: String,
+    annotations: BTreeMap<String, String>,
+    tags: [String; 2],
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ComponentSpec {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    lifecycle: &'static str,
+    owner: String,
+    system: String,
+    depends_on: Vec<String>,
+}
+
 /// A service's Backstage `catalog-info.yaml`: a `Component` of `spec.type: service`, owned
 /// by its application's group, `production` once the last environment runs it.
 pub fn backstage(catalog: &Catalog, service: &Service) -> String {
@@ -473,23 +502,24 @@ pub fn backstage(catalog: &Catalog, service: &Service) -> String {
         .iter()
         .map(|role| format!("component:default/{}-{role}", service.id.application))
         .collect();
-    let entity = json!({
-        "apiVersion": "backstage.io/v1alpha1",
-        "kind": "Component",
-        "metadata": {
-            "name": name,
-            "description": service.description.clone().unwrap_or_default(),
-            "annotations": annotations,
-            "tags": [service.id.application.as_str(), service.id.role.as_str()],
+    let application = service.id.application.as_str();
+    let entity = Entity {
+        api_version: "backstage.io/v1alpha1",
+        kind: "Component",
+        metadata: EntityMetadata {
+            name,
+            description: service.description.clone().unwrap_or_default(),
+            annotations,
+            tags: [application.to_owned(), service.id.role.to_string()],
         },
-        "spec": {
-            "type": "service",
-            "lifecycle": if in_production { "production" } else { "experimental" },
-            "owner": format!("group:default/{}", service.id.application),
-            "system": service.id.application.as_str(),
-            "dependsOn": depends_on,
+        spec: ComponentSpec {
+            kind: "service",
+            lifecycle: if in_production { "production" } else { "experimental" },
+            owner: format!("group:default/{application}"),
+            system: application.to_owned(),
+            depends_on,
         },
-    });
+    };
     yaml::to_string(&entity)
 }
 

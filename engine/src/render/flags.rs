@@ -4,52 +4,53 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-use crate::model::flags::{FlagState, Flags};
+use crate::model::flags::{FlagState, Flags, Value};
 
 pub const SCHEMA: &str = "https://flagd.dev/schema/v0/flags.json";
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct FlagdFile {
     #[serde(rename = "$schema")]
-    schema: &'static str,
+    schema: String,
     flags: BTreeMap<String, FlagdFlag>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct FlagdFlag {
-    state: &'static str,
+    state: String,
     variants: BTreeMap<String, Value>,
     default_variant: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    targeting: Option<Value>,
-    metadata: BTreeMap<&'static str, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    targeting: Option<Targeting>,
+    metadata: BTreeMap<String, String>,
+}
+
+/// A rollout by weights: `fractional` buckets, `[variant, weight]` each.
+#[derive(Debug, Serialize, Deserialize)]
+struct Targeting {
+    fractional: Vec<(String, u32)>,
 }
 
 /// Each flag of a rendered flagd file in a few words: `off (disabled)`, its variant, or
 /// its fractional split (`on 10% / off 90%`); empty when the file does not parse.
 pub fn summarize(text: &[u8]) -> BTreeMap<String, String> {
-    let Ok(file) = serde_json::from_slice::<Value>(text) else { return BTreeMap::new() };
-    let Some(flags) = file["flags"].as_object() else { return BTreeMap::new() };
-    flags
-        .iter()
+    let Ok(file) = serde_json::from_slice::<FlagdFile>(text) else { return BTreeMap::new() };
+    file.flags
+        .into_iter()
         .map(|(name, flag)| {
-            let default = flag["defaultVariant"].as_str().unwrap_or("?");
-            let summary = if flag["state"] == "DISABLED" {
-                "off (disabled)".to_owned()
-            } else if let Some(split) = flag["targeting"]["fractional"].as_array() {
-                split
+            let summary = match (flag.state.as_str(), flag.targeting) {
+                ("DISABLED", _) => "off (disabled)".to_owned(),
+                (_, Some(Targeting { fractional })) => fractional
                     .iter()
-                    .map(|b| format!("{} {}%", b[0].as_str().unwrap_or("?"), b[1]))
+                    .map(|(variant, weight)| format!("{variant} {weight}%"))
                     .collect::<Vec<_>>()
-                    .join(" / ")
-            } else {
-                default.to_owned()
+                    .join(" / "),
+                (_, None) => flag.default_variant,
             };
-            (name.clone(), summary)
+            (name, summary)
         })
         .collect()
 }
@@ -73,29 +74,27 @@ pub fn file(flags: &Flags, environment: &str) -> Option<String> {
 pub fn render(flags: &Flags, environment: &str) -> String {
     let mut rendered = BTreeMap::new();
     for flag in &flags.flags {
-        let variants = flag
-            .variants
-            .iter()
-            .map(|(name, value)| (name.clone(), serde_json::to_value(value).unwrap_or(Value::Null)))
-            .collect();
         let (state, default_variant, targeting) = match flag.state(environment) {
             FlagState::Off => ("DISABLED", flag.default.clone(), None),
             FlagState::Variant { variant } => ("ENABLED", variant, None),
             FlagState::Fractional { split } => {
-                let buckets: Vec<Value> = split.iter().map(|(v, w)| json!([v, w])).collect();
-                ("ENABLED", flag.default.clone(), Some(json!({ "fractional": buckets })))
+                ("ENABLED", flag.default.clone(), Some(Targeting { fractional: split }))
             }
         };
         let metadata = BTreeMap::from([
-            ("owner", flag.owner.to_string()),
-            ("description", flag.description.clone()),
+            ("owner".to_owned(), flag.owner.to_string()),
+            ("description".to_owned(), flag.description.clone()),
         ]);
-        rendered.insert(
-            flag.name.to_string(),
-            FlagdFlag { state, variants, default_variant, targeting, metadata },
-        );
+        let flagd = FlagdFlag {
+            state: state.to_owned(),
+            variants: flag.variants.clone(),
+            default_variant,
+            targeting,
+            metadata,
+        };
+        rendered.insert(flag.name.to_string(), flagd);
     }
-    let file = FlagdFile { schema: SCHEMA, flags: rendered };
+    let file = FlagdFile { schema: SCHEMA.to_owned(), flags: rendered };
     let mut text = serde_json::to_string_pretty(&file)
         .unwrap_or_else(|e| unreachable!("a flagd file serializes: {e}"));
     text.push('\n');
