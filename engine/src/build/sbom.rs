@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cargo_metadata::{DependencyKind, Metadata, PackageId};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::determinism::{SourceDateEpoch, canonical_json};
 use crate::model::digest::Digest;
@@ -44,45 +44,107 @@ fn purl(package: &cargo_metadata::Package) -> String {
     format!("pkg:cargo/{}@{}", package.name, package.version)
 }
 
-/// The CycloneDX document for the service package `root`.
-pub fn document(
-    metadata: &Metadata,
-    root: &PackageId,
+/// A CycloneDX 1.5 document: only the fields Slipway writes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bom {
+    bom_format: &'static str,
+    spec_version: &'static str,
+    /// Derived from the rest of the document, so the same build gives the same SBOM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serial_number: Option<String>,
+    version: u32,
+    metadata: BomMetadata,
+    components: Vec<Component>,
+    dependencies: Vec<Dependency>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct BomMetadata {
+    timestamp: String,
+    tools: Tools,
+    /// The service itself (`null` when the closure lacks it).
+    component: Option<Component>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Tools {
+    components: [Tool; 1],
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Tool {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: &'static str,
+    version: &'static str,
+}
+
+/// A package: the service (`application`) or one it is built from (`library`).
+#[derive(Debug, Clone, Serialize)]
+struct Component {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "bom-ref")]
+    bom_ref: String,
+    name: String,
+    version: String,
+    purl: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    licenses: Option<[License; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hashes: Option<[Hash; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct License {
+    expression: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Hash {
+    alg: &'static str,
+    content: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Dependency {
+    #[serde(rename = "ref")]
+    of: String,
+    depends_on: Vec<String>,
+}
+
+/// `package` as a component of `kind`, with its license and the checksum `locked` pins.
+fn component(
+    package: &cargo_metadata::Package,
+    kind: &'static str,
     locked: &BTreeMap<(String, String), Locked>,
-    epoch: SourceDateEpoch,
-) -> Value {
-    let packages = closure(metadata, root);
-    let component = |package: &cargo_metadata::Package, kind: &str| {
-        let mut c = json!({
-            "type": kind,
-            "bom-ref": purl(package),
-            "name": package.name.as_str(),
-            "version": package.version.to_string(),
-            "purl": purl(package),
-        });
-        if let Some(license) = &package.license {
-            c["licenses"] = json!([{ "expression": license }]);
-        }
-        let key = (package.name.to_string(), package.version.to_string());
-        if let Some(checksum) = locked.get(&key).and_then(|l| l.checksum.as_ref()) {
-            c["hashes"] = json!([{ "alg": "SHA-256", "content": checksum }]);
-        }
-        if let Some(description) = &package.description {
-            c["description"] = json!(description);
-        }
-        c
-    };
-    let main = packages.iter().find(|p| &p.id == root);
-    let components: Vec<Value> =
-        packages.iter().filter(|p| &p.id != root).map(|p| component(p, "library")).collect();
-    let in_closure: BTreeSet<&PackageId> = packages.iter().map(|p| &p.id).collect();
+) -> Component {
+    let key = (package.name.to_string(), package.version.to_string());
+    let checksum = locked.get(&key).and_then(|l| l.checksum.clone());
+    Component {
+        kind,
+        bom_ref: purl(package),
+        name: package.name.to_string(),
+        version: package.version.to_string(),
+        purl: purl(package),
+        licenses: package.license.clone().map(|expression| [License { expression }]),
+        hashes: checksum.map(|content| [Hash { alg: "SHA-256", content }]),
+        description: package.description.clone(),
+    }
+}
+
+/// What each package of `packages` depends on among them, normal dependencies only.
+fn dependencies(metadata: &Metadata, packages: &[&cargo_metadata::Package]) -> Vec<Dependency> {
     let by_id: BTreeMap<&PackageId, &cargo_metadata::Package> =
         packages.iter().map(|p| (&p.id, *p)).collect();
-    let dependencies: Vec<Value> = metadata
+    metadata
         .resolve
         .iter()
         .flat_map(|r| &r.nodes)
-        .filter(|n| in_closure.contains(&n.id))
         .filter_map(|n| {
             let package = by_id.get(&n.id)?;
             let mut on: Vec<String> = n
@@ -93,29 +155,45 @@ pub fn document(
                 .collect();
             on.sort();
             on.dedup();
-            Some(json!({ "ref": purl(package), "dependsOn": on }))
+            Some(Dependency { of: purl(package), depends_on: on })
         })
-        .collect();
-    let mut bom = json!({
-        "bomFormat": "CycloneDX",
-        "specVersion": "1.5",
-        "version": 1,
-        "metadata": {
-            "timestamp": epoch.rfc3339(),
-            "tools": { "components": [{ "type": "application", "name": "slipway", "version": env!("CARGO_PKG_VERSION") }] },
-            "component": main.map(|p| component(p, "application")).unwrap_or(Value::Null),
+        .collect()
+}
+
+/// The CycloneDX document for the service package `root`.
+pub fn document(
+    metadata: &Metadata,
+    root: &PackageId,
+    locked: &BTreeMap<(String, String), Locked>,
+    epoch: SourceDateEpoch,
+) -> Bom {
+    let packages = closure(metadata, root);
+    let main = packages.iter().find(|p| &p.id == root);
+    let tool = Tool { kind: "application", name: "slipway", version: env!("CARGO_PKG_VERSION") };
+    let mut bom = Bom {
+        bom_format: "CycloneDX",
+        spec_version: "1.5",
+        serial_number: None,
+        version: 1,
+        metadata: BomMetadata {
+            timestamp: epoch.rfc3339(),
+            tools: Tools { components: [tool] },
+            component: main.map(|p| component(p, "application", locked)),
         },
-        "components": components,
-        "dependencies": dependencies,
-    });
-    // The serial number is derived from the content, so the same build gives the same SBOM.
+        components: packages
+            .iter()
+            .filter(|p| &p.id != root)
+            .map(|p| component(p, "library", locked))
+            .collect(),
+        dependencies: dependencies(metadata, &packages),
+    };
     let digest = Digest::of(&canonical_json(&bom));
-    bom["serialNumber"] = json!(format!("urn:uuid:{}", digest.as_uuid('5')));
+    bom.serial_number = Some(format!("urn:uuid:{}", digest.as_uuid('5')));
     bom
 }
 
 /// The SBOM as an artifact about `image`.
-pub fn assemble(bom: &Value, image: &StoredManifest, epoch: SourceDateEpoch) -> Artifact {
+pub fn assemble(bom: &Bom, image: &StoredManifest, epoch: SourceDateEpoch) -> Artifact {
     let layer = Layer {
         media_type: ARTIFACT_TYPE.to_owned(),
         bytes: canonical_json(bom),
