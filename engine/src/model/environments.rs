@@ -52,6 +52,9 @@ pub struct Environment {
     pub delivery: Delivery,
     params: Params,
     services: BTreeMap<ServiceName, Params>,
+    /// Keys of `services` that cannot name a service: refused by `check` with the others
+    /// that name none.
+    unnamed: Vec<String>,
 }
 
 /// A service's own parameters for one environment, from its `Cargo.toml`.
@@ -95,6 +98,7 @@ impl Default for Environments {
                 delivery: Delivery::Rolling,
                 params: Params::default(),
                 services: BTreeMap::new(),
+                unnamed: Vec::new(),
             })
             .collect();
         Environments {
@@ -180,10 +184,13 @@ impl Environments {
     pub fn check(&self, services: &[ServiceName]) -> Vec<MetadataError> {
         let mut errors = Vec::new();
         for (i, environment) in self.chain.iter().enumerate() {
-            for name in environment.services.keys().filter(|n| !services.contains(n)) {
+            let named = environment.services.keys().filter(|n| !services.contains(n));
+            for name in
+                named.map(ServiceName::as_str).chain(environment.unnamed.iter().map(String::as_str))
+            {
                 errors.push(failure(
                     &format!("environment[{i}].services.{name}"),
-                    format!("no service `{name}`: expected one of {}", names(services)),
+                    format!("no service `{name}`: expected one of {}", listed(services)),
                 ));
             }
             for (name, params) in &environment.services {
@@ -263,8 +270,9 @@ impl Environments {
 
     /// Parses the declaration: `[defaults]` and an array of `[[environment]]` tables.
     pub fn parse(text: &str) -> Result<Environments, MetadataErrors> {
-        let file: schema::EnvironmentsFile =
-            schema::from_toml(text).map_err(|why| MetadataErrors(vec![failure("", why)]))?;
+        let (file, tables): (schema::EnvironmentsFile, bool) =
+            schema::from_toml_listing(text, "environment")
+                .map_err(|why| MetadataErrors(vec![failure("", why)]))?;
         let mut errors = Vec::new();
         let expected =
             "expected `[defaults]`, `[[environment]]`, `[ledger]` and `[kubernetes]` tables";
@@ -282,7 +290,13 @@ impl Environments {
             }
             None => Params::default(),
         };
-        let chain = read_chain(file.environment.as_ref(), &mut errors);
+        let chain = match tables {
+            true => read_chain(file.environment.as_ref(), &mut errors),
+            false => {
+                errors.push(failure("environment", "expected `[[environment]]` tables"));
+                Vec::new()
+            }
+        };
         if errors.is_empty() {
             Ok(Environments {
                 file: Layout::default().environments(),
@@ -310,10 +324,14 @@ fn read_chain(
             "environment",
             "missing: declare at least one `[[environment]]` with a `name`",
         )),
+        Some(Ok(tables)) if tables.is_empty() => errors.push(failure(
+            "environment",
+            "missing: declare at least one `[[environment]]` with a `name`",
+        )),
         Some(Ok(tables)) => {
             for (i, table) in tables.iter().enumerate() {
                 let Ok(table) = table.valid() else {
-                    errors.push(failure("environment", "expected `[[environment]]` tables"));
+                    errors.push(failure(&format!("environment[{i}]"), "expected a table"));
                     continue;
                 };
                 if let Some(environment) = read_environment(table, i, &chain, errors) {
@@ -348,7 +366,7 @@ fn read_environment(
     let require_tested = flag("require-tested", &declared.require_tested);
     let trust = declared.trust.as_ref().map(|t| read_trust(t, &prefix, errors)).unwrap_or_default();
     let bake_time_seconds = bake_time(&declared.bake_time, &prefix, errors);
-    let services = declared
+    let (services, unnamed) = declared
         .services
         .as_ref()
         .map(|services| read_services(services, &prefix, errors))
@@ -372,6 +390,7 @@ fn read_environment(
         delivery,
         params,
         services,
+        unnamed,
     })
 }
 
@@ -434,7 +453,7 @@ fn read_trust(
 }
 
 /// `services` as a message lists them.
-fn names(services: &[ServiceName]) -> String {
+fn listed(services: &[ServiceName]) -> String {
     services.iter().map(ServiceName::as_str).collect::<Vec<_>>().join(", ")
 }
 
@@ -647,13 +666,23 @@ resources = { memory = "256Mi" }
             "[[environment]]\nname = \"dev\"\n[environment.services.shop-orders]\nreplica = 2\n",
             &[("environment[0].services.shop-orders.replica", "unknown key")],
         );
+        check("environment = []\n", &[("environment", "[[environment]]` tables")]);
         check(
-            "[[environment]]\nname = \"dev\"\n[environment.services.Shop_Orders]\nreplicas = { min = 2 }\n",
-            &[(
-                "environment[0].services.Shop_Orders",
-                "expected a service's `<application>-<role>`",
-            )],
+            "environment = [{ name = \"dev\" }]\n",
+            &[("environment", "[[environment]]` tables")],
         );
+        let dated = "defaults = 1979-05-27\n[[environment]]\nname = \"dev\"\n";
+        check(dated, &[("defaults", "expected a table")]);
+    }
+
+    #[test]
+    fn a_services_table_that_names_no_service_is_refused_as_unknown() {
+        let text = "[[environment]]\nname = \"dev\"\n[environment.services.Shop_Orders]\nreplicas = { min = 2 }\n";
+        let envs = Environments::parse(text).unwrap();
+        let errors = envs.check(&[service("shop-orders")]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].key, "environment[0].services.Shop_Orders");
+        assert!(errors[0].message.starts_with("no service `Shop_Orders`"), "{errors:?}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use toml_edit::{DocumentMut, Item};
 use crate::model::environments::Environments;
 use crate::model::layout::Layout;
 use crate::model::names::{MetadataError, MetadataErrors, Name, ServiceId};
-pub use crate::model::schema::FlagValue as Value;
+pub use crate::model::schema::FlagValue;
 use crate::model::schema::{self, Field, Table};
 
 const FLAG_KEYS: [&str; 7] =
@@ -47,12 +47,12 @@ impl FlagType {
     }
 
     /// The type of `value`.
-    fn of(value: &Value) -> FlagType {
+    fn of(value: &FlagValue) -> FlagType {
         match value {
-            Value::Boolean(_) => FlagType::Boolean,
-            Value::String(_) => FlagType::String,
-            Value::Number(_) => FlagType::Number,
-            Value::Object(_) => FlagType::Object,
+            FlagValue::Boolean(_) => FlagType::Boolean,
+            FlagValue::String(_) => FlagType::String,
+            FlagValue::Number(_) => FlagType::Number,
+            FlagValue::Object(_) => FlagType::Object,
         }
     }
 }
@@ -89,7 +89,7 @@ pub struct Flag {
     pub description: String,
     /// The service that owns it.
     pub owner: ServiceId,
-    pub variants: BTreeMap<String, Value>,
+    pub variants: BTreeMap<String, FlagValue>,
     pub default: String,
     /// By environment; an environment not listed runs the default variant.
     pub environments: BTreeMap<String, FlagState>,
@@ -139,17 +139,18 @@ impl Flags {
         environments: &Environments,
         services: &[ServiceId],
     ) -> Result<Flags, MetadataErrors> {
-        let file: schema::FlagsFile =
-            schema::from_toml(text).map_err(|why| MetadataErrors(vec![failure("", why)]))?;
+        let (file, tables_written): (schema::FlagsFile, bool) =
+            schema::from_toml_listing(text, "flag")
+                .map_err(|why| MetadataErrors(vec![failure("", why)]))?;
         let mut errors = Vec::new();
         file.unknown.report("", "expected `[[flag]]` tables", failure, &mut errors);
         let mut flags: Vec<Flag> = Vec::new();
         match file.flag.as_ref().map(Field::valid) {
             None => {}
-            Some(Ok(tables)) => {
+            Some(Ok(tables)) if tables_written => {
                 for (i, table) in tables.iter().enumerate() {
                     let Ok(table) = table.valid() else {
-                        errors.push(failure("flag", "expected `[[flag]]` tables"));
+                        errors.push(failure(&format!("flag[{i}]"), "expected a table"));
                         continue;
                     };
                     if let Some(flag) =
@@ -159,7 +160,7 @@ impl Flags {
                     }
                 }
             }
-            Some(Err(_)) => errors.push(failure("flag", "expected `[[flag]]` tables")),
+            Some(_) => errors.push(failure("flag", "expected `[[flag]]` tables")),
         }
         if errors.is_empty() { Ok(Flags { flags }) } else { Err(MetadataErrors(errors)) }
     }
@@ -359,11 +360,11 @@ fn known(
 
 /// `variants = { on = true, off = false }`: each of the flag's type.
 fn read_variants(
-    declared: Option<&Field<Table<Field<Value>>>>,
+    declared: Option<&Field<Table<Field<FlagValue>>>>,
     prefix: &str,
     kind: Option<FlagType>,
     errors: &mut Vec<MetadataError>,
-) -> BTreeMap<String, Value> {
+) -> BTreeMap<String, FlagValue> {
     let mut variants = BTreeMap::new();
     match declared.and_then(|declared| declared.valid().ok()) {
         Some(declared) if !declared.is_empty() => {
@@ -392,13 +393,13 @@ fn read_variants(
 /// What a flag's state in an environment is read against: its type and variants.
 struct Shape<'a> {
     kind: Option<FlagType>,
-    variants: &'a BTreeMap<String, Value>,
+    variants: &'a BTreeMap<String, FlagValue>,
 }
 
 /// `environments = { dev = "on", prod = "10%" }`: the flag's state in each environment
 /// that declares one.
 fn read_states(
-    declared: &Field<Table<Field<schema::FlagState>>>,
+    declared: &Field<Table<Field<schema::DeclaredState>>>,
     prefix: &str,
     environments: &Environments,
     shape: &Shape,
@@ -432,16 +433,16 @@ fn read_states(
 /// `"off"`, a variant name, `"N%"` (a boolean flag: N % on), or a table of weights
 /// `{ blue = 20, green = 80 }` summing to 100.
 fn read_state(
-    declared: &Field<schema::FlagState>,
+    declared: &Field<schema::DeclaredState>,
     key: &str,
     shape: &Shape,
     errors: &mut Vec<MetadataError>,
 ) -> Option<FlagState> {
     match declared.valid() {
-        Ok(schema::FlagState::Named(text)) => {
+        Ok(schema::DeclaredState::Named(text)) => {
             named_state(text, key, shape.kind, shape.variants, errors)
         }
-        Ok(schema::FlagState::Weights(weights)) => {
+        Ok(schema::DeclaredState::Weights(weights)) => {
             self::weights(weights, key, shape.variants, errors)
         }
         Err(_) => {
@@ -459,7 +460,7 @@ fn named_state(
     text: &str,
     key: &str,
     kind: Option<FlagType>,
-    variants: &BTreeMap<String, Value>,
+    variants: &BTreeMap<String, FlagValue>,
     errors: &mut Vec<MetadataError>,
 ) -> Option<FlagState> {
     if text == "off" && !variants.contains_key("off") {
@@ -485,7 +486,10 @@ fn named_state(
         return None;
     };
     let variant_of = |wanted: bool| {
-        variants.iter().find(|(_, v)| **v == Value::Boolean(wanted)).map(|(name, _)| name.clone())
+        variants
+            .iter()
+            .find(|(_, v)| **v == FlagValue::Boolean(wanted))
+            .map(|(name, _)| name.clone())
     };
     let (Some(yes), Some(no)) = (variant_of(true), variant_of(false)) else {
         errors.push(failure(key, "a percentage needs a `true` and a `false` variant"));
@@ -498,7 +502,7 @@ fn named_state(
 fn weights(
     declared: &Table<Field<u32>>,
     key: &str,
-    variants: &BTreeMap<String, Value>,
+    variants: &BTreeMap<String, FlagValue>,
     errors: &mut Vec<MetadataError>,
 ) -> Option<FlagState> {
     let mut split = Vec::new();
@@ -525,7 +529,7 @@ fn weights(
     Some(FlagState::Fractional { split })
 }
 
-fn names(variants: &BTreeMap<String, Value>) -> String {
+fn names(variants: &BTreeMap<String, FlagValue>) -> String {
     variants.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
 }
 
@@ -615,5 +619,14 @@ environments = { dev = "on", staging = "off", prod = "10%" }
         let split = PRICING.replace("prod = \"10%\"", "prod = { on = 10, off = 80 }");
         let errors = parse(&split).unwrap_err().0;
         assert!(errors[0].message.contains("sum to 90"), "{errors:?}");
+    }
+
+    #[test]
+    fn flags_written_as_an_inline_list_are_refused_as_flag_set_could_not_edit_them() {
+        let inline = "flag = [{ name = \"x\", type = \"boolean\" }]\n";
+        let errors = parse(inline).unwrap_err().0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].key, "flag");
+        assert!(errors[0].message.contains("[[flag]]"), "{errors:?}");
     }
 }

@@ -106,7 +106,9 @@ impl TryFrom<String> for ServiceName {
 
 /// A recorded or signed document naming a service with something that cannot be a name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{text}` is not a service's name: expected `<application>-<role>` (^[a-z][a-z0-9-]*$)")]
+#[error(
+    "`{text}` is not a service's name: expected `<application>-<role>`, lower-case letters, digits and `-` (^[a-z][a-z0-9-]*$)"
+)]
 pub struct NotAServiceName {
     pub text: String,
 }

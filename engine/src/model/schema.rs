@@ -97,6 +97,9 @@ impl<'de> Deserialize<'de> for Raw {
 
 struct RawVisitor;
 
+/// The key `toml_edit` hands a date or time to serde under.
+const TOML_DATETIME: &str = "$__toml_private_datetime";
+
 impl<'de> Visitor<'de> for RawVisitor {
     type Value = Raw;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -137,6 +140,12 @@ impl<'de> Visitor<'de> for RawVisitor {
         let mut entries = Vec::new();
         while let Some(entry) = map.next_entry()? {
             entries.push(entry);
+        }
+        // A TOML date or time reaches serde as a table of one private key: it is its text.
+        if let [(key, Raw::String(text))] = entries.as_slice()
+            && key == TOML_DATETIME
+        {
+            return Ok(Raw::String(text.clone()));
         }
         Ok(Raw::Table(entries))
     }
@@ -243,11 +252,6 @@ impl<'de> Deserialize<'de> for Unknown {
 }
 
 impl Unknown {
-    /// These keys but `known` (the keys of a table the schema's type shares with others).
-    pub fn except(&self, known: &[&str]) -> Unknown {
-        Unknown(self.0.iter().filter(|key| !known.contains(&key.as_str())).cloned().collect())
-    }
-
     /// One error per unknown key, at `<prefix>.<key>`, saying what was expected.
     pub fn report(
         &self,
@@ -410,7 +414,7 @@ pub struct Flag {
     pub owner: Optional<String>,
     pub variants: Optional<Table<Field<FlagValue>>>,
     pub default: Optional<String>,
-    pub environments: Optional<Table<Field<FlagState>>>,
+    pub environments: Optional<Table<Field<DeclaredState>>>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -428,7 +432,7 @@ pub enum FlagValue {
 /// A flag's state in one environment: `"off"`, a variant, `"N%"`, or weights.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum FlagState {
+pub enum DeclaredState {
     Named(String),
     Weights(Table<Field<u32>>),
 }
@@ -467,11 +471,42 @@ pub struct Suite {
     pub unknown: Unknown,
 }
 
+/// The workspace's root `Cargo.toml`, as far as Slipway reads it: `[workspace.package]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RootManifest {
+    pub workspace: WorkspaceTable,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WorkspaceTable {
+    pub package: SharedPackage,
+}
+
+/// What every member inherits: the version and the repository images are labelled with.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SharedPackage {
+    pub version: Optional<String>,
+    pub repository: Optional<String>,
+}
+
 /// `text` read as TOML into `T`; the parser's message when it is not TOML.
 pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    from_toml_listing(text, "").map(|(read, _)| read)
+}
+
+/// `text` read as TOML into `T`, and whether its `list` is written as `[[list]]` tables (or
+/// not at all): the edits that keep a file's comments (`config set`, `flag set`, `keygen
+/// --trust`) know that form only.
+pub fn from_toml_listing<T: DeserializeOwned>(text: &str, list: &str) -> Result<(T, bool), String> {
     let document: toml_edit::DocumentMut =
         text.parse().map_err(|e: toml_edit::TomlError| format!("not valid TOML: {e}"))?;
-    toml_edit::de::from_document(document).map_err(|e| format!("not valid TOML: {e}"))
+    let tables = document.get(list).is_none_or(toml_edit::Item::is_array_of_tables);
+    let read =
+        toml_edit::de::from_document(document).map_err(|e| format!("not valid TOML: {e}"))?;
+    Ok((read, tables))
 }
 
 #[cfg(test)]

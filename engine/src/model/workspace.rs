@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::model::environments::{Environments, Params};
 use crate::model::flags::Flags;
 use crate::model::layout::Layout;
+use crate::model::schema;
 use crate::shell::{Shell, cmd};
 
 pub use crate::model::names::{MetadataError, MetadataErrors, Name, ServiceId, ServiceName};
@@ -324,15 +325,14 @@ pub fn load(shell: &Shell, layout: &Layout) -> Result<Workspace, Error> {
         path: manifest.clone(),
         source,
     })?;
-    let document: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
-        Error::CargoMetadata(format!("{}: {e}", manifest.display()))
-    })?;
-    let shared = |key: &str| {
-        document.get("workspace")?.get("package")?.get(key)?.as_str().map(str::to_owned)
-    };
+    let declared: schema::RootManifest = schema::from_toml(&text)
+        .map_err(|why| Error::CargoMetadata(format!("{}: {why}", manifest.display())))?;
+    let shared = |field: &schema::Optional<String>| field.as_ref()?.valid().ok().cloned();
+    let package = &declared.workspace.package;
     let environments = Environments::load(root, layout)?;
-    let version = shared("version").unwrap_or_else(|| "0.0.0".to_owned());
-    let mut workspace = validate(root, version, shared("repository"), &packages, environments)?;
+    let version = shared(&package.version).unwrap_or_else(|| "0.0.0".to_owned());
+    let repository = shared(&package.repository);
+    let mut workspace = validate(root, version, repository, &packages, environments)?;
     workspace.flags = Flags::load(root, layout, &workspace.environments, &workspace.service_ids())?;
     workspace.target_directory = metadata.target_directory.into_std_path_buf();
     Ok(workspace)

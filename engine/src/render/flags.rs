@@ -6,22 +6,22 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::flags::{FlagState, Flags, Value};
+use crate::model::flags::{FlagState, FlagValue, Flags};
 
 pub const SCHEMA: &str = "https://flagd.dev/schema/v0/flags.json";
 
 #[derive(Debug, Serialize, Deserialize)]
-struct FlagdFile {
+struct FlagdFile<F> {
     #[serde(rename = "$schema")]
     schema: String,
-    flags: BTreeMap<String, FlagdFlag>,
+    flags: BTreeMap<String, F>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct FlagdFlag {
     state: String,
-    variants: BTreeMap<String, Value>,
+    variants: BTreeMap<String, FlagValue>,
     default_variant: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     targeting: Option<Targeting>,
@@ -35,20 +35,23 @@ struct Targeting {
 }
 
 /// Each flag of a rendered flagd file in a few words: `off (disabled)`, its variant, or
-/// its fractional split (`on 10% / off 90%`); empty when the file does not parse.
+/// its fractional split (`on 10% / off 90%`), `?` for a flag it cannot read; empty when the
+/// file does not parse.
 pub fn summarize(text: &[u8]) -> BTreeMap<String, String> {
-    let Ok(file) = serde_json::from_slice::<FlagdFile>(text) else { return BTreeMap::new() };
+    let read = serde_json::from_slice::<FlagdFile<serde_json::Value>>(text);
+    let Ok(file) = read else { return BTreeMap::new() };
     file.flags
         .into_iter()
         .map(|(name, flag)| {
-            let summary = match (flag.state.as_str(), flag.targeting) {
-                ("DISABLED", _) => "off (disabled)".to_owned(),
-                (_, Some(Targeting { fractional })) => fractional
+            let summary = match FlagdFlag::deserialize(flag) {
+                Err(_) => "?".to_owned(),
+                Ok(flag) if flag.state == "DISABLED" => "off (disabled)".to_owned(),
+                Ok(FlagdFlag { targeting: Some(Targeting { fractional }), .. }) => fractional
                     .iter()
                     .map(|(variant, weight)| format!("{variant} {weight}%"))
                     .collect::<Vec<_>>()
                     .join(" / "),
-                (_, None) => flag.default_variant,
+                Ok(flag) => flag.default_variant,
             };
             (name, summary)
         })
@@ -114,5 +117,15 @@ mod tests {
         assert_eq!(summary("prod"), "on 10% / off 90%");
         assert_eq!(render(&flags, "prod"), render(&flags, "prod"), "deterministic");
         assert!(render(&flags, "prod").contains("\"fractional\""));
+    }
+
+    #[test]
+    fn a_flag_the_summary_cannot_read_is_shown_as_a_question_mark_and_the_rest_as_ever() {
+        let flags = crate::model::sample::workspace().flags;
+        let mut file: serde_json::Value = serde_json::from_str(&render(&flags, "prod")).unwrap();
+        file["flags"]["edited"] = serde_json::json!({"state": 3});
+        let summary = summarize(file.to_string().as_bytes());
+        assert_eq!(summary["edited"], "?");
+        assert_eq!(summary["new-pricing"], "on 10% / off 90%");
     }
 }

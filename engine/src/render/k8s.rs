@@ -87,7 +87,7 @@ struct Object {
 /// What an object holds beside its metadata: a ConfigMap's `data`, or a `spec` by kind.
 #[derive(Debug)]
 enum Body {
-    ConfigMap(api::Labels),
+    ConfigMap(api::Data),
     Spec(Box<Spec>),
 }
 
@@ -185,7 +185,7 @@ pub fn render(inputs: &Inputs) -> Result<Vec<File>, AlertsError> {
     if !inputs.flags.flags.is_empty() {
         let flags = crate::render::flags::render(inputs.flags, env);
         let labels = environment_labels(env);
-        let data = api::Labels::from([(FLAGS_KEY.to_owned(), flags.clone())]);
+        let data = api::Data::from([(FLAGS_KEY.to_owned(), flags.clone())]);
         let config_map = Object {
             metadata: metadata(env, &format!("{env}-flags"), labels),
             body: Body::ConfigMap(data),

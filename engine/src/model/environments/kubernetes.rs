@@ -52,36 +52,52 @@ pub(super) fn read_kubernetes(
     };
     let expected = "expected `registry`, `repo-url`, `cluster`, `prometheus`, `synthetic-tests`, `pull-requests`";
     declared.unknown.report("kubernetes", expected, failure, errors);
-    let mut checked =
-        |key: &str, field: &Optional<String>, accept: &dyn Fn(&str) -> bool, why: &str| {
-            let accepted = |text: &String| Some(text.clone()).filter(|text| accept(text));
-            read(field, accepted, || failure(&format!("kubernetes.{key}"), why), errors)
-        };
-    let url = "expected a URL, like \"https://kubernetes.default.svc\"";
-    let registry = |text: &str| word(text) && !text.contains("://") && !text.ends_with('/');
-    let registry_why = "expected the image prefix clusters pull from, like \"registry.example.com/shop\" (no scheme, no trailing `/`)";
-    kubernetes.registry = checked("registry", &declared.registry, &registry, registry_why);
-    kubernetes.repo_url = checked("repo-url", &declared.repo_url, &word, url);
+    let registry = (
+        is_registry as fn(&str) -> bool,
+        "expected the image prefix clusters pull from, like \"registry.example.com/shop\" (no scheme, no trailing `/`)",
+    );
+    kubernetes.registry = text(&declared.registry, "registry", registry, errors);
+    kubernetes.repo_url = text(&declared.repo_url, "repo-url", (word, URL), errors);
     let cluster = |text: &str| word(text) && text.starts_with("https://");
-    if let Some(text) = checked("cluster", &declared.cluster, &cluster, url) {
-        kubernetes.cluster = text;
+    if let Some(url) = text(&declared.cluster, "cluster", (cluster, URL), errors) {
+        kubernetes.cluster = url;
     }
     let prometheus = |text: &str| word(text) && text.starts_with("http");
-    if let Some(text) = checked("prometheus", &declared.prometheus, &prometheus, url) {
-        kubernetes.prometheus = text;
+    if let Some(url) = text(&declared.prometheus, "prometheus", (prometheus, URL), errors) {
+        kubernetes.prometheus = url;
     }
     let cron = |text: &str| text.split_whitespace().count() == 5;
-    let cron_why = "expected a cron schedule of five fields, like \"*/15 * * * *\"";
-    if let Some(text) = checked("synthetic-tests", &declared.synthetic_tests, &cron, cron_why) {
-        kubernetes.synthetic_tests = text;
+    let schedule = (
+        cron as fn(&str) -> bool,
+        "expected a cron schedule of five fields, like \"*/15 * * * *\"",
+    );
+    if let Some(schedule) = text(&declared.synthetic_tests, "synthetic-tests", schedule, errors) {
+        kubernetes.synthetic_tests = schedule;
     }
-    let is_github = |text: &str| github(text).is_some();
-    let github_why = "expected where pull requests are opened, like \"github:acme/shop\"";
-    kubernetes.pull_requests =
-        checked("pull-requests", &declared.pull_requests, &is_github, github_why)
-            .as_deref()
-            .and_then(github);
+    let why = "expected where pull requests are opened, like \"github:acme/shop\"";
+    let pull_requests = || failure("kubernetes.pull-requests", why);
+    kubernetes.pull_requests = read(&declared.pull_requests, |t| github(t), pull_requests, errors);
     kubernetes
+}
+
+/// What a URL key expects.
+const URL: &str = "expected a URL, like \"https://kubernetes.default.svc\"";
+
+/// `field`'s text when `accepted` takes it; otherwise the problem at `kubernetes.<key>`,
+/// saying `why`.
+fn text(
+    field: &Optional<String>,
+    key: &str,
+    (accepted, why): (fn(&str) -> bool, &str),
+    errors: &mut Vec<MetadataError>,
+) -> Option<String> {
+    let problem = || failure(&format!("kubernetes.{key}"), why);
+    read(field, |text| accepted(text).then(|| text.clone()), problem, errors)
+}
+
+/// An image prefix: no scheme, no trailing `/`.
+fn is_registry(text: &str) -> bool {
+    word(text) && !text.contains("://") && !text.ends_with('/')
 }
 
 /// A non-empty value without whitespace.

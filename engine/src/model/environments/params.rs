@@ -189,31 +189,34 @@ impl Layers<'_> {
     }
 }
 
-/// `services.<name> = { … }`: a service's own parameters in this environment.
+/// `services.<name> = { … }`: each service's own parameters in this environment, and the
+/// keys that cannot name a service (which `Environments::check` refuses with the others
+/// that name none).
 pub(super) fn read_services(
     services: &Field<Table<Field<schema::Params>>>,
     prefix: &str,
     errors: &mut Vec<MetadataError>,
-) -> BTreeMap<ServiceName, Params> {
-    let mut read = BTreeMap::new();
+) -> (BTreeMap<ServiceName, Params>, Vec<String>) {
+    let (mut read, mut unnamed) = (BTreeMap::new(), Vec::new());
     let Ok(services) = services.valid() else {
         errors.push(failure(&format!("{prefix}.services"), "expected a table of services"));
-        return read;
+        return (read, unnamed);
     };
     for (service, params) in services.iter() {
         let key = format!("{prefix}.services.{service}");
-        let Ok(name) = ServiceName::try_from(service.to_owned()) else {
-            errors.push(failure(&key, "expected a service's `<application>-<role>`"));
-            continue;
-        };
-        match params.valid() {
-            Ok(params) => {
-                read.insert(name, read_params(params, &key, &[], errors));
+        let params = match params.valid() {
+            Ok(params) => read_params(params, &key, &[], errors),
+            Err(_) => {
+                errors.push(failure(&key, "expected a table of parameters"));
+                continue;
             }
-            Err(_) => errors.push(failure(&key, "expected a table of parameters")),
+        };
+        match ServiceName::try_from(service.to_owned()) {
+            Ok(name) => _ = read.insert(name, params),
+            Err(_) => unnamed.push(service.to_owned()),
         }
     }
-    read
+    (read, unnamed)
 }
 
 /// Why a service that is not a data store cannot have `key`.
@@ -236,7 +239,7 @@ pub fn read_params(
     let mut known: Vec<&str> = PARAM_KEYS.to_vec();
     known.extend_from_slice(also);
     let expected = format!("expected one of {}", known.join(", "));
-    declared.unknown.except(also).report(prefix, &expected, failure, errors);
+    declared.unknown.report(prefix, &expected, failure, errors);
     let key = |name: &str| format!("{prefix}.{name}");
     let mut params = Params::default();
     if let Some(replicas) = &declared.replicas {

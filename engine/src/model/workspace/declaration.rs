@@ -131,7 +131,7 @@ pub(super) fn read_depends_on(
 ) -> Vec<Name> {
     let key = format!("{SERVICE_TABLE}.depends-on");
     match declared.map(Field::valid) {
-        Some(Ok(roles)) => names(file, &key, roles, errors, |found| {
+        Some(Ok(roles)) => read_names(file, &key, roles, errors, |found| {
             format!("expected the role of a service of the same application, found {found}")
         }),
         Some(Err(other)) => {
@@ -148,21 +148,21 @@ pub(super) fn read_depends_on(
 }
 
 /// A list of names, each problem at `<key>[<i>]` saying `why` of what was found.
-fn names(
+fn read_names(
     file: &Path,
     key: &str,
     declared: &[Field<String>],
     errors: &mut Vec<MetadataError>,
     why: impl Fn(&Value) -> String,
 ) -> Vec<Name> {
-    let mut names = Vec::new();
+    let mut read = Vec::new();
     for (i, name) in declared.iter().enumerate() {
         match name.valid().ok().and_then(|text| Name::parse(text)) {
-            Some(name) => names.push(name),
+            Some(name) => read.push(name),
             None => errors.push(error(file, format!("{key}[{i}]"), why(&name.found()))),
         }
     }
-    names
+    read
 }
 
 /// The service's binary: the one named after its package, else its only one.
@@ -194,7 +194,7 @@ pub(super) fn read_owns(
     let key = format!("{SERVICE_TABLE}.owns");
     match declared.map(Field::valid) {
         None => Vec::new(),
-        Some(Ok(resources)) => names(file, &key, resources, errors, |found| {
+        Some(Ok(resources)) => read_names(file, &key, resources, errors, |found| {
             format!(
                 "expected the name of a resource it writes to, like \"orders-events\" (lower-case letters, digits and `-`), found {found}"
             )

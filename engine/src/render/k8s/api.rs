@@ -11,6 +11,9 @@ use crate::model::units::{Cpu, Size};
 /// Labels or a selector's labels, by key.
 pub(super) type Labels = BTreeMap<String, String>;
 
+/// A ConfigMap's `data`: text by key.
+pub(super) type Data = BTreeMap<String, String>;
+
 /// `matchLabels`; empty, it selects everything (`{}`).
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
