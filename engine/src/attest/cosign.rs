@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use oci_spec::image::{Descriptor, ImageManifest, ImageManifestBuilder, MediaType};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::attest::dsse;
 use crate::attest::keys::{KeyError, PublicKey, SigningKey};
@@ -102,16 +102,43 @@ pub fn tag(image: &Digest, kind: Kind) -> Tag {
         .unwrap_or_else(|_| unreachable!("a digest makes a valid tag"))
 }
 
+/// A simple-signing payload, as cosign writes and reads it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Payload {
+    critical: Critical,
+    optional: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Critical {
+    identity: Identity,
+    image: SignedImage,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Identity {
+    #[serde(rename = "docker-reference")]
+    docker_reference: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SignedImage {
+    #[serde(rename = "docker-manifest-digest")]
+    docker_manifest_digest: String,
+}
+
 /// The simple-signing payload: the image `identity` (its repository as pulled) at `image`.
 pub fn payload(identity: &str, image: &Digest) -> Vec<u8> {
-    canonical_json(&json!({
-        "critical": {
-            "identity": { "docker-reference": identity },
-            "image": { "docker-manifest-digest": image.to_string() },
-            "type": SIGNATURE_TYPE,
+    canonical_json(&Payload {
+        critical: Critical {
+            identity: Identity { docker_reference: identity.to_owned() },
+            image: SignedImage { docker_manifest_digest: image.to_string() },
+            kind: SIGNATURE_TYPE.to_owned(),
         },
-        "optional": null,
-    }))
+        optional: None,
+    })
 }
 
 /// One signature: the payload and the base64 signature over it.
@@ -311,10 +338,8 @@ fn about(statement: &[u8], predicate_type: &str, image: &Digest) -> bool {
 
 /// Whether `payload` is a cosign signature payload about `image`.
 fn names(payload: &[u8], image: &Digest) -> bool {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(payload) else { return false };
-    let critical = &value["critical"];
-    critical["type"] == SIGNATURE_TYPE
-        && critical["image"]["docker-manifest-digest"] == image.to_string().as_str()
+    let Ok(Payload { critical, .. }) = serde_json::from_slice(payload) else { return false };
+    critical.kind == SIGNATURE_TYPE && critical.image.docker_manifest_digest == image.to_string()
 }
 
 fn verifies(key: &PublicKey, signature: &Signature) -> bool {
@@ -322,6 +347,37 @@ fn verifies(key: &PublicKey, signature: &Signature) -> bool {
         .decode(&signature.signature)
         .is_ok_and(|bytes| key.verifies(&signature.payload, &bytes))
 }
+
+/// The config of cosign's signatures (or attestations) image: its layers, no platform, the
+/// zero time.
+#[derive(Debug, Serialize)]
+struct SignaturesConfig {
+    architecture: &'static str,
+    config: Empty,
+    created: &'static str,
+    history: [History; 1],
+    os: &'static str,
+    rootfs: RootFs,
+}
+
+/// `{}`.
+#[derive(Debug, Serialize)]
+struct Empty {}
+
+#[derive(Debug, Serialize)]
+struct History {
+    created: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct RootFs {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    diff_ids: Vec<String>,
+}
+
+/// The time cosign writes where there is none.
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 /// Writes `image`'s manifest of `kind` holding `all`, as cosign lays it out: one layer per
 /// signature or attestation, a config listing them as its layers.
@@ -333,14 +389,14 @@ fn write(
     all: &[Attached],
 ) -> Result<(), CosignError> {
     let diff_ids: Vec<String> = all.iter().map(|a| Digest::of(&a.bytes).to_string()).collect();
-    let config = canonical_json(&json!({
-        "architecture": "",
-        "config": {},
-        "created": "0001-01-01T00:00:00Z",
-        "history": [{ "created": "0001-01-01T00:00:00Z" }],
-        "os": "",
-        "rootfs": { "type": "layers", "diff_ids": diff_ids },
-    }));
+    let config = canonical_json(&SignaturesConfig {
+        architecture: "",
+        config: Empty {},
+        created: ZERO_TIME,
+        history: [History { created: ZERO_TIME }],
+        os: "",
+        rootfs: RootFs { kind: "layers", diff_ids },
+    });
     let descriptor = |media_type: MediaType, bytes: &[u8]| {
         Descriptor::new(media_type, bytes.len() as u64, Digest::of(bytes).to_oci())
     };
@@ -372,6 +428,7 @@ fn write(
 mod tests {
     use super::*;
     use crate::store::LayoutStore;
+    use serde_json::json;
 
     fn key(dir: &std::path::Path, name: &str) -> SigningKey {
         let path = dir.join(format!("{name}.key"));
@@ -457,5 +514,10 @@ mod tests {
         assert_eq!(payload["critical"]["image"]["docker-manifest-digest"], image.to_string());
         assert_eq!(payload["critical"]["identity"]["docker-reference"], "example.com/shop-orders");
         assert!(payload["optional"].is_null());
+        let bytes = super::payload("example.com/shop-orders", &image);
+        let expected = format!(
+            "{{\"critical\":{{\"identity\":{{\"docker-reference\":\"example.com/shop-orders\"}},\"image\":{{\"docker-manifest-digest\":\"{image}\"}},\"type\":\"cosign container image signature\"}},\"optional\":null}}"
+        );
+        assert_eq!(String::from_utf8(bytes).unwrap(), expected, "byte for byte, as signed");
     }
 }
