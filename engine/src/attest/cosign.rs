@@ -102,14 +102,14 @@ pub fn tag(image: &Digest, kind: Kind) -> Tag {
         .unwrap_or_else(|_| unreachable!("a digest makes a valid tag"))
 }
 
-/// A simple-signing payload, as cosign writes and reads it.
-#[derive(Debug, Serialize, Deserialize)]
+/// A simple-signing payload, as cosign writes it.
+#[derive(Debug, Serialize)]
 struct Payload {
     critical: Critical,
-    optional: Option<BTreeMap<String, serde_json::Value>>,
+    optional: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 struct Critical {
     identity: Identity,
     image: SignedImage,
@@ -117,10 +117,23 @@ struct Critical {
     kind: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 struct Identity {
     #[serde(rename = "docker-reference")]
     docker_reference: String,
+}
+
+/// What a payload says of the image, as a signature is checked: the rest is not read.
+#[derive(Debug, Deserialize)]
+struct Signed {
+    critical: SignedCritical,
+}
+
+#[derive(Debug, Deserialize)]
+struct SignedCritical {
+    image: SignedImage,
+    #[serde(rename = "type")]
+    kind: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -338,7 +351,7 @@ fn about(statement: &[u8], predicate_type: &str, image: &Digest) -> bool {
 
 /// Whether `payload` is a cosign signature payload about `image`.
 fn names(payload: &[u8], image: &Digest) -> bool {
-    let Ok(Payload { critical, .. }) = serde_json::from_slice(payload) else { return false };
+    let Ok(Signed { critical }) = serde_json::from_slice(payload) else { return false };
     critical.kind == SIGNATURE_TYPE && critical.image.docker_manifest_digest == image.to_string()
 }
 
@@ -519,5 +532,10 @@ mod tests {
             "{{\"critical\":{{\"identity\":{{\"docker-reference\":\"example.com/shop-orders\"}},\"image\":{{\"docker-manifest-digest\":\"{image}\"}},\"type\":\"cosign container image signature\"}},\"optional\":null}}"
         );
         assert_eq!(String::from_utf8(bytes).unwrap(), expected, "byte for byte, as signed");
+        let written_elsewhere = format!(
+            "{{\"critical\":{{\"image\":{{\"docker-manifest-digest\":\"{image}\"}},\"type\":\"cosign container image signature\"}},\"optional\":{{\"by\":\"ci\",\"run\":7}}}}"
+        );
+        assert!(names(written_elsewhere.as_bytes(), &image), "annotations and no identity");
+        assert!(!names(written_elsewhere.as_bytes(), &Digest::of(b"another image")));
     }
 }

@@ -324,10 +324,6 @@ fn read_chain(
             "environment",
             "missing: declare at least one `[[environment]]` with a `name`",
         )),
-        Some(Ok(tables)) if tables.is_empty() => errors.push(failure(
-            "environment",
-            "missing: declare at least one `[[environment]]` with a `name`",
-        )),
         Some(Ok(tables)) => {
             for (i, table) in tables.iter().enumerate() {
                 let Ok(table) = table.valid() else {
@@ -560,6 +556,10 @@ mod tests {
         check(
             &format!("{SAMPLE}\n[ledger]\nremote = 3\n"),
             &[("ledger.remote", "expected a git remote")],
+        );
+        check(
+            &format!("{SAMPLE}\n[ledger]\nremote = \"origin\"\nbranch = 2024-01-01\n"),
+            &[("ledger.branch", "expected a git remote or branch name")],
         );
     }
 

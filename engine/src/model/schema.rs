@@ -1,9 +1,10 @@
 //! What the declarations say, as written: the serde types of `infra/environments.toml`,
-//! `infra/flags.toml`, a service's `[package.metadata.service]` and a suite's
-//! `[package.metadata.integration-tests]`, read from TOML and from `cargo metadata`'s JSON
-//! alike. Reading never stops at a bad value: each one is kept as found (`Field::Invalid`)
-//! and each unknown key by name (`Unknown`), so the readers that give them meaning
-//! (`model::environments`, `model::flags`, `model::workspace`) name every problem in one run.
+//! `infra/flags.toml`, a service's `[package.metadata.service]`, a suite's
+//! `[package.metadata.integration-tests]` and the root `Cargo.toml`'s `[workspace.package]`,
+//! read from TOML and from `cargo metadata`'s JSON alike. Reading never stops at a bad value:
+//! each one is kept as found (`Field::Invalid`) and each unknown key by name (`Unknown`), so
+//! the readers that give them meaning (`model::environments`, `model::flags`,
+//! `model::workspace`, `model::store`) name every problem in one run.
 
 use std::fmt;
 
@@ -62,6 +63,10 @@ pub enum Raw {
     Integer(i64),
     Float(f64),
     String(String),
+    /// A TOML date or time, as written: what no key of the schema takes (handed over as
+    /// `toml_edit` does, a table of one private key, which no string and no table of the
+    /// schema's accepts).
+    Datetime(String),
     Array(Vec<Raw>),
     Table(Vec<(String, Raw)>),
 }
@@ -74,7 +79,7 @@ impl Raw {
             Raw::Bool(b) => Value::from(*b),
             Raw::Integer(i) => Value::from(*i),
             Raw::Float(f) => Value::from(*f),
-            Raw::String(s) => Value::from(s.as_str()),
+            Raw::String(s) | Raw::Datetime(s) => Value::from(s.as_str()),
             Raw::Array(items) => Value::Array(items.iter().map(Raw::json).collect()),
             Raw::Table(entries) => {
                 Value::Object(entries.iter().map(|(k, v)| (k.clone(), v.json())).collect())
@@ -141,11 +146,11 @@ impl<'de> Visitor<'de> for RawVisitor {
         while let Some(entry) = map.next_entry()? {
             entries.push(entry);
         }
-        // A TOML date or time reaches serde as a table of one private key: it is its text.
+        // A TOML date or time reaches serde as a table of one private key.
         if let [(key, Raw::String(text))] = entries.as_slice()
             && key == TOML_DATETIME
         {
-            return Ok(Raw::String(text.clone()));
+            return Ok(Raw::Datetime(text.clone()));
         }
         Ok(Raw::Table(entries))
     }
@@ -162,6 +167,13 @@ impl<'de> Deserializer<'de> for &'de Raw {
             Raw::Integer(i) => visitor.visit_i64(*i),
             Raw::Float(f) => visitor.visit_f64(*f),
             Raw::String(s) => visitor.visit_borrowed_str(s),
+            // As TOML hands it over: no string, no table of the schema's takes it.
+            Raw::Datetime(text) => {
+                let mut map = MapDeserializer::new(std::iter::once((TOML_DATETIME, text.as_str())));
+                let value = visitor.visit_map(&mut map)?;
+                map.end()?;
+                Ok(value)
+            }
             Raw::Array(items) => {
                 let mut seq = SeqDeserializer::new(items.iter());
                 let value = visitor.visit_seq(&mut seq)?;
@@ -230,8 +242,11 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Table<T> {
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Table<T>, M::Error> {
                 let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry::<String, T>()? {
-                    entries.push(entry);
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == TOML_DATETIME {
+                        return Err(serde::de::Error::custom("a TOML date, not a table"));
+                    }
+                    entries.push((key, map.next_value()?));
                 }
                 Ok(Table(entries))
             }

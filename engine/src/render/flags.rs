@@ -10,52 +10,56 @@ use crate::model::flags::{FlagState, FlagValue, Flags};
 
 pub const SCHEMA: &str = "https://flagd.dev/schema/v0/flags.json";
 
-#[derive(Debug, Serialize, Deserialize)]
-struct FlagdFile<F> {
+#[derive(Debug, Serialize)]
+struct FlagdFile {
     #[serde(rename = "$schema")]
     schema: String,
-    flags: BTreeMap<String, F>,
+    flags: BTreeMap<String, FlagdFlag>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct FlagdFlag {
-    state: String,
+    state: &'static str,
     variants: BTreeMap<String, FlagValue>,
     default_variant: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     targeting: Option<Targeting>,
-    metadata: BTreeMap<String, String>,
+    metadata: BTreeMap<&'static str, String>,
 }
 
 /// A rollout by weights: `fractional` buckets, `[variant, weight]` each.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 struct Targeting {
     fractional: Vec<(String, u32)>,
 }
 
+/// A committed flagd file as a summary reads it: each flag as written, read leniently (the
+/// file may have been edited by hand).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Committed {
+    flags: BTreeMap<String, serde_json::Value>,
+}
+
+/// `off (disabled)`, the split (`on 10% / off 90%`), or the default variant of one flag.
+fn summary(flag: &serde_json::Value) -> String {
+    if flag["state"] == "DISABLED" {
+        return "off (disabled)".to_owned();
+    }
+    let bucket = |b: &serde_json::Value| format!("{} {}%", b[0].as_str().unwrap_or("?"), b[1]);
+    match flag["targeting"]["fractional"].as_array() {
+        Some(split) => split.iter().map(bucket).collect::<Vec<_>>().join(" / "),
+        None => flag["defaultVariant"].as_str().unwrap_or("?").to_owned(),
+    }
+}
+
 /// Each flag of a rendered flagd file in a few words: `off (disabled)`, its variant, or
-/// its fractional split (`on 10% / off 90%`), `?` for a flag it cannot read; empty when the
+/// its fractional split (`on 10% / off 90%`), `?` for what it cannot read; empty when the
 /// file does not parse.
 pub fn summarize(text: &[u8]) -> BTreeMap<String, String> {
-    let read = serde_json::from_slice::<FlagdFile<serde_json::Value>>(text);
-    let Ok(file) = read else { return BTreeMap::new() };
-    file.flags
-        .into_iter()
-        .map(|(name, flag)| {
-            let summary = match FlagdFlag::deserialize(flag) {
-                Err(_) => "?".to_owned(),
-                Ok(flag) if flag.state == "DISABLED" => "off (disabled)".to_owned(),
-                Ok(FlagdFlag { targeting: Some(Targeting { fractional }), .. }) => fractional
-                    .iter()
-                    .map(|(variant, weight)| format!("{variant} {weight}%"))
-                    .collect::<Vec<_>>()
-                    .join(" / "),
-                Ok(flag) => flag.default_variant,
-            };
-            (name, summary)
-        })
-        .collect()
+    let Ok(file) = serde_json::from_slice::<Committed>(text) else { return BTreeMap::new() };
+    file.flags.iter().map(|(name, flag)| (name.clone(), summary(flag))).collect()
 }
 
 /// The flagd file of `environment` with its flags in `states` (as a ledger state records
@@ -85,11 +89,11 @@ pub fn render(flags: &Flags, environment: &str) -> String {
             }
         };
         let metadata = BTreeMap::from([
-            ("owner".to_owned(), flag.owner.to_string()),
-            ("description".to_owned(), flag.description.clone()),
+            ("owner", flag.owner.to_string()),
+            ("description", flag.description.clone()),
         ]);
         let flagd = FlagdFlag {
-            state: state.to_owned(),
+            state,
             variants: flag.variants.clone(),
             default_variant,
             targeting,
@@ -123,7 +127,7 @@ mod tests {
     fn a_flag_the_summary_cannot_read_is_shown_as_a_question_mark_and_the_rest_as_ever() {
         let flags = crate::model::sample::workspace().flags;
         let mut file: serde_json::Value = serde_json::from_str(&render(&flags, "prod")).unwrap();
-        file["flags"]["edited"] = serde_json::json!({"state": 3});
+        file["flags"]["edited"] = serde_json::json!({"state": 3, "targeting": "all"});
         let summary = summarize(file.to_string().as_bytes());
         assert_eq!(summary["edited"], "?");
         assert_eq!(summary["new-pricing"], "on 10% / off 90%");
