@@ -49,7 +49,7 @@ impl State {
 
     /// What it runs of `service`, when it runs it.
     pub fn service(&self, service: &ServiceId) -> Option<&ServiceState> {
-        self.services.get(service.name().as_str())
+        self.services.get(&service.name())
     }
 
     /// The flags whose state differs from `other`'s, as `name state` (`new-pricing on`).

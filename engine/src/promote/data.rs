@@ -53,7 +53,7 @@ pub fn old_logic_on_new_data(
     let Some(now) = states.now else { return Ok(Vec::new()) };
     let mut migrated = Vec::new();
     for store in replaced_stores(workspace, now, states.next) {
-        let Some(after) = states.next.get(store.id.name().as_str()) else { continue };
+        let Some(after) = states.next.get(&store.id.name()) else { continue };
         let Some(new_store) =
             launches(workspace, target, states.next)?.into_iter().find(|l| l.id == store.id)
         else {
@@ -104,7 +104,7 @@ fn replaced_stores<'a>(
 ) -> impl Iterator<Item = &'a crate::model::workspace::Service> {
     workspace.services.iter().filter(|s| s.kind.is_store()).filter(move |s| {
         let name = s.id.name();
-        let (a, b) = (now.get(name.as_str()), next.get(name.as_str()));
+        let (a, b) = (now.get(&name), next.get(&name));
         matches!((a, b), (Some(a), Some(b)) if a.image != b.image)
     })
 }

@@ -175,7 +175,7 @@ pub fn render(inputs: &Inputs) -> Result<Vec<File>, AlertsError> {
     let env = inputs.environment.name.as_str();
     let mut files = Vec::new();
     for service in &inputs.workspace.services {
-        let Some(running) = inputs.running.get(service.id.name().as_str()) else { continue };
+        let Some(running) = inputs.running.get(&service.id.name()) else { continue };
         let objects = objects_of(inputs, service, running)?;
         files.push(File {
             path: format!("{FOLDER}/{env}-{}.yaml", service.id),

@@ -252,8 +252,7 @@ pub fn read_params(
         let why = "expected how long a call to a dependency may take, like \"3s\" or \"500ms\"";
         failure(&key("timeout"), why)
     };
-    let positive = |text: &String| parse_millis(text).filter(|ms| *ms > 0);
-    params.timeout_ms = read(&declared.timeout, positive, timeout, errors);
+    params.timeout_ms = read(&declared.timeout, |text| positive_millis(text), timeout, errors);
     params.rate_limit = read(
         &declared.rate_limit,
         |n| Some(*n),
@@ -380,10 +379,9 @@ pub(super) fn read_alerts(
         },
         errors,
     );
-    let latency = |text: &String| parse_millis(text).filter(|ms| *ms > 0);
     params.latency_p99_ms = read(
         &alerts.latency_p99,
-        latency,
+        |text| positive_millis(text),
         || {
             failure(
                 &format!("{prefix}.alerts.latency-p99"),
@@ -430,6 +428,11 @@ pub fn parse_millis(text: &str) -> Option<u64> {
 /// The same in whole seconds; a duration with a part of a second is none.
 pub fn parse_duration(text: &str) -> Option<u64> {
     contract::parse_duration(text).filter(|d| d.subsec_nanos() == 0).map(|d| d.as_secs())
+}
+
+/// A duration above zero, in milliseconds.
+fn positive_millis(text: &str) -> Option<u64> {
+    parse_millis(text).filter(|ms| *ms > 0)
 }
 
 impl Environments {

@@ -37,7 +37,7 @@ pub(super) fn suite_containers(
     let env = inputs.environment.name.as_str();
     let mut containers = Vec::new();
     for service in inputs.workspace.services.iter().filter(|s| !s.kind.is_store()) {
-        let Some(running) = inputs.running.get(service.id.name().as_str()) else { continue };
+        let Some(running) = inputs.running.get(&service.id.name()) else { continue };
         let mut variables = vec![EnvVar::new(contract::ENVIRONMENT, env)];
         let siblings =
             inputs.workspace.services.iter().filter(|o| o.id.application == service.id.application);
