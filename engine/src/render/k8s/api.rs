@@ -262,13 +262,23 @@ pub(super) struct Volume {
 }
 
 impl Volume {
+    /// A volume of its own, empty, for the pod's lifetime.
     pub fn empty(name: &'static str) -> Volume {
-        Volume {
-            name,
-            empty_dir: Some(EmptyDir {}),
-            config_map: None,
-            persistent_volume_claim: None,
-        }
+        Volume { empty_dir: Some(EmptyDir {}), ..Volume::named(name) }
+    }
+
+    /// The ConfigMap `config_map`'s data as files.
+    pub fn config_map(name: &'static str, config_map: String) -> Volume {
+        Volume { config_map: Some(Named { name: config_map }), ..Volume::named(name) }
+    }
+
+    /// The claim `claim_name`'s volume.
+    pub fn claim(name: &'static str, claim_name: String) -> Volume {
+        Volume { persistent_volume_claim: Some(ClaimRef { claim_name }), ..Volume::named(name) }
+    }
+
+    fn named(name: &'static str) -> Volume {
+        Volume { name, empty_dir: None, config_map: None, persistent_volume_claim: None }
     }
 }
 

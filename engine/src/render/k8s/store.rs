@@ -9,10 +9,10 @@
 //! database's own first, and never on a rollback (argo-cd#1927).
 
 use super::api::{
-    ClaimRef, ClaimSpec, ClaimTemplate, Container, ContainerPort, ContainerSecurityContext,
-    CronJobSpec, EnvVar, Exec, IngressRule, JobSpec, JobTemplate, LabelSelector, Labels, Named,
-    Peer, PodMetadata, PodSecurityContext, PodSpec, PodTemplate, Probe, ServiceSpec,
-    StatefulSetSpec, Volume, VolumeMount,
+    ClaimSpec, ClaimTemplate, Container, ContainerPort, ContainerSecurityContext, CronJobSpec,
+    EnvVar, Exec, IngressRule, JobSpec, JobTemplate, LabelSelector, Labels, Named, Peer,
+    PodMetadata, PodSecurityContext, PodSpec, PodTemplate, Probe, ServiceSpec, StatefulSetSpec,
+    Volume, VolumeMount,
 };
 use super::workload::small;
 use super::{Object, Spec, Subject, image, labels, selector};
@@ -201,11 +201,7 @@ fn backup_job(subject: &Subject, days: u32) -> Object {
         ..Container::default()
     };
     let mut template = pod(subject, "backup", (Some("OnFailure"), as_postgres()), container);
-    template.spec.volumes.push(Volume {
-        persistent_volume_claim: Some(ClaimRef { claim_name: format!("{}-backups", subject.name) }),
-        empty_dir: None,
-        ..Volume::empty("backups")
-    });
+    template.spec.volumes.push(Volume::claim("backups", format!("{}-backups", subject.name)));
     let spec = CronJobSpec {
         schedule: BACKUP_SCHEDULE.to_owned(),
         time_zone: Some("Etc/UTC"),

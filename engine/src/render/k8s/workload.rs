@@ -158,11 +158,7 @@ pub(super) fn config_map(
         // platform crate reads it again, so a flag change needs no restart.
         config.insert(contract::FLAGS.to_owned(), format!("{FLAGS_DIR}/{FLAGS_KEY}"));
         mounts.push(VolumeMount { name: "flags", mount_path: FLAGS_DIR, read_only: Some(true) });
-        volumes.push(Volume {
-            config_map: Some(Named { name: format!("{env}-flags") }),
-            empty_dir: None,
-            ..Volume::empty("flags")
-        });
+        volumes.push(Volume::config_map("flags", format!("{env}-flags")));
     }
     for role in &service.depends_on {
         let url = match subject.inputs.workspace.services.iter().find(|s| {
