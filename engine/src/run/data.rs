@@ -6,7 +6,6 @@
 //! anywhere that matters.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::PathBuf;
 
 use crate::error::Result;
@@ -180,7 +179,7 @@ impl Drop for Migrated {
 impl Check<'_> {
     /// Runs the check on a server of its own, and leaves it running with the migrated data.
     pub fn run(self, store: &dyn Store) -> Result<Migrated> {
-        let port = free_port()?;
+        let port = crate::run::ports::free_one().map_err(DataError::Port)?;
         let log = self.run_dir.join("database.log");
         std::fs::create_dir_all(&self.run_dir).map_err(|source| crate::error::Error::Io {
             action: "create",
@@ -252,11 +251,6 @@ impl Check<'_> {
             databases: databases.clone(),
         }
     }
-}
-
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(DataError::Port)?;
-    Ok(listener.local_addr().map_err(DataError::Port)?.port())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 pub mod data;
 pub mod junit;
+pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod replay;

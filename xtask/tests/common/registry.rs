@@ -24,7 +24,7 @@ impl Registry {
     pub fn start(dir: &Path) -> Registry {
         super::require("docker-registry");
         std::fs::create_dir_all(dir).unwrap();
-        let port = free_port();
+        let port = slipway::run::ports::free_one().unwrap();
         let config = format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.join("data").display()
@@ -153,10 +153,6 @@ fn pump(mut from: TcpStream, mut to: TcpStream, wire: Option<&Wire>) {
     }
     let _ = to.shutdown(Shutdown::Both);
     let _ = from.shutdown(Shutdown::Both);
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Whether `GET /v2/` answers 200.

@@ -86,7 +86,7 @@ fn ci_builds_real_images_and_a_no_op_rerun_reuses_everything() {
     // build info comes from the image's own configuration.
     require("promtool");
     let log = out.path().join("database.log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = slipway::run::ports::free_one().unwrap();
     let database =
         slipway::run::postgres::Server::start(&out.path().join("db"), port, &log, false).unwrap();
     for service in ["shop-catalog", "shop-orders", "shop-shipping"] {

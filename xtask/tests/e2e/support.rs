@@ -131,7 +131,7 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Runs the unpacked image under runc, waits for `GET /health` to answer 200, and returns
 /// what `GET <path>` answers then (`/metrics`, an order).
 pub fn runc_serves_health(dir: &Path, bundle: &Path, database: &str, path: &str) -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = slipway::run::ports::free_one().unwrap();
     let config_path = bundle.join("config.json");
     let mut config: Value =
         serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();

@@ -3,29 +3,19 @@
 //! gets.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::Path;
 
 use super::{Launch, RuntimeError, io};
 use crate::model::workspace::{Kind as ServiceKind, ServiceId};
-use crate::run::postgres;
+use crate::run::{ports, postgres};
 
-/// A free loopback port per launch: every listener is held until all are chosen, so no two
-/// services get one port.
+/// A free loopback port per launch, no two alike (`run::ports`).
 pub(super) fn free_ports(
     launches: &[Launch],
     run_dir: &Path,
 ) -> Result<BTreeMap<ServiceId, u16>, RuntimeError> {
-    let mut ports = BTreeMap::new();
-    let mut held = Vec::new();
-    for launch in launches {
-        let listener =
-            TcpListener::bind("127.0.0.1:0").map_err(io("find a free port for", run_dir))?;
-        let port = listener.local_addr().map_err(io("find a free port for", run_dir))?.port();
-        held.push(listener);
-        ports.insert(launch.id.clone(), port);
-    }
-    Ok(ports)
+    let ports = ports::free(launches.len()).map_err(io("find free ports for", run_dir))?;
+    Ok(launches.iter().map(|launch| launch.id.clone()).zip(ports).collect())
 }
 
 /// The servers already serving the data stores among `launches`: `database` (`--database`)
