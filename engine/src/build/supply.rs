@@ -6,8 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde::Serialize;
-use toml_edit::DocumentMut;
+use serde::{Deserialize, Serialize};
 
 use crate::build::cache::Cache;
 use crate::error::{Error, Hint};
@@ -20,6 +19,21 @@ pub const CARGO_DENY_VERSION: &str = "0.20.2";
 pub const CONFIG: &str = "deny.toml";
 /// What cargo-deny checks in every workspace; `advisories` too where a database is read.
 const CHECKS: [&str; 3] = ["licenses", "bans", "sources"];
+
+/// What Slipway reads of `deny.toml` (cargo-deny reads the rest): where the local advisory
+/// database is, if anywhere.
+#[derive(Debug, Default, Deserialize)]
+struct Policy {
+    #[serde(default)]
+    advisories: Advisories,
+}
+
+/// `deny.toml`'s `[advisories]`, as far as Slipway reads it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Advisories {
+    db_path: Option<PathBuf>,
+}
 
 /// Why the supply-chain step failed.
 #[derive(Debug, thiserror::Error)]
@@ -103,16 +117,10 @@ pub fn check(
             "no {CONFIG}: the supply chain is not checked (copy Slipway's to start)"
         ));
     };
-    let document: DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| SupplyError::BadConfig { why: e.to_string() })?;
+    let policy: Policy =
+        crate::model::schema::from_toml(&text).map_err(|why| SupplyError::BadConfig { why })?;
     ensure_cargo_deny(shell)?;
-    let database = document
-        .get("advisories")
-        .and_then(|a| a.get("db-path"))
-        .and_then(|p| p.as_str())
-        .map(|p| root.join(p))
-        .filter(|p| p.exists());
+    let database = policy.advisories.db_path.map(|p| root.join(p)).filter(|p| p.exists());
     let checked = CHECKS.join(", ");
     let Some(database) = database else {
         let advisories = "advisories NOT checked: no local advisory database (set `[advisories] db-path` in deny.toml to a copy of github.com/rustsec/advisory-db)";
@@ -212,5 +220,25 @@ mod tests {
         for file in ["services/a/src/main.rs", "README.md", "infra/flags.toml", "Cargo.toml.orig"] {
             assert!(!decisive(Path::new(file)), "{file}");
         }
+    }
+
+    #[test]
+    fn the_policy_names_its_advisory_database_among_cargo_denys_own_keys() {
+        let text =
+            "[graph]\nall-features = true\n[advisories]\nversion = 2\ndb-path = \"advisory-db\"\n";
+        let policy: Policy = crate::model::schema::from_toml(text).unwrap();
+        assert_eq!(policy.advisories.db_path, Some(PathBuf::from("advisory-db")));
+    }
+
+    #[test]
+    fn a_policy_without_advisories_names_no_database() {
+        let policy: Policy = crate::model::schema::from_toml("[licenses]\n").unwrap();
+        assert_eq!(policy.advisories.db_path, None);
+    }
+
+    #[test]
+    fn an_advisory_database_that_is_not_a_path_is_refused() {
+        let read = crate::model::schema::from_toml::<Policy>("[advisories]\ndb-path = 3\n");
+        assert!(read.unwrap_err().contains("db-path"));
     }
 }
