@@ -304,7 +304,7 @@ fn remove(project: &Project, record: &Record) -> Result<()> {
     Ok(())
 }
 
-/// TERM, up to 5 s to exit, then KILL.
+/// TERM, up to 5 s to exit, then KILL and up to 5 s more for the kernel to end it.
 fn stop_process(pid: u32) {
     let signal = |name: &str| {
         let _ = std::process::Command::new("kill")
@@ -313,13 +313,17 @@ fn stop_process(pid: u32) {
             .status();
     };
     let gone = || !Path::new(&format!("/proc/{pid}")).exists() || zombie(pid);
+    let wait = || {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !gone() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
     signal("TERM");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !gone() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait();
     if !gone() {
         signal("KILL");
+        wait();
     }
 }
 

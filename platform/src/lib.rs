@@ -397,12 +397,16 @@ impl Limiter {
 
     /// Whether one more request may be served now
     fn admit(&self) -> bool {
+        self.admit_at(Instant::now())
+    }
+
+    /// Whether one more request may be served at `now`
+    fn admit_at(&self, now: Instant) -> bool {
         if self.per_second == 0 {
             return true;
         }
         let rate = f64::from(self.per_second);
         let mut bucket = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
         let (tokens, last) = *bucket;
         let tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(rate);
         let admitted = tokens >= 1.0;
@@ -491,9 +495,19 @@ mod tests {
     #[test]
     fn the_rate_limiter_admits_a_second_s_worth_then_refuses() {
         let limiter = Limiter::new(5);
-        let admitted = (0..20).filter(|_| limiter.admit()).count();
+        let now = Instant::now();
+        let admitted = (0..20).filter(|_| limiter.admit_at(now)).count();
         assert_eq!(admitted, 5);
         assert!(Limiter::new(0).admit());
+    }
+
+    #[test]
+    fn the_rate_limiter_refills_at_its_rate() {
+        let limiter = Limiter::new(5);
+        let now = Instant::now();
+        while limiter.admit_at(now) {}
+        let later = now + Duration::from_millis(300);
+        assert_eq!((0..20).filter(|_| limiter.admit_at(later)).count(), 1);
     }
 
     #[test]

@@ -758,7 +758,7 @@ mod tests {
                     let (ledger, root) = (&ledger, dir.path());
                     s.spawn(move || {
                         let shell = Shell::new(root).unwrap();
-                        // Each writer retries on a lost race, as promote does.
+                        // Each writer retries on a lost race or a held lock, as promote does.
                         for _ in 0..50 {
                             match ledger.record(
                                 &shell,
@@ -768,7 +768,7 @@ mod tests {
                                 &format!("promote prod: {i}"),
                             ) {
                                 Ok(_) => return i.to_string(),
-                                Err(LedgerError::Raced { .. }) => {
+                                Err(e) if e.is_raced() => {
                                     std::thread::sleep(std::time::Duration::from_millis(5))
                                 }
                                 Err(e) => panic!("{e}"),

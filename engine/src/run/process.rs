@@ -23,12 +23,18 @@ pub fn die_with_parent(command: &mut Command) {
 #[allow(unsafe_code)]
 pub fn die_with_parent_by(command: &mut Command, signal: libc::c_int) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the child between fork and exec and only calls
-    // prctl(2), which is async-signal-safe.
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2)
+    // and getppid(2), which are async-signal-safe.
     unsafe {
         command.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, signal) == -1 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // Slipway died before the signal was asked for: the child is an orphan already
+            // and must not run.
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::other("Slipway died while starting this process"));
             }
             Ok(())
         });

@@ -494,7 +494,13 @@ pub fn sigstore_verify(
 /// imports from where the script lives).
 fn npm_script(prefix: &Path, name: &str, text: &str) -> PathBuf {
     let script = prefix.join(name);
-    std::fs::write(&script, text).unwrap();
+    // Tests side by side run it: written whole under another name, then renamed, so no
+    // `node` reads it half-written.
+    if std::fs::read_to_string(&script).ok().as_deref() != Some(text) {
+        let partial = tempfile::NamedTempFile::new_in(prefix).unwrap();
+        std::fs::write(partial.path(), text).unwrap();
+        partial.persist(&script).unwrap();
+    }
     script
 }
 

@@ -47,8 +47,11 @@ pub fn change_every_service(dir: &Path, subject: &str) {
 /// standard error up to there.
 pub fn ci_until(dir: &Path, store: &Path, step: &str) -> String {
     use std::os::unix::process::CommandExt;
-    // In a process group of its own, so the cargo it may have started goes with it.
-    let mut child = ci_command(dir, store).process_group(0).stderr(Stdio::piped()).spawn().unwrap();
+    // In a process group of its own, so the cargo it may have started goes with it; on a
+    // target of its own, so what that cargo starts cannot touch the shared one's artifacts.
+    let mut command = ci_command(dir, store);
+    command.env("CARGO_TARGET_DIR", dir.join("target"));
+    let mut child = command.process_group(0).stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = String::new();
     let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
