@@ -19,9 +19,6 @@ const FLOOR: u16 = 10_000;
 /// How many random candidates are tried for one port before giving up.
 const ATTEMPTS: usize = 200;
 
-/// The file whose byte `port` a process locks to claim `port`, in the temporary folder.
-const CLAIMS_FILE: &str = "slipway-ports.lock";
-
 /// The ports this process has claimed, and the open claims file that holds their locks
 /// until the process ends (a lock is the open file's, so the kernel drops it even on
 /// SIGKILL).
@@ -76,9 +73,7 @@ fn claim(port: u16) -> bool {
         return false;
     }
     if claims.file.is_none() {
-        let path = std::env::temp_dir().join(CLAIMS_FILE);
-        claims.file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).ok();
+        claims.file = open_claims();
     }
     if let Some(file) = &claims.file
         && lock_byte(file, port).is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock)
@@ -86,6 +81,18 @@ fn claim(port: u16) -> bool {
         return false;
     }
     claims.ports.insert(port)
+}
+
+/// This user's claims file in the temporary folder: one per user, not a link, and owned by
+/// the user (a file another user put there first is not used).
+fn open_claims() -> Option<File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let user = crate::run::process::euid();
+    let path = std::env::temp_dir().join(format!("slipway-ports-{user}.lock"));
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false).custom_flags(libc::O_NOFOLLOW);
+    let file = options.open(path).ok()?;
+    (file.metadata().ok()?.uid() == user).then_some(file)
 }
 
 /// An open-file-description lock on byte `offset` of `file`, not waiting: `WouldBlock` when
