@@ -290,13 +290,7 @@ impl Environments {
             }
             None => Params::default(),
         };
-        let chain = match tables {
-            true => read_chain(file.environment.as_ref(), &mut errors),
-            false => {
-                errors.push(failure("environment", "expected `[[environment]]` tables"));
-                Vec::new()
-            }
-        };
+        let chain = read_chain(file.environment.as_ref(), tables, &mut errors);
         if errors.is_empty() {
             Ok(Environments {
                 file: Layout::default().environments(),
@@ -313,9 +307,11 @@ impl Environments {
     }
 }
 
-/// The `[[environment]]` tables, in order.
+/// The `[[environment]]` tables, in order; `written_as_tables`: the list is written in that
+/// form (the only one the edits that keep comments know).
 fn read_chain(
     declared: Option<&Field<Vec<Field<schema::Environment>>>>,
+    written_as_tables: bool,
     errors: &mut Vec<MetadataError>,
 ) -> Vec<Environment> {
     let mut chain: Vec<Environment> = Vec::new();
@@ -324,7 +320,7 @@ fn read_chain(
             "environment",
             "missing: declare at least one `[[environment]]` with a `name`",
         )),
-        Some(Ok(tables)) => {
+        Some(Ok(tables)) if written_as_tables => {
             for (i, table) in tables.iter().enumerate() {
                 let Ok(table) = table.valid() else {
                     errors.push(failure(&format!("environment[{i}]"), "expected a table"));
@@ -335,7 +331,7 @@ fn read_chain(
                 }
             }
         }
-        Some(Err(_)) => errors.push(failure("environment", "expected `[[environment]]` tables")),
+        Some(_) => errors.push(failure("environment", "expected `[[environment]]` tables")),
     }
     chain
 }
@@ -435,17 +431,9 @@ fn read_trust(
         ));
         return Vec::new();
     };
-    let mut trust = Vec::new();
-    for (j, name) in names.iter().enumerate() {
-        match name.valid().ok().and_then(|text| Name::parse(text)) {
-            Some(key) => trust.push(key),
-            None => errors.push(failure(
-                &format!("{prefix}.trust[{j}]"),
-                "expected the name of a key in infra/keys/, like \"release\"",
-            )),
-        }
-    }
-    trust
+    let refused =
+        |at: String, _| failure(&at, "expected the name of a key in infra/keys/, like \"release\"");
+    schema::read_names(names, &format!("{prefix}.trust"), refused, errors)
 }
 
 /// `services` as a message lists them.
@@ -560,6 +548,28 @@ mod tests {
         check(
             &format!("{SAMPLE}\n[ledger]\nremote = \"origin\"\nbranch = 2024-01-01\n"),
             &[("ledger.branch", "expected a git remote or branch name")],
+        );
+    }
+
+    #[test]
+    fn a_trusted_key_that_is_not_a_name_is_refused_at_its_place_in_the_list() {
+        let text =
+            SAMPLE.replace("trust = [\"release\"]", "trust = [\"release\", \"Release Key\"]");
+        check(&text, &[("environment[1].trust[1]", "expected the name of a key in infra/keys/")]);
+    }
+
+    #[test]
+    fn kubernetes_keys_are_each_checked_for_what_they_name() {
+        let text = format!(
+            "[kubernetes]\nregistry = \"https://registry.example.com/shop/\"\ncluster = \"http://k8s\"\nsynthetic-tests = \"*/15 * *\"\n{SAMPLE}"
+        );
+        check(
+            &text,
+            &[
+                ("kubernetes.registry", "expected the image prefix clusters pull from"),
+                ("kubernetes.cluster", "expected a URL"),
+                ("kubernetes.synthetic-tests", "expected a cron schedule of five fields"),
+            ],
         );
     }
 

@@ -15,7 +15,7 @@ use serde::de::{
 };
 use serde_json::Value;
 
-use crate::model::names::MetadataError;
+use crate::model::names::{MetadataError, Name};
 
 /// One value as written: what the schema expects, or what was found instead.
 #[derive(Debug, Clone, PartialEq)]
@@ -298,6 +298,24 @@ pub fn read<T, U>(
         errors.push(refused());
     }
     value
+}
+
+/// The names a list declares; each entry that is not a name is refused at `<key>[<i>]` by
+/// `refused` (told what was found).
+pub fn read_names(
+    declared: &[Field<String>],
+    key: &str,
+    refused: impl Fn(String, Value) -> MetadataError,
+    errors: &mut Vec<MetadataError>,
+) -> Vec<Name> {
+    let mut read = Vec::new();
+    for (i, name) in declared.iter().enumerate() {
+        match name.valid().ok().and_then(|text| Name::parse(text)) {
+            Some(name) => read.push(name),
+            None => errors.push(refused(format!("{key}[{i}]"), name.found())),
+        }
+    }
+    read
 }
 
 /// `infra/environments.toml`.

@@ -141,13 +141,12 @@ pub fn read_kind(
         key: format!("{}.{key}", super::workspace::SERVICE_TABLE),
         message,
     };
-    let kind = table.kind.as_ref();
-    match kind.map(|kind| kind.valid().map(String::as_str)) {
-        None | Some(Ok("http")) => {
+    match table.kind.as_ref().map(|kind| (kind, kind.valid().map(String::as_str))) {
+        None | Some((_, Ok("http"))) => {
             let health = super::workspace::read_health(file, &table.health, errors)?;
             Some(Kind::Http { health })
         }
-        Some(Ok("postgres")) => {
+        Some((_, Ok("postgres"))) => {
             if table.health.is_some() {
                 let why = "a data store has no health endpoint: it is ready once its migrations are applied; remove `health`";
                 errors.push(error("health", why.to_owned()));
@@ -156,9 +155,9 @@ pub fn read_kind(
             let migrations = read_migrations(crate_dir, file, errors)?;
             Some(Kind::Postgres { migrations })
         }
-        Some(_) => {
-            let other = kind.map(crate::model::schema::Field::found).unwrap_or_default();
-            let why = format!("expected \"http\" (the default) or \"postgres\", found {other}");
+        Some((other, _)) => {
+            let why =
+                format!("expected \"http\" (the default) or \"postgres\", found {}", other.found());
             errors.push(error("kind", why));
             None
         }

@@ -471,6 +471,20 @@ mod tests {
     }
 
     #[test]
+    fn a_service_kind_slipway_does_not_run_is_refused_naming_what_was_found() {
+        let mut orders = shop("orders", &[]);
+        orders.metadata["service"]["kind"] = json!("mysql");
+        check(
+            &[orders],
+            &[(
+                "services/shop-orders/Cargo.toml",
+                "package.metadata.service.kind",
+                "expected \"http\" (the default) or \"postgres\", found \"mysql\"",
+            )],
+        );
+    }
+
+    #[test]
     fn bad_names_are_refused() {
         let bad = service(
             "shop-x",

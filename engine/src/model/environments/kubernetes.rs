@@ -52,26 +52,21 @@ pub(super) fn read_kubernetes(
     };
     let expected = "expected `registry`, `repo-url`, `cluster`, `prometheus`, `synthetic-tests`, `pull-requests`";
     declared.unknown.report("kubernetes", expected, failure, errors);
-    let registry = (
-        is_registry as fn(&str) -> bool,
-        "expected the image prefix clusters pull from, like \"registry.example.com/shop\" (no scheme, no trailing `/`)",
-    );
-    kubernetes.registry = text(&declared.registry, "registry", registry, errors);
-    kubernetes.repo_url = text(&declared.repo_url, "repo-url", (word, URL), errors);
+    let registry = "expected the image prefix clusters pull from, like \"registry.example.com/shop\" (no scheme, no trailing `/`)";
+    kubernetes.registry = text(&declared.registry, "registry", is_registry, registry, errors);
+    kubernetes.repo_url = text(&declared.repo_url, "repo-url", word, URL, errors);
     let cluster = |text: &str| word(text) && text.starts_with("https://");
-    if let Some(url) = text(&declared.cluster, "cluster", (cluster, URL), errors) {
+    if let Some(url) = text(&declared.cluster, "cluster", cluster, URL, errors) {
         kubernetes.cluster = url;
     }
     let prometheus = |text: &str| word(text) && text.starts_with("http");
-    if let Some(url) = text(&declared.prometheus, "prometheus", (prometheus, URL), errors) {
+    if let Some(url) = text(&declared.prometheus, "prometheus", prometheus, URL, errors) {
         kubernetes.prometheus = url;
     }
     let cron = |text: &str| text.split_whitespace().count() == 5;
-    let schedule = (
-        cron as fn(&str) -> bool,
-        "expected a cron schedule of five fields, like \"*/15 * * * *\"",
-    );
-    if let Some(schedule) = text(&declared.synthetic_tests, "synthetic-tests", schedule, errors) {
+    let schedule = "expected a cron schedule of five fields, like \"*/15 * * * *\"";
+    let tests = text(&declared.synthetic_tests, "synthetic-tests", cron, schedule, errors);
+    if let Some(schedule) = tests {
         kubernetes.synthetic_tests = schedule;
     }
     let why = "expected where pull requests are opened, like \"github:acme/shop\"";
@@ -88,7 +83,8 @@ const URL: &str = "expected a URL, like \"https://kubernetes.default.svc\"";
 fn text(
     field: &Optional<String>,
     key: &str,
-    (accepted, why): (fn(&str) -> bool, &str),
+    accepted: impl Fn(&str) -> bool,
+    why: &str,
     errors: &mut Vec<MetadataError>,
 ) -> Option<String> {
     let problem = || failure(&format!("kubernetes.{key}"), why);

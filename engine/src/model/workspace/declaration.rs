@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::{Package, SERVICE_KEYS, SERVICE_TABLE, SUITE_TABLE, Service, Suite, error};
 use crate::model::environments::{Params, read_params};
@@ -131,9 +130,15 @@ pub(super) fn read_depends_on(
 ) -> Vec<Name> {
     let key = format!("{SERVICE_TABLE}.depends-on");
     match declared.map(Field::valid) {
-        Some(Ok(roles)) => read_names(file, &key, roles, errors, |found| {
-            format!("expected the role of a service of the same application, found {found}")
-        }),
+        Some(Ok(roles)) => {
+            let refused = |at, found| {
+                let why = format!(
+                    "expected the role of a service of the same application, found {found}"
+                );
+                error(file, at, why)
+            };
+            schema::read_names(roles, &key, refused, errors)
+        }
         Some(Err(other)) => {
             let why = format!("expected a list of roles, like [\"catalog\"], found {other}");
             errors.push(error(file, key, why));
@@ -145,24 +150,6 @@ pub(super) fn read_depends_on(
             Vec::new()
         }
     }
-}
-
-/// A list of names, each problem at `<key>[<i>]` saying `why` of what was found.
-fn read_names(
-    file: &Path,
-    key: &str,
-    declared: &[Field<String>],
-    errors: &mut Vec<MetadataError>,
-    why: impl Fn(&Value) -> String,
-) -> Vec<Name> {
-    let mut read = Vec::new();
-    for (i, name) in declared.iter().enumerate() {
-        match name.valid().ok().and_then(|text| Name::parse(text)) {
-            Some(name) => read.push(name),
-            None => errors.push(error(file, format!("{key}[{i}]"), why(&name.found()))),
-        }
-    }
-    read
 }
 
 /// The service's binary: the one named after its package, else its only one.
@@ -194,11 +181,15 @@ pub(super) fn read_owns(
     let key = format!("{SERVICE_TABLE}.owns");
     match declared.map(Field::valid) {
         None => Vec::new(),
-        Some(Ok(resources)) => read_names(file, &key, resources, errors, |found| {
-            format!(
-                "expected the name of a resource it writes to, like \"orders-events\" (lower-case letters, digits and `-`), found {found}"
-            )
-        }),
+        Some(Ok(resources)) => {
+            let refused = |at, found| {
+                let why = format!(
+                    "expected the name of a resource it writes to, like \"orders-events\" (lower-case letters, digits and `-`), found {found}"
+                );
+                error(file, at, why)
+            };
+            schema::read_names(resources, &key, refused, errors)
+        }
         Some(Err(other)) => {
             errors.push(error(
                 file,
