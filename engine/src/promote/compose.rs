@@ -155,7 +155,7 @@ mod tests {
             settings: None,
             migrations: Vec::new(),
         };
-        (ServiceName::try_from(service.to_owned()).expect("a name"), state)
+        (crate::model::names::service(service), state)
     }
 
     /// `(why, service, version)` of every replayed suite, in order.

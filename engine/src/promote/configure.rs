@@ -359,8 +359,7 @@ mod tests {
             build: Digest::of(b"b"),
             version: "1".into(),
             commit: "c".into(),
-            services: [("shop-orders".to_owned().try_into().expect("a name"), service(settings))]
-                .into(),
+            services: [(crate::model::names::service("shop-orders"), service(settings))].into(),
             promoted_at: 1,
             promoted_by: "t".into(),
             flags: [(

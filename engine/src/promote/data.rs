@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::attest::manifest;
 use crate::error::Result;
-use crate::ledger::Services;
+use crate::ledger::{ServiceState, Services};
 use crate::model::environments::Environment;
 use crate::model::waiver::Waiver;
 use crate::model::workspace::Workspace;
@@ -52,8 +52,7 @@ pub fn old_logic_on_new_data(
     let Context { project, workspace, target, .. } = *context;
     let Some(now) = states.now else { return Ok(Vec::new()) };
     let mut migrated = Vec::new();
-    for store in replaced_stores(workspace, now, states.next) {
-        let Some(after) = states.next.get(&store.id.name()) else { continue };
+    for (store, after) in replaced_stores(workspace, now, states.next) {
         let Some(new_store) =
             launches(workspace, target, states.next)?.into_iter().find(|l| l.id == store.id)
         else {
@@ -96,16 +95,17 @@ pub fn running(
     Ok(run::data::Running { environment: target.name.clone(), launches, suites })
 }
 
-/// The data stores declared in `workspace` whose image `next` replaces in `now`.
+/// The data stores declared in `workspace` whose image `next` replaces in `now`, each with
+/// what `next` runs of it.
 fn replaced_stores<'a>(
     workspace: &'a Workspace,
     now: &'a Services,
     next: &'a Services,
-) -> impl Iterator<Item = &'a crate::model::workspace::Service> {
-    workspace.services.iter().filter(|s| s.kind.is_store()).filter(move |s| {
+) -> impl Iterator<Item = (&'a crate::model::workspace::Service, &'a ServiceState)> {
+    workspace.services.iter().filter(|s| s.kind.is_store()).filter_map(move |s| {
         let name = s.id.name();
-        let (a, b) = (now.get(&name), next.get(&name));
-        matches!((a, b), (Some(a), Some(b)) if a.image != b.image)
+        let after = next.get(&name)?;
+        (now.get(&name)?.image != after.image).then_some((s, after))
     })
 }
 

@@ -13,7 +13,7 @@ pub const SCHEMA: &str = "https://flagd.dev/schema/v0/flags.json";
 #[derive(Debug, Serialize)]
 struct FlagdFile {
     #[serde(rename = "$schema")]
-    schema: String,
+    schema: &'static str,
     flags: BTreeMap<String, FlagdFlag>,
 }
 
@@ -101,7 +101,7 @@ pub fn render(flags: &Flags, environment: &str) -> String {
         };
         rendered.insert(flag.name.to_string(), flagd);
     }
-    let file = FlagdFile { schema: SCHEMA.to_owned(), flags: rendered };
+    let file = FlagdFile { schema: SCHEMA, flags: rendered };
     let mut text = serde_json::to_string_pretty(&file)
         .unwrap_or_else(|e| unreachable!("a flagd file serializes: {e}"));
     text.push('\n');

@@ -72,7 +72,8 @@ pub(super) struct PodSecurityContext {
 impl PodSecurityContext {
     /// The user and group every Slipway image runs as.
     pub fn nonroot() -> PodSecurityContext {
-        PodSecurityContext { run_as_group: Some(65532), ..PodSecurityContext::owning(65532) }
+        use crate::build::image::USER_ID;
+        PodSecurityContext { run_as_group: Some(USER_ID), ..PodSecurityContext::owning(USER_ID) }
     }
 
     /// `user`, owning the pod's volumes (PostgreSQL's image runs as 999).

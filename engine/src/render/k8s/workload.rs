@@ -26,7 +26,7 @@ use crate::render::alerts;
 
 /// The label the test pods (analysis Jobs, synthetic tests) carry, which each service's
 /// NetworkPolicy admits.
-pub(super) const TEST_POD: (&str, &str) = ("slipway.dev/tests", "true");
+const TEST_POD: (&str, &str) = ("slipway.dev/tests", "true");
 
 /// The containers that run every stored suite of the environment, one per test image, with
 /// `<ROLE>_URL` pointing at each service — at the given URL for `target` (the canary).
