@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::{Package, SERVICE_KEYS, SERVICE_TABLE, SUITE_TABLE, Service, Suite, error};
 use crate::model::environments::{Params, read_params};
@@ -131,13 +132,8 @@ pub(super) fn read_depends_on(
     let key = format!("{SERVICE_TABLE}.depends-on");
     match declared.map(Field::valid) {
         Some(Ok(roles)) => {
-            let refused = |at, found| {
-                let why = format!(
-                    "expected the role of a service of the same application, found {found}"
-                );
-                error(file, at, why)
-            };
-            schema::read_names(roles, &key, refused, errors)
+            let expected = "expected the role of a service of the same application";
+            schema::read_names(roles, &key, refused(file, expected), errors)
         }
         Some(Err(other)) => {
             let why = format!("expected a list of roles, like [\"catalog\"], found {other}");
@@ -150,6 +146,11 @@ pub(super) fn read_depends_on(
             Vec::new()
         }
     }
+}
+
+/// A list entry in `file` refused as not what was `expected`, naming what was found.
+fn refused<'a>(file: &'a Path, expected: &'a str) -> impl Fn(String, Value) -> MetadataError + 'a {
+    move |at, found| error(file, at, format!("{expected}, found {found}"))
 }
 
 /// The service's binary: the one named after its package, else its only one.
@@ -182,13 +183,8 @@ pub(super) fn read_owns(
     match declared.map(Field::valid) {
         None => Vec::new(),
         Some(Ok(resources)) => {
-            let refused = |at, found| {
-                let why = format!(
-                    "expected the name of a resource it writes to, like \"orders-events\" (lower-case letters, digits and `-`), found {found}"
-                );
-                error(file, at, why)
-            };
-            schema::read_names(resources, &key, refused, errors)
+            let expected = "expected the name of a resource it writes to, like \"orders-events\" (lower-case letters, digits and `-`)";
+            schema::read_names(resources, &key, refused(file, expected), errors)
         }
         Some(Err(other)) => {
             errors.push(error(
